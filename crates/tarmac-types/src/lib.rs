@@ -1,0 +1,14 @@
+//! Domain nouns shared by every Tarmac crate: package ids, roles, host addresses,
+//! generations, stages and digests. Pure types and parsers; no I/O.
+
+mod digest;
+mod host;
+mod package;
+mod role;
+mod stage;
+
+pub use digest::{Digest, DigestError, Sha256Writer};
+pub use host::{HostAddr, HostAddrError};
+pub use package::{PackageId, PackageIdError, PackageName};
+pub use role::{Role, RoleError};
+pub use stage::{Generation, Stage};

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole Tarmac test suite: installs its own prerequisites, then runs the gates
+# (fmt, clippy -D warnings) and every test, including the lab tests on real hosts.
+# Needs root (the lab creates network namespaces and boots systemd containers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: the test suite needs root (the lab makes network namespaces and containers)" >&2
+  echo "hint: run it as root, e.g. sudo $0" >&2
+  exit 1
+fi
+
+scripts/prereqs.sh
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build (binaries used by the lab tests)"
+cargo build --workspace --bins
+echo "== cargo test"
+# Lab tests bring up their own uniquely named labs; two test threads keep a 2-core machine sane.
+cargo test --workspace -- --test-threads "${TARMAC_TEST_THREADS:-2}"
