@@ -28,6 +28,10 @@ pub enum Command {
     /// Real hosts on this machine (network namespaces + systemd-nspawn) for demos and tests.
     #[command(subcommand)]
     Lab(commands::lab::LabCommand),
+    /// Hash a password with SHA-512 crypt (prompt without echo, or stdin).
+    HashPassword(commands::hash_password::HashPasswordArgs),
+    /// Serve genconf/serve/ over HTTP so hosts can install by themselves.
+    Serve(commands::serve::ServeArgs),
 }
 
 /// The original DC/OS installer took its actions as flags (`--genconf`, `--deploy`, …).

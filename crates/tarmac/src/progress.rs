@@ -1,0 +1,245 @@
+//! Terminal renderer of the event stream: one aggregate bar per stage with counts by status
+//! and role (never one bar per host), failures as they happen, and a closing summary that
+//! names every host that did not succeed with its failing step and last output lines.
+//! `--output json` prints the same events as JSON lines instead.
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tarmac_events::{BuildPhase, Event, EventSink, Level, Outcome, Summary};
+use tarmac_types::{HostAddr, Role};
+
+/// How events are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OutputMode {
+    /// Progress bars and tables for people.
+    #[default]
+    Human,
+    /// One JSON object per event per line, on stdout.
+    Json,
+}
+
+const TAIL: usize = 5;
+
+#[derive(Default)]
+struct HostState {
+    role: Option<Role>,
+    step: Option<String>,
+    failed_step: Option<String>,
+    tail: VecDeque<String>,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Default)]
+struct State {
+    bar: Option<ProgressBar>,
+    hosts: BTreeMap<HostAddr, HostState>,
+    summary: Summary,
+    done_by_role: BTreeMap<Role, (usize, usize)>,
+    last_plain_report: usize,
+}
+
+pub struct Terminal {
+    mode: OutputMode,
+    tty: bool,
+    verbose: bool,
+    state: Mutex<State>,
+}
+
+impl Terminal {
+    pub fn new(mode: OutputMode, verbose: bool) -> Self {
+        Terminal { mode, tty: std::io::stderr().is_terminal(), verbose, state: Mutex::default() }
+    }
+
+    fn line(&self, st: &State, text: String) {
+        match &st.bar {
+            Some(bar) if self.tty => bar.println(text),
+            _ => eprintln!("{text}"),
+        }
+    }
+
+    fn counts(st: &State) -> String {
+        let s = &st.summary;
+        let mut parts = vec![format!("ok {}", s.ok + s.unchanged)];
+        for (n, label) in [
+            (s.failed, "failed"),
+            (s.unreachable, "unreachable"),
+            (s.timed_out, "timed out"),
+            (s.cancelled, "cancelled"),
+            (s.skipped, "skipped"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{label} {n}"));
+            }
+        }
+        let roles: Vec<String> = st
+            .done_by_role
+            .iter()
+            .map(|(r, (done, total))| format!("{r} {done}/{total}"))
+            .collect();
+        if roles.is_empty() {
+            parts.join(" · ")
+        } else {
+            format!("{} | {}", parts.join(" · "), roles.join(" "))
+        }
+    }
+}
+
+fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok => "ok".into(),
+        Outcome::Unchanged => "unchanged".into(),
+        Outcome::Failed { exit_code: Some(c), message, .. } => format!("failed (exit {c}): {message}"),
+        Outcome::Failed { signal: Some(s), message, .. } => format!("failed (signal {s}): {message}"),
+        Outcome::Failed { message, .. } => format!("failed: {message}"),
+        Outcome::Unreachable { message } => format!("unreachable: {message}"),
+        Outcome::TimedOut { after_ms } => format!("timed out after {:.1}s", *after_ms as f64 / 1000.0),
+        Outcome::Cancelled => "cancelled".into(),
+        Outcome::Skipped { reason } => format!("skipped: {reason}"),
+    }
+}
+
+impl EventSink for Terminal {
+    fn emit(&self, event: Event) {
+        if self.mode == OutputMode::Json {
+            if let Ok(s) = serde_json::to_string(&event) {
+                println!("{s}");
+            }
+            return;
+        }
+        let Ok(mut st) = self.state.lock() else { return };
+        match event {
+            Event::StageStarted { stage, hosts, .. } => {
+                *st = State::default();
+                for h in &hosts {
+                    st.hosts.insert(h.addr.clone(), HostState { role: h.role, ..Default::default() });
+                    if let Some(r) = h.role {
+                        st.done_by_role.entry(r).or_default().1 += 1;
+                    }
+                }
+                if self.tty {
+                    let bar = ProgressBar::new(hosts.len() as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>12.bold} [{bar:30}] {pos}/{len} {elapsed:>4} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(stage.as_str().to_owned());
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    st.bar = Some(bar);
+                } else {
+                    eprintln!("{stage}: {} hosts", hosts.len());
+                }
+            }
+            Event::StepStarted { host, step } => {
+                if self.verbose {
+                    self.line(&st, format!("  {host}: {step}"));
+                }
+                st.hosts.entry(host).or_default().step = Some(step);
+            }
+            Event::Output { host, line, .. } => {
+                if self.verbose {
+                    self.line(&st, format!("  {host}| {line}"));
+                }
+                let h = st.hosts.entry(host).or_default();
+                h.tail.push_back(line);
+                if h.tail.len() > TAIL {
+                    h.tail.pop_front();
+                }
+            }
+            Event::StepFinished { host, step, outcome, .. } => {
+                if !outcome.is_success() {
+                    st.hosts.entry(host).or_default().failed_step.get_or_insert(step);
+                }
+            }
+            Event::HostFinished { host, outcome, .. } => {
+                st.summary.add(&outcome);
+                let role = st.hosts.get(&host).and_then(|h| h.role);
+                if let Some(r) = role {
+                    st.done_by_role.entry(r).or_default().0 += 1;
+                }
+                if !outcome.is_success() {
+                    let step = st.hosts.get(&host).and_then(|h| h.failed_step.clone().or(h.step.clone()));
+                    let role = role.map(|r| format!(" ({r})")).unwrap_or_default();
+                    let step = step.map(|s| format!(" at {s}")).unwrap_or_default();
+                    self.line(&st, format!("✗ {host}{role}{step}: {}", describe(&outcome)));
+                }
+                st.hosts.entry(host).or_default().outcome = Some(outcome);
+                let msg = Self::counts(&st);
+                if let Some(bar) = &st.bar {
+                    bar.inc(1);
+                    bar.set_message(msg);
+                } else {
+                    let total = st.hosts.len().max(1);
+                    let done = st.summary.total;
+                    if done * 10 / total > st.last_plain_report || done == total {
+                        st.last_plain_report = done * 10 / total;
+                        eprintln!("  {done}/{total} {msg}");
+                    }
+                }
+            }
+            Event::StageFinished { stage, summary, duration_ms, .. } => {
+                if let Some(bar) = st.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let secs = duration_ms as f64 / 1000.0;
+                let ok = summary.ok + summary.unchanged;
+                let mark = if summary.all_succeeded() { "✓" } else { "✗" };
+                let unchanged = if summary.unchanged > 0 {
+                    format!(" ({} unchanged)", summary.unchanged)
+                } else {
+                    String::new()
+                };
+                eprintln!("{mark} {stage}: {ok} of {} hosts ok{unchanged} in {secs:.1}s", summary.total);
+                for (host, h) in &st.hosts {
+                    let Some(o) = &h.outcome else { continue };
+                    if o.is_success() {
+                        continue;
+                    }
+                    let role = h.role.map(|r| format!(" ({r})")).unwrap_or_default();
+                    let step = h.failed_step.as_ref().or(h.step.as_ref());
+                    let step = step.map(|s| format!(" [{s}]")).unwrap_or_default();
+                    eprintln!("  {host}{role}{step}: {}", describe(o));
+                    for l in &h.tail {
+                        eprintln!("      | {l}");
+                    }
+                }
+            }
+            Event::PackageBuild { name, phase } => {
+                let text = match phase {
+                    BuildPhase::Fetching => format!("  fetch   {name}"),
+                    BuildPhase::CacheHit { id } => format!("  cached  {id}"),
+                    BuildPhase::Building { id } => format!("  build   {id}"),
+                    BuildPhase::Built { id, duration_ms } => {
+                        format!("  built   {id} ({:.1}s)", duration_ms as f64 / 1000.0)
+                    }
+                    BuildPhase::Failed { message } => format!("✗ {name}: {message}"),
+                };
+                self.line(&st, text);
+            }
+            Event::Activation { phase, packages } => {
+                self.line(&st, format!("{phase}: {} packages", packages.len()));
+            }
+            Event::Lab { lab, message } => self.line(&st, format!("lab {lab}: {message}")),
+            Event::Notice { level, message } => {
+                let tag = match level {
+                    Level::Debug if !self.verbose => return,
+                    Level::Debug => "debug: ",
+                    Level::Info => "",
+                    Level::Warn => "warning: ",
+                    Level::Error => "error: ",
+                };
+                self.line(&st, format!("{tag}{message}"));
+            }
+            Event::Transfer { .. } => {}
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+}
