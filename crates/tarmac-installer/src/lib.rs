@@ -4,5 +4,7 @@
 pub mod fsutil;
 pub mod journal;
 pub mod lock;
+pub mod plan;
 pub mod password;
 pub mod serve;
+pub mod stages;

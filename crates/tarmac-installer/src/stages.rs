@@ -1,0 +1,600 @@
+//! The installer stages. Each stage: validate (the caller passes a validated config), take
+//! the run lock, open a journal, connect once per host, run the stage's steps on every host
+//! at once within the engine's limits, and report per host. One failing or unreachable host
+//! never stops the others; the exit status is success only when every host succeeded.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tarmac_config::{HostKeyPolicy as CfgPolicy, ResolvedConfig};
+use tarmac_events::{Event, EventSink, Fanout, Level, Outcome, Sink};
+use tarmac_ssh::{
+    Exec, Fleet, FleetContext, HostKeyPolicy, HostSession, Limits, LogDir, Secret, SshOptions,
+    StageOptions, StageReport, StepError, Target, Upload, UploadSource, parse_jump_chain,
+};
+use tarmac_types::{HostAddr, PackageId, Role, Stage};
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::{Journal, JournalError, last_run, new_run_id};
+use crate::lock::{LockError, RunLock};
+use crate::plan::{self, CheckResult, Drift, HostStatus};
+use crate::serve::{ArtifactServer, ServeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallerError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("`{path}` is missing or unreadable: genconf has not produced the serve directory\nhint: run `tarmac genconf` first")]
+    NoServe {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a valid package list: {message}\nhint: run `tarmac genconf` again")]
+    BadPackageList { path: PathBuf, message: String },
+    #[error("bad `ssh_jump` value `{value}`: {message}")]
+    Jump { value: String, message: String },
+    #[error("cannot read the SSH key: {0}")]
+    Key(String),
+    #[error("bootstrap_url `{url}` cannot be served by the installer: {why}\nhint: use an http://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push")]
+    BootstrapUrl { url: String, why: String },
+    #[error("no hosts selected: {0}")]
+    NoHosts(String),
+}
+
+/// What genconf wrote that the installer needs.
+#[derive(Debug, Clone)]
+pub struct ServeInfo {
+    pub dir: PathBuf,
+    pub list_id: String,
+    pub packages: Vec<PackageId>,
+}
+
+impl ServeInfo {
+    pub fn read(genconf_dir: &Path) -> Result<ServeInfo, InstallerError> {
+        let dir = genconf_dir.join("serve");
+        let latest = dir.join("cluster-package-list.latest");
+        let list_id = std::fs::read_to_string(&latest)
+            .map_err(|source| InstallerError::NoServe { path: latest.clone(), source })?
+            .trim()
+            .to_owned();
+        let path = dir.join("package_lists").join(format!("{list_id}.package_list.json"));
+        let body = std::fs::read(&path)
+            .map_err(|source| InstallerError::NoServe { path: path.clone(), source })?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            InstallerError::BadPackageList { path: path.clone(), message: e.to_string() }
+        })?;
+        let mut packages = Vec::new();
+        for item in v.as_array().into_iter().flatten() {
+            let id = item.get("id").and_then(|i| i.as_str()).or(item.as_str()).unwrap_or_default();
+            packages.push(PackageId::parse(id).map_err(|e| InstallerError::BadPackageList {
+                path: path.clone(),
+                message: e.to_string(),
+            })?);
+        }
+        packages.sort();
+        Ok(ServeInfo { dir, list_id, packages })
+    }
+}
+
+/// Everything a stage needs: the validated configuration and where to report.
+#[derive(Clone)]
+pub struct Installer {
+    pub genconf_dir: PathBuf,
+    pub cfg: ResolvedConfig,
+    pub sink: Sink,
+    pub cancel: CancellationToken,
+    /// Password for `sudo -S` on hosts that need one (never logged).
+    pub sudo_password: Option<Secret>,
+    /// Restrict the run to these hosts (`--hosts`).
+    pub only: Option<Vec<HostAddr>>,
+}
+
+/// A finished stage: the engine's report plus per-host details the stage collected.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    pub report: StageReport,
+    pub journal: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl StageRun {
+    pub fn all_succeeded(&self) -> bool {
+        self.report.all_succeeded()
+    }
+}
+
+fn policy(p: CfgPolicy) -> HostKeyPolicy {
+    match p {
+        CfgPolicy::Strict => HostKeyPolicy::Strict,
+        CfgPolicy::AcceptNew => HostKeyPolicy::AcceptNew,
+        CfgPolicy::Off => HostKeyPolicy::Off,
+    }
+}
+
+impl Installer {
+    pub fn new(genconf_dir: &Path, cfg: ResolvedConfig, sink: Sink) -> Self {
+        Installer {
+            genconf_dir: genconf_dir.to_owned(),
+            cfg,
+            sink,
+            cancel: CancellationToken::new(),
+            sudo_password: None,
+            only: None,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.genconf_dir.join("state")
+    }
+
+    /// Every host of the cluster with its role.
+    pub fn hosts(&self) -> Vec<(HostAddr, Role)> {
+        self.cfg.all_hosts()
+    }
+
+    fn targets(&self, only: Option<&[HostAddr]>) -> Vec<Target> {
+        self.hosts()
+            .into_iter()
+            .filter(|(h, _)| only.is_none_or(|o| o.contains(h)))
+            .map(|(h, r)| Target::new(h).with_role(r))
+            .collect()
+    }
+
+    pub fn ssh_options(&self) -> Result<SshOptions, InstallerError> {
+        let s = self.cfg.ssh();
+        let mut o = SshOptions { user: s.user.clone(), port: s.port, ..SshOptions::default() };
+        if !s.key_path.as_os_str().is_empty() {
+            o.identity_files = vec![s.key_path.clone()];
+        }
+        if !s.known_hosts.as_os_str().is_empty() {
+            o.known_hosts = vec![s.known_hosts.clone()];
+        }
+        o.host_key_policy = policy(s.host_key_policy);
+        if let Some(j) = s.jump.as_deref().filter(|j| !j.trim().is_empty()) {
+            o.jump = parse_jump_chain(j).map_err(|e| InstallerError::Jump {
+                value: j.to_owned(),
+                message: e.to_string(),
+            })?;
+        }
+        if !s.process_timeout.is_zero() {
+            o.command_timeout = Some(s.process_timeout);
+        }
+        o.limits = Limits::parallel(s.parallelism.max(1));
+        o.sudo_password = self.sudo_password.clone();
+        Ok(o)
+    }
+
+    /// Lock, journal, connect and run `job` on the selected hosts.
+    async fn stage<F, Fut>(
+        &self,
+        stage: Stage,
+        only: Option<Vec<HostAddr>>,
+        deadline: Option<Duration>,
+        job: F,
+    ) -> Result<StageRun, InstallerError>
+    where
+        F: Fn(HostSession) -> Fut,
+        Fut: Future<Output = Result<Outcome, StepError>>,
+    {
+        let only = match (only, &self.only) {
+            (Some(a), Some(b)) => Some(a.into_iter().filter(|h| b.contains(h)).collect()),
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        let _lock = RunLock::acquire(&self.state_dir(), &format!("tarmac {stage}"))?;
+        let targets = self.targets(only.as_deref());
+        if targets.is_empty() {
+            return Err(InstallerError::NoHosts(match &only {
+                Some(_) => "none of the selected hosts is in config.yaml".into(),
+                None => "config.yaml lists no hosts".into(),
+            }));
+        }
+        let run_id = new_run_id(stage);
+        let journal = Arc::new(Journal::new(
+            &self.state_dir(),
+            &run_id,
+            stage,
+            &targets.iter().map(|t| (t.addr.clone(), t.role)).collect::<Vec<_>>(),
+        ));
+        let log_dir = self.state_dir().join("logs").join(&run_id);
+        let sink: Sink = Arc::new(Fanout(vec![self.sink.clone(), journal.clone() as Arc<dyn EventSink>]));
+        let ctx = FleetContext::new(sink)
+            .with_log_dir(LogDir::new(&log_dir))
+            .with_cancel(self.cancel.clone())
+            .with_run_id(run_id);
+        let fleet = Fleet::new(targets, self.ssh_options()?, ctx)
+            .map_err(|e| InstallerError::Key(e.to_string()))?;
+        let report = fleet.run_all(stage, StageOptions { deadline, only: None }, job).await;
+        fleet.close().await;
+        journal.flush()?;
+        if let Some(e) = journal.error() {
+            self.sink.emit(Event::Notice { level: Level::Warn, message: e });
+        }
+        Ok(StageRun { report, journal: journal.path(), log_dir })
+    }
+
+    /// Hosts to run on for `--retry-failed`: those that did not succeed in the last run of `stage`.
+    pub fn failed_last_time(&self, stage: Stage) -> Result<Vec<HostAddr>, InstallerError> {
+        Ok(last_run(&self.state_dir(), stage)?.unsuccessful_hosts())
+    }
+
+    /// Start the artifact server on bootstrap_url's address (pull mode).
+    fn serve(&self, serve: &ServeInfo, listen: Option<SocketAddr>) -> Result<ArtifactServer, InstallerError> {
+        let url = self.cfg.bootstrap_url().to_owned();
+        let addr = match listen {
+            Some(a) => a,
+            None => bootstrap_listen_addr(&url)
+                .map_err(|why| InstallerError::BootstrapUrl { url: url.clone(), why })?,
+        };
+        Ok(ArtifactServer::bind(&serve.dir, addr)?)
+    }
+
+    fn is_http(&self) -> bool {
+        self.cfg.bootstrap_url().starts_with("http://")
+    }
+
+    /// preflight: install.sh `--preflight-only` for each host's role, plus OS, architecture,
+    /// clock offset and sudo. `ignore` names checks whose failure is reported but tolerated.
+    pub async fn preflight(&self, opts: &PreflightOptions) -> Result<(StageRun, BTreeMap<HostAddr, Vec<CheckResult>>), InstallerError> {
+        let serve = ServeInfo::read(&self.genconf_dir)?;
+        let server = if self.is_http() && !opts.push { Some(self.serve(&serve, opts.listen)?) } else { None };
+        let results: Arc<std::sync::Mutex<BTreeMap<HostAddr, Vec<CheckResult>>>> = Arc::default();
+        let url = self.cfg.bootstrap_url().to_owned();
+        let ignore = opts.ignore.clone();
+        let push = opts.push;
+        let serve_dir = serve.dir.clone();
+        let run = self
+            .stage(Stage::Preflight, opts.only.clone(), None, |host| {
+                let results = results.clone();
+                let url = url.clone();
+                let ignore = ignore.clone();
+                let serve_dir = serve_dir.clone();
+                async move {
+                    let role = host.role().unwrap_or(Role::Agent);
+                    let mut checks = Vec::new();
+                    if host.user() != "root" {
+                        let st = host.sudo_status().await?;
+                        checks.push(CheckResult {
+                            name: "sudo".into(),
+                            passed: !matches!(st, tarmac_ssh::SudoStatus::Unavailable(_)),
+                            detail: format!("{st:?}"),
+                        });
+                    }
+                    let sent = SystemTime::now();
+                    let r = host.run("host checks", Exec::new(plan::host_checks_script())).await?;
+                    let rtt = sent.elapsed().unwrap_or_default();
+                    checks.extend(plan::parse_checks(&r.stdout));
+                    if let Some(remote) = plan::parse_clock(&r.stdout) {
+                        let local_mid = sent.duration_since(UNIX_EPOCH).unwrap_or_default() + rtt / 2;
+                        checks.push(plan::clock_check(remote - local_mid.as_secs_f64(), 10.0));
+                    }
+                    let cmd = if push {
+                        push_files(&host, &serve_dir, true).await?;
+                        plan::push_install_command(role, true)
+                    } else {
+                        plan::install_command(&url, role, true)
+                    };
+                    let r = host.run("install.sh --preflight-only", Exec::root(cmd)).await?;
+                    let mut script_checks = plan::parse_checks(&r.stdout);
+                    if script_checks.is_empty() && !r.success() {
+                        script_checks.push(CheckResult {
+                            name: "install.sh".into(),
+                            passed: false,
+                            detail: r.stderr_tail.join("\n"),
+                        });
+                    }
+                    checks.extend(script_checks);
+                    let failed: Vec<&CheckResult> = checks
+                        .iter()
+                        .filter(|c| !c.passed && !ignore.iter().any(|i| c.name.contains(i.as_str())))
+                        .collect();
+                    let outcome = if failed.is_empty() {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Failed {
+                            exit_code: None,
+                            signal: None,
+                            message: format!(
+                                "{} check(s) failed: {}",
+                                failed.len(),
+                                failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        }
+                    };
+                    results.lock().expect("results").insert(host.addr().clone(), checks);
+                    Ok(outcome)
+                }
+            })
+            .await;
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        let run = run?;
+        let results = std::mem::take(&mut *results.lock().expect("results"));
+        Ok((run, results))
+    }
+
+    /// install-prereqs: detect apt/dnf/yum and install what the distribution needs.
+    pub async fn install_prereqs(&self, only: Option<Vec<HostAddr>>, apt: &[String], dnf: &[String]) -> Result<StageRun, InstallerError> {
+        let script = plan::install_prereqs_script(apt, dnf);
+        self.stage(Stage::InstallPrereqs, only, None, |host| {
+            let script = script.clone();
+            async move {
+                host.check("install prerequisites", Exec::root(script).timeout(Duration::from_secs(900))).await?;
+                Ok(Outcome::Ok)
+            }
+        })
+        .await
+    }
+
+    /// deploy: every host installs from install.sh (pull from the installer's HTTP server, or
+    /// `push` over SSH). A host already on the target package list is `unchanged`.
+    pub async fn deploy(&self, opts: &DeployOptions) -> Result<StageRun, InstallerError> {
+        let serve = ServeInfo::read(&self.genconf_dir)?;
+        let server = if self.is_http() && !opts.push { Some(self.serve(&serve, opts.listen)?) } else { None };
+        let url = self.cfg.bootstrap_url().to_owned();
+        let expected = Arc::new(serve.packages.clone());
+        let push = opts.push;
+        let serve_dir = serve.dir.clone();
+        let timeout = opts.timeout;
+        let run = self
+            .stage(Stage::Deploy, opts.only.clone(), None, |host| {
+                let url = url.clone();
+                let expected = expected.clone();
+                let serve_dir = serve_dir.clone();
+                async move {
+                    let role = host.role().unwrap_or(Role::Agent);
+                    let active = host.check("inspect", Exec::root(plan::active_command())).await?;
+                    let active = plan::parse_active(&active.stdout);
+                    if active == *expected {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    if !active.is_empty() {
+                        return Err(step_failed(host.addr().clone(), "inspect".into(), None, "Tarmac is installed here with another package list: use `tarmac upgrade` (or `tarmac uninstall` first)".into(), Vec::new()));
+                    }
+                    let cmd = if push {
+                        push_files(&host, &serve_dir, false).await?;
+                        plan::push_install_command(role, false)
+                    } else {
+                        plan::install_command(&url, role, false)
+                    };
+                    host.check("install", Exec::root(cmd).timeout(timeout)).await?;
+                    let active = host.check("verify", Exec::root(plan::active_command())).await?;
+                    if plan::parse_active(&active.stdout) != *expected {
+                        return Err(step_failed(host.addr().clone(), "verify".into(), None, "after install.sh the active packages differ from the cluster package list".into(), Vec::new()));
+                    }
+                    Ok(Outcome::Ok)
+                }
+            })
+            .await;
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        run
+    }
+
+    /// postflight: poll node checks on every host (and cluster checks on masters) with backoff
+    /// until they pass or `deadline` passes. The deadline is the stage's, not the per-command timeout.
+    pub async fn postflight(&self, only: Option<Vec<HostAddr>>, deadline: Duration) -> Result<StageRun, InstallerError> {
+        let started = Instant::now();
+        self.stage(Stage::Postflight, only, Some(deadline + Duration::from_secs(30)), |host| async move {
+            let cmd = format!("{} check", plan::HOST_BIN);
+            let mut delay = Duration::from_millis(500);
+            loop {
+                let r = host.run("checks", Exec::root(cmd.clone()).timeout(Duration::from_secs(120)).quiet()).await?;
+                if r.success() {
+                    return Ok(Outcome::Ok);
+                }
+                if started.elapsed() + delay >= deadline {
+                    let mut tail: Vec<String> = r.stdout.lines().rev().take(10).map(str::to_owned).collect();
+                    tail.reverse();
+                    tail.extend(r.stderr_tail.iter().cloned());
+                    return Err(step_failed(host.addr().clone(), "checks".into(), r.exit_code, format!("checks still failing after {}s", deadline.as_secs()), tail));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = host.stop_token().cancelled() => return Ok(Outcome::Cancelled),
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        })
+        .await
+    }
+
+    /// uninstall: stop and remove everything Tarmac put on the hosts.
+    pub async fn uninstall(&self, only: Option<Vec<HostAddr>>, purge: bool) -> Result<StageRun, InstallerError> {
+        let script = plan::uninstall_script(purge);
+        self.stage(Stage::Uninstall, only, None, |host| {
+            let script = script.clone();
+            async move {
+                host.check("uninstall", Exec::root(script)).await?;
+                Ok(Outcome::Ok)
+            }
+        })
+        .await
+    }
+
+    /// status: every host's active packages, generation, units and failed checks compared
+    /// with the cluster package list. A host with drift is reported as failed.
+    pub async fn status(&self, only: Option<Vec<HostAddr>>) -> Result<(StageRun, StatusReport), InstallerError> {
+        let serve = ServeInfo::read(&self.genconf_dir).ok();
+        let expected = Arc::new(serve.as_ref().map(|s| s.packages.clone()).unwrap_or_default());
+        let hosts: Arc<std::sync::Mutex<BTreeMap<HostAddr, HostStatusReport>>> = Arc::default();
+        let run = self
+            .stage(Stage::Status, only, None, |host| {
+                let expected = expected.clone();
+                let hosts = hosts.clone();
+                async move {
+                    let r = host.check("status", Exec::root(plan::status_script()).quiet()).await?;
+                    let st = plan::parse_status(&r.stdout);
+                    let drift = Drift::of(&expected, &st);
+                    let clean = drift.is_clean() && st.failed_checks.is_empty();
+                    let outcome = if clean {
+                        Outcome::Ok
+                    } else {
+                        let mut why = Vec::new();
+                        if st.active.is_empty() {
+                            why.push("not installed".to_owned());
+                        } else {
+                            if !drift.missing.is_empty() {
+                                why.push(format!("{} package(s) missing", drift.missing.len()));
+                            }
+                            if !drift.unexpected.is_empty() {
+                                why.push(format!("{} unexpected package(s)", drift.unexpected.len()));
+                            }
+                        }
+                        if !drift.inactive_units.is_empty() {
+                            why.push(format!("units not active: {}", drift.inactive_units.join(", ")));
+                        }
+                        if !st.failed_checks.is_empty() {
+                            why.push(format!("failed checks: {}", st.failed_checks.join(", ")));
+                        }
+                        Outcome::Failed { exit_code: None, signal: None, message: format!("drift: {}", why.join("; ")) }
+                    };
+                    hosts.lock().expect("status").insert(
+                        host.addr().clone(),
+                        HostStatusReport { role: host.role(), status: st, drift },
+                    );
+                    Ok(outcome)
+                }
+            })
+            .await?;
+        let report = StatusReport {
+            package_list_id: serve.map(|s| s.list_id),
+            hosts: std::mem::take(&mut *hosts.lock().expect("status")),
+        };
+        Ok((run, report))
+    }
+}
+
+/// A failed step with a reason and the last output lines.
+fn step_failed(host: HostAddr, step: String, exit_code: Option<i32>, message: String, tail: Vec<String>) -> StepError {
+    let mut detail = format!("\n{message}");
+    for l in tail {
+        detail.push_str("\n    ");
+        detail.push_str(&l);
+    }
+    StepError::Failed { host, step, exit_code, signal: None, detail }
+}
+
+/// Copy the serve directory's files to the host for `--push` (install.sh with its URL
+/// rewritten to the copy). Uploads are sha256-checked by the engine.
+async fn push_files(host: &HostSession, serve_dir: &Path, preflight_only: bool) -> Result<(), StepError> {
+    let script = std::fs::read_to_string(serve_dir.join("install.sh")).unwrap_or_default();
+    host.check("push: prepare", Exec::root(format!("mkdir -p {}", plan::PUSH_DIR))).await?;
+    host.upload(
+        "push: install.sh",
+        &Upload::new(UploadSource::bytes("install.sh", plan::pushed_install_script(&script)), format!("{}/install.sh", plan::PUSH_DIR)).mode(0o755).root(),
+    )
+    .await?;
+    if preflight_only {
+        return Ok(());
+    }
+    for rel in walk(serve_dir) {
+        if rel == "install.sh" {
+            continue;
+        }
+        let src = UploadSource::file(serve_dir.join(&rel)).map_err(|e| step_failed(host.addr().clone(), "push".into(), None, format!("cannot read {}: {e}", serve_dir.join(&rel).display()), Vec::new()))?;
+        host.upload(&format!("push: {rel}"), &Upload::new(src, format!("{}/{rel}", plan::PUSH_DIR)).mode(0o644).root())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every regular file below `dir`, as sorted relative paths.
+fn walk(dir: &Path) -> Vec<String> {
+    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => go(base, &p, out),
+                Ok(t) if t.is_file() => {
+                    if let Ok(rel) = p.strip_prefix(base) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The socket address to serve on for an `http://host:port` bootstrap URL.
+pub fn bootstrap_listen_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs can be served by the installer")?;
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let with_port = if hostport.starts_with('[') {
+        if hostport.contains("]:") { hostport.to_owned() } else { format!("{hostport}:80") }
+    } else if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:80")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{hostport}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{hostport}` has no address"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PreflightOptions {
+    pub only: Option<Vec<HostAddr>>,
+    pub ignore: Vec<String>,
+    pub push: bool,
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub only: Option<Vec<HostAddr>>,
+    pub push: bool,
+    pub listen: Option<SocketAddr>,
+    /// Per-host deadline of install.sh (download + activation).
+    pub timeout: Duration,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions { only: None, push: false, listen: None, timeout: Duration::from_secs(900) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostStatusReport {
+    pub role: Option<Role>,
+    pub status: HostStatus,
+    pub drift: Drift,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub package_list_id: Option<String>,
+    pub hosts: BTreeMap<HostAddr, HostStatusReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addr_from_url() {
+        assert_eq!(bootstrap_listen_addr("http://127.0.0.1:8080").unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(bootstrap_listen_addr("http://127.0.0.1/x").unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(bootstrap_listen_addr("http://[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        assert!(bootstrap_listen_addr("https://x").is_err());
+    }
+}

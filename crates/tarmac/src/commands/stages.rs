@@ -1,0 +1,352 @@
+//! The installer stages on the command line: preflight, install-prereqs, deploy,
+//! postflight, uninstall, status and logs. Each validates the configuration first (and stops
+//! with the per-key errors), then runs on every host at once and exits 0 only when every
+//! host succeeded.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tarmac_installer::stages::{DeployOptions, Installer, PreflightOptions, StageRun, StatusReport};
+use tarmac_ssh::Selector;
+use tarmac_types::{HostAddr, Stage};
+
+use crate::commands::validate_config::load_distribution;
+use crate::progress::{OutputMode, Terminal};
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Directory holding config.yaml, ip-detect, serve/ and state/.
+    #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf", global = true)]
+    pub genconf_dir: PathBuf,
+    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
+    #[arg(long, value_name = "DIR", env = "TARMAC_DIST", default_value = "dist/reference", global = true)]
+    pub dist: PathBuf,
+    /// Only these hosts: a comma list of addresses, globs or roles (`@master`).
+    #[arg(long, value_name = "SELECTOR", global = true)]
+    pub hosts: Option<String>,
+    /// Re-run the stage only on the hosts that did not succeed in its last run.
+    #[arg(long, global = true)]
+    pub retry_failed: bool,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value_t = OutputMode::Human, global = true)]
+    pub output: OutputMode,
+    /// Read the sudo password for non-root SSH users from stdin (never echoed or logged).
+    #[arg(long, global = true)]
+    pub sudo_password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Report this check's failure but do not fail the host for it (repeatable).
+    #[arg(long = "ignore-check", value_name = "NAME")]
+    pub ignore: Vec<String>,
+    /// Copy install.sh over SSH instead of serving it (hosts cannot reach this machine).
+    #[arg(long)]
+    pub push: bool,
+    /// Serve artifacts on this address instead of bootstrap_url's.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Copy the artifacts over SSH instead of letting hosts pull them over HTTP.
+    #[arg(long)]
+    pub push: bool,
+    /// Serve artifacts on this address instead of bootstrap_url's.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Per-host deadline for install.sh (seconds).
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallPrereqsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Skip installing anything (air-gapped hosts that already have the prerequisites).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PostflightArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How long to wait for every check to pass (seconds).
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Also delete the state directories (/var/lib/tarmac).
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf")]
+    pub genconf_dir: PathBuf,
+    /// Write every run's journal and host logs into this .tar.zst for support.
+    #[arg(long, value_name = "FILE")]
+    pub archive: PathBuf,
+}
+
+/// Packages `install-prereqs` installs: what a minimal host needs for install.sh and the services.
+const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", "tar"];
+const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
+
+struct Prepared {
+    installer: Installer,
+    only: Option<Vec<HostAddr>>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyhow::Result<Result<Prepared, ExitCode>> {
+    let dist = load_distribution(&common.dist)?;
+    let cfg = match tarmac_genconf::validate(&dist, &common.genconf_dir) {
+        Ok(c) => c,
+        Err(report) => {
+            eprint!("{}", report.render());
+            eprintln!("error: the configuration is invalid; no host was touched");
+            return Ok(Err(ExitCode::from(1)));
+        }
+    };
+    let _ = tarmac_ssh::raise_nofile_limit();
+    let sink = Arc::new(Terminal::new(common.output, verbose));
+    let mut installer = Installer::new(&common.genconf_dir, cfg, sink);
+    if common.sudo_password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the sudo password")?;
+        installer.sudo_password =
+            Some(tarmac_ssh::Secret::new(line.trim_end_matches(['\r', '\n'])));
+    }
+    let mut only: Option<Vec<HostAddr>> = None;
+    if let Some(sel) = &common.hosts {
+        let selector = Selector::parse(sel).with_context(|| format!("bad --hosts `{sel}`"))?;
+        let hosts: Vec<HostAddr> = installer
+            .hosts()
+            .into_iter()
+            .filter(|(h, r)| selector.matches(&tarmac_ssh::Target::new(h.clone()).with_role(*r)))
+            .map(|(h, _)| h)
+            .collect();
+        if hosts.is_empty() {
+            bail!("--hosts `{sel}` matches no host in {}", common.genconf_dir.join("config.yaml").display());
+        }
+        only = Some(hosts);
+    }
+    if common.retry_failed {
+        let failed = installer.failed_last_time(stage)?;
+        if failed.is_empty() {
+            eprintln!("every host succeeded in the last {stage} run; nothing to retry");
+            return Ok(Err(ExitCode::SUCCESS));
+        }
+        only = Some(match only {
+            Some(o) => failed.into_iter().filter(|h| o.contains(h)).collect(),
+            None => failed,
+        });
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let cancel = installer.cancel.clone();
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping new work and ending running commands…");
+            cancel.cancel();
+        }
+    });
+    Ok(Ok(Prepared { installer, only, rt }))
+}
+
+fn finish(run: &StageRun) -> ExitCode {
+    eprintln!("journal: {}\nlogs:    {}", run.journal.display(), run.log_dir.display());
+    if run.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("hint: fix the hosts above, then re-run with --retry-failed");
+        ExitCode::from(2)
+    }
+}
+
+macro_rules! prepared {
+    ($common:expr, $stage:expr, $verbose:expr) => {
+        match prepare($common, $stage, $verbose)? {
+            Ok(p) => p,
+            Err(code) => return Ok(code),
+        }
+    };
+}
+
+pub fn preflight(args: PreflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let p = prepared!(&args.common, Stage::Preflight, verbose);
+    let opts = PreflightOptions { only: p.only.clone(), ignore: args.ignore, push: args.push, listen: args.listen };
+    let (run, checks) = p.rt.block_on(p.installer.preflight(&opts))?;
+    if args.common.output == OutputMode::Human {
+        let mut out = std::io::stdout().lock();
+        for (host, checks) in &checks {
+            let bad = checks.iter().filter(|c| !c.passed).count();
+            writeln!(out, "{host}: {} checks, {bad} failed", checks.len())?;
+            for c in checks {
+                let mark = if c.passed { "PASS" } else { "FAIL" };
+                writeln!(out, "  {mark}  {}", c.name)?;
+                if !c.passed {
+                    for l in c.detail.lines() {
+                        writeln!(out, "        {l}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(finish(&run))
+}
+
+pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    if args.offline {
+        eprintln!("--offline: skipping install-prereqs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = prepared!(&args.common, Stage::InstallPrereqs, verbose);
+    let apt: Vec<String> = PREREQS_APT.iter().map(|s| s.to_string()).collect();
+    let dnf: Vec<String> = PREREQS_DNF.iter().map(|s| s.to_string()).collect();
+    let run = p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &apt, &dnf))?;
+    Ok(finish(&run))
+}
+
+pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let p = prepared!(&args.common, Stage::Deploy, verbose);
+    let opts = DeployOptions {
+        only: p.only.clone(),
+        push: args.push,
+        listen: args.listen,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let run = p.rt.block_on(p.installer.deploy(&opts))?;
+    Ok(finish(&run))
+}
+
+pub fn postflight(args: PostflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let p = prepared!(&args.common, Stage::Postflight, verbose);
+    let run = p.rt.block_on(p.installer.postflight(p.only.clone(), Duration::from_secs(args.timeout)))?;
+    Ok(finish(&run))
+}
+
+pub fn uninstall(args: UninstallArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let p = prepared!(&args.common, Stage::Uninstall, verbose);
+    if !args.yes {
+        let n = p.only.as_ref().map_or_else(|| p.installer.hosts().len(), Vec::len);
+        if !std::io::stdin().is_terminal() {
+            bail!("uninstall removes Tarmac from {n} hosts and needs confirmation\nhint: pass --yes to confirm without a prompt");
+        }
+        eprint!("Remove Tarmac and stop its services on {n} hosts{}? [y/N] ", if args.purge { ", deleting state directories" } else { "" });
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("aborted; no host was touched");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let run = p.rt.block_on(p.installer.uninstall(p.only.clone(), args.purge))?;
+    Ok(finish(&run))
+}
+
+pub fn status(args: StatusArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let mut common = args.common.clone();
+    if args.json {
+        common.output = OutputMode::Human;
+    }
+    let p = prepared!(&common, Stage::Status, verbose);
+    let (run, report) = p.rt.block_on(p.installer.status(p.only.clone()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_status(&report)?;
+    }
+    Ok(if run.all_succeeded() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn print_status(r: &StatusReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cluster package list: {}", r.package_list_id.as_deref().unwrap_or("(genconf not run)"))?;
+    writeln!(out, "{:<22} {:<13} {:>4} {:>8}  {:<6} {}", "HOST", "ROLE", "GEN", "PACKAGES", "UNITS", "DRIFT")?;
+    for (host, h) in &r.hosts {
+        let active_units = h.status.units.values().filter(|s| s.as_str() == "active").count();
+        let drift = if h.drift.is_clean() && h.status.failed_checks.is_empty() {
+            "none".to_owned()
+        } else {
+            let mut v = Vec::new();
+            if !h.drift.missing.is_empty() { v.push(format!("missing {}", h.drift.missing.len())); }
+            if !h.drift.unexpected.is_empty() { v.push(format!("unexpected {}", h.drift.unexpected.len())); }
+            if !h.drift.inactive_units.is_empty() { v.push(format!("units: {}", h.drift.inactive_units.join(" "))); }
+            if !h.status.failed_checks.is_empty() { v.push(format!("checks: {}", h.status.failed_checks.join(" "))); }
+            v.join("; ")
+        };
+        writeln!(
+            out,
+            "{:<22} {:<13} {:>4} {:>8}  {:<6} {}",
+            host.to_string(),
+            h.role.map(|r| r.as_str()).unwrap_or("-"),
+            h.status.generation.as_deref().unwrap_or("-"),
+            h.status.active.len(),
+            format!("{active_units}/{}", h.status.units.len()),
+            drift
+        )?;
+    }
+    Ok(())
+}
+
+pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let state = args.genconf_dir.join("state");
+    if !state.is_dir() {
+        bail!("no runs recorded in {}\nhint: logs are kept after preflight/deploy/postflight runs", state.display());
+    }
+    write_archive(&state, &args.archive)?;
+    eprintln!("wrote {}", args.archive.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bundle `state/runs` and `state/logs` into a .tar.zst (atomically).
+pub fn write_archive(state: &Path, out: &Path) -> anyhow::Result<()> {
+    let tmp = out.with_extension("partial");
+    {
+        let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let enc = zstd::Encoder::new(f, 3)?.auto_finish();
+        let mut tar = tar::Builder::new(enc);
+        tar.follow_symlinks(false);
+        for sub in ["runs", "logs"] {
+            let d = state.join(sub);
+            if d.is_dir() {
+                tar.append_dir_all(sub, &d)?;
+            }
+        }
+        tar.finish()?;
+    }
+    std::fs::rename(&tmp, out)?;
+    Ok(())
+}
