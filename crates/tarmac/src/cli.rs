@@ -25,13 +25,40 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build the packages of a tree that changed, the bootstrap artifact and its signed manifest.
+    Build(commands::build::BuildArgs),
+    /// Make an ed25519 key pair for signing build manifests.
+    Keygen(commands::keygen::KeygenArgs),
     /// Real hosts on this machine (network namespaces + systemd-nspawn) for demos and tests.
     #[command(subcommand)]
     Lab(commands::lab::LabCommand),
+    /// Run a shell command on the cluster's hosts over SSH, with a per-host result table.
+    Exec(commands::exec::ExecArgs),
     /// Hash a password with SHA-512 crypt (prompt without echo, or stdin).
     HashPassword(commands::hash_password::HashPasswordArgs),
     /// Serve genconf/serve/ over HTTP so hosts can install by themselves.
     Serve(commands::serve::ServeArgs),
+    /// The whole job end to end on the built-in lab: build, lab up, genconf, preflight,
+    /// deploy, postflight, status (and lab down unless --keep).
+    Quickstart(commands::quickstart::QuickstartArgs),
+    /// Check every host before installing (role-aware; a table per host and check).
+    Preflight(commands::stages::PreflightArgs),
+    /// Install the packages hosts need before deploy (apt, dnf or yum).
+    InstallPrereqs(commands::stages::InstallPrereqsArgs),
+    /// Install the cluster on every host (hosts pull from this machine, or --push).
+    Deploy(commands::stages::DeployArgs),
+    /// Wait until every node and cluster check passes.
+    Postflight(commands::stages::PostflightArgs),
+    /// Stop and remove Tarmac from every host.
+    Uninstall(commands::stages::UninstallArgs),
+    /// Audit every host against the cluster package list (drift, units, checks).
+    Status(commands::stages::StatusArgs),
+    /// Bundle the installer's journals and per-host logs for support.
+    Logs(commands::stages::LogsArgs),
+    /// Check genconf/config.yaml against the distribution's schema and explain every mistake.
+    ValidateConfig(commands::validate_config::ValidateConfigArgs),
+    /// Validate genconf/config.yaml and write genconf/serve/: config packages, package list, install.sh.
+    Genconf(commands::genconf::GenconfArgs),
 }
 
 /// The original DC/OS installer took its actions as flags (`--genconf`, `--deploy`, …).

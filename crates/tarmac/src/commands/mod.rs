@@ -4,14 +4,35 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod build;
+pub mod exec;
 pub mod hash_password;
+pub mod keygen;
 pub mod lab;
+pub mod quickstart;
 pub mod serve;
+pub mod stages;
+pub mod validate_config;
+pub mod genconf;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let verbose = cli.global.verbose > 0;
     match cli.command {
+        Command::Build(args) => build::run(args, cli.global.verbose > 0),
+        Command::Keygen(args) => keygen::run(args),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Exec(args) => exec::run(args),
         Command::HashPassword(args) => hash_password::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Quickstart(args) => quickstart::run(args, verbose),
+        Command::Preflight(args) => stages::preflight(args, verbose),
+        Command::InstallPrereqs(args) => stages::install_prereqs(args, verbose),
+        Command::Deploy(args) => stages::deploy(args, verbose),
+        Command::Postflight(args) => stages::postflight(args, verbose),
+        Command::Uninstall(args) => stages::uninstall(args, verbose),
+        Command::Status(args) => stages::status(args, verbose),
+        Command::Logs(args) => stages::logs(args),
+        Command::ValidateConfig(args) => validate_config::run(args),
+        Command::Genconf(args) => genconf::run(args),
     }
 }
