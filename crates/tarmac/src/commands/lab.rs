@@ -1,17 +1,257 @@
-//! `tarmac lab …` (placeholder: the lab issue fills this in).
+//! `tarmac lab …`: real hosts on this machine (network namespaces + systemd-nspawn over a
+//! cached minimal Debian image) for demos and tests.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use tarmac_lab::{Lab, LabSpec, LabStatus, Mode};
+
+use crate::progress::{OutputMode, Terminal};
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Show running labs.
-    Status,
+    /// Bring up a lab: hosts with their own network namespace, root filesystem and sshd.
+    Up(UpArgs),
+    /// Tear a lab down: no namespace, mount, cgroup or process is left (also after a failed `up`).
+    Down(DownArgs),
+    /// Show the labs on this machine, their hosts, addresses, roles and whether they are up.
+    Status(StatusArgs),
+    /// SSH to a lab host (by name or IP) as root, host-key checking on.
+    Ssh(SshArgs),
+    /// Run a command where the lab's hosts are reachable (the lab's control network namespace).
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Lab name (several labs with different names can run side by side).
+    #[arg(long, short = 'n', env = "TARMAC_LAB", default_value = "tarmac")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Number of master hosts.
+    #[arg(long, default_value_t = 1)]
+    pub masters: usize,
+    /// Number of agent hosts.
+    #[arg(long, default_value_t = 1)]
+    pub agents: usize,
+    /// Number of public agent hosts.
+    #[arg(long, default_value_t = 0)]
+    pub public_agents: usize,
+    /// `systemd`: every host boots real systemd; `plain`: sshd only (large-N benchmarks).
+    #[arg(long, default_value = "systemd", value_parser = parse_mode)]
+    pub mode: Mode,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Tear down every lab on this machine.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this lab (default: all labs).
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Log in as this user (every host also has `tarmac`, with passwordless sudo).
+    #[arg(long, short = 'l', default_value = "root")]
+    pub user: String,
+    /// Host name (`master-1`, `agent-2`, …) or IP.
+    pub host: String,
+    /// Command to run (default: an interactive shell).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// The command, after `--`. It gets TARMAC_LAB_DIR and TARMAC_LAB_NAME in its environment.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        LabCommand::Status => Ok(ExitCode::SUCCESS),
+        LabCommand::Up(a) => up(a),
+        LabCommand::Down(a) => down(a),
+        LabCommand::Status(a) => status(a),
+        LabCommand::Ssh(a) => ssh(a),
+        LabCommand::Exec(a) => exec(a),
     }
+}
+
+fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
+    let spec = LabSpec {
+        name: a.name.name,
+        masters: a.masters,
+        agents: a.agents,
+        public_agents: a.public_agents,
+        mode: a.mode,
+    };
+    let term = Terminal::new(OutputMode::Human, false);
+    let lab = Lab::up(&spec, &term)?;
+    let mut s = hosts_table(&lab.status()?);
+    let _ = write!(
+        s,
+        "\nlab dir:  {dir}\nconfig:   {cfg}\nssh:      tarmac lab ssh --name {n} {h}\nrun here: tarmac lab exec --name {n} -- <command>   (hosts are reachable from {ctl})\ndown:     tarmac lab down --name {n}\n",
+        dir = lab.dir().display(),
+        cfg = lab.config_yaml_path().display(),
+        n = lab.name(),
+        h = lab.hosts()[0].name,
+        ctl = lab.ctl_netns(),
+    );
+    out(&s);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(a: DownArgs) -> anyhow::Result<ExitCode> {
+    let term = Terminal::new(OutputMode::Human, false);
+    let names: Vec<String> = if a.all {
+        Lab::list().iter().map(|l| l.name().to_owned()).collect()
+    } else {
+        vec![a.name.name]
+    };
+    let mut failed = false;
+    for name in names {
+        match Lab::down_with(&name, &term) {
+            Ok(r) if !r.existed => out(&format!("lab {name}: nothing to tear down\n")),
+            Ok(r) => {
+                let logs = r
+                    .logs
+                    .map(|l| format!("; console logs kept in {}", l.display()))
+                    .unwrap_or_default();
+                out(&format!("lab {name}: down{logs}\n"));
+            }
+            Err(e) if a.all => {
+                crate::render::print_error(&anyhow::Error::new(e));
+                failed = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let labs = match &a.name {
+        Some(n) => vec![Lab::open(n)?],
+        None => Lab::list(),
+    };
+    let statuses = labs
+        .iter()
+        .map(Lab::status)
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.json {
+        out(&format!("{}\n", serde_json::to_string_pretty(&statuses)?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if statuses.is_empty() {
+        out("no labs (start one with `tarmac lab up`)\n");
+    }
+    let tables: Vec<String> = statuses.iter().map(hosts_table).collect();
+    out(&tables.join("\n"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn hosts_table(s: &LabStatus) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "lab {}: {} mode, {}/{} hosts up, ctl {} in netns {}{}",
+        s.name,
+        s.mode,
+        s.up_count(),
+        s.hosts.len(),
+        s.ctl_ip,
+        s.ctl_netns,
+        if s.network {
+            ""
+        } else {
+            " (network gone: run `tarmac lab down`)"
+        }
+    );
+    let w = s
+        .hosts
+        .iter()
+        .map(|h| h.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(t, "  {:<w$}  {:<15}  {:<12}  STATE", "HOST", "IP", "ROLE");
+    for h in &s.hosts {
+        let state = match (h.running, h.ssh) {
+            (true, true) => "up",
+            (true, false) => "no-ssh",
+            _ => "down",
+        };
+        let boot = h
+            .boot_state
+            .as_deref()
+            .map(|b| format!(" ({b})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "  {:<w$}  {:<15}  {:<12}  {state}{boot}",
+            h.name,
+            h.ip.to_string(),
+            h.role.as_str()
+        );
+    }
+    t
+}
+
+fn ssh(a: SshArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(&a.name.name)?;
+    let mut cmd = lab.ssh_command(&a.user, &a.host)?;
+    if !a.command.is_empty() {
+        cmd.arg("--").args(&a.command);
+    }
+    let err = cmd.exec();
+    Err(err).context("could not run ssh")
+}
+
+fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(&a.name.name)?;
+    let mut cmd = lab.ctl_command(&a.command[0]);
+    cmd.args(&a.command[1..])
+        .env("TARMAC_LAB_DIR", lab.dir())
+        .env("TARMAC_LAB_NAME", lab.name());
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("could not run `{}` in {}", a.command[0], lab.ctl_netns()))
 }

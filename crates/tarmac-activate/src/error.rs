@@ -1,0 +1,320 @@
+//! Typed errors. Validation problems are collected (all of them, not the first) before
+//! anything on the host is touched.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tarmac_pkg::StoreError;
+use tarmac_types::{Generation, PackageId, PackageName, RoleError};
+
+/// One reason a package set cannot be activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    RepeatedName {
+        name: PackageName,
+        ids: Vec<PackageId>,
+    },
+    MissingRequire {
+        package: PackageId,
+        requires: String,
+    },
+    ReservedEnvKey {
+        package: PackageId,
+        key: String,
+    },
+    DuplicateEnvKey {
+        key: String,
+        first: PackageId,
+        second: PackageId,
+    },
+    SysctlConflict {
+        key: String,
+        first: PackageId,
+        first_value: String,
+        second: PackageId,
+        second_value: String,
+    },
+    SysctlWithoutService {
+        package: PackageId,
+    },
+    /// Two packages (or two directories of one package) provide the same path.
+    FileConflict {
+        path: String,
+        first: String,
+        second: String,
+    },
+    /// A package provides a path tarmac-host generates itself.
+    ReservedPath {
+        package: PackageId,
+        path: String,
+    },
+    ReservedUnit {
+        package: PackageId,
+        unit: String,
+    },
+    BadUnit {
+        package: PackageId,
+        path: String,
+        reason: String,
+    },
+    DuplicateUnit {
+        unit: String,
+        first: PackageId,
+        second: PackageId,
+    },
+    /// A unit with this name exists in the unit directory and was not put there by tarmac.
+    ForeignUnit {
+        unit: String,
+        path: PathBuf,
+    },
+    UserConflict {
+        username: String,
+        first: PackageId,
+        second: PackageId,
+    },
+    UserMissing {
+        package: PackageId,
+        username: String,
+    },
+    GroupMissing {
+        package: PackageId,
+        group: String,
+    },
+    UserNotInGroup {
+        package: PackageId,
+        username: String,
+        group: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::RepeatedName { name, ids } => {
+                let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                write!(f, "repeated name `{name}`: {}", ids.join(", "))
+            }
+            Problem::MissingRequire { package, requires } => {
+                write!(
+                    f,
+                    "{package} requires `{requires}`, which is not in the set"
+                )
+            }
+            Problem::ReservedEnvKey { package, key } => write!(
+                f,
+                "{package}: environment key `{key}` is reserved (tarmac-host sets PATH and LD_LIBRARY_PATH)"
+            ),
+            Problem::DuplicateEnvKey { key, first, second } => {
+                write!(
+                    f,
+                    "environment key `{key}` is set by both {first} and {second}"
+                )
+            }
+            Problem::SysctlConflict {
+                key,
+                first,
+                first_value,
+                second,
+                second_value,
+            } => write!(
+                f,
+                "sysctl `{key}` conflicts: {first} wants {first_value}, {second} wants {second_value}"
+            ),
+            Problem::SysctlWithoutService { package } => write!(
+                f,
+                "{package} declares sysctl settings but ships no .service unit they could apply to"
+            ),
+            Problem::FileConflict {
+                path,
+                first,
+                second,
+            } => {
+                write!(f, "`{path}` is provided by both {first} and {second}")
+            }
+            Problem::ReservedPath { package, path } => {
+                write!(
+                    f,
+                    "{package} provides `{path}`, which tarmac-host generates itself"
+                )
+            }
+            Problem::ReservedUnit { package, unit } => {
+                write!(
+                    f,
+                    "{package} ships the unit `{unit}`, whose name is reserved for tarmac-host"
+                )
+            }
+            Problem::BadUnit {
+                package,
+                path,
+                reason,
+            } => write!(f, "{package}: `{path}`: {reason}"),
+            Problem::DuplicateUnit {
+                unit,
+                first,
+                second,
+            } => {
+                write!(f, "unit `{unit}` is shipped by both {first} and {second}")
+            }
+            Problem::ForeignUnit { unit, path } => write!(
+                f,
+                "unit `{unit}` already exists at {} and was not installed by tarmac-host",
+                path.display()
+            ),
+            Problem::UserConflict {
+                username,
+                first,
+                second,
+            } => write!(
+                f,
+                "user `{username}` is declared by {first} and {second} with different groups"
+            ),
+            Problem::UserMissing { package, username } => write!(
+                f,
+                "{package} runs as `{username}`, which does not exist and may not be created here (manual_host_users)"
+            ),
+            Problem::GroupMissing { package, group } => {
+                write!(f, "{package}: group `{group}` does not exist")
+            }
+            Problem::UserNotInGroup {
+                package,
+                username,
+                group,
+            } => {
+                write!(
+                    f,
+                    "{package}: existing user `{username}` is not in group `{group}`"
+                )
+            }
+        }
+    }
+}
+
+/// Why an activation-side operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("{}", invalid_message(problems))]
+    Invalid { problems: Vec<Problem> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "not in the package store {}: {}\nhint: fetch them first (`tarmac-host fetch --repository-url URL ID…`) or add them (`tarmac-host add FILE`)",
+        dir.display(),
+        ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    MissingPackages { ids: Vec<PackageId>, dir: PathBuf },
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unknown role file in {}", dir.display())]
+    UnknownRole {
+        dir: PathBuf,
+        #[source]
+        source: RoleError,
+    },
+    #[error(
+        "another tarmac-host ({holder}) holds {}\nhint: pass --wait to wait for it",
+        path.display()
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error("no package named `{name}` is active, so there is nothing to swap it with")]
+    NotActive { name: PackageName },
+    #[error(
+        "nothing is active on this host yet\nhint: run `tarmac-host activate ID…` or `tarmac-host setup`"
+    )]
+    NothingActive,
+    #[error("generation {generation} does not exist\nhint: `tarmac-host generations` lists them")]
+    NoSuchGeneration { generation: Generation },
+    #[error("there is no generation before {current} to roll back to")]
+    NoPreviousGeneration { current: Generation },
+    #[error(
+        "refusing to remove {id}: it is used by generation(s) {}{}",
+        join(generations),
+        if *active { " (active)" } else { "\nhint: `tarmac-host gc --keep 1` drops old generations first" }
+    )]
+    PackageInUse {
+        id: PackageId,
+        generations: Vec<Generation>,
+        active: bool,
+    },
+    #[error("refusing to operate on {}: not a dedicated install root", root.display())]
+    DangerousRoot { root: PathBuf },
+    #[error("`systemctl {args}` failed ({status}): {output}")]
+    Systemctl {
+        args: String,
+        status: String,
+        output: String,
+    },
+    #[error("cannot create user `{username}`: `{command}` failed: {output}")]
+    UserAdd {
+        username: String,
+        command: String,
+        output: String,
+    },
+    #[error("the switch journal {} is unreadable", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "interrupted switch from {from:?} to {to} cannot be recovered: `current` points at {current:?}\nhint: inspect {} and `tarmac-host generations`",
+        journal.display()
+    )]
+    Unrecoverable {
+        from: Option<Generation>,
+        to: Generation,
+        current: Option<Generation>,
+        journal: PathBuf,
+    },
+    #[error("generation {generation} is damaged: {reason}")]
+    BadGeneration {
+        generation: Generation,
+        reason: String,
+    },
+    #[error("setup: {message}")]
+    Setup { message: String },
+    #[error("setup: cannot use {what}")]
+    SetupSource {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn join(gens: &[Generation]) -> String {
+    gens.iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn invalid_message(problems: &[Problem]) -> String {
+    let mut s = format!(
+        "the package set cannot be activated ({} problem{}):",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str("\n  - ");
+        s.push_str(&p.to_string());
+    }
+    s.push_str("\nhint: nothing on the host was changed");
+    s
+}
+
+impl ActivateError {
+    pub fn io(action: impl Into<String>, path: &Path, source: io::Error) -> ActivateError {
+        ActivateError::Io {
+            action: action.into(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

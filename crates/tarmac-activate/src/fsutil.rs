@@ -1,0 +1,74 @@
+//! Small durable filesystem steps: atomic file writes, atomic symlink replacement, fsync of
+//! directories.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use tarmac_pkg::extract::{fsync_dir, make_writable_and_remove, syncfs};
+
+/// Is `name` a temporary made by [`write_atomic`] or [`replace_symlink`]
+/// (`.<name>.tmp-<pid>` / `.<name>.new-<pid>`)?
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && [".tmp-", ".new-"].iter().any(|tag| {
+            name.rsplit_once(tag)
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
+/// fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = sibling(path, "tmp");
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Point the symlink `link` at `target` atomically (create a temp link, rename over), then
+/// fsync the directory. This is the generation switch: one rename(2).
+pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let tmp = sibling(link, "new");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    if let Err(e) = fs::rename(&tmp, link) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(link.parent().unwrap_or(Path::new(".")))
+}
+
+/// Remove a file or symlink; missing is fine.
+pub fn remove_file_if_exists(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Is `path` a symlink (not following it)?
+pub fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+}

@@ -1,0 +1,267 @@
+//! systemd integration: unit files are **copied** into the unit directory (so a separate
+//! `/opt` mount works), `tarmac.target.wants/<unit>` links pull them in, and
+//! `tarmac.target` is wanted by `multi-user.target`. `systemctl` is only run when systemd is
+//! managed (not with `--no-systemd`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::config::HostConfig;
+use crate::error::ActivateError;
+use crate::failpoint;
+use crate::fsutil;
+
+/// The target every package unit is wanted by.
+pub const TARGET: &str = "tarmac.target";
+/// The boot-time unit that runs `tarmac-host setup` (recovery first).
+pub const SETUP_SERVICE: &str = "tarmac-setup.service";
+/// Unit names a package may never ship.
+pub const RESERVED_UNITS: [&str; 4] = [
+    TARGET,
+    SETUP_SERVICE,
+    "tarmac-download.service",
+    "tarmac-recover.service",
+];
+
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_UNITS.contains(&name) || name.starts_with("tarmac-host")
+}
+
+/// Contents of `tarmac.target`.
+pub fn target_unit() -> &'static str {
+    "[Unit]\n\
+     Description=Tarmac: the services of the active generation\n\
+     \n\
+     [Install]\n\
+     WantedBy=multi-user.target\n"
+}
+
+/// Contents of `tarmac-setup.service`, running the `tarmac-host` at `binary`.
+/// `setup` recovers an interrupted switch first, installs what the setup flags ask for
+/// (when present), and starts `tarmac.target`.
+pub fn setup_service_unit(binary: &Path) -> String {
+    format!(
+        "[Unit]\n\
+         Description=Tarmac: recover an interrupted switch, set up and start the active generation\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={} --wait setup\n\
+         TimeoutStartSec=30min\n\
+         StandardOutput=journal+console\n\
+         StandardError=journal+console\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        binary.display()
+    )
+}
+
+/// Runs `systemctl` (or nothing, when systemd is not managed).
+pub struct Systemd<'a> {
+    cfg: &'a HostConfig,
+}
+
+impl<'a> Systemd<'a> {
+    pub fn new(cfg: &'a HostConfig) -> Self {
+        Systemd { cfg }
+    }
+
+    fn systemctl(&self, args: &[&str], tolerated: &[i32]) -> Result<(), ActivateError> {
+        if !self.cfg.manage_systemd {
+            return Ok(());
+        }
+        let out = Command::new("systemctl").args(args).output().map_err(|e| {
+            ActivateError::Systemctl {
+                args: args.join(" "),
+                status: "not run".into(),
+                output: e.to_string(),
+            }
+        })?;
+        let code = out.status.code();
+        if out.status.success() || code.is_some_and(|c| tolerated.contains(&c)) {
+            return Ok(());
+        }
+        let mut output = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        if output.is_empty() {
+            output = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        Err(ActivateError::Systemctl {
+            args: args.join(" "),
+            status: code.map_or_else(|| "killed".to_owned(), |c| format!("exit code {c}")),
+            output,
+        })
+    }
+
+    /// Stop `units` with one `systemctl stop` (so sockets and services go together).
+    /// Exit code 5 (not loaded) is fine.
+    pub fn stop(&self, units: &[String]) -> Result<(), ActivateError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["stop"];
+        args.extend(units.iter().map(String::as_str));
+        self.systemctl(&args, &[5])
+    }
+
+    pub fn daemon_reload(&self) -> Result<(), ActivateError> {
+        self.systemctl(&["daemon-reload"], &[])
+    }
+
+    pub fn start_target(&self) -> Result<(), ActivateError> {
+        self.systemctl(&["start", TARGET], &[])
+    }
+
+    /// Names and states of the tarmac units (`systemctl is-active` style), for reports.
+    pub fn is_active(&self, unit: &str) -> Option<String> {
+        if !self.cfg.manage_systemd {
+            return None;
+        }
+        let out = Command::new("systemctl")
+            .args(["is-active", unit])
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Write `tarmac.target` and enable it (the `multi-user.target.wants` link), if needed.
+    pub fn install_target(&self) -> Result<(), ActivateError> {
+        let dir = &self.cfg.unit_dir;
+        let wants = dir.join("multi-user.target.wants");
+        for d in [dir, &wants, &self.cfg.wants_dir()] {
+            fs::create_dir_all(d).map_err(|e| ActivateError::io("create", d, e))?;
+        }
+        let path = dir.join(TARGET);
+        if fs::read(&path).ok().as_deref() != Some(target_unit().as_bytes()) {
+            fsutil::write_atomic(&path, target_unit().as_bytes(), 0o644)
+                .map_err(|e| ActivateError::io("write", &path, e))?;
+        }
+        let link = wants.join(TARGET);
+        if fs::read_link(&link).ok().as_deref() != Some(path.as_path()) {
+            fsutil::replace_symlink(&path, &link)
+                .map_err(|e| ActivateError::io("link", &link, e))?;
+        }
+        Ok(())
+    }
+
+    /// Make the unit directory hold exactly `want` (name → file to copy) among tarmac's
+    /// units, removing `others` not in `want`. Idempotent: a re-run after a crash finishes
+    /// the job. Each unit file is replaced atomically.
+    pub fn sync_units(
+        &self,
+        want: &BTreeMap<String, PathBuf>,
+        others: &BTreeSet<String>,
+    ) -> Result<(), ActivateError> {
+        let dir = &self.cfg.unit_dir;
+        let wants = self.cfg.wants_dir();
+        fs::create_dir_all(&wants).map_err(|e| ActivateError::io("create", &wants, e))?;
+        for (i, (name, src)) in want.iter().enumerate() {
+            let dest = dir.join(name);
+            let bytes = fs::read(src).map_err(|e| ActivateError::io("read", src, e))?;
+            if fs::read(&dest).ok().as_ref() != Some(&bytes) {
+                fsutil::write_atomic(&dest, &bytes, 0o644)
+                    .map_err(|e| ActivateError::io("write", &dest, e))?;
+            }
+            let link = wants.join(name);
+            if fs::read_link(&link).ok().as_deref() != Some(dest.as_path()) {
+                fsutil::replace_symlink(&dest, &link)
+                    .map_err(|e| ActivateError::io("link", &link, e))?;
+            }
+            if i == 0 {
+                failpoint::hit("mid-units");
+            }
+        }
+        for name in others.iter().filter(|n| !want.contains_key(*n)) {
+            for p in [wants.join(name), dir.join(name)] {
+                fsutil::remove_file_if_exists(&p)
+                    .map_err(|e| ActivateError::io("remove", &p, e))?;
+            }
+        }
+        for d in [dir, &wants] {
+            fsutil::fsync_dir(d).map_err(|e| ActivateError::io("fsync", d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Remove temporaries of interrupted atomic writes (`.<unit>.tmp-<pid>`,
+    /// `.<unit>.new-<pid>`) from the unit and wants directories.
+    pub fn clean_temp(&self) -> Result<Vec<PathBuf>, ActivateError> {
+        let mut removed = Vec::new();
+        for d in [self.cfg.unit_dir.clone(), self.cfg.wants_dir()] {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if fsutil::is_temp_name(&n) {
+                    let p = e.path();
+                    fsutil::remove_file_if_exists(&p)
+                        .map_err(|e| ActivateError::io("remove", &p, e))?;
+                    removed.push(p);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Which of `want` differ from what is installed (content or wants link), for `verify`.
+    pub fn drift(
+        &self,
+        want: &BTreeMap<String, PathBuf>,
+        others: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let wants = self.cfg.wants_dir();
+        for (name, src) in want {
+            let dest = self.cfg.unit_dir.join(name);
+            match (fs::read(src), fs::read(&dest)) {
+                (Ok(a), Ok(b)) if a == b => {}
+                (_, Err(_)) => out.push(format!(
+                    "unit {name} is not installed at {}",
+                    dest.display()
+                )),
+                _ => out.push(format!(
+                    "unit {} differs from the generation's copy",
+                    dest.display()
+                )),
+            }
+            if fs::read_link(wants.join(name)).ok().as_deref() != Some(dest.as_path()) {
+                out.push(format!(
+                    "{}/{name} does not link to {}",
+                    wants.display(),
+                    dest.display()
+                ));
+            }
+        }
+        for name in others.iter().filter(|n| !want.contains_key(*n)) {
+            if fs::symlink_metadata(self.cfg.unit_dir.join(name)).is_ok()
+                || fs::symlink_metadata(wants.join(name)).is_ok()
+            {
+                out.push(format!(
+                    "unit {name} of another generation is still installed"
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_texts() {
+        assert_eq!(
+            setup_service_unit(Path::new("/usr/local/bin/tarmac-host")),
+            "[Unit]\nDescription=Tarmac: recover an interrupted switch, set up and start the active generation\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/local/bin/tarmac-host --wait setup\nTimeoutStartSec=30min\nStandardOutput=journal+console\nStandardError=journal+console\n\n[Install]\nWantedBy=multi-user.target\n"
+        );
+        assert!(target_unit().contains("WantedBy=multi-user.target"));
+        assert!(is_reserved("tarmac.target"));
+        assert!(is_reserved("tarmac-host-revert.timer"));
+        assert!(!is_reserved("etcd.service"));
+    }
+}

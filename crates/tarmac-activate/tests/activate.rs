@@ -1,0 +1,604 @@
+//! Activation on a temporary root with rooted systemd units and no systemctl: layout,
+//! role directories, environment files, swap, rollback, validation, gc, remove, setup,
+//! checks, uninstall.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tarmac_activate::{ActivateError, Host, HostConfig, Problem};
+use tarmac_events::NullSink;
+use tarmac_pkg::testkit::{self, Entry};
+use tarmac_types::{Digest, Generation, PackageId};
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    host: Host,
+}
+
+fn fixture(roles: &[&str]) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    fs::create_dir_all(dir.join("etc/roles")).unwrap();
+    for r in roles {
+        fs::write(dir.join("etc/roles").join(r), "").unwrap();
+    }
+    let mut cfg = HostConfig::new(dir.join("opt")).rooted_systemd();
+    cfg.config_dir = dir.join("etc");
+    cfg.state_dir_root = dir.join("state");
+    cfg.manage_systemd = false;
+    cfg.add_users = false;
+    let host = Host::new(cfg, Arc::new(NullSink));
+    Fixture {
+        _tmp: tmp,
+        dir,
+        host,
+    }
+}
+
+fn id(s: &str) -> PackageId {
+    PackageId::parse(s).unwrap()
+}
+
+impl Fixture {
+    /// Put a package built from `entries` (plus pkginfo) into the store.
+    fn add(&self, pkg: &str, pkginfo: &str, entries: &[Entry]) -> Digest {
+        let bytes = testkit::package(pkginfo, entries);
+        let file = self.dir.join(format!("{pkg}.tar.zst"));
+        fs::write(&file, &bytes).unwrap();
+        let (lock, _) = self.host.lock("add").unwrap();
+        self.host
+            .add(&lock, &file, Some(Digest::of(&bytes)))
+            .unwrap();
+        Digest::of(&bytes)
+    }
+
+    fn activate(&self, ids: &[&str]) -> Result<tarmac_activate::SwitchReport, ActivateError> {
+        let (lock, _) = self.host.lock("activate").unwrap();
+        let ids: Vec<PackageId> = ids.iter().map(|s| id(s)).collect();
+        self.host.activate(&lock, &ids, "activate")
+    }
+
+    fn root(&self) -> &Path {
+        &self.host.cfg.root
+    }
+
+    fn units(&self) -> PathBuf {
+        self.host.cfg.unit_dir.clone()
+    }
+}
+
+fn service(name: &str, text: &str) -> Entry {
+    Entry::file(
+        &format!("systemd/{name}"),
+        format!("[Service]\nExecStart={text}\n"),
+    )
+}
+
+/// Everything below `dir` as `path -> kind:detail`, for before/after comparisons.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link:{}", fs::read_link(&p).unwrap().display()),
+                );
+            } else if m.is_dir() {
+                out.insert(rel.clone(), "dir".into());
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, format!("file:{}", Digest::of(&fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out.retain(|k, _| !k.ends_with(".lock"));
+    out
+}
+
+fn base_set(f: &Fixture) {
+    f.add(
+        "alpha--1",
+        r#"{"environment": {"ALPHA_HOME": "/opt/tarmac/active/alpha", "ALPHA_MSG": "it's one"}, "state_directory": true}"#,
+        &[
+            Entry::exe("bin/alpha", "#!/bin/sh\necho alpha 1\n"),
+            Entry::exe("bin_master/alpha-master", "m"),
+            Entry::exe("bin_agent/alpha-agent", "a"),
+            Entry::file("lib/libalpha.so.1", "elf"),
+            Entry::symlink("lib/libalpha.so", "libalpha.so.1"),
+            Entry::file("etc/alpha/alpha.conf", "x=1"),
+            service("alpha.service", "/opt/tarmac/bin/alpha"),
+            Entry::file("systemd_master/alpha-master.service", "[Service]\nExecStart=/bin/true\n"),
+            Entry::file("systemd_agent/alpha-agent.service", "[Service]\nExecStart=/bin/true\n"),
+            Entry::exe("check/alpha-ok", "#!/bin/sh\necho ALPHA_MSG=\"$ALPHA_MSG\"\n"),
+        ],
+    );
+    f.add(
+        "alpha--2",
+        r#"{"environment": {"ALPHA_HOME": "/opt/tarmac/active/alpha"}, "state_directory": true}"#,
+        &[
+            Entry::exe("bin/alpha", "#!/bin/sh\necho alpha 2\n"),
+            Entry::file("etc/alpha/alpha.conf", "x=2"),
+            service("alpha.service", "/opt/tarmac/bin/alpha --v2"),
+        ],
+    );
+    f.add(
+        "beta--1",
+        r#"{"requires": ["alpha"], "environment": {"BETA": "b"}}"#,
+        &[
+            Entry::exe("bin/beta", "#!/bin/sh\necho beta\n"),
+            Entry::file("etc/beta.conf", "b"),
+            Entry::file("lib/beta/data", "d"),
+            service("beta.service", "/opt/tarmac/bin/beta"),
+        ],
+    );
+}
+
+#[test]
+fn activate_swap_rollback_on_master() {
+    let f = fixture(&["master"]);
+    base_set(&f);
+    let root = f.root().to_path_buf();
+    let store = f.host.store.dir().to_path_buf();
+
+    let r = f.activate(&["beta--1", "alpha--1"]).unwrap();
+    assert_eq!((r.from, r.to, r.unchanged), (None, Generation(1), false));
+    assert_eq!(
+        fs::read_link(root.join("current")).unwrap(),
+        PathBuf::from("generations/1")
+    );
+    for n in [
+        "bin",
+        "lib",
+        "etc",
+        "include",
+        "environment",
+        "environment.export",
+        "active",
+        "active.json",
+    ] {
+        assert_eq!(
+            fs::read_link(root.join(n)).unwrap(),
+            PathBuf::from("current").join(n),
+            "{n}"
+        );
+    }
+    // Merged trees with role directories: master only.
+    let link = |p: &str| fs::read_link(root.join(p)).unwrap();
+    assert_eq!(link("bin/alpha"), store.join("alpha--1/bin/alpha"));
+    assert_eq!(
+        link("bin/alpha-master"),
+        store.join("alpha--1/bin_master/alpha-master")
+    );
+    assert!(!root.join("bin/alpha-agent").exists());
+    assert_eq!(
+        link("lib/libalpha.so"),
+        store.join("alpha--1/lib/libalpha.so")
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("lib/libalpha.so")).unwrap(),
+        "elf"
+    );
+    assert!(
+        fs::symlink_metadata(root.join("lib/beta"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        link("etc/alpha/alpha.conf"),
+        store.join("alpha--1/etc/alpha/alpha.conf")
+    );
+    assert_eq!(link("active/alpha"), store.join("alpha--1"));
+    assert_eq!(
+        fs::read_to_string(root.join("environment")).unwrap(),
+        format!(
+            "# Tarmac provided environment variables\n\
+             LD_LIBRARY_PATH={r}/lib\n\
+             PATH={r}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+             \n\
+             # package: alpha--1\n\
+             ALPHA_HOME=/opt/tarmac/active/alpha\n\
+             ALPHA_MSG=\"it's one\"\n\
+             \n\
+             # package: beta--1\n\
+             BETA=b\n\
+             \n",
+            r = root.display()
+        )
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("active.json")).unwrap(),
+        "{\n  \"packages\": [\n    \"alpha--1\",\n    \"beta--1\"\n  ],\n  \"roles\": [\n    \"master\"\n  ],\n  \"units\": {\n    \"alpha-master.service\": \"alpha--1\",\n    \"alpha.service\": \"alpha--1\",\n    \"beta.service\": \"beta--1\"\n  }\n}\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/tarmac-service-configuration.json")).unwrap(),
+        "{\n  \"sysctl\": {}\n}\n"
+    );
+    // Units copied (not linked) and wanted by tarmac.target.
+    let ud = f.units();
+    for u in ["alpha.service", "alpha-master.service", "beta.service"] {
+        assert!(fs::symlink_metadata(ud.join(u)).unwrap().is_file(), "{u}");
+        assert_eq!(
+            fs::read_link(ud.join("tarmac.target.wants").join(u)).unwrap(),
+            ud.join(u)
+        );
+    }
+    assert!(!ud.join("alpha-agent.service").exists());
+    assert_eq!(
+        fs::read_link(ud.join("multi-user.target.wants/tarmac.target")).unwrap(),
+        ud.join("tarmac.target")
+    );
+    assert!(f.dir.join("state/alpha").is_dir());
+    assert!(!f.dir.join("state/beta").exists());
+    assert!(f.host.verify().unwrap().ok);
+
+    // Same set again: nothing to do.
+    assert!(f.activate(&["alpha--1", "beta--1"]).unwrap().unchanged);
+
+    // Swap alpha: only alpha's changed/removed units stop.
+    let (lock, _) = f.host.lock("swap").unwrap();
+    let r = f.host.swap(&lock, &id("alpha--2")).unwrap();
+    drop(lock);
+    assert_eq!(r.to, Generation(2));
+    assert_eq!(
+        r.stopped,
+        vec![
+            "alpha-master.service".to_owned(),
+            "alpha.service".to_owned()
+        ]
+    );
+    assert_eq!(link("bin/alpha"), store.join("alpha--2/bin/alpha"));
+    assert!(!root.join("bin/alpha-master").exists());
+    assert!(!ud.join("alpha-master.service").exists());
+    assert!(!ud.join("tarmac.target.wants/alpha-master.service").exists());
+    assert_eq!(
+        fs::read_to_string(ud.join("alpha.service")).unwrap(),
+        "[Service]\nExecStart=/opt/tarmac/bin/alpha --v2\n"
+    );
+    assert_eq!(
+        f.host.active().unwrap(),
+        vec![id("alpha--2"), id("beta--1")]
+    );
+    assert!(f.host.verify().unwrap().ok);
+
+    // Swap of a name that is not active.
+    let (lock, _) = f.host.lock("swap").unwrap();
+    assert!(matches!(
+        f.host.swap(&lock, &id("gamma--1")),
+        Err(ActivateError::NotActive { .. })
+    ));
+    // Rollback: back to generation 1, no new generation.
+    let r = f.host.rollback(&lock, None).unwrap();
+    assert_eq!((r.from, r.to), (Some(Generation(2)), Generation(1)));
+    assert_eq!(link("bin/alpha"), store.join("alpha--1/bin/alpha"));
+    assert!(ud.join("alpha-master.service").is_file());
+    assert!(matches!(
+        f.host.rollback(&lock, None),
+        Err(ActivateError::NoPreviousGeneration { .. })
+    ));
+    let r = f.host.rollback(&lock, Some(Generation(2))).unwrap();
+    assert_eq!(r.to, Generation(2));
+    assert!(matches!(
+        f.host.rollback(&lock, Some(Generation(9))),
+        Err(ActivateError::NoSuchGeneration { .. })
+    ));
+    let gens = f.host.generations().unwrap();
+    assert_eq!(
+        gens.iter()
+            .map(|g| (g.generation.0, g.current))
+            .collect::<Vec<_>>(),
+        vec![(1, false), (2, true)]
+    );
+    assert_eq!(gens[1].command, "swap");
+
+    // Remove refuses packages generations use; gc drops generation 1 and alpha--1.
+    let err = f.host.remove(&lock, &[id("alpha--1")]).unwrap_err();
+    assert!(err.to_string().contains("used by generation(s) 1"), "{err}");
+    let err = f.host.remove(&lock, &[id("alpha--2")]).unwrap_err();
+    assert!(err.to_string().contains("(active)"), "{err}");
+    let gc = f.host.gc(&lock, 1).unwrap();
+    assert_eq!(gc.removed_generations, vec![Generation(1)]);
+    assert_eq!(gc.removed_packages, vec![id("alpha--1")]);
+    assert_eq!(
+        f.host.store.list().unwrap(),
+        vec![id("alpha--2"), id("beta--1")]
+    );
+    assert!(f.host.verify().unwrap().ok);
+
+    // Uninstall removes units and the root, keeps the state directories.
+    f.host.uninstall(&lock, false).unwrap();
+    drop(lock);
+    assert!(!root.exists());
+    assert!(f.dir.join("state/alpha").is_dir());
+}
+
+#[test]
+fn roles_select_directories() {
+    let f = fixture(&["agent_public"]);
+    base_set(&f);
+    f.activate(&["alpha--1", "beta--1"]).unwrap();
+    let root = f.root();
+    assert!(!root.join("bin/alpha-master").exists());
+    assert!(!root.join("bin/alpha-agent").exists());
+    assert!(f.units().join("alpha.service").is_file());
+    assert!(!f.units().join("alpha-master.service").exists());
+    assert!(!f.units().join("alpha-agent.service").exists());
+
+    let f = fixture(&["slave"]); // pkgpanda's name for an agent
+    base_set(&f);
+    f.activate(&["alpha--1", "beta--1"]).unwrap();
+    assert!(f.root().join("bin/alpha-agent").exists());
+    assert!(f.units().join("alpha-agent.service").is_file());
+}
+
+#[test]
+fn validation_reports_every_problem_and_touches_nothing() {
+    let f = fixture(&["master"]);
+    base_set(&f);
+    f.activate(&["alpha--1", "beta--1"]).unwrap();
+    f.add(
+        "dup--1",
+        r#"{"environment": {"BETA": "again", "PATH": "/x"}}"#,
+        &[Entry::exe("bin/beta", "other beta")],
+    );
+    f.add(
+        "sys--1",
+        r#"{"requires": ["nothere", {"name": "alsonot", "variant": null}], "sysctl": {"sys": {"vm.swappiness": 1}}}"#,
+        &[service("sys.service", "/bin/true"), Entry::file("etc/tarmac-service-configuration.json", "{}")],
+    );
+    f.add(
+        "sys2--1",
+        r#"{"sysctl": {"sys2": {"vm.swappiness": "10"}}}"#,
+        &[service("sys2.service", "/bin/true")],
+    );
+    f.add(
+        "nosvc--1",
+        r#"{"sysctl": {"x": {"kernel.pid_max": 1}}}"#,
+        &[],
+    );
+    f.add(
+        "units--1",
+        "{}",
+        &[
+            service("tarmac.target", ""),
+            service("README", ""),
+            service("beta.service", "/bin/false"),
+            service("ssh-foreign.service", "/bin/false"),
+            Entry::file("bin/alpha/inside", "a dir where alpha has a file"),
+        ],
+    );
+    fs::write(f.units().join("ssh-foreign.service"), "not ours").unwrap();
+    let before = snapshot(&f.dir);
+    let err = f
+        .activate(&[
+            "alpha--1", "alpha--2", "beta--1", "dup--1", "sys--1", "sys2--1", "nosvc--1",
+            "units--1",
+        ])
+        .unwrap_err();
+    let ActivateError::Invalid { problems } = &err else {
+        panic!("{err}")
+    };
+    let text = err.to_string();
+    let has = |p: &dyn Fn(&Problem) -> bool| problems.iter().any(p);
+    assert!(
+        has(&|p| matches!(p, Problem::RepeatedName { name, .. } if name.as_str() == "alpha")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::MissingRequire { requires, .. } if requires == "nothere")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::MissingRequire { requires, .. } if requires == "alsonot")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::ReservedEnvKey { key, .. } if key == "PATH")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::DuplicateEnvKey { key, .. } if key == "BETA")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::SysctlConflict { key, .. } if key == "vm.swappiness")),
+        "{text}"
+    );
+    assert!(
+        has(
+            &|p| matches!(p, Problem::SysctlWithoutService { package } if package.to_string() == "nosvc--1")
+        ),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::FileConflict { path, .. } if path == "bin/beta")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::FileConflict { path, .. } if path == "bin/alpha")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::ReservedPath { .. })),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::ReservedUnit { unit, .. } if unit == "tarmac.target")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::BadUnit { path, .. } if path == "systemd/README")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::DuplicateUnit { unit, .. } if unit == "beta.service")),
+        "{text}"
+    );
+    assert!(
+        has(&|p| matches!(p, Problem::ForeignUnit { unit, .. } if unit == "ssh-foreign.service")),
+        "{text}"
+    );
+    assert!(
+        text.contains("`bin/beta` is provided by both beta--1 (bin/beta) and dup--1 (bin/beta)"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("hint: nothing on the host was changed"),
+        "{text}"
+    );
+    assert_eq!(
+        snapshot(&f.dir),
+        before,
+        "validation must not change the host"
+    );
+
+    // Missing packages are named, all of them.
+    let err = f
+        .activate(&["alpha--1", "zeta--1", "omega--1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("omega--1, zeta--1"), "{err}");
+    assert_eq!(snapshot(&f.dir), before);
+}
+
+#[test]
+fn file_conflict_between_role_dirs_of_one_package() {
+    let f = fixture(&["master"]);
+    f.add(
+        "x--1",
+        "{}",
+        &[Entry::exe("bin/x", "1"), Entry::exe("bin_master/x", "2")],
+    );
+    let err = f.activate(&["x--1"]).unwrap_err().to_string();
+    assert!(
+        err.contains("`bin/x` is provided by both x--1 (bin/x) and x--1 (bin_master/x)"),
+        "{err}"
+    );
+    assert!(!f.root().join("current").exists());
+    assert!(!f.root().join("generations/1").exists());
+}
+
+#[test]
+fn sysctl_goes_to_the_service_configuration() {
+    let f = fixture(&["agent"]);
+    f.add(
+        "k--1",
+        r#"{"sysctl": {"k": {"vm.swappiness": 1}, "k-master": {"vm.max_map_count": 262144}}}"#,
+        &[
+            service("k.service", "/bin/true"),
+            Entry::file("systemd_master/k-master.service", "[Service]\n"),
+        ],
+    );
+    f.activate(&["k--1"]).unwrap();
+    assert_eq!(
+        fs::read_to_string(f.root().join("etc/tarmac-service-configuration.json")).unwrap(),
+        "{\n  \"sysctl\": {\n    \"k\": {\n      \"vm.swappiness\": 1\n    }\n  }\n}\n"
+    );
+}
+
+#[test]
+fn checks_run_with_the_generation_environment() {
+    let f = fixture(&["master"]);
+    base_set(&f);
+    f.activate(&["alpha--1", "beta--1"]).unwrap();
+    let specs =
+        tarmac_activate::checks::list_checks(&f.host.store, &f.host.active().unwrap()).unwrap();
+    assert_eq!(specs.len(), 1);
+    let env = tarmac_activate::checks::read_environment(&f.root().join("environment"));
+    let r = tarmac_activate::checks::run_checks(&specs, std::time::Duration::from_secs(10), &env);
+    assert_eq!(r[0].status, tarmac_activate::checks::CheckStatus::Ok);
+    assert_eq!(r[0].output, "ALPHA_MSG=it's one\n");
+}
+
+#[test]
+fn setup_fetches_verifies_and_activates() {
+    let f = fixture(&["master"]);
+    let repo = f.dir.join("repo");
+    let mut list = Vec::new();
+    for (pkg, info) in [
+        ("alpha--1", r#"{"state_directory": false}"#),
+        ("beta--1", r#"{"requires": ["alpha"]}"#),
+    ] {
+        let pid = id(pkg);
+        let bytes = testkit::package(info, &[Entry::exe(&format!("bin/{}", pid.name()), "x")]);
+        fs::create_dir_all(repo.join("packages").join(pid.name().as_str())).unwrap();
+        fs::write(
+            repo.join(format!("packages/{}/{pkg}.tar.zst", pid.name())),
+            &bytes,
+        )
+        .unwrap();
+        list.push(serde_json::json!({"id": pkg, "sha256": Digest::of(&bytes).hex()}));
+    }
+    let flags = f.dir.join("etc/setup-flags");
+    fs::create_dir_all(&flags).unwrap();
+    fs::write(
+        flags.join("repository-url"),
+        format!("file://{}\n", repo.display()),
+    )
+    .unwrap();
+    // A list id: fetched from <url>/package_lists/<id>.json.
+    fs::create_dir_all(repo.join("package_lists")).unwrap();
+    fs::write(
+        repo.join("package_lists/abc.json"),
+        serde_json::to_vec(&list).unwrap(),
+    )
+    .unwrap();
+    fs::write(flags.join("cluster-package-list"), "abc\n").unwrap();
+    let fetcher = tarmac_pkg::Fetcher::default();
+    let (lock, _) = f.host.lock("setup").unwrap();
+    let r = f.host.setup(&lock, &fetcher).unwrap();
+    assert_eq!(r.fetched, vec![id("alpha--1"), id("beta--1")]);
+    assert_eq!(r.switch.as_ref().unwrap().to, Generation(1));
+    // Again: nothing fetched, nothing switched.
+    let r = f.host.setup(&lock, &fetcher).unwrap();
+    assert!(r.fetched.is_empty() && r.switch.unwrap().unchanged);
+
+    // A wrong digest in the list: refused before anything is exposed.
+    list[0] = serde_json::json!({"id": "gamma--1", "sha256": Digest::of(b"nope").hex()});
+    let bytes = testkit::package("{}", &[]);
+    fs::create_dir_all(repo.join("packages/gamma")).unwrap();
+    fs::write(repo.join("packages/gamma/gamma--1.tar.zst"), bytes).unwrap();
+    fs::write(
+        flags.join("cluster-package-list"),
+        serde_json::to_vec(&list).unwrap(),
+    )
+    .unwrap();
+    let err = f.host.setup(&lock, &fetcher).unwrap_err();
+    assert!(format!("{err}").contains("sha256 mismatch"), "{err}");
+    assert!(!f.host.store.contains(&id("gamma--1")));
+    assert_eq!(
+        f.host.active().unwrap(),
+        vec![id("alpha--1"), id("beta--1")]
+    );
+}
+
+#[test]
+fn uninstall_refuses_dangerous_roots() {
+    for root in ["/", "/opt", "/etc", "relative/dir"] {
+        let cfg = HostConfig::new(root);
+        assert!(
+            matches!(cfg.check_root(), Err(ActivateError::DangerousRoot { .. })),
+            "{root}"
+        );
+    }
+    assert!(HostConfig::new("/opt/tarmac").check_root().is_ok());
+}
+
+#[test]
+fn second_activation_waits_or_names_the_holder() {
+    let f = fixture(&["master"]);
+    let (_held, _) = f.host.lock("activate").unwrap();
+    let err = f.host.lock("gc").unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+}

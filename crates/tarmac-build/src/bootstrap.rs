@@ -1,0 +1,249 @@
+//! The bootstrap artifact, the active list, the manifest and its signature.
+//!
+//! `<bootstrap_id>.bootstrap.tar.zst` holds, in this order:
+//! ```text
+//! bootstrap.json                 BootstrapIndex: every member with size + sha256
+//! packages/<id>.tar.zst          the packages of bootstrap_package_list's closure
+//! ```
+//! A host needs only `tarmac-host`: it verifies the archive against the signed manifest,
+//! reads `bootstrap.json`, and adds every `packages/<id>.tar.zst` (checking each against
+//! the index) exactly as it would add a downloaded package.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use tarmac_events::{Event, Level, Sink};
+use tarmac_pkg::manifest::{
+    self, Artifact, ArtifactKind, BOOTSTRAP_FORMAT, BOOTSTRAP_INDEX, BootstrapIndex,
+    BootstrapMember, MANIFEST_FORMAT, Manifest, SecretKey,
+};
+use tarmac_pkg::pack::{self, PackOptions, write_file_atomic};
+use tarmac_types::{PackageId, PackageName};
+
+use crate::builder::{BuildOptions, PackageReport};
+use crate::hash::pretty_json;
+use crate::tree::{Plan, Tree};
+use crate::{BuildError, io_err};
+
+/// Name of the package whose `bin/tarmac-host` is exported as a raw artifact.
+pub const HOST_PACKAGE: &str = "tarmac-host";
+
+/// What `make` produced (paths are absolute).
+#[derive(Debug, Clone)]
+pub struct BootstrapReport {
+    pub id: String,
+    pub packages: Vec<PackageId>,
+    pub archive: PathBuf,
+    pub archive_size: u64,
+    pub active: PathBuf,
+    pub host_binary: Option<PathBuf>,
+    pub manifest: PathBuf,
+    pub signature: Option<PathBuf>,
+    /// Key id of the signing key.
+    pub key_id: Option<String>,
+    /// False when the archive already existed.
+    pub created: bool,
+}
+
+/// Create (or reuse) the bootstrap archive and active list, export the host binary,
+/// write the manifest over every artifact, sign it, and update the `*.latest` pointers.
+pub fn make(
+    opts: &BuildOptions,
+    tree: &Tree,
+    plan: &Plan,
+    reports: &BTreeMap<PackageName, PackageReport>,
+    sink: &Sink,
+) -> Result<BootstrapReport, BuildError> {
+    let roots: Vec<PackageName> = if tree.info.bootstrap_package_list.is_empty() {
+        plan.nodes.keys().cloned().collect()
+    } else {
+        tree.info.bootstrap_package_list.clone()
+    };
+    let members: Vec<&PackageReport> = plan
+        .closure(roots.iter())
+        .iter()
+        .map(|n| &reports[n])
+        .collect();
+    let mut ids: Vec<PackageId> = members.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    let bid = manifest::bootstrap_id(&ids);
+    let out = &opts.out;
+    let bdir = out.join("bootstrap");
+    fs::create_dir_all(&bdir).map_err(io_err("cannot create", &bdir))?;
+
+    let archive_rel = format!("bootstrap/{bid}.bootstrap.tar.zst");
+    let archive = out.join(&archive_rel);
+    let created = !archive.is_file();
+    if created {
+        sink.emit(Event::Notice {
+            level: Level::Info,
+            message: format!("creating bootstrap {bid} ({} packages)", ids.len()),
+        });
+        let work_root = out.join(".work");
+        fs::create_dir_all(&work_root).map_err(io_err("cannot create", &work_root))?;
+        let stage = tempfile::Builder::new()
+            .prefix("bootstrap-")
+            .tempdir_in(&work_root)
+            .map_err(io_err("cannot create a work directory in", &work_root))?;
+        let pdir = stage.path().join("packages");
+        fs::create_dir(&pdir).map_err(io_err("cannot create", &pdir))?;
+        let mut index = BootstrapIndex {
+            format: BOOTSTRAP_FORMAT,
+            bootstrap_id: bid.clone(),
+            packages: Vec::new(),
+        };
+        let mut sorted = members.clone();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for r in sorted {
+            let rel = format!("packages/{}.tar.zst", r.id);
+            let dest = stage.path().join(&rel);
+            if fs::hard_link(&r.path, &dest).is_err() {
+                fs::copy(&r.path, &dest).map_err(io_err("cannot copy", &r.path))?;
+            }
+            index.packages.push(BootstrapMember {
+                id: r.id.clone(),
+                path: rel,
+                size: r.size,
+                sha256: r.sha256,
+            });
+        }
+        let json = serde_json::to_value(&index).expect("index serializes");
+        fs::write(stage.path().join(BOOTSTRAP_INDEX), pretty_json(&json))
+            .map_err(io_err("cannot write", stage.path()))?;
+        pack::pack_dir(
+            stage.path(),
+            &archive,
+            &PackOptions {
+                level: opts.bootstrap_level,
+                workers: opts.pack.workers,
+            },
+        )?;
+    }
+
+    let active_rel = format!("bootstrap/{bid}.active.json");
+    let active = out.join(&active_rel);
+    let active_json = serde_json::to_value(&ids).expect("ids serialize");
+    write_file_atomic(&active, &pretty_json(&active_json), 0o644)?;
+
+    let mut artifacts = vec![
+        Artifact::of_file(out, &archive_rel, ArtifactKind::Bootstrap)?,
+        Artifact::of_file(out, &active_rel, ArtifactKind::ActiveList)?,
+    ];
+
+    let host_binary = match members
+        .iter()
+        .find(|r| r.id.name().as_str() == HOST_PACKAGE)
+    {
+        Some(r) => {
+            let rel = format!("bootstrap/{bid}.tarmac-host");
+            let dest = out.join(&rel);
+            if !dest.is_file() {
+                export_host_binary(&r.path, &dest)?;
+            }
+            artifacts.push(Artifact::of_file(out, &rel, ArtifactKind::HostBinary)?);
+            Some(dest)
+        }
+        None => None,
+    };
+
+    let mut all: Vec<&PackageReport> = reports.values().collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    for r in &all {
+        artifacts.push(Artifact {
+            path: manifest::package_path(&r.id),
+            kind: ArtifactKind::Package,
+            size: r.size,
+            sha256: r.sha256,
+        });
+    }
+    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    let m = Manifest {
+        format: MANIFEST_FORMAT,
+        bootstrap_id: bid.clone(),
+        bootstrap_packages: ids.clone(),
+        packages: all.iter().map(|r| r.id.clone()).collect(),
+        artifacts,
+    };
+    let manifest_path = bdir.join(format!("{bid}.manifest.json"));
+    let bytes = m.to_bytes();
+    write_file_atomic(&manifest_path, &bytes, 0o644)?;
+    let sig_path = manifest::signature_path(&manifest_path);
+    let (signature, key_id) = match &opts.sign_key {
+        Some(key) => {
+            let key = SecretKey::read(key)?;
+            write_file_atomic(&sig_path, &key.sign(&bytes), 0o644)?;
+            (Some(sig_path), Some(key.public().key_id()))
+        }
+        None => {
+            // a signature of an older manifest would now fail as "tampered"
+            match fs::remove_file(&sig_path) {
+                Ok(()) => sink.emit(Event::Notice {
+                    level: Level::Warn,
+                    message: format!(
+                        "removed the stale signature {}; the manifest is unsigned",
+                        sig_path.display()
+                    ),
+                }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("cannot remove", &sig_path)(e)),
+            }
+            (None, None)
+        }
+    };
+
+    write_file_atomic(
+        &out.join("bootstrap.latest"),
+        format!("{bid}\n").as_bytes(),
+        0o644,
+    )?;
+    let complete = serde_json::json!({"bootstrap": bid, "packages": m.packages});
+    write_file_atomic(
+        &out.join("complete.latest.json"),
+        &pretty_json(&complete),
+        0o644,
+    )?;
+
+    let archive_size = fs::metadata(&archive)
+        .map_err(io_err("cannot stat", &archive))?
+        .len();
+    Ok(BootstrapReport {
+        id: bid,
+        packages: ids,
+        archive,
+        archive_size,
+        active,
+        host_binary,
+        manifest: manifest_path,
+        signature,
+        key_id,
+        created,
+    })
+}
+
+/// Copy `bin/tarmac-host` out of the package archive into `dest` (mode 0755).
+fn export_host_binary(package: &Path, dest: &Path) -> Result<(), BuildError> {
+    let f = fs::File::open(package).map_err(io_err("cannot open", package))?;
+    let dec = zstd::stream::read::Decoder::new(f).map_err(io_err("cannot read", package))?;
+    let mut ar = tar::Archive::new(dec);
+    for e in ar.entries().map_err(io_err("cannot read", package))? {
+        let mut e = e.map_err(io_err("cannot read", package))?;
+        let p = e
+            .path()
+            .map_err(io_err("cannot read", package))?
+            .to_string_lossy()
+            .into_owned();
+        if p == "bin/tarmac-host" {
+            let mut buf = Vec::new();
+            e.read_to_end(&mut buf)
+                .map_err(io_err("cannot read", package))?;
+            write_file_atomic(dest, &buf, 0o755)?;
+            return Ok(());
+        }
+    }
+    Err(BuildError::BadOutput {
+        id: package.display().to_string(),
+        problem: "package `tarmac-host` has no bin/tarmac-host".into(),
+    })
+}

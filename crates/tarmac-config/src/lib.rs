@@ -1,0 +1,363 @@
+//! Tarmac's configuration engine: `genconf/config.yaml` + a distribution's schema and
+//! templates → a validated, resolved configuration with a content-derived `config_id`, and
+//! the rendered files of the config packages.
+//!
+//! ```no_run
+//! use tarmac_config::{load_genconf, render, Distribution};
+//! use tarmac_types::Role;
+//!
+//! let dist = Distribution::load("dist/reference/config".as_ref()).unwrap();
+//! match load_genconf("genconf".as_ref(), &dist) {
+//!     Ok(cfg) => {
+//!         let masters = cfg.hosts(Role::Master);
+//!         let ssh = cfg.ssh();
+//!         let files = render(&cfg).unwrap();
+//!         # let _ = (masters, ssh, files);
+//!     }
+//!     Err(report) => eprint!("{}", report.render()),
+//! }
+//! ```
+
+mod dist;
+mod engine;
+mod render;
+mod report;
+mod schema;
+pub mod types;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use tarmac_types::{Digest, HostAddr, Role};
+
+pub use dist::{
+    DistError, Distribution, PREFLIGHT_PORTS_PREFIX, Scope, TemplateFile, environment, shquote,
+};
+pub use engine::{Input, did_you_mean, flow_yaml, resolve, resolve_path};
+pub use render::{
+    CONFIG_ID_PATH, EXPANDED_CONFIG_PATH, PackageFiles, RenderError, Rendered, RenderedFile,
+    USER_CONFIG_PATH, render,
+};
+pub use report::{Diagnostic, Report};
+pub use schema::{
+    Derived, DerivedKind, INSTALLER_SCHEMA, Origin, Param, Rule, Schema, SchemaError,
+};
+
+/// What secret values are replaced with in copies shipped to hosts.
+pub const HIDDEN: &str = "**HIDDEN**";
+
+/// Serialise JSON canonically: object keys sorted (whatever serde_json's map order), no
+/// whitespace. The input of every id.
+pub fn canonical_json(v: &Json) -> String {
+    fn write(v: &Json, out: &mut String) {
+        match v {
+            Json::Object(m) => {
+                out.push('{');
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Json::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            Json::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut s = String::new();
+    write(v, &mut s);
+    s
+}
+
+/// How the SSH installer verifies host keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// The key must already be in `known_hosts`.
+    Strict,
+    /// Unknown hosts are trusted and recorded; a changed key is refused.
+    AcceptNew,
+    /// No verification.
+    Off,
+}
+
+/// The SSH installer's settings, with relative paths already resolved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SshSettings {
+    pub user: String,
+    /// Port for hosts listed without `:port`.
+    pub port: u16,
+    pub key_path: PathBuf,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    /// `[user@]host[:port]` of a jump host.
+    pub jump: Option<String>,
+    pub parallelism: usize,
+    pub process_timeout: Duration,
+}
+
+/// A validated configuration: every parameter's value (user, default or calculated), the
+/// user's own keys, and the config id.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    dist: Distribution,
+    values: BTreeMap<String, Json>,
+    user: BTreeMap<String, Json>,
+    base_dir: PathBuf,
+    warnings: Vec<Diagnostic>,
+    config_id: Digest,
+}
+
+impl ResolvedConfig {
+    pub(crate) fn new(
+        dist: Distribution,
+        values: BTreeMap<String, Json>,
+        user: BTreeMap<String, Json>,
+        base_dir: PathBuf,
+        warnings: Vec<Diagnostic>,
+    ) -> Self {
+        let doc = serde_json::json!({
+            "format": 1,
+            "distribution": dist.digest().hex(),
+            "user": user,
+            "values": values,
+        });
+        let config_id = Digest::of(canonical_json(&doc).as_bytes());
+        ResolvedConfig {
+            dist,
+            values,
+            user,
+            base_dir,
+            warnings,
+            config_id,
+        }
+    }
+
+    /// sha256 over the distribution digest, every user key and every resolved value
+    /// (including the ip-detect script), as canonical JSON.
+    pub fn config_id(&self) -> Digest {
+        self.config_id
+    }
+
+    pub fn distribution(&self) -> &Distribution {
+        &self.dist
+    }
+
+    /// Every resolved value (unset optional parameters are `null`).
+    pub fn values(&self) -> &BTreeMap<String, Json> {
+        &self.values
+    }
+
+    /// The keys the user wrote, as JSON.
+    pub fn user_values(&self) -> &BTreeMap<String, Json> {
+        &self.user
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.values.get(name)
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.values.get(name).and_then(Json::as_str)
+    }
+
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The hosts of one role, in config order.
+    pub fn hosts(&self, role: Role) -> Vec<HostAddr> {
+        let key = match role {
+            Role::Master => "master_list",
+            Role::Agent => "agent_list",
+            Role::AgentPublic => "public_agent_list",
+        };
+        self.values
+            .get(key)
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Every host with its role: masters, then agents, then public agents.
+    pub fn all_hosts(&self) -> Vec<(HostAddr, Role)> {
+        Role::ALL
+            .iter()
+            .flat_map(|r| self.hosts(*r).into_iter().map(move |h| (h, *r)))
+            .collect()
+    }
+
+    pub fn bootstrap_url(&self) -> &str {
+        self.get_str("bootstrap_url").unwrap_or_default()
+    }
+
+    pub fn cluster_name(&self) -> &str {
+        self.get_str("cluster_name").unwrap_or_default()
+    }
+
+    /// The ip-detect script's text.
+    pub fn ip_detect_script(&self) -> &str {
+        self.get_str("ip_detect_contents").unwrap_or_default()
+    }
+
+    /// TCP ports that must be free on a host of `role` (the distribution's
+    /// `preflight_ports_<role>` derived value; empty when it declares none).
+    pub fn preflight_ports(&self, role: Role) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .get(&format!("{PREFLIGHT_PORTS_PREFIX}{}", role.as_str()))
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| u16::try_from(p.as_i64()?).ok())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// A path parameter resolved against the directory containing genconf/.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.get_str(name).map(|p| resolve_path(&self.base_dir, p))
+    }
+
+    fn duration(&self, name: &str) -> Duration {
+        self.get_str(name)
+            .and_then(|s| types::parse_duration(s).ok())
+            .unwrap_or_default()
+    }
+
+    /// SSH installer settings.
+    pub fn ssh(&self) -> SshSettings {
+        let int = |n: &str| self.get(n).and_then(Json::as_i64).unwrap_or_default();
+        SshSettings {
+            user: self.get_str("ssh_user").unwrap_or("root").to_owned(),
+            port: u16::try_from(int("ssh_port")).unwrap_or(22),
+            key_path: self.path("ssh_key_path").unwrap_or_default(),
+            known_hosts: self.path("ssh_known_hosts").unwrap_or_default(),
+            host_key_policy: match self.get_str("ssh_host_key_policy") {
+                Some("strict") => HostKeyPolicy::Strict,
+                Some("off") => HostKeyPolicy::Off,
+                _ => HostKeyPolicy::AcceptNew,
+            },
+            jump: self.get_str("ssh_jump").map(str::to_owned),
+            parallelism: usize::try_from(int("ssh_parallelism")).unwrap_or(1).max(1),
+            process_timeout: self.duration("process_timeout"),
+        }
+    }
+
+    /// Names whose values are secret (declared secret, or calculated from a secret).
+    pub fn secret_names(&self) -> &BTreeSet<String> {
+        &self.dist.inner.secret_closure
+    }
+
+    fn mask(&self, map: &BTreeMap<String, Json>, masked: bool) -> BTreeMap<String, Json> {
+        map.iter()
+            .map(|(k, v)| {
+                if masked && self.secret_names().contains(k) && !v.is_null() {
+                    (k.clone(), Json::String(HIDDEN.to_owned()))
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    }
+
+    /// The user's keys as YAML (sorted); secrets as `**HIDDEN**` when `masked`.
+    pub fn user_config_yaml(&self, masked: bool) -> Result<String, String> {
+        serde_saphyr::to_string(&self.mask(&self.user, masked)).map_err(|e| e.to_string())
+    }
+
+    /// Every resolved value as pretty JSON with sorted keys; secrets as `**HIDDEN**` when
+    /// `masked`.
+    pub fn expanded_config_json(&self, masked: bool) -> String {
+        let m = self.mask(&self.values, masked);
+        let mut s = serde_json::to_string_pretty(&sorted_json(
+            &serde_json::to_value(m).unwrap_or_default(),
+        ))
+        .unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Render the distribution's templates; see [`render`].
+    pub fn render(&self) -> Result<Rendered, RenderError> {
+        render(self)
+    }
+}
+
+/// Rebuild a JSON value with object keys inserted in sorted order (stable output even if
+/// serde_json preserves insertion order).
+fn sorted_json(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_json(&m[k])))
+                    .collect(),
+            )
+        }
+        Json::Array(a) => Json::Array(a.iter().map(sorted_json).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Read and validate `<genconf_dir>/config.yaml` against `dist`. Relative paths in the
+/// config are resolved against the parent of `genconf_dir` (DC/OS's `genconf/ip-detect`).
+pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedConfig, Report> {
+    let path = genconf_dir.join("config.yaml");
+    let label = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut r = Report::new(&label, "");
+            let d = if e.kind() == std::io::ErrorKind::NotFound {
+                Diagnostic::new("config.yaml", None, format!("No config file found at {label}."))
+                    .hint(format!(
+                        "create it with at least master_list and bootstrap_url, and put the ip-detect script next to it ({})",
+                        genconf_dir.join("ip-detect").display()
+                    ))
+            } else {
+                Diagnostic::new(
+                    "config.yaml",
+                    None,
+                    format!("Failed to open config file at {label}: {e}."),
+                )
+            };
+            r.errors.push(d);
+            return Err(r);
+        }
+    };
+    let base_dir = match genconf_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    resolve(
+        dist,
+        &Input {
+            text: &text,
+            file_label: label,
+            base_dir,
+        },
+    )
+}

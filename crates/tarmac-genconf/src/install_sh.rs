@@ -1,0 +1,117 @@
+//! The bash install script served as `genconf/serve/install.sh`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tarmac_types::Role;
+
+/// The template (minijinja). See the header of the rendered script for usage and exit codes.
+pub const TEMPLATE: &str = include_str!("install.sh.j2");
+
+/// Where install.sh puts the host binary; tarmac-setup.service runs it.
+pub const HOST_BINARY_ON_HOST: &str = "/opt/tarmac/tarmac-host";
+
+/// Oldest systemd the script accepts.
+pub const MIN_SYSTEMD_VERSION: u32 = 232;
+
+/// Free space install.sh wants below /opt (KiB).
+pub const MIN_FREE_KIB: u64 = 1024 * 1024;
+
+/// A file install.sh downloads from bootstrap_url and pins by sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pinned {
+    /// Path below bootstrap_url, e.g. `bootstrap/<id>.tarmac-host`.
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Everything baked into install.sh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallScript {
+    pub cluster_name: String,
+    pub config_id: String,
+    pub bootstrap_url: String,
+    pub bootstrap_id: String,
+    pub package_list_id: String,
+    pub host_binary: Pinned,
+    pub manifest: Pinned,
+    pub signature: Option<Pinned>,
+    /// PEM of the trusted signing key (only with a signature).
+    pub signing_key: Option<String>,
+    /// The cluster package list (JSON, every package with its sha256).
+    pub package_list_json: String,
+    /// The operator's ip-detect script (run by the preflight).
+    pub ip_detect: String,
+    /// TCP ports that must be free, by role.
+    pub ports: BTreeMap<Role, Vec<u16>>,
+    /// `tarmac-setup.service` as tarmac-host expects it.
+    pub setup_unit: String,
+}
+
+/// Why the script could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallScriptError {
+    #[error(
+        "{what} contains a line `TARMAC_EOF`, which would end install.sh's here-document early\nhint: change that line of {what}"
+    )]
+    Delimiter { what: String },
+    #[error("install.sh template failed to render")]
+    Template(#[from] minijinja::Error),
+}
+
+fn with_newline(s: &str) -> String {
+    if s.is_empty() || s.ends_with('\n') {
+        s.to_owned()
+    } else {
+        format!("{s}\n")
+    }
+}
+
+/// Render install.sh. Pure: same input, same bytes.
+pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
+    let blocks = [
+        ("the package list", Some(&s.package_list_json)),
+        ("the ip-detect script", Some(&s.ip_detect)),
+        ("the signing key", s.signing_key.as_ref()),
+        ("the setup unit", Some(&s.setup_unit)),
+    ];
+    for (what, text) in blocks {
+        if text.is_some_and(|t| t.lines().any(|l| l == "TARMAC_EOF")) {
+            return Err(InstallScriptError::Delimiter {
+                what: what.to_owned(),
+            });
+        }
+    }
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("shquote", |v: minijinja::Value| match v.as_str() {
+        Some(s) => tarmac_config::shquote(s),
+        None => tarmac_config::shquote(&v.to_string()),
+    });
+    let ports: BTreeMap<&str, &Vec<u16>> = s.ports.iter().map(|(r, p)| (r.as_str(), p)).collect();
+    let empty = Vec::new();
+    let ctx = minijinja::context! {
+        cluster_name => s.cluster_name,
+        config_id => s.config_id,
+        bootstrap_url => s.bootstrap_url,
+        bootstrap_id => s.bootstrap_id,
+        package_list_id => s.package_list_id,
+        host_binary => s.host_binary,
+        manifest => s.manifest,
+        signature => s.signature,
+        signing_key => s.signing_key.as_deref().map(with_newline),
+        package_list_json => with_newline(&s.package_list_json),
+        ip_detect => with_newline(&s.ip_detect),
+        setup_unit => with_newline(&s.setup_unit),
+        ports => minijinja::context! {
+            master => ports.get("master").copied().unwrap_or(&empty),
+            agent => ports.get("agent").copied().unwrap_or(&empty),
+            agent_public => ports.get("agent_public").copied().unwrap_or(&empty),
+        },
+        min_systemd_version => MIN_SYSTEMD_VERSION,
+        min_free_kib => MIN_FREE_KIB,
+    };
+    Ok(env.render_str(TEMPLATE, ctx)?)
+}

@@ -1,0 +1,138 @@
+//! Command-line interface of `tarmac-host`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Install, switch and audit Tarmac packages on this host, atomically.
+#[derive(Debug, Parser)]
+#[command(name = "tarmac-host", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Install root.
+    #[arg(
+        long,
+        global = true,
+        env = "TARMAC_ROOT",
+        default_value = "/opt/tarmac"
+    )]
+    pub root: PathBuf,
+    /// Package store [default: <root>/packages].
+    #[arg(long, global = true)]
+    pub repository: Option<PathBuf>,
+    /// Configuration directory (roles in roles/, bootstrap flags in setup-flags/).
+    #[arg(long, global = true, default_value = "/etc/tarmac")]
+    pub config_dir: PathBuf,
+    /// Parent of package state directories.
+    #[arg(long, global = true, default_value = "/var/lib/tarmac")]
+    pub state_dir_root: PathBuf,
+    /// Put systemd units under <root>/rooted-systemd instead of /etc/systemd/system.
+    #[arg(long, global = true)]
+    pub rooted_systemd: bool,
+    /// Never run systemctl (units are still copied).
+    #[arg(long, global = true)]
+    pub no_systemd: bool,
+    /// Never create users: packages' users must already exist.
+    #[arg(long, global = true)]
+    pub no_users: bool,
+    /// Wait for another tarmac-host to finish instead of failing.
+    #[arg(long, global = true)]
+    pub wait: bool,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show progress (activation phases).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the packages in the store.
+    List,
+    /// List the active packages.
+    Active,
+    /// Add a package archive (`<id>.tar.zst`, .tar.xz or .tar.gz) to the store.
+    Add {
+        file: PathBuf,
+        /// Expected sha256 of the archive.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Fetch packages from a repository (`<url>/packages/<name>/<id>.tar.zst`).
+    Fetch {
+        #[arg(long)]
+        repository_url: String,
+        /// Expected digest, as ID=SHA256 (repeatable).
+        #[arg(long = "sha256", value_name = "ID=SHA256")]
+        sha256: Vec<String>,
+        /// A package list (JSON) giving ids and sha256s; its ids are fetched too.
+        #[arg(long)]
+        package_list: Option<PathBuf>,
+        /// Refuse packages without a known sha256.
+        #[arg(long)]
+        require_sha256: bool,
+        ids: Vec<String>,
+    },
+    /// Remove packages from the store (refuses packages any generation uses).
+    Remove {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Activate exactly these packages as a new generation.
+    Activate {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Replace the active package of the same name.
+    Swap { id: String },
+    /// Switch back to the previous generation (or to --to N).
+    Rollback {
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// List generations.
+    Generations,
+    /// Remove old generations and the packages only they used.
+    Gc {
+        /// Generations to keep (the current one is always kept).
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
+    /// Run the check/ executables of the active packages.
+    Check {
+        /// Only list the checks.
+        #[arg(long)]
+        list: bool,
+        /// Per-check timeout in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Bootstrap: fetch and activate what setup-flags/ asks for, then start tarmac.target.
+    Setup,
+    /// Audit: re-hash every stored package and check the current generation and units.
+    Verify,
+    /// Stop and remove everything tarmac put on this host.
+    Uninstall {
+        /// Also remove state directories and the configuration directory.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Finish or undo an interrupted switch (every mutating command does this first).
+    Recover,
+    /// Apply the sysctl settings of a service (for ExecStartPre=).
+    ApplySysctl { service: String },
+    /// Print the tarmac-setup.service unit.
+    PrintSetupUnit {
+        /// Path of the tarmac-host binary the unit runs [default: this binary].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,157 @@
+//! The lab's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while building, starting, using or tearing down a lab.
+/// Messages end with a `hint:` line where the user can act.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The lab needs root (namespaces, mounts, cgroups).
+    #[error(
+        "the lab needs root: it creates network namespaces, mounts and cgroups\nhint: run it as root, e.g. `sudo tarmac lab …`"
+    )]
+    NotRoot,
+
+    /// The requested lab makes no sense (bad name, no hosts, too many hosts, …).
+    #[error("invalid lab: {reason}")]
+    InvalidSpec { reason: String },
+
+    /// `up` for a name that already has a lab.
+    #[error(
+        "lab `{name}` already exists ({dir})\nhint: tear it down first with `tarmac lab down --name {name}`, or pick another `--name`"
+    )]
+    AlreadyExists { name: String, dir: PathBuf },
+
+    /// No lab with that name.
+    #[error("no lab named `{name}`\nhint: `tarmac lab status` lists the labs on this machine")]
+    NotFound { name: String },
+
+    /// A host name or IP that is not part of the lab.
+    #[error(
+        "lab `{lab}` has no host `{host}`\nhint: `tarmac lab status --name {lab}` lists its hosts"
+    )]
+    UnknownHost { lab: String, host: String },
+
+    /// A file system operation failed.
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A system call failed.
+    #[error("{action}")]
+    Sys {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A system tool could not be started.
+    #[error("could not run `{program}`")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A system tool ran and failed.
+    #[error("`{command}` failed ({status}){}", fmt_stderr(.stderr))]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+
+    /// Installing the tools the lab needs failed.
+    #[error(
+        "could not install {packages} with apt-get\nhint: install them by hand (`apt-get install --no-install-recommends {packages}`) and retry"
+    )]
+    Prerequisites {
+        packages: String,
+        #[source]
+        source: Box<LabError>,
+    },
+
+    /// A tool the lab needs is missing and cannot be installed on this system.
+    #[error(
+        "`{program}` is missing and apt-get is not available\nhint: install package `{package}`"
+    )]
+    Missing { program: String, package: String },
+
+    /// Building the root image failed.
+    #[error(
+        "could not build the lab's root image {path} (debootstrap {suite} from {mirror})\nhint: check that the apt mirror is reachable; the build log is in {log}"
+    )]
+    Image {
+        path: PathBuf,
+        suite: String,
+        mirror: String,
+        log: PathBuf,
+        #[source]
+        source: Box<LabError>,
+    },
+
+    /// The lab's state file is unreadable.
+    #[error(
+        "lab state {path} is unreadable\nhint: `tarmac lab down --name {name}` still cleans up"
+    )]
+    State {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Hosts did not come up.
+    #[error(
+        "{failed} of {total} hosts of lab `{lab}` did not come up:\n{details}\nhint: each host's console log is kept in {logs} after teardown"
+    )]
+    Boot {
+        lab: String,
+        failed: usize,
+        total: usize,
+        details: String,
+        logs: PathBuf,
+    },
+
+    /// Another `up`/`down` of the same lab holds its lock.
+    #[error(
+        "lab `{name}` is busy: another `tarmac lab up/down` holds {path}\nhint: wait for it to finish (or end it), then retry"
+    )]
+    Busy { name: String, path: PathBuf },
+
+    /// Teardown could not remove everything.
+    #[error("teardown of lab `{name}` left things behind: {leftovers}")]
+    Leftovers { name: String, leftovers: String },
+}
+
+fn fmt_stderr(stderr: &str) -> String {
+    let s = stderr.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(": {s}")
+    }
+}
+
+impl LabError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> LabError {
+        let path = path.into();
+        move |source| LabError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn sys(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
+        let action = action.into();
+        move |source| LabError::Sys { action, source }
+    }
+}

@@ -1,0 +1,538 @@
+//! The hosts' shared, read-only root image: a minimal Debian built once with
+//! `debootstrap --variant=minbase`, customised for the lab, and cached under
+//! `/var/cache/tarmac-lab/rootfs-<suite>-<hash>/` (the hash covers the package list and
+//! the recipe, so changing either builds a new image).
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::events::Progress;
+use crate::{LabError, sys};
+
+/// Bump when the customisation below changes.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// Packages on top of minbase.
+pub const PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "iproute2",
+    "procps",
+    "curl",
+    "ca-certificates",
+    "sudo",
+    "iputils-ping",
+    "less",
+    "netbase",
+];
+
+/// Units masked in the image: timers and services that only add noise or load in a lab,
+/// and the two that cost inotify instances per host (`console-getty`, `user@`).
+pub const MASKED_UNITS: &[&str] = &[
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "apt-daily.service",
+    "apt-daily-upgrade.service",
+    "man-db.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "dpkg-db-backup.timer",
+    "systemd-timesyncd.service",
+    "console-getty.service",
+    "user@.service",
+];
+
+/// The unprivileged user every host has (same key as root, passwordless sudo).
+pub const LAB_USER: &str = "tarmac";
+
+const BOOT_REPORT: &str = include_str!("../assets/boot-report.sh");
+const READY_UNIT: &str = include_str!("../assets/tarmac-lab-ready.service");
+const SSHD_CONF: &str = include_str!("../assets/sshd.conf");
+const JOURNALD_CONF: &str = include_str!("../assets/journald.conf");
+const BASHRC: &str = include_str!("../assets/bashrc");
+const PLAIN_INIT: &str = include_str!("../assets/plain-init.sh");
+
+/// PID 1 of plain-mode hosts, inside the image.
+pub const PLAIN_INIT_PATH: &str = "/usr/lib/tarmac-lab/plain-init";
+
+/// Where images are cached.
+pub const CACHE_DIR: &str = "/var/cache/tarmac-lab";
+
+/// Which Debian to bootstrap, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub suite: String,
+    pub mirror: String,
+}
+
+impl Source {
+    /// The machine's own release and apt mirror (`TARMAC_LAB_SUITE` / `TARMAC_LAB_MIRROR`
+    /// override them).
+    pub fn detect() -> Source {
+        let suite = std::env::var("TARMAC_LAB_SUITE")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                sys::read_opt(Path::new("/etc/os-release"))
+                    .and_then(|t| os_release_codename(&t))
+                    .unwrap_or_else(|| "bookworm".into())
+            });
+        let mirror = std::env::var("TARMAC_LAB_MIRROR")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| machine_mirror(&suite));
+        Source { suite, mirror }
+    }
+
+    /// The keyring debootstrap verifies Debian suites with.
+    pub fn keyring(&self) -> Option<PathBuf> {
+        let k = PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg");
+        self.mirror.contains("debian").then_some(k)
+    }
+}
+
+fn machine_mirror(suite: &str) -> String {
+    let mut texts: Vec<(bool, String)> = Vec::new();
+    if let Ok(rd) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if (ext == "sources" || ext == "list")
+                && let Some(t) = sys::read_opt(&p)
+            {
+                texts.push((ext == "sources", t));
+            }
+        }
+    }
+    if let Some(t) = sys::read_opt(Path::new("/etc/apt/sources.list")) {
+        texts.push((false, t));
+    }
+    texts
+        .iter()
+        .find_map(|(deb822, t)| {
+            if *deb822 {
+                mirror_from_deb822(t, suite)
+            } else {
+                mirror_from_list(t, suite)
+            }
+        })
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+}
+
+/// `VERSION_CODENAME` from os-release.
+pub fn os_release_codename(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The first `deb` URI serving exactly `suite` in a deb822 `.sources` file.
+pub fn mirror_from_deb822(text: &str, suite: &str) -> Option<String> {
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| -> Option<String> {
+            stanza.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim().eq_ignore_ascii_case(name) && !l.starts_with('#'))
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let enabled = field("Enabled").is_none_or(|v| v != "no");
+        let types = field("Types").unwrap_or_default();
+        let suites = field("Suites").unwrap_or_default();
+        if enabled
+            && types.split_whitespace().any(|t| t == "deb")
+            && suites.split_whitespace().any(|s| s == suite)
+            && let Some(uri) =
+                field("URIs").and_then(|u| u.split_whitespace().next().map(str::to_owned))
+        {
+            return Some(uri);
+        }
+    }
+    None
+}
+
+/// The first `deb URI suite …` line for `suite` in a one-line-style `.list` file.
+pub fn mirror_from_list(text: &str, suite: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        if words.first() != Some(&"deb") {
+            return None;
+        }
+        let mut i = 1;
+        // Skip an options block like `[arch=amd64 signed-by=…]`.
+        if words.get(1).is_some_and(|w| w.starts_with('[')) {
+            i += words[1..].iter().position(|w| w.ends_with(']'))? + 1;
+        }
+        (words.get(i + 1) == Some(&suite)).then(|| words[i].to_owned())
+    })
+}
+
+/// Short hash naming an image: recipe version, suite, package list and customisation.
+pub fn cache_key(suite: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "tarmac-lab-image v{RECIPE_VERSION}\n{suite}\n{}\n{}\n",
+        PACKAGES.join(","),
+        MASKED_UNITS.join(",")
+    ));
+    for part in [
+        BOOT_REPORT,
+        READY_UNIT,
+        SSHD_CONF,
+        JOURNALD_CONF,
+        BASHRC,
+        PLAIN_INIT,
+    ] {
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())[..12].to_owned()
+}
+
+/// Path of the cached image for `suite`.
+pub fn image_path(suite: &str) -> PathBuf {
+    Path::new(CACHE_DIR).join(format!("rootfs-{suite}-{}", cache_key(suite)))
+}
+
+/// Return the cached image, building it first if needed (serialised by a lock, so two
+/// concurrent `up`s build it once).
+pub fn ensure(src: &Source, in_use: &[PathBuf], p: &Progress<'_>) -> Result<PathBuf, LabError> {
+    let path = image_path(&src.suite);
+    if is_complete(&path) {
+        return Ok(path);
+    }
+    let lock_path = Path::new(CACHE_DIR).join("rootfs.lock");
+    let _lock = match sys::lock(&lock_path, Duration::ZERO)? {
+        Some(lock) => lock,
+        None => {
+            p.say("another lab is building the root image: waiting for it".to_string());
+            sys::lock(&lock_path, Duration::from_secs(30 * 60))?.ok_or_else(|| LabError::Busy {
+                name: "root image".into(),
+                path: lock_path.clone(),
+            })?
+        }
+    };
+    if is_complete(&path) {
+        return Ok(path);
+    }
+    let log = path.with_extension("log");
+    let fail = |source: LabError| LabError::Image {
+        path: path.clone(),
+        suite: src.suite.clone(),
+        mirror: src.mirror.clone(),
+        log: log.clone(),
+        source: Box::new(source),
+    };
+    // Leftovers of builds that crashed.
+    if let Ok(rd) = fs::read_dir(CACHE_DIR) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".build-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let tmp = Path::new(CACHE_DIR).join(format!(
+        ".build-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("rootfs")
+    ));
+    let t0 = Instant::now();
+    p.say(format!(
+        "building the root image once: debootstrap --variant=minbase {} from {} (1-2 minutes; cached in {})",
+        src.suite,
+        src.mirror,
+        path.display()
+    ));
+    let result = debootstrap(src, &tmp, &log).and_then(|()| customise(&tmp));
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(fail(e));
+    }
+    fs::rename(&tmp, &path)
+        .map_err(LabError::io("cannot move the finished image to", &path))
+        .map_err(fail)?;
+    p.say(format!(
+        "root image ready in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    ));
+    prune(&path, in_use);
+    Ok(path)
+}
+
+/// Remove images of older recipes that no lab uses any more.
+fn prune(keep: &Path, in_use: &[PathBuf]) {
+    let Ok(rd) = fs::read_dir(CACHE_DIR) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("rootfs-") && path.is_dir() && path != keep && !in_use.contains(&path) {
+            let _ = fs::remove_dir_all(&path);
+            let _ = fs::remove_file(path.with_extension("log"));
+        }
+    }
+}
+
+/// A finished image: the final directory only appears by rename after the build.
+fn is_complete(path: &Path) -> bool {
+    path.join("etc/tarmac-lab-image").is_file()
+}
+
+fn debootstrap(src: &Source, dir: &Path, log: &Path) -> Result<(), LabError> {
+    fs::create_dir_all(dir).map_err(LabError::io("cannot create", dir))?;
+    let logf = fs::File::create(log).map_err(LabError::io("cannot create", log))?;
+    let logf2 = logf.try_clone().map_err(LabError::io("cannot open", log))?;
+    let mut cmd = Command::new("debootstrap");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive")
+        .arg("--variant=minbase")
+        .arg(format!("--include={}", PACKAGES.join(",")));
+    if let Some(k) = src.keyring().filter(|k| k.exists()) {
+        cmd.arg(format!("--keyring={}", k.display()));
+    }
+    cmd.arg(&src.suite)
+        .arg(dir)
+        .arg(&src.mirror)
+        .stdin(Stdio::null())
+        .stdout(logf)
+        .stderr(logf2);
+    let status = cmd.status().map_err(|source| LabError::Spawn {
+        program: "debootstrap".into(),
+        source,
+    })?;
+    if !status.success() {
+        let tail = sys::read_opt(log).map(|t| {
+            t.lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        return Err(LabError::Command {
+            command: sys::describe(&cmd),
+            status: status.to_string(),
+            stderr: tail.unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+fn write(root: &Path, rel: &str, text: &str, mode: u32) -> Result<(), LabError> {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(LabError::io("cannot create", parent))?;
+    }
+    sys::write_file(&path, text.as_bytes(), mode)
+}
+
+fn link(root: &Path, rel: &str, target: &str) -> Result<(), LabError> {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(LabError::io("cannot create", parent))?;
+    }
+    let _ = fs::remove_file(&path);
+    symlink(target, &path).map_err(LabError::io("cannot create symlink", path))
+}
+
+/// Turn the debootstrap tree into a lab host image.
+fn customise(root: &Path) -> Result<(), LabError> {
+    // The unprivileged user (authorized_keys are per lab, written into each host's upper layer).
+    sys::run(
+        Command::new("chroot").arg(root).args([
+            "useradd",
+            "--create-home",
+            "--shell",
+            "/bin/bash",
+            "--user-group",
+            LAB_USER,
+        ]),
+        None,
+    )?;
+    write(
+        root,
+        &format!("etc/sudoers.d/{LAB_USER}"),
+        &format!("{LAB_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"),
+        0o440,
+    )?;
+
+    // sshd: one ed25519 host key per host (written per host), no shared host keys.
+    if let Ok(rd) = fs::read_dir(root.join("etc/ssh")) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("ssh_host_") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    write(
+        root,
+        "etc/ssh/sshd_config.d/00-tarmac-lab.conf",
+        SSHD_CONF,
+        0o644,
+    )?;
+    if !root
+        .join("etc/systemd/system/multi-user.target.wants/ssh.service")
+        .exists()
+    {
+        link(
+            root,
+            "etc/systemd/system/multi-user.target.wants/ssh.service",
+            "/lib/systemd/system/ssh.service",
+        )?;
+    }
+
+    // systemd: quiet, cheap, and a boot report the lab reads from outside.
+    for unit in MASKED_UNITS {
+        link(root, &format!("etc/systemd/system/{unit}"), "/dev/null")?;
+    }
+    write(
+        root,
+        "etc/systemd/journald.conf.d/tarmac-lab.conf",
+        JOURNALD_CONF,
+        0o644,
+    )?;
+    write(root, "usr/lib/tarmac-lab/boot-report", BOOT_REPORT, 0o755)?;
+    write(
+        root,
+        PLAIN_INIT_PATH.trim_start_matches('/'),
+        PLAIN_INIT,
+        0o755,
+    )?;
+    write(
+        root,
+        "etc/systemd/system/tarmac-lab-ready.service",
+        READY_UNIT,
+        0o644,
+    )?;
+    link(
+        root,
+        "etc/systemd/system/multi-user.target.wants/tarmac-lab-ready.service",
+        "/etc/systemd/system/tarmac-lab-ready.service",
+    )?;
+
+    // Identity and small files every host overrides or needs.
+    write(root, "etc/machine-id", "", 0o444)?;
+    write(root, "etc/hostname", "localhost\n", 0o644)?;
+    let _ = fs::remove_file(root.join("etc/resolv.conf"));
+    write(
+        root,
+        "etc/resolv.conf",
+        "# Tarmac lab: no DNS; lab names come from /etc/hosts.\n",
+        0o644,
+    )?;
+    write(root, "root/.bashrc", BASHRC, 0o644)?;
+
+    // No apt caches or package lists in the image.
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        if let Ok(rd) = fs::read_dir(root.join(dir)) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    for f in [
+        "var/cache/apt/pkgcache.bin",
+        "var/cache/apt/srcpkgcache.bin",
+    ] {
+        let _ = fs::remove_file(root.join(f));
+    }
+    for needed in [
+        "usr/sbin/sshd",
+        "lib/systemd/systemd",
+        "usr/bin/sudo",
+        "usr/bin/curl",
+        "bin/bash",
+    ] {
+        if !root.join(needed).exists() {
+            return Err(LabError::InvalidSpec {
+                reason: format!("the image has no /{needed}"),
+            });
+        }
+    }
+    write(
+        root,
+        "etc/tarmac-lab-image",
+        &format!(
+            "recipe={RECIPE_VERSION}\npackages={}\nkey={}\n",
+            PACKAGES.join(","),
+            root.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        ),
+        0o644,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deb822_mirror_is_found_for_the_suite() {
+        let text = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        assert_eq!(
+            mirror_from_deb822(text, "bookworm").as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
+        assert_eq!(
+            mirror_from_deb822(text, "bookworm-security").as_deref(),
+            Some("http://deb.debian.org/debian-security")
+        );
+        assert_eq!(mirror_from_deb822(text, "trixie"), None);
+        let disabled = "Enabled: no\nTypes: deb\nURIs: http://x/debian\nSuites: bookworm\n";
+        assert_eq!(mirror_from_deb822(disabled, "bookworm"), None);
+    }
+
+    #[test]
+    fn list_mirror_is_found_for_the_suite() {
+        let text = "# comment\ndeb-src http://src/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main contrib\ndeb http://other/debian bookworm-updates main\n";
+        assert_eq!(
+            mirror_from_list(text, "bookworm").as_deref(),
+            Some("http://m.example/debian")
+        );
+        assert_eq!(
+            mirror_from_list(text, "bookworm-updates").as_deref(),
+            Some("http://other/debian")
+        );
+        assert_eq!(mirror_from_list(text, "sid"), None);
+    }
+
+    #[test]
+    fn codename_from_os_release() {
+        assert_eq!(
+            os_release_codename("NAME=\"Debian\"\nVERSION_CODENAME=bookworm\n").as_deref(),
+            Some("bookworm")
+        );
+        assert_eq!(os_release_codename("NAME=x\n"), None);
+    }
+
+    #[test]
+    fn cache_key_is_stable_and_names_the_suite() {
+        assert_eq!(cache_key("bookworm"), cache_key("bookworm"));
+        assert_ne!(cache_key("bookworm"), cache_key("trixie"));
+        let p = image_path("bookworm");
+        assert!(
+            p.to_string_lossy()
+                .starts_with("/var/cache/tarmac-lab/rootfs-bookworm-")
+        );
+        assert_eq!(cache_key("bookworm").len(), 12);
+    }
+}

@@ -1,0 +1,421 @@
+//! Lab integration tests: real hosts on this machine. They need root; each brings up its
+//! own lab with a unique name and tears it down through a guard, even on failure.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tarmac_events::VecSink;
+use tarmac_lab::{Lab, LabError, LabGuard, LabSpec, Mode, Role};
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the lab tests need root (they create namespaces, mounts and cgroups)"
+    );
+}
+
+/// A lab name unique to this test run.
+fn unique(tag: &str) -> String {
+    format!("t{tag}{}", std::process::id() % 100_000)
+}
+
+fn up(name: &str, masters: usize, agents: usize, public_agents: usize, mode: Mode) -> LabGuard {
+    require_root();
+    let spec = LabSpec {
+        name: name.into(),
+        masters,
+        agents,
+        public_agents,
+        mode,
+    };
+    let sink = VecSink::new();
+    match Lab::up(&spec, &sink) {
+        Ok(lab) => LabGuard::new(lab),
+        Err(e) => panic!("lab up failed: {e}\nevents: {:#?}", sink.events()),
+    }
+}
+
+/// Run `cmd` on `host`; (exit code, trimmed stdout).
+fn sh(lab: &Lab, host: &str, cmd: &str) -> (i32, String) {
+    let out = lab.ssh(host, cmd).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+/// `cmd` must succeed on `host`; returns its stdout.
+fn ok(lab: &Lab, host: &str, cmd: &str) -> String {
+    let out = lab.ssh(host, cmd).unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` on {host}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    [
+        "/sys/fs/cgroup/tarmac-lab",
+        "/sys/fs/cgroup/systemd/tarmac-lab",
+        "/sys/fs/cgroup/unified/tarmac-lab",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(name))
+    .collect()
+}
+
+fn pids_under(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(s.lines().filter_map(|l| l.parse::<i32>().ok()));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                pids.extend(pids_under(&e.path()));
+            }
+        }
+    }
+    pids
+}
+
+/// The lab's processes (launchers and everything in its hosts).
+fn lab_pids(name: &str) -> Vec<i32> {
+    cgroup_dirs(name)
+        .iter()
+        .flat_map(|d| pids_under(d))
+        .collect()
+}
+
+fn netns_of(name: &str) -> Vec<String> {
+    let prefix = format!("tm-{name}-");
+    std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nothing of lab `name` is left: namespaces, cgroups, mounts, directory, processes.
+fn assert_clean(name: &str, dir: &Path, old_pids: &[i32]) {
+    assert_eq!(
+        netns_of(name),
+        Vec::<String>::new(),
+        "network namespaces left"
+    );
+    for d in cgroup_dirs(name) {
+        assert!(!d.exists(), "cgroup {} left", d.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir_s = dir.to_string_lossy();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&*dir_s) || l.contains(&format!("tm-{name}-"))),
+        "mounts left:\n{mounts}"
+    );
+    assert!(!dir.exists(), "lab dir {} left", dir.display());
+    for pid in old_pids {
+        // Gone, or a zombie waiting for its (unrelated) parent to reap it.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next().unwrap_or('?'))
+                .unwrap_or('?');
+            assert_eq!(state, 'Z', "process {pid} of the lab still runs: {stat}");
+        }
+    }
+}
+
+fn tcp_from_ctl(lab_name: &str, ip: IpAddr) -> bool {
+    let name = lab_name.to_owned();
+    std::thread::spawn(move || {
+        tarmac_lab::enter_ctl_netns(&name).unwrap();
+        TcpStream::connect_timeout(&SocketAddr::new(ip, 22), Duration::from_secs(1)).is_ok()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn three_systemd_hosts_are_isolated_real_hosts() {
+    let name = unique("iso");
+    let lab = up(&name, 1, 1, 1, Mode::Systemd);
+    let names: Vec<String> = lab.hosts().iter().map(|h| h.name.clone()).collect();
+    assert_eq!(names, ["master-1", "agent-1", "public-agent-1"]);
+    assert_eq!(
+        lab.hosts().iter().map(|h| h.role).collect::<Vec<_>>(),
+        [Role::Master, Role::Agent, Role::AgentPublic]
+    );
+
+    // SSH to every host, by name and by IP, with host-key checking on; real systemd booted.
+    let mut machine_ids = Vec::new();
+    for h in lab.hosts() {
+        assert_eq!(ok(&lab, &h.name, "hostname"), h.name);
+        assert_eq!(ok(&lab, &h.ip.to_string(), "hostname"), h.name);
+        assert_eq!(ok(&lab, &h.name, "systemctl is-system-running"), "running");
+        assert_eq!(ok(&lab, &h.name, "systemd-detect-virt"), "systemd-nspawn");
+        assert_eq!(
+            ok(
+                &lab,
+                &h.name,
+                &format!("ip -4 -o addr show dev host0 | grep -c ' {}/16 '", h.ip)
+            ),
+            "1"
+        );
+        machine_ids.push(ok(&lab, &h.name, "cat /etc/machine-id"));
+        // The non-root user has the same key and passwordless sudo.
+        let out = lab
+            .ssh_as(Lab::USER, &h.name, "id -un; sudo -n id -u")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "tarmac\n0\n");
+    }
+    machine_ids.sort();
+    machine_ids.dedup();
+    assert_eq!(machine_ids.len(), 3, "every host has its own machine-id");
+
+    // Host-key checking is really on: without the lab's known_hosts, ssh refuses.
+    let out = lab
+        .ctl_command("ssh")
+        .arg("-F")
+        .arg(lab.ssh_config_path())
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "master-1",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Host key verification failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A file under /opt/tarmac on one host is invisible on the others and on the machine.
+    let marker = format!("/opt/tarmac/lab-test-{name}");
+    ok(
+        &lab,
+        "master-1",
+        &format!("mkdir -p /opt/tarmac && echo A > {marker}"),
+    );
+    assert_eq!(ok(&lab, "master-1", &format!("cat {marker}")), "A");
+    for other in ["agent-1", "public-agent-1"] {
+        assert_eq!(
+            sh(&lab, other, &format!("test -e {marker}")).0,
+            1,
+            "{marker} leaked to {other}"
+        );
+    }
+    assert!(
+        !Path::new(&marker).exists(),
+        "{marker} leaked to the machine"
+    );
+
+    // A unit started with systemctl on one host runs there only.
+    ok(
+        &lab,
+        "agent-1",
+        "systemd-run --unit=tarmac-lab-probe sleep 300",
+    );
+    assert_eq!(
+        ok(&lab, "agent-1", "systemctl is-active tarmac-lab-probe"),
+        "active"
+    );
+    for other in ["master-1", "public-agent-1"] {
+        let (code, state) = sh(&lab, other, "systemctl is-active tarmac-lab-probe");
+        assert_ne!(code, 0);
+        assert_eq!(state, "inactive", "unit state on {other}");
+    }
+    assert_eq!(
+        sh(&lab, "master-1", "pgrep -x sleep").0,
+        1,
+        "agent-1's sleep is visible on master-1"
+    );
+
+    // The lab dir: key, known_hosts, ssh_config, genconf skeleton, ip-detect.
+    let dir = lab.dir().to_path_buf();
+    let known_hosts = std::fs::read_to_string(lab.known_hosts_path()).unwrap();
+    for h in lab.hosts() {
+        let served = ok(
+            &lab,
+            &h.name,
+            "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub",
+        );
+        assert!(
+            known_hosts.contains(&format!("{},{} {served}\n", h.ip, h.name)),
+            "{known_hosts}"
+        );
+    }
+    let config = std::fs::read_to_string(lab.config_yaml_path()).unwrap();
+    let ip = |n: usize| lab.hosts()[n].ip;
+    assert!(
+        config.contains(&format!(
+            "master_list:\n- {}\nagent_list:\n- {}\npublic_agent_list:\n- {}\n",
+            ip(0),
+            ip(1),
+            ip(2)
+        )),
+        "{config}"
+    );
+    assert!(config.contains(&format!("ssh_key_path: {}\n", lab.key_path().display())));
+    assert!(config.contains(&format!("bootstrap_url: http://{}:8080\n", lab.ctl_ip())));
+    let out = lab
+        .ssh_command("root", "agent-1")
+        .unwrap()
+        .args(["--", "bash", "-s"])
+        .stdin(std::fs::File::open(dir.join("genconf/ip-detect")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        ip(1).to_string()
+    );
+    assert_eq!(
+        ok(&lab, "agent-1", "getent hosts ctl | cut -d' ' -f1"),
+        lab.ctl_ip().to_string()
+    );
+
+    // Attach by name; status sees every host up; the name is taken.
+    let again = Lab::open(&name).unwrap();
+    assert_eq!(again.hosts(), lab.hosts());
+    assert_eq!(again.status().unwrap().up_count(), 3);
+    let dup = Lab::up(
+        &LabSpec::new(name.clone(), 1, 0, 0),
+        &tarmac_events::NullSink,
+    );
+    assert!(
+        matches!(dup, Err(LabError::AlreadyExists { .. })),
+        "{dup:?}"
+    );
+
+    // Pull a host's cable and put it back.
+    assert!(tcp_from_ctl(&name, ip(2)));
+    lab.host_link("public-agent-1", false).unwrap();
+    assert!(!tcp_from_ctl(&name, ip(2)));
+    lab.host_link("public-agent-1", true).unwrap();
+    let t0 = Instant::now();
+    while !tcp_from_ctl(&name, ip(2)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "public-agent-1 unreachable after link up"
+        );
+    }
+
+    // Down leaves nothing behind.
+    let pids = lab_pids(&name);
+    assert!(
+        pids.len() > 10,
+        "expected the hosts' processes in the lab cgroups, got {pids:?}"
+    );
+    let report = lab.down().unwrap();
+    assert!(report.existed);
+    assert_eq!(report.netns_deleted, 4);
+    assert_clean(&name, &dir, &pids);
+    // A second down is a no-op.
+    assert!(!Lab::down(&name).unwrap().existed);
+}
+
+#[test]
+fn two_labs_run_side_by_side() {
+    let a_name = unique("sa");
+    let b_name = unique("sb");
+    let a = up(&a_name, 1, 0, 0, Mode::Systemd);
+    let b = up(&b_name, 1, 1, 0, Mode::Plain);
+    assert_ne!(a.ctl_ip(), b.ctl_ip());
+    assert_ne!(a.hosts()[0].ip, b.hosts()[0].ip);
+    assert_ne!(a.dir(), b.dir());
+    assert_eq!(ok(&a, "master-1", "systemctl is-system-running"), "running");
+    assert_eq!(ok(&b, "master-1", "hostname"), "master-1");
+    assert_eq!(ok(&b, "agent-1", "hostname"), "agent-1");
+    // Plain hosts: sshd under a tiny init, own pid namespace, no systemd.
+    assert_eq!(ok(&b, "agent-1", "ps -o comm= -p 1"), "plain-init");
+    // The labs' networks are separate.
+    let b_ip = b.hosts()[0].ip;
+    assert_ne!(
+        sh(&a, "master-1", &format!("ping -c1 -W1 {b_ip}")).0,
+        0,
+        "lab A reaches lab B"
+    );
+    assert!(!tcp_from_ctl(&a_name, b_ip));
+    // Tearing one down leaves the other running.
+    let b_dir = b.dir().to_path_buf();
+    let b_pids = lab_pids(&b_name);
+    b.down().unwrap();
+    assert_clean(&b_name, &b_dir, &b_pids);
+    assert_eq!(ok(&a, "master-1", "systemctl is-system-running"), "running");
+    assert_eq!(Lab::open(&a_name).unwrap().status().unwrap().up_count(), 1);
+}
+
+const CHILD_ENV: &str = "TARMAC_LAB_TEST_INTERRUPTED_UP";
+
+/// `down` cleans up after an `up` that was killed half-way.
+#[test]
+fn down_cleans_up_after_an_interrupted_up() {
+    if let Ok(name) = std::env::var(CHILD_ENV) {
+        // Child: start a lab; the parent kills us while it comes up.
+        let _ = Lab::up(&LabSpec::new(name, 2, 2, 0), &tarmac_events::NullSink);
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    require_root();
+    let name = unique("int");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "down_cleans_up_after_an_interrupted_up",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its first host runs.
+    let t0 = Instant::now();
+    while lab_pids(&name).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "the child never started a host"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited before starting a host"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dir = Path::new(tarmac_lab::STATE_ROOT).join(&name);
+    assert!(
+        !netns_of(&name).is_empty(),
+        "the interrupted up left its namespaces"
+    );
+    let pids = lab_pids(&name);
+    let report = Lab::down(&name).unwrap();
+    assert!(report.existed);
+    assert_clean(&name, &dir, &pids);
+}

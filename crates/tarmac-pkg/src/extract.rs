@@ -1,0 +1,912 @@
+//! Safe, streaming package extraction.
+//!
+//! One pass over the compressed bytes: hash (sha256) → decompress → untar, with decompression
+//! on its own thread. Every entry is checked before anything is written:
+//! absolute paths, `..`, writing through a symlink, symlinks or hardlinks that leave the
+//! package, device files and fifos, setuid/setgid bits, duplicate entries and the reserved
+//! `.tarmac/` directory are all refused with an error naming the archive and the entry.
+//!
+//! Extraction goes to a temporary directory next to the final one (same filesystem); the
+//! archive's digest is compared with the expected one, the file manifest is written, the
+//! filesystem is synced, and only then does one `rename(2)` expose `<store>/<id>`. On any
+//! failure the temporary directory is removed: nothing is left behind.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use sha2::{Digest as _, Sha256};
+use tarmac_types::{Digest, PackageId, Sha256Writer};
+
+use crate::files::{FileEntry, FileManifest};
+use crate::layout::{META_DIR, PKGINFO};
+use crate::pkginfo::{PkgInfo, PkgInfoError};
+
+/// Compression of a package archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    Zstd,
+    Xz,
+    Gzip,
+}
+
+impl Compression {
+    /// In the order a repository is tried: zstd first.
+    pub const ALL: [Compression; 3] = [Compression::Zstd, Compression::Xz, Compression::Gzip];
+
+    /// The file name suffix, e.g. `.tar.zst`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::Zstd => ".tar.zst",
+            Compression::Xz => ".tar.xz",
+            Compression::Gzip => ".tar.gz",
+        }
+    }
+
+    /// Split `etcd--1.tar.zst` into (`etcd--1`, Zstd).
+    pub fn split_file_name(name: &str) -> Option<(&str, Compression)> {
+        Compression::ALL
+            .into_iter()
+            .find_map(|c| name.strip_suffix(c.suffix()).map(|s| (s, c)))
+    }
+
+    fn decoder<'a, R: io::BufRead + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        })
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+            Compression::Gzip => "gzip",
+        })
+    }
+}
+
+/// Why an archive entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsafeReason {
+    AbsolutePath,
+    ParentComponent,
+    NotUtf8,
+    ThroughSymlink { link: String },
+    SymlinkEscapes { target: String },
+    SymlinkAbsolute { target: String },
+    SymlinkLoop,
+    HardlinkTarget { target: String },
+    SpecialFile { kind: &'static str },
+    SetIdBits { mode: u32 },
+    Duplicate,
+    Reserved,
+    RootNotDirectory,
+    Unsupported { kind: String },
+}
+
+impl fmt::Display for UnsafeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnsafeReason::AbsolutePath => f.write_str("absolute path"),
+            UnsafeReason::ParentComponent => f.write_str("path contains `..`"),
+            UnsafeReason::NotUtf8 => f.write_str("path is not valid UTF-8"),
+            UnsafeReason::ThroughSymlink { link } => {
+                write!(f, "would be written through the symlink `{link}`")
+            }
+            UnsafeReason::SymlinkEscapes { target } => {
+                write!(f, "symlink to `{target}` points outside the package")
+            }
+            UnsafeReason::SymlinkAbsolute { target } => write!(
+                f,
+                "symlink to the absolute path `{target}` points outside the package (use a relative target)"
+            ),
+            UnsafeReason::SymlinkLoop => f.write_str("symlink chain too long (loop?)"),
+            UnsafeReason::HardlinkTarget { target } => write!(
+                f,
+                "hard link to `{target}`, which is not a regular file extracted earlier from this package"
+            ),
+            UnsafeReason::SpecialFile { kind } => write!(f, "{kind} entries are not allowed"),
+            UnsafeReason::SetIdBits { mode } => {
+                write!(f, "setuid/setgid bits are not allowed (mode {mode:04o})")
+            }
+            UnsafeReason::Duplicate => f.write_str("appears twice in the archive"),
+            UnsafeReason::Reserved => {
+                write!(
+                    f,
+                    "`{META_DIR}/` is reserved for tarmac-host's own metadata"
+                )
+            }
+            UnsafeReason::RootNotDirectory => f.write_str("the archive root must be a directory"),
+            UnsafeReason::Unsupported { kind } => write!(f, "unsupported entry type {kind}"),
+        }
+    }
+}
+
+/// Why an archive could not be extracted. Nothing was left in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("{archive}: refusing unsafe entry `{entry}`: {reason}")]
+    Unsafe {
+        archive: String,
+        entry: String,
+        reason: UnsafeReason,
+    },
+    #[error("{archive}: cannot read the archive (truncated or corrupt?)")]
+    Read {
+        archive: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{archive}: cannot write `{entry}` under {dir}")]
+    Write {
+        archive: String,
+        entry: String,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{archive}: the archive has no pkginfo.json at its root")]
+    MissingPkgInfo { archive: String },
+    #[error(transparent)]
+    PkgInfo(#[from] PkgInfoError),
+    #[error(
+        "{archive}: sha256 mismatch: expected {expected}, got {actual} ({size} bytes)\nhint: the download was corrupted or the artifact was replaced; nothing was installed"
+    )]
+    HashMismatch {
+        archive: String,
+        expected: Digest,
+        actual: Digest,
+        size: u64,
+    },
+    #[error("{archive}: cannot create the package directory {path}")]
+    Store {
+        archive: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where and as what to extract.
+#[derive(Debug, Clone)]
+pub struct ExtractTarget<'a> {
+    /// The package store directory; the package lands in `<store>/<id>`.
+    pub store_dir: &'a Path,
+    pub id: &'a PackageId,
+    /// Name shown in errors (file path or URL).
+    pub origin: &'a str,
+    /// Digest the compressed archive must have.
+    pub expected_sha256: Option<Digest>,
+}
+
+/// A package that was extracted and exposed in the store.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub path: PathBuf,
+    pub info: PkgInfo,
+    pub manifest: FileManifest,
+}
+
+/// Prefix of temporary directories in the store (removed by recovery).
+pub const TMP_PREFIX: &str = ".tmp-";
+
+/// Removes a directory tree on drop unless disarmed.
+pub(crate) struct TempDir {
+    pub(crate) path: PathBuf,
+    armed: bool,
+}
+
+impl TempDir {
+    pub(crate) fn create(parent: &Path, label: &str) -> io::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = parent.join(format!(
+            "{TMP_PREFIX}{label}-{}-{nanos:08x}",
+            std::process::id()
+        ));
+        fs::DirBuilder::new().mode(0o755).create(&path)?;
+        Ok(TempDir { path, armed: true })
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = make_writable_and_remove(&self.path);
+        }
+    }
+}
+
+/// `rm -rf` that first makes directories writable (packages may ship 0555 directories).
+pub fn make_writable_and_remove(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            chmod_dirs_writable(path);
+            match fs::remove_dir_all(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        }
+    }
+}
+
+fn chmod_dirs_writable(path: &Path) {
+    if let Ok(m) = fs::symlink_metadata(path)
+        && m.is_dir()
+    {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+        if let Ok(rd) = fs::read_dir(path) {
+            for e in rd.flatten() {
+                chmod_dirs_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// fsync a directory (after creating, renaming or removing entries in it).
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Flush everything on the filesystem holding `path` (one `syncfs(2)` instead of one fsync
+/// per file: thousands of small files cost one call).
+pub fn syncfs(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(path)?;
+    // SAFETY: syncfs only reads the descriptor, which stays open for the call.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Hashes and counts the bytes read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the chunks the decompression thread sends.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "decompression stopped early",
+                    ));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Decompress on this thread: read all of `reader` (hashing it), send decompressed chunks,
+/// then an empty chunk. Returns the digest and size of the compressed bytes.
+fn pump<R: Read>(
+    reader: R,
+    compression: Compression,
+    tx: mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> (Digest, u64) {
+    let mut hashing = HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    let result = (|| -> io::Result<()> {
+        {
+            let mut dec = compression.decoder(io::BufReader::with_capacity(CHUNK, &mut hashing))?;
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = dec.read(&mut chunk[filled..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                chunk.truncate(filled);
+                if tx.send(Ok(chunk)).is_err() {
+                    return Ok(()); // the consumer gave up; its error wins
+                }
+            }
+        }
+        // Whatever follows the compressed stream still counts for the digest.
+        io::copy(&mut hashing, &mut io::sink())?;
+        let _ = tx.send(Ok(Vec::new()));
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = tx.send(Err(e));
+    }
+    (Digest(hashing.hasher.finalize().into()), hashing.len)
+}
+
+/// Split an archive path into checked components (`./a//b` → `a/b`). Empty means the root.
+fn normalize(raw: &[u8]) -> Result<String, UnsafeReason> {
+    let s = std::str::from_utf8(raw).map_err(|_| UnsafeReason::NotUtf8)?;
+    if s.starts_with('/') {
+        return Err(UnsafeReason::AbsolutePath);
+    }
+    let mut parts = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(UnsafeReason::ParentComponent),
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
+}
+
+/// Follow `path` through the symlinks recorded in `entries`, never above the package root.
+/// Dangling links are fine; leaving the package is not.
+fn resolve_inside(entries: &BTreeMap<String, FileEntry>, path: &str) -> Result<(), UnsafeReason> {
+    let mut todo: VecDeque<String> = path.split('/').map(str::to_owned).collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if cur.pop().is_none() {
+                    return Err(UnsafeReason::SymlinkEscapes {
+                        target: symlink_target(entries, path),
+                    });
+                }
+            }
+            _ => {
+                cur.push(c);
+                let p = cur.join("/");
+                if let Some(FileEntry::Symlink { target, .. }) = entries.get(&p) {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(UnsafeReason::SymlinkLoop);
+                    }
+                    if target.starts_with('/') {
+                        return Err(UnsafeReason::SymlinkAbsolute {
+                            target: target.clone(),
+                        });
+                    }
+                    cur.pop();
+                    for t in target.split('/').rev() {
+                        todo.push_front(t.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn symlink_target(entries: &BTreeMap<String, FileEntry>, path: &str) -> String {
+    match entries.get(path) {
+        Some(FileEntry::Symlink { target, .. }) => target.clone(),
+        _ => path.to_owned(),
+    }
+}
+
+struct Extractor<'a> {
+    root: &'a Path,
+    archive: &'a str,
+    entries: BTreeMap<String, FileEntry>,
+    symlinks: HashSet<String>,
+    dir_modes: Vec<(String, u32)>,
+    buf: Vec<u8>,
+}
+
+impl Extractor<'_> {
+    fn unsafe_entry(&self, entry: &str, reason: UnsafeReason) -> ExtractError {
+        ExtractError::Unsafe {
+            archive: self.archive.to_owned(),
+            entry: entry.to_owned(),
+            reason,
+        }
+    }
+
+    fn write_err(&self, entry: &str, source: io::Error) -> ExtractError {
+        ExtractError::Write {
+            archive: self.archive.to_owned(),
+            entry: entry.to_owned(),
+            dir: self.root.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Make sure every parent of `path` is a directory we created (never a symlink).
+    fn ensure_parents(&mut self, path: &str) -> Result<(), ExtractError> {
+        let parent = parent_of(path);
+        if parent.is_empty() {
+            return Ok(());
+        }
+        let mut prefix = String::new();
+        for c in parent.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(c);
+            if self.symlinks.contains(&prefix) {
+                return Err(self.unsafe_entry(
+                    path,
+                    UnsafeReason::ThroughSymlink {
+                        link: prefix.clone(),
+                    },
+                ));
+            }
+            match self.entries.get(&prefix) {
+                Some(FileEntry::Dir { .. }) => {}
+                Some(_) => {
+                    return Err(self.write_err(
+                        path,
+                        io::Error::new(
+                            io::ErrorKind::NotADirectory,
+                            format!("`{prefix}` is a file"),
+                        ),
+                    ));
+                }
+                None => {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(self.root.join(&prefix))
+                        .map_err(|e| self.write_err(path, e))?;
+                    self.entries.insert(
+                        prefix.clone(),
+                        FileEntry::Dir {
+                            path: prefix.clone(),
+                            mode: 0o755,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<(), ExtractError> {
+        use tar::EntryType as T;
+        let raw = e.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let kind = e.header().entry_type();
+        if matches!(
+            kind,
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let path = normalize(&raw).map_err(|r| self.unsafe_entry(&shown, r))?;
+        let mode = e.header().mode().map_err(|source| ExtractError::Read {
+            archive: self.archive.to_owned(),
+            source,
+        })?;
+        if mode & 0o6000 != 0 {
+            return Err(self.unsafe_entry(
+                &shown,
+                UnsafeReason::SetIdBits {
+                    mode: mode & 0o7777,
+                },
+            ));
+        }
+        let mode = mode & 0o1777;
+        if path.is_empty() {
+            return if kind == T::Directory {
+                Ok(())
+            } else {
+                Err(self.unsafe_entry(&shown, UnsafeReason::RootNotDirectory))
+            };
+        }
+        if path == META_DIR || path.starts_with(&format!("{META_DIR}/")) {
+            return Err(self.unsafe_entry(&path, UnsafeReason::Reserved));
+        }
+        match kind {
+            T::Char => {
+                return Err(self.unsafe_entry(
+                    &path,
+                    UnsafeReason::SpecialFile {
+                        kind: "character device",
+                    },
+                ));
+            }
+            T::Block => {
+                return Err(self.unsafe_entry(
+                    &path,
+                    UnsafeReason::SpecialFile {
+                        kind: "block device",
+                    },
+                ));
+            }
+            T::Fifo => {
+                return Err(self.unsafe_entry(&path, UnsafeReason::SpecialFile { kind: "fifo" }));
+            }
+            T::Regular | T::Continuous | T::Directory | T::Symlink | T::Link => {}
+            other => {
+                return Err(self.unsafe_entry(
+                    &path,
+                    UnsafeReason::Unsupported {
+                        kind: format!("{other:?}"),
+                    },
+                ));
+            }
+        }
+        if let Some(prev) = self.entries.get(&path) {
+            let both_dirs = kind == T::Directory && matches!(prev, FileEntry::Dir { .. });
+            if !both_dirs {
+                return Err(self.unsafe_entry(&path, UnsafeReason::Duplicate));
+            }
+        }
+        self.ensure_parents(&path)?;
+        let full = self.root.join(&path);
+        match kind {
+            T::Directory => {
+                if !self.entries.contains_key(&path) {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&full)
+                        .map_err(|err| self.write_err(&path, err))?;
+                }
+                self.dir_modes.push((path.clone(), mode));
+                self.entries
+                    .insert(path.clone(), FileEntry::Dir { path, mode });
+            }
+            T::Regular | T::Continuous => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&full)
+                    .map_err(|err| self.write_err(&path, err))?;
+                let mut w = Sha256Writer::new(file);
+                let mut size = 0u64;
+                loop {
+                    let n = match e.read(&mut self.buf) {
+                        Ok(n) => n,
+                        Err(source) => {
+                            return Err(ExtractError::Read {
+                                archive: self.archive.to_owned(),
+                                source,
+                            });
+                        }
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    w.write_all(&self.buf[..n])
+                        .map_err(|err| self.write_err(&path, err))?;
+                    size += n as u64;
+                }
+                let (sha256, _, file) = w.finish();
+                file.set_permissions(fs::Permissions::from_mode(mode & 0o777))
+                    .map_err(|err| self.write_err(&path, err))?;
+                let mode = mode & 0o777;
+                self.entries.insert(
+                    path.clone(),
+                    FileEntry::File {
+                        path,
+                        mode,
+                        size,
+                        sha256,
+                    },
+                );
+            }
+            T::Symlink => {
+                let target_raw = e
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                let target = std::str::from_utf8(&target_raw)
+                    .map_err(|_| self.unsafe_entry(&path, UnsafeReason::NotUtf8))?
+                    .to_owned();
+                if target.is_empty() {
+                    return Err(self.unsafe_entry(
+                        &path,
+                        UnsafeReason::SymlinkEscapes {
+                            target: String::new(),
+                        },
+                    ));
+                }
+                if target.starts_with('/') {
+                    return Err(self.unsafe_entry(&path, UnsafeReason::SymlinkAbsolute { target }));
+                }
+                // Lexical check now; the full chain is checked once every link is known.
+                let mut depth = parent_of(&path)
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .count();
+                for c in target.split('/') {
+                    match c {
+                        "" | "." => {}
+                        ".." if depth == 0 => {
+                            return Err(
+                                self.unsafe_entry(&path, UnsafeReason::SymlinkEscapes { target })
+                            );
+                        }
+                        ".." => depth -= 1,
+                        _ => depth += 1,
+                    }
+                }
+                std::os::unix::fs::symlink(&target, &full)
+                    .map_err(|err| self.write_err(&path, err))?;
+                self.symlinks.insert(path.clone());
+                self.entries
+                    .insert(path.clone(), FileEntry::Symlink { path, target });
+            }
+            T::Link => {
+                let target_raw = e
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                let shown_target = String::from_utf8_lossy(&target_raw).into_owned();
+                let bad = |t: String| UnsafeReason::HardlinkTarget { target: t };
+                let target = normalize(&target_raw)
+                    .map_err(|_| self.unsafe_entry(&path, bad(shown_target.clone())))?;
+                let Some(FileEntry::File {
+                    mode, size, sha256, ..
+                }) = self.entries.get(&target).cloned()
+                else {
+                    return Err(self.unsafe_entry(&path, bad(shown_target)));
+                };
+                fs::hard_link(self.root.join(&target), &full)
+                    .map_err(|err| self.write_err(&path, err))?;
+                self.entries.insert(
+                    path.clone(),
+                    FileEntry::File {
+                        path,
+                        mode,
+                        size,
+                        sha256,
+                    },
+                );
+            }
+            _ => unreachable!("filtered above"),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), ExtractError> {
+        let links: Vec<String> = self.symlinks.iter().cloned().collect();
+        for l in links {
+            resolve_inside(&self.entries, &l).map_err(|r| self.unsafe_entry(&l, r))?;
+        }
+        // Deepest first, so a read-only parent never blocks a child.
+        self.dir_modes.sort_by(|a, b| b.0.cmp(&a.0));
+        for (p, mode) in std::mem::take(&mut self.dir_modes) {
+            fs::set_permissions(self.root.join(&p), fs::Permissions::from_mode(mode))
+                .map_err(|err| self.write_err(&p, err))?;
+        }
+        Ok(())
+    }
+}
+
+/// Extract a package archive read from `reader` into `<store>/<id>`, atomically.
+///
+/// `reader` yields the compressed bytes (a file, or an HTTP body that resumes itself).
+pub fn extract_package<R: Read + Send>(
+    reader: R,
+    compression: Compression,
+    target: &ExtractTarget<'_>,
+) -> Result<Extracted, ExtractError> {
+    let archive = target.origin;
+    let final_path = target.store_dir.join(target.id.to_string());
+    let store_err = |path: &Path, source| ExtractError::Store {
+        archive: archive.to_owned(),
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(target.store_dir).map_err(|e| store_err(target.store_dir, e))?;
+    let tmp = TempDir::create(target.store_dir, &target.id.to_string())
+        .map_err(|e| store_err(target.store_dir, e))?;
+
+    let (tx, rx) = mpsc::sync_channel(4);
+    let (result, (digest, size)) = std::thread::scope(|s| {
+        let producer = s.spawn(move || pump(reader, compression, tx));
+        let mut input = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+        };
+        let mut ex = Extractor {
+            root: &tmp.path,
+            archive,
+            entries: BTreeMap::new(),
+            symlinks: HashSet::new(),
+            dir_modes: Vec::new(),
+            buf: vec![0u8; 256 * 1024],
+        };
+        let result = (|| -> Result<_, ExtractError> {
+            let read_err = |source| ExtractError::Read {
+                archive: archive.to_owned(),
+                source,
+            };
+            {
+                let mut ar = tar::Archive::new(&mut input);
+                for e in ar.entries().map_err(read_err)? {
+                    ex.entry(e.map_err(read_err)?)?;
+                }
+            }
+            // Let the decompressor reach the end so the digest covers every byte.
+            io::copy(&mut input, &mut io::sink()).map_err(read_err)?;
+            ex.finish()?;
+            Ok(ex.entries)
+        })();
+        drop(input); // unblocks the producer if we stopped early
+        (
+            result,
+            producer.join().expect("decompression thread panicked"),
+        )
+    });
+    let entries = result?;
+
+    if let Some(expected) = target.expected_sha256
+        && expected != digest
+    {
+        return Err(ExtractError::HashMismatch {
+            archive: archive.to_owned(),
+            expected,
+            actual: digest,
+            size,
+        });
+    }
+    let info = match entries.get(PKGINFO) {
+        Some(FileEntry::File { .. }) => {
+            let bytes = fs::read(tmp.path.join(PKGINFO)).map_err(|e| ExtractError::Read {
+                archive: archive.to_owned(),
+                source: e,
+            })?;
+            PkgInfo::parse(&bytes, archive)?
+        }
+        _ => {
+            return Err(ExtractError::MissingPkgInfo {
+                archive: archive.to_owned(),
+            });
+        }
+    };
+    let manifest = FileManifest {
+        format: 1,
+        archive_sha256: digest,
+        archive_size: size,
+        entries: entries.into_values().collect(),
+    };
+    let meta = tmp.path.join(META_DIR);
+    let write_meta = || -> io::Result<()> {
+        fs::DirBuilder::new().mode(0o755).create(&meta)?;
+        let mut f = File::create(meta.join(crate::files::FILES_JSON))?;
+        serde_json::to_writer(&mut f, &manifest)?;
+        f.write_all(b"\n")?;
+        syncfs(&tmp.path)?;
+        Ok(())
+    };
+    write_meta().map_err(|e| store_err(&meta, e))?;
+    fs::rename(&tmp.path, &final_path).map_err(|e| store_err(&final_path, e))?;
+    tmp.disarm();
+    fsync_dir(target.store_dir).map_err(|e| store_err(target.store_dir, e))?;
+    Ok(Extracted {
+        path: final_path,
+        info,
+        manifest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(p: &str, t: &str) -> (String, FileEntry) {
+        (
+            p.to_owned(),
+            FileEntry::Symlink {
+                path: p.to_owned(),
+                target: t.to_owned(),
+            },
+        )
+    }
+    fn dir(p: &str) -> (String, FileEntry) {
+        (
+            p.to_owned(),
+            FileEntry::Dir {
+                path: p.to_owned(),
+                mode: 0o755,
+            },
+        )
+    }
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(normalize(b"./a//b/./c").unwrap(), "a/b/c");
+        assert_eq!(normalize(b"./").unwrap(), "");
+        assert_eq!(normalize(b"/etc/passwd"), Err(UnsafeReason::AbsolutePath));
+        assert_eq!(normalize(b"a/../../x"), Err(UnsafeReason::ParentComponent));
+        assert_eq!(normalize(b"a\xff"), Err(UnsafeReason::NotUtf8));
+    }
+
+    #[test]
+    fn symlink_chains() {
+        let entries: BTreeMap<_, _> = [
+            dir("lib"),
+            sym("lib/a", "b/c"),
+            sym("lib/b", ".."),
+            sym("lib/ok", "../bin/x"),
+            sym("up", "lib/b/.."),
+            sym("loop1", "loop2"),
+            sym("loop2", "loop1"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(resolve_inside(&entries, "lib/ok").is_ok());
+        assert!(resolve_inside(&entries, "lib/b").is_ok());
+        // lib/a -> lib/b/c -> (lib/b -> ..) -> c : inside
+        assert!(resolve_inside(&entries, "lib/a").is_ok());
+        // up -> lib/b/.. -> ./.. : escapes
+        assert!(matches!(
+            resolve_inside(&entries, "up"),
+            Err(UnsafeReason::SymlinkEscapes { .. })
+        ));
+        assert_eq!(
+            resolve_inside(&entries, "loop1"),
+            Err(UnsafeReason::SymlinkLoop)
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! The directory layout inside a package.
+//!
+//! ```text
+//! pkginfo.json            required
+//! buildinfo.full.json     optional (recorded in the generation's active.buildinfo.full.json)
+//! bin/ lib/ etc/ include/ merged into /opt/tarmac/{bin,lib,etc,include}
+//! systemd/                unit files, copied to /etc/systemd/system and wanted by tarmac.target
+//! <dir>_<role>/           the same, only on hosts with that role (bin_master, etc_agent,
+//!                         systemd_agent_public, …)
+//! check/                  executables run by `tarmac-host check`
+//! anything else           not linked; reached as /opt/tarmac/packages/<id>/… or
+//!                         /opt/tarmac/active/<name>/…
+//! .tarmac/                reserved: written by tarmac-host at extraction (file manifest)
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tarmac_types::Role;
+
+/// Directories merged into the install root's link trees, in a fixed order.
+pub const LINK_DIRS: [&str; 4] = ["bin", "etc", "include", "lib"];
+/// Directory holding systemd unit files.
+pub const SYSTEMD_DIR: &str = "systemd";
+/// Directory holding check executables.
+pub const CHECK_DIR: &str = "check";
+/// Metadata file every package has.
+pub const PKGINFO: &str = "pkginfo.json";
+/// Optional build record.
+pub const BUILDINFO_FULL: &str = "buildinfo.full.json";
+/// Reserved directory written by tarmac-host inside each stored package.
+pub const META_DIR: &str = ".tarmac";
+
+/// What a special top-level directory of a package is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DirKind {
+    /// One of [`LINK_DIRS`].
+    Link(&'static str),
+    /// [`SYSTEMD_DIR`].
+    Systemd,
+}
+
+impl DirKind {
+    pub fn base(self) -> &'static str {
+        match self {
+            DirKind::Link(b) => b,
+            DirKind::Systemd => SYSTEMD_DIR,
+        }
+    }
+
+    fn from_base(base: &str) -> Option<DirKind> {
+        if base == SYSTEMD_DIR {
+            return Some(DirKind::Systemd);
+        }
+        LINK_DIRS
+            .iter()
+            .find(|d| **d == base)
+            .map(|d| DirKind::Link(d))
+    }
+}
+
+/// A special directory found at the top of a package: `bin`, `systemd_master`, …
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SpecialDir {
+    pub kind: DirKind,
+    /// `None` for the role-independent directory.
+    pub role: Option<Role>,
+    /// The directory's name in the package (`bin_agent_public`).
+    pub name: String,
+}
+
+impl fmt::Display for SpecialDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl SpecialDir {
+    /// Classify a top-level entry name. `bin_agent_public` → Link("bin"), AgentPublic.
+    pub fn classify(name: &str) -> Option<SpecialDir> {
+        let (base, role) = Role::split_dir(name);
+        DirKind::from_base(base).map(|kind| SpecialDir {
+            kind,
+            role,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Does this directory apply on a host with `roles`?
+    pub fn applies_to(&self, roles: &BTreeSet<Role>) -> bool {
+        self.role.is_none_or(|r| roles.contains(&r))
+    }
+}
+
+/// The special directories of an extracted package at `pkg_dir`, sorted by (kind, role).
+/// A top-level symlink to a directory inside the package counts as that directory.
+pub fn special_dirs(pkg_dir: &Path) -> io::Result<Vec<(SpecialDir, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(pkg_dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(special) = SpecialDir::classify(&name) else {
+            continue;
+        };
+        let path = entry.path();
+        if std::fs::metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
+            out.push((special, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The special directories that apply on a host with `roles`: the role-independent one first,
+/// then each role's, in [`Role`] order.
+pub fn applicable_dirs(
+    pkg_dir: &Path,
+    roles: &BTreeSet<Role>,
+) -> io::Result<Vec<(SpecialDir, PathBuf)>> {
+    Ok(special_dirs(pkg_dir)?
+        .into_iter()
+        .filter(|(d, _)| d.applies_to(roles))
+        .collect())
+}
+
+/// Is `name` a unit file name tarmac will install (`foo.service`, `foo@.socket`, …)?
+pub fn unit_name_ok(name: &str) -> bool {
+    const SUFFIXES: [&str; 8] = [
+        ".service",
+        ".socket",
+        ".timer",
+        ".path",
+        ".target",
+        ".mount",
+        ".automount",
+        ".slice",
+    ];
+    SUFFIXES.iter().any(|s| {
+        name.strip_suffix(s).is_some_and(|stem| {
+            !stem.is_empty()
+                && stem.bytes().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, b'@' | b'_' | b'.' | b':' | b'-' | b'\\')
+                })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify() {
+        let d = SpecialDir::classify("bin_agent_public").unwrap();
+        assert_eq!(
+            (d.kind, d.role),
+            (DirKind::Link("bin"), Some(Role::AgentPublic))
+        );
+        let d = SpecialDir::classify("systemd_master").unwrap();
+        assert_eq!((d.kind, d.role), (DirKind::Systemd, Some(Role::Master)));
+        let d = SpecialDir::classify("etc").unwrap();
+        assert_eq!((d.kind, d.role), (DirKind::Link("etc"), None));
+        assert!(SpecialDir::classify("check").is_none());
+        assert!(SpecialDir::classify("usr").is_none());
+        assert!(SpecialDir::classify("bin_slave").is_none());
+        assert!(SpecialDir::classify("share_master").is_none());
+    }
+
+    #[test]
+    fn role_filtering() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in [
+            "bin",
+            "bin_master",
+            "bin_agent",
+            "systemd_agent_public",
+            "lib",
+            "usr",
+            "check",
+        ] {
+            std::fs::create_dir(tmp.path().join(d)).unwrap();
+        }
+        std::fs::write(tmp.path().join("etc"), "a file, not a dir").unwrap();
+        std::os::unix::fs::symlink("usr", tmp.path().join("include")).unwrap();
+        let names = |roles: &[Role]| -> Vec<String> {
+            applicable_dirs(tmp.path(), &roles.iter().copied().collect())
+                .unwrap()
+                .into_iter()
+                .map(|(d, _)| d.name)
+                .collect()
+        };
+        assert_eq!(
+            names(&[Role::Master]),
+            ["bin", "bin_master", "include", "lib"]
+        );
+        assert_eq!(
+            names(&[Role::AgentPublic]),
+            ["bin", "include", "lib", "systemd_agent_public"]
+        );
+        assert_eq!(names(&[]), ["bin", "include", "lib"]);
+    }
+
+    #[test]
+    fn unit_names() {
+        for ok in [
+            "etcd.service",
+            "a@.service",
+            "x.socket",
+            "t.timer",
+            "m-n_o.target",
+        ] {
+            assert!(unit_name_ok(ok), "{ok}");
+        }
+        for bad in [
+            "README",
+            ".service",
+            "a b.service",
+            "x.conf",
+            "../x.service",
+        ] {
+            assert!(!unit_name_ok(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! tarmac-pkg: the package format.
+//!
+//! - [`pkginfo`]: the `pkginfo.json` model and its validation.
+//! - [`layout`]: directories inside a package (`bin/`, `systemd_master/`, `check/`, …).
+//! - [`extract`]: safe streaming extraction (hash → decompress → untar, atomically exposed).
+//! - [`fetch`]: reading from a repository over `file://` or resumable `http://`.
+//! - [`store`]: the local package store `<root>/packages/<id>/`.
+//! - [`files`]: the per-package file manifest and the audit against it.
+
+pub mod extract;
+pub mod fetch;
+pub mod files;
+pub mod layout;
+pub mod manifest;
+pub mod pack;
+pub mod pkginfo;
+pub mod store;
+#[doc(hidden)]
+pub mod testkit;
+
+pub use extract::{Compression, ExtractError, Extracted};
+pub use fetch::{FetchError, Fetcher};
+pub use pkginfo::{PkgInfo, PkgInfoError};
+pub use store::{Added, Package, Store, StoreError};

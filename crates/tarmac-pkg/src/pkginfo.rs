@@ -1,0 +1,476 @@
+//! `pkginfo.json`: what a package declares about itself at activation time.
+//!
+//! ```json
+//! { "requires": ["openssl", {"name": "python", "variant": null}],
+//!   "environment": {"ETCD_DATA_DIR": "/var/lib/tarmac/etcd"},
+//!   "state_directory": true, "username": "tarmac_etcd", "group": "tarmac_etcd",
+//!   "sysctl": {"etcd": {"vm.swappiness": 1}} }
+//! ```
+//!
+//! Parsing checks each field's shape and syntax; set-level rules (missing requirements,
+//! reserved or repeated environment keys, sysctl conflicts) are checked at activation,
+//! where the whole set is known.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+use tarmac_types::PackageName;
+
+/// A requirement on another package, by name (the variant is informative only).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Require {
+    pub name: PackageName,
+    /// `Some(None)` for `{"name": …, "variant": null}`, `None` for a bare name.
+    pub variant: Option<Option<String>>,
+}
+
+impl fmt::Display for Require {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.variant {
+            Some(Some(v)) => write!(f, "{} (variant {v})", self.name),
+            _ => write!(f, "{}", self.name),
+        }
+    }
+}
+
+impl Serialize for Require {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match &self.variant {
+            None => s.collect_str(&self.name),
+            Some(v) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("name", &self.name)?;
+                m.serialize_entry("variant", v)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// A sysctl value: pkgpanda accepted integers and strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum SysctlValue {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for SysctlValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SysctlValue::Int(i) => write!(f, "{i}"),
+            SysctlValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The parsed `pkginfo.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PkgInfo {
+    pub requires: Vec<Require>,
+    /// Runtime environment the package adds to `/opt/tarmac/environment`.
+    pub environment: BTreeMap<String, String>,
+    /// Create `<state-dir-root>/<name>` at activation.
+    pub state_directory: bool,
+    /// System user the package runs as (created with `useradd --system`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Primary group of `username` (only valid together with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `{service: {key: value}}`, applied for `<service>.service` units the package ships.
+    pub sysctl: BTreeMap<String, BTreeMap<String, SysctlValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// Why a `pkginfo.json` was rejected. `origin` names the file or archive it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum PkgInfoError {
+    #[error("{origin}: pkginfo.json is not valid JSON")]
+    Json {
+        origin: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{origin}: pkginfo.json must be a JSON object")]
+    NotObject { origin: String },
+    #[error("{origin}: pkginfo.json field `{field}` must be {expected}")]
+    WrongType {
+        origin: String,
+        field: String,
+        expected: &'static str,
+    },
+    #[error(
+        "{origin}: requires[{index}] = {value} is invalid: {reason}\nhint: a requirement is a package name (`\"openssl\"`) or `{{\"name\": \"openssl\", \"variant\": null}}`, never an id"
+    )]
+    BadRequire {
+        origin: String,
+        index: usize,
+        value: String,
+        reason: String,
+    },
+    #[error("{origin}: environment key `{key}` is invalid: must match ^[A-Za-z_][A-Za-z0-9_]*$")]
+    BadEnvKey { origin: String, key: String },
+    #[error("{origin}: environment value of `{key}` contains a newline or NUL byte")]
+    BadEnvValue { origin: String, key: String },
+    #[error(
+        "{origin}: username `{username}` is invalid: must match ^tarmac_[a-z0-9_]+$ (at most 32 characters)\nhint: package users are prefixed `tarmac_` so a package can never take over an existing account"
+    )]
+    BadUsername { origin: String, username: String },
+    #[error(
+        "{origin}: group `{group}` is invalid: must match ^[a-z_][a-z0-9_-]*$ (at most 32 characters)"
+    )]
+    BadGroup { origin: String, group: String },
+    #[error("{origin}: `group` ({group}) is set without `username`")]
+    GroupWithoutUser { origin: String, group: String },
+    #[error("{origin}: sysctl service name `{service}` is invalid")]
+    BadSysctlService { origin: String, service: String },
+    #[error("{origin}: sysctl key `{key}` of service `{service}` is invalid: {reason}")]
+    BadSysctl {
+        origin: String,
+        service: String,
+        key: String,
+        reason: &'static str,
+    },
+}
+
+/// Username rule: `^tarmac_[a-z0-9_]+$`, at most 32 characters (the useradd limit).
+pub fn username_ok(u: &str) -> bool {
+    u.len() <= 32
+        && u.strip_prefix("tarmac_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// Group rule: `^[a-z_][a-z0-9_-]*$`, at most 32 characters.
+pub fn group_ok(g: &str) -> bool {
+    let mut b = g.bytes();
+    g.len() <= 32
+        && b.next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// Environment key rule: `^[A-Za-z_][A-Za-z0-9_]*$`.
+pub fn env_key_ok(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+fn sysctl_service_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'_' | b'.' | b':' | b'-'))
+}
+
+fn sysctl_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(['.', '/'])
+        && !k.contains("..")
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'/'))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl PkgInfo {
+    /// Parse and check `pkginfo.json`. Unknown keys are ignored (forward compatibility),
+    /// as pkgpanda did; the builder rejects unknown keys in `buildinfo.json` instead.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<PkgInfo, PkgInfoError> {
+        let origin = origin.to_owned();
+        let v: Value = serde_json::from_slice(bytes).map_err(|source| PkgInfoError::Json {
+            origin: origin.clone(),
+            source,
+        })?;
+        let Value::Object(obj) = v else {
+            return Err(PkgInfoError::NotObject { origin });
+        };
+        let wrong = |field: &str, expected: &'static str| PkgInfoError::WrongType {
+            origin: origin.clone(),
+            field: field.to_owned(),
+            expected,
+        };
+        let mut info = PkgInfo::default();
+
+        match obj.get("requires") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    info.requires.push(parse_require(item).map_err(|reason| {
+                        PkgInfoError::BadRequire {
+                            origin: origin.clone(),
+                            index,
+                            value: item.to_string(),
+                            reason,
+                        }
+                    })?);
+                }
+            }
+            Some(_) => return Err(wrong("requires", "an array")),
+        }
+
+        match obj.get("environment") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(env)) => {
+                for (k, v) in env {
+                    let Value::String(s) = v else {
+                        return Err(wrong(&format!("environment.{k}"), "a string"));
+                    };
+                    if !env_key_ok(k) {
+                        return Err(PkgInfoError::BadEnvKey {
+                            origin,
+                            key: k.clone(),
+                        });
+                    }
+                    if s.contains(['\n', '\r', '\0']) {
+                        return Err(PkgInfoError::BadEnvValue {
+                            origin,
+                            key: k.clone(),
+                        });
+                    }
+                    info.environment.insert(k.clone(), s.clone());
+                }
+            }
+            Some(_) => return Err(wrong("environment", "an object of strings")),
+        }
+
+        match obj.get("state_directory") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => info.state_directory = *b,
+            Some(_) => return Err(wrong("state_directory", "a boolean")),
+        }
+
+        match obj.get("username") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(u)) if username_ok(u) => info.username = Some(u.clone()),
+            Some(Value::String(u)) => {
+                return Err(PkgInfoError::BadUsername {
+                    origin,
+                    username: u.clone(),
+                });
+            }
+            Some(_) => return Err(wrong("username", "a string")),
+        }
+
+        match obj.get("group") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(g)) if group_ok(g) => info.group = Some(g.clone()),
+            Some(Value::String(g)) => {
+                return Err(PkgInfoError::BadGroup {
+                    origin,
+                    group: g.clone(),
+                });
+            }
+            Some(_) => return Err(wrong("group", "a string")),
+        }
+        if let (Some(group), None) = (&info.group, &info.username) {
+            return Err(PkgInfoError::GroupWithoutUser {
+                origin,
+                group: group.clone(),
+            });
+        }
+
+        match obj.get("sysctl") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(services)) => {
+                for (service, keys) in services {
+                    if !sysctl_service_ok(service) {
+                        return Err(PkgInfoError::BadSysctlService {
+                            origin,
+                            service: service.clone(),
+                        });
+                    }
+                    let Value::Object(keys) = keys else {
+                        return Err(wrong(&format!("sysctl.{service}"), "an object"));
+                    };
+                    let mut out = BTreeMap::new();
+                    for (key, value) in keys {
+                        let bad = |reason| PkgInfoError::BadSysctl {
+                            origin: origin.clone(),
+                            service: service.clone(),
+                            key: key.clone(),
+                            reason,
+                        };
+                        if !sysctl_key_ok(key) {
+                            return Err(bad("keys look like `vm.swappiness`"));
+                        }
+                        let value = match value {
+                            Value::Number(n) => {
+                                SysctlValue::Int(n.as_i64().ok_or_else(|| bad("not an integer"))?)
+                            }
+                            Value::String(s) if !s.contains(['\n', '\0']) => {
+                                SysctlValue::Str(s.clone())
+                            }
+                            Value::String(_) => return Err(bad("value contains a newline")),
+                            _ => return Err(bad("value must be an integer or a string")),
+                        };
+                        out.insert(key.clone(), value);
+                    }
+                    info.sysctl.insert(service.clone(), out);
+                }
+            }
+            Some(_) => return Err(wrong("sysctl", "an object")),
+        }
+
+        match obj.get("variant") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => info.variant = Some(s.clone()),
+            Some(_) => return Err(wrong("variant", "a string")),
+        }
+        Ok(info)
+    }
+}
+
+fn parse_require(v: &Value) -> Result<Require, String> {
+    let name = |s: &str| -> Result<PackageName, String> {
+        if s.contains("--") {
+            return Err(format!("`{s}` is a package id; requires takes names"));
+        }
+        PackageName::new(s).map_err(|e| e.to_string())
+    };
+    match v {
+        Value::String(s) => Ok(Require {
+            name: name(s)?,
+            variant: None,
+        }),
+        Value::Object(o) => {
+            for k in o.keys() {
+                if k != "name" && k != "variant" {
+                    return Err(format!("unknown key `{k}`"));
+                }
+            }
+            let n = match o.get("name") {
+                Some(Value::String(s)) => name(s)?,
+                Some(_) => return Err("`name` must be a string".into()),
+                None => return Err("`name` is missing".into()),
+            };
+            let variant = match o.get("variant") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) => None,
+                Some(_) => return Err("`variant` must be a string or null".into()),
+                None => return Err("`variant` is missing (use null for the default)".into()),
+            };
+            Ok(Require {
+                name: n,
+                variant: Some(variant),
+            })
+        }
+        other => Err(format!(
+            "expected a string or an object, found {}",
+            type_name(other)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<PkgInfo, PkgInfoError> {
+        PkgInfo::parse(s.as_bytes(), "x--1")
+    }
+
+    #[test]
+    fn full_example() {
+        let i = parse(
+            r#"{"requires": ["openssl", {"name": "python", "variant": null}, {"name":"a","variant":"v2"}],
+                "environment": {"FOO": "bar baz", "_X1": ""},
+                "state_directory": true, "username": "tarmac_etcd", "group": "systemd-journal",
+                "sysctl": {"etcd": {"vm.swappiness": 1, "net.core.somaxconn": "1024"}},
+                "future_key": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(i.requires.len(), 3);
+        assert_eq!(i.requires[0].to_string(), "openssl");
+        assert_eq!(i.requires[2].to_string(), "a (variant v2)");
+        assert_eq!(i.environment["FOO"], "bar baz");
+        assert!(i.state_directory);
+        assert_eq!(i.username.as_deref(), Some("tarmac_etcd"));
+        assert_eq!(i.sysctl["etcd"]["vm.swappiness"], SysctlValue::Int(1));
+        assert_eq!(i.sysctl["etcd"]["net.core.somaxconn"].to_string(), "1024");
+        assert_eq!(
+            serde_json::to_string(&i.requires).unwrap(),
+            r#"["openssl",{"name":"python","variant":null},{"name":"a","variant":"v2"}]"#
+        );
+    }
+
+    #[test]
+    fn empty_object_is_defaults() {
+        assert_eq!(parse("{}").unwrap(), PkgInfo::default());
+    }
+
+    #[test]
+    fn rejects() {
+        let cases: &[(&str, &str)] = &[
+            ("[]", "must be a JSON object"),
+            ("{", "not valid JSON"),
+            (r#"{"requires": ["foo--1"]}"#, "is a package id"),
+            (r#"{"requires": [{"name": "x"}]}"#, "`variant` is missing"),
+            (r#"{"requires": [{"variant": null}]}"#, "`name` is missing"),
+            (r#"{"requires": [3]}"#, "found a number"),
+            (r#"{"requires": "x"}"#, "must be an array"),
+            (r#"{"requires": [".x"]}"#, "invalid package name"),
+            (r#"{"environment": {"A-B": "x"}}"#, "environment key `A-B`"),
+            (
+                r#"{"environment": {"A": 1}}"#,
+                "`environment.A` must be a string",
+            ),
+            (r#"{"environment": {"A": "x\ny"}}"#, "newline"),
+            (r#"{"state_directory": "yes"}"#, "must be a boolean"),
+            (r#"{"username": "root"}"#, "username `root` is invalid"),
+            (r#"{"username": "tarmac_"}"#, "is invalid"),
+            (r#"{"username": "tarmac_Etcd"}"#, "is invalid"),
+            (
+                r#"{"username": "tarmac_a", "group": "Bad"}"#,
+                "group `Bad` is invalid",
+            ),
+            (r#"{"group": "adm"}"#, "without `username`"),
+            (r#"{"sysctl": {"svc": {"vm.x": 1.5}}}"#, "not an integer"),
+            (r#"{"sysctl": {"svc": {"../x": 1}}}"#, "invalid"),
+            (
+                r#"{"sysctl": {"svc": 1}}"#,
+                "`sysctl.svc` must be an object",
+            ),
+            (r#"{"sysctl": {"a b": {}}}"#, "service name `a b`"),
+        ];
+        for (input, want) in cases {
+            let err = parse(input).expect_err(input).to_string();
+            assert!(
+                err.contains(want),
+                "{input}: {err:?} should contain {want:?}"
+            );
+            assert!(err.starts_with("x--1: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(username_ok("tarmac_etcd_2"));
+        assert!(!username_ok("dcos_etcd"));
+        assert!(!username_ok(&format!("tarmac_{}", "a".repeat(30))));
+        assert!(group_ok("systemd-journal"));
+        assert!(group_ok("_x"));
+        assert!(!group_ok("1x"));
+        assert!(env_key_ok("A_1"));
+        assert!(!env_key_ok("1A"));
+        assert!(!env_key_ok(""));
+    }
+}

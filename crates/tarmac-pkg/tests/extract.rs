@@ -1,0 +1,602 @@
+//! Extraction and fetching: good archives in every compression, hostile archives refused
+//! with nothing left behind, integrity checks, and resumable HTTP downloads.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tarmac_pkg::Fetcher;
+use tarmac_pkg::extract::{Compression, ExtractError, UnsafeReason};
+use tarmac_pkg::files::{FileEntry, FileManifest, FileProblem};
+use tarmac_pkg::store::{Added, Store, StoreError};
+use tarmac_pkg::testkit::{self, Entry};
+use tarmac_types::{Digest, PackageId};
+
+const PKGINFO: &str = r#"{"requires": [], "environment": {"FOO": "1"}}"#;
+
+fn good_entries() -> Vec<Entry> {
+    vec![
+        Entry::dir("./"),
+        Entry::file("./pkginfo.json", PKGINFO),
+        Entry::dir("./bin"),
+        Entry::exe("./bin/hello", "#!/bin/sh\necho hello\n"),
+        Entry::dir("./lib"),
+        Entry::file("./lib/libx.so.1", vec![7u8; 300_000]),
+        Entry::symlink("./lib/libx.so", "libx.so.1"),
+        Entry::hardlink("./lib/libx-copy.so.1", "lib/libx.so.1"),
+        Entry::file("./share/doc/readme", "implicit parents"),
+        Entry::Dir {
+            path: "./ro".into(),
+            mode: 0o555,
+        },
+        Entry::file("./ro/inside", "x"),
+    ]
+}
+
+/// Store entries other than what the test expects: must be none after a failure.
+fn store_leftovers(store: &Path) -> Vec<String> {
+    match std::fs::read_dir(store) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn add(
+    store: &Store,
+    dir: &Path,
+    file_name: &str,
+    bytes: &[u8],
+) -> Result<(PackageId, Added), StoreError> {
+    let p = dir.join(file_name);
+    std::fs::write(&p, bytes).unwrap();
+    store.add_file(&p, None)
+}
+
+#[test]
+fn extracts_every_compression_and_records_a_manifest() {
+    for c in Compression::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().join("packages"));
+        let bytes = testkit::archive(&good_entries(), c);
+        let name = format!("hello--1{}", c.suffix());
+        let (id, added) = add(&store, tmp.path(), &name, &bytes).unwrap();
+        assert_eq!(id.to_string(), "hello--1");
+        let Added::New(ex) = added else {
+            panic!("expected a new package")
+        };
+        assert_eq!(ex.info.environment["FOO"], "1");
+        assert_eq!(ex.manifest.archive_sha256, Digest::of(&bytes), "{c}");
+        assert_eq!(ex.manifest.archive_size, bytes.len() as u64);
+        let root = store.path(&id);
+        assert_eq!(
+            std::fs::read_to_string(root.join("bin/hello")).unwrap(),
+            "#!/bin/sh\necho hello\n"
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("lib/libx.so"))
+                .unwrap()
+                .to_str(),
+            Some("libx.so.1")
+        );
+        assert_eq!(
+            std::fs::read(root.join("lib/libx-copy.so.1"))
+                .unwrap()
+                .len(),
+            300_000
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("bin/hello"), 0o755);
+        assert_eq!(mode("lib/libx.so.1"), 0o644);
+        assert_eq!(mode("ro"), 0o555);
+        assert_eq!(mode("share"), 0o755);
+        // The manifest on disk matches and the package verifies clean.
+        let m = FileManifest::load(&root).unwrap();
+        assert_eq!(m, ex.manifest);
+        assert!(
+            m.entries
+                .iter()
+                .any(|e| matches!(e, FileEntry::Symlink { path, .. } if path == "lib/libx.so"))
+        );
+        assert_eq!(store.verify(&id).unwrap(), vec![]);
+        assert_eq!(store.list().unwrap(), vec![id.clone()]);
+        // Adding again is a no-op, with or without the right digest; a wrong one is refused.
+        assert!(matches!(
+            add(&store, tmp.path(), &name, &bytes).unwrap().1,
+            Added::AlreadyPresent
+        ));
+        let p = tmp.path().join(&name);
+        assert!(matches!(
+            store.add_file(&p, Some(Digest::of(b"other"))),
+            Err(StoreError::DifferentContent { .. })
+        ));
+        // Removal works even with a read-only directory inside.
+        assert!(store.remove(&id).unwrap());
+        assert!(!store.remove(&id).unwrap());
+        assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn verify_finds_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let (id, _) = add(
+        &store,
+        tmp.path(),
+        "hello--1.tar.zst",
+        &testkit::archive(&good_entries(), Compression::Zstd),
+    )
+    .unwrap();
+    let root = store.path(&id);
+    std::fs::write(root.join("bin/hello"), "#!/bin/sh\necho pwned\n").unwrap();
+    std::fs::remove_file(root.join("lib/libx.so")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", root.join("lib/libx.so")).unwrap();
+    std::fs::write(root.join("bin/extra"), "").unwrap();
+    std::fs::remove_file(root.join("share/doc/readme")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("lib/libx.so.1"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let problems = store.verify(&id).unwrap();
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    // The hard link shares its inode (and so its mode) with lib/libx.so.1.
+    assert_eq!(problems.len(), 6, "{shown:#?}");
+    assert!(matches!(&problems[0], FileProblem::Unexpected { path } if path == "bin/extra"));
+    assert!(
+        matches!(&problems[1], FileProblem::ContentChanged { path, .. } if path == "bin/hello")
+    );
+    assert!(
+        matches!(&problems[2], FileProblem::ModeChanged { path, .. } if path == "lib/libx-copy.so.1")
+    );
+    assert!(
+        matches!(&problems[3], FileProblem::TargetChanged { path, .. } if path == "lib/libx.so")
+    );
+    assert!(
+        matches!(&problems[4], FileProblem::ModeChanged { path, .. } if path == "lib/libx.so.1")
+    );
+    assert!(matches!(&problems[5], FileProblem::Missing { path } if path == "share/doc/readme"));
+}
+
+fn hostile(extra: Vec<Entry>) -> Vec<u8> {
+    let mut e = vec![
+        Entry::dir("./"),
+        Entry::file("./pkginfo.json", "{}"),
+        Entry::dir("./lib"),
+    ];
+    e.extend(extra);
+    testkit::archive(&e, Compression::Zstd)
+}
+
+#[test]
+fn hostile_archives_are_refused_and_leave_nothing() {
+    let cases: Vec<(&str, Vec<Entry>, UnsafeReason)> = vec![
+        (
+            "traversal",
+            vec![Entry::file("./lib/../../evil", "x")],
+            UnsafeReason::ParentComponent,
+        ),
+        (
+            "absolute",
+            vec![Entry::file("/tmp/tarmac-evil", "x")],
+            UnsafeReason::AbsolutePath,
+        ),
+        (
+            "escaping symlink",
+            vec![Entry::symlink("./lib/etc", "../../etc")],
+            UnsafeReason::SymlinkEscapes {
+                target: "../../etc".into(),
+            },
+        ),
+        (
+            "absolute symlink",
+            vec![Entry::symlink("./lib/passwd", "/etc/passwd")],
+            UnsafeReason::SymlinkAbsolute {
+                target: "/etc/passwd".into(),
+            },
+        ),
+        (
+            "symlink chain escaping",
+            vec![
+                Entry::symlink("./lib/up", ".."),
+                Entry::symlink("./out", "lib/up/.."),
+            ],
+            UnsafeReason::SymlinkEscapes {
+                target: "lib/up/..".into(),
+            },
+        ),
+        (
+            "write through symlink",
+            vec![
+                Entry::symlink("./lib/dir", "."),
+                Entry::file("./lib/dir/x", "x"),
+            ],
+            UnsafeReason::ThroughSymlink {
+                link: "lib/dir".into(),
+            },
+        ),
+        (
+            "hardlink outside",
+            vec![Entry::hardlink("./lib/shadow", "/etc/shadow")],
+            UnsafeReason::HardlinkTarget {
+                target: "/etc/shadow".into(),
+            },
+        ),
+        (
+            "hardlink to a symlink",
+            vec![
+                Entry::symlink("./lib/l", "x"),
+                Entry::hardlink("./lib/h", "lib/l"),
+            ],
+            UnsafeReason::HardlinkTarget {
+                target: "lib/l".into(),
+            },
+        ),
+        (
+            "device",
+            vec![Entry::Char {
+                path: "./lib/null".into(),
+            }],
+            UnsafeReason::SpecialFile {
+                kind: "character device",
+            },
+        ),
+        (
+            "fifo",
+            vec![Entry::Fifo {
+                path: "./lib/fifo".into(),
+            }],
+            UnsafeReason::SpecialFile { kind: "fifo" },
+        ),
+        (
+            "setuid",
+            vec![Entry::File {
+                path: "./lib/su".into(),
+                mode: 0o4755,
+                data: b"x".to_vec(),
+            }],
+            UnsafeReason::SetIdBits { mode: 0o4755 },
+        ),
+        (
+            "setgid dir",
+            vec![Entry::Dir {
+                path: "./lib/g".into(),
+                mode: 0o2755,
+            }],
+            UnsafeReason::SetIdBits { mode: 0o2755 },
+        ),
+        (
+            "duplicate",
+            vec![Entry::file("./lib/a", "1"), Entry::file("./lib/a", "2")],
+            UnsafeReason::Duplicate,
+        ),
+        (
+            "reserved",
+            vec![Entry::file("./.tarmac/files.json", "{}")],
+            UnsafeReason::Reserved,
+        ),
+    ];
+    for (name, entries, want) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().join("packages"));
+        let err = add(&store, tmp.path(), "evil--1.tar.zst", &hostile(entries)).unwrap_err();
+        match &err {
+            StoreError::Extract(ExtractError::Unsafe {
+                reason, archive, ..
+            }) => {
+                assert_eq!(reason, &want, "{name}");
+                assert!(archive.ends_with("evil--1.tar.zst"), "{name}: {archive}");
+            }
+            other => panic!("{name}: unexpected error {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("refusing unsafe entry"),
+            "{name}: {err}"
+        );
+        assert_eq!(store_leftovers(store.dir()), Vec::<String>::new(), "{name}");
+        assert!(!Path::new("/tmp/tarmac-evil").exists());
+    }
+}
+
+#[test]
+fn truncated_wrong_hash_and_missing_pkginfo_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let bytes = testkit::archive(&good_entries(), Compression::Zstd);
+
+    let err = add(
+        &store,
+        tmp.path(),
+        "hello--1.tar.zst",
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Extract(ExtractError::Read { .. })),
+        "{err:?}"
+    );
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    for c in [Compression::Xz, Compression::Gzip] {
+        let b = testkit::archive(&good_entries(), c);
+        let name = format!("hello--1{}", c.suffix());
+        let err = add(&store, tmp.path(), &name, &b[..b.len() - 40]).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Extract(ExtractError::Read { .. })),
+            "{c}: {err:?}"
+        );
+        assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+    }
+
+    let p = tmp.path().join("hello--1.tar.zst");
+    std::fs::write(&p, &bytes).unwrap();
+    let err = store
+        .add_file(&p, Some(Digest::of(b"something else")))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Extract(ExtractError::HashMismatch { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("hint: the download was corrupted"));
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    let no_info = testkit::archive(
+        &[Entry::dir("./"), Entry::file("./bin/x", "x")],
+        Compression::Zstd,
+    );
+    let err = add(&store, tmp.path(), "x--1.tar.zst", &no_info).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Extract(ExtractError::MissingPkgInfo { .. })
+        ),
+        "{err:?}"
+    );
+    let bad_info = testkit::archive(
+        &[Entry::file("pkginfo.json", r#"{"username": "root"}"#)],
+        Compression::Zstd,
+    );
+    let err = add(&store, tmp.path(), "x--1.tar.zst", &bad_info).unwrap_err();
+    assert!(
+        err.to_string().contains("username `root` is invalid"),
+        "{err}"
+    );
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    let err = add(&store, tmp.path(), "x--1.tar.bz2", &bytes).unwrap_err();
+    assert!(matches!(err, StoreError::BadFileName { .. }));
+    let err = add(&store, tmp.path(), "x---1.tar.zst", &bytes).unwrap_err();
+    assert!(matches!(err, StoreError::BadId { .. }));
+}
+
+#[test]
+fn clean_temp_removes_leftovers_of_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    std::fs::create_dir_all(store.dir().join(".tmp-hello--1-123-abc/bin")).unwrap();
+    std::fs::create_dir_all(store.dir().join("keep--1")).unwrap();
+    let removed = store.clean_temp().unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(store_leftovers(store.dir()), vec!["keep--1".to_owned()]);
+    assert_eq!(
+        store.list().unwrap(),
+        vec![PackageId::parse("keep--1").unwrap()]
+    );
+}
+
+/// A tiny HTTP/1.1 server whose behaviour per request is scripted by the test.
+enum Reply {
+    Status(u16),
+    /// 200 with the full Content-Length but only the first `n` bytes, then close.
+    Short(usize),
+    /// Honour `Range: bytes=N-` with a 206 (or 200 with everything when there is no range).
+    Full,
+}
+
+fn serve(body: Vec<u8>, script: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let mut script = script.into_iter();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut range = None;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h
+                    .strip_prefix("Range: bytes=")
+                    .or_else(|| h.strip_prefix("range: bytes="))
+                {
+                    range = v.trim().trim_end_matches('-').parse::<usize>().ok();
+                }
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned();
+            log2.lock().unwrap().push(format!("{path} range={range:?}"));
+            if !path.ends_with("hello--1.tar.zst") {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                continue;
+            }
+            match script.next().unwrap_or(Reply::Full) {
+                Reply::Status(s) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {s} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+                Reply::Short(n) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(&body[..n]);
+                }
+                Reply::Full => {
+                    let start = range.unwrap_or(0);
+                    if start > 0 {
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len() - 1,
+                            body.len(),
+                            body.len() - start
+                        );
+                    } else {
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                    }
+                    let _ = conn.write_all(&body[start..]);
+                }
+            }
+            let _ = conn.flush();
+        }
+    });
+    (format!("http://{addr}/repo/"), log)
+}
+
+#[test]
+fn http_fetch_retries_and_resumes_in_one_pass() {
+    let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let digest = Digest::of(&body);
+    let third = body.len() / 3;
+    let (url, log) = serve(
+        body.clone(),
+        vec![
+            Reply::Status(503),
+            Reply::Short(third),
+            Reply::Short(2 * third),
+            Reply::Full,
+        ],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let fetcher = Fetcher::new(6, std::time::Duration::from_millis(10));
+    let id = PackageId::parse("hello--1").unwrap();
+    let added = store.fetch(&fetcher, &url, &id, Some(digest)).unwrap();
+    assert!(matches!(added, Added::New(_)));
+    assert_eq!(store.verify(&id).unwrap(), vec![]);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            "/repo/packages/hello/hello--1.tar.zst range=None".to_owned(),
+            "/repo/packages/hello/hello--1.tar.zst range=None".to_owned(),
+            format!("/repo/packages/hello/hello--1.tar.zst range=Some({third})"),
+            format!(
+                "/repo/packages/hello/hello--1.tar.zst range=Some({})",
+                2 * third
+            ),
+        ]
+    );
+}
+
+#[test]
+fn http_fetch_gives_up_and_reports_not_found() {
+    let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let (url, _log) = serve(body.clone(), (0..10).map(|_| Reply::Status(500)).collect());
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let fetcher = Fetcher::new(3, std::time::Duration::from_millis(5));
+    let id = PackageId::parse("hello--1").unwrap();
+    let err = store.fetch(&fetcher, &url, &id, None).unwrap_err();
+    assert!(
+        format!("{err:?}").contains("status: 500") || err_chain(&err).contains("HTTP 500"),
+        "{}",
+        err_chain(&err)
+    );
+    let missing = PackageId::parse("nope--1").unwrap();
+    let (url, log) = serve(body, vec![]);
+    let err = store.fetch(&fetcher, &url, &missing, None).unwrap_err();
+    assert!(
+        err_chain(&err).contains("not found (HTTP 404)"),
+        "{}",
+        err_chain(&err)
+    );
+    // .tar.zst, then .tar.xz and .tar.gz were tried.
+    assert_eq!(log.lock().unwrap().len(), 3);
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn wrong_hash_over_http_exposes_nothing() {
+    let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let (url, _log) = serve(body, vec![]);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let id = PackageId::parse("hello--1").unwrap();
+    let err = store
+        .fetch(&Fetcher::default(), &url, &id, Some(Digest::of(b"x")))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Extract(ExtractError::HashMismatch { .. })),
+        "{err:?}"
+    );
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn file_repository_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("packages/hello")).unwrap();
+    std::fs::write(
+        repo.join("packages/hello/hello--1.tar.xz"),
+        testkit::archive(&good_entries(), Compression::Xz),
+    )
+    .unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let id = PackageId::parse("hello--1").unwrap();
+    let url = format!("file://{}", repo.display());
+    assert!(matches!(
+        store.fetch(&Fetcher::default(), &url, &id, None).unwrap(),
+        Added::New(_)
+    ));
+    let mut s = String::new();
+    std::fs::File::open(store.path(&id).join("bin/hello"))
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    assert!(s.contains("hello"));
+}
+
+fn err_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(" / ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

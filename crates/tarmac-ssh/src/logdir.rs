@@ -1,0 +1,187 @@
+//! Per-host, per-stage log files: `<dir>/<stage>/<host>.log`.
+//!
+//! Every step writes a header (`== step … $ command`), its output lines prefixed with the
+//! stream, and a footer with the result. Files are appended to, so a re-run of a stage keeps
+//! the earlier attempt above the new one. Passwords never reach these files: they travel on
+//! stdin, never in a command line.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tarmac_types::HostAddr;
+
+/// The root of a run's logs.
+#[derive(Debug, Clone)]
+pub struct LogDir {
+    root: PathBuf,
+}
+
+impl LogDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<stage>/<host>.log` (characters other than `[A-Za-z0-9._-]` become `_`).
+    pub fn path(&self, stage: &str, host: &HostAddr) -> PathBuf {
+        self.root
+            .join(file_part(stage))
+            .join(format!("{}.log", file_part(&host.to_string())))
+    }
+
+    /// A writer for one host in one stage; the file is opened on first use.
+    pub fn host_log(&self, stage: &str, host: &HostAddr) -> HostLog {
+        HostLog {
+            path: self.path(stage, host),
+            file: Mutex::new(None),
+        }
+    }
+}
+
+fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// One host's log file in one stage.
+#[derive(Debug)]
+pub struct HostLog {
+    path: PathBuf,
+    file: Mutex<Option<BufWriter<File>>>,
+}
+
+impl HostLog {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<F: FnOnce(&mut BufWriter<File>) -> io::Result<()>>(&self, f: F) -> io::Result<()> {
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("log writer poisoned"))?;
+        if guard.is_none() {
+            if let Some(dir) = self.path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            *guard = Some(BufWriter::new(file));
+        }
+        f(guard.as_mut().expect("opened above"))
+    }
+
+    /// Write one line (a newline is added).
+    pub fn line(&self, text: &str) -> io::Result<()> {
+        self.with(|w| writeln!(w, "{text}"))
+    }
+
+    /// Write a header line with a UTC timestamp.
+    pub fn header(&self, text: &str) -> io::Result<()> {
+        let now = humantime_utc(SystemTime::now());
+        self.with(|w| writeln!(w, "== {now} {text}"))
+    }
+
+    /// Flush and close the file (it is reopened on the next write).
+    pub fn close(&self) -> io::Result<()> {
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("log writer poisoned"))?;
+        if let Some(mut w) = guard.take() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HostLog {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn humantime_utc(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = if month <= 2 { y + 1 } else { y };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn paths() {
+        let l = LogDir::new("/logs/run-1");
+        assert_eq!(
+            l.path("deploy", &"10.0.0.1:2222".parse().unwrap()),
+            PathBuf::from("/logs/run-1/deploy/10.0.0.1_2222.log")
+        );
+        assert_eq!(
+            l.path("exec", &"[fd00::1]:22".parse().unwrap()),
+            PathBuf::from("/logs/run-1/exec/_fd00__1__22.log")
+        );
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            humantime_utc(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            humantime_utc(SystemTime::UNIX_EPOCH + Duration::from_millis(1_709_251_199_123)),
+            "2024-02-29T23:59:59.123Z"
+        );
+    }
+
+    #[test]
+    fn writes_and_appends() {
+        let d = tempfile::tempdir().unwrap();
+        let l = LogDir::new(d.path());
+        let h: HostAddr = "10.0.0.1".parse().unwrap();
+        let log = l.host_log("exec", &h);
+        log.line("one").unwrap();
+        log.close().unwrap();
+        log.line("two").unwrap();
+        drop(log);
+        assert_eq!(
+            fs::read_to_string(l.path("exec", &h)).unwrap(),
+            "one\ntwo\n"
+        );
+    }
+}

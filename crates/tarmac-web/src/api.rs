@@ -1,0 +1,946 @@
+//! The JSON API under `/api/v1`. Every route needs a session; state-changing routes also
+//! need the CSRF header (see [`crate::auth`]). The OpenAPI document is generated from the
+//! annotations here and served at `/api/v1/openapi.json`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json_;
+use tarmac_config::{Diagnostic, Input, Report, ResolvedConfig, resolve, resolve_path};
+use tarmac_installer::journal::{RunRecord, last_run};
+use tarmac_installer::stages::ServeInfo;
+use tarmac_types::{Role, Stage};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::hub::{RunChange, RunView, Since, now_ms};
+use crate::runs::{Busy, RunManager, StartRequest, parse_stage};
+use crate::yamledit::{self, HIDDEN};
+use crate::{ApiError, App, AppState};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/", get(|| async { axum::response::Redirect::to("/") }))
+        .route("/info", get(info))
+        .route("/schema", get(schema))
+        .route("/config", get(get_config).put(put_config))
+        .route("/config/validate", post(validate_config))
+        .route("/ip-detect", get(get_ip_detect).put(put_ip_detect))
+        .route("/ssh-key", get(get_ssh_key).put(put_ssh_key))
+        .route("/sudo-password", put(put_sudo_password))
+        .route("/state", get(get_state))
+        .route("/stages/{stage}", post(start_stage))
+        .route("/stages/{stage}/retry", post(retry_stage))
+        .route("/run/cancel", post(cancel_run))
+        .route("/runs", get(list_runs))
+        .route("/runs/{run_id}", get(get_run))
+        .route("/runs/{run_id}/logs/{host}", get(host_log))
+        .route("/logs/archive", get(logs_archive))
+        .route("/events", get(events))
+        .route("/cluster", get(cluster))
+        .route("/openapi.json", get(openapi))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tarmac web installer API", description = "Configure, preflight, deploy, postflight and uninstall a Tarmac cluster. Every route needs the session cookie set by the login URL `tarmac web` prints; PUT/POST also need the `X-Tarmac-CSRF` header (the page's `<meta name=csrf-token>`). Secrets are write-only."),
+    paths(
+        info, schema, get_config, put_config, validate_config, get_ip_detect, put_ip_detect,
+        get_ssh_key, put_ssh_key, put_sudo_password, get_state, start_stage, retry_stage,
+        cancel_run, list_runs, get_run, host_log, logs_archive, events, cluster, openapi
+    ),
+    components(schemas(
+        Info, ParamView, ConfigView, ConfigUpdate, Validation, DiagnosticView, IpDetectView,
+        IpDetectUpdate, SshKeyView, SshKeyUpload, SudoPassword, StateView, StageResult,
+        ServeView, StartRequest, RunChange, RunView, crate::hub::HostRow, crate::hub::NoticeRow,
+        Busy, RunListItem, ClusterView, ClusterHost, Link, ErrorBody
+    ))
+)]
+pub struct ApiDoc;
+
+/// An error: `error` always; `errors` (key → message) and `diagnostics` for an invalid
+/// configuration; `busy` for a conflict.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub errors: Option<BTreeMap<String, String>>,
+    pub diagnostics: Option<Vec<DiagnosticView>>,
+    pub busy: Option<Busy>,
+}
+
+// ------------------------------------------------------------------------------------------
+// info and schema
+
+#[derive(Serialize, ToSchema)]
+pub struct Info {
+    pub version: String,
+    pub genconf_dir: String,
+    pub distribution: Option<String>,
+    pub build_dir: String,
+    pub signed: bool,
+    pub tls: bool,
+}
+
+/// Server facts: version, directories.
+#[utoipa::path(get, path = "/api/v1/info", responses((status = 200, body = Info), (status = 401, body = ErrorBody)))]
+async fn info(State(app): State<AppState>) -> Json<Info> {
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION").into(),
+        genconf_dir: app.opts.genconf_dir.display().to_string(),
+        distribution: app.opts.dist.dir().map(|d| d.display().to_string()),
+        build_dir: app.opts.build_dir.display().to_string(),
+        signed: app.opts.public_key.is_some(),
+        tls: app.opts.tls,
+    })
+}
+
+/// One settable parameter of the installer or the distribution.
+#[derive(Serialize, ToSchema)]
+pub struct ParamView {
+    pub name: String,
+    /// string, int, port, bool, enum, ip, host, url, path, duration, bytes, ip_list, host_list, list, dict.
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub description: String,
+    #[schema(value_type = Option<Object>)]
+    pub default: Option<Json_>,
+    /// The default is calculated from other values.
+    pub default_expr: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub example: Option<Json_>,
+    /// Must be set (no default).
+    pub required: bool,
+    /// Needed only when this condition holds.
+    pub required_when: Option<String>,
+    pub optional: bool,
+    /// Write-only: the API never returns its value.
+    pub secret: bool,
+    /// installer or distribution.
+    pub origin: String,
+    /// enum: the allowed values.
+    pub values: Option<Vec<String>>,
+    pub multiline: bool,
+}
+
+/// Every parameter config.yaml may set, with types, defaults and descriptions.
+#[utoipa::path(get, path = "/api/v1/schema", responses((status = 200, body = [ParamView])))]
+async fn schema(State(app): State<AppState>) -> Json<Vec<ParamView>> {
+    use tarmac_config::types::Type;
+    let dist = &app.opts.dist;
+    let required = dist.required_params();
+    let params = dist
+        .schema()
+        .params
+        .values()
+        .map(|p| ParamView {
+            name: p.name.clone(),
+            ty: p.ty.name(),
+            description: p.description.clone(),
+            default: p.default.clone(),
+            default_expr: p.default_expr.clone(),
+            example: p.example.clone(),
+            required: required.contains(&p.name),
+            required_when: p.required_when.clone(),
+            optional: p.optional,
+            secret: p.secret,
+            origin: match p.origin {
+                tarmac_config::Origin::Installer => "installer".into(),
+                tarmac_config::Origin::Distribution => "distribution".into(),
+            },
+            values: match &p.ty {
+                Type::Enum(v) => Some(v.clone()),
+                _ => None,
+            },
+            multiline: matches!(p.ty, Type::String { multiline: true, .. }),
+        })
+        .collect();
+    Json(params)
+}
+
+// ------------------------------------------------------------------------------------------
+// configuration
+
+#[derive(Serialize, ToSchema)]
+pub struct DiagnosticView {
+    pub key: String,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl From<&Diagnostic> for DiagnosticView {
+    fn from(d: &Diagnostic) -> Self {
+        DiagnosticView { key: d.key.clone(), line: d.line, column: d.column, message: d.message.clone(), hint: d.hint.clone() }
+    }
+}
+
+/// The result of validating a configuration.
+#[derive(Serialize, ToSchema)]
+pub struct Validation {
+    pub valid: bool,
+    /// key → message (several messages for one key joined by `; `).
+    pub errors: BTreeMap<String, String>,
+    pub diagnostics: Vec<DiagnosticView>,
+    pub warnings: Vec<DiagnosticView>,
+    /// sha256 of the resolved configuration, when valid.
+    pub config_id: Option<String>,
+    /// Hosts by role, when valid.
+    pub hosts: Option<BTreeMap<String, usize>>,
+}
+
+impl Validation {
+    pub fn from_report(r: &Report) -> Self {
+        Validation {
+            valid: false,
+            errors: r.to_json_map(),
+            diagnostics: r.errors.iter().map(DiagnosticView::from).collect(),
+            warnings: r.warnings.iter().map(DiagnosticView::from).collect(),
+            config_id: None,
+            hosts: None,
+        }
+    }
+
+    fn from_result(r: &Result<ResolvedConfig, Report>) -> Self {
+        match r {
+            Ok(cfg) => Validation {
+                valid: true,
+                errors: BTreeMap::new(),
+                diagnostics: Vec::new(),
+                warnings: cfg.warnings().iter().map(DiagnosticView::from).collect(),
+                config_id: Some(cfg.config_id().hex()),
+                hosts: Some(Role::ALL.iter().map(|r| (r.as_str().to_owned(), cfg.hosts(*r).len())).collect()),
+            },
+            Err(rep) => Validation::from_report(rep),
+        }
+    }
+}
+
+/// config.yaml as the API shows it: secrets masked.
+#[derive(Serialize, ToSchema)]
+pub struct ConfigView {
+    /// config.yaml with every secret value replaced by `**HIDDEN**` (empty when there is none).
+    pub yaml: String,
+    pub exists: bool,
+    /// The keys config.yaml sets, secrets masked; null when it is not valid YAML.
+    #[schema(value_type = Option<Object>)]
+    pub values: Option<BTreeMap<String, Json_>>,
+    /// Secret parameters that have a value (which is never returned).
+    pub secrets_set: Vec<String>,
+    pub validation: Validation,
+    pub ssh_key: SshKeyView,
+    pub ip_detect: IpDetectView,
+    pub sudo_password_set: bool,
+}
+
+/// A change to config.yaml: either the whole text (`yaml`, the raw editor; `**HIDDEN**` keeps
+/// a secret's stored value) or some keys (`set`, the form; null removes a key, `**HIDDEN**`
+/// keeps a secret).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigUpdate {
+    pub yaml: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub set: Option<serde_json::Map<String, Json_>>,
+}
+
+impl App {
+    fn is_secret(&self, key: &str) -> bool {
+        self.opts.dist.schema().is_secret(key)
+    }
+
+    fn read_config(&self) -> ApiResult<Option<String>> {
+        match std::fs::read_to_string(self.config_path()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ApiError::internal(format!("cannot read {}: {e}", self.config_path().display()))),
+        }
+    }
+
+    fn validate_text(&self, text: &str) -> Result<ResolvedConfig, Report> {
+        resolve(
+            &self.opts.dist,
+            &Input { text, file_label: self.config_path().display().to_string(), base_dir: self.base_dir() },
+        )
+    }
+
+    /// The text an update would produce.
+    fn candidate(&self, upd: &ConfigUpdate, current: &str) -> ApiResult<String> {
+        let secret = |k: &str| self.is_secret(k);
+        match (&upd.yaml, &upd.set) {
+            (Some(y), None) => yamledit::unmask_secrets(y, current, &secret).map_err(|keys| {
+                ApiError::keys(
+                    "secret values are hidden; type them again",
+                    keys.into_iter().map(|k| (k, "This secret has no stored value: type it instead of **HIDDEN**".to_owned())).collect(),
+                )
+            }),
+            (None, Some(set)) => {
+                let changes: Vec<(String, Option<Json_>)> = set
+                    .iter()
+                    .filter(|(k, v)| !(secret(k) && v.as_str() == Some(HIDDEN)))
+                    .map(|(k, v)| (k.clone(), if v.is_null() { None } else { Some(v.clone()) }))
+                    .collect();
+                yamledit::set_keys(current, &changes).map_err(|e| {
+                    ApiError::keys(e.to_string(), vec![("config.yaml".into(), format!("{e}; fix it in the YAML editor first"))])
+                })
+            }
+            _ => Err(ApiError::bad_request("send exactly one of `yaml` (the whole file) or `set` (some keys)")),
+        }
+    }
+
+    /// A path parameter as the installer resolves it: the user's value or the schema default.
+    fn path_param(&self, text: &str, name: &str) -> Option<PathBuf> {
+        let user = yamledit::values(text).and_then(|v| v.into_iter().find(|(k, _)| k == name).map(|(_, v)| v));
+        let v = user.or_else(|| self.opts.dist.schema().params.get(name).and_then(|p| p.default.clone()))?;
+        Some(resolve_path(&self.base_dir(), v.as_str()?))
+    }
+
+    /// `genconf_dir/<file>` written relative to the base dir, as config.yaml names it.
+    fn genconf_rel(&self, file: &str) -> String {
+        let name = self.opts.genconf_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "genconf".into());
+        let rel = format!("{name}/{file}");
+        if resolve_path(&self.base_dir(), &rel) == self.opts.genconf_dir.join(file) {
+            rel
+        } else {
+            self.opts.genconf_dir.join(file).display().to_string()
+        }
+    }
+
+    fn config_view(&self) -> ApiResult<ConfigView> {
+        let text = self.read_config()?;
+        let exists = text.is_some();
+        let text = text.unwrap_or_default();
+        let secret = |k: &str| self.is_secret(k);
+        let values = yamledit::values(&text);
+        let mut secrets_set = Vec::new();
+        let values = values.map(|vs| {
+            vs.into_iter()
+                .map(|(k, v)| {
+                    if secret(&k) && !v.is_null() {
+                        secrets_set.push(k.clone());
+                        (k, Json_::String(HIDDEN.into()))
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect()
+        });
+        let validation = if exists { Validation::from_result(&self.validate_text(&text)) } else {
+            let mut r = Report::new(&self.config_path().display().to_string(), "");
+            r.errors.push(Diagnostic::new("config.yaml", None, "There is no config.yaml yet: fill in the form and save."));
+            Validation::from_report(&r)
+        };
+        Ok(ConfigView {
+            yaml: yamledit::mask_secrets(&text, &secret),
+            exists,
+            values,
+            secrets_set,
+            validation,
+            ssh_key: self.ssh_key_view(&text),
+            ip_detect: self.ip_detect_view(&text),
+            sudo_password_set: self.sudo_password.lock().map(|g| g.is_some()).unwrap_or(false),
+        })
+    }
+
+    async fn write_config(&self, text: &str) -> ApiResult<()> {
+        let path = self.config_path();
+        let body = text.as_bytes().to_vec();
+        tokio::task::spawn_blocking(move || tarmac_installer::fsutil::write_atomic(&path, &body, 0o600).map_err(|e| (path, e)))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|(p, e)| ApiError::internal(format!("cannot write {}: {e}", p.display())))
+    }
+
+    /// Set some keys without validating the rest (used when a file next to config.yaml is
+    /// uploaded). Returns a note when config.yaml could not be updated.
+    async fn set_config_keys(&self, changes: &[(String, Option<Json_>)]) -> ApiResult<Option<String>> {
+        let text = self.read_config()?.unwrap_or_default();
+        match yamledit::set_keys(&text, changes) {
+            Ok(new) if new == text => Ok(None),
+            Ok(new) => self.write_config(&new).await.map(|()| None),
+            Err(e) => Ok(Some(format!("{e}: set {} yourself", changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")))),
+        }
+    }
+}
+
+/// config.yaml (secrets masked), its validation and the files next to it.
+#[utoipa::path(get, path = "/api/v1/config", responses((status = 200, body = ConfigView), (status = 401, body = ErrorBody)))]
+async fn get_config(State(app): State<AppState>) -> ApiResult<Json<ConfigView>> {
+    let _g = app.config_lock.lock().await;
+    app.config_view().map(Json)
+}
+
+/// Validate and save config.yaml (atomically). Nothing is written when it is invalid.
+#[utoipa::path(put, path = "/api/v1/config", request_body = ConfigUpdate,
+    responses((status = 200, body = ConfigView), (status = 400, description = "invalid: `errors` by key", body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn put_config(State(app): State<AppState>, Json(upd): Json<ConfigUpdate>) -> ApiResult<Json<ConfigView>> {
+    let _g = app.config_lock.lock().await;
+    let current = app.read_config()?.unwrap_or_default();
+    let text = app.candidate(&upd, &current)?;
+    app.validate_text(&text).map_err(|r| ApiError::invalid(&r))?;
+    app.write_config(&text).await?;
+    app.config_view().map(Json)
+}
+
+/// Validate a change without saving it (the form and editor call this as the operator types).
+#[utoipa::path(post, path = "/api/v1/config/validate", request_body = ConfigUpdate,
+    responses((status = 200, body = Validation), (status = 400, body = ErrorBody)))]
+async fn validate_config(State(app): State<AppState>, Json(upd): Json<ConfigUpdate>) -> ApiResult<Json<Validation>> {
+    let current = {
+        let _g = app.config_lock.lock().await;
+        app.read_config()?.unwrap_or_default()
+    };
+    let text = match app.candidate(&upd, &current) {
+        Ok(t) => t,
+        Err(e) if e.status == StatusCode::BAD_REQUEST && e.body.get("errors").is_some() => {
+            let errors: BTreeMap<String, String> = serde_json::from_value(e.body["errors"].clone()).unwrap_or_default();
+            return Ok(Json(Validation {
+                valid: false,
+                diagnostics: errors.iter().map(|(k, m)| DiagnosticView { key: k.clone(), line: None, column: None, message: m.clone(), hint: None }).collect(),
+                errors,
+                warnings: Vec::new(),
+                config_id: None,
+                hosts: None,
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    let app2 = app.clone();
+    let v = tokio::task::spawn_blocking(move || Validation::from_result(&app2.validate_text(&text)))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(v))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IpDetectView {
+    pub path: Option<String>,
+    pub present: bool,
+    /// The script (not a secret).
+    pub script: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct IpDetectUpdate {
+    pub script: String,
+}
+
+impl App {
+    fn ip_detect_view(&self, text: &str) -> IpDetectView {
+        let path = self.path_param(text, "ip_detect_filename");
+        let script = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        IpDetectView { path: path.map(|p| p.display().to_string()), present: script.is_some(), script }
+    }
+
+    fn ssh_key_view(&self, text: &str) -> SshKeyView {
+        let path = self.path_param(text, "ssh_key_path");
+        let (present, fingerprint, problem) = match path.as_ref().map(std::fs::read_to_string) {
+            Some(Ok(k)) => match russh::keys::decode_secret_key(&k, None) {
+                Ok(key) => (true, Some(key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string()), None),
+                Err(e) => (true, None, Some(format!("cannot read the key: {e}"))),
+            },
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (false, None, None),
+            Some(Err(e)) => (false, None, Some(e.to_string())),
+            None => (false, None, None),
+        };
+        SshKeyView { path: path.map(|p| p.display().to_string()), present, fingerprint, problem, note: None }
+    }
+}
+
+/// The ip-detect script hosts run to find their cluster address.
+#[utoipa::path(get, path = "/api/v1/ip-detect", responses((status = 200, body = IpDetectView)))]
+async fn get_ip_detect(State(app): State<AppState>) -> ApiResult<Json<IpDetectView>> {
+    let text = app.read_config()?.unwrap_or_default();
+    Ok(Json(app.ip_detect_view(&text)))
+}
+
+/// Save the ip-detect script to genconf/ip-detect (0755) and point ip_detect_filename at it.
+#[utoipa::path(put, path = "/api/v1/ip-detect", request_body = IpDetectUpdate,
+    responses((status = 200, body = IpDetectView), (status = 400, body = ErrorBody)))]
+async fn put_ip_detect(State(app): State<AppState>, Json(upd): Json<IpDetectUpdate>) -> ApiResult<Json<IpDetectView>> {
+    if upd.script.trim().is_empty() {
+        return Err(ApiError::keys("the script is empty", vec![("ip_detect_filename".into(), "The ip-detect script is empty".into())]));
+    }
+    let mut script = upd.script.replace("\r\n", "\n");
+    if !script.ends_with('\n') {
+        script.push('\n');
+    }
+    let _g = app.config_lock.lock().await;
+    let path = app.opts.genconf_dir.join("ip-detect");
+    tarmac_installer::fsutil::write_atomic(&path, script.as_bytes(), 0o755)
+        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+    let text = app.read_config()?.unwrap_or_default();
+    if app.path_param(&text, "ip_detect_filename").as_deref() != Some(path.as_path()) {
+        app.set_config_keys(&[("ip_detect_filename".into(), Some(Json_::String(app.genconf_rel("ip-detect"))))]).await?;
+    }
+    let text = app.read_config()?.unwrap_or_default();
+    Ok(Json(app.ip_detect_view(&text)))
+}
+
+/// The SSH key: where it is and its fingerprint. The key itself is never returned.
+#[derive(Serialize, ToSchema)]
+pub struct SshKeyView {
+    pub path: Option<String>,
+    pub present: bool,
+    /// SHA256 fingerprint of the public key.
+    pub fingerprint: Option<String>,
+    pub problem: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SshKeyUpload {
+    /// The private key (OpenSSH or PEM, no passphrase). Write-only.
+    pub private_key: String,
+}
+
+/// SSH key status (never the key).
+#[utoipa::path(get, path = "/api/v1/ssh-key", responses((status = 200, body = SshKeyView)))]
+async fn get_ssh_key(State(app): State<AppState>) -> ApiResult<Json<SshKeyView>> {
+    let text = app.read_config()?.unwrap_or_default();
+    Ok(Json(app.ssh_key_view(&text)))
+}
+
+/// Upload the SSH private key: stored 0600 as genconf/ssh_key, ssh_key_path set to it.
+#[utoipa::path(put, path = "/api/v1/ssh-key", request_body = SshKeyUpload,
+    responses((status = 200, body = SshKeyView), (status = 400, body = ErrorBody)))]
+async fn put_ssh_key(State(app): State<AppState>, Json(up): Json<SshKeyUpload>) -> ApiResult<Json<SshKeyView>> {
+    let mut key = up.private_key.replace("\r\n", "\n");
+    if !key.ends_with('\n') {
+        key.push('\n');
+    }
+    if let Err(e) = russh::keys::decode_secret_key(&key, None) {
+        let msg = match e {
+            russh::keys::Error::KeyIsEncrypted => "The key has a passphrase: upload a key without one (or decrypt a copy with `ssh-keygen -p`)".to_owned(),
+            other => format!("Not a usable private key: {other}"),
+        };
+        return Err(ApiError::keys("the SSH key is not usable", vec![("ssh_key_path".into(), msg)]));
+    }
+    let _g = app.config_lock.lock().await;
+    let path = app.opts.genconf_dir.join("ssh_key");
+    tarmac_installer::fsutil::write_atomic(&path, key.as_bytes(), 0o600)
+        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+    let text = app.read_config()?.unwrap_or_default();
+    let mut note = None;
+    if app.path_param(&text, "ssh_key_path").as_deref() != Some(path.as_path()) {
+        note = app.set_config_keys(&[("ssh_key_path".into(), Some(Json_::String(app.genconf_rel("ssh_key"))))]).await?;
+    }
+    let text = app.read_config()?.unwrap_or_default();
+    let mut v = app.ssh_key_view(&text);
+    v.note = note;
+    Ok(Json(v))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SudoPassword {
+    /// The sudo password for a non-root ssh_user (null forgets it). Kept in memory only.
+    pub password: Option<String>,
+}
+
+/// Set the sudo password used with a non-root ssh_user (memory only, write-only).
+#[utoipa::path(put, path = "/api/v1/sudo-password", request_body = SudoPassword,
+    responses((status = 200, description = "`{\"set\": bool}`")))]
+async fn put_sudo_password(State(app): State<AppState>, Json(p): Json<SudoPassword>) -> Json<Json_> {
+    let set = p.password.as_ref().is_some_and(|s| !s.is_empty());
+    *app.sudo_password.lock().expect("sudo poisoned") = p.password.filter(|s| !s.is_empty()).map(tarmac_ssh::Secret::new);
+    Json(serde_json::json!({ "set": set }))
+}
+
+// ------------------------------------------------------------------------------------------
+// runs
+
+/// The last run of a stage, from its journal.
+#[derive(Serialize, ToSchema)]
+pub struct StageResult {
+    pub run_id: String,
+    pub started_unix: u64,
+    pub finished_unix: Option<u64>,
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<tarmac_events::Summary>,
+    /// Every host succeeded.
+    pub ok: bool,
+    /// Hosts that did not succeed.
+    pub unsuccessful: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServeView {
+    pub package_list_id: String,
+    pub packages: Vec<String>,
+}
+
+/// Everything a page needs to draw itself; `seq` is the last event id it includes.
+#[derive(Serialize, ToSchema)]
+pub struct StateView {
+    pub seq: u64,
+    pub now_unix_ms: u64,
+    pub run: RunView,
+    /// Who runs now (this server, or another tarmac process holding the lock).
+    pub busy: Option<Busy>,
+    /// The last run of every stage (preflight, install-prereqs, deploy, postflight, uninstall, status).
+    pub stages: BTreeMap<String, StageResult>,
+    /// What genconf last wrote (null before genconf).
+    pub serve: Option<ServeView>,
+}
+
+fn stage_results(state_dir: &Path) -> BTreeMap<String, StageResult> {
+    let mut out = BTreeMap::new();
+    for st in [Stage::Preflight, Stage::InstallPrereqs, Stage::Deploy, Stage::Postflight, Stage::Uninstall, Stage::Status] {
+        if let Ok(rec) = last_run(state_dir, st) {
+            let unsuccessful: Vec<String> = rec.unsuccessful_hosts().iter().map(ToString::to_string).collect();
+            out.insert(
+                st.as_str().to_owned(),
+                StageResult {
+                    run_id: rec.run_id.clone(),
+                    started_unix: rec.started_unix,
+                    finished_unix: rec.finished_unix,
+                    ok: rec.finished_unix.is_some() && unsuccessful.is_empty() && !rec.hosts.is_empty(),
+                    summary: rec.summary.clone(),
+                    unsuccessful,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The current run (per host: role, step, status, elapsed, last output line), who is busy,
+/// and the last result of every stage.
+#[utoipa::path(get, path = "/api/v1/state", responses((status = 200, body = StateView)))]
+async fn get_state(State(app): State<AppState>) -> ApiResult<Json<StateView>> {
+    let (seq, run) = app.hub.snapshot();
+    let busy = app.runs.busy(&app.state_dir())?;
+    let app2 = app.clone();
+    let (stages, serve) = tokio::task::spawn_blocking(move || {
+        let serve = ServeInfo::read(&app2.opts.genconf_dir)
+            .ok()
+            .map(|s| ServeView { package_list_id: s.list_id, packages: s.packages.iter().map(ToString::to_string).collect() });
+        (stage_results(&app2.state_dir()), serve)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(StateView { seq, now_unix_ms: now_ms(), run, busy, stages, serve }))
+}
+
+/// Start a stage: genconf, preflight, install-prereqs, deploy, postflight, uninstall (needs
+/// `confirm: true`) or status. The configuration is validated first.
+#[utoipa::path(post, path = "/api/v1/stages/{stage}", request_body = StartRequest,
+    params(("stage" = String, Path, description = "genconf | preflight | install-prereqs | deploy | postflight | uninstall | status")),
+    responses((status = 202, body = RunChange), (status = 400, description = "invalid configuration (`errors` by key) or request", body = ErrorBody),
+        (status = 409, description = "another run holds the lock", body = ErrorBody)))]
+async fn start_stage(
+    State(app): State<AppState>,
+    UrlPath(stage): UrlPath<String>,
+    body: Option<Json<StartRequest>>,
+) -> ApiResult<(StatusCode, Json<RunChange>)> {
+    let stage = parse_stage(&stage).ok_or_else(|| ApiError::not_found(format!("no stage `{stage}`")))?;
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let app2 = app.clone();
+    let started = tokio::task::spawn_blocking(move || RunManager::start(&app2, stage, req))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Re-run a stage on the hosts that did not succeed in its last run.
+#[utoipa::path(post, path = "/api/v1/stages/{stage}/retry",
+    params(("stage" = String, Path, description = "preflight | install-prereqs | deploy | postflight | uninstall | status")),
+    responses((status = 202, body = RunChange), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_stage(State(app): State<AppState>, UrlPath(stage): UrlPath<String>) -> ApiResult<(StatusCode, Json<RunChange>)> {
+    let stage = parse_stage(&stage).ok_or_else(|| ApiError::not_found(format!("no stage `{stage}`")))?;
+    let req = StartRequest { retry_failed: true, confirm: true, ..Default::default() };
+    let app2 = app.clone();
+    let started = tokio::task::spawn_blocking(move || RunManager::start(&app2, stage, req))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Stop the run in flight (running commands are ended; hosts not started are skipped).
+#[utoipa::path(post, path = "/api/v1/run/cancel", responses((status = 202), (status = 409, body = ErrorBody)))]
+async fn cancel_run(State(app): State<AppState>) -> ApiResult<StatusCode> {
+    if app.runs.cancel() {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::new(StatusCode::CONFLICT, "no run in progress"))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunListItem {
+    pub run_id: String,
+    pub stage: String,
+    pub started_unix: u64,
+    pub finished_unix: Option<u64>,
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<tarmac_events::Summary>,
+    pub hosts: usize,
+}
+
+fn safe_id(s: &str) -> bool {
+    !s.is_empty() && s.len() < 200 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !s.starts_with('.')
+}
+
+fn read_journal(state_dir: &Path, run_id: &str) -> ApiResult<RunRecord> {
+    if !safe_id(run_id) {
+        return Err(ApiError::not_found("no such run"));
+    }
+    let path = state_dir.join("runs").join(format!("{run_id}.json"));
+    let body = std::fs::read(&path).map_err(|_| ApiError::not_found(format!("no run `{run_id}`")))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
+}
+
+/// Every recorded run, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", responses((status = 200, body = [RunListItem])))]
+async fn list_runs(State(app): State<AppState>) -> ApiResult<Json<Vec<RunListItem>>> {
+    let dir = app.state_dir().join("runs");
+    let list = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let Ok(body) = std::fs::read(&p) else { continue };
+            let Ok(rec) = serde_json::from_slice::<RunRecord>(&body) else { continue };
+            out.push(RunListItem {
+                run_id: rec.run_id,
+                stage: rec.stage.as_str().to_owned(),
+                started_unix: rec.started_unix,
+                finished_unix: rec.finished_unix,
+                summary: rec.summary,
+                hosts: rec.hosts.len(),
+            });
+        }
+        out.sort_by(|a, b| b.started_unix.cmp(&a.started_unix).then(b.run_id.cmp(&a.run_id)));
+        out
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(list))
+}
+
+/// One run's journal: per host, role, last step, outcome, failing step, last output lines.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}", params(("run_id" = String, Path)),
+    responses((status = 200, description = "the run journal (genconf/state/runs/<run_id>.json)"), (status = 404, body = ErrorBody)))]
+async fn get_run(State(app): State<AppState>, UrlPath(run_id): UrlPath<String>) -> ApiResult<Json<RunRecord>> {
+    read_journal(&app.state_dir(), &run_id).map(Json)
+}
+
+/// A host's full log of one run (text/plain).
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/logs/{host}", params(("run_id" = String, Path), ("host" = String, Path)),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+async fn host_log(State(app): State<AppState>, UrlPath((run_id, host)): UrlPath<(String, String)>) -> ApiResult<Response> {
+    let rec = read_journal(&app.state_dir(), &run_id)?;
+    let addr = rec
+        .hosts
+        .keys()
+        .find(|h| h.to_string() == host)
+        .ok_or_else(|| ApiError::not_found(format!("host `{host}` is not part of run `{run_id}`")))?;
+    let path = tarmac_ssh::LogDir::new(app.state_dir().join("logs").join(&run_id)).path(rec.stage.as_str(), addr);
+    let body = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"(no output was logged for this host)\n".to_vec(),
+        Err(e) => return Err(ApiError::internal(format!("cannot read {}: {e}", path.display()))),
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// Write state/runs and state/logs into a .tar.zst (the same layout as `tarmac logs --archive`).
+fn write_archive(state: &Path, out: &std::fs::File) -> std::io::Result<()> {
+    let enc = zstd::Encoder::new(out, 3)?.auto_finish();
+    let mut tar = tar::Builder::new(enc);
+    tar.follow_symlinks(false);
+    for sub in ["runs", "logs"] {
+        let d = state.join(sub);
+        if d.is_dir() {
+            tar.append_dir_all(sub, &d)?;
+        }
+    }
+    tar.into_inner()?;
+    Ok(())
+}
+
+/// Every run journal and host log as one .tar.zst, for support.
+#[utoipa::path(get, path = "/api/v1/logs/archive",
+    responses((status = 200, content_type = "application/zstd", description = "tar.zst of genconf/state/runs and genconf/state/logs")))]
+async fn logs_archive(State(app): State<AppState>) -> ApiResult<Response> {
+    let state = app.state_dir();
+    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let mut f = tempfile::tempfile()?;
+        write_archive(&state, &f)?;
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(0))?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(format!("cannot build the log archive: {e}")))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let name = format!("tarmac-logs-{}.tar.zst", now_ms() / 1000);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zstd".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+/// Live events (SSE). Each message (`event: batch`) carries a JSON array of
+/// `{"id", "kind": "event"|"run", "data"}` entries: `event` data is a `tarmac_events::Event`
+/// (the same stream the terminal renders), `run` data a [`RunChange`]. The message id is the
+/// last entry's id; reconnecting with `Last-Event-ID` (or `?after=`) resumes after it. When
+/// the entries asked for are no longer buffered, an `event: reset` tells the client to reload
+/// `/api/v1/state`. At most ~10 messages per second per client.
+#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<u64>, Query, description = "resume after this id (like Last-Event-ID)")),
+    responses((status = 200, content_type = "text/event-stream", description = "SSE stream")))]
+async fn events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let hub = app.hub.clone();
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .or(q.after)
+        .unwrap_or_else(|| hub.seq());
+    let rx = hub.subscribe();
+    let min_gap = Duration::from_millis(100);
+    let stream = futures::stream::unfold((hub, rx, after, None::<Instant>), move |(hub, mut rx, mut after, last)| async move {
+        loop {
+            if let Some(t) = last {
+                let since = t.elapsed();
+                if since < min_gap {
+                    tokio::time::sleep(min_gap - since).await;
+                }
+            }
+            rx.borrow_and_update();
+            match hub.since(after) {
+                Since::Gap { seq } => {
+                    after = seq;
+                    let ev = SseEvent::default().event("reset").id(seq.to_string()).data(format!("{{\"seq\":{seq}}}"));
+                    return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
+                }
+                Since::Entries(v) if !v.is_empty() => {
+                    after = v.last().map_or(after, |e| e.id);
+                    let mut data = String::with_capacity(v.len() * 128);
+                    data.push('[');
+                    for (i, e) in v.iter().enumerate() {
+                        if i > 0 {
+                            data.push(',');
+                        }
+                        data.push_str(&e.to_json());
+                    }
+                    data.push(']');
+                    let ev = SseEvent::default().event("batch").id(after.to_string()).data(data);
+                    return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
+                }
+                Since::Entries(_) => {
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClusterHost {
+    pub host: String,
+    pub role: String,
+    /// Outcome of the host's last deploy / postflight (ok, unchanged, failed, …).
+    pub deploy: Option<String>,
+    pub postflight: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Link {
+    pub name: String,
+    pub url: String,
+}
+
+/// What is installed where.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterView {
+    pub cluster_name: String,
+    pub hosts: Vec<ClusterHost>,
+    pub package_list_id: Option<String>,
+    pub packages: Vec<String>,
+    pub links: Vec<Link>,
+}
+
+/// The installed cluster: hosts by role with their last deploy/postflight outcome, the
+/// package list, and links to the cluster's services (prometheus on the first master).
+#[utoipa::path(get, path = "/api/v1/cluster", responses((status = 200, body = ClusterView), (status = 400, body = ErrorBody)))]
+async fn cluster(State(app): State<AppState>) -> ApiResult<Json<ClusterView>> {
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let cfg = tarmac_genconf::validate(&app2.opts.dist, &app2.opts.genconf_dir).map_err(|r| ApiError::invalid(&r))?;
+        let state = app2.state_dir();
+        let outcome = |st: Stage| -> BTreeMap<String, String> {
+            last_run(&state, st)
+                .map(|r| {
+                    r.hosts
+                        .iter()
+                        .map(|(h, rec)| (h.to_string(), rec.outcome.as_ref().map_or("unfinished", |o| o.label()).to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (dep, post) = (outcome(Stage::Deploy), outcome(Stage::Postflight));
+        let hosts = cfg
+            .all_hosts()
+            .into_iter()
+            .map(|(h, r)| {
+                let k = h.to_string();
+                ClusterHost { role: r.as_str().to_owned(), deploy: dep.get(&k).cloned(), postflight: post.get(&k).cloned(), host: k }
+            })
+            .collect();
+        let serve = ServeInfo::read(&app2.opts.genconf_dir).ok();
+        let mut links = Vec::new();
+        if let (Some(m), Some(port)) = (cfg.hosts(Role::Master).first(), cfg.get("prometheus_port").and_then(Json_::as_i64)) {
+            links.push(Link { name: "Prometheus (first master)".into(), url: format!("http://{}:{port}/", m.url_host()) });
+            links.push(Link { name: "Prometheus targets".into(), url: format!("http://{}:{port}/targets", m.url_host()) });
+        }
+        Ok(Json(ClusterView {
+            cluster_name: cfg.cluster_name().to_owned(),
+            hosts,
+            package_list_id: serve.as_ref().map(|s| s.list_id.clone()),
+            packages: serve.map(|s| s.packages.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            links,
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

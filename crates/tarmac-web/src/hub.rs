@@ -1,0 +1,427 @@
+//! The event hub: every event of the installer (the same [`tarmac_events::Event`]s the
+//! terminal renders) and every run lifecycle change gets a monotonic id, goes into a bounded
+//! ring buffer for SSE clients (resumable with `Last-Event-ID`), and is folded into the
+//! aggregated state of the current run, so a reloaded page or a second tab starts from a
+//! snapshot (`GET /api/v1/state`, which carries the id it is current to) plus the events
+//! after it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tarmac_events::{Event, EventSink, Level, Outcome, Summary};
+use tarmac_installer::plan::CheckResult;
+use tarmac_types::{Role, Stage};
+use tokio::sync::watch;
+use utoipa::ToSchema;
+
+/// Longest output line kept as a host's "last line".
+const LAST_LINE_MAX: usize = 400;
+/// Notices kept in the run state.
+const NOTICES_MAX: usize = 100;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What an entry of the stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A `tarmac_events::Event`.
+    Event,
+    /// A [`RunChange`].
+    Run,
+}
+
+/// One entry of the stream: its id and its JSON.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: u64,
+    pub kind: Kind,
+    pub data: Arc<str>,
+}
+
+impl Entry {
+    /// `{"id":N,"kind":"event","data":{…}}`
+    pub fn to_json(&self) -> String {
+        let kind = match self.kind {
+            Kind::Event => "event",
+            Kind::Run => "run",
+        };
+        format!("{{\"id\":{},\"kind\":\"{kind}\",\"data\":{}}}", self.id, self.data)
+    }
+}
+
+/// A run's lifecycle, as the web server sees it (the engine's events say what happens on
+/// the hosts; these say when a run was accepted and how it ended, including errors that
+/// happen before any host is contacted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunChange {
+    /// A run was accepted and is starting.
+    Started {
+        #[schema(value_type = String)]
+        stage: Stage,
+        /// Hosts selected (`null`: every host of config.yaml).
+        hosts: Option<Vec<String>>,
+        retry: bool,
+        started_unix_ms: u64,
+    },
+    /// The run ended: with a summary when the stage ran, with an error when it could not.
+    Finished {
+        #[schema(value_type = String)]
+        stage: Stage,
+        ok: bool,
+        #[schema(value_type = Option<Object>)]
+        summary: Option<Summary>,
+        error: Option<String>,
+        /// preflight: every host's check results.
+        #[schema(value_type = Option<Object>)]
+        checks: Option<BTreeMap<String, Vec<CheckResult>>>,
+        /// status: the audit report; genconf: what genconf wrote.
+        #[schema(value_type = Option<Object>)]
+        report: Option<Json>,
+        finished_unix_ms: u64,
+    },
+}
+
+/// One host's row in the live table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct HostRow {
+    pub host: String,
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
+    /// The step running now, or the last one that ran.
+    pub step: Option<String>,
+    /// pending, running, ok, unchanged, failed, unreachable, timed-out, cancelled, skipped.
+    pub status: String,
+    pub started_unix_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub last_line: Option<String>,
+    /// The step that failed.
+    pub failed_step: Option<String>,
+    /// Why the host did not succeed.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct NoticeRow {
+    #[schema(value_type = String)]
+    pub level: Level,
+    pub message: String,
+    pub unix_ms: u64,
+}
+
+/// The aggregated state of the current (or last) run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct RunView {
+    /// idle (no run since the server started), running, finished, error.
+    pub state: String,
+    #[schema(value_type = Option<String>)]
+    pub stage: Option<Stage>,
+    pub run_id: Option<String>,
+    pub retry: bool,
+    pub started_unix_ms: Option<u64>,
+    pub finished_unix_ms: Option<u64>,
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<Summary>,
+    /// Why the run could not start or stopped early.
+    pub error: Option<String>,
+    /// Every host of the run, in config order (masters, agents, public agents).
+    pub hosts: Vec<HostRow>,
+    #[schema(value_type = Object)]
+    pub checks: BTreeMap<String, Vec<CheckResult>>,
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<Json>,
+    pub notices: Vec<NoticeRow>,
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+fn describe(o: &Outcome) -> Option<String> {
+    match o {
+        Outcome::Ok | Outcome::Unchanged | Outcome::Cancelled => None,
+        Outcome::Failed { exit_code: Some(c), message, .. } => Some(format!("exit {c}: {}", message.trim())),
+        Outcome::Failed { signal: Some(s), message, .. } => Some(format!("signal {s}: {}", message.trim())),
+        Outcome::Failed { message, .. } => Some(message.trim().to_owned()),
+        Outcome::Unreachable { message } => Some(message.clone()),
+        Outcome::TimedOut { after_ms } => Some(format!("timed out after {:.1}s", *after_ms as f64 / 1000.0)),
+        Outcome::Skipped { reason } => Some(reason.clone()),
+    }
+}
+
+impl RunView {
+    pub fn idle() -> Self {
+        RunView { state: "idle".into(), ..Default::default() }
+    }
+
+    fn row(&mut self, host: &str) -> &mut HostRow {
+        let i = match self.index.get(host) {
+            Some(i) => *i,
+            None => {
+                self.hosts.push(HostRow { host: host.to_owned(), status: "pending".into(), ..Default::default() });
+                self.index.insert(host.to_owned(), self.hosts.len() - 1);
+                self.hosts.len() - 1
+            }
+        };
+        &mut self.hosts[i]
+    }
+
+    /// Fold one engine event in.
+    pub fn apply(&mut self, e: &Event, now: u64) {
+        match e {
+            Event::StageStarted { run_id, stage, hosts } => {
+                self.run_id = Some(run_id.clone());
+                self.stage = Some(*stage);
+                self.hosts.clear();
+                self.index.clear();
+                for h in hosts {
+                    let r = self.row(&h.addr.to_string());
+                    r.role = h.role;
+                }
+            }
+            Event::StepStarted { host, step } => {
+                let r = self.row(&host.to_string());
+                r.step = Some(step.clone());
+                if r.status == "pending" {
+                    r.status = "running".into();
+                }
+                r.started_unix_ms.get_or_insert(now);
+            }
+            Event::Output { host, line, .. } => {
+                let r = self.row(&host.to_string());
+                let mut l: String = line.chars().take(LAST_LINE_MAX).collect();
+                if l.len() < line.len() {
+                    l.push('…');
+                }
+                r.last_line = Some(l);
+            }
+            Event::StepFinished { host, step, outcome, .. } => {
+                if !outcome.is_success() {
+                    self.row(&host.to_string()).failed_step.get_or_insert_with(|| step.clone());
+                }
+            }
+            Event::HostFinished { host, outcome, duration_ms } => {
+                let r = self.row(&host.to_string());
+                r.status = outcome.label().to_owned();
+                r.duration_ms = Some(*duration_ms);
+                r.message = describe(outcome);
+            }
+            Event::StageFinished { summary, .. } => {
+                self.summary = Some(summary.clone());
+            }
+            Event::Notice { level, message } => {
+                self.notices.push(NoticeRow { level: *level, message: message.clone(), unix_ms: now });
+                if self.notices.len() > NOTICES_MAX {
+                    self.notices.remove(0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Fold a lifecycle change in.
+    pub fn apply_run(&mut self, c: &RunChange) {
+        match c {
+            RunChange::Started { stage, retry, started_unix_ms, .. } => {
+                *self = RunView {
+                    state: "running".into(),
+                    stage: Some(*stage),
+                    retry: *retry,
+                    started_unix_ms: Some(*started_unix_ms),
+                    ..Default::default()
+                };
+            }
+            RunChange::Finished { ok: _, summary, error, checks, report, finished_unix_ms, .. } => {
+                self.state = if error.is_some() { "error".into() } else { "finished".into() };
+                self.finished_unix_ms = Some(*finished_unix_ms);
+                if summary.is_some() {
+                    self.summary = summary.clone();
+                }
+                self.error = error.clone();
+                if let Some(c) = checks {
+                    self.checks = c.clone();
+                }
+                self.report = report.clone();
+                // Hosts still pending or running when a run ends did not finish.
+                for r in &mut self.hosts {
+                    if r.status == "pending" || r.status == "running" {
+                        r.status = "cancelled".into();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Result of asking for the entries after an id.
+#[derive(Debug)]
+pub enum Since {
+    Entries(Vec<Entry>),
+    /// Some of the entries asked for are no longer buffered (or the id is from another
+    /// server): the client must reload the snapshot. `seq` is the current id.
+    Gap { seq: u64 },
+}
+
+struct Inner {
+    seq: u64,
+    ring: VecDeque<Entry>,
+    view: RunView,
+}
+
+pub struct Hub {
+    inner: Mutex<Inner>,
+    tx: watch::Sender<u64>,
+    capacity: usize,
+}
+
+impl Hub {
+    pub fn new(capacity: usize) -> Arc<Hub> {
+        let (tx, _) = watch::channel(0);
+        Arc::new(Hub {
+            inner: Mutex::new(Inner { seq: 0, ring: VecDeque::with_capacity(capacity.min(4096)), view: RunView::idle() }),
+            tx,
+            capacity: capacity.max(1),
+        })
+    }
+
+    fn push(&self, kind: Kind, data: String, fold: impl FnOnce(&mut RunView)) {
+        let seq = {
+            let mut g = self.inner.lock().expect("hub poisoned");
+            g.seq += 1;
+            let id = g.seq;
+            fold(&mut g.view);
+            if g.ring.len() == self.capacity {
+                g.ring.pop_front();
+            }
+            g.ring.push_back(Entry { id, kind, data: data.into() });
+            id
+        };
+        self.tx.send_replace(seq);
+    }
+
+    /// Record a lifecycle change.
+    pub fn run_change(&self, c: RunChange) {
+        let data = serde_json::to_string(&c).unwrap_or_else(|_| "{}".into());
+        self.push(Kind::Run, data, |v| v.apply_run(&c));
+    }
+
+    /// The current state and the id it includes every entry up to.
+    pub fn snapshot(&self) -> (u64, RunView) {
+        let g = self.inner.lock().expect("hub poisoned");
+        (g.seq, g.view.clone())
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.inner.lock().expect("hub poisoned").seq
+    }
+
+    /// Entries with an id greater than `after`.
+    pub fn since(&self, after: u64) -> Since {
+        let g = self.inner.lock().expect("hub poisoned");
+        if after > g.seq {
+            return Since::Gap { seq: g.seq };
+        }
+        if after == g.seq {
+            return Since::Entries(Vec::new());
+        }
+        let first = g.ring.front().map_or(g.seq + 1, |e| e.id);
+        if after + 1 < first {
+            return Since::Gap { seq: g.seq };
+        }
+        let skip = (after + 1 - first) as usize;
+        Since::Entries(g.ring.iter().skip(skip).cloned().collect())
+    }
+
+    /// Wakes up whenever an entry is added.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
+impl EventSink for Hub {
+    fn emit(&self, event: Event) {
+        let data = match serde_json::to_string(&event) {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        let now = now_ms();
+        self.push(Kind::Event, data, |v| v.apply(&event, now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tarmac_events::HostRef;
+
+    fn h(s: &str) -> tarmac_types::HostAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn folds_events_into_rows() {
+        let hub = Hub::new(100);
+        hub.run_change(RunChange::Started { stage: Stage::Deploy, hosts: None, retry: false, started_unix_ms: 1 });
+        hub.emit(Event::StageStarted {
+            run_id: "deploy-1".into(),
+            stage: Stage::Deploy,
+            hosts: vec![
+                HostRef { addr: h("10.0.0.1"), role: Some(Role::Master) },
+                HostRef { addr: h("10.0.0.2"), role: Some(Role::Agent) },
+            ],
+        });
+        hub.emit(Event::StepStarted { host: h("10.0.0.1"), step: "install".into() });
+        hub.emit(Event::Output { host: h("10.0.0.1"), step: "install".into(), stream: tarmac_events::Stream::Stdout, line: "hello".into() });
+        hub.emit(Event::StepFinished { host: h("10.0.0.2"), step: "connect".into(), outcome: Outcome::Unreachable { message: "no route".into() }, duration_ms: 3 });
+        hub.emit(Event::HostFinished { host: h("10.0.0.2"), outcome: Outcome::Unreachable { message: "no route".into() }, duration_ms: 3 });
+        let (seq, v) = hub.snapshot();
+        assert_eq!(seq, 6);
+        assert_eq!(v.run_id.as_deref(), Some("deploy-1"));
+        assert_eq!(v.hosts[0].status, "running");
+        assert_eq!(v.hosts[0].last_line.as_deref(), Some("hello"));
+        assert_eq!(v.hosts[1].status, "unreachable");
+        assert_eq!(v.hosts[1].failed_step.as_deref(), Some("connect"));
+        assert_eq!(v.hosts[1].message.as_deref(), Some("no route"));
+        hub.run_change(RunChange::Finished {
+            stage: Stage::Deploy,
+            ok: false,
+            summary: None,
+            error: Some("stopped".into()),
+            checks: None,
+            report: None,
+            finished_unix_ms: 9,
+        });
+        let (_, v) = hub.snapshot();
+        assert_eq!(v.state, "error");
+        assert_eq!(v.hosts[0].status, "cancelled");
+    }
+
+    #[test]
+    fn resume_and_gaps() {
+        let hub = Hub::new(3);
+        for _ in 0..5 {
+            hub.emit(Event::Notice { level: Level::Info, message: "x".into() });
+        }
+        // Ring holds ids 3, 4, 5.
+        match hub.since(2) {
+            Since::Entries(e) => assert_eq!(e.iter().map(|e| e.id).collect::<Vec<_>>(), vec![3, 4, 5]),
+            Since::Gap { .. } => panic!("2 is resumable"),
+        }
+        match hub.since(4) {
+            Since::Entries(e) => assert_eq!(e.iter().map(|e| e.id).collect::<Vec<_>>(), vec![5]),
+            Since::Gap { .. } => panic!("4 is resumable"),
+        }
+        assert!(matches!(hub.since(5), Since::Entries(e) if e.is_empty()));
+        assert!(matches!(hub.since(1), Since::Gap { seq: 5 }));
+        assert!(matches!(hub.since(99), Since::Gap { seq: 5 }));
+        let e = match hub.since(4) {
+            Since::Entries(e) => e,
+            Since::Gap { .. } => unreachable!(),
+        };
+        assert_eq!(e[0].to_json(), r#"{"id":5,"kind":"event","data":{"type":"notice","level":"info","message":"x"}}"#);
+    }
+}

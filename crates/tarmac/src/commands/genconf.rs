@@ -1,0 +1,105 @@
+//! `tarmac genconf`: validate genconf/config.yaml and write genconf/serve/ (config packages,
+//! package list, install.sh, the build's artifacts).
+//!
+//! Exit codes: 0 written, 1 invalid configuration or any other failure (serve/ unchanged).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use clap::Args;
+use tarmac_events::{Event, Level, Sink};
+use tarmac_genconf::{GenconfError, GenconfOptions};
+use tarmac_pkg::pack::PackOptions;
+
+use super::validate_config::load_distribution;
+
+#[derive(Debug, Args)]
+pub struct GenconfArgs {
+    /// Directory holding config.yaml and ip-detect; serve/ is written inside it.
+    #[arg(long, value_name = "DIR", default_value = "genconf")]
+    pub genconf_dir: PathBuf,
+    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TARMAC_DIST",
+        default_value = "dist/reference"
+    )]
+    pub dist: PathBuf,
+    /// Output directory of `tarmac build`.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TARMAC_BUILD_DIR",
+        default_value = "out"
+    )]
+    pub build_dir: PathBuf,
+    /// Trusted public key (from `tarmac keygen`): genconf checks the build manifest's
+    /// signature with it, and install.sh makes every host check it again.
+    #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY")]
+    pub public_key: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
+    let dist = load_distribution(&args.dist)?;
+    let sink: Sink = Arc::new(|e: Event| {
+        if let Event::Notice { level, message } = e {
+            match level {
+                Level::Warn | Level::Error => eprintln!("warning: {message}"),
+                Level::Info => eprintln!("{message}"),
+                Level::Debug => {}
+            }
+        }
+    });
+    let opts = GenconfOptions {
+        genconf_dir: args.genconf_dir.clone(),
+        build_dir: args.build_dir.clone(),
+        public_key: args.public_key.clone(),
+        pack: PackOptions::default(),
+    };
+    match tarmac_genconf::genconf(&dist, &opts, &sink) {
+        Ok(r) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("Wrote {} in {} ms", r.serve_dir.display(), r.duration_ms);
+                println!("  config id            {}", r.config_id);
+                println!("  cluster package list {}", r.cluster_package_list_id);
+                println!("  bootstrap            {}", r.bootstrap_id);
+                for id in &r.config_packages {
+                    println!("  config package       {id}");
+                }
+                println!(
+                    "  manifest signature   {}",
+                    if r.signed {
+                        "checked, and checked again on every host"
+                    } else {
+                        "not checked (no --public-key)"
+                    }
+                );
+                println!("Serve it (tarmac serve) and run on each host:");
+                println!(
+                    "  curl -fsSL <bootstrap_url>/install.sh | sudo bash -s -- <master|agent|agent_public>"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(GenconfError::Invalid(report)) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json_map())?);
+                return Ok(ExitCode::from(1));
+            }
+            eprint!("{}", report.render());
+            Err(anyhow!(
+                "{report}\nhint: nothing was written; genconf/serve/ is unchanged"
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

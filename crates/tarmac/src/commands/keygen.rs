@@ -1,0 +1,38 @@
+//! `tarmac keygen`: an ed25519 key pair for signing build manifests.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory for the key files.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Base name: writes <name>.key (secret, mode 0600) and <name>.pub.
+    #[arg(long, default_value = "tarmac-signing")]
+    pub name: String,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.dir)?;
+    let secret = args.dir.join(format!("{}.key", args.name));
+    let public = args.dir.join(format!("{}.pub", args.name));
+    let key = tarmac_pkg::manifest::keygen(&secret, &public, args.force)?;
+    println!("key id      {}", key.key_id());
+    println!(
+        "secret key  {} (keep it private: tarmac build --sign-key {})",
+        secret.display(),
+        secret.display()
+    );
+    println!(
+        "public key  {} (give it to hosts to verify the manifest)",
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,95 @@
+//! `tarmac validate-config`: check genconf/config.yaml against the distribution's schema and
+//! explain every mistake at once.
+//!
+//! Exit codes: 0 valid (warnings are printed but do not fail), 1 invalid or unreadable.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use tarmac_config::Distribution;
+
+#[derive(Debug, Args)]
+pub struct ValidateConfigArgs {
+    /// Directory holding config.yaml and ip-detect.
+    #[arg(long, value_name = "DIR", default_value = "genconf")]
+    pub genconf_dir: PathBuf,
+    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TARMAC_DIST",
+        default_value = "dist/reference"
+    )]
+    pub dist: PathBuf,
+    /// Print `{key: message}` as JSON on stdout (`{}` when valid).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Load the distribution's configuration schema and templates.
+pub fn load_distribution(dist: &Path) -> anyhow::Result<Distribution> {
+    let dir = Distribution::config_dir_of(dist).ok_or_else(|| {
+        anyhow!(
+            "no distribution configuration at {}: expected {}/config/schema.yaml or {}/schema.yaml\nhint: pass --dist <DIR> or set TARMAC_DIST",
+            dist.display(),
+            dist.display(),
+            dist.display()
+        )
+    })?;
+    Distribution::load(&dir)
+        .with_context(|| format!("cannot load the distribution at {}", dir.display()))
+}
+
+pub fn run(args: ValidateConfigArgs) -> anyhow::Result<ExitCode> {
+    let dist = load_distribution(&args.dist)?;
+    let result = tarmac_config::load_genconf(&args.genconf_dir, &dist);
+    if args.json {
+        let map = match &result {
+            Ok(_) => Default::default(),
+            Err(report) => report.to_json_map(),
+        };
+        println!("{}", serde_json::to_string_pretty(&map)?);
+        return Ok(if result.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    match result {
+        Ok(cfg) => {
+            for w in cfg.warnings() {
+                let mut r = tarmac_config::Report::new(
+                    &args.genconf_dir.join("config.yaml").display().to_string(),
+                    &std::fs::read_to_string(args.genconf_dir.join("config.yaml"))
+                        .unwrap_or_default(),
+                );
+                r.warnings.push(w.clone());
+                eprint!("{}", r.render());
+            }
+            let n = |role, one: &str, many: &str| {
+                let k = cfg.hosts(role).len();
+                format!("{k} {}", if k == 1 { one } else { many })
+            };
+            println!(
+                "{} is valid: {}, {}, {} (config id {})",
+                args.genconf_dir.join("config.yaml").display(),
+                n(tarmac_types::Role::Master, "master", "masters"),
+                n(tarmac_types::Role::Agent, "agent", "agents"),
+                n(
+                    tarmac_types::Role::AgentPublic,
+                    "public agent",
+                    "public agents"
+                ),
+                &cfg.config_id().hex()[..12],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(report) => {
+            eprint!("{}", report.render());
+            Err(anyhow!("{report}"))
+        }
+    }
+}

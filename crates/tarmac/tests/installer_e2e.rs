@@ -1,0 +1,161 @@
+//! End to end on the lab (root needed): quickstart (build → lab → genconf → preflight →
+//! deploy → postflight → status) on 3 masters + 2 agents + 1 public agent, then failure cases:
+//! a host whose link is down during deploy, `--retry-failed`, a broken config, a tampered
+//! artifact, and an uninstall that leaves the hosts clean. The lab is torn down even when the
+//! test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tarmac_lab::{Lab, LabGuard, Role};
+
+fn tarmac() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tarmac"))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Run `tarmac ARGS` inside the lab's control namespace (where the hosts are reachable).
+fn in_lab(lab: &Lab, args: &[&str]) -> Output {
+    let mut c = lab.ctl_command(tarmac());
+    c.args(args).current_dir(workspace()).env("TARMAC_DIST", workspace().join("dist/reference"));
+    c.output().expect("run tarmac")
+}
+
+fn ssh(lab: &Lab, host: &str, cmd: &str) -> String {
+    let o = lab.ssh(host, cmd).expect("ssh");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.0);
+    }
+}
+
+#[test]
+fn installer_end_to_end_on_the_lab() {
+    if unsafe { libc_geteuid() } != 0 {
+        panic!("this test needs root (it brings up a lab)");
+    }
+    let name = format!("e2e{}", std::process::id() % 100000);
+    let _down = Down(name.clone());
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("qs");
+
+    // 1. The whole pipeline, keeping the lab for the checks below.
+    let out = Command::new(tarmac())
+        .args(["quickstart", "--keep", "--name", &name, "--dir"])
+        .arg(&dir)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
+    let lab = LabGuard::new(Lab::open(&name).unwrap());
+    let genconf = dir.join("genconf");
+    let g = genconf.to_str().unwrap();
+
+    // 2. Services run on the right roles only.
+    for h in lab.hosts() {
+        let etcd = ssh(&lab, &h.name, "systemctl is-active etcd.service || true");
+        let prom = ssh(&lab, &h.name, "systemctl is-active prometheus.service || true");
+        let node = ssh(&lab, &h.name, "systemctl is-active node-exporter.service || true");
+        assert_eq!(node, "active", "{}: node-exporter", h.name);
+        if h.role == Role::Master {
+            assert_eq!(etcd, "active", "{}: etcd", h.name);
+            assert_eq!(prom, "active", "{}: prometheus", h.name);
+        } else {
+            assert_ne!(etcd, "active", "{}: etcd must not run on {:?}", h.name, h.role);
+            assert_ne!(prom, "active", "{}: prometheus must not run on {:?}", h.name, h.role);
+        }
+    }
+
+    // 3. Deploy again: every host unchanged.
+    let out = in_lab(&lab, &["deploy", "--genconf-dir", g]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("unchanged"), "{}", text(&out));
+
+    // 4. A host whose link is down during deploy: others succeed, it is named, exit != 0;
+    //    --retry-failed finishes it once the link is back.
+    let agents: Vec<_> = lab.hosts_with_role(Role::Agent).cloned().collect();
+    let (a1, a2) = (&agents[0], &agents[1]);
+    let sel = format!("{},{}", a1.ip, a2.ip);
+    let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g, "--hosts", &sel]);
+    assert!(out.status.success(), "{}", text(&out));
+    lab.host_link(&a2.name, false).unwrap();
+    let out = in_lab(&lab, &["deploy", "--genconf-dir", g]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains(&a2.ip.to_string()) && t.contains("unreachable"), "{t}");
+    assert!(t.contains("5 of 6 hosts ok"), "{t}");
+    lab.host_link(&a2.name, true).unwrap();
+    let out = in_lab(&lab, &["deploy", "--retry-failed", "--genconf-dir", g]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("1 of 1 hosts ok"), "{t}");
+    let out = in_lab(&lab, &["status", "--genconf-dir", g]);
+    assert!(out.status.success(), "status shows drift:\n{}", text(&out));
+
+    // 5. A broken config: stopped before any host is touched.
+    let bad = work.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(genconf.join("ip-detect"), bad.join("ip-detect")).unwrap();
+    let cfg = std::fs::read_to_string(genconf.join("config.yaml")).unwrap();
+    std::fs::write(bad.join("config.yaml"), cfg.replace("ssh_port: 22", "ssh_port: 70000")).unwrap();
+    let out = in_lab(&lab, &["deploy", "--genconf-dir", bad.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("ssh_port") && t.contains("no host was touched"), "{t}");
+    assert!(!bad.join("state").exists(), "no run may start on a broken config");
+
+    // 6. A tampered artifact on the server is refused by the host.
+    let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g, "--hosts", &a1.ip.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pkg = find_package(&genconf.join("serve/packages"), "node-exporter");
+    let original = std::fs::read(&pkg).unwrap();
+    let mut tampered = original.clone();
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0xff;
+    std::fs::write(&pkg, &tampered).unwrap();
+    let out = in_lab(&lab, &["deploy", "--genconf-dir", g, "--hosts", &a1.ip.to_string()]);
+    std::fs::write(&pkg, &original).unwrap();
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "a tampered package must be refused:\n{t}");
+    assert!(t.to_lowercase().contains("sha256"), "the refusal should name the hash check:\n{t}");
+    assert_ne!(ssh(&lab, &a1.name, "systemctl is-active node-exporter.service || true"), "active");
+
+    // 7. Uninstall leaves every host clean.
+    let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g]);
+    assert!(out.status.success(), "{}", text(&out));
+    for h in lab.hosts() {
+        let left = ssh(
+            &lab,
+            &h.name,
+            "ls -d /opt/tarmac /etc/tarmac /etc/systemd/system/tarmac* /etc/systemd/system/etcd.service 2>/dev/null; systemctl list-units --no-legend 'etcd*' 'prometheus*' 'node-exporter*' | grep -v inactive || true",
+        );
+        assert_eq!(left, "", "{} is not clean after uninstall", h.name);
+    }
+    lab.down().unwrap();
+}
+
+fn find_package(dir: &Path, name: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::read_dir(&d)
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .unwrap_or_else(|| panic!("no package in {}", d.display()))
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
