@@ -256,7 +256,8 @@ impl ResolvedConfig {
             host_key_policy: match self.get_str("ssh_host_key_policy") {
                 Some("strict") => HostKeyPolicy::Strict,
                 Some("off") => HostKeyPolicy::Off,
-                _ => HostKeyPolicy::AcceptNew,
+                Some("accept-new") => HostKeyPolicy::AcceptNew,
+                _ => HostKeyPolicy::Strict,
             },
             jump: self.get_str("ssh_jump").map(str::to_owned),
             parallelism: usize::try_from(int("ssh_parallelism")).unwrap_or(1).max(1),

@@ -192,7 +192,7 @@ fn host_lists_and_ssh_settings() {
         ssh.known_hosts,
         g.tmp.path().join("genconf/ssh_known_hosts")
     );
-    assert_eq!(ssh.host_key_policy, tarmac_config::HostKeyPolicy::AcceptNew);
+    assert_eq!(ssh.host_key_policy, tarmac_config::HostKeyPolicy::Strict);
     assert_eq!(ssh.parallelism, 50);
     assert_eq!(ssh.process_timeout, std::time::Duration::from_secs(600));
     assert_eq!(cfg.bootstrap_url(), "http://10.0.0.254:8080");
