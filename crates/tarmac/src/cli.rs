@@ -59,6 +59,8 @@ pub enum Command {
     ValidateConfig(commands::validate_config::ValidateConfigArgs),
     /// Validate genconf/config.yaml and write genconf/serve/: config packages, package list, install.sh.
     Genconf(commands::genconf::GenconfArgs),
+    /// The web installer: configure, preflight, deploy and postflight from a browser.
+    Web(commands::web::WebArgs),
 }
 
 /// The original DC/OS installer took its actions as flags (`--genconf`, `--deploy`, …).

@@ -90,6 +90,30 @@ pub fn run(args: BuildArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let term = Arc::new(Terminal::new(args.output, verbose));
     let report = build(&opts, term)?;
     if args.output == OutputMode::Json {
+        let packages: Vec<serde_json::Value> = report
+            .packages
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "id": p.id, "built": p.built, "size": p.size, "sha256": p.sha256,
+                    "path": p.path, "duration_ms": p.duration_ms,
+                })
+            })
+            .collect();
+        let bootstrap = report.bootstrap.as_ref().map(|b| {
+            serde_json::json!({
+                "id": b.id, "packages": b.packages, "archive": b.archive, "active": b.active,
+                "host_binary": b.host_binary, "manifest": b.manifest, "signature": b.signature,
+                "key_id": b.key_id, "created": b.created,
+            })
+        });
+        println!(
+            "{}",
+            serde_json::json!({
+                "type": "build_report", "packages": packages, "bootstrap": bootstrap,
+                "duration_ms": report.duration_ms,
+            })
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let built = report.packages.iter().filter(|p| p.built).count();

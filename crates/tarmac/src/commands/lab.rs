@@ -255,3 +255,72 @@ fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
     let err = cmd.exec();
     Err(err).with_context(|| format!("could not run `{}` in {}", a.command[0], lab.ctl_netns()))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn lab(args: &[&str]) -> LabCommand {
+        let mut all = vec!["tarmac", "lab"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Lab(c) => c,
+            #[allow(unreachable_patterns)]
+            other => panic!("not a lab command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn up_takes_counts_mode_and_name() {
+        let LabCommand::Up(a) = lab(&[
+            "up",
+            "--masters",
+            "3",
+            "--agents",
+            "2",
+            "--public-agents",
+            "1",
+            "--mode",
+            "plain",
+            "--name",
+            "x",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                a.masters,
+                a.agents,
+                a.public_agents,
+                a.mode,
+                a.name.name.as_str()
+            ),
+            (3, 2, 1, Mode::Plain, "x")
+        );
+        let LabCommand::Up(d) = lab(&["up"]) else {
+            panic!()
+        };
+        assert_eq!(
+            (d.masters, d.agents, d.public_agents, d.mode),
+            (1, 1, 0, Mode::Systemd)
+        );
+        assert!(Cli::try_parse_from(["tarmac", "lab", "up", "--mode", "docker"]).is_err());
+    }
+
+    #[test]
+    fn ssh_and_exec_pass_the_command_through() {
+        let LabCommand::Ssh(s) = lab(&["ssh", "--name", "x", "master-1", "ls", "-la", "/"]) else {
+            panic!()
+        };
+        assert_eq!((s.host.as_str(), s.user.as_str()), ("master-1", "root"));
+        assert_eq!(s.command, ["ls", "-la", "/"]);
+        let LabCommand::Exec(e) = lab(&["exec", "--", "curl", "-sS", "http://ctl:8080/"]) else {
+            panic!()
+        };
+        assert_eq!(e.command, ["curl", "-sS", "http://ctl:8080/"]);
+        assert_eq!(e.name.name, "tarmac");
+    }
+}

@@ -14,6 +14,7 @@ pub mod serve;
 pub mod stages;
 pub mod validate_config;
 pub mod genconf;
+pub mod web;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let verbose = cli.global.verbose > 0;
@@ -34,5 +35,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => stages::logs(args),
         Command::ValidateConfig(args) => validate_config::run(args),
         Command::Genconf(args) => genconf::run(args),
+        Command::Web(args) => web::run(args),
     }
 }

@@ -1,0 +1,135 @@
+//! `tarmac web` (also `tarmac --web`): the web installer. Serves the pages and the JSON API
+//! on 127.0.0.1:9000 by default and prints a one-time login URL. The GUI runs the same
+//! installer stages as the CLI, under the same run lock.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tarmac_web::{App, Listener, WebOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::validate_config::load_distribution;
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Address to listen on. Anything but loopback also needs --allow-remote.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Allow listening on a non-loopback address (anyone who can reach it and has the login
+    /// URL can install; use --tls-cert/--tls-key).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Directory holding config.yaml, ip-detect, ssh_key, serve/ and state/ (created if missing).
+    #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf")]
+    pub genconf_dir: PathBuf,
+    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
+    #[arg(long, value_name = "DIR", env = "TARMAC_DIST", default_value = "dist/reference")]
+    pub dist: PathBuf,
+    /// Output directory of `tarmac build`, for genconf.
+    #[arg(long, value_name = "DIR", env = "TARMAC_BUILD_DIR", default_value = "out")]
+    pub build_dir: PathBuf,
+    /// Trusted public key (from `tarmac keygen`) genconf checks the build's signature with.
+    #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY")]
+    pub public_key: Option<PathBuf>,
+}
+
+/// What install-prereqs installs (the same lists as `tarmac install-prereqs`).
+const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", "tar"];
+const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
+
+pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
+    if !tarmac_web::is_loopback(&args.listen) && !args.allow_remote {
+        bail!(
+            "refusing to listen on {}: it is not a loopback address, and the web installer can install software on every host\nhint: pass --allow-remote (with --tls-cert/--tls-key), or reach 127.0.0.1:{} through an SSH tunnel (ssh -L {}:127.0.0.1:{} bootstrap-host)",
+            args.listen,
+            args.listen.port(),
+            args.listen.port(),
+            args.listen.port()
+        );
+    }
+    let dist = load_distribution(&args.dist)?;
+    let genconf_dir = std::path::absolute(&args.genconf_dir)?;
+    std::fs::create_dir_all(&genconf_dir).with_context(|| format!("cannot create {}", genconf_dir.display()))?;
+    let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    let listener = Listener::bind(args.listen, tls)?;
+    let local = listener.local_addr()?;
+    let opts = WebOptions {
+        genconf_dir: genconf_dir.clone(),
+        dist,
+        build_dir: std::path::absolute(&args.build_dir)?,
+        public_key: args.public_key.as_deref().map(std::path::absolute).transpose()?,
+        prereqs_apt: PREREQS_APT.iter().map(|s| s.to_string()).collect(),
+        prereqs_dnf: PREREQS_DNF.iter().map(|s| s.to_string()).collect(),
+        tls: listener.is_tls(),
+        event_buffer: 20_000,
+    };
+    let app = App::new(opts);
+    let scheme = if listener.is_tls() { "https" } else { "http" };
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+    } else {
+        local
+    };
+    let url = move |token: &str| format!("{scheme}://{shown}/login?token={token}");
+    if !tarmac_web::is_loopback(&local) {
+        eprintln!("warning: listening on {local}, reachable from other machines; anyone with the login URL can install software on every host");
+        if !listener.is_tls() {
+            eprintln!("warning: without --tls-cert/--tls-key the login URL and session cookie cross the network in clear text");
+        }
+    }
+    eprintln!("Tarmac web installer for {} (pid {})", genconf_dir.display(), std::process::id());
+    println!("Open this URL in a browser (it works once; `kill -USR1 {}` prints a new one):", std::process::id());
+    println!("  {}", url(&app.auth.new_login_token()));
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let stop = CancellationToken::new();
+    let _ = tarmac_ssh::raise_nofile_limit();
+    rt.block_on(async {
+        let app2 = app.clone();
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            let mut usr1 = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            loop {
+                tokio::select! {
+                    _ = usr1.recv() => {
+                        println!("New login URL:\n  {}", url(&app2.auth.new_login_token()));
+                        let _ = std::io::stdout().flush();
+                    }
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                }
+            }
+            if app2.runs.cancel() {
+                eprintln!("\nstopping: cancelling the run in progress…");
+                for _ in 0..300 {
+                    if !app2.runs.in_progress() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            stop2.cancel();
+        });
+        listener.serve(app, stop).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
