@@ -188,10 +188,10 @@ impl EventSink for Journal {
             _ => return,
         }
         let due = inner.last_write.is_none_or(|t| t.elapsed() > Duration::from_millis(250));
-        if force || due {
-            if let Err(e) = Self::write(&self.dir, &mut inner) {
-                inner.error.get_or_insert(e.to_string());
-            }
+        if (force || due)
+            && let Err(e) = Self::write(&self.dir, &mut inner)
+        {
+            inner.error.get_or_insert(e.to_string());
         }
     }
 }

@@ -115,13 +115,13 @@ pub fn parse_checks(out: &str) -> Vec<CheckResult> {
                 continue;
             };
             checks.push(CheckResult { name: name.trim().to_owned(), passed, detail: String::new() });
-        } else if line.starts_with("    ") {
-            if let Some(last) = checks.last_mut().filter(|c| !c.passed) {
-                if !last.detail.is_empty() {
-                    last.detail.push('\n');
-                }
-                last.detail.push_str(line.trim());
+        } else if line.starts_with("    ")
+            && let Some(last) = checks.last_mut().filter(|c| !c.passed)
+        {
+            if !last.detail.is_empty() {
+                last.detail.push('\n');
             }
+            last.detail.push_str(line.trim());
         }
     }
     checks
@@ -256,10 +256,10 @@ pub fn parse_status(out: &str) -> HostStatus {
                     Some(line.trim().rsplit('/').next().unwrap_or(line.trim()).to_owned());
             }
             "units" => {
-                if let Some((u, s)) = line.trim().split_once(' ') {
-                    if u != "tarmac.target" {
-                        st.units.insert(u.to_owned(), s.to_owned());
-                    }
+                if let Some((u, s)) = line.trim().split_once(' ')
+                    && u != "tarmac.target"
+                {
+                    st.units.insert(u.to_owned(), s.to_owned());
                 }
             }
             "checks" => {

@@ -354,8 +354,8 @@ pub fn pack_dir(root: &Path, out: &Path, opts: &PackOptions) -> Result<Packed, P
     })
 }
 
-/// Create `path` atomically: `fill` writes a temporary file next to it, which is then
-/// fsynced, renamed over `path`, and the directory fsynced.
+/// Create `path` atomically (mode 0644 unless `fill` changes it): `fill` writes a temporary
+/// file next to it, which is then fsynced, renamed over `path`, and the directory fsynced.
 pub fn write_atomic<T>(
     path: &Path,
     fill: impl FnOnce(&mut File) -> Result<T, PackError>,
@@ -374,6 +374,10 @@ pub fn write_atomic<T>(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io_err("cannot create a temporary file in", dir))?;
+    // Artifacts are public (hashes and signatures protect them); tempfiles start as 0600.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(io_err("cannot chmod", path))?;
     let value = fill(tmp.as_file_mut())?;
     tmp.as_file()
         .sync_all()

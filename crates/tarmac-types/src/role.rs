@@ -38,13 +38,13 @@ impl Role {
     }
 
     /// Split a package directory name such as `bin_agent_public` into (`bin`, Some(AgentPublic)).
-    /// Longest suffix wins, so `_agent_public` is not mistaken for `_agent`… well, `_public`.
+    /// `_agent_public` is tried before `_agent`, so `bin_agent_public` is never read as role `agent`.
     pub fn split_dir(dir: &str) -> (&str, Option<Role>) {
         for role in [Role::AgentPublic, Role::Agent, Role::Master] {
-            if let Some(base) = dir.strip_suffix(role.dir_suffix()) {
-                if !base.is_empty() {
-                    return (base, Some(role));
-                }
+            if let Some(base) = dir.strip_suffix(role.dir_suffix())
+                && !base.is_empty()
+            {
+                return (base, Some(role));
             }
         }
         (dir, None)
