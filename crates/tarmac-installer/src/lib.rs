@@ -8,3 +8,4 @@ pub mod plan;
 pub mod password;
 pub mod serve;
 pub mod stages;
+pub mod upgrade;

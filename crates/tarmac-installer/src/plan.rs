@@ -278,7 +278,16 @@ pub fn parse_status(out: &str) -> HostStatus {
                 .or_else(|| c.get("status").and_then(|s| s.as_str()).map(|s| s == "ok" || s == "pass"))
                 .unwrap_or(true);
             if !ok {
-                let name = c.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_owned();
+                let check = c.get("check").or_else(|| c.get("name")).and_then(|n| n.as_str());
+                let package = c
+                    .get("package")
+                    .and_then(|p| p.as_str())
+                    .and_then(|p| PackageId::parse(p).ok());
+                let name = match (package, check) {
+                    (Some(p), Some(c)) => format!("{}/{c}", p.name()),
+                    (None, Some(c)) => c.to_owned(),
+                    _ => "unnamed check".to_owned(),
+                };
                 st.failed_checks.push(name);
             }
         }
@@ -369,11 +378,11 @@ mod tests {
 
     #[test]
     fn status_and_drift() {
-        let out = "== active\netcd--abc\nnode-exporter--def\n== generation\ngenerations/3\n== units\netcd.service active\nnode-exporter.service failed\ntarmac.target active\n== checks\n{\"checks\":[{\"name\":\"etcd-health\",\"ok\":false},{\"name\":\"disk\",\"ok\":true}]}\n";
+        let out = "== active\netcd--abc\nnode-exporter--def\n== generation\ngenerations/3\n== units\netcd.service active\nnode-exporter.service failed\ntarmac.target active\n== checks\n[{\"package\":\"etcd--abc\",\"check\":\"etcd-health\",\"status\":\"failed\"},{\"package\":\"etcd--abc\",\"check\":\"disk\",\"status\":\"ok\"}]\n";
         let st = parse_status(out);
         assert_eq!(st.generation.as_deref(), Some("3"));
         assert_eq!(st.active.len(), 2);
-        assert_eq!(st.failed_checks, vec!["etcd-health".to_owned()]);
+        assert_eq!(st.failed_checks, vec!["etcd/etcd-health".to_owned()]);
         let expected = vec![PackageId::parse("etcd--abc").unwrap(), PackageId::parse("prometheus--1").unwrap()];
         let d = Drift::of(&expected, &st);
         assert_eq!(d.missing, vec![PackageId::parse("prometheus--1").unwrap()]);

@@ -378,6 +378,9 @@ fn pump<R: Read>(
     if let Err(e) = result {
         let _ = tx.send(Err(e));
     }
+    // On any early stop (corrupt stream, refused entry), hash the rest of the raw bytes so
+    // the caller can tell a corrupted or replaced artifact (sha256 mismatch) from a bad one.
+    let _ = io::copy(&mut hashing, &mut io::sink());
     (Digest(hashing.hasher.finalize().into()), hashing.len)
 }
 
@@ -798,8 +801,8 @@ pub fn extract_package<R: Read + Send>(
             producer.join().expect("decompression thread panicked"),
         )
     });
-    let entries = result?;
-
+    // A wrong digest explains any failure above (truncated, corrupted or replaced bytes):
+    // report it first, with both hashes.
     if let Some(expected) = target.expected_sha256
         && expected != digest
     {
@@ -810,6 +813,7 @@ pub fn extract_package<R: Read + Send>(
             size,
         });
     }
+    let entries = result?;
     let info = match entries.get(PKGINFO) {
         Some(FileEntry::File { .. }) => {
             let bytes = fs::read(tmp.path.join(PKGINFO)).map_err(|e| ExtractError::Read {
@@ -833,9 +837,10 @@ pub fn extract_package<R: Read + Send>(
     let meta = tmp.path.join(META_DIR);
     let write_meta = || -> io::Result<()> {
         fs::DirBuilder::new().mode(0o755).create(&meta)?;
+        let mut bytes = serde_json::to_vec(&manifest)?;
+        bytes.push(b'\n');
         let mut f = File::create(meta.join(crate::files::FILES_JSON))?;
-        serde_json::to_writer(&mut f, &manifest)?;
-        f.write_all(b"\n")?;
+        f.write_all(&bytes)?;
         syncfs(&tmp.path)?;
         Ok(())
     };

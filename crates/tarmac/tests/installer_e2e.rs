@@ -64,9 +64,9 @@ fn installer_end_to_end_on_the_lab() {
 
     // 2. Services run on the right roles only.
     for h in lab.hosts() {
-        let etcd = ssh(&lab, &h.name, "systemctl is-active etcd.service || true");
-        let prom = ssh(&lab, &h.name, "systemctl is-active prometheus.service || true");
-        let node = ssh(&lab, &h.name, "systemctl is-active node-exporter.service || true");
+        let etcd = ssh(&lab, &h.name, "systemctl is-active tarmac-etcd.service || true");
+        let prom = ssh(&lab, &h.name, "systemctl is-active tarmac-prometheus.service || true");
+        let node = ssh(&lab, &h.name, "systemctl is-active tarmac-node-exporter.service || true");
         assert_eq!(node, "active", "{}: node-exporter", h.name);
         if h.role == Role::Master {
             assert_eq!(etcd, "active", "{}: etcd", h.name);
@@ -100,6 +100,8 @@ fn installer_end_to_end_on_the_lab() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("1 of 1 hosts ok"), "{t}");
+    let out = in_lab(&lab, &["postflight", "--genconf-dir", g, "--timeout", "300"]);
+    assert!(out.status.success(), "{}", text(&out));
     let out = in_lab(&lab, &["status", "--genconf-dir", g]);
     assert!(out.status.success(), "status shows drift:\n{}", text(&out));
 
@@ -129,7 +131,7 @@ fn installer_end_to_end_on_the_lab() {
     let t = text(&out);
     assert_ne!(out.status.code(), Some(0), "a tampered package must be refused:\n{t}");
     assert!(t.to_lowercase().contains("sha256"), "the refusal should name the hash check:\n{t}");
-    assert_ne!(ssh(&lab, &a1.name, "systemctl is-active node-exporter.service || true"), "active");
+    assert_ne!(ssh(&lab, &a1.name, "systemctl is-active tarmac-node-exporter.service || true"), "active");
 
     // 7. Uninstall leaves every host clean.
     let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g]);
@@ -138,7 +140,7 @@ fn installer_end_to_end_on_the_lab() {
         let left = ssh(
             &lab,
             &h.name,
-            "ls -d /opt/tarmac /etc/tarmac /etc/systemd/system/tarmac* /etc/systemd/system/etcd.service 2>/dev/null; systemctl list-units --no-legend 'etcd*' 'prometheus*' 'node-exporter*' | grep -v inactive || true",
+            "ls -d /opt/tarmac /etc/tarmac /etc/systemd/system/tarmac* /etc/systemd/system/tarmac-etcd.service 2>/dev/null; systemctl list-units --no-legend 'tarmac-*' | grep -v inactive || true",
         );
         assert_eq!(left, "", "{} is not clean after uninstall", h.name);
     }

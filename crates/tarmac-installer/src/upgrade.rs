@@ -1,0 +1,983 @@
+//! Rolling upgrade and rollback of a running cluster.
+//!
+//! Order: masters one at a time, each gated on its node checks and then the cluster checks
+//! (`tarmac-host check` on every master, polled with backoff up to a deadline); then agents
+//! and public agents in batches with a failure budget. Past the budget the run stops and the
+//! hosts not yet touched stay on their version.
+//!
+//! Per host: upload the target package list, `tarmac-host fetch` every package with its
+//! sha256 (services keep running), then the switch: arm a transient systemd timer that
+//! rolls the host back to its previous generation unless it is confirmed, point the setup
+//! flags at the new list and `tarmac-host activate` it. After the checks pass the installer
+//! confirms over a *new* SSH connection (a fresh fleet); a host the installer cannot reach
+//! any more reverts by itself when the window ends.
+//!
+//! Everything a host runs is built by the pure functions below (exact-string tests).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tarmac_events::{Event, EventSink, Fanout, Level, Outcome, Sink};
+use tarmac_ssh::quote::quote;
+use tarmac_ssh::{
+    Exec, Fleet, FleetContext, HostSession, LogDir, StageOptions, StageReport, StepError, Target,
+    Upload, UploadSource,
+};
+use tarmac_types::{HostAddr, PackageId, Role, Stage};
+
+use crate::fsutil::write_atomic;
+use crate::journal::{Journal, new_run_id};
+use crate::lock::RunLock;
+use crate::plan::{HOST_BIN, parse_status};
+use crate::serve::ArtifactServer;
+use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr};
+
+/// The setup flags directory on a host.
+pub const FLAGS_DIR: &str = "/etc/tarmac/setup-flags";
+/// Where the target package list is uploaded on a host.
+pub const UPGRADE_DIR: &str = "/etc/tarmac/upgrade";
+/// The transient systemd unit (timer + service) that reverts an unconfirmed switch.
+pub const CONFIRM_UNIT: &str = "tarmac-confirm";
+
+// ---------------------------------------------------------------------------------------
+// Batches and failure budgets
+
+/// `--batch`: a number of hosts or a percentage of the agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Count(usize),
+    Percent(u32),
+}
+
+impl BatchSize {
+    /// Hosts per batch out of `total` (at least 1).
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            BatchSize::Count(n) => n.max(1),
+            BatchSize::Percent(p) => (total * p as usize).div_ceil(100).max(1),
+        }
+    }
+}
+
+impl FromStr for BatchSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match parse_count_or_percent(s)? {
+            (n, false) if n > 0 => Ok(BatchSize::Count(n)),
+            (p, true) if (1..=100).contains(&p) => Ok(BatchSize::Percent(p as u32)),
+            _ => Err(format!("`{s}`: a batch is a number ≥ 1 or a percentage 1%–100%")),
+        }
+    }
+}
+
+/// `--max-failures`: how many agents may fail before the upgrade stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Count(usize),
+    Percent(u32),
+}
+
+impl Budget {
+    /// Failures tolerated out of `total` hosts.
+    pub fn allowed(self, total: usize) -> usize {
+        match self {
+            Budget::Count(n) => n,
+            Budget::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
+impl FromStr for Budget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match parse_count_or_percent(s)? {
+            (n, false) => Ok(Budget::Count(n)),
+            (p, true) if p <= 100 => Ok(Budget::Percent(p as u32)),
+            _ => Err(format!("`{s}`: a failure budget is a number or a percentage 0%–100%")),
+        }
+    }
+}
+
+fn parse_count_or_percent(s: &str) -> Result<(usize, bool), String> {
+    let t = s.trim();
+    let (num, pct) = match t.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (t, false),
+    };
+    num.trim()
+        .parse::<usize>()
+        .map(|n| (n, pct))
+        .map_err(|_| format!("`{s}` is neither a number nor a percentage"))
+}
+
+/// One step of the rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    /// Masters go alone, gated on the cluster checks.
+    pub masters: bool,
+    pub hosts: Vec<(HostAddr, Role)>,
+}
+
+/// The order: every master alone (in config order), then agents and public agents in
+/// batches of `batch`.
+pub fn waves(hosts: &[(HostAddr, Role)], batch: BatchSize) -> Vec<Wave> {
+    let mut out: Vec<Wave> = hosts
+        .iter()
+        .filter(|(_, r)| *r == Role::Master)
+        .map(|h| Wave { masters: true, hosts: vec![h.clone()] })
+        .collect();
+    let others: Vec<(HostAddr, Role)> =
+        hosts.iter().filter(|(_, r)| *r != Role::Master).cloned().collect();
+    let size = batch.of(others.len());
+    for chunk in others.chunks(size) {
+        out.push(Wave { masters: false, hosts: chunk.to_vec() });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The plan
+
+/// A systemd unit shipped by a package, with the role its directory is restricted to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitFile {
+    pub role: Option<Role>,
+    pub name: String,
+}
+
+/// What happens to one package name on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageChange {
+    pub name: String,
+    pub from: Option<PackageId>,
+    pub to: Option<PackageId>,
+}
+
+/// What an upgrade does on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPlan {
+    pub host: HostAddr,
+    pub role: Role,
+    pub changes: Vec<PackageChange>,
+    /// Units of new or changed packages (restarted or started by the switch).
+    pub restarts: Vec<String>,
+    /// Packages whose units stop for good.
+    pub stops: Vec<PackageId>,
+}
+
+impl HostPlan {
+    pub fn unchanged(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Compare a host's active ids with the target list. `units` gives the units each target
+/// package ships (packages absent from it ship none as far as the plan knows).
+pub fn host_plan(
+    host: &HostAddr,
+    role: Role,
+    current: &[PackageId],
+    target: &[PackageId],
+    units: &BTreeMap<PackageId, Vec<UnitFile>>,
+) -> HostPlan {
+    let by_name = |ids: &[PackageId]| -> BTreeMap<String, PackageId> {
+        ids.iter().map(|i| (i.name().to_string(), i.clone())).collect()
+    };
+    let cur = by_name(current);
+    let tgt = by_name(target);
+    let mut names: Vec<&String> = cur.keys().chain(tgt.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut changes = Vec::new();
+    let mut restarts = Vec::new();
+    let mut stops = Vec::new();
+    for name in names {
+        let (from, to) = (cur.get(name), tgt.get(name));
+        if from == to {
+            continue;
+        }
+        if let Some(t) = to {
+            for u in units.get(t).into_iter().flatten() {
+                if u.role.is_none_or(|r| r == role) && !restarts.contains(&u.name) {
+                    restarts.push(u.name.clone());
+                }
+            }
+        } else if let Some(f) = from {
+            stops.push(f.clone());
+        }
+        changes.push(PackageChange { name: name.clone(), from: from.cloned(), to: to.cloned() });
+    }
+    restarts.sort();
+    HostPlan { host: host.clone(), role, changes, restarts, stops }
+}
+
+/// The `--plan` text: the order, then per host what changes.
+pub fn render_plan(target_list: &str, waves: &[Wave], plans: &[HostPlan]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "upgrade to cluster package list {target_list}");
+    let changed = |h: &HostAddr| plans.iter().find(|p| &p.host == h).is_some_and(|p| !p.unchanged());
+    let _ = writeln!(s, "order:");
+    let mut step = 0;
+    for w in waves {
+        let todo: Vec<String> = w.hosts.iter().filter(|(h, _)| changed(h)).map(|(h, _)| h.to_string()).collect();
+        if todo.is_empty() {
+            continue;
+        }
+        step += 1;
+        if w.masters {
+            let _ = writeln!(s, "  {step}. master {} (then cluster checks on every master)", todo.join(", "));
+        } else {
+            let _ = writeln!(s, "  {step}. agents {}", todo.join(", "));
+        }
+    }
+    if step == 0 {
+        let _ = writeln!(s, "  nothing to do: every host is on the target list");
+    }
+    for p in plans {
+        if p.unchanged() {
+            let _ = writeln!(s, "{} ({}): unchanged", p.host, p.role.as_str());
+            continue;
+        }
+        let _ = writeln!(s, "{} ({}):", p.host, p.role.as_str());
+        for c in &p.changes {
+            match (&c.from, &c.to) {
+                (Some(f), Some(t)) => {
+                    let _ = writeln!(s, "  change {}: {} -> {}", c.name, f.version(), t.version());
+                }
+                (None, Some(t)) => {
+                    let _ = writeln!(s, "  add    {t}");
+                }
+                (Some(f), None) => {
+                    let _ = writeln!(s, "  remove {f}");
+                }
+                (None, None) => {}
+            }
+        }
+        if !p.restarts.is_empty() {
+            let _ = writeln!(s, "  restart: {}", p.restarts.join(", "));
+        }
+        if !p.stops.is_empty() {
+            let stops: Vec<String> = p.stops.iter().map(|i| i.to_string()).collect();
+            let _ = writeln!(s, "  stop the units of: {}", stops.join(", "));
+        }
+    }
+    s
+}
+
+/// The units a package archive ships: entries `systemd/<unit>` or `systemd_<role>/<unit>`.
+pub fn archive_units(path: &Path) -> std::io::Result<Vec<UnitFile>> {
+    let file = std::fs::File::open(path)?;
+    let dec = zstd::stream::read::Decoder::new(file)?;
+    let mut ar = tar::Archive::new(dec);
+    let mut out = Vec::new();
+    for e in ar.entries()? {
+        let e = e?;
+        let p = e.path()?.into_owned();
+        let parts: Vec<String> = p
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        if let [dir, name] = parts.as_slice()
+            && let Some(role) = unit_dir_role(dir)
+            && e.header().entry_type().is_file()
+        {
+            out.push(UnitFile { role, name: name.clone() });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `systemd` → Some(None), `systemd_master` → Some(Some(Master)), anything else → None.
+fn unit_dir_role(dir: &str) -> Option<Option<Role>> {
+    match dir {
+        "systemd" => Some(None),
+        "systemd_master" => Some(Some(Role::Master)),
+        "systemd_agent" => Some(Some(Role::Agent)),
+        "systemd_agent_public" => Some(Some(Role::AgentPublic)),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What a host runs
+
+/// Active ids and the current generation (sections read by [`plan::parse_status`]).
+pub fn inspect_script() -> String {
+    format!(
+        "echo '== active'; if [ -x {HOST_BIN} ]; then {HOST_BIN} active; fi; \
+         echo '== generation'; readlink /opt/tarmac/current 2>/dev/null || true"
+    )
+}
+
+/// Where the target list goes on a host.
+pub fn list_path(list_id: &str) -> String {
+    format!("{UPGRADE_DIR}/{list_id}.package_list.json")
+}
+
+/// Download and verify every package of the list (nothing is activated; services keep running).
+pub fn fetch_command(repository_url: &str, list_id: &str) -> String {
+    format!(
+        "{HOST_BIN} fetch --repository-url {} --package-list {} --require-sha256",
+        quote(repository_url),
+        list_path(list_id)
+    )
+}
+
+/// Bring the host back to generation `prev` unless it is already there, and restore the
+/// setup flags saved by the switch. Run by the confirm timer, or at once when checks fail.
+pub fn revert_script(prev: u64) -> String {
+    format!(
+        "cur=$(basename \"$(readlink /opt/tarmac/current)\"); \
+         if [ \"$cur\" != {prev} ]; then {HOST_BIN} --wait rollback --to {prev} || exit 1; fi; \
+         if [ -f {FLAGS_DIR}/cluster-package-list.prev ]; then \
+         mv -f {FLAGS_DIR}/cluster-package-list.prev {FLAGS_DIR}/cluster-package-list; fi"
+    )
+}
+
+/// The switch: arm the revert timer (`window` seconds), point the setup flags at the new
+/// list (keeping the old one for the revert), activate it and print `GEN <n>`. A failed
+/// activation reverts at once.
+pub fn switch_script(prev: u64, window: Duration, list_id: &str, ids: &[PackageId]) -> String {
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let revert = revert_script(prev);
+    format!(
+        "set -e\n\
+         systemctl stop {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
+         systemctl reset-failed {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
+         systemd-run --quiet --unit={CONFIRM_UNIT} --description='Tarmac: revert to generation {prev} unless confirmed' --on-active={secs}s /bin/sh -c {revert_q}\n\
+         if [ -f {FLAGS_DIR}/cluster-package-list ] && [ ! -f {FLAGS_DIR}/cluster-package-list.prev ]; then cp -p {FLAGS_DIR}/cluster-package-list {FLAGS_DIR}/cluster-package-list.prev; fi\n\
+         cp {list} {FLAGS_DIR}/cluster-package-list.new && mv -f {FLAGS_DIR}/cluster-package-list.new {FLAGS_DIR}/cluster-package-list\n\
+         if ! {HOST_BIN} --wait activate {ids}; then\n  \
+           echo 'activation failed: reverting to generation {prev}' >&2\n  \
+           systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n  \
+           {revert}\n  \
+           exit 1\n\
+         fi\n\
+         echo \"GEN $(basename \"$(readlink /opt/tarmac/current)\")\"\n",
+        secs = window.as_secs().max(1),
+        revert_q = quote(&revert),
+        list = list_path(list_id),
+        ids = ids.join(" "),
+    )
+}
+
+/// Confirm generation `generation`: disarm the timer; fails when the host already reverted
+/// (or is reverting).
+pub fn confirm_script(generation: u64) -> String {
+    format!(
+        "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n\
+         if systemctl is-active --quiet {CONFIRM_UNIT}.service; then echo 'too late: the host is reverting itself' >&2; exit 3; fi\n\
+         cur=$(basename \"$(readlink /opt/tarmac/current)\")\n\
+         if [ \"$cur\" != {generation} ]; then echo \"too late: the host reverted to generation $cur\" >&2; exit 3; fi\n\
+         rm -f {FLAGS_DIR}/cluster-package-list.prev\n\
+         systemctl reset-failed {CONFIRM_UNIT}.service 2>/dev/null || true\n\
+         echo confirmed\n"
+    )
+}
+
+/// Disarm the timer and revert at once (checks failed).
+pub fn revert_now_script(prev: u64) -> String {
+    format!(
+        "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n{}\n",
+        revert_script(prev)
+    )
+}
+
+/// `tarmac rollback`: back to the previous generation (or `to`), with the setup flags
+/// pointing at what is then active so that a reboot stays there.
+pub fn rollback_script(to: Option<u64>) -> String {
+    let to = to.map(|n| format!(" --to {n}")).unwrap_or_default();
+    format!(
+        "set -e\n\
+         systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n\
+         {HOST_BIN} --wait rollback{to}\n\
+         {HOST_BIN} --json active > {FLAGS_DIR}/cluster-package-list.new\n\
+         mv -f {FLAGS_DIR}/cluster-package-list.new {FLAGS_DIR}/cluster-package-list\n\
+         rm -f {FLAGS_DIR}/cluster-package-list.prev\n\
+         echo \"GEN $(basename \"$(readlink /opt/tarmac/current)\")\"\n"
+    )
+}
+
+/// `GEN <n>` from the switch's output.
+pub fn parse_generation(out: &str) -> Option<u64> {
+    out.lines().rev().find_map(|l| l.trim().strip_prefix("GEN ")?.trim().parse().ok())
+}
+
+// ---------------------------------------------------------------------------------------
+// The run journal (resume)
+
+/// `genconf/state/upgrade.json`: what the last upgrade or rollback did, per host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeState {
+    pub operation: String,
+    /// Target package list id (upgrade) or generation (`rollback --to`).
+    pub target: String,
+    pub finished: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Host → ok | unchanged | failed | reverted | untouched.
+    pub hosts: BTreeMap<String, String>,
+}
+
+impl UpgradeState {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("upgrade.json")
+    }
+
+    pub fn load(state_dir: &Path) -> Option<UpgradeState> {
+        let b = std::fs::read(Self::path(state_dir)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    fn save(&self, state_dir: &Path) -> Result<(), InstallerError> {
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let path = Self::path(state_dir);
+        std::fs::create_dir_all(state_dir)
+            .and_then(|()| write_atomic(&path, &bytes, 0o644))
+            .map_err(|source| InstallerError::NoServe { path, source })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Execution
+
+/// Options of `tarmac upgrade` / `tarmac rollback`.
+#[derive(Debug, Clone)]
+pub struct UpgradeOptions {
+    pub batch: BatchSize,
+    pub max_failures: Budget,
+    /// How long a switched host waits for its confirmation before it reverts.
+    pub confirm_window: Duration,
+    /// How long node and cluster checks may take to pass.
+    pub check_deadline: Duration,
+    /// Continue the interrupted run recorded in `state/upgrade.json`.
+    pub resume: bool,
+    /// `rollback --to N`.
+    pub to: Option<u64>,
+}
+
+impl Default for UpgradeOptions {
+    fn default() -> Self {
+        UpgradeOptions {
+            batch: BatchSize::Count(1),
+            max_failures: Budget::Count(0),
+            confirm_window: Duration::from_secs(120),
+            check_deadline: Duration::from_secs(300),
+            resume: false,
+            to: None,
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    pub state: UpgradeState,
+    pub journals: Vec<PathBuf>,
+    pub log_dir: PathBuf,
+}
+
+impl UpgradeReport {
+    pub fn succeeded(&self) -> bool {
+        self.state.finished && self.state.stopped.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Upgrade,
+    Rollback,
+}
+
+/// A host the wave switched: its generations before and after.
+#[derive(Debug, Clone, Copy)]
+struct Switched {
+    prev: u64,
+    now: u64,
+}
+
+struct Runner<'a> {
+    inst: &'a Installer,
+    run_id: String,
+    log_dir: PathBuf,
+    journals: Vec<PathBuf>,
+    waves_run: usize,
+}
+
+impl Runner<'_> {
+    /// One fleet over `hosts` (fresh connections), journaled.
+    async fn fleet_run<F, Fut>(&mut self, what: &str, hosts: &[(HostAddr, Role)], deadline: Option<Duration>, job: F) -> Result<StageReport, InstallerError>
+    where
+        F: Fn(HostSession) -> Fut,
+        Fut: Future<Output = Result<Outcome, StepError>>,
+    {
+        self.waves_run += 1;
+        let run_id = format!("{}-{:03}-{what}", self.run_id, self.waves_run);
+        let targets: Vec<Target> = hosts.iter().map(|(h, r)| Target::new(h.clone()).with_role(*r)).collect();
+        let journal = Arc::new(Journal::new(
+            &self.inst.state_dir(),
+            &run_id,
+            Stage::Upgrade,
+            &targets.iter().map(|t| (t.addr.clone(), t.role)).collect::<Vec<_>>(),
+        ));
+        let sink: Sink = Arc::new(Fanout(vec![self.inst.sink.clone(), journal.clone() as Arc<dyn EventSink>]));
+        let ctx = FleetContext::new(sink)
+            .with_log_dir(LogDir::new(&self.log_dir))
+            .with_cancel(self.inst.cancel.clone())
+            .with_run_id(run_id);
+        let fleet = Fleet::new(targets, self.inst.ssh_options()?, ctx).map_err(|e| InstallerError::Key(e.to_string()))?;
+        let report = fleet.run_all(Stage::Upgrade, StageOptions { deadline, only: None }, job).await;
+        fleet.close().await;
+        journal.flush()?;
+        self.journals.push(journal.path());
+        Ok(report)
+    }
+
+    fn notice(&self, message: String) {
+        self.inst.sink.emit(Event::Notice { level: Level::Info, message });
+    }
+}
+
+/// Poll `tarmac-host check` with backoff until it passes or `deadline` passes.
+async fn poll_checks(host: &HostSession, deadline: Duration) -> Result<(), StepError> {
+    let started = Instant::now();
+    let cmd = format!("{HOST_BIN} check");
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let r = host.run("checks", Exec::root(cmd.clone()).timeout(Duration::from_secs(120)).quiet()).await?;
+        if r.success() {
+            return Ok(());
+        }
+        if started.elapsed() + delay >= deadline || host.stop_token().is_cancelled() {
+            let mut detail = format!("\nchecks still failing after {}s", deadline.as_secs());
+            for l in r.stdout.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+                detail.push_str("\n    ");
+                detail.push_str(l);
+            }
+            return Err(StepError::Failed { host: host.addr().clone(), step: "checks".into(), exit_code: r.exit_code, signal: None, detail });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = host.stop_token().cancelled() => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn failed(host: &HostAddr, step: &str, message: String) -> StepError {
+    StepError::Failed { host: host.clone(), step: step.into(), exit_code: None, signal: None, detail: format!("\n{message}") }
+}
+
+impl Installer {
+    /// The per-host plan of an upgrade to the current `genconf/serve` list (reads the hosts'
+    /// active ids; changes nothing).
+    pub async fn upgrade_plan(&self, batch: BatchSize) -> Result<(String, Vec<Wave>, Vec<HostPlan>), InstallerError> {
+        let serve = ServeInfo::read(&self.genconf_dir)?;
+        let hosts = self.selected();
+        let mut units = BTreeMap::new();
+        for id in &serve.packages {
+            let p = serve.dir.join("packages").join(id.name().to_string()).join(format!("{id}.tar.zst"));
+            units.insert(id.clone(), archive_units(&p).unwrap_or_default());
+        }
+        let active: Arc<Mutex<BTreeMap<HostAddr, Vec<PackageId>>>> = Arc::default();
+        let mut runner = self.runner("plan");
+        runner
+            .fleet_run("inspect", &hosts, None, |host| {
+                let active = active.clone();
+                async move {
+                    let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
+                    active.lock().expect("plan").insert(host.addr().clone(), parse_status(&r.stdout).active);
+                    Ok(Outcome::Ok)
+                }
+            })
+            .await?;
+        let active = std::mem::take(&mut *active.lock().expect("plan"));
+        let plans = hosts
+            .iter()
+            .map(|(h, r)| match active.get(h) {
+                Some(cur) => host_plan(h, *r, cur, &serve.packages, &units),
+                // Unreachable: shown as if nothing were installed.
+                None => host_plan(h, *r, &[], &serve.packages, &units),
+            })
+            .collect();
+        Ok((serve.list_id.clone(), waves(&hosts, batch), plans))
+    }
+
+    fn selected(&self) -> Vec<(HostAddr, Role)> {
+        self.hosts().into_iter().filter(|(h, _)| self.only.as_ref().is_none_or(|o| o.contains(h))).collect()
+    }
+
+    fn runner(&self, op: &str) -> Runner<'_> {
+        let run_id = new_run_id(Stage::Upgrade).replacen("upgrade", op, 1);
+        Runner { inst: self, log_dir: self.state_dir().join("logs").join(&run_id), run_id, journals: Vec::new(), waves_run: 0 }
+    }
+
+    /// `tarmac upgrade`: roll the cluster to the current `genconf/serve` package list.
+    pub async fn upgrade(&self, opts: &UpgradeOptions) -> Result<UpgradeReport, InstallerError> {
+        self.rolling(Op::Upgrade, opts).await
+    }
+
+    /// `tarmac rollback`: bring the hosts back to their previous generation (or `opts.to`).
+    pub async fn rollback(&self, opts: &UpgradeOptions) -> Result<UpgradeReport, InstallerError> {
+        self.rolling(Op::Rollback, opts).await
+    }
+
+    async fn rolling(&self, op: Op, opts: &UpgradeOptions) -> Result<UpgradeReport, InstallerError> {
+        let opname = if op == Op::Upgrade { "upgrade" } else { "rollback" };
+        let _lock = RunLock::acquire(&self.state_dir(), &format!("tarmac {opname}"))?;
+        let hosts = self.selected();
+        if hosts.is_empty() {
+            return Err(InstallerError::NoHosts("none of the selected hosts is in config.yaml".into()));
+        }
+        let serve = if op == Op::Upgrade { Some(ServeInfo::read(&self.genconf_dir)?) } else { None };
+        let target = match (&serve, opts.to) {
+            (Some(s), _) => s.list_id.clone(),
+            (None, Some(n)) => n.to_string(),
+            (None, None) => "previous".to_owned(),
+        };
+        let previous = UpgradeState::load(&self.state_dir());
+        if opts.resume {
+            match &previous {
+                Some(p) if p.operation == opname && p.target == target => {}
+                Some(p) => {
+                    return Err(InstallerError::NoHosts(format!(
+                        "--resume: the interrupted run was `{} {}`, not `{opname} {target}`\nhint: run without --resume to start a new {opname}",
+                        p.operation, p.target
+                    )));
+                }
+                None => return Err(InstallerError::NoHosts(format!("--resume: no interrupted run in {}", UpgradeState::path(&self.state_dir()).display()))),
+            }
+        }
+        let mut state = UpgradeState { operation: opname.to_owned(), target: target.clone(), ..UpgradeState::default() };
+        for (h, _) in &hosts {
+            let prior = previous
+                .as_ref()
+                .filter(|_| opts.resume)
+                .and_then(|p| p.hosts.get(&h.to_string()))
+                .cloned();
+            state.hosts.insert(h.to_string(), prior.unwrap_or_else(|| "untouched".into()));
+        }
+        state.save(&self.state_dir())?;
+
+        let server = match &serve {
+            Some(s) if self.cfg.bootstrap_url().starts_with("http://") => {
+                let url = self.cfg.bootstrap_url().to_owned();
+                let addr = bootstrap_listen_addr(&url).map_err(|why| InstallerError::BootstrapUrl { url, why })?;
+                Some(ArtifactServer::bind(&s.dir, addr)?)
+            }
+            _ => None,
+        };
+        let mut runner = self.runner(opname);
+        let result = self.roll(op, opts, serve.as_ref(), &hosts, &mut state, &mut runner).await;
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        result?;
+        state.finished = true;
+        state.save(&self.state_dir())?;
+        Ok(UpgradeReport { state, journals: runner.journals, log_dir: runner.log_dir })
+    }
+
+    async fn roll(
+        &self,
+        op: Op,
+        opts: &UpgradeOptions,
+        serve: Option<&ServeInfo>,
+        hosts: &[(HostAddr, Role)],
+        state: &mut UpgradeState,
+        runner: &mut Runner<'_>,
+    ) -> Result<(), InstallerError> {
+        let all_waves = waves(hosts, opts.batch);
+        let agents = hosts.iter().filter(|(_, r)| *r != Role::Master).count();
+        let allowed = opts.max_failures.allowed(agents);
+        let masters: Vec<(HostAddr, Role)> = self.hosts().into_iter().filter(|(_, r)| *r == Role::Master).collect();
+        // Checks must pass early enough to confirm before the host reverts by itself.
+        let check_deadline = if op == Op::Upgrade {
+            opts.check_deadline.min(opts.confirm_window.mul_f64(0.75))
+        } else {
+            opts.check_deadline
+        };
+        let mut agent_failures = 0usize;
+        for (i, wave) in all_waves.iter().enumerate() {
+            if self.cancel.is_cancelled() {
+                state.stopped = Some("interrupted".into());
+                break;
+            }
+            let names: Vec<String> = wave.hosts.iter().map(|(h, _)| h.to_string()).collect();
+            runner.notice(format!("{}: step {} of {}: {}", if op == Op::Upgrade { "upgrade" } else { "rollback" }, i + 1, all_waves.len(), names.join(", ")));
+            let switched: Arc<Mutex<BTreeMap<HostAddr, Switched>>> = Arc::default();
+            let report = match op {
+                Op::Upgrade => {
+                    let serve = serve.expect("upgrade has a serve dir");
+                    let expected = Arc::new(serve.packages.clone());
+                    let list_file = serve.dir.join("package_lists").join(format!("{}.package_list.json", serve.list_id));
+                    let list_id = serve.list_id.clone();
+                    let url = self.cfg.bootstrap_url().to_owned();
+                    let window = opts.confirm_window;
+                    runner
+                        .fleet_run("switch", &wave.hosts, None, |host| {
+                            let (expected, list_file, list_id, url, switched) =
+                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone());
+                            async move {
+                                let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
+                                let st = parse_status(&r.stdout);
+                                if st.active == *expected {
+                                    return Ok(Outcome::Unchanged);
+                                }
+                                let Some(prev) = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok()) else {
+                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into()));
+                                };
+                                host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}"))).await?;
+                                let src = UploadSource::file(&list_file)
+                                    .map_err(|e| failed(host.addr(), "upload list", format!("cannot read {}: {e}", list_file.display())))?;
+                                host.upload("upload package list", &Upload::new(src, list_path(&list_id)).mode(0o644).root()).await?;
+                                host.check("fetch", Exec::root(fetch_command(&url, &list_id)).timeout(Duration::from_secs(900))).await?;
+                                let r = host
+                                    .check("switch", Exec::root(switch_script(prev, window, &list_id, &expected)).timeout(Duration::from_secs(600)))
+                                    .await?;
+                                let now = parse_generation(&r.stdout)
+                                    .ok_or_else(|| failed(host.addr(), "switch", "the switch did not report the new generation".into()))?;
+                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev, now });
+                                if let Err(e) = poll_checks(&host, check_deadline).await {
+                                    let _ = host.run("revert", Exec::root(revert_now_script(prev)).timeout(Duration::from_secs(600))).await;
+                                    return Err(e);
+                                }
+                                Ok(Outcome::Ok)
+                            }
+                        })
+                        .await?
+                }
+                Op::Rollback => {
+                    let to = opts.to;
+                    runner
+                        .fleet_run("rollback", &wave.hosts, None, |host| {
+                            let switched = switched.clone();
+                            async move {
+                                let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
+                                let st = parse_status(&r.stdout);
+                                let cur = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
+                                if cur.is_some() && cur == to {
+                                    return Ok(Outcome::Unchanged);
+                                }
+                                let Some(prev) = cur else {
+                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here".into()));
+                                };
+                                let r = host.check("rollback", Exec::root(rollback_script(to)).timeout(Duration::from_secs(600))).await?;
+                                let now = parse_generation(&r.stdout).unwrap_or(prev);
+                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev, now });
+                                poll_checks(&host, check_deadline).await?;
+                                Ok(Outcome::Ok)
+                            }
+                        })
+                        .await?
+                }
+            };
+            let mut ok_hosts: Vec<(HostAddr, Role)> = Vec::new();
+            let mut wave_failures = 0;
+            for hr in &report.hosts {
+                let label = hr.outcome.label();
+                state.hosts.insert(hr.target.addr.to_string(), label.to_owned());
+                if hr.outcome.is_success() {
+                    if hr.outcome == Outcome::Ok {
+                        ok_hosts.push((hr.target.addr.clone(), hr.target.role.unwrap_or(Role::Agent)));
+                    }
+                } else {
+                    wave_failures += 1;
+                }
+            }
+            // Masters: the whole cluster must be healthy before the next one.
+            if wave.masters && wave_failures == 0 && !ok_hosts.is_empty() {
+                let gate = runner
+                    .fleet_run("cluster-checks", &masters, None, |host| async move {
+                        poll_checks(&host, check_deadline).await?;
+                        Ok(Outcome::Ok)
+                    })
+                    .await?;
+                if !gate.all_succeeded() {
+                    wave_failures += ok_hosts.len();
+                    let sw = switched.lock().expect("switched").clone();
+                    if op == Op::Upgrade {
+                        self.revert_hosts(runner, &ok_hosts, &sw).await?;
+                        for (h, _) in &ok_hosts {
+                            state.hosts.insert(h.to_string(), "reverted".into());
+                        }
+                    }
+                    ok_hosts.clear();
+                }
+            }
+            // Confirm over new connections.
+            if op == Op::Upgrade && !ok_hosts.is_empty() {
+                let sw = Arc::new(switched.lock().expect("switched").clone());
+                let confirm = runner
+                    .fleet_run("confirm", &ok_hosts, None, |host| {
+                        let sw = sw.clone();
+                        async move {
+                            let Some(s) = sw.get(host.addr()).copied() else { return Ok(Outcome::Unchanged) };
+                            host.check("confirm", Exec::root(confirm_script(s.now))).await?;
+                            Ok(Outcome::Ok)
+                        }
+                    })
+                    .await?;
+                for hr in &confirm.hosts {
+                    if !hr.outcome.is_success() {
+                        wave_failures += 1;
+                        state.hosts.insert(hr.target.addr.to_string(), "unconfirmed".into());
+                    }
+                }
+            }
+            state.save(&self.state_dir())?;
+            if wave_failures > 0 {
+                if wave.masters {
+                    state.stopped = Some(format!("master {} failed: stopped before touching the other hosts", names.join(", ")));
+                    break;
+                }
+                agent_failures += wave_failures;
+                if agent_failures > allowed {
+                    state.stopped = Some(format!("{agent_failures} agent(s) failed, more than the budget of {allowed}: stopped"));
+                    break;
+                }
+            }
+        }
+        if let Some(s) = &state.stopped {
+            self.sink.emit(Event::Notice { level: Level::Error, message: s.clone() });
+        }
+        Ok(())
+    }
+
+    async fn revert_hosts(&self, runner: &mut Runner<'_>, hosts: &[(HostAddr, Role)], sw: &BTreeMap<HostAddr, Switched>) -> Result<(), InstallerError> {
+        let sw = Arc::new(sw.clone());
+        runner
+            .fleet_run("revert", hosts, None, |host| {
+                let sw = sw.clone();
+                async move {
+                    let Some(s) = sw.get(host.addr()).copied() else { return Ok(Outcome::Unchanged) };
+                    host.check("revert", Exec::root(revert_now_script(s.prev)).timeout(Duration::from_secs(600))).await?;
+                    Ok(Outcome::Ok)
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> PackageId {
+        PackageId::parse(s).unwrap()
+    }
+
+    fn h(s: &str) -> HostAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn batches_and_budgets() {
+        assert_eq!("10%".parse::<BatchSize>().unwrap().of(50), 5);
+        assert_eq!("10%".parse::<BatchSize>().unwrap().of(3), 1);
+        assert_eq!("3".parse::<BatchSize>().unwrap().of(50), 3);
+        assert!("0".parse::<BatchSize>().is_err());
+        assert!("x".parse::<BatchSize>().is_err());
+        assert_eq!("2".parse::<Budget>().unwrap().allowed(50), 2);
+        assert_eq!("10%".parse::<Budget>().unwrap().allowed(50), 5);
+        assert_eq!("10%".parse::<Budget>().unwrap().allowed(9), 0);
+        assert!("101%".parse::<Budget>().is_err());
+    }
+
+    #[test]
+    fn masters_alone_then_batches() {
+        let hosts = vec![
+            (h("10.0.0.4"), Role::Agent),
+            (h("10.0.0.1"), Role::Master),
+            (h("10.0.0.2"), Role::Master),
+            (h("10.0.0.5"), Role::AgentPublic),
+            (h("10.0.0.6"), Role::Agent),
+        ];
+        let w = waves(&hosts, BatchSize::Count(2));
+        let shape: Vec<(bool, Vec<String>)> =
+            w.iter().map(|w| (w.masters, w.hosts.iter().map(|(h, _)| h.to_string()).collect())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                (true, vec!["10.0.0.1".to_owned()]),
+                (true, vec!["10.0.0.2".to_owned()]),
+                (false, vec!["10.0.0.4".to_owned(), "10.0.0.5".to_owned()]),
+                (false, vec!["10.0.0.6".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn plan_text() {
+        let cur = vec![id("etcd--3.5"), id("etcd-config--setup_aaa"), id("node-exporter--1"), id("old--1")];
+        let tgt = vec![id("etcd--3.5"), id("etcd-config--setup_bbb"), id("new--2"), id("node-exporter--1")];
+        let mut units = BTreeMap::new();
+        units.insert(
+            id("etcd-config--setup_bbb"),
+            vec![UnitFile { role: Some(Role::Master), name: "etcd.service".into() }],
+        );
+        units.insert(id("new--2"), vec![UnitFile { role: None, name: "new.service".into() }]);
+        let m = host_plan(&h("10.0.0.1"), Role::Master, &cur, &tgt, &units);
+        let a = host_plan(&h("10.0.0.4"), Role::Agent, &tgt, &tgt, &units);
+        let hosts = vec![(h("10.0.0.1"), Role::Master), (h("10.0.0.4"), Role::Agent)];
+        let text = render_plan("abc123", &waves(&hosts, BatchSize::Count(10)), &[m, a]);
+        assert_eq!(
+            text,
+            "upgrade to cluster package list abc123\n\
+             order:\n  \
+               1. master 10.0.0.1 (then cluster checks on every master)\n\
+             10.0.0.1 (master):\n  \
+               change etcd-config: setup_aaa -> setup_bbb\n  \
+               add    new--2\n  \
+               remove old--1\n  \
+               restart: etcd.service, new.service\n  \
+               stop the units of: old--1\n\
+             10.0.0.4 (agent): unchanged\n"
+        );
+    }
+
+    #[test]
+    fn host_scripts() {
+        assert_eq!(
+            fetch_command("http://10.0.0.254:8080", "abc"),
+            "/opt/tarmac/tarmac-host fetch --repository-url http://10.0.0.254:8080 --package-list /etc/tarmac/upgrade/abc.package_list.json --require-sha256"
+        );
+        assert_eq!(
+            revert_script(3),
+            "cur=$(basename \"$(readlink /opt/tarmac/current)\"); if [ \"$cur\" != 3 ]; then /opt/tarmac/tarmac-host --wait rollback --to 3 || exit 1; fi; if [ -f /etc/tarmac/setup-flags/cluster-package-list.prev ]; then mv -f /etc/tarmac/setup-flags/cluster-package-list.prev /etc/tarmac/setup-flags/cluster-package-list; fi"
+        );
+        let s = switch_script(3, Duration::from_secs(120), "abc", &[id("a--1"), id("b--2")]);
+        assert!(s.contains("systemd-run --quiet --unit=tarmac-confirm --description='Tarmac: revert to generation 3 unless confirmed' --on-active=120s /bin/sh -c 'cur="), "{s}");
+        assert!(s.contains("if ! /opt/tarmac/tarmac-host --wait activate a--1 b--2; then"), "{s}");
+        assert!(s.contains("cp /etc/tarmac/upgrade/abc.package_list.json /etc/tarmac/setup-flags/cluster-package-list.new"), "{s}");
+        assert!(confirm_script(4).contains("if [ \"$cur\" != 4 ]; then"));
+        assert_eq!(parse_generation("x\nGEN 7\n"), Some(7));
+        assert_eq!(parse_generation("nothing"), None);
+        assert_eq!(
+            rollback_script(Some(2)).lines().nth(2),
+            Some("/opt/tarmac/tarmac-host --wait rollback --to 2")
+        );
+    }
+
+    #[test]
+    fn switch_script_runs_in_sh() {
+        // The generated script must at least parse.
+        let s = switch_script(3, Duration::from_secs(5), "abc", &[id("a--1")]);
+        let st = std::process::Command::new("sh").arg("-n").arg("-c").arg(&s).status().unwrap();
+        assert!(st.success());
+        for s in [confirm_script(2), revert_now_script(1), rollback_script(None), inspect_script()] {
+            let st = std::process::Command::new("sh").arg("-n").arg("-c").arg(&s).status().unwrap();
+            assert!(st.success(), "{s}");
+        }
+    }
+}
