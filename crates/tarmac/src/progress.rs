@@ -153,11 +153,10 @@ impl EventSink for Terminal {
                     h.tail.pop_front();
                 }
             }
-            Event::StepFinished { host, step, outcome, .. } => {
-                if !outcome.is_success() {
-                    st.hosts.entry(host).or_default().failed_step.get_or_insert(step);
-                }
+            Event::StepFinished { host, step, outcome, .. } if !outcome.is_success() => {
+                st.hosts.entry(host).or_default().failed_step.get_or_insert(step);
             }
+            Event::StepFinished { .. } => {}
             Event::HostFinished { host, outcome, .. } => {
                 st.summary.add(&outcome);
                 let role = st.hosts.get(&host).and_then(|h| h.role);

@@ -124,13 +124,13 @@ pub struct LogsArgs {
 const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", "tar"];
 const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
 
-struct Prepared {
-    installer: Installer,
-    only: Option<Vec<HostAddr>>,
-    rt: tokio::runtime::Runtime,
+pub(crate) struct Prepared {
+    pub(crate) installer: Installer,
+    pub(crate) only: Option<Vec<HostAddr>>,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
-fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyhow::Result<Result<Prepared, ExitCode>> {
+pub(crate) fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyhow::Result<Result<Prepared, ExitCode>> {
     let dist = load_distribution(&common.dist)?;
     let cfg = match tarmac_genconf::validate(&dist, &common.genconf_dir) {
         Ok(c) => c,
@@ -294,7 +294,7 @@ pub fn status(args: StatusArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 fn print_status(r: &StatusReport) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "cluster package list: {}", r.package_list_id.as_deref().unwrap_or("(genconf not run)"))?;
-    writeln!(out, "{:<22} {:<13} {:>4} {:>8}  {:<6} {}", "HOST", "ROLE", "GEN", "PACKAGES", "UNITS", "DRIFT")?;
+    writeln!(out, "{:<22} {:<13} {:>4} {:>8}  {:<6} DRIFT", "HOST", "ROLE", "GEN", "PACKAGES", "UNITS")?;
     for (host, h) in &r.hosts {
         let active_units = h.status.units.values().filter(|s| s.as_str() == "active").count();
         let drift = if h.drift.is_clean() && h.status.failed_checks.is_empty() {
