@@ -96,13 +96,14 @@ H() { "$BIN" --root "$W/root" --config-dir "$W/etc" --state-dir-root "$W/state" 
 mkdir -p "$W/etc/roles"; touch "$W/etc/roles/master"
 
 # --- 1. extraction ------------------------------------------------------------------------
+# Wall time and CPU time (user+sys, all processes): the machine is shared, CPU time is the
+# steadier comparison.
+timed() { /usr/bin/time -f "%e %U %S" -o "$W/time" bash -c "$1" >/dev/null; read -r w u s < "$W/time"; echo "$(python3 -c "print(int($w*1000), int(($u+$s)*1000))")"; }
 sync
-t0=$(now); for f in "$W"/arch/v1/*.tar.zst; do H add "$f" >/dev/null; done; t1=$(now)
-add_ms=$(ms "$t0" "$t1")
-t0=$(now)
-for f in "$W"/arch/v1/*.tar.zst; do d="$W/floor/$(basename "$f")"; mkdir -p "$d"; zstd -dcq "$f" | tar -x -C "$d"; done
-t1=$(now); sync; t2=$(now)
-floor_ms=$(ms "$t0" "$t1"); floor_sync_ms=$(ms "$t0" "$t2")
+read -r add_ms add_cpu < <(timed "for f in $W/arch/v1/*.tar.zst; do $BIN --root $W/root --no-systemd add \$f; done")
+read -r floor_ms floor_cpu < <(timed "for f in $W/arch/v1/*.tar.zst; do d=$W/floor/\$(basename \$f); mkdir -p \$d; zstd -dcq \$f | tar -x -C \$d; done")
+read -r sync_ms _ < <(timed "sync")
+floor_sync_ms=$(( floor_ms + sync_ms ))
 rm -rf "$W/floor"
 for f in "$W"/arch/v2/*.tar.zst; do H add "$f" >/dev/null; done
 mbps() { python3 -c "print(round($raw / 1e6 / ($1 / 1000), 1))"; }
@@ -144,7 +145,7 @@ if [ "${NO_LAB:-0}" != 1 ]; then
             R "sleep 0.5"
             gap_p=$(R "cat /run/probe.log" | python3 -c "import sys; t=[int(x) for x in sys.stdin.read().split()]; print(round(max(b-a for a,b in zip(t,t[1:]))/1e6,1))")
             gap_s=$(R "cat /run/steady.log" | python3 -c "import sys; t=[int(x) for x in sys.stdin.read().split()]; print(round(max(b-a for a,b in zip(t,t[1:]))/1e6,1))")
-            echo "$j" | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['total_ms'], d['flip_us'], d['downtime_ms'], '$gap_p', '$gap_s', len(d['stopped']))" >> "$W/lab"
+            echo "$j" | python3 -c "import json,sys; d=json.load(sys.stdin); p=d['phases_ms']; print(d['total_ms'], d['flip_us'], d['downtime_ms'], '$gap_p', '$gap_s', len(d['stopped']), p['stop'], p['units'], p['reload'], p['start'])" >> "$W/lab"
         done
     done
     R "tarmac-host verify >/dev/null && tarmac-host uninstall >/dev/null"
@@ -152,11 +153,14 @@ if [ "${NO_LAB:-0}" != 1 ]; then
     l_down=$(cut -d' ' -f3 "$W/lab" | median); l_gp=$(cut -d' ' -f4 "$W/lab" | median)
     l_gp_max=$(cut -d' ' -f4 "$W/lab" | sort -n | tail -1); l_gs=$(cut -d' ' -f5 "$W/lab" | sort -n | tail -1)
     l_stopped=$(cut -d' ' -f6 "$W/lab" | head -1)
+    l_ph=$(for k in 7 8 9 10; do cut -d' ' -f$k "$W/lab" | median; done | paste -sd' ')
+    read -r p_stop p_units p_reload p_start <<< "$l_ph"
     down_section="| switch of 30 changed packages + 1 unchanged (32 units, $l_stopped stopped), median of $(wc -l < "$W/lab") | |
 |---|---|
 | whole \`tarmac-host activate\` | ${l_total} ms |
 | the flip (rename + fsync of \`current\`) | ${l_flip} µs |
 | stop → \`start tarmac.target\` returned (tarmac-host's own figure) | ${l_down} ms |
+| … of which \`systemctl stop\` (31 units) / unit swap / \`daemon-reload\` / \`start tarmac.target\` | ${p_stop} / ${p_units} / ${p_reload} / ${p_start} ms |
 | longest gap seen by a **changed** service (5 ms probe), median / worst | ${l_gp} / ${l_gp_max} ms |
 | longest gap seen by an **unchanged** service, worst | ${l_gs} ms |"
 fi
@@ -165,10 +169,10 @@ report="### Activation (\`bench/activation.sh\`)
 
 Set: 30 packages, $files files, $(( raw / 1000000 )) MB unpacked, $(( comp / 1000000 )) MB as .tar.zst (level 3).
 
-| extraction of the whole set | time | throughput (unpacked) |
+| extraction of the whole set | wall (CPU user+sys) | throughput (unpacked) |
 |---|---|---|
-| \`tarmac-host add\` ×30 (sha256 of archive and of every file, safe untar, syncfs, rename) | ${add_ms} ms | $(mbps "$add_ms") MB/s |
-| floor: \`zstd -dc \| tar -x\` ×30, no sync | ${floor_ms} ms | $(mbps "$floor_ms") MB/s |
+| \`tarmac-host add\` ×30 (sha256 of archive and of every file, safe untar, syncfs, rename) | ${add_ms} ms (CPU ${add_cpu} ms) | $(mbps "$add_ms") MB/s |
+| floor: \`zstd -dc \| tar -x\` ×30, no sync | ${floor_ms} ms (CPU ${floor_cpu} ms) | $(mbps "$floor_ms") MB/s |
 | floor + one \`sync\` | ${floor_sync_ms} ms | $(mbps "$floor_sync_ms") MB/s |
 
 | activation on a scratch root (no systemctl), median of $ROUNDS | total | flip |

@@ -9,7 +9,7 @@
 #     unpack_bootstrap example), against `zstd -d | tar -x` of the same bytes,
 #   - package compression: `tarmac` packing of the largest package against
 #     `tar -c | zstd -T0 -12` (same level) and `xz -6` (what pkgpanda used).
-# Prints a markdown section and writes it to target/bench/build.md.
+# Prints a markdown section and writes it to bench/results/build.md.
 # Needs: release builds (made here), bwrap, zstd, xz, apt-get (network to the Debian mirror
 # for the first cold run only).
 set -euo pipefail
@@ -93,7 +93,7 @@ big_ours_bytes=$(stat -c %s "$big")
 big_peer_bytes=$(stat -c %s "$W/big.tar.zst")
 big_xz_bytes=$(stat -c %s "$W/big.tar.xz")
 
-mkdir -p target/bench
+mkdir -p bench/results
 {
   echo "## Package builder (\`bench/build.sh\`)"
   echo
@@ -107,4 +107,4 @@ mkdir -p target/bench
   echo "| bootstrap creation ($(echo "scale=1; $tar_bytes/1048576" | bc) MiB tar, zstd -3) | ${t_boot} s ($(mibps "$tar_bytes" "$t_boot") MiB/s, incl. manifest) | \`tar -c \| zstd -T0 -3\`: ${t_boot_peer} s ($(mibps "$tar_bytes" "$t_boot_peer") MiB/s) |"
   echo "| bootstrap unpack: verify + extract every package ($(echo "scale=1; $extracted_bytes/1048576" | bc) MiB out) | ${t_unpack} s ($(mibps "$extracted_bytes" "$t_unpack") MiB/s) | \`zstd -d \| tar -x\` (outer + each package): ${t_unpack_peer} s ($(mibps "$extracted_bytes" "$t_unpack_peer") MiB/s); \`zstd -d\` outer only: ${t_zstd_d} s |"
   echo "| pack largest package ($(basename "$(dirname "$big")"), $(echo "scale=1; $big_raw/1048576" | bc) MiB tar), zstd -12 | ${t_big_ours} s incl. sandboxed build → $(echo "scale=1; $big_ours_bytes/1048576" | bc) MiB | \`tar \| zstd -T0 -12\`: ${t_big_peer} s → $(echo "scale=1; $big_peer_bytes/1048576" | bc) MiB; \`xz -6\` (pkgpanda): ${t_big_xz} s → $(echo "scale=1; $big_xz_bytes/1048576" | bc) MiB |"
-} | tee target/bench/build.md
+} | tee bench/results/build.md

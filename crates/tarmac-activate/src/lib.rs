@@ -147,6 +147,7 @@ impl Host {
                     flip_us: 0,
                     downtime_ms: 0,
                     total_ms: 0,
+                    phases_ms: Default::default(),
                 });
             }
         }
@@ -200,6 +201,7 @@ impl Host {
                 flip_us: 0,
                 downtime_ms: 0,
                 total_ms: 0,
+                phases_ms: Default::default(),
             });
         }
         // Re-validate against today's host (users, foreign units) before touching anything.

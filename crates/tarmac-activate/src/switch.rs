@@ -69,6 +69,8 @@ pub struct SwitchReport {
     /// the longest a changed service can be down.
     pub downtime_ms: u64,
     pub total_ms: u64,
+    /// Where the downtime went: `stop`, `flip`, `units`, `reload`, `start` (ms).
+    pub phases_ms: BTreeMap<String, u64>,
 }
 
 /// What recovery found and did.
@@ -230,6 +232,7 @@ impl Host {
         };
         self.write_journal(&journal)?;
         failpoint::hit("after-journal");
+        let phases = std::cell::RefCell::new(BTreeMap::new());
         let before_flip = || -> Result<Instant, ActivateError> {
             if created {
                 let meta = GenerationMeta {
@@ -244,12 +247,17 @@ impl Host {
             failpoint::hit("after-generation");
             self.ensure_users_and_state(&plan)?;
             generation::ensure_stable_links(cfg)?;
+            self.systemd()
+                .stage_units(&generation::unit_files(cfg, Some(to))?)?;
 
             let t_down = Instant::now();
             if !stop.is_empty() {
                 self.phase("stopping", plan.ids());
                 self.systemd().stop(&stop)?;
             }
+            phases
+                .borrow_mut()
+                .insert("stop".into(), tarmac_events::millis(t_down.elapsed()));
             Ok(t_down)
         };
         let t_down = match before_flip() {
@@ -257,7 +265,10 @@ impl Host {
             Err(e) => {
                 // Nothing is committed: put the host back now rather than at the next run.
                 if let Err(undo) = self.undo_switch(&journal) {
-                    self.notice(Level::Error, format!("undoing the failed switch failed too: {undo}"));
+                    self.notice(
+                        Level::Error,
+                        format!("undoing the failed switch failed too: {undo}"),
+                    );
                 }
                 return Err(e);
             }
@@ -271,14 +282,19 @@ impl Host {
             if generation::current(cfg).ok().flatten() == from
                 && let Err(undo) = self.undo_switch(&journal)
             {
-                self.notice(Level::Error, format!("undoing the failed switch failed too: {undo}"));
+                self.notice(
+                    Level::Error,
+                    format!("undoing the failed switch failed too: {undo}"),
+                );
             }
             return Err(ActivateError::io("switch", &link, e));
         }
         let flip_us = u64::try_from(t_flip.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.phase("switched", plan.ids());
         failpoint::hit("after-flip");
-        self.complete_switch(&mut journal, &plan.sysctl, false)?;
+        let mut phases = phases.into_inner();
+        phases.insert("flip".into(), flip_us / 1000);
+        self.complete_switch(&mut journal, &plan.sysctl, false, &mut phases)?;
         let downtime_ms = tarmac_events::millis(t_down.elapsed());
         self.phase("started", plan.ids());
         Ok(SwitchReport {
@@ -290,6 +306,7 @@ impl Host {
             flip_us,
             downtime_ms,
             total_ms: tarmac_events::millis(t0.elapsed()),
+            phases_ms: phases,
         })
     }
 
@@ -312,8 +329,10 @@ impl Host {
         j: &mut Journal,
         sysctls: &BTreeMap<String, BTreeMap<String, tarmac_pkg::pkginfo::SysctlValue>>,
         recovering: bool,
+        phases: &mut BTreeMap<String, u64>,
     ) -> Result<(), ActivateError> {
         let sd = self.systemd();
+        let t = Instant::now();
         if j.stage < JournalStage::UnitsInstalled {
             if recovering {
                 sd.stop(&j.stop)?;
@@ -326,7 +345,11 @@ impl Host {
             failpoint::hit("after-units");
         }
         sd.install_target()?;
+        phases.insert("units".into(), tarmac_events::millis(t.elapsed()));
+        let t = Instant::now();
         sd.daemon_reload()?;
+        phases.insert("reload".into(), tarmac_events::millis(t.elapsed()));
+        let t = Instant::now();
         if self.cfg.manage_systemd {
             for (key, res) in sysctl::apply(sysctls, None) {
                 if let Err(e) = res {
@@ -335,6 +358,7 @@ impl Host {
             }
         }
         sd.start_target()?;
+        phases.insert("start".into(), tarmac_events::millis(t.elapsed()));
         failpoint::hit("after-start");
         self.remove_journal()
     }
@@ -397,7 +421,7 @@ impl Host {
         let action = if cur == Some(j.to) {
             generation::ensure_stable_links(&self.cfg)?;
             let conf = read_sysctl_conf(&self.cfg.generation_dir(j.to));
-            self.complete_switch(&mut j, &conf, true)?;
+            self.complete_switch(&mut j, &conf, true, &mut BTreeMap::new())?;
             "finished"
         } else if cur == j.from {
             self.undo_switch(&j)?;

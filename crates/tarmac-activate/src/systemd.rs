@@ -17,6 +17,19 @@ use crate::fsutil;
 pub const TARGET: &str = "tarmac.target";
 /// The boot-time unit that runs `tarmac-host setup` (recovery first).
 pub const SETUP_SERVICE: &str = "tarmac-setup.service";
+/// Hidden directory in the unit directory where a switch stages changed units.
+pub const STAGING_DIR: &str = ".tarmac-staged";
+
+/// Write a file and fsync it (not its directory).
+fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    f.sync_all()
+}
+
 /// Unit names a package may never ship.
 pub const RESERVED_UNITS: [&str; 4] = [
     TARGET,
@@ -149,9 +162,34 @@ impl<'a> Systemd<'a> {
         Ok(())
     }
 
+    fn staging_dir(&self) -> PathBuf {
+        self.cfg.unit_dir.join(STAGING_DIR)
+    }
+
+    /// Before a switch (outside the downtime window): write the units of `want` that differ
+    /// from the installed ones into `<unit_dir>/.tarmac-staged/` and make them durable, so
+    /// that after the flip [`Systemd::sync_units`] only renames. systemd ignores hidden
+    /// entries in its unit directories.
+    pub fn stage_units(&self, want: &BTreeMap<String, PathBuf>) -> Result<(), ActivateError> {
+        let staging = self.staging_dir();
+        fsutil::make_writable_and_remove(&staging)
+            .map_err(|e| ActivateError::io("remove", &staging, e))?;
+        fs::create_dir_all(&staging).map_err(|e| ActivateError::io("create", &staging, e))?;
+        for (name, src) in want {
+            let bytes = fs::read(src).map_err(|e| ActivateError::io("read", src, e))?;
+            if fs::read(self.cfg.unit_dir.join(name)).ok().as_ref() == Some(&bytes) {
+                continue;
+            }
+            let p = staging.join(name);
+            write_durable(&p, &bytes).map_err(|e| ActivateError::io("write", &p, e))?;
+        }
+        fsutil::fsync_dir(&staging).map_err(|e| ActivateError::io("fsync", &staging, e))
+    }
+
     /// Make the unit directory hold exactly `want` (name → file to copy) among tarmac's
     /// units, removing `others` not in `want`. Idempotent: a re-run after a crash finishes
-    /// the job. Each unit file is replaced atomically.
+    /// the job. Each unit file is replaced by a rename (of its staged copy when
+    /// [`Systemd::stage_units`] prepared one), each directory fsynced once at the end.
     pub fn sync_units(
         &self,
         want: &BTreeMap<String, PathBuf>,
@@ -159,18 +197,29 @@ impl<'a> Systemd<'a> {
     ) -> Result<(), ActivateError> {
         let dir = &self.cfg.unit_dir;
         let wants = self.cfg.wants_dir();
+        let staging = self.staging_dir();
         fs::create_dir_all(&wants).map_err(|e| ActivateError::io("create", &wants, e))?;
         for (i, (name, src)) in want.iter().enumerate() {
             let dest = dir.join(name);
             let bytes = fs::read(src).map_err(|e| ActivateError::io("read", src, e))?;
             if fs::read(&dest).ok().as_ref() != Some(&bytes) {
-                fsutil::write_atomic(&dest, &bytes, 0o644)
-                    .map_err(|e| ActivateError::io("write", &dest, e))?;
+                let staged = staging.join(name);
+                let from = if fs::read(&staged).ok().as_ref() == Some(&bytes) {
+                    staged
+                } else {
+                    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+                    write_durable(&tmp, &bytes).map_err(|e| ActivateError::io("write", &tmp, e))?;
+                    tmp
+                };
+                fs::rename(&from, &dest).map_err(|e| ActivateError::io("install", &dest, e))?;
             }
             let link = wants.join(name);
             if fs::read_link(&link).ok().as_deref() != Some(dest.as_path()) {
-                fsutil::replace_symlink(&dest, &link)
-                    .map_err(|e| ActivateError::io("link", &link, e))?;
+                let tmp = wants.join(format!(".{name}.new-{}", std::process::id()));
+                let _ = fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(&dest, &tmp)
+                    .map_err(|e| ActivateError::io("link", &tmp, e))?;
+                fs::rename(&tmp, &link).map_err(|e| ActivateError::io("link", &link, e))?;
             }
             if i == 0 {
                 failpoint::hit("mid-units");
@@ -185,6 +234,7 @@ impl<'a> Systemd<'a> {
         for d in [dir, &wants] {
             fsutil::fsync_dir(d).map_err(|e| ActivateError::io("fsync", d, e))?;
         }
+        let _ = fsutil::make_writable_and_remove(&staging);
         Ok(())
     }
 
@@ -192,6 +242,12 @@ impl<'a> Systemd<'a> {
     /// `.<unit>.new-<pid>`) from the unit and wants directories.
     pub fn clean_temp(&self) -> Result<Vec<PathBuf>, ActivateError> {
         let mut removed = Vec::new();
+        let staging = self.staging_dir();
+        if staging.exists() {
+            fsutil::make_writable_and_remove(&staging)
+                .map_err(|e| ActivateError::io("remove", &staging, e))?;
+            removed.push(staging);
+        }
         for d in [self.cfg.unit_dir.clone(), self.cfg.wants_dir()] {
             let Ok(rd) = fs::read_dir(&d) else { continue };
             for e in rd.flatten() {

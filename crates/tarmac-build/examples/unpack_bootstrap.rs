@@ -18,15 +18,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::create_dir_all(&dest)?;
     let started = Instant::now();
     let mut bytes = 0u64;
-    let index = tarmac_pkg::manifest::read_bootstrap(fs::File::open(&archive)?, None, |member, r| {
-        let dir = dest.join(member.id.to_string());
-        let counting = Counting { inner: r, n: 0 };
-        let dec = zstd::stream::read::Decoder::new(counting)?;
-        let mut ar = tar::Archive::new(dec);
-        ar.unpack(&dir)?;
-        bytes += ar.into_inner().finish().into_inner().n;
-        Ok::<(), std::io::Error>(())
-    })?;
+    let index =
+        tarmac_pkg::manifest::read_bootstrap(fs::File::open(&archive)?, None, |member, r| {
+            let dir = dest.join(member.id.to_string());
+            let counting = Counting { inner: r, n: 0 };
+            let dec = zstd::stream::read::Decoder::new(counting)?;
+            let mut ar = tar::Archive::new(dec);
+            ar.unpack(&dir)?;
+            bytes += ar.into_inner().finish().into_inner().n;
+            Ok::<(), std::io::Error>(())
+        })?;
     println!(
         "{} packages, {} compressed bytes, {:.3}s",
         index.packages.len(),

@@ -564,7 +564,13 @@ fn write_record(out: &Path, id: &PackageId, sha256: Digest, size: u64) -> Result
     Ok(())
 }
 
-fn check_record(out: &Path, id: &PackageId, sha256: Digest, size: u64, file: &Path) -> Result<(), BuildError> {
+fn check_record(
+    out: &Path,
+    id: &PackageId,
+    sha256: Digest,
+    size: u64,
+    file: &Path,
+) -> Result<(), BuildError> {
     let path = record_path(out, id);
     let Ok(bytes) = fs::read(&path) else {
         // built by an older tarmac or copied in: adopt it

@@ -25,9 +25,9 @@ pub mod tree;
 use std::path::PathBuf;
 
 pub use bootstrap::BootstrapReport;
-pub use tarmac_pkg::manifest::{BootstrapIndex, BootstrapMember};
 pub use builder::{BuildOptions, BuildReport, PackageReport, build, compute_ids};
 pub use buildinfo::{BuildInfo, SourceSpec, SpecError, TreeInfo};
+pub use tarmac_pkg::manifest::{BootstrapIndex, BootstrapMember};
 pub use tree::{Plan, Tree, TreeError};
 
 /// Identifies how ids are computed; bump when the hashing or the build contract changes.

@@ -297,6 +297,9 @@ fn signed_manifest_verifies_and_tampering_is_refused() {
         m.check_all(&o.out),
         Err(ManifestError::Mismatch { .. })
     ));
+    // ... and the builder refuses to sign it into a new manifest
+    let e = build(&o, sink()).unwrap_err().to_string();
+    assert!(e.contains("changed after it was built"), "{e}");
     // a tampered manifest fails the signature
     let mut mb = fs::read(&b.manifest).unwrap();
     let pos = mb.iter().position(|c| *c == b'a').unwrap();

@@ -21,7 +21,10 @@ use tarmac_pkg::manifest::{self, ArtifactKind};
 const LAB: &str = "tb-refdist";
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn host_binary() -> PathBuf {
@@ -32,7 +35,11 @@ fn host_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
     let p = target.join("debug/tarmac-host");
-    assert!(p.is_file(), "{} is missing: run `cargo build -p tarmac-host` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build -p tarmac-host` first",
+        p.display()
+    );
     p
 }
 
@@ -75,7 +82,11 @@ fn copy(lab: &Lab, host: &str, src: &Path, dest: &str, mode: &str) {
     ));
     c.stdin(fs::File::open(src).unwrap()).stdout(Stdio::null());
     let out = c.output().unwrap();
-    assert!(out.status.success(), "copy to {host}:{dest}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "copy to {host}:{dest}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Poll `cmd` on `host` until it succeeds; on the deadline, fail with its last output.
@@ -83,11 +94,18 @@ fn wait_for(lab: &Lab, host: &str, cmd: &str, deadline: Duration) -> String {
     let start = Instant::now();
     loop {
         let out = lab.ssh(host, cmd).unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         if out.status.success() {
             return text;
         }
-        assert!(start.elapsed() < deadline, "{host}: `{cmd}` still failing after {deadline:?}:\n{text}");
+        assert!(
+            start.elapsed() < deadline,
+            "{host}: `{cmd}` still failing after {deadline:?}:\n{text}"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
 }
@@ -96,11 +114,23 @@ fn wait_for(lab: &Lab, host: &str, cmd: &str, deadline: Duration) -> String {
 fn config_package(tree: &Path, masters: &[String], all: &[String]) {
     let p = tree.join("packages/lab-config");
     write(&p.join("buildinfo.json"), "{}");
-    write(&p.join("build"), "cp -r /pkg/extra/. \"$PKG_PATH/\"\nchmod 755 \"$PKG_PATH/bin/detect_ip\"\n");
+    write(
+        &p.join("build"),
+        "cp -r /pkg/extra/. \"$PKG_PATH/\"\nchmod 755 \"$PKG_PATH/bin/detect_ip\"\n",
+    );
     let x = p.join("extra");
-    write(&x.join("bin/detect_ip"), "#!/bin/sh\nset -e\nhostname -I | cut -d' ' -f1\n");
-    let cluster: Vec<String> = masters.iter().map(|ip| format!("etcd-{ip}=http://{ip}:2380")).collect();
-    let endpoints: Vec<String> = masters.iter().map(|ip| format!("http://{ip}:2379")).collect();
+    write(
+        &x.join("bin/detect_ip"),
+        "#!/bin/sh\nset -e\nhostname -I | cut -d' ' -f1\n",
+    );
+    let cluster: Vec<String> = masters
+        .iter()
+        .map(|ip| format!("etcd-{ip}=http://{ip}:2380"))
+        .collect();
+    let endpoints: Vec<String> = masters
+        .iter()
+        .map(|ip| format!("http://{ip}:2379"))
+        .collect();
     write(
         &x.join("etc_master/etcd/etcd.env"),
         &format!(
@@ -124,14 +154,21 @@ fn config_package(tree: &Path, masters: &[String], all: &[String]) {
         "PROMETHEUS_LISTEN_PORT=9090\nPROMETHEUS_ARGS=\"--config.file=/opt/tarmac/etc/prometheus/prometheus.yml --web.listen-address=:9090 --storage.tsdb.path=/var/lib/tarmac/prometheus\"\n",
     );
     let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    write(&x.join("etc/cluster/cluster.json"), &format!("{{\"etcd_endpoints\": [{}]}}\n", eps.join(", ")));
+    write(
+        &x.join("etc/cluster/cluster.json"),
+        &format!("{{\"etcd_endpoints\": [{}]}}\n", eps.join(", ")),
+    );
 }
 
 #[test]
 fn reference_distribution_runs_on_the_lab() {
     let _ = Lab::down(LAB);
-    let lab = LabGuard::new(Lab::up(&LabSpec::new(LAB, 3, 1, 0), &tarmac_events::NullSink).unwrap());
-    let masters: Vec<String> = lab.hosts_with_role(Role::Master).map(|h| h.ip.to_string()).collect();
+    let lab =
+        LabGuard::new(Lab::up(&LabSpec::new(LAB, 3, 1, 0), &tarmac_events::NullSink).unwrap());
+    let masters: Vec<String> = lab
+        .hosts_with_role(Role::Master)
+        .map(|h| h.ip.to_string())
+        .collect();
     let all: Vec<String> = lab.hosts().iter().map(|h| h.ip.to_string()).collect();
 
     // Build: the reference tree plus the lab's configuration package, signed.
@@ -147,7 +184,10 @@ fn reference_distribution_runs_on_the_lab() {
     let mut o = BuildOptions::new(&tree, cache);
     o.out = d.path().join("out");
     o.pack.level = 3;
-    o.vars.insert("TARMAC_HOST_BIN".into(), host_bin.to_string_lossy().into_owned());
+    o.vars.insert(
+        "TARMAC_HOST_BIN".into(),
+        host_bin.to_string_lossy().into_owned(),
+    );
     let key = d.path().join("k.key");
     let public = manifest::keygen(&key, &d.path().join("k.pub"), false).unwrap();
     o.sign_key = Some(key);
@@ -165,17 +205,38 @@ fn reference_distribution_runs_on_the_lab() {
             let (lab, m, host_art, o, ids) = (&lab, &m, &host_art, &o, &ids);
             s.spawn(move || {
                 let name = h.name.as_str();
-                copy(lab, name, &o.out.join(&host_art.path), "/usr/local/bin/tarmac-host", "0755");
+                copy(
+                    lab,
+                    name,
+                    &o.out.join(&host_art.path),
+                    "/usr/local/bin/tarmac-host",
+                    "0755",
+                );
                 let sum = sh(lab, name, "sha256sum /usr/local/bin/tarmac-host");
                 assert!(sum.starts_with(&host_art.sha256.hex()), "{name}: {sum}");
-                sh(lab, name, &format!("mkdir -p /etc/tarmac/roles && touch /etc/tarmac/roles/{}", h.role));
+                sh(
+                    lab,
+                    name,
+                    &format!(
+                        "mkdir -p /etc/tarmac/roles && touch /etc/tarmac/roles/{}",
+                        h.role
+                    ),
+                );
                 for id in &m.packages {
                     let art = m.package(id).unwrap();
                     let dest = format!("/tmp/pkgs/{id}.tar.zst");
                     copy(lab, name, &o.out.join(&art.path), &dest, "0644");
-                    sh(lab, name, &format!("tarmac-host add {dest} --sha256 {}", art.sha256));
+                    sh(
+                        lab,
+                        name,
+                        &format!("tarmac-host add {dest} --sha256 {}", art.sha256),
+                    );
                 }
-                sh(lab, name, &format!("tarmac-host activate {}", ids.join(" ")));
+                sh(
+                    lab,
+                    name,
+                    &format!("tarmac-host activate {}", ids.join(" ")),
+                );
             });
         }
     });
@@ -183,43 +244,127 @@ fn reference_distribution_runs_on_the_lab() {
     // Units only on their roles, users own their state.
     for h in lab.hosts() {
         let n = h.name.as_str();
-        wait_for(&lab, n, "systemctl is-active tarmac-node-exporter.service", Duration::from_secs(60));
-        let etcd_unit = lab.ssh(n, "systemctl cat tarmac-etcd.service").unwrap().status.success();
+        wait_for(
+            &lab,
+            n,
+            "systemctl is-active tarmac-node-exporter.service",
+            Duration::from_secs(60),
+        );
+        let etcd_unit = lab
+            .ssh(n, "systemctl cat tarmac-etcd.service")
+            .unwrap()
+            .status
+            .success();
         assert_eq!(etcd_unit, h.role == Role::Master, "{n}: etcd unit presence");
         if h.role == Role::Master {
-            wait_for(&lab, n, "systemctl is-active tarmac-etcd.service tarmac-prometheus.service", Duration::from_secs(60));
-            assert_eq!(sh(&lab, n, "stat -c %U /var/lib/tarmac/etcd"), "tarmac_etcd");
-            assert_eq!(sh(&lab, n, "stat -c %U /var/lib/tarmac/prometheus"), "tarmac_prometheus");
+            wait_for(
+                &lab,
+                n,
+                "systemctl is-active tarmac-etcd.service tarmac-prometheus.service",
+                Duration::from_secs(60),
+            );
+            assert_eq!(
+                sh(&lab, n, "stat -c %U /var/lib/tarmac/etcd"),
+                "tarmac_etcd"
+            );
+            assert_eq!(
+                sh(&lab, n, "stat -c %U /var/lib/tarmac/prometheus"),
+                "tarmac_prometheus"
+            );
             assert_eq!(sh(&lab, n, "ps -o user= -C etcd"), "tarmac_etcd");
         } else {
-            assert!(!lab.ssh(n, "test -e /opt/tarmac/bin/etcd").unwrap().status.success());
+            assert!(
+                !lab.ssh(n, "test -e /opt/tarmac/bin/etcd")
+                    .unwrap()
+                    .status
+                    .success()
+            );
         }
     }
 
     // A real quorum: three started members; a write through one master is read on another.
-    let m1 = lab.hosts_with_role(Role::Master).next().unwrap().name.clone();
-    let m3 = lab.hosts_with_role(Role::Master).nth(2).unwrap().name.clone();
-    let eps: Vec<String> = masters.iter().map(|ip| format!("http://{ip}:2379")).collect();
-    let ctl = format!("ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints={}", eps.join(","));
-    let members = wait_for(&lab, &m1, &format!("{ctl} member list | grep -c ', started, ' | grep -x 3"), Duration::from_secs(90));
+    let m1 = lab
+        .hosts_with_role(Role::Master)
+        .next()
+        .unwrap()
+        .name
+        .clone();
+    let m3 = lab
+        .hosts_with_role(Role::Master)
+        .nth(2)
+        .unwrap()
+        .name
+        .clone();
+    let eps: Vec<String> = masters
+        .iter()
+        .map(|ip| format!("http://{ip}:2379"))
+        .collect();
+    let ctl = format!(
+        "ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints={}",
+        eps.join(",")
+    );
+    let members = wait_for(
+        &lab,
+        &m1,
+        &format!("{ctl} member list | grep -c ', started, ' | grep -x 3"),
+        Duration::from_secs(90),
+    );
     assert_eq!(members.trim(), "3");
-    sh(&lab, &m1, &format!("ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints=http://{}:2379 put tarmac-lab hello", masters[0]));
-    let got = sh(&lab, &m3, &format!("ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints=http://{}:2379 get --print-value-only tarmac-lab", masters[2]));
+    sh(
+        &lab,
+        &m1,
+        &format!(
+            "ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints=http://{}:2379 put tarmac-lab hello",
+            masters[0]
+        ),
+    );
+    let got = sh(
+        &lab,
+        &m3,
+        &format!(
+            "ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints=http://{}:2379 get --print-value-only tarmac-lab",
+            masters[2]
+        ),
+    );
     assert_eq!(got, "hello");
 
     // Every check of every package passes on every host (prometheus needs a scrape of
     // every node first, so poll).
     let mut results = BTreeMap::new();
     for h in lab.hosts() {
-        let out = wait_for(&lab, &h.name, "tarmac-host check --json --timeout 20", Duration::from_secs(120));
+        let out = wait_for(
+            &lab,
+            &h.name,
+            "tarmac-host check --json --timeout 20",
+            Duration::from_secs(120),
+        );
         results.insert(h.name.clone(), out);
     }
     let master_checks = &results[&m1];
-    for check in ["\"etcd\"", "\"prometheus\"", "\"node-exporter\"", "\"node-units\"", "\"node-disk\"", "\"node-install\"", "\"cluster-members\""] {
-        assert!(master_checks.contains(check), "{check} missing from {master_checks}");
+    for check in [
+        "\"etcd\"",
+        "\"prometheus\"",
+        "\"node-exporter\"",
+        "\"node-units\"",
+        "\"node-disk\"",
+        "\"node-install\"",
+        "\"cluster-members\"",
+    ] {
+        assert!(
+            master_checks.contains(check),
+            "{check} missing from {master_checks}"
+        );
     }
-    let targets = sh(&lab, &m1, "curl -fsS 'http://127.0.0.1:9090/api/v1/targets?state=active'");
-    assert_eq!(targets.matches("\"health\":\"up\"").count(), all.len() + 1, "{targets}");
+    let targets = sh(
+        &lab,
+        &m1,
+        "curl -fsS 'http://127.0.0.1:9090/api/v1/targets?state=active'",
+    );
+    assert_eq!(
+        targets.matches("\"health\":\"up\"").count(),
+        all.len() + 1,
+        "{targets}"
+    );
 
     let report = lab.down().unwrap();
     assert!(report.existed);

@@ -9,9 +9,20 @@ use tarmac_lab::{Lab, LabSpec, Mode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let res = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let res = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["up", name] => Lab::up(
-            &LabSpec { name: (*name).to_owned(), masters: 1, agents: 0, public_agents: 0, mode: Mode::Systemd },
+            &LabSpec {
+                name: (*name).to_owned(),
+                masters: 1,
+                agents: 0,
+                public_agents: 0,
+                mode: Mode::Systemd,
+            },
             &tarmac_events::NullSink,
         )
         .map(|_| ExitCode::SUCCESS),

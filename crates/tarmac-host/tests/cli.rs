@@ -46,10 +46,18 @@ fn listings_and_errors() {
     add(dir, "mesos--0.23.0", "{}", &[Entry::exe("bin/mesos", "y")]);
     add(dir, "mesos-config--ffdd", r#"{"requires": ["mesos"]}"#, &[]);
     add(dir, "mesos-config--justmesos", "{}", &[]);
-    add(dir, "other--1", "{}", &[Entry::exe("bin/mesos", "conflict")]);
+    add(
+        dir,
+        "other--1",
+        "{}",
+        &[Entry::exe("bin/mesos", "conflict")],
+    );
 
     let o = host(dir, &["list"]);
-    assert_eq!(stdout(&o), "mesos:\n  0.22.0\n  0.23.0\nmesos-config:\n  ffdd\n  justmesos\nother--1\n");
+    assert_eq!(
+        stdout(&o),
+        "mesos:\n  0.22.0\n  0.23.0\nmesos-config:\n  ffdd\n  justmesos\nother--1\n"
+    );
     let o = host(dir, &["list", "--json"]);
     let v: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.len(), 5);
@@ -60,13 +68,25 @@ fn listings_and_errors() {
 
     let o = host(dir, &["activate", "mesos--0.22.0", "mesos-config--ffdd"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("switched from nothing to generation 1 (2 packages; stopped nothing; flip "), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with(
+            "switched from nothing to generation 1 (2 packages; stopped nothing; flip "
+        ),
+        "{}",
+        stdout(&o)
+    );
     let o = host(dir, &["activate", "mesos-config--ffdd", "mesos--0.22.0"]);
-    assert_eq!(stdout(&o), "unchanged: generation 1 already runs these 2 packages\n");
+    assert_eq!(
+        stdout(&o),
+        "unchanged: generation 1 already runs these 2 packages\n"
+    );
     let o = host(dir, &["active"]);
     assert_eq!(stdout(&o), "mesos--0.22.0\nmesos-config--ffdd\n");
     let o = host(dir, &["active", "--json"]);
-    assert_eq!(stdout(&o), "[\n  \"mesos--0.22.0\",\n  \"mesos-config--ffdd\"\n]\n");
+    assert_eq!(
+        stdout(&o),
+        "[\n  \"mesos--0.22.0\",\n  \"mesos-config--ffdd\"\n]\n"
+    );
 
     // A conflict: the error lists the problem, and the hint comes last.
     let o = host(dir, &["activate", "mesos--0.22.0", "other--1"]);
@@ -85,14 +105,31 @@ fn listings_and_errors() {
 
     let o = host(dir, &["remove", "mesos--0.22.0"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("error: refusing to remove mesos--0.22.0: it is used by generation(s) 1, 2 (active)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(
+            "error: refusing to remove mesos--0.22.0: it is used by generation(s) 1, 2 (active)"
+        ),
+        "{}",
+        stderr(&o)
+    );
     let o = host(dir, &["remove", "mesos--0.23.0", "absent--1"]);
-    assert_eq!(stdout(&o), "removed mesos--0.23.0\nabsent--1 was not in the store\n");
+    assert_eq!(
+        stdout(&o),
+        "removed mesos--0.23.0\nabsent--1 was not in the store\n"
+    );
 
     let o = host(dir, &["activate", "not-an-id"]);
-    assert!(stderr(&o).starts_with("error: invalid package id `not-an-id`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: invalid package id `not-an-id`"),
+        "{}",
+        stderr(&o)
+    );
     let o = host(dir, &["activate", "missing--1"]);
-    assert!(stderr(&o).contains("hint: fetch them first"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("hint: fetch them first"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = host(dir, &["verify", "--json"]);
     assert!(o.status.success(), "{}", stdout(&o));
@@ -102,9 +139,16 @@ fn listings_and_errors() {
     fs::write(dir.join("opt/packages/mesos--0.22.0/bin/mesos"), "evil").unwrap();
     let o = host(dir, &["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("mesos--0.22.0: bin/mesos: content changed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("mesos--0.22.0: bin/mesos: content changed"),
+        "{}",
+        stdout(&o)
+    );
 
-    let o = host(dir, &["print-setup-unit", "--binary", "/usr/local/bin/tarmac-host"]);
+    let o = host(
+        dir,
+        &["print-setup-unit", "--binary", "/usr/local/bin/tarmac-host"],
+    );
     assert!(stdout(&o).contains("ExecStart=/usr/local/bin/tarmac-host --wait setup\n"));
 
     let o = host(dir, &["uninstall"]);

@@ -147,6 +147,10 @@ fn check_consistent(dir: &Path, context: &str) -> &'static str {
         })
         .collect();
     let ud = opt.join("rooted-systemd");
+    assert!(
+        !ud.join(".tarmac-staged").exists(),
+        "{context}: staged units left"
+    );
     let installed: BTreeSet<String> = fs::read_dir(&ud)
         .unwrap()
         .flatten()

@@ -28,7 +28,10 @@ fn sh(lab: &Lab, host: &str, cmd: &str) -> String {
 
 fn sh_status(lab: &Lab, host: &str, cmd: &str) -> (bool, String) {
     let out = lab.ssh(host, cmd).unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
 }
 
 /// Copy a local file to `dest` on `host` (through ssh's stdin).
@@ -38,7 +41,11 @@ fn copy(lab: &Lab, host: &str, src: &Path, dest: &str, mode: &str) {
         .arg(format!("mkdir -p \"$(dirname {dest})\" && cat > {dest}.part && chmod {mode} {dest}.part && mv {dest}.part {dest}"));
     c.stdin(fs::File::open(src).unwrap()).stdout(Stdio::null());
     let out = c.output().unwrap();
-    assert!(out.status.success(), "copy to {host}:{dest}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "copy to {host}:{dest}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn demo(version: &str) -> Vec<u8> {
@@ -78,12 +85,22 @@ fn common() -> Vec<u8> {
 #[test]
 fn real_hosts_activate_swap_rollback_uninstall() {
     let name = format!("th{}", std::process::id() % 100_000);
-    let spec = LabSpec { name, masters: 1, agents: 1, public_agents: 0, mode: Mode::Systemd };
+    let spec = LabSpec {
+        name,
+        masters: 1,
+        agents: 1,
+        public_agents: 0,
+        mode: Mode::Systemd,
+    };
     let lab = LabGuard::new(Lab::up(&spec, &tarmac_events::NullSink).expect("lab up"));
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let mut list = Vec::new();
-    for (id, bytes) in [("demo--1", demo("1")), ("demo--2", demo("2")), ("common--1", common())] {
+    for (id, bytes) in [
+        ("demo--1", demo("1")),
+        ("demo--2", demo("2")),
+        ("common--1", common()),
+    ] {
         let pname = id.split("--").next().unwrap();
         fs::create_dir_all(repo.join("packages").join(pname)).unwrap();
         fs::write(repo.join(format!("packages/{pname}/{id}.tar.zst")), &bytes).unwrap();
@@ -93,55 +110,190 @@ fn real_hosts_activate_swap_rollback_uninstall() {
     }
     let list_file = tmp.path().join("list.json");
     fs::write(&list_file, serde_json::to_vec(&list).unwrap()).unwrap();
-    let master = lab.hosts_with_role(tarmac_lab::Role::Master).next().unwrap().name.clone();
-    let agent = lab.hosts_with_role(tarmac_lab::Role::Agent).next().unwrap().name.clone();
+    let master = lab
+        .hosts_with_role(tarmac_lab::Role::Master)
+        .next()
+        .unwrap()
+        .name
+        .clone();
+    let agent = lab
+        .hosts_with_role(tarmac_lab::Role::Agent)
+        .next()
+        .unwrap()
+        .name
+        .clone();
 
     for h in [&master, &agent] {
         copy(&lab, h, Path::new(BIN), "/usr/local/bin/tarmac-host", "755");
         for id in ["demo--1", "demo--2", "common--1"] {
             let pname = id.split("--").next().unwrap();
             let rel = format!("packages/{pname}/{id}.tar.zst");
-            copy(&lab, h, &repo.join(&rel), &format!("/srv/repo/{rel}"), "644");
+            copy(
+                &lab,
+                h,
+                &repo.join(&rel),
+                &format!("/srv/repo/{rel}"),
+                "644",
+            );
         }
     }
 
     // Agent: the boot-time path, as install.sh sets it up.
-    copy(&lab, &agent, &list_file, "/etc/tarmac/setup-flags/cluster-package-list", "644");
-    sh(&lab, &agent, "mkdir -p /etc/tarmac/roles && touch /etc/tarmac/roles/agent && echo file:///srv/repo > /etc/tarmac/setup-flags/repository-url");
-    sh(&lab, &agent, "tarmac-host print-setup-unit > /etc/systemd/system/tarmac-setup.service && systemctl daemon-reload && systemctl enable --now tarmac-setup.service");
-    assert_eq!(sh(&lab, &agent, "systemctl is-active tarmac-common.service"), "active");
+    copy(
+        &lab,
+        &agent,
+        &list_file,
+        "/etc/tarmac/setup-flags/cluster-package-list",
+        "644",
+    );
+    sh(
+        &lab,
+        &agent,
+        "mkdir -p /etc/tarmac/roles && touch /etc/tarmac/roles/agent && echo file:///srv/repo > /etc/tarmac/setup-flags/repository-url",
+    );
+    sh(
+        &lab,
+        &agent,
+        "tarmac-host print-setup-unit > /etc/systemd/system/tarmac-setup.service && systemctl daemon-reload && systemctl enable --now tarmac-setup.service",
+    );
+    assert_eq!(
+        sh(&lab, &agent, "systemctl is-active tarmac-common.service"),
+        "active"
+    );
     assert_eq!(sh(&lab, &agent, "tarmac-host active"), "common--1\ndemo--1");
     let (_, state) = sh_status(&lab, &agent, "systemctl is-active tarmac-demo.service");
-    assert_ne!(state, "active", "the master-only service must not run on an agent");
-    assert!(!sh_status(&lab, &agent, "test -e /etc/systemd/system/tarmac-demo.service").0);
-    assert_eq!(sh(&lab, &agent, "systemctl is-enabled tarmac.target"), "enabled");
+    assert_ne!(
+        state, "active",
+        "the master-only service must not run on an agent"
+    );
+    assert!(
+        !sh_status(
+            &lab,
+            &agent,
+            "test -e /etc/systemd/system/tarmac-demo.service"
+        )
+        .0
+    );
+    assert_eq!(
+        sh(&lab, &agent, "systemctl is-enabled tarmac.target"),
+        "enabled"
+    );
 
     // Master: by hand.
-    sh(&lab, &master, "mkdir -p /etc/tarmac/roles && touch /etc/tarmac/roles/master");
-    sh(&lab, &master, "tarmac-host fetch --repository-url file:///srv/repo demo--1 demo--2 common--1");
+    sh(
+        &lab,
+        &master,
+        "mkdir -p /etc/tarmac/roles && touch /etc/tarmac/roles/master",
+    );
+    sh(
+        &lab,
+        &master,
+        "tarmac-host fetch --repository-url file:///srv/repo demo--1 demo--2 common--1",
+    );
     sh(&lab, &master, "tarmac-host activate demo--1 common--1");
-    assert_eq!(sh(&lab, &master, "systemctl is-active tarmac-demo.service tarmac-common.service"), "active\nactive");
-    sh(&lab, &master, "for i in $(seq 50); do test -s /var/lib/tarmac/demo/version && break; sleep 0.1; done");
-    assert_eq!(sh(&lab, &master, "cat /var/lib/tarmac/demo/version"), "1 tarmac_demo");
-    assert_eq!(sh(&lab, &master, "stat -c %U /var/lib/tarmac/demo"), "tarmac_demo");
-    let common_pid = sh(&lab, &master, "systemctl show -p MainPID --value tarmac-common.service");
-    let demo_pid = sh(&lab, &master, "systemctl show -p MainPID --value tarmac-demo.service");
-    assert_eq!(sh(&lab, &master, "tarmac-host check --json | grep -c '\"status\": \"ok\"'"), "1");
+    assert_eq!(
+        sh(
+            &lab,
+            &master,
+            "systemctl is-active tarmac-demo.service tarmac-common.service"
+        ),
+        "active\nactive"
+    );
+    sh(
+        &lab,
+        &master,
+        "for i in $(seq 50); do test -s /var/lib/tarmac/demo/version && break; sleep 0.1; done",
+    );
+    assert_eq!(
+        sh(&lab, &master, "cat /var/lib/tarmac/demo/version"),
+        "1 tarmac_demo"
+    );
+    assert_eq!(
+        sh(&lab, &master, "stat -c %U /var/lib/tarmac/demo"),
+        "tarmac_demo"
+    );
+    let common_pid = sh(
+        &lab,
+        &master,
+        "systemctl show -p MainPID --value tarmac-common.service",
+    );
+    let demo_pid = sh(
+        &lab,
+        &master,
+        "systemctl show -p MainPID --value tarmac-demo.service",
+    );
+    assert_eq!(
+        sh(
+            &lab,
+            &master,
+            "tarmac-host check --json | grep -c '\"status\": \"ok\"'"
+        ),
+        "1"
+    );
 
     // Swap: only the changed package's unit restarts.
-    sh(&lab, &master, "rm -f /var/lib/tarmac/demo/version && tarmac-host swap demo--2");
-    sh(&lab, &master, "for i in $(seq 50); do test -s /var/lib/tarmac/demo/version && break; sleep 0.1; done");
-    assert_eq!(sh(&lab, &master, "cat /var/lib/tarmac/demo/version"), "2 tarmac_demo");
-    assert_ne!(sh(&lab, &master, "systemctl show -p MainPID --value tarmac-demo.service"), demo_pid);
-    assert_eq!(sh(&lab, &master, "systemctl show -p MainPID --value tarmac-common.service"), common_pid);
-    assert_eq!(sh(&lab, &master, "readlink /opt/tarmac/current"), "generations/2");
+    sh(
+        &lab,
+        &master,
+        "rm -f /var/lib/tarmac/demo/version && tarmac-host swap demo--2",
+    );
+    sh(
+        &lab,
+        &master,
+        "for i in $(seq 50); do test -s /var/lib/tarmac/demo/version && break; sleep 0.1; done",
+    );
+    assert_eq!(
+        sh(&lab, &master, "cat /var/lib/tarmac/demo/version"),
+        "2 tarmac_demo"
+    );
+    assert_ne!(
+        sh(
+            &lab,
+            &master,
+            "systemctl show -p MainPID --value tarmac-demo.service"
+        ),
+        demo_pid
+    );
+    assert_eq!(
+        sh(
+            &lab,
+            &master,
+            "systemctl show -p MainPID --value tarmac-common.service"
+        ),
+        common_pid
+    );
+    assert_eq!(
+        sh(&lab, &master, "readlink /opt/tarmac/current"),
+        "generations/2"
+    );
 
     // Rollback.
-    sh(&lab, &master, "rm -f /var/lib/tarmac/demo/version && tarmac-host rollback");
-    sh(&lab, &master, "for i in $(seq 50); do test -s /var/lib/tarmac/demo/version && break; sleep 0.1; done");
-    assert_eq!(sh(&lab, &master, "cat /var/lib/tarmac/demo/version"), "1 tarmac_demo");
-    assert_eq!(sh(&lab, &master, "readlink /opt/tarmac/current"), "generations/1");
-    assert_eq!(sh(&lab, &master, "systemctl show -p MainPID --value tarmac-common.service"), common_pid);
+    sh(
+        &lab,
+        &master,
+        "rm -f /var/lib/tarmac/demo/version && tarmac-host rollback",
+    );
+    sh(
+        &lab,
+        &master,
+        "for i in $(seq 50); do test -s /var/lib/tarmac/demo/version && break; sleep 0.1; done",
+    );
+    assert_eq!(
+        sh(&lab, &master, "cat /var/lib/tarmac/demo/version"),
+        "1 tarmac_demo"
+    );
+    assert_eq!(
+        sh(&lab, &master, "readlink /opt/tarmac/current"),
+        "generations/1"
+    );
+    assert_eq!(
+        sh(
+            &lab,
+            &master,
+            "systemctl show -p MainPID --value tarmac-common.service"
+        ),
+        common_pid
+    );
     sh(&lab, &master, "tarmac-host verify");
     sh(&lab, &agent, "tarmac-host verify");
 
@@ -151,7 +303,10 @@ fn real_hosts_activate_swap_rollback_uninstall() {
         let (_, s) = sh_status(&lab, h, "systemctl is-active tarmac-common.service");
         assert_ne!(s, "active", "{h}");
         assert!(!sh_status(&lab, h, "test -e /opt/tarmac || test -e /etc/systemd/system/tarmac.target || test -e /etc/systemd/system/tarmac-common.service || test -e /etc/systemd/system/tarmac-setup.service").0, "{h}");
-        assert!(!sh_status(&lab, h, "pgrep -f 'sleep infinity'").0, "{h}: service processes left");
+        assert!(
+            !sh_status(&lab, h, "pgrep -f 'sleep infinity'").0,
+            "{h}: service processes left"
+        );
     }
     lab.down().expect("lab down");
 }

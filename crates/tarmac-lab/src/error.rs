@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong while building, starting, using or tearing down a lab.
-/// Messages end with a `hint:` line where the user can act.
+/// Messages end with a `hint:` line where the user can act. (Variant fields are named for
+/// what they hold.)
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The lab needs root (namespaces, mounts, cgroups).

@@ -72,8 +72,11 @@ pub struct Lab {
 /// One host's live state, from [`Lab::status`].
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
+    /// Host name.
     pub name: String,
+    /// Its lab address.
     pub ip: IpAddr,
+    /// Its role.
     pub role: Role,
     /// The host's processes are running.
     pub running: bool,
@@ -87,13 +90,19 @@ pub struct HostStatus {
 /// A lab's live state.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabStatus {
+    /// Lab name.
     pub name: String,
+    /// How its hosts run.
     pub mode: Mode,
+    /// Lab directory.
     pub dir: PathBuf,
+    /// Control network namespace.
     pub ctl_netns: String,
+    /// Control namespace address (`ctl` on the hosts).
     pub ctl_ip: IpAddr,
     /// The control namespace exists.
     pub network: bool,
+    /// Every host, in lab order.
     pub hosts: Vec<HostStatus>,
 }
 
@@ -109,8 +118,11 @@ impl LabStatus {
 pub struct DownReport {
     /// The lab existed (there was something to remove).
     pub existed: bool,
+    /// Processes that were ended.
     pub processes_killed: usize,
+    /// Network namespaces deleted.
     pub netns_deleted: usize,
+    /// How long the teardown took.
     pub duration_ms: u64,
     /// Where the hosts' console logs were kept.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,7 +240,21 @@ impl Lab {
         prereq::ensure_tools(spec.mode, !image_ready, src.keyring().as_deref(), &p)?;
 
         fs::create_dir_all(STATE_ROOT).map_err(LabError::io("cannot create", STATE_ROOT))?;
-        let _lock = lock_lab(&spec.name, Duration::from_secs(10))?;
+        let lock = lock_lab(&spec.name, Duration::from_secs(10))?;
+        let result = Self::up_locked(spec, &src, &p, t0);
+        // Nothing of the lab is left after a failure: drop its lock file too.
+        if result.is_err() && !lab_dir(&spec.name).join(PLAN_FILE).exists() {
+            lock.remove();
+        }
+        result
+    }
+
+    fn up_locked(
+        spec: &LabSpec,
+        src: &image::Source,
+        p: &Progress<'_>,
+        t0: Instant,
+    ) -> Result<Lab, LabError> {
         let dir = lab_dir(&spec.name);
         if dir.join(PLAN_FILE).exists() || sys::netns_exists(&plan::ctl_netns(&spec.name)) {
             return Err(LabError::AlreadyExists {
@@ -241,7 +267,7 @@ impl Lab {
             fs::remove_dir_all(&dir).map_err(LabError::io("cannot remove stale", &dir))?;
         }
         let in_use: Vec<PathBuf> = all_plans().into_iter().map(|p| p.image).collect();
-        let image = image::ensure(&src, &in_use, &p)?;
+        let image = image::ensure(src, &in_use, p)?;
 
         let plan = {
             let _alloc = lock_lab(".alloc", Duration::from_secs(30))?;
@@ -266,7 +292,7 @@ impl Lab {
             plan
         };
         p.say(format!(
-            "{} {} hosts ({} masters, {} agents, {} public agents) on 10.{}.0.0/16",
+            "{} {} hosts (masters {}, agents {}, public agents {}) on 10.{}.0.0/16",
             plan.hosts.len(),
             plan.mode,
             spec.masters,
@@ -274,11 +300,11 @@ impl Lab {
             spec.public_agents,
             plan.octet
         ));
-        match bring_up(&plan, spec, &p, t0) {
+        match bring_up(&plan, spec, p, t0) {
             Ok(()) => Ok(Lab { plan }),
             Err(e) => {
                 p.say("up failed: tearing the lab down again".to_string());
-                if let Err(td) = teardown(&plan.name, Some(&plan), &p) {
+                if let Err(td) = teardown(&plan.name, Some(&plan), p) {
                     p.say(format!("teardown after the failure also failed: {td}"));
                 }
                 Err(e)
@@ -806,7 +832,16 @@ fn wait_ready(plan: &Plan, timeout: Duration, p: &Progress<'_>) -> Result<Vec<St
                         .map(|l| format!("    | {l}"))
                         .collect::<Vec<_>>()
                         .join("\n");
-                    format!("  {} ({}): {why}\n{tail}", h.name, h.ip)
+                    format!(
+                        "  {} ({}): {why}{}",
+                        h.name,
+                        h.ip,
+                        if tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\n{tail}")
+                        }
+                    )
                 })
                 .collect();
             let more = if failed.len() > 5 {

@@ -23,6 +23,8 @@
 //! `known_hosts`, `ssh_config` and `genconf/config.yaml` + `genconf/ip-detect`, so the
 //! installer can be pointed at the lab directly. Needs root.
 
+#![warn(missing_docs)]
+
 mod error;
 mod events;
 mod host;

@@ -135,6 +135,7 @@ struct Collector<'a> {
     out_lines: Lines,
     err_lines: Lines,
     pgid: Option<u32>,
+    pid: Option<u32>,
     sha256: Option<String>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -161,7 +162,9 @@ impl Collector<'_> {
     fn stderr_line(&mut self, l: String) {
         if self.pgid.is_none() {
             if let Some(n) = l.strip_prefix(PGID_MARKER) {
-                self.pgid = n.trim().parse().ok();
+                let mut it = n.split_whitespace().map(|x| x.parse::<u32>().ok());
+                self.pgid = it.next().flatten();
+                self.pid = it.next().flatten().or(self.pgid);
                 return;
             }
             if self.become_ == Become::SudoPassword
@@ -277,6 +280,7 @@ pub async fn run(
         out_lines: Lines::new(),
         err_lines: Lines::new(),
         pgid: None,
+        pid: None,
         sha256: None,
         stdout: Vec::new(),
         stderr: Vec::new(),
@@ -349,8 +353,16 @@ pub async fn run(
             // then close the channel (which also triggers the wrapper's watcher).
             if !matches!(e, Ended::ConnectionLost(_)) {
                 control.signal("TERM").await;
-                if let Some(pgid) = c.pgid {
-                    kill_group(host, pgid, spec.become_, spec.password, spec.kill_grace).await;
+                if let (Some(pgid), Some(pid)) = (c.pgid, c.pid) {
+                    kill_group(
+                        host,
+                        pgid,
+                        pid,
+                        spec.become_,
+                        spec.password,
+                        spec.kill_grace,
+                    )
+                    .await;
                 }
             }
             control.close().await;
@@ -406,11 +418,12 @@ impl Observer for Quiet {
 async fn kill_group(
     host: &dyn Host,
     pgid: u32,
+    pid: u32,
     become_: Become,
     password: Option<&Secret>,
     grace: Duration,
 ) {
-    let cmd = script::kill_group(pgid, grace);
+    let cmd = script::kill_group(pgid, pid, grace);
     let line = script::wrap(&cmd, become_, false);
     let Ok(proc) = host.spawn(&line).await else {
         return;

@@ -1,10 +1,10 @@
 //! Builders for the exact command lines sent to a host. Pure functions, tested with exact strings.
 //!
 //! Every command runs under a small POSIX `sh` wrapper that
-//! 1. prints the process group id of the command on stderr as a marker line
-//!    (`\x1etarmac-pgid:<n>`), so the engine can end the whole group on timeout or Ctrl-C
+//! 1. prints the process group id and pid of the command on stderr as a marker line
+//!    (`\x1etarmac-pgid:<pgid> <pid>`), so the engine can end the whole group on timeout or Ctrl-C
 //!    from a second channel (`kill -TERM -<pgid>`, then `-KILL`; the XSI form, as dash rejects `--`), and
-//! 2. when the command takes no input, starts a watcher in its own session that waits for the
+//! 2. when the command takes no input, starts a watcher (a subshell) that waits for the
 //!    channel's stdin to close. If the channel goes away while the command still runs (the
 //!    controller died, the connection broke, the engine closed the channel on a deadline), the
 //!    watcher ends the command's process group. sshd itself never kills a command whose channel
@@ -49,11 +49,15 @@ impl Become {
 }
 
 /// The wrapper program. `$1` is the command, `$2` is `w` to start the stdin watcher.
+///
+/// The marker carries the process group and the pid of the command. The watcher is a
+/// subshell (a fork, no exec: cheap) in the same process group; it ignores TERM so that
+/// ending the group with TERM leaves it alive to follow up with KILL.
 const WRAPPER: &str = r#"read -r _ _ _ _ g _ </proc/$$/stat 2>/dev/null || g=$$
-printf '\036tarmac-pgid:%s\n' "$g" >&2
-if [ "$2" = w ] && command -v setsid >/dev/null 2>&1; then
+printf '\036tarmac-pgid:%s %s\n' "$g" "$$" >&2
+if [ "$2" = w ]; then
 exec 3<&0
-setsid /bin/sh -c 'while read -r _; do :; done; kill -0 "$1" 2>/dev/null || exit 0; kill -TERM "-$2" 2>/dev/null; sleep 2; kill -KILL "-$2" 2>/dev/null' tarmac-watch "$$" "$g" <&3 >/dev/null 2>&1 &
+(trap '' TERM; while read -r _; do :; done; kill -0 $$ 2>/dev/null || exit 0; kill -TERM -$g 2>/dev/null; sleep 2; kill -KILL -$g 2>/dev/null) <&3 >/dev/null 2>&1 &
 exec /bin/sh -c "$1" </dev/null 3<&-
 fi
 exec /bin/sh -c "$1""#;
@@ -76,14 +80,14 @@ pub fn wrap(command: &str, become_: Become, watch: bool) -> String {
     )
 }
 
-/// Ends the process group `pgid`: TERM, up to `grace` for it to go, then KILL.
+/// Ends the command `pid` and its process group `pgid`: TERM to the group, up to `grace` for
+/// the command to go, then KILL to whatever is left of the group (the watcher included).
 /// Wrap it with the same [`Become`] as the command it ends.
-pub fn kill_group(pgid: u32, grace: Duration) -> String {
+pub fn kill_group(pgid: u32, pid: u32, grace: Duration) -> String {
     let tenths = (grace.as_millis() / 100).max(1);
     format!(
-        "kill -TERM -{pgid} 2>/dev/null || exit 0; i=0; while [ $i -lt {tenths} ]; do \
-         kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.1; i=$((i+1)); done; \
-         kill -KILL -{pgid} 2>/dev/null; exit 0"
+        "kill -TERM -{pgid} 2>/dev/null || exit 0; i=0; while [ $i -lt {tenths} ] && kill -0 {pid} 2>/dev/null; do \
+         sleep 0.1; i=$((i+1)); done; kill -KILL -{pgid} 2>/dev/null; exit 0"
     )
 }
 
@@ -158,9 +162,9 @@ mod tests {
     #[test]
     fn kill_script_exact() {
         assert_eq!(
-            kill_group(4242, Duration::from_secs(2)),
-            "kill -TERM -4242 2>/dev/null || exit 0; i=0; while [ $i -lt 20 ]; do kill -0 -4242 \
-             2>/dev/null || exit 0; sleep 0.1; i=$((i+1)); done; kill -KILL -4242 2>/dev/null; exit 0"
+            kill_group(4242, 4250, Duration::from_secs(2)),
+            "kill -TERM -4242 2>/dev/null || exit 0; i=0; while [ $i -lt 20 ] && kill -0 4250 2>/dev/null; do \
+             sleep 0.1; i=$((i+1)); done; kill -KILL -4242 2>/dev/null; exit 0"
         );
     }
 

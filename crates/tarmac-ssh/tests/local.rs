@@ -367,7 +367,7 @@ async fn a_lost_channel_ends_the_command() {
                 let s = String::from_utf8_lossy(&b).into_owned();
                 pgid = s
                     .strip_prefix(script::PGID_MARKER)
-                    .map(|p| p.trim().parse::<i32>().unwrap());
+                    .map(|p| p.split_whitespace().next().unwrap().parse::<i32>().unwrap());
             }
             e => panic!("unexpected {e:?}"),
         }

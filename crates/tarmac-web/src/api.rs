@@ -39,6 +39,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/config/validate", post(validate_config))
         .route("/ip-detect", get(get_ip_detect).put(put_ip_detect))
         .route("/ssh-key", get(get_ssh_key).put(put_ssh_key))
+        .route("/known-hosts", get(get_known_hosts).put(put_known_hosts))
         .route("/sudo-password", put(put_sudo_password))
         .route("/state", get(get_state))
         .route("/stages/{stage}", post(start_stage))
@@ -58,12 +59,12 @@ pub fn routes() -> axum::Router<AppState> {
     info(title = "Tarmac web installer API", description = "Configure, preflight, deploy, postflight and uninstall a Tarmac cluster. Every route needs the session cookie set by the login URL `tarmac web` prints; PUT/POST also need the `X-Tarmac-CSRF` header (the page's `<meta name=csrf-token>`). Secrets are write-only."),
     paths(
         info, schema, get_config, put_config, validate_config, get_ip_detect, put_ip_detect,
-        get_ssh_key, put_ssh_key, put_sudo_password, get_state, start_stage, retry_stage,
+        get_ssh_key, put_ssh_key, get_known_hosts, put_known_hosts, put_sudo_password, get_state, start_stage, retry_stage,
         cancel_run, list_runs, get_run, host_log, logs_archive, events, cluster, openapi
     ),
     components(schemas(
         Info, ParamView, ConfigView, ConfigUpdate, Validation, DiagnosticView, IpDetectView,
-        IpDetectUpdate, SshKeyView, SshKeyUpload, SudoPassword, StateView, StageResult,
+        IpDetectUpdate, SshKeyView, SshKeyUpload, KnownHostsView, KnownHostsUpdate, SudoPassword, StateView, StageResult,
         ServeView, StartRequest, RunChange, RunView, crate::hub::HostRow, crate::hub::NoticeRow,
         Busy, RunListItem, ClusterView, ClusterHost, Link, ErrorBody
     ))
@@ -151,7 +152,7 @@ async fn schema(State(app): State<AppState>) -> Json<Vec<ParamView>> {
             default: p.default.clone(),
             default_expr: p.default_expr.clone(),
             example: p.example.clone(),
-            required: required.contains(&p.name),
+            required: required.contains(&p.name) && p.required_when.is_none(),
             required_when: p.required_when.clone(),
             optional: p.optional,
             secret: p.secret,
@@ -241,6 +242,7 @@ pub struct ConfigView {
     pub secrets_set: Vec<String>,
     pub validation: Validation,
     pub ssh_key: SshKeyView,
+    pub known_hosts: KnownHostsView,
     pub ip_detect: IpDetectView,
     pub sudo_password_set: bool,
 }
@@ -349,6 +351,7 @@ impl App {
             secrets_set,
             validation,
             ssh_key: self.ssh_key_view(&text),
+            known_hosts: self.known_hosts_view(&text),
             ip_detect: self.ip_detect_view(&text),
             sudo_password_set: self.sudo_password.lock().map(|g| g.is_some()).unwrap_or(false),
         })
@@ -541,6 +544,74 @@ async fn put_ssh_key(State(app): State<AppState>, Json(up): Json<SshKeyUpload>) 
     let mut v = app.ssh_key_view(&text);
     v.note = note;
     Ok(Json(v))
+}
+
+/// The known_hosts file host keys are verified against (public keys: not secret).
+#[derive(Serialize, ToSchema)]
+pub struct KnownHostsView {
+    pub path: Option<String>,
+    pub present: bool,
+    /// Host keys in the file.
+    pub entries: usize,
+    pub text: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct KnownHostsUpdate {
+    /// known_hosts lines (`host[,host…] key-type base64-key`, as `ssh-keyscan` prints them).
+    pub text: String,
+}
+
+impl App {
+    fn known_hosts_view(&self, text: &str) -> KnownHostsView {
+        let path = self.path_param(text, "ssh_known_hosts");
+        let body = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        let entries = match (&path, &body) {
+            (Some(p), Some(b)) => {
+                let mut k = tarmac_ssh::known_hosts::KnownHosts::new();
+                k.add_text(p, b);
+                k.entries().len()
+            }
+            _ => 0,
+        };
+        KnownHostsView { path: path.map(|p| p.display().to_string()), present: body.is_some(), entries, text: body }
+    }
+}
+
+/// The known_hosts file.
+#[utoipa::path(get, path = "/api/v1/known-hosts", responses((status = 200, body = KnownHostsView)))]
+async fn get_known_hosts(State(app): State<AppState>) -> ApiResult<Json<KnownHostsView>> {
+    let text = app.read_config()?.unwrap_or_default();
+    Ok(Json(app.known_hosts_view(&text)))
+}
+
+/// Save host keys as genconf/ssh_known_hosts (0644) and point ssh_known_hosts at it. Every
+/// line must parse; with `ssh_host_key_policy: strict` (the default) every host must be in it.
+#[utoipa::path(put, path = "/api/v1/known-hosts", request_body = KnownHostsUpdate,
+    responses((status = 200, body = KnownHostsView), (status = 400, body = ErrorBody)))]
+async fn put_known_hosts(State(app): State<AppState>, Json(upd): Json<KnownHostsUpdate>) -> ApiResult<Json<KnownHostsView>> {
+    let mut body = upd.text.replace("\r\n", "\n");
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let path = app.opts.genconf_dir.join("ssh_known_hosts");
+    let mut k = tarmac_ssh::known_hosts::KnownHosts::new();
+    k.add_text(&path, &body);
+    if let Some(bad) = k.skipped().first() {
+        return Err(ApiError::keys("not a known_hosts file", vec![("ssh_known_hosts".into(), format!("{}: {}", bad.source, bad.reason))]));
+    }
+    if k.entries().is_empty() {
+        return Err(ApiError::keys("no host keys", vec![("ssh_known_hosts".into(), "No host keys found: paste lines as `ssh-keyscan HOST` prints them".into())]));
+    }
+    let _g = app.config_lock.lock().await;
+    tarmac_installer::fsutil::write_atomic(&path, body.as_bytes(), 0o644)
+        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+    let text = app.read_config()?.unwrap_or_default();
+    if app.path_param(&text, "ssh_known_hosts").as_deref() != Some(path.as_path()) {
+        app.set_config_keys(&[("ssh_known_hosts".into(), Some(Json_::String(app.genconf_rel("ssh_known_hosts"))))]).await?;
+    }
+    let text = app.read_config()?.unwrap_or_default();
+    Ok(Json(app.known_hosts_view(&text)))
 }
 
 #[derive(Deserialize, ToSchema)]

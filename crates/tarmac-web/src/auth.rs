@@ -83,10 +83,10 @@ impl Auth {
         g.login_tokens.remove(pos);
         let now = Instant::now();
         g.sessions.retain(|_, (_, seen)| now.duration_since(*seen) < IDLE);
-        if g.sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = g.sessions.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| k.clone()) {
-                g.sessions.remove(&oldest);
-            }
+        if g.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = g.sessions.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| k.clone())
+        {
+            g.sessions.remove(&oldest);
         }
         let s = Session { id: random_token(), csrf: random_token() };
         g.sessions.insert(s.id.clone(), (s.csrf.clone(), now));
@@ -162,7 +162,7 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-const LOGIN_NEEDED: &str = "<!doctype html><html><head><meta charset=utf-8><title>Tarmac — sign in</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>Sign in to the Tarmac installer</h1><p>Open the login URL that <code>tarmac web</code> printed on the terminal where it runs. The link works once; to get a new one, send the server <code>SIGUSR1</code> (<code>kill -USR1 &lt;pid&gt;</code>) and it prints a fresh URL.</p></body></html>";
+const LOGIN_NEEDED: &str = "<!doctype html><html><head><meta charset=utf-8><title>Tarmac — sign in</title></head><body><h1>Sign in to the Tarmac installer</h1><p>Open the login URL that <code>tarmac web</code> printed on the terminal where it runs. The link works once; to get a new one, send the server <code>SIGUSR1</code> (<code>kill -USR1 &lt;pid&gt;</code>) and it prints a fresh URL.</p></body></html>";
 
 /// Every route behind this layer needs a session (401 otherwise); unsafe methods also need
 /// the CSRF token (403 otherwise).

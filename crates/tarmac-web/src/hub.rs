@@ -199,10 +199,8 @@ impl RunView {
                 }
                 r.last_line = Some(l);
             }
-            Event::StepFinished { host, step, outcome, .. } => {
-                if !outcome.is_success() {
-                    self.row(&host.to_string()).failed_step.get_or_insert_with(|| step.clone());
-                }
+            Event::StepFinished { host, step, outcome, .. } if !outcome.is_success() => {
+                self.row(&host.to_string()).failed_step.get_or_insert_with(|| step.clone());
             }
             Event::HostFinished { host, outcome, duration_ms } => {
                 let r = self.row(&host.to_string());

@@ -135,6 +135,11 @@ impl RunManager {
         probe(state_dir)
     }
 
+    /// A run started from this server is in flight.
+    pub fn in_progress(&self) -> bool {
+        self.current.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+
     /// Cancel the run in flight; false when there is none.
     pub fn cancel(&self) -> bool {
         match self.current.lock().expect("runs poisoned").as_ref() {

@@ -61,6 +61,11 @@ pub enum Command {
     Genconf(commands::genconf::GenconfArgs),
     /// The web installer: configure, preflight, deploy and postflight from a browser.
     Web(commands::web::WebArgs),
+    /// Roll the cluster to genconf's current package list: masters one at a time behind the
+    /// cluster checks, then agents in batches; every switch reverts itself unless confirmed.
+    Upgrade(commands::upgrade::UpgradeArgs),
+    /// Bring hosts back to their previous generation (or --to N), with the same order and gates.
+    Rollback(commands::upgrade::RollbackArgs),
 }
 
 /// The original DC/OS installer took its actions as flags (`--genconf`, `--deploy`, …).

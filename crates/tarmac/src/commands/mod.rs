@@ -15,6 +15,7 @@ pub mod stages;
 pub mod validate_config;
 pub mod genconf;
 pub mod web;
+pub mod upgrade;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let verbose = cli.global.verbose > 0;
@@ -36,5 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ValidateConfig(args) => validate_config::run(args),
         Command::Genconf(args) => genconf::run(args),
         Command::Web(args) => web::run(args),
+        Command::Upgrade(args) => upgrade::upgrade(args, verbose),
+        Command::Rollback(args) => upgrade::rollback(args, verbose),
     }
 }

@@ -1,0 +1,656 @@
+//! API tests: the real router, in process, against a temporary genconf/ and the reference
+//! distribution's schema. No lab needed (the one run that connects goes to a silent
+//! listener on 127.0.0.1).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tarmac_config::Distribution;
+use tarmac_events::{Event, EventSink, Level};
+use tarmac_web::{App, AppState, WebOptions, router};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "s3cret-Pa55word-xyzzy";
+
+fn dist() -> Distribution {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference");
+    Distribution::load(&Distribution::config_dir_of(&root).expect("dist/reference/config")).expect("load dist")
+}
+
+struct T {
+    app: AppState,
+    _dir: tempfile::TempDir,
+    genconf: PathBuf,
+    cookie: String,
+    csrf: String,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl T {
+    async fn new() -> T {
+        T::with_buffer(1000).await
+    }
+
+    async fn with_buffer(event_buffer: usize) -> T {
+        T::build(event_buffer, false).await
+    }
+
+    async fn build(event_buffer: usize, tls: bool) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let genconf = dir.path().join("genconf");
+        std::fs::create_dir_all(&genconf).unwrap();
+        let app = App::new(WebOptions {
+            genconf_dir: genconf.clone(),
+            dist: dist(),
+            build_dir: dir.path().join("out"),
+            public_key: None,
+            prereqs_apt: vec!["curl".into()],
+            prereqs_dnf: vec!["curl".into()],
+            tls,
+            event_buffer,
+        });
+        let mut t = T { app, _dir: dir, genconf, cookie: String::new(), csrf: String::new() };
+        // Log in through the real route.
+        let token = t.app.auth.new_login_token();
+        let r = t.raw(Request::get(format!("/login?token={token}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        t.cookie = set.split(';').next().unwrap().to_owned();
+        // The page carries the CSRF token.
+        let page = t.get("/").await;
+        assert_eq!(page.status, StatusCode::OK);
+        let html = page.text();
+        let i = html.find("name=\"csrf-token\" content=\"").expect("csrf meta") + 27;
+        t.csrf = html[i..i + 64].to_owned();
+        // A second use of the token is refused.
+        let again = t.raw(Request::get(format!("/login?token={token}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+        t
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Resp {
+        let r = router(self.app.clone()).oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Resp { status, headers, body }
+    }
+
+    fn req(&self, method: &str, path: &str) -> axum::http::request::Builder {
+        Request::builder().method(method).uri(path).header(header::COOKIE, &self.cookie)
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.raw(self.req("GET", path).body(Body::empty()).unwrap()).await
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Value) -> Resp {
+        self.raw(
+            self.req(method, path)
+                .header("x-tarmac-csrf", &self.csrf)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.genconf.join(name), text).unwrap();
+    }
+
+    fn config(&self) -> String {
+        std::fs::read_to_string(self.genconf.join("config.yaml")).unwrap_or_default()
+    }
+}
+
+fn keygen(path: &Path) -> String {
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    std::fs::read_to_string(path).unwrap()
+}
+
+const IP_DETECT: &str = "#!/bin/sh\necho 127.0.0.1\n";
+
+fn valid_config(master: &str) -> String {
+    format!("cluster_name: web-test\nbootstrap_url: http://127.0.0.1:1\nmaster_list:\n- {master}\n")
+}
+
+/// Every route of the API and the pages.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/assets/app.js"),
+    ("GET", "/assets/app.css"),
+    ("GET", "/api/v1/info"),
+    ("GET", "/api/v1/schema"),
+    ("GET", "/api/v1/config"),
+    ("PUT", "/api/v1/config"),
+    ("POST", "/api/v1/config/validate"),
+    ("GET", "/api/v1/ip-detect"),
+    ("PUT", "/api/v1/ip-detect"),
+    ("GET", "/api/v1/ssh-key"),
+    ("PUT", "/api/v1/ssh-key"),
+    ("PUT", "/api/v1/sudo-password"),
+    ("GET", "/api/v1/state"),
+    ("POST", "/api/v1/stages/preflight"),
+    ("POST", "/api/v1/stages/deploy"),
+    ("POST", "/api/v1/stages/postflight"),
+    ("POST", "/api/v1/stages/uninstall"),
+    ("POST", "/api/v1/stages/genconf"),
+    ("POST", "/api/v1/stages/deploy/retry"),
+    ("POST", "/api/v1/run/cancel"),
+    ("GET", "/api/v1/runs"),
+    ("GET", "/api/v1/runs/deploy-1"),
+    ("GET", "/api/v1/runs/deploy-1/logs/10.0.0.1"),
+    ("GET", "/api/v1/logs/archive"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/cluster"),
+    ("GET", "/api/v1/openapi.json"),
+];
+
+#[tokio::test]
+async fn every_route_requires_a_session() {
+    let t = T::new().await;
+    for (method, path) in ROUTES {
+        for cookie in [None, Some("tarmac_session=0000"), Some("other=1")] {
+            let mut b = Request::builder().method(*method).uri(*path).header("x-tarmac-csrf", &t.csrf);
+            if let Some(c) = cookie {
+                b = b.header(header::COOKIE, c);
+            }
+            let r = t.raw(b.body(Body::from("{}")).unwrap()).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} with {cookie:?}: {}", r.text());
+            if path.starts_with("/api/") {
+                assert!(r.json()["error"].as_str().unwrap().contains("authentication required"));
+            }
+        }
+    }
+    // Nothing was written by the refused calls.
+    assert!(!t.genconf.join("config.yaml").exists());
+    // The login route itself needs a valid token.
+    let r = t.raw(Request::get("/login?token=nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Security headers on everything.
+    let r = t.get("/api/v1/info").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    assert!(r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(r.headers[header::REFERRER_POLICY], "no-referrer");
+}
+
+#[tokio::test]
+async fn state_changing_calls_need_the_csrf_token_and_same_origin() {
+    let t = T::new().await;
+    let body = json!({"set": {"cluster_name": "x"}}).to_string();
+    let no_header = t.req("PUT", "/api/v1/config").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.clone())).unwrap();
+    assert_eq!(t.raw(no_header).await.status, StatusCode::FORBIDDEN);
+    let wrong = t
+        .req("PUT", "/api/v1/config")
+        .header("x-tarmac-csrf", "0".repeat(64))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_eq!(t.raw(wrong).await.status, StatusCode::FORBIDDEN);
+    let cross = t
+        .req("PUT", "/api/v1/config")
+        .header("x-tarmac-csrf", &t.csrf)
+        .header(header::HOST, "127.0.0.1:9000")
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_eq!(t.raw(cross).await.status, StatusCode::FORBIDDEN);
+    for (method, path) in ROUTES.iter().filter(|(m, _)| *m != "GET") {
+        let r = t.raw(t.req(method, path).body(Body::from("{}")).unwrap()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path} without CSRF header");
+    }
+    assert!(!t.genconf.join("config.yaml").exists(), "nothing written");
+    let same = t
+        .req("POST", "/api/v1/config/validate")
+        .header("x-tarmac-csrf", &t.csrf)
+        .header(header::HOST, "127.0.0.1:9000")
+        .header(header::ORIGIN, "http://127.0.0.1:9000")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(t.raw(same).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_config_is_refused_with_errors_per_key_and_not_written() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    t.write("config.yaml", &valid_config("127.0.0.1"));
+    let before = t.config();
+    let r = t.send("PUT", "/api/v1/config", json!({"set": {"ssh_port": "asdf", "master_list": ["10.0.0.1", "10.0.0.2"], "cluster_nmae": "typo"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["errors"]["ssh_port"], "Must be an integer, got a string (\"asdf\")");
+    assert_eq!(v["errors"]["master_list"], "Must have 1, 3, 5, 7, or 9 masters. Found 2");
+    assert_eq!(v["errors"]["cluster_nmae"], "Unknown parameter `cluster_nmae`");
+    let diag = v["diagnostics"].as_array().unwrap().iter().find(|d| d["key"] == "cluster_nmae").unwrap().clone();
+    assert_eq!(diag["hint"], "did you mean `cluster_name`?");
+    assert!(diag["line"].as_u64().is_some(), "{diag}");
+    assert_eq!(t.config(), before, "an invalid configuration is not written");
+
+    // The raw editor: YAML errors are reported with their line.
+    let r = t.send("PUT", "/api/v1/config", json!({"yaml": "master_list: [10.0.0.1\n"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["errors"]["config.yaml"].as_str().unwrap().contains("Invalid YAML"));
+    assert_eq!(t.config(), before);
+
+    // Validate never writes and answers 200 with the problems.
+    let r = t.send("POST", "/api/v1/config/validate", json!({"set": {"ssh_port": 70000}})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["valid"], false);
+    assert!(v["errors"]["ssh_port"].as_str().unwrap().contains("65535"), "{v}");
+    let r = t.send("POST", "/api/v1/config/validate", json!({"set": {"ssh_port": 2222}})).await;
+    assert_eq!(r.json()["valid"], true, "{}", r.text());
+    assert_eq!(t.config(), before);
+
+    // A valid change is written (in place, keeping the rest), 0600.
+    let r = t.send("PUT", "/api/v1/config", json!({"set": {"ssh_port": 2222, "cluster_name": null}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(t.config(), "bootstrap_url: http://127.0.0.1:1\nmaster_list:\n- 127.0.0.1\nssh_port: 2222\n");
+    let mode = std::fs::metadata(t.genconf.join("config.yaml")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(r.json()["validation"]["valid"], true);
+
+    // Stages validate first: an invalid config on disk means 400 and no run.
+    t.write("config.yaml", "master_list: [not an ip!]\n");
+    let r = t.send("POST", "/api/v1/stages/preflight", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.json()["errors"]["master_list"].is_string());
+    assert_eq!(t.get("/api/v1/state").await.json()["run"]["state"], "idle");
+}
+
+#[tokio::test]
+async fn secrets_are_never_returned() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    let cfg = format!(
+        "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: {PASSWORD}\n",
+        valid_config("127.0.0.1")
+    );
+    t.write("config.yaml", &cfg);
+    let key = keygen(&t._dir.path().join("k"));
+    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": key})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.json()["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    let r = t.send("PUT", "/api/v1/sudo-password", json!({"password": "sudo-Secret-123"})).await;
+    assert_eq!(r.json()["set"], true);
+
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for path in ["/api/v1/config", "/api/v1/ssh-key", "/api/v1/state", "/api/v1/ip-detect", "/api/v1/cluster", "/api/v1/openapi.json", "/api/v1/schema", "/"] {
+        let r = t.get(path).await;
+        let text = r.text();
+        assert!(!text.contains(PASSWORD), "{path} returned the password: {text}");
+        assert!(!text.contains("sudo-Secret-123"), "{path} returned the sudo password");
+        assert!(!text.contains(&key_body[..40]), "{path} returned the SSH key");
+    }
+    let v = t.get("/api/v1/config").await.json();
+    assert_eq!(v["values"]["prometheus_remote_write_password"], "**HIDDEN**");
+    assert!(v["yaml"].as_str().unwrap().contains("prometheus_remote_write_password: \"**HIDDEN**\""));
+    assert_eq!(v["secrets_set"], json!(["prometheus_remote_write_password"]));
+    assert_eq!(v["sudo_password_set"], true);
+    assert_eq!(v["ssh_key"]["present"], true);
+
+    // Saving the masked text back keeps the stored secret; editing something else too.
+    let yaml = v["yaml"].as_str().unwrap().replace("cluster_name: web-test", "cluster_name: renamed");
+    let r = t.send("PUT", "/api/v1/config", json!({"yaml": yaml})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(!r.text().contains(PASSWORD));
+    let on_disk = t.config();
+    assert!(on_disk.contains(&format!("prometheus_remote_write_password: {PASSWORD}")), "{on_disk}");
+    assert!(on_disk.contains("cluster_name: renamed"));
+    let r = t.send("PUT", "/api/v1/config", json!({"set": {"prometheus_remote_write_password": "**HIDDEN**", "cluster_name": "again"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(t.config().contains(PASSWORD));
+    // A hidden marker with nothing stored is an error, never the literal value.
+    std::fs::write(t.genconf.join("config.yaml"), valid_config("127.0.0.1")).unwrap();
+    let r = t.send("PUT", "/api/v1/config", json!({"yaml": format!("{}prometheus_remote_write_password: \"**HIDDEN**\"\n", valid_config("127.0.0.1"))})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["errors"]["prometheus_remote_write_password"].is_string());
+    // Errors never echo the secret either.
+    t.write("config.yaml", &cfg);
+    let r = t.send("POST", "/api/v1/config/validate", json!({"set": {"prometheus_remote_write_url": null}})).await;
+    assert!(!r.text().contains(PASSWORD), "{}", r.text());
+}
+
+#[tokio::test]
+async fn ssh_key_upload_is_checked_and_stored_0600() {
+    let t = T::new().await;
+    t.write("config.yaml", &valid_config("127.0.0.1"));
+    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": "not a key"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["errors"]["ssh_key_path"].as_str().unwrap().starts_with("Not a usable private key"));
+    assert!(!t.genconf.join("ssh_key").exists());
+    let enc = t._dir.path().join("enc");
+    let st = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "pass phrase", "-f"]).arg(&enc).status().unwrap();
+    assert!(st.success());
+    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": std::fs::read_to_string(&enc).unwrap()})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["errors"]["ssh_key_path"].as_str().unwrap().contains("passphrase"));
+
+    let key = keygen(&t._dir.path().join("k"));
+    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": key})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let stored = t.genconf.join("ssh_key");
+    assert_eq!(std::fs::read_to_string(&stored).unwrap(), key);
+    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
+    let v = r.json();
+    assert_eq!(v["path"], stored.display().to_string());
+    assert!(v.get("private_key").is_none());
+    // The default ssh_key_path is genconf/ssh_key already: config.yaml is left alone.
+    assert_eq!(t.config(), valid_config("127.0.0.1"));
+    // With another path configured, ssh_key_path is pointed at the upload.
+    t.write("config.yaml", &format!("{}ssh_key_path: /elsewhere/id\n", valid_config("127.0.0.1")));
+    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": key})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(t.config().contains("ssh_key_path: genconf/ssh_key\n"), "{}", t.config());
+
+    // ip-detect goes next to it, executable.
+    let r = t.send("PUT", "/api/v1/ip-detect", json!({"script": IP_DETECT})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(std::fs::metadata(t.genconf.join("ip-detect")).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(t.get("/api/v1/ip-detect").await.json()["script"], IP_DETECT);
+    assert_eq!(t.get("/api/v1/config").await.json()["validation"]["valid"], true);
+}
+
+/// A TCP listener that accepts and never speaks: SSH connections to it hang.
+fn silent_listener() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+async fn wait_state(t: &T, want: &str) -> Value {
+    for _ in 0..300 {
+        let s = t.get("/api/v1/state").await.json();
+        if s["run"]["state"] == want {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run never reached `{want}`: {}", t.get("/api/v1/state").await.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_conflict() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    let (_silent, port) = silent_listener();
+    t.write("config.yaml", &format!("{}process_timeout: 60s\n", valid_config(&format!("127.0.0.1:{port}"))));
+    keygen(&t.genconf.join("ssh_key"));
+
+    // A CLI run holds the lock: 409 with the holder.
+    let lock = tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac deploy").unwrap();
+    let r = t.send("POST", "/api/v1/stages/status", json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["busy"]["holder"]["pid"], std::process::id());
+    assert_eq!(v["busy"]["holder"]["command"], "tarmac deploy");
+    assert!(v["error"].as_str().unwrap().contains("another tarmac run holds"));
+    assert_eq!(t.get("/api/v1/state").await.json()["busy"]["by"], "tarmac deploy");
+    drop(lock);
+
+    // Our own run in flight (stuck connecting to a silent host): a second start is 409.
+    let r = t.send("POST", "/api/v1/stages/status", json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json()["state"], "started");
+    let r2 = t.send("POST", "/api/v1/stages/preflight", json!({})).await;
+    assert_eq!(r2.status, StatusCode::CONFLICT, "{}", r2.text());
+    assert_eq!(r2.json()["busy"]["by"], "this server");
+    assert_eq!(r2.json()["busy"]["stage"], "status");
+    // And a CLI run would be refused by the same lock.
+    let s = wait_state(&t, "running").await;
+    assert_eq!(s["busy"]["by"], "this server");
+    for _ in 0..100 {
+        if tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac preflight").is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac preflight").is_err());
+
+    // Cancel: the run ends, the lock is free, the host is not ok.
+    assert_eq!(t.send("POST", "/api/v1/run/cancel", json!({})).await.status, StatusCode::ACCEPTED);
+    let s = wait_state(&t, "finished").await;
+    assert_eq!(s["run"]["hosts"][0]["host"], format!("127.0.0.1:{port}"));
+    assert_ne!(s["run"]["hosts"][0]["status"], "ok");
+    assert!(s["busy"].is_null(), "{s}");
+    assert_eq!(s["stages"]["status"]["ok"], false);
+    assert_eq!(t.send("POST", "/api/v1/run/cancel", json!({})).await.status, StatusCode::CONFLICT);
+
+    // Uninstall needs confirmation; retry needs something to retry.
+    let r = t.send("POST", "/api/v1/stages/uninstall", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("confirm"));
+    let r = t.send("POST", "/api/v1/stages/deploy/retry", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("no earlier `deploy` run"), "{}", r.text());
+    let r = t.send("POST", "/api/v1/stages/nonsense", json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Errors before any host is contacted end the run with the message (no serve/ yet).
+    let r = t.send("POST", "/api/v1/stages/deploy", json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let s = wait_state(&t, "error").await;
+    assert!(s["run"]["error"].as_str().unwrap().contains("tarmac genconf"), "{s}");
+}
+
+/// Read SSE frames until `pred` holds on what was read (or panic after a while).
+async fn read_sse(body: Body, pred: impl Fn(&str) -> bool) -> String {
+    let mut body = body;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pred(&text) {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("SSE timed out").expect("stream ended").unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    text
+}
+
+fn notice(i: usize) -> Event {
+    Event::Notice { level: Level::Info, message: format!("n{i}") }
+}
+
+#[tokio::test]
+async fn sse_resumes_with_last_event_id() {
+    let t = T::with_buffer(100).await;
+    for i in 1..=5 {
+        t.app.hub.emit(notice(i));
+    }
+    // Resume after id 3: ids 4 and 5, in one batch whose id is the last.
+    let req = t.req("GET", "/api/v1/events").header("last-event-id", "3").body(Body::empty()).unwrap();
+    let resp = router(t.app.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let text = read_sse(resp.into_body(), |s| s.contains("\n\n")).await;
+    assert!(text.contains("event: batch\n"), "{text}");
+    assert!(text.contains("id: 5\n"), "{text}");
+    assert!(text.contains(r#"{"id":4,"kind":"event","data":{"type":"notice","level":"info","message":"n4"}}"#), "{text}");
+    assert!(text.contains(r#""id":5"#), "{text}");
+    assert!(!text.contains(r#""id":3"#), "{text}");
+
+    // Live events follow, with their ids; `?after=` works like the header.
+    let req = t.req("GET", "/api/v1/events?after=5").body(Body::empty()).unwrap();
+    let resp = router(t.app.clone()).oneshot(req).await.unwrap();
+    let hub = t.app.hub.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hub.emit(notice(6));
+    });
+    let text = read_sse(resp.into_body(), |s| s.contains("id: 6\n")).await;
+    assert!(text.contains("\"n6\""), "{text}");
+    assert!(!text.contains("\"n5\""), "{text}");
+
+    // Too old (evicted from the ring) or from another server: reset, then live.
+    for i in 7..=300 {
+        t.app.hub.emit(notice(i));
+    }
+    for last in ["3", "99999"] {
+        let req = t.req("GET", "/api/v1/events").header("last-event-id", last).body(Body::empty()).unwrap();
+        let resp = router(t.app.clone()).oneshot(req).await.unwrap();
+        let text = read_sse(resp.into_body(), |s| s.contains("\n\n")).await;
+        assert!(text.starts_with("event: reset\n"), "{text}");
+        assert!(text.contains("id: 300\n"), "{text}");
+    }
+    // The snapshot says which id it is current to.
+    assert_eq!(t.get("/api/v1/state").await.json()["seq"], 300);
+}
+
+#[tokio::test]
+async fn logs_runs_and_archive() {
+    let t = T::new().await;
+    let state = t.genconf.join("state");
+    std::fs::create_dir_all(state.join("runs")).unwrap();
+    std::fs::create_dir_all(state.join("logs/deploy-1/deploy")).unwrap();
+    std::fs::write(
+        state.join("runs/deploy-1.json"),
+        json!({"run_id": "deploy-1", "stage": "deploy", "started_unix": 5, "finished_unix": 9,
+               "summary": {"total": 2, "ok": 1, "unchanged": 0, "failed": 1, "unreachable": 0, "timed_out": 0, "cancelled": 0, "skipped": 0},
+               "hosts": {"10.0.0.1": {"role": "master", "outcome": {"status": "ok"}},
+                         "10.0.0.2": {"role": "agent", "failed_step": "install", "outcome": {"status": "failed", "message": "boom"}, "tail": ["last words"]}}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(state.join("runs/last-deploy"), "deploy-1").unwrap();
+    std::fs::write(state.join("logs/deploy-1/deploy/10.0.0.2.log"), "the full log\n").unwrap();
+
+    let r = t.get("/api/v1/runs/deploy-1/logs/10.0.0.2").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "the full log\n");
+    assert_eq!(t.get("/api/v1/runs/deploy-1/logs/10.0.0.9").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get("/api/v1/runs/..%2Fx/logs/10.0.0.2").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get("/api/v1/runs/nope").await.status, StatusCode::NOT_FOUND);
+    let list = t.get("/api/v1/runs").await.json();
+    assert_eq!(list[0]["run_id"], "deploy-1");
+    assert_eq!(list[0]["hosts"], 2);
+    let run = t.get("/api/v1/runs/deploy-1").await.json();
+    assert_eq!(run["hosts"]["10.0.0.2"]["failed_step"], "install");
+    let st = t.get("/api/v1/state").await.json();
+    assert_eq!(st["stages"]["deploy"]["ok"], false);
+    assert_eq!(st["stages"]["deploy"]["unsuccessful"], json!(["10.0.0.2"]));
+
+    let r = t.get("/api/v1/logs/archive").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains(".tar.zst"));
+    let tar_bytes = zstd::decode_all(&r.body[..]).unwrap();
+    let mut ar = tar::Archive::new(&tar_bytes[..]);
+    let mut names = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        if name == "logs/deploy-1/deploy/10.0.0.2.log" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            assert_eq!(s, "the full log\n");
+        }
+        names.push(name);
+    }
+    assert!(names.contains(&"runs/deploy-1.json".to_owned()), "{names:?}");
+    assert!(names.contains(&"logs/deploy-1/deploy/10.0.0.2.log".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let t = T::new().await;
+    let doc = t.get("/api/v1/openapi.json").await.json();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/info",
+        "/api/v1/schema",
+        "/api/v1/config",
+        "/api/v1/config/validate",
+        "/api/v1/ip-detect",
+        "/api/v1/ssh-key",
+        "/api/v1/sudo-password",
+        "/api/v1/state",
+        "/api/v1/stages/{stage}",
+        "/api/v1/stages/{stage}/retry",
+        "/api/v1/run/cancel",
+        "/api/v1/runs",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/runs/{run_id}/logs/{host}",
+        "/api/v1/logs/archive",
+        "/api/v1/events",
+        "/api/v1/cluster",
+        "/api/v1/openapi.json",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    assert!(paths["/api/v1/config"]["put"]["responses"]["400"].is_object());
+    assert!(paths["/api/v1/stages/{stage}"]["post"]["responses"]["409"].is_object());
+    assert!(doc["components"]["schemas"]["ConfigView"].is_object());
+    // The schema endpoint shows the distribution's parameters with their secrecy.
+    let schema = t.get("/api/v1/schema").await.json();
+    let pw = schema.as_array().unwrap().iter().find(|p| p["name"] == "prometheus_remote_write_password").unwrap();
+    assert_eq!(pw["secret"], true);
+    assert_eq!(pw["origin"], "distribution");
+    let ml = schema.as_array().unwrap().iter().find(|p| p["name"] == "master_list").unwrap();
+    assert_eq!(ml["type"], "host_list");
+    assert_eq!(ml["required"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success());
+    let listener = tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&cert, &key))).unwrap();
+    assert!(listener.is_tls());
+    let addr = listener.local_addr().unwrap();
+    let t = T::build(100, true).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(listener.serve(t.app.clone(), stop.clone()));
+    let token = t.app.auth.new_login_token();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-D", "-", "--noproxy", "*"])
+            .arg(format!("https://{addr}/login?token={token}"))
+            .output()
+            .expect("curl")
+    })
+    .await
+    .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(headers.starts_with("http/2 303") || headers.starts_with("http/1.1 303"), "{headers}");
+    assert!(headers.contains("set-cookie: tarmac_session=") && headers.contains("; secure"), "{headers}");
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    assert!(tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&key, &key))).is_err(), "a key is not a certificate");
+}

@@ -1,0 +1,211 @@
+//! Upgrade on the lab (root needed): deploy the reference distribution on 3 masters +
+//! 2 agents, change an etcd setting, genconf, `upgrade --plan`, then `upgrade` while a probe
+//! writes and reads an etcd key every 100 ms; every host ends on the new package list and
+//! `status` shows no drift. Then a lost confirmation: the controller's link to an agent is
+//! cut right after its switch, and the agent reverts by itself when the window ends.
+#![allow(clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tarmac_lab::{Lab, LabGuard, Role};
+
+fn tarmac() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tarmac"))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn in_lab_cmd(lab: &Lab, args: &[&str]) -> Command {
+    let mut c = lab.ctl_command(tarmac());
+    c.args(args).current_dir(workspace()).env("TARMAC_DIST", workspace().join("dist/reference"));
+    c
+}
+
+fn in_lab(lab: &Lab, args: &[&str]) -> Output {
+    in_lab_cmd(lab, args).output().expect("run tarmac")
+}
+
+fn ssh(lab: &Lab, host: &str, cmd: &str) -> String {
+    let o = lab.ssh(host, cmd).expect("ssh");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.0);
+    }
+}
+
+fn set_key(genconf: &Path, key: &str, value: &str) {
+    let p = genconf.join("config.yaml");
+    let cfg = std::fs::read_to_string(&p).unwrap();
+    let mut lines: Vec<String> = cfg.lines().filter(|l| !l.starts_with(&format!("{key}:"))).map(str::to_owned).collect();
+    lines.push(format!("{key}: {value}"));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+}
+
+/// The longest run of failed probe ticks, from the first failure to the next success.
+fn longest_failure(log: &str) -> (usize, f64) {
+    let mut ticks = 0;
+    let mut longest = 0.0f64;
+    let mut fail_start: Option<f64> = None;
+    for l in log.lines() {
+        let mut it = l.split_whitespace();
+        let (Some(ts), Some(ok)) = (it.next().and_then(|t| t.parse::<f64>().ok()), it.next()) else { continue };
+        ticks += 1;
+        match (ok == "1", fail_start) {
+            (false, None) => fail_start = Some(ts),
+            (true, Some(s)) => {
+                longest = longest.max(ts - s);
+                fail_start = None;
+            }
+            _ => {}
+        }
+    }
+    (ticks, longest)
+}
+
+#[test]
+fn upgrade_and_lost_confirmation_on_the_lab() {
+    if unsafe { libc_geteuid() } != 0 {
+        panic!("this test needs root (it brings up a lab)");
+    }
+    let name = format!("upg{}", std::process::id() % 100000);
+    let _down = Down(name.clone());
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("qs");
+
+    let out = Command::new(tarmac())
+        .args(["quickstart", "--keep", "--masters", "3", "--agents", "2", "--public-agents", "0", "--name", &name, "--dir"])
+        .arg(&dir)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
+    let lab = LabGuard::new(Lab::open(&name).unwrap());
+    let genconf = dir.join("genconf");
+    let g = genconf.to_str().unwrap();
+    let build = dir.join("build");
+    let b = build.to_str().unwrap();
+    let masters: Vec<_> = lab.hosts_with_role(Role::Master).cloned().collect();
+    let agents: Vec<_> = lab.hosts_with_role(Role::Agent).cloned().collect();
+    let gen_of = |h: &str| ssh(&lab, h, "basename $(readlink /opt/tarmac/current)");
+    let before: Vec<String> = lab.hosts().iter().map(|h| gen_of(&h.name)).collect();
+    let old_active = ssh(&lab, &masters[0].name, "/opt/tarmac/tarmac-host active");
+
+    // A changed etcd setting → a new config package and cluster package list.
+    set_key(&genconf, "etcd_snapshot_count", "20000");
+    let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
+    assert!(out.status.success(), "genconf: {}", text(&out));
+
+    // --plan touches nothing and names the change on every host.
+    let out = in_lab(&lab, &["upgrade", "--plan", "--genconf-dir", g]);
+    let plan = text(&out);
+    assert!(out.status.success(), "{plan}");
+    assert!(plan.contains("1. master"), "{plan}");
+    assert!(plan.contains("change tarmac-config"), "{plan}");
+    for h in lab.hosts() {
+        assert!(plan.contains(&format!("{} (", h.ip)), "{plan}");
+    }
+    let after_plan: Vec<String> = lab.hosts().iter().map(|h| gen_of(&h.name)).collect();
+    assert_eq!(before, after_plan, "--plan must not touch any host");
+
+    // The probe: put + range on the first master that answers, every 100 ms.
+    let eps: Vec<String> = masters.iter().map(|m| format!("http://{}:2379", m.ip)).collect();
+    let probe = format!(
+        "i=0; while true; do i=$((i+1)); v=$(printf %s $i | base64); ok=0; for ep in {eps}; do \
+         if curl -fsS -m 1 -X POST $ep/v3/kv/put -d \"{{\\\"key\\\":\\\"cHJvYmU=\\\",\\\"value\\\":\\\"$v\\\"}}\" >/dev/null 2>&1 && \
+         curl -fsS -m 1 -X POST $ep/v3/kv/range -d '{{\"key\":\"cHJvYmU=\"}}' 2>/dev/null | grep -q \"$v\"; then ok=1; break; fi; done; \
+         echo \"$(date +%s.%N) $ok\" >> /root/probe.log; sleep 0.1; done",
+        eps = eps.join(" ")
+    );
+    let probe_host = &agents[0].name;
+    ssh(&lab, probe_host, &format!("rm -f /root/probe.log; systemd-run --quiet --unit=upgrade-probe /bin/bash -c '{}'", probe.replace('\'', "'\\''")));
+
+    let t0 = Instant::now();
+    let out = in_lab(&lab, &["upgrade", "--genconf-dir", g, "--batch", "1", "--confirm-window", "120s"]);
+    let upgrade_secs = t0.elapsed().as_secs_f64();
+    ssh(&lab, probe_host, "systemctl stop upgrade-probe");
+    assert!(out.status.success(), "upgrade failed:\n{}", text(&out));
+    let log = ssh(&lab, probe_host, "cat /root/probe.log");
+    let (ticks, longest) = longest_failure(&log);
+    eprintln!("upgrade of 3 masters + 2 agents: {upgrade_secs:.1}s; probe ticks {ticks}, longest failure interval {longest:.3}s");
+    assert!(ticks > 10, "the probe did not run:\n{log}");
+
+    let new_active = ssh(&lab, &masters[0].name, "/opt/tarmac/tarmac-host active");
+    assert_ne!(old_active, new_active);
+    for (h, b) in lab.hosts().iter().zip(&before) {
+        assert_ne!(&gen_of(&h.name), b, "{} is still on its old generation", h.name);
+        assert_eq!(ssh(&lab, &h.name, "/opt/tarmac/tarmac-host active"), new_active, "{}", h.name);
+        assert_eq!(ssh(&lab, &h.name, "systemctl is-active tarmac-confirm.timer || true"), "inactive", "{}: timer left armed", h.name);
+    }
+    let out = in_lab(&lab, &["status", "--genconf-dir", g]);
+    assert!(out.status.success(), "status shows drift:\n{}", text(&out));
+    // Re-running is a no-op.
+    let out = in_lab(&lab, &["upgrade", "--genconf-dir", g]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("unchanged"), "{}", text(&out));
+
+    // Lost confirmation: cut the agent's link as soon as its switch has armed the timer.
+    let agent = &agents[1];
+    let prev_gen = gen_of(&agent.name);
+    let prev_flag = ssh(&lab, &agent.name, "sha256sum < /etc/tarmac/setup-flags/cluster-package-list");
+    set_key(&genconf, "etcd_snapshot_count", "30000");
+    let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
+    assert!(out.status.success(), "genconf: {}", text(&out));
+    let mut child = in_lab_cmd(&lab, &["upgrade", "--genconf-dir", g, "--hosts", &agent.ip.to_string(), "--confirm-window", "20s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let armed = Instant::now();
+    loop {
+        assert!(armed.elapsed() < Duration::from_secs(120), "the switch never armed its timer");
+        if ssh(&lab, &agent.name, "systemctl is-active tarmac-confirm.timer || true") == "active" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let armed = Instant::now();
+    lab.host_link(&agent.name, false).unwrap();
+    // The installer cannot confirm; wait past the window (plus the rollback itself).
+    let mut code = None;
+    while armed.elapsed() < Duration::from_secs(45) {
+        if let Some(st) = child.try_wait().unwrap() {
+            code = st.code();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    lab.host_link(&agent.name, true).unwrap();
+    assert_ne!(code, Some(0), "the upgrade cannot have succeeded without the agent");
+    let mut reverted = false;
+    for _ in 0..60 {
+        if gen_of(&agent.name) == prev_gen {
+            reverted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(reverted, "{} did not revert by itself (now on {})", agent.name, gen_of(&agent.name));
+    assert_eq!(ssh(&lab, &agent.name, "sha256sum < /etc/tarmac/setup-flags/cluster-package-list"), prev_flag);
+    assert_eq!(ssh(&lab, &agent.name, "/opt/tarmac/tarmac-host active"), new_active);
+    lab.down().unwrap();
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
