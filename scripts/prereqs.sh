@@ -3,8 +3,11 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in openssh-client openssh-server systemd-container debootstrap bubblewrap iproute2 \
-         zstd xz-utils curl ca-certificates dpkg-dev; do
+# The lab's hosts get sshd from their own image; this machine needs the client side, the
+# container and namespace tools, bubblewrap for sandboxed builds, and Chromium + ChromeDriver
+# for the web GUI's browser test.
+for p in openssh-client systemd-container debootstrap debian-archive-keyring bubblewrap iproute2 \
+         zstd xz-utils curl ca-certificates chromium chromium-driver; do
   have "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

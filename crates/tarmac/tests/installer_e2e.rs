@@ -140,7 +140,8 @@ fn installer_end_to_end_on_the_lab() {
         let left = ssh(
             &lab,
             &h.name,
-            "ls -d /opt/tarmac /etc/tarmac /etc/systemd/system/tarmac* /etc/systemd/system/tarmac-etcd.service 2>/dev/null; systemctl list-units --no-legend 'tarmac-*' | grep -v inactive || true",
+            // (tarmac-lab-* units belong to the lab itself, not to the installed cluster)
+            "ls -d /opt/tarmac /etc/tarmac /var/lib/tarmac-push /etc/systemd/system/tarmac* 2>/dev/null | grep -v '/tarmac-lab-'; systemctl list-units --all --no-legend 'tarmac*' | grep -v -e tarmac-lab- -e 'not-found' || true",
         );
         assert_eq!(left, "", "{} is not clean after uninstall", h.name);
     }
