@@ -116,23 +116,54 @@ impl Summary {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A stage begins on a set of hosts.
-    StageStarted { run_id: String, stage: Stage, hosts: Vec<HostRef> },
+    StageStarted {
+        run_id: String,
+        stage: Stage,
+        hosts: Vec<HostRef>,
+    },
     /// A step (a named unit of work: "connect", "upload", "install", a check name…) begins on a host.
     StepStarted { host: HostAddr, step: String },
     /// One line of a remote command's output.
-    Output { host: HostAddr, step: String, stream: Stream, line: String },
+    Output {
+        host: HostAddr,
+        step: String,
+        stream: Stream,
+        line: String,
+    },
     /// Bytes moved for a transfer on a host.
-    Transfer { host: HostAddr, name: String, done: u64, total: u64 },
+    Transfer {
+        host: HostAddr,
+        name: String,
+        done: u64,
+        total: u64,
+    },
     /// A step on a host ended.
-    StepFinished { host: HostAddr, step: String, outcome: Outcome, duration_ms: u64 },
+    StepFinished {
+        host: HostAddr,
+        step: String,
+        outcome: Outcome,
+        duration_ms: u64,
+    },
     /// A host is done with the stage.
-    HostFinished { host: HostAddr, outcome: Outcome, duration_ms: u64 },
+    HostFinished {
+        host: HostAddr,
+        outcome: Outcome,
+        duration_ms: u64,
+    },
     /// The stage is over.
-    StageFinished { run_id: String, stage: Stage, summary: Summary, duration_ms: u64 },
+    StageFinished {
+        run_id: String,
+        stage: Stage,
+        summary: Summary,
+        duration_ms: u64,
+    },
     /// Package build progress (builder).
     PackageBuild { name: String, phase: BuildPhase },
     /// Package activation progress on one host (tarmac-host).
-    Activation { phase: String, packages: Vec<PackageId> },
+    Activation {
+        phase: String,
+        packages: Vec<PackageId>,
+    },
     /// Lab lifecycle (tarmac lab).
     Lab { lab: String, message: String },
     /// A free-form notice.
@@ -215,7 +246,11 @@ mod tests {
     fn json_shape_is_stable() {
         let e = Event::HostFinished {
             host: "10.0.0.1".parse().unwrap(),
-            outcome: Outcome::Failed { exit_code: Some(2), signal: None, message: "boom".into() },
+            outcome: Outcome::Failed {
+                exit_code: Some(2),
+                signal: None,
+                message: "boom".into(),
+            },
             duration_ms: 12,
         };
         assert_eq!(

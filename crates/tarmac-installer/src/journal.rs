@@ -73,18 +73,31 @@ pub enum JournalError {
     },
     #[error("the run journal `{path}` is not valid JSON: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error("no earlier `{stage}` run is recorded in `{dir}`\nhint: run `tarmac {stage}` first; --retry-failed re-runs the hosts that did not succeed last time")]
+    #[error(
+        "no earlier `{stage}` run is recorded in `{dir}`\nhint: run `tarmac {stage}` first; --retry-failed re-runs the hosts that did not succeed last time"
+    )]
     NoPreviousRun { stage: Stage, dir: PathBuf },
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A new run id: time-ordered and unique enough for one operator machine.
 pub fn new_run_id(stage: Stage) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-{}-{:x}", stage.as_str(), now_unix(), (nanos as u64) ^ u64::from(std::process::id()))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{:x}",
+        stage.as_str(),
+        now_unix(),
+        (nanos as u64) ^ u64::from(std::process::id())
+    )
 }
 
 /// Records events into a [`RunRecord`] and persists it (throttled, always at stage end).
@@ -101,7 +114,12 @@ struct Inner {
 
 impl Journal {
     /// Start a journal for a run under `<state_dir>/runs/`.
-    pub fn new(state_dir: &Path, run_id: &str, stage: Stage, hosts: &[(HostAddr, Option<Role>)]) -> Self {
+    pub fn new(
+        state_dir: &Path,
+        run_id: &str,
+        stage: Stage,
+        hosts: &[(HostAddr, Option<Role>)],
+    ) -> Self {
         let record = RunRecord {
             run_id: run_id.to_owned(),
             stage,
@@ -110,17 +128,33 @@ impl Journal {
             summary: None,
             hosts: hosts
                 .iter()
-                .map(|(h, role)| (h.clone(), HostRecord { role: *role, ..Default::default() }))
+                .map(|(h, role)| {
+                    (
+                        h.clone(),
+                        HostRecord {
+                            role: *role,
+                            ..Default::default()
+                        },
+                    )
+                })
                 .collect(),
         };
         Journal {
             dir: state_dir.join("runs"),
-            inner: Mutex::new(Inner { record, last_write: None, error: None }),
+            inner: Mutex::new(Inner {
+                record,
+                last_write: None,
+                error: None,
+            }),
         }
     }
 
     pub fn path(&self) -> PathBuf {
-        let run_id = self.inner.lock().map(|i| i.record.run_id.clone()).unwrap_or_default();
+        let run_id = self
+            .inner
+            .lock()
+            .map(|i| i.record.run_id.clone())
+            .unwrap_or_default();
         self.dir.join(format!("{run_id}.json"))
     }
 
@@ -143,8 +177,10 @@ impl Journal {
         let rec = &inner.record;
         let path = dir.join(format!("{}.json", rec.run_id));
         let body = serde_json::to_vec_pretty(rec).expect("journal serializes");
-        write_atomic(&path, &body, 0o600)
-            .map_err(|source| JournalError::Write { path: path.clone(), source })?;
+        write_atomic(&path, &body, 0o600).map_err(|source| JournalError::Write {
+            path: path.clone(),
+            source,
+        })?;
         let last = dir.join(format!("last-{}", rec.stage.as_str()));
         write_atomic(&last, rec.run_id.as_bytes(), 0o600)
             .map_err(|source| JournalError::Write { path: last, source })?;
@@ -155,7 +191,9 @@ impl Journal {
 
 impl EventSink for Journal {
     fn emit(&self, event: Event) {
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
         let mut force = false;
         let rec = &mut inner.record;
         match event {
@@ -170,12 +208,25 @@ impl EventSink for Journal {
                     r.tail.drain(..extra);
                 }
             }
-            Event::StepFinished { host, step, outcome, .. } => {
+            Event::StepFinished {
+                host,
+                step,
+                outcome,
+                ..
+            } => {
                 if !outcome.is_success() {
-                    rec.hosts.entry(host).or_default().failed_step.get_or_insert(step);
+                    rec.hosts
+                        .entry(host)
+                        .or_default()
+                        .failed_step
+                        .get_or_insert(step);
                 }
             }
-            Event::HostFinished { host, outcome, duration_ms } => {
+            Event::HostFinished {
+                host,
+                outcome,
+                duration_ms,
+            } => {
                 let r = rec.hosts.entry(host).or_default();
                 r.outcome = Some(outcome);
                 r.duration_ms = Some(duration_ms);
@@ -187,7 +238,9 @@ impl EventSink for Journal {
             }
             _ => return,
         }
-        let due = inner.last_write.is_none_or(|t| t.elapsed() > Duration::from_millis(250));
+        let due = inner
+            .last_write
+            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
         if (force || due)
             && let Err(e) = Self::write(&self.dir, &mut inner)
         {
@@ -208,10 +261,14 @@ pub fn last_run(state_dir: &Path, stage: Stage) -> Result<RunRecord, JournalErro
         Err(source) => return Err(JournalError::Read { path: last, source }),
     };
     let path = dir.join(format!("{}.json", run_id.trim()));
-    let body =
-        std::fs::read(&path).map_err(|source| JournalError::Read { path: path.clone(), source })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| JournalError::Corrupt { path, message: e.to_string() })
+    let body = std::fs::read(&path).map_err(|source| JournalError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&body).map_err(|e| JournalError::Corrupt {
+        path,
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -225,24 +282,40 @@ mod tests {
     #[test]
     fn records_events_and_finds_failed_hosts() {
         let d = tempfile::tempdir().unwrap();
-        let hosts = vec![(h("10.0.0.1"), Some(Role::Master)), (h("10.0.0.2"), Some(Role::Agent))];
+        let hosts = vec![
+            (h("10.0.0.1"), Some(Role::Master)),
+            (h("10.0.0.2"), Some(Role::Agent)),
+        ];
         let j = Journal::new(d.path(), "deploy-1", Stage::Deploy, &hosts);
-        j.emit(Event::StepStarted { host: h("10.0.0.1"), step: "install".into() });
-        j.emit(Event::HostFinished { host: h("10.0.0.1"), outcome: Outcome::Ok, duration_ms: 5 });
+        j.emit(Event::StepStarted {
+            host: h("10.0.0.1"),
+            step: "install".into(),
+        });
+        j.emit(Event::HostFinished {
+            host: h("10.0.0.1"),
+            outcome: Outcome::Ok,
+            duration_ms: 5,
+        });
         j.emit(Event::StepFinished {
             host: h("10.0.0.2"),
             step: "connect".into(),
-            outcome: Outcome::Unreachable { message: "no route".into() },
+            outcome: Outcome::Unreachable {
+                message: "no route".into(),
+            },
             duration_ms: 1,
         });
         j.emit(Event::HostFinished {
             host: h("10.0.0.2"),
-            outcome: Outcome::Unreachable { message: "no route".into() },
+            outcome: Outcome::Unreachable {
+                message: "no route".into(),
+            },
             duration_ms: 1,
         });
         let mut s = Summary::default();
         s.add(&Outcome::Ok);
-        s.add(&Outcome::Unreachable { message: "x".into() });
+        s.add(&Outcome::Unreachable {
+            message: "x".into(),
+        });
         j.emit(Event::StageFinished {
             run_id: "deploy-1".into(),
             stage: Stage::Deploy,
@@ -251,7 +324,10 @@ mod tests {
         });
         let rec = last_run(d.path(), Stage::Deploy).unwrap();
         assert_eq!(rec.unsuccessful_hosts(), vec![h("10.0.0.2")]);
-        assert_eq!(rec.hosts[&h("10.0.0.2")].failed_step.as_deref(), Some("connect"));
+        assert_eq!(
+            rec.hosts[&h("10.0.0.2")].failed_step.as_deref(),
+            Some("connect")
+        );
         assert!(rec.finished_unix.is_some());
     }
 
@@ -259,6 +335,9 @@ mod tests {
     fn no_previous_run_is_explained() {
         let d = tempfile::tempdir().unwrap();
         let err = last_run(d.path(), Stage::Deploy).unwrap_err().to_string();
-        assert!(err.starts_with("no earlier `deploy` run is recorded"), "{err}");
+        assert!(
+            err.starts_with("no earlier `deploy` run is recorded"),
+            "{err}"
+        );
     }
 }

@@ -4,8 +4,8 @@
 pub mod fsutil;
 pub mod journal;
 pub mod lock;
-pub mod plan;
 pub mod password;
+pub mod plan;
 pub mod serve;
 pub mod stages;
 pub mod upgrade;

@@ -46,7 +46,10 @@ pub struct RunLock {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn human_age(since_unix: u64) -> String {
@@ -68,7 +71,10 @@ impl RunLock {
     /// Take the lock at `<state_dir>/lock` without waiting.
     pub fn acquire(state_dir: &Path, command: &str) -> Result<RunLock, LockError> {
         let path = state_dir.join("lock");
-        let io = |source| LockError::Io { path: path.clone(), source };
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
         fs::create_dir_all(state_dir).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -128,7 +134,10 @@ mod tests {
         let lock = RunLock::acquire(d.path(), "tarmac deploy").unwrap();
         let err = RunLock::acquire(d.path(), "tarmac preflight").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("`tarmac deploy`"), "{msg}");
         assert!(msg.contains("hint: wait for it"), "{msg}");
         drop(lock);

@@ -15,7 +15,11 @@ pub const PUSH_DIR: &str = "/var/lib/tarmac-push";
 /// Download install.sh from the bootstrap URL into a private temp file and run it.
 pub fn install_command(bootstrap_url: &str, role: Role, preflight_only: bool) -> String {
     let url = format!("{}/install.sh", bootstrap_url.trim_end_matches('/'));
-    let flag = if preflight_only { " --preflight-only" } else { "" };
+    let flag = if preflight_only {
+        " --preflight-only"
+    } else {
+        ""
+    };
     format!(
         "set -e; f=$(mktemp /tmp/tarmac-install.XXXXXX); trap 'rm -f \"$f\"' EXIT; \
          curl -fsSL --retry 3 --retry-delay 1 -o \"$f\" {url}; bash \"$f\"{flag} {role}",
@@ -26,7 +30,11 @@ pub fn install_command(bootstrap_url: &str, role: Role, preflight_only: bool) ->
 
 /// Run a pushed install.sh (in `--push` mode) with its bootstrap URL pointing at the copy.
 pub fn push_install_command(role: Role, preflight_only: bool) -> String {
-    let flag = if preflight_only { " --preflight-only" } else { "" };
+    let flag = if preflight_only {
+        " --preflight-only"
+    } else {
+        ""
+    };
     format!("bash {PUSH_DIR}/install.sh{flag} {}", role.as_str())
 }
 
@@ -53,7 +61,10 @@ pub fn active_command() -> String {
 
 /// Parse `tarmac-host active` output into sorted ids (ignoring anything that is not an id).
 pub fn parse_active(out: &str) -> Vec<PackageId> {
-    let mut v: Vec<PackageId> = out.lines().filter_map(|l| PackageId::parse(l.trim()).ok()).collect();
+    let mut v: Vec<PackageId> = out
+        .lines()
+        .filter_map(|l| PackageId::parse(l.trim()).ok())
+        .collect();
     v.sort();
     v
 }
@@ -97,7 +108,9 @@ pub fn parse_checks(out: &str) -> Vec<CheckResult> {
         let line = strip_ansi(raw);
         if let Some(rest) = line.strip_prefix("tarmac-check|") {
             let mut parts = rest.splitn(3, '|');
-            let (Some(name), Some(status)) = (parts.next(), parts.next()) else { continue };
+            let (Some(name), Some(status)) = (parts.next(), parts.next()) else {
+                continue;
+            };
             checks.push(CheckResult {
                 name: name.to_owned(),
                 passed: status == "ok",
@@ -114,7 +127,11 @@ pub fn parse_checks(out: &str) -> Vec<CheckResult> {
             } else {
                 continue;
             };
-            checks.push(CheckResult { name: name.trim().to_owned(), passed, detail: String::new() });
+            checks.push(CheckResult {
+                name: name.trim().to_owned(),
+                passed,
+                detail: String::new(),
+            });
         } else if line.starts_with("    ")
             && let Some(last) = checks.last_mut().filter(|c| !c.passed)
         {
@@ -142,7 +159,8 @@ echo "tarmac-clock|$(date +%s.%N)"
 
 /// Parse `tarmac-clock|…` into seconds since the epoch.
 pub fn parse_clock(out: &str) -> Option<f64> {
-    out.lines().find_map(|l| l.strip_prefix("tarmac-clock|")?.trim().parse().ok())
+    out.lines()
+        .find_map(|l| l.strip_prefix("tarmac-clock|")?.trim().parse().ok())
 }
 
 /// A clock offset check: `offset` = host clock − controller clock (seconds).
@@ -186,7 +204,11 @@ echo "prerequisites installed"
 
 /// Stop and remove everything Tarmac put on a host. State directories stay unless `purge`.
 pub fn uninstall_script(purge: bool) -> String {
-    let purge_cmd = if purge { "rm -rf /var/lib/tarmac\n" } else { "" };
+    let purge_cmd = if purge {
+        "rm -rf /var/lib/tarmac\n"
+    } else {
+        ""
+    };
     format!(
         r#"set -u
 if [ -x {HOST_BIN} ]; then {HOST_BIN} uninstall || echo "tarmac-host uninstall reported an error; removing by hand" >&2; fi
@@ -252,8 +274,13 @@ pub fn parse_status(out: &str) -> HostStatus {
                 }
             }
             "generation" if !line.trim().is_empty() => {
-                st.generation =
-                    Some(line.trim().rsplit('/').next().unwrap_or(line.trim()).to_owned());
+                st.generation = Some(
+                    line.trim()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(line.trim())
+                        .to_owned(),
+                );
             }
             "units" => {
                 if let Some((u, s)) = line.trim().split_once(' ')
@@ -271,14 +298,27 @@ pub fn parse_status(out: &str) -> HostStatus {
     }
     st.active.sort();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&checks_json) {
-        let items = v.get("checks").and_then(|c| c.as_array()).or(v.as_array()).cloned();
+        let items = v
+            .get("checks")
+            .and_then(|c| c.as_array())
+            .or(v.as_array())
+            .cloned();
         for c in items.unwrap_or_default() {
-            let ok = c.get("ok").and_then(|b| b.as_bool())
+            let ok = c
+                .get("ok")
+                .and_then(|b| b.as_bool())
                 .or_else(|| c.get("passed").and_then(|b| b.as_bool()))
-                .or_else(|| c.get("status").and_then(|s| s.as_str()).map(|s| s == "ok" || s == "pass"))
+                .or_else(|| {
+                    c.get("status")
+                        .and_then(|s| s.as_str())
+                        .map(|s| s == "ok" || s == "pass")
+                })
                 .unwrap_or(true);
             if !ok {
-                let check = c.get("check").or_else(|| c.get("name")).and_then(|n| n.as_str());
+                let check = c
+                    .get("check")
+                    .or_else(|| c.get("name"))
+                    .and_then(|n| n.as_str());
                 let package = c
                     .get("package")
                     .and_then(|p| p.as_str())
@@ -306,8 +346,17 @@ pub struct Drift {
 impl Drift {
     pub fn of(expected: &[PackageId], st: &HostStatus) -> Drift {
         Drift {
-            missing: expected.iter().filter(|i| !st.active.contains(i)).cloned().collect(),
-            unexpected: st.active.iter().filter(|i| !expected.contains(i)).cloned().collect(),
+            missing: expected
+                .iter()
+                .filter(|i| !st.active.contains(i))
+                .cloned()
+                .collect(),
+            unexpected: st
+                .active
+                .iter()
+                .filter(|i| !expected.contains(i))
+                .cloned()
+                .collect(),
             inactive_units: st
                 .units
                 .iter()
@@ -356,24 +405,39 @@ mod tests {
         assert_eq!(
             checks,
             vec![
-                CheckResult { name: "for an existing installation".into(), passed: true, detail: "".into() },
+                CheckResult {
+                    name: "for an existing installation".into(),
+                    passed: true,
+                    detail: "".into()
+                },
                 CheckResult {
                     name: "free TCP ports (9100)".into(),
                     passed: false,
                     detail: "port 9100 is in use by node_exporter".into()
                 },
-                CheckResult { name: "clock offset".into(), passed: true, detail: "+0.01s".into() },
+                CheckResult {
+                    name: "clock offset".into(),
+                    passed: true,
+                    detail: "+0.01s".into()
+                },
             ]
         );
     }
 
     #[test]
     fn clock() {
-        assert_eq!(parse_clock("x\ntarmac-clock|1700000000.25\n"), Some(1_700_000_000.25));
+        assert_eq!(
+            parse_clock("x\ntarmac-clock|1700000000.25\n"),
+            Some(1_700_000_000.25)
+        );
         assert!(clock_check(0.3, 5.0).passed);
         let c = clock_check(-42.0, 5.0);
         assert!(!c.passed);
-        assert!(c.detail.starts_with("the host's clock is -42.0s off"), "{}", c.detail);
+        assert!(
+            c.detail.starts_with("the host's clock is -42.0s off"),
+            "{}",
+            c.detail
+        );
     }
 
     #[test]
@@ -383,16 +447,31 @@ mod tests {
         assert_eq!(st.generation.as_deref(), Some("3"));
         assert_eq!(st.active.len(), 2);
         assert_eq!(st.failed_checks, vec!["etcd/etcd-health".to_owned()]);
-        let expected = vec![PackageId::parse("etcd--abc").unwrap(), PackageId::parse("prometheus--1").unwrap()];
+        let expected = vec![
+            PackageId::parse("etcd--abc").unwrap(),
+            PackageId::parse("prometheus--1").unwrap(),
+        ];
         let d = Drift::of(&expected, &st);
         assert_eq!(d.missing, vec![PackageId::parse("prometheus--1").unwrap()]);
-        assert_eq!(d.unexpected, vec![PackageId::parse("node-exporter--def").unwrap()]);
-        assert_eq!(d.inactive_units, vec!["node-exporter.service (failed)".to_owned()]);
+        assert_eq!(
+            d.unexpected,
+            vec![PackageId::parse("node-exporter--def").unwrap()]
+        );
+        assert_eq!(
+            d.inactive_units,
+            vec!["node-exporter.service (failed)".to_owned()]
+        );
         assert!(!d.is_clean());
     }
 
     #[test]
     fn active_ids() {
-        assert_eq!(parse_active("b--2\nnoise\na--1\n").iter().map(|i| i.to_string()).collect::<Vec<_>>(), vec!["a--1", "b--2"]);
+        assert_eq!(
+            parse_active("b--2\nnoise\na--1\n")
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            vec!["a--1", "b--2"]
+        );
     }
 }

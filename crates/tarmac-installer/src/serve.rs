@@ -32,28 +32,34 @@ impl ArtifactServer {
     /// Serve `dir` on `listener` (bound by the caller, e.g. inside a lab's network namespace).
     pub fn start(dir: &Path, listener: std::net::TcpListener) -> Result<Self, ServeError> {
         if !dir.is_dir() {
-            return Err(ServeError::NoServeDir { dir: dir.to_owned() });
+            return Err(ServeError::NoServeDir {
+                dir: dir.to_owned(),
+            });
         }
         let addr = listener.local_addr().map_err(|source| ServeError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-        listener.set_nonblocking(true).map_err(|source| ServeError::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServeError::Bind { addr, source })?;
         let listener =
             TcpListener::from_std(listener).map_err(|source| ServeError::Bind { addr, source })?;
         let app = Router::new().fallback_service(ServeDir::new(dir));
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned()).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await
         });
         Ok(ArtifactServer { addr, cancel, task })
     }
 
     /// Bind `addr` and serve `dir`.
     pub fn bind(dir: &Path, addr: SocketAddr) -> Result<Self, ServeError> {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| ServeError::Bind { addr, source })?;
         Self::start(dir, listener)
     }
 
@@ -88,7 +94,11 @@ mod tests {
         std::fs::write(d.path().join("install.sh"), "0123456789").unwrap();
         let srv = ArtifactServer::bind(d.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = srv.addr;
-        let full = get(addr, "GET /install.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let full = get(
+            addr,
+            "GET /install.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(full.starts_with("HTTP/1.1 200"), "{full}");
         assert!(full.ends_with("0123456789"));
         let part = get(
@@ -98,17 +108,24 @@ mod tests {
         .await;
         assert!(part.starts_with("HTTP/1.1 206"), "{part}");
         assert!(part.ends_with("456789"));
-        let missing = get(addr, "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let missing = get(
+            addr,
+            "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
         srv.stop().await;
     }
 
     #[test]
     fn missing_dir_is_explained() {
-        let err = ArtifactServer::bind(Path::new("/nonexistent/serve"), "127.0.0.1:0".parse().unwrap())
-            .err()
-            .unwrap()
-            .to_string();
+        let err = ArtifactServer::bind(
+            Path::new("/nonexistent/serve"),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("run `tarmac genconf` first"), "{err}");
     }
 }

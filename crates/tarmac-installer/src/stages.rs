@@ -32,7 +32,9 @@ pub enum InstallerError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("`{path}` is missing or unreadable: genconf has not produced the serve directory\nhint: run `tarmac genconf` first")]
+    #[error(
+        "`{path}` is missing or unreadable: genconf has not produced the serve directory\nhint: run `tarmac genconf` first"
+    )]
     NoServe {
         path: PathBuf,
         #[source]
@@ -44,7 +46,9 @@ pub enum InstallerError {
     Jump { value: String, message: String },
     #[error("cannot read the SSH key: {0}")]
     Key(String),
-    #[error("bootstrap_url `{url}` cannot be served by the installer: {why}\nhint: use an http://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push")]
+    #[error(
+        "bootstrap_url `{url}` cannot be served by the installer: {why}\nhint: use an http://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push"
+    )]
     BootstrapUrl { url: String, why: String },
     #[error("no hosts selected: {0}")]
     NoHosts(String),
@@ -63,25 +67,44 @@ impl ServeInfo {
         let dir = genconf_dir.join("serve");
         let latest = dir.join("cluster-package-list.latest");
         let list_id = std::fs::read_to_string(&latest)
-            .map_err(|source| InstallerError::NoServe { path: latest.clone(), source })?
+            .map_err(|source| InstallerError::NoServe {
+                path: latest.clone(),
+                source,
+            })?
             .trim()
             .to_owned();
-        let path = dir.join("package_lists").join(format!("{list_id}.package_list.json"));
-        let body = std::fs::read(&path)
-            .map_err(|source| InstallerError::NoServe { path: path.clone(), source })?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            InstallerError::BadPackageList { path: path.clone(), message: e.to_string() }
+        let path = dir
+            .join("package_lists")
+            .join(format!("{list_id}.package_list.json"));
+        let body = std::fs::read(&path).map_err(|source| InstallerError::NoServe {
+            path: path.clone(),
+            source,
         })?;
-        let mut packages = Vec::new();
-        for item in v.as_array().into_iter().flatten() {
-            let id = item.get("id").and_then(|i| i.as_str()).or(item.as_str()).unwrap_or_default();
-            packages.push(PackageId::parse(id).map_err(|e| InstallerError::BadPackageList {
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| InstallerError::BadPackageList {
                 path: path.clone(),
                 message: e.to_string(),
-            })?);
+            })?;
+        let mut packages = Vec::new();
+        for item in v.as_array().into_iter().flatten() {
+            let id = item
+                .get("id")
+                .and_then(|i| i.as_str())
+                .or(item.as_str())
+                .unwrap_or_default();
+            packages.push(
+                PackageId::parse(id).map_err(|e| InstallerError::BadPackageList {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+            );
         }
         packages.sort();
-        Ok(ServeInfo { dir, list_id, packages })
+        Ok(ServeInfo {
+            dir,
+            list_id,
+            packages,
+        })
     }
 }
 
@@ -151,7 +174,11 @@ impl Installer {
 
     pub fn ssh_options(&self) -> Result<SshOptions, InstallerError> {
         let s = self.cfg.ssh();
-        let mut o = SshOptions { user: s.user.clone(), port: s.port, ..SshOptions::default() };
+        let mut o = SshOptions {
+            user: s.user.clone(),
+            port: s.port,
+            ..SshOptions::default()
+        };
         if !s.key_path.as_os_str().is_empty() {
             o.identity_files = vec![s.key_path.clone()];
         }
@@ -202,23 +229,45 @@ impl Installer {
             &self.state_dir(),
             &run_id,
             stage,
-            &targets.iter().map(|t| (t.addr.clone(), t.role)).collect::<Vec<_>>(),
+            &targets
+                .iter()
+                .map(|t| (t.addr.clone(), t.role))
+                .collect::<Vec<_>>(),
         ));
         let log_dir = self.state_dir().join("logs").join(&run_id);
-        let sink: Sink = Arc::new(Fanout(vec![self.sink.clone(), journal.clone() as Arc<dyn EventSink>]));
+        let sink: Sink = Arc::new(Fanout(vec![
+            self.sink.clone(),
+            journal.clone() as Arc<dyn EventSink>,
+        ]));
         let ctx = FleetContext::new(sink)
             .with_log_dir(LogDir::new(&log_dir))
             .with_cancel(self.cancel.clone())
             .with_run_id(run_id);
         let fleet = Fleet::new(targets, self.ssh_options()?, ctx)
             .map_err(|e| InstallerError::Key(e.to_string()))?;
-        let report = fleet.run_all(stage, StageOptions { deadline, only: None }, job).await;
+        let report = fleet
+            .run_all(
+                stage,
+                StageOptions {
+                    deadline,
+                    only: None,
+                },
+                job,
+            )
+            .await;
         fleet.close().await;
         journal.flush()?;
         if let Some(e) = journal.error() {
-            self.sink.emit(Event::Notice { level: Level::Warn, message: e });
+            self.sink.emit(Event::Notice {
+                level: Level::Warn,
+                message: e,
+            });
         }
-        Ok(StageRun { report, journal: journal.path(), log_dir })
+        Ok(StageRun {
+            report,
+            journal: journal.path(),
+            log_dir,
+        })
     }
 
     /// Hosts to run on for `--retry-failed`: those that did not succeed in the last run of `stage`.
@@ -227,12 +276,18 @@ impl Installer {
     }
 
     /// Start the artifact server on bootstrap_url's address (pull mode).
-    fn serve(&self, serve: &ServeInfo, listen: Option<SocketAddr>) -> Result<ArtifactServer, InstallerError> {
+    fn serve(
+        &self,
+        serve: &ServeInfo,
+        listen: Option<SocketAddr>,
+    ) -> Result<ArtifactServer, InstallerError> {
         let url = self.cfg.bootstrap_url().to_owned();
         let addr = match listen {
             Some(a) => a,
-            None => bootstrap_listen_addr(&url)
-                .map_err(|why| InstallerError::BootstrapUrl { url: url.clone(), why })?,
+            None => bootstrap_listen_addr(&url).map_err(|why| InstallerError::BootstrapUrl {
+                url: url.clone(),
+                why,
+            })?,
         };
         Ok(ArtifactServer::bind(&serve.dir, addr)?)
     }
@@ -243,9 +298,16 @@ impl Installer {
 
     /// preflight: install.sh `--preflight-only` for each host's role, plus OS, architecture,
     /// clock offset and sudo. `ignore` names checks whose failure is reported but tolerated.
-    pub async fn preflight(&self, opts: &PreflightOptions) -> Result<(StageRun, BTreeMap<HostAddr, Vec<CheckResult>>), InstallerError> {
+    pub async fn preflight(
+        &self,
+        opts: &PreflightOptions,
+    ) -> Result<(StageRun, BTreeMap<HostAddr, Vec<CheckResult>>), InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
-        let server = if self.is_http() && !opts.push { Some(self.serve(&serve, opts.listen)?) } else { None };
+        let server = if self.is_http() && !opts.push {
+            Some(self.serve(&serve, opts.listen)?)
+        } else {
+            None
+        };
         let results: Arc<std::sync::Mutex<BTreeMap<HostAddr, Vec<CheckResult>>>> = Arc::default();
         let url = self.cfg.bootstrap_url().to_owned();
         let ignore = opts.ignore.clone();
@@ -269,11 +331,14 @@ impl Installer {
                         });
                     }
                     let sent = SystemTime::now();
-                    let r = host.run("host checks", Exec::new(plan::host_checks_script())).await?;
+                    let r = host
+                        .run("host checks", Exec::new(plan::host_checks_script()))
+                        .await?;
                     let rtt = sent.elapsed().unwrap_or_default();
                     checks.extend(plan::parse_checks(&r.stdout));
                     if let Some(remote) = plan::parse_clock(&r.stdout) {
-                        let local_mid = sent.duration_since(UNIX_EPOCH).unwrap_or_default() + rtt / 2;
+                        let local_mid =
+                            sent.duration_since(UNIX_EPOCH).unwrap_or_default() + rtt / 2;
                         checks.push(plan::clock_check(remote - local_mid.as_secs_f64(), 10.0));
                     }
                     let cmd = if push {
@@ -282,7 +347,9 @@ impl Installer {
                     } else {
                         plan::install_command(&url, role, true)
                     };
-                    let r = host.run("install.sh --preflight-only", Exec::root(cmd)).await?;
+                    let r = host
+                        .run("install.sh --preflight-only", Exec::root(cmd))
+                        .await?;
                     let mut script_checks = plan::parse_checks(&r.stdout);
                     if script_checks.is_empty() && !r.success() {
                         script_checks.push(CheckResult {
@@ -294,7 +361,9 @@ impl Installer {
                     checks.extend(script_checks);
                     let failed: Vec<&CheckResult> = checks
                         .iter()
-                        .filter(|c| !c.passed && !ignore.iter().any(|i| c.name.contains(i.as_str())))
+                        .filter(|c| {
+                            !c.passed && !ignore.iter().any(|i| c.name.contains(i.as_str()))
+                        })
                         .collect();
                     let outcome = if failed.is_empty() {
                         Outcome::Ok
@@ -305,11 +374,18 @@ impl Installer {
                             message: format!(
                                 "{} check(s) failed: {}",
                                 failed.len(),
-                                failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                                failed
+                                    .iter()
+                                    .map(|c| c.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         }
                     };
-                    results.lock().expect("results").insert(host.addr().clone(), checks);
+                    results
+                        .lock()
+                        .expect("results")
+                        .insert(host.addr().clone(), checks);
                     Ok(outcome)
                 }
             })
@@ -323,12 +399,21 @@ impl Installer {
     }
 
     /// install-prereqs: detect apt/dnf/yum and install what the distribution needs.
-    pub async fn install_prereqs(&self, only: Option<Vec<HostAddr>>, apt: &[String], dnf: &[String]) -> Result<StageRun, InstallerError> {
+    pub async fn install_prereqs(
+        &self,
+        only: Option<Vec<HostAddr>>,
+        apt: &[String],
+        dnf: &[String],
+    ) -> Result<StageRun, InstallerError> {
         let script = plan::install_prereqs_script(apt, dnf);
         self.stage(Stage::InstallPrereqs, only, None, |host| {
             let script = script.clone();
             async move {
-                host.check("install prerequisites", Exec::root(script).timeout(Duration::from_secs(900))).await?;
+                host.check(
+                    "install prerequisites",
+                    Exec::root(script).timeout(Duration::from_secs(900)),
+                )
+                .await?;
                 Ok(Outcome::Ok)
             }
         })
@@ -339,7 +424,11 @@ impl Installer {
     /// `push` over SSH). A host already on the target package list is `unchanged`.
     pub async fn deploy(&self, opts: &DeployOptions) -> Result<StageRun, InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
-        let server = if self.is_http() && !opts.push { Some(self.serve(&serve, opts.listen)?) } else { None };
+        let server = if self.is_http() && !opts.push {
+            Some(self.serve(&serve, opts.listen)?)
+        } else {
+            None
+        };
         let url = self.cfg.bootstrap_url().to_owned();
         let expected = Arc::new(serve.packages.clone());
         let push = opts.push;
@@ -383,34 +472,61 @@ impl Installer {
 
     /// postflight: poll node checks on every host (and cluster checks on masters) with backoff
     /// until they pass or `deadline` passes. The deadline is the stage's, not the per-command timeout.
-    pub async fn postflight(&self, only: Option<Vec<HostAddr>>, deadline: Duration) -> Result<StageRun, InstallerError> {
+    pub async fn postflight(
+        &self,
+        only: Option<Vec<HostAddr>>,
+        deadline: Duration,
+    ) -> Result<StageRun, InstallerError> {
         let started = Instant::now();
-        self.stage(Stage::Postflight, only, Some(deadline + Duration::from_secs(30)), |host| async move {
-            let cmd = format!("{} check", plan::HOST_BIN);
-            let mut delay = Duration::from_millis(500);
-            loop {
-                let r = host.run("checks", Exec::root(cmd.clone()).timeout(Duration::from_secs(120)).quiet()).await?;
-                if r.success() {
-                    return Ok(Outcome::Ok);
+        self.stage(
+            Stage::Postflight,
+            only,
+            Some(deadline + Duration::from_secs(30)),
+            |host| async move {
+                let cmd = format!("{} check", plan::HOST_BIN);
+                let mut delay = Duration::from_millis(500);
+                loop {
+                    let r = host
+                        .run(
+                            "checks",
+                            Exec::root(cmd.clone())
+                                .timeout(Duration::from_secs(120))
+                                .quiet(),
+                        )
+                        .await?;
+                    if r.success() {
+                        return Ok(Outcome::Ok);
+                    }
+                    if started.elapsed() + delay >= deadline {
+                        let mut tail: Vec<String> =
+                            r.stdout.lines().rev().take(10).map(str::to_owned).collect();
+                        tail.reverse();
+                        tail.extend(r.stderr_tail.iter().cloned());
+                        return Err(step_failed(
+                            host.addr().clone(),
+                            "checks".into(),
+                            r.exit_code,
+                            format!("checks still failing after {}s", deadline.as_secs()),
+                            tail,
+                        ));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = host.stop_token().cancelled() => return Ok(Outcome::Cancelled),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                if started.elapsed() + delay >= deadline {
-                    let mut tail: Vec<String> = r.stdout.lines().rev().take(10).map(str::to_owned).collect();
-                    tail.reverse();
-                    tail.extend(r.stderr_tail.iter().cloned());
-                    return Err(step_failed(host.addr().clone(), "checks".into(), r.exit_code, format!("checks still failing after {}s", deadline.as_secs()), tail));
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = host.stop_token().cancelled() => return Ok(Outcome::Cancelled),
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        })
+            },
+        )
         .await
     }
 
     /// uninstall: stop and remove everything Tarmac put on the hosts.
-    pub async fn uninstall(&self, only: Option<Vec<HostAddr>>, purge: bool) -> Result<StageRun, InstallerError> {
+    pub async fn uninstall(
+        &self,
+        only: Option<Vec<HostAddr>>,
+        purge: bool,
+    ) -> Result<StageRun, InstallerError> {
         let script = plan::uninstall_script(purge);
         self.stage(Stage::Uninstall, only, None, |host| {
             let script = script.clone();
@@ -424,16 +540,26 @@ impl Installer {
 
     /// status: every host's active packages, generation, units and failed checks compared
     /// with the cluster package list. A host with drift is reported as failed.
-    pub async fn status(&self, only: Option<Vec<HostAddr>>) -> Result<(StageRun, StatusReport), InstallerError> {
+    pub async fn status(
+        &self,
+        only: Option<Vec<HostAddr>>,
+    ) -> Result<(StageRun, StatusReport), InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir).ok();
-        let expected = Arc::new(serve.as_ref().map(|s| s.packages.clone()).unwrap_or_default());
+        let expected = Arc::new(
+            serve
+                .as_ref()
+                .map(|s| s.packages.clone())
+                .unwrap_or_default(),
+        );
         let hosts: Arc<std::sync::Mutex<BTreeMap<HostAddr, HostStatusReport>>> = Arc::default();
         let run = self
             .stage(Stage::Status, only, None, |host| {
                 let expected = expected.clone();
                 let hosts = hosts.clone();
                 async move {
-                    let r = host.check("status", Exec::root(plan::status_script()).quiet()).await?;
+                    let r = host
+                        .check("status", Exec::root(plan::status_script()).quiet())
+                        .await?;
                     let st = plan::parse_status(&r.stdout);
                     let drift = Drift::of(&expected, &st);
                     let clean = drift.is_clean() && st.failed_checks.is_empty();
@@ -448,20 +574,34 @@ impl Installer {
                                 why.push(format!("{} package(s) missing", drift.missing.len()));
                             }
                             if !drift.unexpected.is_empty() {
-                                why.push(format!("{} unexpected package(s)", drift.unexpected.len()));
+                                why.push(format!(
+                                    "{} unexpected package(s)",
+                                    drift.unexpected.len()
+                                ));
                             }
                         }
                         if !drift.inactive_units.is_empty() {
-                            why.push(format!("units not active: {}", drift.inactive_units.join(", ")));
+                            why.push(format!(
+                                "units not active: {}",
+                                drift.inactive_units.join(", ")
+                            ));
                         }
                         if !st.failed_checks.is_empty() {
                             why.push(format!("failed checks: {}", st.failed_checks.join(", ")));
                         }
-                        Outcome::Failed { exit_code: None, signal: None, message: format!("drift: {}", why.join("; ")) }
+                        Outcome::Failed {
+                            exit_code: None,
+                            signal: None,
+                            message: format!("drift: {}", why.join("; ")),
+                        }
                     };
                     hosts.lock().expect("status").insert(
                         host.addr().clone(),
-                        HostStatusReport { role: host.role(), status: st, drift },
+                        HostStatusReport {
+                            role: host.role(),
+                            status: st,
+                            drift,
+                        },
                     );
                     Ok(outcome)
                 }
@@ -476,23 +616,48 @@ impl Installer {
 }
 
 /// A failed step with a reason and the last output lines.
-fn step_failed(host: HostAddr, step: String, exit_code: Option<i32>, message: String, tail: Vec<String>) -> StepError {
+fn step_failed(
+    host: HostAddr,
+    step: String,
+    exit_code: Option<i32>,
+    message: String,
+    tail: Vec<String>,
+) -> StepError {
     let mut detail = format!("\n{message}");
     for l in tail {
         detail.push_str("\n    ");
         detail.push_str(&l);
     }
-    StepError::Failed { host, step, exit_code, signal: None, detail }
+    StepError::Failed {
+        host,
+        step,
+        exit_code,
+        signal: None,
+        detail,
+    }
 }
 
 /// Copy the serve directory's files to the host for `--push` (install.sh with its URL
 /// rewritten to the copy). Uploads are sha256-checked by the engine.
-async fn push_files(host: &HostSession, serve_dir: &Path, preflight_only: bool) -> Result<(), StepError> {
+async fn push_files(
+    host: &HostSession,
+    serve_dir: &Path,
+    preflight_only: bool,
+) -> Result<(), StepError> {
     let script = std::fs::read_to_string(serve_dir.join("install.sh")).unwrap_or_default();
-    host.check("push: prepare", Exec::root(format!("mkdir -p {}", plan::PUSH_DIR))).await?;
+    host.check(
+        "push: prepare",
+        Exec::root(format!("mkdir -p {}", plan::PUSH_DIR)),
+    )
+    .await?;
     host.upload(
         "push: install.sh",
-        &Upload::new(UploadSource::bytes("install.sh", plan::pushed_install_script(&script)), format!("{}/install.sh", plan::PUSH_DIR)).mode(0o755).root(),
+        &Upload::new(
+            UploadSource::bytes("install.sh", plan::pushed_install_script(&script)),
+            format!("{}/install.sh", plan::PUSH_DIR),
+        )
+        .mode(0o755)
+        .root(),
     )
     .await?;
     if preflight_only {
@@ -502,9 +667,22 @@ async fn push_files(host: &HostSession, serve_dir: &Path, preflight_only: bool) 
         if rel == "install.sh" {
             continue;
         }
-        let src = UploadSource::file(serve_dir.join(&rel)).map_err(|e| step_failed(host.addr().clone(), "push".into(), None, format!("cannot read {}: {e}", serve_dir.join(&rel).display()), Vec::new()))?;
-        host.upload(&format!("push: {rel}"), &Upload::new(src, format!("{}/{rel}", plan::PUSH_DIR)).mode(0o644).root())
-            .await?;
+        let src = UploadSource::file(serve_dir.join(&rel)).map_err(|e| {
+            step_failed(
+                host.addr().clone(),
+                "push".into(),
+                None,
+                format!("cannot read {}: {e}", serve_dir.join(&rel).display()),
+                Vec::new(),
+            )
+        })?;
+        host.upload(
+            &format!("push: {rel}"),
+            &Upload::new(src, format!("{}/{rel}", plan::PUSH_DIR))
+                .mode(0o644)
+                .root(),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -512,7 +690,9 @@ async fn push_files(host: &HostSession, serve_dir: &Path, preflight_only: bool) 
 /// Every regular file below `dir`, as sorted relative paths.
 fn walk(dir: &Path) -> Vec<String> {
     fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             match e.file_type() {
@@ -534,10 +714,16 @@ fn walk(dir: &Path) -> Vec<String> {
 
 /// The socket address to serve on for an `http://host:port` bootstrap URL.
 pub fn bootstrap_listen_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url.strip_prefix("http://").ok_or("only http:// URLs can be served by the installer")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs can be served by the installer")?;
     let hostport = rest.split('/').next().unwrap_or_default();
     let with_port = if hostport.starts_with('[') {
-        if hostport.contains("]:") { hostport.to_owned() } else { format!("{hostport}:80") }
+        if hostport.contains("]:") {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:80")
+        }
     } else if hostport.contains(':') {
         hostport.to_owned()
     } else {
@@ -569,7 +755,12 @@ pub struct DeployOptions {
 
 impl Default for DeployOptions {
     fn default() -> Self {
-        DeployOptions { only: None, push: false, listen: None, timeout: Duration::from_secs(900) }
+        DeployOptions {
+            only: None,
+            push: false,
+            listen: None,
+            timeout: Duration::from_secs(900),
+        }
     }
 }
 
@@ -592,9 +783,18 @@ mod tests {
 
     #[test]
     fn listen_addr_from_url() {
-        assert_eq!(bootstrap_listen_addr("http://127.0.0.1:8080").unwrap(), "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(bootstrap_listen_addr("http://127.0.0.1/x").unwrap(), "127.0.0.1:80".parse().unwrap());
-        assert_eq!(bootstrap_listen_addr("http://[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        assert_eq!(
+            bootstrap_listen_addr("http://127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            bootstrap_listen_addr("http://127.0.0.1/x").unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            bootstrap_listen_addr("http://[::1]:9").unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
         assert!(bootstrap_listen_addr("https://x").is_err());
     }
 }

@@ -70,7 +70,9 @@ impl FromStr for BatchSize {
         match parse_count_or_percent(s)? {
             (n, false) if n > 0 => Ok(BatchSize::Count(n)),
             (p, true) if (1..=100).contains(&p) => Ok(BatchSize::Percent(p as u32)),
-            _ => Err(format!("`{s}`: a batch is a number ≥ 1 or a percentage 1%–100%")),
+            _ => Err(format!(
+                "`{s}`: a batch is a number ≥ 1 or a percentage 1%–100%"
+            )),
         }
     }
 }
@@ -98,7 +100,9 @@ impl FromStr for Budget {
         match parse_count_or_percent(s)? {
             (n, false) => Ok(Budget::Count(n)),
             (p, true) if p <= 100 => Ok(Budget::Percent(p as u32)),
-            _ => Err(format!("`{s}`: a failure budget is a number or a percentage 0%–100%")),
+            _ => Err(format!(
+                "`{s}`: a failure budget is a number or a percentage 0%–100%"
+            )),
         }
     }
 }
@@ -129,13 +133,22 @@ pub fn waves(hosts: &[(HostAddr, Role)], batch: BatchSize) -> Vec<Wave> {
     let mut out: Vec<Wave> = hosts
         .iter()
         .filter(|(_, r)| *r == Role::Master)
-        .map(|h| Wave { masters: true, hosts: vec![h.clone()] })
+        .map(|h| Wave {
+            masters: true,
+            hosts: vec![h.clone()],
+        })
         .collect();
-    let others: Vec<(HostAddr, Role)> =
-        hosts.iter().filter(|(_, r)| *r != Role::Master).cloned().collect();
+    let others: Vec<(HostAddr, Role)> = hosts
+        .iter()
+        .filter(|(_, r)| *r != Role::Master)
+        .cloned()
+        .collect();
     let size = batch.of(others.len());
     for chunk in others.chunks(size) {
-        out.push(Wave { masters: false, hosts: chunk.to_vec() });
+        out.push(Wave {
+            masters: false,
+            hosts: chunk.to_vec(),
+        });
     }
     out
 }
@@ -186,7 +199,9 @@ pub fn host_plan(
     units: &BTreeMap<PackageId, Vec<UnitFile>>,
 ) -> HostPlan {
     let by_name = |ids: &[PackageId]| -> BTreeMap<String, PackageId> {
-        ids.iter().map(|i| (i.name().to_string(), i.clone())).collect()
+        ids.iter()
+            .map(|i| (i.name().to_string(), i.clone()))
+            .collect()
     };
     let cur = by_name(current);
     let tgt = by_name(target);
@@ -210,27 +225,51 @@ pub fn host_plan(
         } else if let Some(f) = from {
             stops.push(f.clone());
         }
-        changes.push(PackageChange { name: name.clone(), from: from.cloned(), to: to.cloned() });
+        changes.push(PackageChange {
+            name: name.clone(),
+            from: from.cloned(),
+            to: to.cloned(),
+        });
     }
     restarts.sort();
-    HostPlan { host: host.clone(), role, changes, restarts, stops }
+    HostPlan {
+        host: host.clone(),
+        role,
+        changes,
+        restarts,
+        stops,
+    }
 }
 
 /// The `--plan` text: the order, then per host what changes.
 pub fn render_plan(target_list: &str, waves: &[Wave], plans: &[HostPlan]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "upgrade to cluster package list {target_list}");
-    let changed = |h: &HostAddr| plans.iter().find(|p| &p.host == h).is_some_and(|p| !p.unchanged());
+    let changed = |h: &HostAddr| {
+        plans
+            .iter()
+            .find(|p| &p.host == h)
+            .is_some_and(|p| !p.unchanged())
+    };
     let _ = writeln!(s, "order:");
     let mut step = 0;
     for w in waves {
-        let todo: Vec<String> = w.hosts.iter().filter(|(h, _)| changed(h)).map(|(h, _)| h.to_string()).collect();
+        let todo: Vec<String> = w
+            .hosts
+            .iter()
+            .filter(|(h, _)| changed(h))
+            .map(|(h, _)| h.to_string())
+            .collect();
         if todo.is_empty() {
             continue;
         }
         step += 1;
         if w.masters {
-            let _ = writeln!(s, "  {step}. master {} (then cluster checks on every master)", todo.join(", "));
+            let _ = writeln!(
+                s,
+                "  {step}. master {} (then cluster checks on every master)",
+                todo.join(", ")
+            );
         } else {
             let _ = writeln!(s, "  {step}. agents {}", todo.join(", "));
         }
@@ -289,7 +328,10 @@ pub fn archive_units(path: &Path) -> std::io::Result<Vec<UnitFile>> {
             && let Some(role) = unit_dir_role(dir)
             && e.header().entry_type().is_file()
         {
-            out.push(UnitFile { role, name: name.clone() });
+            out.push(UnitFile {
+                role,
+                name: name.clone(),
+            });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -353,7 +395,8 @@ pub fn switch_script(prev: u64, window: Duration, list_id: &str, ids: &[PackageI
         "set -e\n\
          systemctl stop {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
          systemctl reset-failed {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
-         systemd-run --quiet --unit={CONFIRM_UNIT} --description='Tarmac: revert to generation {prev} unless confirmed' --on-active={secs}s /bin/sh -c {revert_q}\n\
+         mkdir -p {UPGRADE_DIR} && printf '%s\\n' {revert_q} > {UPGRADE_DIR}/revert.sh\n\
+         systemd-run --quiet --unit={CONFIRM_UNIT} --description='Tarmac: revert to generation {prev} unless confirmed' --timer-property=AccuracySec=1s --on-active={secs}s /bin/sh {UPGRADE_DIR}/revert.sh\n\
          if [ -f {FLAGS_DIR}/cluster-package-list ] && [ ! -f {FLAGS_DIR}/cluster-package-list.prev ]; then cp -p {FLAGS_DIR}/cluster-package-list {FLAGS_DIR}/cluster-package-list.prev; fi\n\
          cp {list} {FLAGS_DIR}/cluster-package-list.new && mv -f {FLAGS_DIR}/cluster-package-list.new {FLAGS_DIR}/cluster-package-list\n\
          if ! {HOST_BIN} --wait activate {ids}; then\n  \
@@ -409,7 +452,9 @@ pub fn rollback_script(to: Option<u64>) -> String {
 
 /// `GEN <n>` from the switch's output.
 pub fn parse_generation(out: &str) -> Option<u64> {
-    out.lines().rev().find_map(|l| l.trim().strip_prefix("GEN ")?.trim().parse().ok())
+    out.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("GEN ")?.trim().parse().ok())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -515,27 +560,52 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     /// One fleet over `hosts` (fresh connections), journaled.
-    async fn fleet_run<F, Fut>(&mut self, what: &str, hosts: &[(HostAddr, Role)], deadline: Option<Duration>, job: F) -> Result<StageReport, InstallerError>
+    async fn fleet_run<F, Fut>(
+        &mut self,
+        what: &str,
+        hosts: &[(HostAddr, Role)],
+        deadline: Option<Duration>,
+        job: F,
+    ) -> Result<StageReport, InstallerError>
     where
         F: Fn(HostSession) -> Fut,
         Fut: Future<Output = Result<Outcome, StepError>>,
     {
         self.waves_run += 1;
         let run_id = format!("{}-{:03}-{what}", self.run_id, self.waves_run);
-        let targets: Vec<Target> = hosts.iter().map(|(h, r)| Target::new(h.clone()).with_role(*r)).collect();
+        let targets: Vec<Target> = hosts
+            .iter()
+            .map(|(h, r)| Target::new(h.clone()).with_role(*r))
+            .collect();
         let journal = Arc::new(Journal::new(
             &self.inst.state_dir(),
             &run_id,
             Stage::Upgrade,
-            &targets.iter().map(|t| (t.addr.clone(), t.role)).collect::<Vec<_>>(),
+            &targets
+                .iter()
+                .map(|t| (t.addr.clone(), t.role))
+                .collect::<Vec<_>>(),
         ));
-        let sink: Sink = Arc::new(Fanout(vec![self.inst.sink.clone(), journal.clone() as Arc<dyn EventSink>]));
+        let sink: Sink = Arc::new(Fanout(vec![
+            self.inst.sink.clone(),
+            journal.clone() as Arc<dyn EventSink>,
+        ]));
         let ctx = FleetContext::new(sink)
             .with_log_dir(LogDir::new(&self.log_dir))
             .with_cancel(self.inst.cancel.clone())
             .with_run_id(run_id);
-        let fleet = Fleet::new(targets, self.inst.ssh_options()?, ctx).map_err(|e| InstallerError::Key(e.to_string()))?;
-        let report = fleet.run_all(Stage::Upgrade, StageOptions { deadline, only: None }, job).await;
+        let fleet = Fleet::new(targets, self.inst.ssh_options()?, ctx)
+            .map_err(|e| InstallerError::Key(e.to_string()))?;
+        let report = fleet
+            .run_all(
+                Stage::Upgrade,
+                StageOptions {
+                    deadline,
+                    only: None,
+                },
+                job,
+            )
+            .await;
         fleet.close().await;
         journal.flush()?;
         self.journals.push(journal.path());
@@ -543,7 +613,10 @@ impl Runner<'_> {
     }
 
     fn notice(&self, message: String) {
-        self.inst.sink.emit(Event::Notice { level: Level::Info, message });
+        self.inst.sink.emit(Event::Notice {
+            level: Level::Info,
+            message,
+        });
     }
 }
 
@@ -553,17 +626,38 @@ async fn poll_checks(host: &HostSession, deadline: Duration) -> Result<(), StepE
     let cmd = format!("{HOST_BIN} check");
     let mut delay = Duration::from_millis(500);
     loop {
-        let r = host.run("checks", Exec::root(cmd.clone()).timeout(Duration::from_secs(120)).quiet()).await?;
+        let r = host
+            .run(
+                "checks",
+                Exec::root(cmd.clone())
+                    .timeout(Duration::from_secs(120))
+                    .quiet(),
+            )
+            .await?;
         if r.success() {
             return Ok(());
         }
         if started.elapsed() + delay >= deadline || host.stop_token().is_cancelled() {
             let mut detail = format!("\nchecks still failing after {}s", deadline.as_secs());
-            for l in r.stdout.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+            for l in r
+                .stdout
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 detail.push_str("\n    ");
                 detail.push_str(l);
             }
-            return Err(StepError::Failed { host: host.addr().clone(), step: "checks".into(), exit_code: r.exit_code, signal: None, detail });
+            return Err(StepError::Failed {
+                host: host.addr().clone(),
+                step: "checks".into(),
+                exit_code: r.exit_code,
+                signal: None,
+                detail,
+            });
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -574,18 +668,31 @@ async fn poll_checks(host: &HostSession, deadline: Duration) -> Result<(), StepE
 }
 
 fn failed(host: &HostAddr, step: &str, message: String) -> StepError {
-    StepError::Failed { host: host.clone(), step: step.into(), exit_code: None, signal: None, detail: format!("\n{message}") }
+    StepError::Failed {
+        host: host.clone(),
+        step: step.into(),
+        exit_code: None,
+        signal: None,
+        detail: format!("\n{message}"),
+    }
 }
 
 impl Installer {
     /// The per-host plan of an upgrade to the current `genconf/serve` list (reads the hosts'
     /// active ids; changes nothing).
-    pub async fn upgrade_plan(&self, batch: BatchSize) -> Result<(String, Vec<Wave>, Vec<HostPlan>), InstallerError> {
+    pub async fn upgrade_plan(
+        &self,
+        batch: BatchSize,
+    ) -> Result<(String, Vec<Wave>, Vec<HostPlan>), InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
         let hosts = self.selected();
         let mut units = BTreeMap::new();
         for id in &serve.packages {
-            let p = serve.dir.join("packages").join(id.name().to_string()).join(format!("{id}.tar.zst"));
+            let p = serve
+                .dir
+                .join("packages")
+                .join(id.name().to_string())
+                .join(format!("{id}.tar.zst"));
             units.insert(id.clone(), archive_units(&p).unwrap_or_default());
         }
         let active: Arc<Mutex<BTreeMap<HostAddr, Vec<PackageId>>>> = Arc::default();
@@ -594,8 +701,13 @@ impl Installer {
             .fleet_run("inspect", &hosts, None, |host| {
                 let active = active.clone();
                 async move {
-                    let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
-                    active.lock().expect("plan").insert(host.addr().clone(), parse_status(&r.stdout).active);
+                    let r = host
+                        .check("inspect", Exec::root(inspect_script()).quiet())
+                        .await?;
+                    active
+                        .lock()
+                        .expect("plan")
+                        .insert(host.addr().clone(), parse_status(&r.stdout).active);
                     Ok(Outcome::Ok)
                 }
             })
@@ -613,12 +725,21 @@ impl Installer {
     }
 
     fn selected(&self) -> Vec<(HostAddr, Role)> {
-        self.hosts().into_iter().filter(|(h, _)| self.only.as_ref().is_none_or(|o| o.contains(h))).collect()
+        self.hosts()
+            .into_iter()
+            .filter(|(h, _)| self.only.as_ref().is_none_or(|o| o.contains(h)))
+            .collect()
     }
 
     fn runner(&self, op: &str) -> Runner<'_> {
         let run_id = new_run_id(Stage::Upgrade).replacen("upgrade", op, 1);
-        Runner { inst: self, log_dir: self.state_dir().join("logs").join(&run_id), run_id, journals: Vec::new(), waves_run: 0 }
+        Runner {
+            inst: self,
+            log_dir: self.state_dir().join("logs").join(&run_id),
+            run_id,
+            journals: Vec::new(),
+            waves_run: 0,
+        }
     }
 
     /// `tarmac upgrade`: roll the cluster to the current `genconf/serve` package list.
@@ -631,14 +752,28 @@ impl Installer {
         self.rolling(Op::Rollback, opts).await
     }
 
-    async fn rolling(&self, op: Op, opts: &UpgradeOptions) -> Result<UpgradeReport, InstallerError> {
-        let opname = if op == Op::Upgrade { "upgrade" } else { "rollback" };
+    async fn rolling(
+        &self,
+        op: Op,
+        opts: &UpgradeOptions,
+    ) -> Result<UpgradeReport, InstallerError> {
+        let opname = if op == Op::Upgrade {
+            "upgrade"
+        } else {
+            "rollback"
+        };
         let _lock = RunLock::acquire(&self.state_dir(), &format!("tarmac {opname}"))?;
         let hosts = self.selected();
         if hosts.is_empty() {
-            return Err(InstallerError::NoHosts("none of the selected hosts is in config.yaml".into()));
+            return Err(InstallerError::NoHosts(
+                "none of the selected hosts is in config.yaml".into(),
+            ));
         }
-        let serve = if op == Op::Upgrade { Some(ServeInfo::read(&self.genconf_dir)?) } else { None };
+        let serve = if op == Op::Upgrade {
+            Some(ServeInfo::read(&self.genconf_dir)?)
+        } else {
+            None
+        };
         let target = match (&serve, opts.to) {
             (Some(s), _) => s.list_id.clone(),
             (None, Some(n)) => n.to_string(),
@@ -654,37 +789,55 @@ impl Installer {
                         p.operation, p.target
                     )));
                 }
-                None => return Err(InstallerError::NoHosts(format!("--resume: no interrupted run in {}", UpgradeState::path(&self.state_dir()).display()))),
+                None => {
+                    return Err(InstallerError::NoHosts(format!(
+                        "--resume: no interrupted run in {}",
+                        UpgradeState::path(&self.state_dir()).display()
+                    )));
+                }
             }
         }
-        let mut state = UpgradeState { operation: opname.to_owned(), target: target.clone(), ..UpgradeState::default() };
+        let mut state = UpgradeState {
+            operation: opname.to_owned(),
+            target: target.clone(),
+            ..UpgradeState::default()
+        };
         for (h, _) in &hosts {
             let prior = previous
                 .as_ref()
                 .filter(|_| opts.resume)
                 .and_then(|p| p.hosts.get(&h.to_string()))
                 .cloned();
-            state.hosts.insert(h.to_string(), prior.unwrap_or_else(|| "untouched".into()));
+            state
+                .hosts
+                .insert(h.to_string(), prior.unwrap_or_else(|| "untouched".into()));
         }
         state.save(&self.state_dir())?;
 
         let server = match &serve {
             Some(s) if self.cfg.bootstrap_url().starts_with("http://") => {
                 let url = self.cfg.bootstrap_url().to_owned();
-                let addr = bootstrap_listen_addr(&url).map_err(|why| InstallerError::BootstrapUrl { url, why })?;
+                let addr = bootstrap_listen_addr(&url)
+                    .map_err(|why| InstallerError::BootstrapUrl { url, why })?;
                 Some(ArtifactServer::bind(&s.dir, addr)?)
             }
             _ => None,
         };
         let mut runner = self.runner(opname);
-        let result = self.roll(op, opts, serve.as_ref(), &hosts, &mut state, &mut runner).await;
+        let result = self
+            .roll(op, opts, serve.as_ref(), &hosts, &mut state, &mut runner)
+            .await;
         if let Some(s) = server {
             s.stop().await;
         }
         result?;
         state.finished = true;
         state.save(&self.state_dir())?;
-        Ok(UpgradeReport { state, journals: runner.journals, log_dir: runner.log_dir })
+        Ok(UpgradeReport {
+            state,
+            journals: runner.journals,
+            log_dir: runner.log_dir,
+        })
     }
 
     async fn roll(
@@ -699,7 +852,11 @@ impl Installer {
         let all_waves = waves(hosts, opts.batch);
         let agents = hosts.iter().filter(|(_, r)| *r != Role::Master).count();
         let allowed = opts.max_failures.allowed(agents);
-        let masters: Vec<(HostAddr, Role)> = self.hosts().into_iter().filter(|(_, r)| *r == Role::Master).collect();
+        let masters: Vec<(HostAddr, Role)> = self
+            .hosts()
+            .into_iter()
+            .filter(|(_, r)| *r == Role::Master)
+            .collect();
         // Checks must pass early enough to confirm before the host reverts by itself.
         let check_deadline = if op == Op::Upgrade {
             opts.check_deadline.min(opts.confirm_window.mul_f64(0.75))
@@ -713,13 +870,26 @@ impl Installer {
                 break;
             }
             let names: Vec<String> = wave.hosts.iter().map(|(h, _)| h.to_string()).collect();
-            runner.notice(format!("{}: step {} of {}: {}", if op == Op::Upgrade { "upgrade" } else { "rollback" }, i + 1, all_waves.len(), names.join(", ")));
+            runner.notice(format!(
+                "{}: step {} of {}: {}",
+                if op == Op::Upgrade {
+                    "upgrade"
+                } else {
+                    "rollback"
+                },
+                i + 1,
+                all_waves.len(),
+                names.join(", ")
+            ));
             let switched: Arc<Mutex<BTreeMap<HostAddr, Switched>>> = Arc::default();
             let report = match op {
                 Op::Upgrade => {
                     let serve = serve.expect("upgrade has a serve dir");
                     let expected = Arc::new(serve.packages.clone());
-                    let list_file = serve.dir.join("package_lists").join(format!("{}.package_list.json", serve.list_id));
+                    let list_file = serve
+                        .dir
+                        .join("package_lists")
+                        .join(format!("{}.package_list.json", serve.list_id));
                     let list_id = serve.list_id.clone();
                     let url = self.cfg.bootstrap_url().to_owned();
                     let window = opts.confirm_window;
@@ -762,18 +932,34 @@ impl Installer {
                         .fleet_run("rollback", &wave.hosts, None, |host| {
                             let switched = switched.clone();
                             async move {
-                                let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
+                                let r = host
+                                    .check("inspect", Exec::root(inspect_script()).quiet())
+                                    .await?;
                                 let st = parse_status(&r.stdout);
-                                let cur = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
+                                let cur =
+                                    st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
                                 if cur.is_some() && cur == to {
                                     return Ok(Outcome::Unchanged);
                                 }
                                 let Some(prev) = cur else {
-                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here".into()));
+                                    return Err(failed(
+                                        host.addr(),
+                                        "inspect",
+                                        "Tarmac is not installed here".into(),
+                                    ));
                                 };
-                                let r = host.check("rollback", Exec::root(rollback_script(to)).timeout(Duration::from_secs(600))).await?;
+                                let r = host
+                                    .check(
+                                        "rollback",
+                                        Exec::root(rollback_script(to))
+                                            .timeout(Duration::from_secs(600)),
+                                    )
+                                    .await?;
                                 let now = parse_generation(&r.stdout).unwrap_or(prev);
-                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev, now });
+                                switched
+                                    .lock()
+                                    .expect("switched")
+                                    .insert(host.addr().clone(), Switched { prev, now });
                                 poll_checks(&host, check_deadline).await?;
                                 Ok(Outcome::Ok)
                             }
@@ -785,10 +971,15 @@ impl Installer {
             let mut wave_failures = 0;
             for hr in &report.hosts {
                 let label = hr.outcome.label();
-                state.hosts.insert(hr.target.addr.to_string(), label.to_owned());
+                state
+                    .hosts
+                    .insert(hr.target.addr.to_string(), label.to_owned());
                 if hr.outcome.is_success() {
                     if hr.outcome == Outcome::Ok {
-                        ok_hosts.push((hr.target.addr.clone(), hr.target.role.unwrap_or(Role::Agent)));
+                        ok_hosts.push((
+                            hr.target.addr.clone(),
+                            hr.target.role.unwrap_or(Role::Agent),
+                        ));
                     }
                 } else {
                     wave_failures += 1;
@@ -821,8 +1012,11 @@ impl Installer {
                     .fleet_run("confirm", &ok_hosts, None, |host| {
                         let sw = sw.clone();
                         async move {
-                            let Some(s) = sw.get(host.addr()).copied() else { return Ok(Outcome::Unchanged) };
-                            host.check("confirm", Exec::root(confirm_script(s.now))).await?;
+                            let Some(s) = sw.get(host.addr()).copied() else {
+                                return Ok(Outcome::Unchanged);
+                            };
+                            host.check("confirm", Exec::root(confirm_script(s.now)))
+                                .await?;
                             Ok(Outcome::Ok)
                         }
                     })
@@ -830,37 +1024,58 @@ impl Installer {
                 for hr in &confirm.hosts {
                     if !hr.outcome.is_success() {
                         wave_failures += 1;
-                        state.hosts.insert(hr.target.addr.to_string(), "unconfirmed".into());
+                        state
+                            .hosts
+                            .insert(hr.target.addr.to_string(), "unconfirmed".into());
                     }
                 }
             }
             state.save(&self.state_dir())?;
             if wave_failures > 0 {
                 if wave.masters {
-                    state.stopped = Some(format!("master {} failed: stopped before touching the other hosts", names.join(", ")));
+                    state.stopped = Some(format!(
+                        "master {} failed: stopped before touching the other hosts",
+                        names.join(", ")
+                    ));
                     break;
                 }
                 agent_failures += wave_failures;
                 if agent_failures > allowed {
-                    state.stopped = Some(format!("{agent_failures} agent(s) failed, more than the budget of {allowed}: stopped"));
+                    state.stopped = Some(format!(
+                        "{agent_failures} agent(s) failed, more than the budget of {allowed}: stopped"
+                    ));
                     break;
                 }
             }
         }
         if let Some(s) = &state.stopped {
-            self.sink.emit(Event::Notice { level: Level::Error, message: s.clone() });
+            self.sink.emit(Event::Notice {
+                level: Level::Error,
+                message: s.clone(),
+            });
         }
         Ok(())
     }
 
-    async fn revert_hosts(&self, runner: &mut Runner<'_>, hosts: &[(HostAddr, Role)], sw: &BTreeMap<HostAddr, Switched>) -> Result<(), InstallerError> {
+    async fn revert_hosts(
+        &self,
+        runner: &mut Runner<'_>,
+        hosts: &[(HostAddr, Role)],
+        sw: &BTreeMap<HostAddr, Switched>,
+    ) -> Result<(), InstallerError> {
         let sw = Arc::new(sw.clone());
         runner
             .fleet_run("revert", hosts, None, |host| {
                 let sw = sw.clone();
                 async move {
-                    let Some(s) = sw.get(host.addr()).copied() else { return Ok(Outcome::Unchanged) };
-                    host.check("revert", Exec::root(revert_now_script(s.prev)).timeout(Duration::from_secs(600))).await?;
+                    let Some(s) = sw.get(host.addr()).copied() else {
+                        return Ok(Outcome::Unchanged);
+                    };
+                    host.check(
+                        "revert",
+                        Exec::root(revert_now_script(s.prev)).timeout(Duration::from_secs(600)),
+                    )
+                    .await?;
                     Ok(Outcome::Ok)
                 }
             })
@@ -904,8 +1119,15 @@ mod tests {
             (h("10.0.0.6"), Role::Agent),
         ];
         let w = waves(&hosts, BatchSize::Count(2));
-        let shape: Vec<(bool, Vec<String>)> =
-            w.iter().map(|w| (w.masters, w.hosts.iter().map(|(h, _)| h.to_string()).collect())).collect();
+        let shape: Vec<(bool, Vec<String>)> = w
+            .iter()
+            .map(|w| {
+                (
+                    w.masters,
+                    w.hosts.iter().map(|(h, _)| h.to_string()).collect(),
+                )
+            })
+            .collect();
         assert_eq!(
             shape,
             vec![
@@ -919,14 +1141,33 @@ mod tests {
 
     #[test]
     fn plan_text() {
-        let cur = vec![id("etcd--3.5"), id("etcd-config--setup_aaa"), id("node-exporter--1"), id("old--1")];
-        let tgt = vec![id("etcd--3.5"), id("etcd-config--setup_bbb"), id("new--2"), id("node-exporter--1")];
+        let cur = vec![
+            id("etcd--3.5"),
+            id("etcd-config--setup_aaa"),
+            id("node-exporter--1"),
+            id("old--1"),
+        ];
+        let tgt = vec![
+            id("etcd--3.5"),
+            id("etcd-config--setup_bbb"),
+            id("new--2"),
+            id("node-exporter--1"),
+        ];
         let mut units = BTreeMap::new();
         units.insert(
             id("etcd-config--setup_bbb"),
-            vec![UnitFile { role: Some(Role::Master), name: "etcd.service".into() }],
+            vec![UnitFile {
+                role: Some(Role::Master),
+                name: "etcd.service".into(),
+            }],
         );
-        units.insert(id("new--2"), vec![UnitFile { role: None, name: "new.service".into() }]);
+        units.insert(
+            id("new--2"),
+            vec![UnitFile {
+                role: None,
+                name: "new.service".into(),
+            }],
+        );
         let m = host_plan(&h("10.0.0.1"), Role::Master, &cur, &tgt, &units);
         let a = host_plan(&h("10.0.0.4"), Role::Agent, &tgt, &tgt, &units);
         let hosts = vec![(h("10.0.0.1"), Role::Master), (h("10.0.0.4"), Role::Agent)];
@@ -956,9 +1197,18 @@ mod tests {
             revert_script(3),
             "cur=$(basename \"$(readlink /opt/tarmac/current)\"); if [ \"$cur\" != 3 ]; then /opt/tarmac/tarmac-host --wait rollback --to 3 || exit 1; fi; if [ -f /etc/tarmac/setup-flags/cluster-package-list.prev ]; then mv -f /etc/tarmac/setup-flags/cluster-package-list.prev /etc/tarmac/setup-flags/cluster-package-list; fi"
         );
-        let s = switch_script(3, Duration::from_secs(120), "abc", &[id("a--1"), id("b--2")]);
-        assert!(s.contains("systemd-run --quiet --unit=tarmac-confirm --description='Tarmac: revert to generation 3 unless confirmed' --on-active=120s /bin/sh -c 'cur="), "{s}");
-        assert!(s.contains("if ! /opt/tarmac/tarmac-host --wait activate a--1 b--2; then"), "{s}");
+        let s = switch_script(
+            3,
+            Duration::from_secs(120),
+            "abc",
+            &[id("a--1"), id("b--2")],
+        );
+        assert!(s.contains("printf '%s\\n' 'cur=$(basename"), "{s}");
+        assert!(s.contains("systemd-run --quiet --unit=tarmac-confirm --description='Tarmac: revert to generation 3 unless confirmed' --timer-property=AccuracySec=1s --on-active=120s /bin/sh /etc/tarmac/upgrade/revert.sh\n"), "{s}");
+        assert!(
+            s.contains("if ! /opt/tarmac/tarmac-host --wait activate a--1 b--2; then"),
+            "{s}"
+        );
         assert!(s.contains("cp /etc/tarmac/upgrade/abc.package_list.json /etc/tarmac/setup-flags/cluster-package-list.new"), "{s}");
         assert!(confirm_script(4).contains("if [ \"$cur\" != 4 ]; then"));
         assert_eq!(parse_generation("x\nGEN 7\n"), Some(7));
@@ -973,10 +1223,25 @@ mod tests {
     fn switch_script_runs_in_sh() {
         // The generated script must at least parse.
         let s = switch_script(3, Duration::from_secs(5), "abc", &[id("a--1")]);
-        let st = std::process::Command::new("sh").arg("-n").arg("-c").arg(&s).status().unwrap();
+        let st = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&s)
+            .status()
+            .unwrap();
         assert!(st.success());
-        for s in [confirm_script(2), revert_now_script(1), rollback_script(None), inspect_script()] {
-            let st = std::process::Command::new("sh").arg("-n").arg("-c").arg(&s).status().unwrap();
+        for s in [
+            confirm_script(2),
+            revert_now_script(1),
+            rollback_script(None),
+            inspect_script(),
+        ] {
+            let st = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&s)
+                .status()
+                .unwrap();
             assert!(st.success(), "{s}");
         }
     }

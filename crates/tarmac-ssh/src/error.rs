@@ -90,6 +90,10 @@ pub enum ConnectError {
         jump: String,
         message: String,
     },
+    #[error("connecting to {host} was cancelled")]
+    Cancelled { host: String },
+    #[error("cannot connect to {host}: {message}")]
+    Other { host: String, message: String },
 }
 
 impl ConnectError {

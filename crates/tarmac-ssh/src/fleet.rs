@@ -270,9 +270,13 @@ impl Fleet {
                 async move {
                     let r = s.connect().await.map(|_| ()).map_err(|e| match e {
                         StepError::Unreachable { source, .. } => source,
-                        other => Arc::new(ConnectError::Jump {
+                        StepError::Cancelled { .. } | StepError::TimedOut { .. } => {
+                            Arc::new(ConnectError::Cancelled {
+                                host: s.addr().to_string(),
+                            })
+                        }
+                        other => Arc::new(ConnectError::Other {
                             host: s.addr().to_string(),
-                            jump: String::new(),
                             message: other.to_string(),
                         }),
                     });
@@ -450,9 +454,8 @@ impl Shared {
             jumps,
         } = &self.backend
         else {
-            return Err(ConnectError::Jump {
+            return Err(ConnectError::Other {
                 host: target.addr.to_string(),
-                jump: String::new(),
                 message: "no transport for this host".into(),
             });
         };
@@ -498,10 +501,8 @@ impl Shared {
             .connect_sem
             .acquire()
             .await
-            .map_err(|_| ConnectError::Jump {
+            .map_err(|_| ConnectError::Cancelled {
                 host: target.addr.to_string(),
-                jump: String::new(),
-                message: "fleet closed".into(),
             })?;
         let host = self
             .retrying(&target.addr, || async {

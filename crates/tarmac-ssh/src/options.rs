@@ -100,8 +100,10 @@ pub struct SshOptions {
     pub port: u16,
     /// Private key files (`ssh_key_path`), tried in order before the agent.
     pub identity_files: Vec<PathBuf>,
-    /// Use ssh-agent at `SSH_AUTH_SOCK` when it is set.
+    /// Use ssh-agent (at `agent_socket`, else `SSH_AUTH_SOCK` when it is set).
     pub use_agent: bool,
+    /// The agent's socket; `None` reads `SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
     /// Passphrases for encrypted key files. Without one, an encrypted key is an error that
     /// names the file (unless an agent can be used instead).
     pub passphrase: Option<PassphraseFn>,
@@ -131,6 +133,7 @@ impl fmt::Debug for SshOptions {
             .field("port", &self.port)
             .field("identity_files", &self.identity_files)
             .field("use_agent", &self.use_agent)
+            .field("agent_socket", &self.agent_socket)
             .field(
                 "passphrase",
                 &self.passphrase.as_ref().map(|_| "<callback>"),
@@ -157,6 +160,7 @@ impl Default for SshOptions {
             port: 22,
             identity_files: Vec::new(),
             use_agent: true,
+            agent_socket: None,
             passphrase: Some(passphrase_from_env()),
             known_hosts: vec![
                 home.join(".ssh/known_hosts"),

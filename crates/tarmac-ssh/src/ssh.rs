@@ -98,7 +98,12 @@ impl HostKeyVerifier {
             // chacha20-poly1305 (bulk uploads to many hosts are CPU-bound). Same set of
             // ciphers, only the order changes; the key exchange list is left alone.
             let mut ciphers = vec![russh::cipher::AES_256_GCM];
-            ciphers.extend(pref.cipher.iter().copied().filter(|c| *c != russh::cipher::AES_256_GCM));
+            ciphers.extend(
+                pref.cipher
+                    .iter()
+                    .copied()
+                    .filter(|c| *c != russh::cipher::AES_256_GCM),
+            );
             pref.cipher = Cow::Owned(ciphers);
         }
         pref
@@ -232,7 +237,8 @@ impl HostKeyVerifier {
 fn hardware_aes() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -281,19 +287,27 @@ impl client::Handler for ClientHandler {
 /// Key material for logging in, loaded once per fleet.
 pub struct Credentials {
     keys: Vec<(PathBuf, Arc<PrivateKey>)>,
-    agent: bool,
+    agent: Option<PathBuf>,
 }
 
 impl Credentials {
     /// Load the key files. An encrypted key needs a passphrase from `opts.passphrase`; without
     /// one it is skipped when an agent is available, else it is an error naming the file.
     pub fn load(opts: &SshOptions, sink: &Sink) -> Result<Self, KeyError> {
-        let agent = opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some();
+        let agent = if opts.use_agent {
+            opts.agent_socket.clone().or_else(|| {
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+        } else {
+            None
+        };
         let mut keys = Vec::new();
         for path in &opts.identity_files {
             match load_key(path, opts.passphrase.as_ref()) {
                 Ok(k) => keys.push((path.clone(), Arc::new(k))),
-                Err(KeyError::Encrypted { path }) if agent => sink.emit(Event::Notice {
+                Err(KeyError::Encrypted { path }) if agent.is_some() => sink.emit(Event::Notice {
                     level: Level::Warn,
                     message: format!(
                         "SSH key {} is encrypted and no passphrase was given; using ssh-agent instead",
@@ -303,14 +317,17 @@ impl Credentials {
                 Err(e) => return Err(e),
             }
         }
-        if keys.is_empty() && !agent {
+        if keys.is_empty() && agent.is_none() {
             return Err(KeyError::NoMethod);
         }
         Ok(Self { keys, agent })
     }
 }
 
-fn load_key(path: &PathBuf, passphrase: Option<&PassphraseFn>) -> Result<PrivateKey, KeyError> {
+pub(crate) fn load_key(
+    path: &PathBuf,
+    passphrase: Option<&PassphraseFn>,
+) -> Result<PrivateKey, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|e| KeyError::Unreadable {
         path: path.clone(),
         message: e.to_string(),
@@ -321,19 +338,8 @@ fn load_key(path: &PathBuf, passphrase: Option<&PassphraseFn>) -> Result<Private
             let Some(pass) = passphrase.and_then(|f| f(path)) else {
                 return Err(KeyError::Encrypted { path: path.clone() });
             };
-            russh::keys::decode_secret_key(&text, Some(pass.expose())).map_err(|e| match e {
-                russh::keys::Error::KeyIsEncrypted => {
-                    KeyError::WrongPassphrase { path: path.clone() }
-                }
-                other if text.contains("ENCRYPTED") || text.contains("OPENSSH PRIVATE KEY") => {
-                    let _ = other;
-                    KeyError::WrongPassphrase { path: path.clone() }
-                }
-                other => KeyError::Unreadable {
-                    path: path.clone(),
-                    message: other.to_string(),
-                },
-            })
+            russh::keys::decode_secret_key(&text, Some(pass.expose()))
+                .map_err(|_| KeyError::WrongPassphrase { path: path.clone() })
         }
         Err(e) => Err(KeyError::Unreadable {
             path: path.clone(),
@@ -466,8 +472,8 @@ async fn authenticate(
         }
         tried.push(format!("key {}", path.display()));
     }
-    if creds.agent {
-        match AgentClient::connect_env().await {
+    if let Some(sock) = &creds.agent {
+        match AgentClient::connect_uds(sock).await {
             Ok(mut agent) => {
                 let ids = agent.request_identities().await.unwrap_or_default();
                 if ids.is_empty() {
@@ -634,5 +640,94 @@ impl Host for SshHost {
             .await;
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+
+    fn pass(p: &'static str) -> PassphraseFn {
+        Arc::new(move |_| Some(crate::Secret::new(p)))
+    }
+
+    #[test]
+    fn key_files() {
+        assert!(matches!(
+            load_key(&data("id_rsa"), None).unwrap().algorithm(),
+            Algorithm::Rsa { .. }
+        ));
+        assert!(matches!(
+            load_key(&data("id_ecdsa"), None).unwrap().algorithm(),
+            Algorithm::Ecdsa { .. }
+        ));
+        let p = data("id_ed25519_encrypted");
+        let e = load_key(&p, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "SSH key {0} is encrypted and no passphrase was given\nhint: load it into ssh-agent \
+                 (`ssh-add {0}`), or give the passphrase in the environment variable TARMAC_SSH_PASSPHRASE",
+                p.display()
+            )
+        );
+        let none: PassphraseFn = Arc::new(|_| None);
+        assert!(matches!(
+            load_key(&p, Some(&none)),
+            Err(KeyError::Encrypted { .. })
+        ));
+        assert_eq!(
+            load_key(&p, Some(&pass("wrong"))).unwrap_err().to_string(),
+            format!("wrong passphrase for SSH key {}", p.display())
+        );
+        assert_eq!(
+            load_key(&p, Some(&pass("pass phrase")))
+                .unwrap()
+                .algorithm(),
+            Algorithm::Ed25519
+        );
+        assert!(matches!(
+            load_key(&data("nope"), None),
+            Err(KeyError::Unreadable { .. })
+        ));
+    }
+
+    #[test]
+    fn credentials_need_a_method() {
+        let opts = SshOptions {
+            use_agent: false,
+            ..SshOptions::default()
+        };
+        let sink: Sink = Arc::new(tarmac_events::NullSink);
+        assert!(matches!(
+            Credentials::load(&opts, &sink),
+            Err(KeyError::NoMethod)
+        ));
+        // An encrypted key without a passphrase is skipped (with a warning) when an agent can sign.
+        let opts = SshOptions {
+            identity_files: vec![data("id_ed25519_encrypted")],
+            passphrase: None,
+            agent_socket: Some("/nonexistent/agent.sock".into()),
+            ..SshOptions::default()
+        };
+        let vs = tarmac_events::VecSink::new();
+        let sink: Sink = Arc::new(vs.clone());
+        let c = Credentials::load(&opts, &sink).unwrap();
+        assert!(c.keys.is_empty());
+        assert_eq!(vs.events().len(), 1);
+        let opts = SshOptions {
+            use_agent: false,
+            ..opts
+        };
+        assert!(matches!(
+            Credentials::load(&opts, &sink),
+            Err(KeyError::Encrypted { .. })
+        ));
     }
 }

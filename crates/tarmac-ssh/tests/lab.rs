@@ -526,6 +526,94 @@ async fn sudo_for_non_root_users() {
     let a1: tarmac_types::HostAddr = ip(&lab, "agent-1").parse().unwrap();
     let sink = VecSink::new();
 
+    // Key types: RSA, ECDSA, an encrypted ed25519 key with its passphrase, and ssh-agent.
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut pubs = String::new();
+    for k in ["id_rsa", "id_ecdsa", "id_ed25519_encrypted"] {
+        pubs.push_str(&std::fs::read_to_string(data.join(format!("{k}.pub"))).unwrap());
+    }
+    let add = format!("printf '%s' '{pubs}' >> /root/.ssh/authorized_keys && echo ok");
+    assert_eq!(ssh_out(&lab, "master-1", &add).trim(), "ok");
+    for (key, pass) in [
+        ("id_rsa", None),
+        ("id_ecdsa", None),
+        ("id_ed25519_encrypted", Some("pass phrase")),
+    ] {
+        let o = SshOptions {
+            identity_files: vec![data.join(key)],
+            passphrase: pass.map(|p| {
+                Arc::new(move |_: &std::path::Path| Some(Secret::new(p)))
+                    as tarmac_ssh::PassphraseFn
+            }),
+            ..opts(&lab)
+        };
+        let fleet = Fleet::new(vec![Target::new(m1.clone())], o, ctx(&sink, dir.path())).unwrap();
+        let r = fleet
+            .session("exec", &m1)
+            .unwrap()
+            .check("key", Exec::new("true"))
+            .await;
+        assert!(r.is_ok(), "{key}: {r:?}");
+        fleet.close().await;
+    }
+    // A key the host does not accept: the error names user, host and what was tried.
+    let o = SshOptions {
+        identity_files: vec![data.join("id_rsa")],
+        ..opts(&lab)
+    };
+    let fleet = Fleet::new(vec![Target::new(a1.clone())], o, ctx(&sink, dir.path())).unwrap();
+    let e = fleet
+        .session("exec", &a1)
+        .unwrap()
+        .connect()
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains(&format!(
+            "authentication as `root` on {a1} failed (tried: key {})",
+            data.join("id_rsa").display()
+        )),
+        "{e}"
+    );
+    // ssh-agent holding the lab key.
+    let sock = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(lab.key_path())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let o = SshOptions {
+        identity_files: vec![],
+        agent_socket: Some(sock.clone()),
+        ..opts(&lab)
+    };
+    let fleet = Fleet::new(targets(&lab), o, ctx(&sink, dir.path())).unwrap();
+    let report = fleet
+        .run_all(Stage::Exec, StageOptions::default(), |h| async move {
+            h.check("agent", Exec::new("true")).await?;
+            Ok(Outcome::Ok)
+        })
+        .await;
+    fleet.close().await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(report.summary.ok, 2, "{report:?}");
+
     let o = SshOptions {
         user: "tarmac".into(),
         ..opts(&lab)

@@ -68,7 +68,11 @@ pub struct Sha256Writer<W> {
 
 impl<W: Write> Sha256Writer<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), len: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
     /// The digest and byte count of everything written, and the inner writer.

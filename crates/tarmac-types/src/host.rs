@@ -6,7 +6,9 @@ use std::str::FromStr;
 pub enum HostAddrError {
     #[error("empty host address")]
     Empty,
-    #[error("invalid host address `{0}`: expected an IPv4/IPv6 address or hostname, optionally with `:port` (IPv6 as `[addr]:port`)")]
+    #[error(
+        "invalid host address `{0}`: expected an IPv4/IPv6 address or hostname, optionally with `:port` (IPv6 as `[addr]:port`)"
+    )]
     Invalid(String),
     #[error("invalid port in `{0}`: must be 1-65535")]
     BadPort(String),
@@ -64,7 +66,11 @@ impl HostAddr {
 
     /// The host part as it appears in a URL (IPv6 bracketed).
     pub fn url_host(&self) -> String {
-        if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() }
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
     }
 }
 
@@ -105,15 +111,17 @@ impl FromStr for HostAddr {
             }
         };
         if let Some(rest) = s.strip_prefix('[') {
-            let (host, after) =
-                rest.split_once(']').ok_or_else(|| HostAddrError::Invalid(s.to_owned()))?;
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| HostAddrError::Invalid(s.to_owned()))?;
             if host.parse::<std::net::Ipv6Addr>().is_err() {
                 return Err(HostAddrError::Invalid(s.to_owned()));
             }
             let port = match after {
                 "" => None,
                 p => Some(parse_port(
-                    p.strip_prefix(':').ok_or_else(|| HostAddrError::Invalid(s.to_owned()))?,
+                    p.strip_prefix(':')
+                        .ok_or_else(|| HostAddrError::Invalid(s.to_owned()))?,
                 )?),
             };
             return HostAddr::new(host, port);
@@ -158,8 +166,20 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for bad in ["", "foo bar", "10.0.0.1:0", "10.0.0.1:99999", "[fd00::1", "1.2.3", "-x.com", "a:b:c:z"] {
-            assert!(bad.parse::<HostAddr>().is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "foo bar",
+            "10.0.0.1:0",
+            "10.0.0.1:99999",
+            "[fd00::1",
+            "1.2.3",
+            "-x.com",
+            "a:b:c:z",
+        ] {
+            assert!(
+                bad.parse::<HostAddr>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

@@ -1,7 +1,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-
 /// Why a package name or id was rejected. Messages follow pkgpanda's grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PackageIdError {
@@ -83,7 +82,10 @@ impl PackageId {
                 version: parts[1].to_owned(),
             });
         }
-        Ok(Self { name, version: parts[1].to_owned() })
+        Ok(Self {
+            name,
+            version: parts[1].to_owned(),
+        })
     }
 
     pub fn from_parts(name: &PackageName, version: &str) -> Result<Self, PackageIdError> {
@@ -152,15 +154,27 @@ mod tests {
 
     #[test]
     fn rejects_invalid_ids() {
-        for bad in ["a--b--c", "packageversion", "package---version", "invalid---package", "--x"] {
+        for bad in [
+            "a--b--c",
+            "packageversion",
+            "package---version",
+            "invalid---package",
+            "--x",
+        ] {
             assert!(PackageId::parse(bad).is_err(), "{bad} should be rejected");
         }
         assert!(matches!(
             PackageId::parse("foo--1-2"),
             Err(PackageIdError::BadVersion { .. })
         ));
-        assert!(matches!(PackageId::parse(".foo--1"), Err(PackageIdError::BadName { .. })));
-        assert!(matches!(PackageId::parse("-foo--1"), Err(PackageIdError::BadName { .. })));
+        assert!(matches!(
+            PackageId::parse(".foo--1"),
+            Err(PackageIdError::BadName { .. })
+        ));
+        assert!(matches!(
+            PackageId::parse("-foo--1"),
+            Err(PackageIdError::BadName { .. })
+        ));
     }
 
     #[test]

@@ -75,9 +75,15 @@ mod tests {
 
     #[test]
     fn split_dirs() {
-        assert_eq!(Role::split_dir("bin_agent_public"), ("bin", Some(Role::AgentPublic)));
+        assert_eq!(
+            Role::split_dir("bin_agent_public"),
+            ("bin", Some(Role::AgentPublic))
+        );
         assert_eq!(Role::split_dir("bin_agent"), ("bin", Some(Role::Agent)));
-        assert_eq!(Role::split_dir("systemd_master"), ("systemd", Some(Role::Master)));
+        assert_eq!(
+            Role::split_dir("systemd_master"),
+            ("systemd", Some(Role::Master))
+        );
         assert_eq!(Role::split_dir("etc"), ("etc", None));
         assert_eq!(Role::split_dir("_master"), ("_master", None));
     }

@@ -25,15 +25,15 @@ const STAGES = {
     desc: 'Waits until every node check and the cluster checks pass (etcd quorum, prometheus sees every node), up to the deadline.',
   },
   status: {
-    title: 'Audit', verb: 'Run audit', prev: null, next: null,
+    title: 'Audit', verb: 'Run audit', prev: null, next: null, back: 'done',
     desc: 'Compares every host with the cluster package list: active generation and packages, unit states, failed checks. Drift is flagged.',
   },
   uninstall: {
-    title: 'Uninstall', verb: 'Uninstall…', prev: null, next: null,
+    title: 'Uninstall', verb: 'Uninstall…', prev: null, next: null, back: 'done',
     desc: 'Stops and removes everything Tarmac put on the hosts. State directories are kept unless you purge them.',
   },
   'install-prereqs': {
-    title: 'Install prerequisites', verb: 'Install prerequisites', prev: null, next: null,
+    title: 'Install prerequisites', verb: 'Install prerequisites', prev: null, next: null, back: 'preflight',
     desc: 'Detects apt, dnf or yum on every host and installs what the distribution needs.',
   },
 };
@@ -241,7 +241,7 @@ function applyRun(run, c) {
     for (const k of Object.keys(run)) delete run[k];
     Object.assign(run, {
       state: 'running', stage: c.stage, retry: c.retry, started_unix_ms: c.started_unix_ms,
-      run_id: null, finished_unix_ms: null, summary: null, error: null, hosts: [], checks: {},
+      run_id: null, base_run_id: c.base_run_id || null, finished_unix_ms: null, summary: null, error: null, hosts: [], checks: {},
       report: null, notices: [], _index: {},
     });
   } else if (c.state === 'finished') {
@@ -275,7 +275,10 @@ async function loadState() {
     S.seq = r.data.seq;
     S.offset = r.data.now_unix_ms - Date.now();
     indexRun(S.state.run);
-    S.journals = {};
+    // Journals of finished runs never change; drop the rest so they are read again.
+    for (const k of Object.keys(S.journals)) {
+      if (!(k.startsWith('run:') && S.journals[k].state === 'finished')) delete S.journals[k];
+    }
   }
   S.loading = false;
   const buf = S.buffer;
@@ -386,23 +389,44 @@ function update() {
 // ---------------------------------------------------------------------------------------
 // stage pages
 
-function viewFor(stage) {
-  const run = S.state.run;
-  if (run && run.stage === stage && run.state !== 'idle') return run;
-  const last = S.state.stages[stage];
-  if (!last) return null;
-  const j = S.journals[stage];
-  if (j && j.run_id === last.run_id) return j;
-  if (!S.journals['loading:' + last.run_id]) {
-    S.journals['loading:' + last.run_id] = true;
-    api('GET', '/runs/' + encodeURIComponent(last.run_id)).then((r) => {
+/** A run's journal as a view (loaded once, in the background). */
+function journalView(runId) {
+  const key = 'run:' + runId;
+  if (S.journals[key]) return S.journals[key];
+  if (!S.journals['loading:' + runId]) {
+    S.journals['loading:' + runId] = true;
+    api('GET', '/runs/' + encodeURIComponent(runId)).then((r) => {
       if (r.ok) {
-        S.journals[stage] = fromJournal(r.data);
+        S.journals[key] = fromJournal(r.data);
         schedule();
       }
     });
   }
   return null;
+}
+
+/** A retry re-runs the failed hosts of an earlier run: show every host of that run, with the
+ * retried ones replaced by their live rows. */
+function mergeRetry(base, run) {
+  const live = {};
+  for (const r of run.hosts || []) live[r.host] = r;
+  const hosts = base.hosts.map((r) => live[r.host] || Object.assign({}, r, { run_id: base.run_id }));
+  for (const r of run.hosts || []) if (!base.hosts.some((b) => b.host === r.host)) hosts.push(r);
+  return Object.assign({}, run, { hosts });
+}
+
+function viewFor(stage) {
+  const run = S.state.run;
+  if (run && run.stage === stage && run.state !== 'idle') {
+    if (run.base_run_id) {
+      const base = journalView(run.base_run_id);
+      if (base) return mergeRetry(base, run);
+    }
+    return run;
+  }
+  const last = S.state.stages[stage];
+  if (!last) return null;
+  return journalView(last.run_id);
 }
 
 function fromJournal(rec) {
@@ -439,6 +463,9 @@ function canRun(stage) {
   const info = STAGES[stage];
   if (!S.state.serve && stage !== 'uninstall' && stage !== 'status' && stage !== 'install-prereqs') {
     return { ok: false, why: 'Run genconf first (Configure → Save & generate).' };
+  }
+  if (S.state.serve && S.state.serve.matches_config === false && ['preflight', 'deploy', 'postflight'].includes(stage)) {
+    return { ok: false, why: 'config.yaml changed since genconf/serve/ was generated: Save & generate again.' };
   }
   if (info.prev && !stageOk(info.prev) && !S.override[stage]) {
     return { ok: false, why: STAGES[info.prev].title + ' has not passed on every host.', overridable: true };
@@ -488,7 +515,7 @@ function pageStage(main, stage) {
       h('button', { id: 'next-stage', class: 'primary', disabled: true, onclick: () => { location.hash = '#/' + info.next; } }, 'Next: ' + (info.next === 'done' ? 'Done' : STAGES[info.next].title) + ' →'),
       h('span', { id: 'next-note', class: 'muted' }),
       h('button', { id: 'next-override', class: 'link', onclick: () => { S.override[info.next] = true; location.hash = '#/' + info.next; } }, '(continue anyway)'))
-    : h('div', { id: 'next' }, h('a', { href: '#/done' }, '← back to Done'));
+    : h('div', { id: 'next' }, h('a', { href: '#/' + info.back }, '← back to ' + (info.back === 'done' ? 'Done' : STAGES[info.back].title)));
   main.replaceChildren(
     h('section', { class: 'card' },
       h('h1', {}, info.title),
@@ -655,7 +682,14 @@ function updateStage(stage) {
       setText(td[5], failedChecks.length ? 'failed checks: ' + failedChecks.join(', ') : r.message.split('\n')[0]);
     } else {
       setClass(td[5], 'last');
-      setText(td[5], r.last_line || '');
+      const audit = view && view.report && view.report.hosts && view.report.hosts[r.host];
+      if (audit && audit.status) {
+        const st = audit.status;
+        const units = Object.values(st.units || {});
+        setText(td[5], 'generation ' + (st.generation || '—') + ' · ' + (st.active || []).length + ' packages · units ' + units.filter((u) => u === 'active').length + '/' + units.length + ' active · no drift');
+      } else {
+        setText(td[5], r.last_line || '');
+      }
     }
     td[5].title = td[5].textContent;
     const btn = td[6].firstChild;
@@ -686,7 +720,7 @@ async function startStage(stage, retry) {
   let body = {};
   if (stage === 'uninstall') {
     const purge = $('#opt-purge') && $('#opt-purge').checked;
-    if (!window.confirm('Remove Tarmac and stop its services on ' + ((S.state.run && S.state.run.hosts.length) || 'every') + ' host(s)' + (purge ? ', deleting the state directories' : '') + '?')) return;
+    if (!window.confirm('Remove Tarmac and stop its services on every host of config.yaml' + (purge ? ', deleting the state directories' : '') + '?')) return;
     body = { confirm: true, purge };
   }
   if (stage === 'preflight' && $('#opt-ignore')) {
@@ -724,10 +758,11 @@ async function showHost(view, r) {
     body.append(h('h3', {}, 'Checks'), h('table', { class: 'checks' }, h('tbody', {}, checks.map((c) =>
       h('tr', { class: c.passed ? 'st-ok' : 'st-bad' }, h('td', {}, c.passed ? 'PASS' : 'FAIL'), h('td', {}, c.name), h('td', { class: 'mono small' }, c.detail || ''))))));
   }
+  const runId = r.run_id || view.run_id;
   const pre = h('pre', { id: 'log-text', class: 'log' }, 'Loading the log…');
-  body.append(h('h3', {}, 'Full log ', h('a', { href: '/api/v1/runs/' + encodeURIComponent(view.run_id) + '/logs/' + encodeURIComponent(r.host), target: '_blank', rel: 'noopener' }, '(open raw)')), pre);
+  body.append(h('h3', {}, 'Full log ', h('a', { href: '/api/v1/runs/' + encodeURIComponent(runId) + '/logs/' + encodeURIComponent(r.host), target: '_blank', rel: 'noopener' }, '(open raw)')), pre);
   modal(r.host + ' · ' + (view.stage || ''), body);
-  const lr = await api('GET', '/runs/' + encodeURIComponent(view.run_id) + '/logs/' + encodeURIComponent(r.host));
+  const lr = await api('GET', '/runs/' + encodeURIComponent(runId) + '/logs/' + encodeURIComponent(r.host));
   pre.textContent = lr.ok ? lr.data : errorText(lr.data);
   pre.scrollTop = pre.scrollHeight;
 }
@@ -991,6 +1026,7 @@ async function saveConfig(generate) {
   }
   S.config = r.data;
   toast('Saved genconf/config.yaml', 'info');
+  loadState();
   if (S.cfgTab === 'yaml') {
     $('#yaml-text').value = r.data.yaml;
   } else {
@@ -1007,13 +1043,17 @@ function updateGenconf() {
   if (!box) return;
   const run = S.state.run;
   const next = $('#next-stage');
-  if (next) next.disabled = !S.state.serve || (run.stage === 'genconf' && run.state !== 'finished');
+  const stale = S.state.serve && S.state.serve.matches_config === false;
+  if (next) next.disabled = !S.state.serve || stale || (run.stage === 'genconf' && run.state !== 'finished');
   if (run.stage === 'genconf' && run.state === 'running') {
     box.dataset.state = 'running';
     box.replaceChildren(h('span', { class: 'pill running' }, 'generating'), ' building config packages and install.sh…');
   } else if (run.stage === 'genconf' && run.state === 'error') {
     box.dataset.state = 'error';
     box.replaceChildren(h('span', { class: 'pill bad' }, 'genconf failed'), h('pre', { class: 'err-pre' }, run.error || ''));
+  } else if (stale) {
+    box.dataset.state = 'stale';
+    box.replaceChildren(h('span', { class: 'pill bad' }, 'out of date'), ' config.yaml changed since genconf/serve/ was generated: Save & generate again.');
   } else if (S.state.serve) {
     box.dataset.state = 'ok';
     const rep = run.stage === 'genconf' && run.report;
@@ -1042,6 +1082,7 @@ async function uploadKey() {
   st.textContent = 'Stored at ' + r.data.path + ' · ' + (r.data.fingerprint || '');
   st.className = 'ok-text';
   toast('SSH key stored', 'info');
+  loadState();
   const c = await api('GET', '/config');
   if (c.ok) { S.config.values = c.data.values; S.config.yaml = c.data.yaml; showValidation(c.data.validation); }
   if (S.cfgTab === 'yaml') $('#yaml-text').value = S.config.yaml;
@@ -1056,6 +1097,7 @@ async function saveKnownHosts() {
   st.textContent = r.data.entries + ' host key' + (r.data.entries === 1 ? '' : 's') + ' in ' + r.data.path;
   st.className = 'ok-text';
   toast('Host keys saved', 'info');
+  loadState();
   const c = await api('GET', '/config');
   if (c.ok) { S.config.values = c.data.values; S.config.yaml = c.data.yaml; }
   validateNow();
@@ -1068,6 +1110,7 @@ async function saveIpDetect() {
   st.textContent = 'Saved at ' + r.data.path;
   st.className = 'ok-text';
   toast('ip-detect saved', 'info');
+  loadState();
   const c = await api('GET', '/config');
   if (c.ok) { S.config.values = c.data.values; S.config.yaml = c.data.yaml; S.config.ip_detect = c.data.ip_detect; }
   validateNow();
@@ -1123,10 +1166,22 @@ async function pageDone(main) {
 // ---------------------------------------------------------------------------------------
 // start
 
+// Runs started by another process (the CLI) do not reach this page's event stream: poll the
+// state now and then, often while someone else holds the run lock.
+function poll() {
+  const other = S.state && S.state.busy && S.state.busy.by !== 'this server';
+  setTimeout(async () => {
+    const running = S.state && S.state.run && S.state.run.state === 'running';
+    if (!running && !document.hidden) await loadState();
+    poll();
+  }, other ? 5000 : 30000);
+}
+
 window.addEventListener('hashchange', navigate);
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeModal(); });
 document.addEventListener('DOMContentLoaded', () => {
   $('#modal-close').addEventListener('click', closeModal);
   $('#modal').addEventListener('click', (e) => { if (e.target.id === 'modal') closeModal(); });
   navigate();
+  poll();
 });

@@ -56,17 +56,63 @@ pub fn routes() -> axum::Router<AppState> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tarmac web installer API", description = "Configure, preflight, deploy, postflight and uninstall a Tarmac cluster. Every route needs the session cookie set by the login URL `tarmac web` prints; PUT/POST also need the `X-Tarmac-CSRF` header (the page's `<meta name=csrf-token>`). Secrets are write-only."),
+    info(
+        title = "Tarmac web installer API",
+        description = "Configure, preflight, deploy, postflight and uninstall a Tarmac cluster. Every route needs the session cookie set by the login URL `tarmac web` prints; PUT/POST also need the `X-Tarmac-CSRF` header (the page's `<meta name=csrf-token>`). Secrets are write-only."
+    ),
     paths(
-        info, schema, get_config, put_config, validate_config, get_ip_detect, put_ip_detect,
-        get_ssh_key, put_ssh_key, get_known_hosts, put_known_hosts, put_sudo_password, get_state, start_stage, retry_stage,
-        cancel_run, list_runs, get_run, host_log, logs_archive, events, cluster, openapi
+        info,
+        schema,
+        get_config,
+        put_config,
+        validate_config,
+        get_ip_detect,
+        put_ip_detect,
+        get_ssh_key,
+        put_ssh_key,
+        get_known_hosts,
+        put_known_hosts,
+        put_sudo_password,
+        get_state,
+        start_stage,
+        retry_stage,
+        cancel_run,
+        list_runs,
+        get_run,
+        host_log,
+        logs_archive,
+        events,
+        cluster,
+        openapi
     ),
     components(schemas(
-        Info, ParamView, ConfigView, ConfigUpdate, Validation, DiagnosticView, IpDetectView,
-        IpDetectUpdate, SshKeyView, SshKeyUpload, KnownHostsView, KnownHostsUpdate, SudoPassword, StateView, StageResult,
-        ServeView, StartRequest, RunChange, RunView, crate::hub::HostRow, crate::hub::NoticeRow,
-        Busy, RunListItem, ClusterView, ClusterHost, Link, ErrorBody
+        Info,
+        ParamView,
+        ConfigView,
+        ConfigUpdate,
+        Validation,
+        DiagnosticView,
+        IpDetectView,
+        IpDetectUpdate,
+        SshKeyView,
+        SshKeyUpload,
+        KnownHostsView,
+        KnownHostsUpdate,
+        SudoPassword,
+        StateView,
+        StageResult,
+        ServeView,
+        StartRequest,
+        RunChange,
+        RunView,
+        crate::hub::HostRow,
+        crate::hub::NoticeRow,
+        Busy,
+        RunListItem,
+        ClusterView,
+        ClusterHost,
+        Link,
+        ErrorBody
     ))
 )]
 pub struct ApiDoc;
@@ -164,7 +210,13 @@ async fn schema(State(app): State<AppState>) -> Json<Vec<ParamView>> {
                 Type::Enum(v) => Some(v.clone()),
                 _ => None,
             },
-            multiline: matches!(p.ty, Type::String { multiline: true, .. }),
+            multiline: matches!(
+                p.ty,
+                Type::String {
+                    multiline: true,
+                    ..
+                }
+            ),
         })
         .collect();
     Json(params)
@@ -184,7 +236,13 @@ pub struct DiagnosticView {
 
 impl From<&Diagnostic> for DiagnosticView {
     fn from(d: &Diagnostic) -> Self {
-        DiagnosticView { key: d.key.clone(), line: d.line, column: d.column, message: d.message.clone(), hint: d.hint.clone() }
+        DiagnosticView {
+            key: d.key.clone(),
+            line: d.line,
+            column: d.column,
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+        }
     }
 }
 
@@ -222,7 +280,12 @@ impl Validation {
                 diagnostics: Vec::new(),
                 warnings: cfg.warnings().iter().map(DiagnosticView::from).collect(),
                 config_id: Some(cfg.config_id().hex()),
-                hosts: Some(Role::ALL.iter().map(|r| (r.as_str().to_owned(), cfg.hosts(*r).len())).collect()),
+                hosts: Some(
+                    Role::ALL
+                        .iter()
+                        .map(|r| (r.as_str().to_owned(), cfg.hosts(*r).len()))
+                        .collect(),
+                ),
             },
             Err(rep) => Validation::from_report(rep),
         }
@@ -267,14 +330,21 @@ impl App {
         match std::fs::read_to_string(self.config_path()) {
             Ok(t) => Ok(Some(t)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ApiError::internal(format!("cannot read {}: {e}", self.config_path().display()))),
+            Err(e) => Err(ApiError::internal(format!(
+                "cannot read {}: {e}",
+                self.config_path().display()
+            ))),
         }
     }
 
     fn validate_text(&self, text: &str) -> Result<ResolvedConfig, Report> {
         resolve(
             &self.opts.dist,
-            &Input { text, file_label: self.config_path().display().to_string(), base_dir: self.base_dir() },
+            &Input {
+                text,
+                file_label: self.config_path().display().to_string(),
+                base_dir: self.base_dir(),
+            },
         )
     }
 
@@ -285,7 +355,15 @@ impl App {
             (Some(y), None) => yamledit::unmask_secrets(y, current, &secret).map_err(|keys| {
                 ApiError::keys(
                     "secret values are hidden; type them again",
-                    keys.into_iter().map(|k| (k, "This secret has no stored value: type it instead of **HIDDEN**".to_owned())).collect(),
+                    keys.into_iter()
+                        .map(|k| {
+                            (
+                                k,
+                                "This secret has no stored value: type it instead of **HIDDEN**"
+                                    .to_owned(),
+                            )
+                        })
+                        .collect(),
                 )
             }),
             (None, Some(set)) => {
@@ -295,23 +373,44 @@ impl App {
                     .map(|(k, v)| (k.clone(), if v.is_null() { None } else { Some(v.clone()) }))
                     .collect();
                 yamledit::set_keys(current, &changes).map_err(|e| {
-                    ApiError::keys(e.to_string(), vec![("config.yaml".into(), format!("{e}; fix it in the YAML editor first"))])
+                    ApiError::keys(
+                        e.to_string(),
+                        vec![(
+                            "config.yaml".into(),
+                            format!("{e}; fix it in the YAML editor first"),
+                        )],
+                    )
                 })
             }
-            _ => Err(ApiError::bad_request("send exactly one of `yaml` (the whole file) or `set` (some keys)")),
+            _ => Err(ApiError::bad_request(
+                "send exactly one of `yaml` (the whole file) or `set` (some keys)",
+            )),
         }
     }
 
     /// A path parameter as the installer resolves it: the user's value or the schema default.
     fn path_param(&self, text: &str, name: &str) -> Option<PathBuf> {
-        let user = yamledit::values(text).and_then(|v| v.into_iter().find(|(k, _)| k == name).map(|(_, v)| v));
-        let v = user.or_else(|| self.opts.dist.schema().params.get(name).and_then(|p| p.default.clone()))?;
+        let user = yamledit::values(text)
+            .and_then(|v| v.into_iter().find(|(k, _)| k == name).map(|(_, v)| v));
+        let v = user.or_else(|| {
+            self.opts
+                .dist
+                .schema()
+                .params
+                .get(name)
+                .and_then(|p| p.default.clone())
+        })?;
         Some(resolve_path(&self.base_dir(), v.as_str()?))
     }
 
     /// `genconf_dir/<file>` written relative to the base dir, as config.yaml names it.
     fn genconf_rel(&self, file: &str) -> String {
-        let name = self.opts.genconf_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "genconf".into());
+        let name = self
+            .opts
+            .genconf_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "genconf".into());
         let rel = format!("{name}/{file}");
         if resolve_path(&self.base_dir(), &rel) == self.opts.genconf_dir.join(file) {
             rel
@@ -339,9 +438,15 @@ impl App {
                 })
                 .collect()
         });
-        let validation = if exists { Validation::from_result(&self.validate_text(&text)) } else {
+        let validation = if exists {
+            Validation::from_result(&self.validate_text(&text))
+        } else {
             let mut r = Report::new(&self.config_path().display().to_string(), "");
-            r.errors.push(Diagnostic::new("config.yaml", None, "There is no config.yaml yet: fill in the form and save."));
+            r.errors.push(Diagnostic::new(
+                "config.yaml",
+                None,
+                "There is no config.yaml yet: fill in the form and save.",
+            ));
             Validation::from_report(&r)
         };
         Ok(ConfigView {
@@ -353,27 +458,43 @@ impl App {
             ssh_key: self.ssh_key_view(&text),
             known_hosts: self.known_hosts_view(&text),
             ip_detect: self.ip_detect_view(&text),
-            sudo_password_set: self.sudo_password.lock().map(|g| g.is_some()).unwrap_or(false),
+            sudo_password_set: self
+                .sudo_password
+                .lock()
+                .map(|g| g.is_some())
+                .unwrap_or(false),
         })
     }
 
     async fn write_config(&self, text: &str) -> ApiResult<()> {
         let path = self.config_path();
         let body = text.as_bytes().to_vec();
-        tokio::task::spawn_blocking(move || tarmac_installer::fsutil::write_atomic(&path, &body, 0o600).map_err(|e| (path, e)))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|(p, e)| ApiError::internal(format!("cannot write {}: {e}", p.display())))
+        tokio::task::spawn_blocking(move || {
+            tarmac_installer::fsutil::write_atomic(&path, &body, 0o600).map_err(|e| (path, e))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|(p, e)| ApiError::internal(format!("cannot write {}: {e}", p.display())))
     }
 
     /// Set some keys without validating the rest (used when a file next to config.yaml is
     /// uploaded). Returns a note when config.yaml could not be updated.
-    async fn set_config_keys(&self, changes: &[(String, Option<Json_>)]) -> ApiResult<Option<String>> {
+    async fn set_config_keys(
+        &self,
+        changes: &[(String, Option<Json_>)],
+    ) -> ApiResult<Option<String>> {
         let text = self.read_config()?.unwrap_or_default();
         match yamledit::set_keys(&text, changes) {
             Ok(new) if new == text => Ok(None),
             Ok(new) => self.write_config(&new).await.map(|()| None),
-            Err(e) => Ok(Some(format!("{e}: set {} yourself", changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")))),
+            Err(e) => Ok(Some(format!(
+                "{e}: set {} yourself",
+                changes
+                    .iter()
+                    .map(|c| c.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     }
 }
@@ -388,11 +509,15 @@ async fn get_config(State(app): State<AppState>) -> ApiResult<Json<ConfigView>> 
 /// Validate and save config.yaml (atomically). Nothing is written when it is invalid.
 #[utoipa::path(put, path = "/api/v1/config", request_body = ConfigUpdate,
     responses((status = 200, body = ConfigView), (status = 400, description = "invalid: `errors` by key", body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn put_config(State(app): State<AppState>, Json(upd): Json<ConfigUpdate>) -> ApiResult<Json<ConfigView>> {
+async fn put_config(
+    State(app): State<AppState>,
+    Json(upd): Json<ConfigUpdate>,
+) -> ApiResult<Json<ConfigView>> {
     let _g = app.config_lock.lock().await;
     let current = app.read_config()?.unwrap_or_default();
     let text = app.candidate(&upd, &current)?;
-    app.validate_text(&text).map_err(|r| ApiError::invalid(&r))?;
+    app.validate_text(&text)
+        .map_err(|r| ApiError::invalid(&r))?;
     app.write_config(&text).await?;
     app.config_view().map(Json)
 }
@@ -400,7 +525,10 @@ async fn put_config(State(app): State<AppState>, Json(upd): Json<ConfigUpdate>) 
 /// Validate a change without saving it (the form and editor call this as the operator types).
 #[utoipa::path(post, path = "/api/v1/config/validate", request_body = ConfigUpdate,
     responses((status = 200, body = Validation), (status = 400, body = ErrorBody)))]
-async fn validate_config(State(app): State<AppState>, Json(upd): Json<ConfigUpdate>) -> ApiResult<Json<Validation>> {
+async fn validate_config(
+    State(app): State<AppState>,
+    Json(upd): Json<ConfigUpdate>,
+) -> ApiResult<Json<Validation>> {
     let current = {
         let _g = app.config_lock.lock().await;
         app.read_config()?.unwrap_or_default()
@@ -408,10 +536,20 @@ async fn validate_config(State(app): State<AppState>, Json(upd): Json<ConfigUpda
     let text = match app.candidate(&upd, &current) {
         Ok(t) => t,
         Err(e) if e.status == StatusCode::BAD_REQUEST && e.body.get("errors").is_some() => {
-            let errors: BTreeMap<String, String> = serde_json::from_value(e.body["errors"].clone()).unwrap_or_default();
+            let errors: BTreeMap<String, String> =
+                serde_json::from_value(e.body["errors"].clone()).unwrap_or_default();
             return Ok(Json(Validation {
                 valid: false,
-                diagnostics: errors.iter().map(|(k, m)| DiagnosticView { key: k.clone(), line: None, column: None, message: m.clone(), hint: None }).collect(),
+                diagnostics: errors
+                    .iter()
+                    .map(|(k, m)| DiagnosticView {
+                        key: k.clone(),
+                        line: None,
+                        column: None,
+                        message: m.clone(),
+                        hint: None,
+                    })
+                    .collect(),
                 errors,
                 warnings: Vec::new(),
                 config_id: None,
@@ -421,9 +559,10 @@ async fn validate_config(State(app): State<AppState>, Json(upd): Json<ConfigUpda
         Err(e) => return Err(e),
     };
     let app2 = app.clone();
-    let v = tokio::task::spawn_blocking(move || Validation::from_result(&app2.validate_text(&text)))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let v =
+        tokio::task::spawn_blocking(move || Validation::from_result(&app2.validate_text(&text)))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(v))
 }
 
@@ -444,21 +583,39 @@ impl App {
     fn ip_detect_view(&self, text: &str) -> IpDetectView {
         let path = self.path_param(text, "ip_detect_filename");
         let script = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
-        IpDetectView { path: path.map(|p| p.display().to_string()), present: script.is_some(), script }
+        IpDetectView {
+            path: path.map(|p| p.display().to_string()),
+            present: script.is_some(),
+            script,
+        }
     }
 
     fn ssh_key_view(&self, text: &str) -> SshKeyView {
         let path = self.path_param(text, "ssh_key_path");
         let (present, fingerprint, problem) = match path.as_ref().map(std::fs::read_to_string) {
             Some(Ok(k)) => match russh::keys::decode_secret_key(&k, None) {
-                Ok(key) => (true, Some(key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string()), None),
+                Ok(key) => (
+                    true,
+                    Some(
+                        key.public_key()
+                            .fingerprint(russh::keys::HashAlg::Sha256)
+                            .to_string(),
+                    ),
+                    None,
+                ),
                 Err(e) => (true, None, Some(format!("cannot read the key: {e}"))),
             },
             Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (false, None, None),
             Some(Err(e)) => (false, None, Some(e.to_string())),
             None => (false, None, None),
         };
-        SshKeyView { path: path.map(|p| p.display().to_string()), present, fingerprint, problem, note: None }
+        SshKeyView {
+            path: path.map(|p| p.display().to_string()),
+            present,
+            fingerprint,
+            problem,
+            note: None,
+        }
     }
 }
 
@@ -472,9 +629,18 @@ async fn get_ip_detect(State(app): State<AppState>) -> ApiResult<Json<IpDetectVi
 /// Save the ip-detect script to genconf/ip-detect (0755) and point ip_detect_filename at it.
 #[utoipa::path(put, path = "/api/v1/ip-detect", request_body = IpDetectUpdate,
     responses((status = 200, body = IpDetectView), (status = 400, body = ErrorBody)))]
-async fn put_ip_detect(State(app): State<AppState>, Json(upd): Json<IpDetectUpdate>) -> ApiResult<Json<IpDetectView>> {
+async fn put_ip_detect(
+    State(app): State<AppState>,
+    Json(upd): Json<IpDetectUpdate>,
+) -> ApiResult<Json<IpDetectView>> {
     if upd.script.trim().is_empty() {
-        return Err(ApiError::keys("the script is empty", vec![("ip_detect_filename".into(), "The ip-detect script is empty".into())]));
+        return Err(ApiError::keys(
+            "the script is empty",
+            vec![(
+                "ip_detect_filename".into(),
+                "The ip-detect script is empty".into(),
+            )],
+        ));
     }
     let mut script = upd.script.replace("\r\n", "\n");
     if !script.ends_with('\n') {
@@ -486,7 +652,11 @@ async fn put_ip_detect(State(app): State<AppState>, Json(upd): Json<IpDetectUpda
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
     let text = app.read_config()?.unwrap_or_default();
     if app.path_param(&text, "ip_detect_filename").as_deref() != Some(path.as_path()) {
-        app.set_config_keys(&[("ip_detect_filename".into(), Some(Json_::String(app.genconf_rel("ip-detect"))))]).await?;
+        app.set_config_keys(&[(
+            "ip_detect_filename".into(),
+            Some(Json_::String(app.genconf_rel("ip-detect"))),
+        )])
+        .await?;
     }
     let text = app.read_config()?.unwrap_or_default();
     Ok(Json(app.ip_detect_view(&text)))
@@ -519,7 +689,10 @@ async fn get_ssh_key(State(app): State<AppState>) -> ApiResult<Json<SshKeyView>>
 /// Upload the SSH private key: stored 0600 as genconf/ssh_key, ssh_key_path set to it.
 #[utoipa::path(put, path = "/api/v1/ssh-key", request_body = SshKeyUpload,
     responses((status = 200, body = SshKeyView), (status = 400, body = ErrorBody)))]
-async fn put_ssh_key(State(app): State<AppState>, Json(up): Json<SshKeyUpload>) -> ApiResult<Json<SshKeyView>> {
+async fn put_ssh_key(
+    State(app): State<AppState>,
+    Json(up): Json<SshKeyUpload>,
+) -> ApiResult<Json<SshKeyView>> {
     let mut key = up.private_key.replace("\r\n", "\n");
     if !key.ends_with('\n') {
         key.push('\n');
@@ -529,7 +702,10 @@ async fn put_ssh_key(State(app): State<AppState>, Json(up): Json<SshKeyUpload>) 
             russh::keys::Error::KeyIsEncrypted => "The key has a passphrase: upload a key without one (or decrypt a copy with `ssh-keygen -p`)".to_owned(),
             other => format!("Not a usable private key: {other}"),
         };
-        return Err(ApiError::keys("the SSH key is not usable", vec![("ssh_key_path".into(), msg)]));
+        return Err(ApiError::keys(
+            "the SSH key is not usable",
+            vec![("ssh_key_path".into(), msg)],
+        ));
     }
     let _g = app.config_lock.lock().await;
     let path = app.opts.genconf_dir.join("ssh_key");
@@ -538,7 +714,12 @@ async fn put_ssh_key(State(app): State<AppState>, Json(up): Json<SshKeyUpload>) 
     let text = app.read_config()?.unwrap_or_default();
     let mut note = None;
     if app.path_param(&text, "ssh_key_path").as_deref() != Some(path.as_path()) {
-        note = app.set_config_keys(&[("ssh_key_path".into(), Some(Json_::String(app.genconf_rel("ssh_key"))))]).await?;
+        note = app
+            .set_config_keys(&[(
+                "ssh_key_path".into(),
+                Some(Json_::String(app.genconf_rel("ssh_key"))),
+            )])
+            .await?;
     }
     let text = app.read_config()?.unwrap_or_default();
     let mut v = app.ssh_key_view(&text);
@@ -574,7 +755,12 @@ impl App {
             }
             _ => 0,
         };
-        KnownHostsView { path: path.map(|p| p.display().to_string()), present: body.is_some(), entries, text: body }
+        KnownHostsView {
+            path: path.map(|p| p.display().to_string()),
+            present: body.is_some(),
+            entries,
+            text: body,
+        }
     }
 }
 
@@ -589,7 +775,10 @@ async fn get_known_hosts(State(app): State<AppState>) -> ApiResult<Json<KnownHos
 /// line must parse; with `ssh_host_key_policy: strict` (the default) every host must be in it.
 #[utoipa::path(put, path = "/api/v1/known-hosts", request_body = KnownHostsUpdate,
     responses((status = 200, body = KnownHostsView), (status = 400, body = ErrorBody)))]
-async fn put_known_hosts(State(app): State<AppState>, Json(upd): Json<KnownHostsUpdate>) -> ApiResult<Json<KnownHostsView>> {
+async fn put_known_hosts(
+    State(app): State<AppState>,
+    Json(upd): Json<KnownHostsUpdate>,
+) -> ApiResult<Json<KnownHostsView>> {
     let mut body = upd.text.replace("\r\n", "\n");
     if !body.ends_with('\n') {
         body.push('\n');
@@ -598,17 +787,33 @@ async fn put_known_hosts(State(app): State<AppState>, Json(upd): Json<KnownHosts
     let mut k = tarmac_ssh::known_hosts::KnownHosts::new();
     k.add_text(&path, &body);
     if let Some(bad) = k.skipped().first() {
-        return Err(ApiError::keys("not a known_hosts file", vec![("ssh_known_hosts".into(), format!("{}: {}", bad.source, bad.reason))]));
+        return Err(ApiError::keys(
+            "not a known_hosts file",
+            vec![(
+                "ssh_known_hosts".into(),
+                format!("{}: {}", bad.source, bad.reason),
+            )],
+        ));
     }
     if k.entries().is_empty() {
-        return Err(ApiError::keys("no host keys", vec![("ssh_known_hosts".into(), "No host keys found: paste lines as `ssh-keyscan HOST` prints them".into())]));
+        return Err(ApiError::keys(
+            "no host keys",
+            vec![(
+                "ssh_known_hosts".into(),
+                "No host keys found: paste lines as `ssh-keyscan HOST` prints them".into(),
+            )],
+        ));
     }
     let _g = app.config_lock.lock().await;
     tarmac_installer::fsutil::write_atomic(&path, body.as_bytes(), 0o644)
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
     let text = app.read_config()?.unwrap_or_default();
     if app.path_param(&text, "ssh_known_hosts").as_deref() != Some(path.as_path()) {
-        app.set_config_keys(&[("ssh_known_hosts".into(), Some(Json_::String(app.genconf_rel("ssh_known_hosts"))))]).await?;
+        app.set_config_keys(&[(
+            "ssh_known_hosts".into(),
+            Some(Json_::String(app.genconf_rel("ssh_known_hosts"))),
+        )])
+        .await?;
     }
     let text = app.read_config()?.unwrap_or_default();
     Ok(Json(app.known_hosts_view(&text)))
@@ -623,9 +828,15 @@ pub struct SudoPassword {
 /// Set the sudo password used with a non-root ssh_user (memory only, write-only).
 #[utoipa::path(put, path = "/api/v1/sudo-password", request_body = SudoPassword,
     responses((status = 200, description = "`{\"set\": bool}`")))]
-async fn put_sudo_password(State(app): State<AppState>, Json(p): Json<SudoPassword>) -> Json<Json_> {
+async fn put_sudo_password(
+    State(app): State<AppState>,
+    Json(p): Json<SudoPassword>,
+) -> Json<Json_> {
     let set = p.password.as_ref().is_some_and(|s| !s.is_empty());
-    *app.sudo_password.lock().expect("sudo poisoned") = p.password.filter(|s| !s.is_empty()).map(tarmac_ssh::Secret::new);
+    *app.sudo_password.lock().expect("sudo poisoned") = p
+        .password
+        .filter(|s| !s.is_empty())
+        .map(tarmac_ssh::Secret::new);
     Json(serde_json::json!({ "set": set }))
 }
 
@@ -650,6 +861,9 @@ pub struct StageResult {
 pub struct ServeView {
     pub package_list_id: String,
     pub packages: Vec<String>,
+    /// Whether serve/ was generated from the configuration saved now (its config package
+    /// carries the config id); null when config.yaml is invalid or no package carries an id.
+    pub matches_config: Option<bool>,
 }
 
 /// Everything a page needs to draw itself; `seq` is the last event id it includes.
@@ -668,16 +882,29 @@ pub struct StateView {
 
 fn stage_results(state_dir: &Path) -> BTreeMap<String, StageResult> {
     let mut out = BTreeMap::new();
-    for st in [Stage::Preflight, Stage::InstallPrereqs, Stage::Deploy, Stage::Postflight, Stage::Uninstall, Stage::Status] {
+    for st in [
+        Stage::Preflight,
+        Stage::InstallPrereqs,
+        Stage::Deploy,
+        Stage::Postflight,
+        Stage::Uninstall,
+        Stage::Status,
+    ] {
         if let Ok(rec) = last_run(state_dir, st) {
-            let unsuccessful: Vec<String> = rec.unsuccessful_hosts().iter().map(ToString::to_string).collect();
+            let unsuccessful: Vec<String> = rec
+                .unsuccessful_hosts()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             out.insert(
                 st.as_str().to_owned(),
                 StageResult {
                     run_id: rec.run_id.clone(),
                     started_unix: rec.started_unix,
                     finished_unix: rec.finished_unix,
-                    ok: rec.finished_unix.is_some() && unsuccessful.is_empty() && !rec.hosts.is_empty(),
+                    ok: rec.finished_unix.is_some()
+                        && unsuccessful.is_empty()
+                        && !rec.hosts.is_empty(),
                     summary: rec.summary.clone(),
                     unsuccessful,
                 },
@@ -695,14 +922,34 @@ async fn get_state(State(app): State<AppState>) -> ApiResult<Json<StateView>> {
     let busy = app.runs.busy(&app.state_dir())?;
     let app2 = app.clone();
     let (stages, serve) = tokio::task::spawn_blocking(move || {
-        let serve = ServeInfo::read(&app2.opts.genconf_dir)
-            .ok()
-            .map(|s| ServeView { package_list_id: s.list_id, packages: s.packages.iter().map(ToString::to_string).collect() });
+        let serve = ServeInfo::read(&app2.opts.genconf_dir).ok().map(|s| {
+            let packages: Vec<String> = s.packages.iter().map(ToString::to_string).collect();
+            let current = tarmac_genconf::validate(&app2.opts.dist, &app2.opts.genconf_dir).ok();
+            let matches_config = current.and_then(|cfg| {
+                let id = cfg.config_id().hex();
+                packages
+                    .iter()
+                    .any(|p| p.contains("setup_"))
+                    .then(|| packages.iter().any(|p| p.contains(&id)))
+            });
+            ServeView {
+                package_list_id: s.list_id,
+                packages,
+                matches_config,
+            }
+        });
         (stage_results(&app2.state_dir()), serve)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(StateView { seq, now_unix_ms: now_ms(), run, busy, stages, serve }))
+    Ok(Json(StateView {
+        seq,
+        now_unix_ms: now_ms(),
+        run,
+        busy,
+        stages,
+        serve,
+    }))
 }
 
 /// Start a stage: genconf, preflight, install-prereqs, deploy, postflight, uninstall (needs
@@ -716,7 +963,8 @@ async fn start_stage(
     UrlPath(stage): UrlPath<String>,
     body: Option<Json<StartRequest>>,
 ) -> ApiResult<(StatusCode, Json<RunChange>)> {
-    let stage = parse_stage(&stage).ok_or_else(|| ApiError::not_found(format!("no stage `{stage}`")))?;
+    let stage =
+        parse_stage(&stage).ok_or_else(|| ApiError::not_found(format!("no stage `{stage}`")))?;
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let app2 = app.clone();
     let started = tokio::task::spawn_blocking(move || RunManager::start(&app2, stage, req))
@@ -729,9 +977,17 @@ async fn start_stage(
 #[utoipa::path(post, path = "/api/v1/stages/{stage}/retry",
     params(("stage" = String, Path, description = "preflight | install-prereqs | deploy | postflight | uninstall | status")),
     responses((status = 202, body = RunChange), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn retry_stage(State(app): State<AppState>, UrlPath(stage): UrlPath<String>) -> ApiResult<(StatusCode, Json<RunChange>)> {
-    let stage = parse_stage(&stage).ok_or_else(|| ApiError::not_found(format!("no stage `{stage}`")))?;
-    let req = StartRequest { retry_failed: true, confirm: true, ..Default::default() };
+async fn retry_stage(
+    State(app): State<AppState>,
+    UrlPath(stage): UrlPath<String>,
+) -> ApiResult<(StatusCode, Json<RunChange>)> {
+    let stage =
+        parse_stage(&stage).ok_or_else(|| ApiError::not_found(format!("no stage `{stage}`")))?;
+    let req = StartRequest {
+        retry_failed: true,
+        confirm: true,
+        ..Default::default()
+    };
     let app2 = app.clone();
     let started = tokio::task::spawn_blocking(move || RunManager::start(&app2, stage, req))
         .await
@@ -761,7 +1017,11 @@ pub struct RunListItem {
 }
 
 fn safe_id(s: &str) -> bool {
-    !s.is_empty() && s.len() < 200 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !s.starts_with('.')
+    !s.is_empty()
+        && s.len() < 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.')
 }
 
 fn read_journal(state_dir: &Path, run_id: &str) -> ApiResult<RunRecord> {
@@ -769,8 +1029,10 @@ fn read_journal(state_dir: &Path, run_id: &str) -> ApiResult<RunRecord> {
         return Err(ApiError::not_found("no such run"));
     }
     let path = state_dir.join("runs").join(format!("{run_id}.json"));
-    let body = std::fs::read(&path).map_err(|_| ApiError::not_found(format!("no run `{run_id}`")))?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
+    let body =
+        std::fs::read(&path).map_err(|_| ApiError::not_found(format!("no run `{run_id}`")))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
 }
 
 /// Every recorded run, newest first.
@@ -784,8 +1046,12 @@ async fn list_runs(State(app): State<AppState>) -> ApiResult<Json<Vec<RunListIte
             if p.extension().and_then(|x| x.to_str()) != Some("json") {
                 continue;
             }
-            let Ok(body) = std::fs::read(&p) else { continue };
-            let Ok(rec) = serde_json::from_slice::<RunRecord>(&body) else { continue };
+            let Ok(body) = std::fs::read(&p) else {
+                continue;
+            };
+            let Ok(rec) = serde_json::from_slice::<RunRecord>(&body) else {
+                continue;
+            };
             out.push(RunListItem {
                 run_id: rec.run_id,
                 stage: rec.stage.as_str().to_owned(),
@@ -795,7 +1061,11 @@ async fn list_runs(State(app): State<AppState>) -> ApiResult<Json<Vec<RunListIte
                 hosts: rec.hosts.len(),
             });
         }
-        out.sort_by(|a, b| b.started_unix.cmp(&a.started_unix).then(b.run_id.cmp(&a.run_id)));
+        out.sort_by(|a, b| {
+            b.started_unix
+                .cmp(&a.started_unix)
+                .then(b.run_id.cmp(&a.run_id))
+        });
         out
     })
     .await
@@ -806,25 +1076,41 @@ async fn list_runs(State(app): State<AppState>) -> ApiResult<Json<Vec<RunListIte
 /// One run's journal: per host, role, last step, outcome, failing step, last output lines.
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}", params(("run_id" = String, Path)),
     responses((status = 200, description = "the run journal (genconf/state/runs/<run_id>.json)"), (status = 404, body = ErrorBody)))]
-async fn get_run(State(app): State<AppState>, UrlPath(run_id): UrlPath<String>) -> ApiResult<Json<RunRecord>> {
+async fn get_run(
+    State(app): State<AppState>,
+    UrlPath(run_id): UrlPath<String>,
+) -> ApiResult<Json<RunRecord>> {
     read_journal(&app.state_dir(), &run_id).map(Json)
 }
 
 /// A host's full log of one run (text/plain).
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}/logs/{host}", params(("run_id" = String, Path), ("host" = String, Path)),
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
-async fn host_log(State(app): State<AppState>, UrlPath((run_id, host)): UrlPath<(String, String)>) -> ApiResult<Response> {
+async fn host_log(
+    State(app): State<AppState>,
+    UrlPath((run_id, host)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
     let rec = read_journal(&app.state_dir(), &run_id)?;
     let addr = rec
         .hosts
         .keys()
         .find(|h| h.to_string() == host)
-        .ok_or_else(|| ApiError::not_found(format!("host `{host}` is not part of run `{run_id}`")))?;
-    let path = tarmac_ssh::LogDir::new(app.state_dir().join("logs").join(&run_id)).path(rec.stage.as_str(), addr);
+        .ok_or_else(|| {
+            ApiError::not_found(format!("host `{host}` is not part of run `{run_id}`"))
+        })?;
+    let path = tarmac_ssh::LogDir::new(app.state_dir().join("logs").join(&run_id))
+        .path(rec.stage.as_str(), addr);
     let body = match tokio::fs::read(&path).await {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"(no output was logged for this host)\n".to_vec(),
-        Err(e) => return Err(ApiError::internal(format!("cannot read {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            b"(no output was logged for this host)\n".to_vec()
+        }
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
     };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
@@ -866,7 +1152,10 @@ async fn logs_archive(State(app): State<AppState>) -> ApiResult<Response> {
         [
             (header::CONTENT_TYPE, "application/zstd".to_owned()),
             (header::CONTENT_LENGTH, len.to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
         ],
         Body::from_stream(stream),
     )
@@ -900,43 +1189,52 @@ async fn events(
         .unwrap_or_else(|| hub.seq());
     let rx = hub.subscribe();
     let min_gap = Duration::from_millis(100);
-    let stream = futures::stream::unfold((hub, rx, after, None::<Instant>), move |(hub, mut rx, mut after, last)| async move {
-        loop {
-            if let Some(t) = last {
-                let since = t.elapsed();
-                if since < min_gap {
-                    tokio::time::sleep(min_gap - since).await;
+    let stream = futures::stream::unfold(
+        (hub, rx, after, None::<Instant>),
+        move |(hub, mut rx, mut after, last)| async move {
+            loop {
+                if let Some(t) = last {
+                    let since = t.elapsed();
+                    if since < min_gap {
+                        tokio::time::sleep(min_gap - since).await;
+                    }
                 }
-            }
-            rx.borrow_and_update();
-            match hub.since(after) {
-                Since::Gap { seq } => {
-                    after = seq;
-                    let ev = SseEvent::default().event("reset").id(seq.to_string()).data(format!("{{\"seq\":{seq}}}"));
-                    return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
-                }
-                Since::Entries(v) if !v.is_empty() => {
-                    after = v.last().map_or(after, |e| e.id);
-                    let mut data = String::with_capacity(v.len() * 128);
-                    data.push('[');
-                    for (i, e) in v.iter().enumerate() {
-                        if i > 0 {
-                            data.push(',');
+                rx.borrow_and_update();
+                match hub.since(after) {
+                    Since::Gap { seq } => {
+                        after = seq;
+                        let ev = SseEvent::default()
+                            .event("reset")
+                            .id(seq.to_string())
+                            .data(format!("{{\"seq\":{seq}}}"));
+                        return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
+                    }
+                    Since::Entries(v) if !v.is_empty() => {
+                        after = v.last().map_or(after, |e| e.id);
+                        let mut data = String::with_capacity(v.len() * 128);
+                        data.push('[');
+                        for (i, e) in v.iter().enumerate() {
+                            if i > 0 {
+                                data.push(',');
+                            }
+                            data.push_str(&e.to_json());
                         }
-                        data.push_str(&e.to_json());
+                        data.push(']');
+                        let ev = SseEvent::default()
+                            .event("batch")
+                            .id(after.to_string())
+                            .data(data);
+                        return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
                     }
-                    data.push(']');
-                    let ev = SseEvent::default().event("batch").id(after.to_string()).data(data);
-                    return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
-                }
-                Since::Entries(_) => {
-                    if rx.changed().await.is_err() {
-                        return None;
+                    Since::Entries(_) => {
+                        if rx.changed().await.is_err() {
+                            return None;
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -971,14 +1269,23 @@ pub struct ClusterView {
 async fn cluster(State(app): State<AppState>) -> ApiResult<Json<ClusterView>> {
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || {
-        let cfg = tarmac_genconf::validate(&app2.opts.dist, &app2.opts.genconf_dir).map_err(|r| ApiError::invalid(&r))?;
+        let cfg = tarmac_genconf::validate(&app2.opts.dist, &app2.opts.genconf_dir)
+            .map_err(|r| ApiError::invalid(&r))?;
         let state = app2.state_dir();
         let outcome = |st: Stage| -> BTreeMap<String, String> {
             last_run(&state, st)
                 .map(|r| {
                     r.hosts
                         .iter()
-                        .map(|(h, rec)| (h.to_string(), rec.outcome.as_ref().map_or("unfinished", |o| o.label()).to_owned()))
+                        .map(|(h, rec)| {
+                            (
+                                h.to_string(),
+                                rec.outcome
+                                    .as_ref()
+                                    .map_or("unfinished", |o| o.label())
+                                    .to_owned(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default()
@@ -989,20 +1296,36 @@ async fn cluster(State(app): State<AppState>) -> ApiResult<Json<ClusterView>> {
             .into_iter()
             .map(|(h, r)| {
                 let k = h.to_string();
-                ClusterHost { role: r.as_str().to_owned(), deploy: dep.get(&k).cloned(), postflight: post.get(&k).cloned(), host: k }
+                ClusterHost {
+                    role: r.as_str().to_owned(),
+                    deploy: dep.get(&k).cloned(),
+                    postflight: post.get(&k).cloned(),
+                    host: k,
+                }
             })
             .collect();
         let serve = ServeInfo::read(&app2.opts.genconf_dir).ok();
         let mut links = Vec::new();
-        if let (Some(m), Some(port)) = (cfg.hosts(Role::Master).first(), cfg.get("prometheus_port").and_then(Json_::as_i64)) {
-            links.push(Link { name: "Prometheus (first master)".into(), url: format!("http://{}:{port}/", m.url_host()) });
-            links.push(Link { name: "Prometheus targets".into(), url: format!("http://{}:{port}/targets", m.url_host()) });
+        if let (Some(m), Some(port)) = (
+            cfg.hosts(Role::Master).first(),
+            cfg.get("prometheus_port").and_then(Json_::as_i64),
+        ) {
+            links.push(Link {
+                name: "Prometheus (first master)".into(),
+                url: format!("http://{}:{port}/", m.url_host()),
+            });
+            links.push(Link {
+                name: "Prometheus targets".into(),
+                url: format!("http://{}:{port}/targets", m.url_host()),
+            });
         }
         Ok(Json(ClusterView {
             cluster_name: cfg.cluster_name().to_owned(),
             hosts,
             package_list_id: serve.as_ref().map(|s| s.list_id.clone()),
-            packages: serve.map(|s| s.packages.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            packages: serve
+                .map(|s| s.packages.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
             links,
         }))
     })

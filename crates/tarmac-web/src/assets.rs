@@ -17,9 +17,18 @@ const FAVICON: &str = include_str!("../assets/favicon.svg");
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/", get(index))
-        .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
-        .route("/assets/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON) }))
+        .route(
+            "/assets/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
+        )
 }
 
 fn asset(ty: &'static str, body: &'static str) -> Response {

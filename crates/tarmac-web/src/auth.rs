@@ -62,7 +62,13 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(secure: bool) -> Self {
-        Auth { inner: Mutex::new(Inner { login_tokens: Vec::new(), sessions: HashMap::new() }), secure }
+        Auth {
+            inner: Mutex::new(Inner {
+                login_tokens: Vec::new(),
+                sessions: HashMap::new(),
+            }),
+            secure,
+        }
     }
 
     /// A new one-time login token (the oldest unused ones are dropped beyond a few).
@@ -82,13 +88,21 @@ impl Auth {
         let pos = g.login_tokens.iter().position(|t| ct_eq(t, token))?;
         g.login_tokens.remove(pos);
         let now = Instant::now();
-        g.sessions.retain(|_, (_, seen)| now.duration_since(*seen) < IDLE);
+        g.sessions
+            .retain(|_, (_, seen)| now.duration_since(*seen) < IDLE);
         if g.sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = g.sessions.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| k.clone())
+            && let Some(oldest) = g
+                .sessions
+                .iter()
+                .min_by_key(|(_, (_, s))| *s)
+                .map(|(k, _)| k.clone())
         {
             g.sessions.remove(&oldest);
         }
-        let s = Session { id: random_token(), csrf: random_token() };
+        let s = Session {
+            id: random_token(),
+            csrf: random_token(),
+        };
         g.sessions.insert(s.id.clone(), (s.csrf.clone(), now));
         Some(s)
     }
@@ -105,7 +119,10 @@ impl Auth {
             return None;
         }
         *seen = now;
-        Some(Session { id: key, csrf: csrf.clone() })
+        Some(Session {
+            id: key,
+            csrf: csrf.clone(),
+        })
     }
 
     /// `Set-Cookie` for a session.
@@ -120,12 +137,16 @@ impl Auth {
 
 /// The value of cookie `name`.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-        v.split(';').find_map(|kv| {
-            let (k, val) = kv.trim().split_once('=')?;
-            (k == name).then(|| val.to_owned())
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';').find_map(|kv| {
+                let (k, val) = kv.trim().split_once('=')?;
+                (k == name).then(|| val.to_owned())
+            })
         })
-    })
 }
 
 /// `scheme://host[:port]` of an Origin header → `host[:port]` to compare with `Host`.
@@ -135,7 +156,11 @@ fn origin_authority(origin: &str) -> Option<&str> {
 }
 
 /// Why a state-changing request is refused, if it is.
-pub fn csrf_problem(method: &Method, headers: &HeaderMap, session: &Session) -> Option<&'static str> {
+pub fn csrf_problem(
+    method: &Method,
+    headers: &HeaderMap,
+    session: &Session,
+) -> Option<&'static str> {
     if matches!(*method, Method::GET | Method::HEAD) {
         return None;
     }
@@ -149,7 +174,10 @@ pub fn csrf_problem(method: &Method, headers: &HeaderMap, session: &Session) -> 
         return Some("cross-site request refused");
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         if origin_authority(origin) != Some(host) {
             return Some("Origin does not match Host");
         }
@@ -166,12 +194,24 @@ const LOGIN_NEEDED: &str = "<!doctype html><html><head><meta charset=utf-8><titl
 
 /// Every route behind this layer needs a session (401 otherwise); unsafe methods also need
 /// the CSRF token (403 otherwise).
-pub async fn require_session(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_session(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(session) = app.auth.session(req.headers()) else {
         if req.uri().path().starts_with("/api/") {
-            return json_error(StatusCode::UNAUTHORIZED, "authentication required: open the login URL printed by `tarmac web`");
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: open the login URL printed by `tarmac web`",
+            );
         }
-        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], LOGIN_NEEDED).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            LOGIN_NEEDED,
+        )
+            .into_response();
     };
     if let Some(why) = csrf_problem(req.method(), req.headers(), &session) {
         return json_error(StatusCode::FORBIDDEN, why);
@@ -191,7 +231,8 @@ pub async fn login(
         Some(s) => {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::SEE_OTHER;
-            r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
             if let Ok(v) = HeaderValue::from_str(&app.auth.set_cookie(&s)) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -204,7 +245,10 @@ pub async fn login(
         None => (
             StatusCode::UNAUTHORIZED,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            LOGIN_NEEDED.replace("Open the login URL", "This login link was already used or is not valid. Open the login URL"),
+            LOGIN_NEEDED.replace(
+                "Open the login URL",
+                "This login link was already used or is not valid. Open the login URL",
+            ),
         )
             .into_response(),
     }
@@ -216,9 +260,15 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
@@ -238,12 +288,21 @@ mod tests {
         let s = a.redeem(&t).unwrap();
         assert!(a.redeem(&t).is_none(), "a login token works once");
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {COOKIE}={}", s.id)).unwrap());
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("other=1; {COOKIE}={}", s.id)).unwrap(),
+        );
         assert_eq!(a.session(&h).unwrap().csrf, s.csrf);
-        h.insert(header::COOKIE, HeaderValue::from_static("tarmac_session=nope"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("tarmac_session=nope"),
+        );
         assert!(a.session(&h).is_none());
         assert_eq!(
-            a.set_cookie(&Session { id: "abc".into(), csrf: String::new() }),
+            a.set_cookie(&Session {
+                id: "abc".into(),
+                csrf: String::new()
+            }),
             "tarmac_session=abc; Path=/; HttpOnly; SameSite=Strict"
         );
         assert!(Auth::new(true).set_cookie(&s).ends_with("; Secure"));
@@ -251,17 +310,29 @@ mod tests {
 
     #[test]
     fn csrf_rules() {
-        let s = Session { id: "i".into(), csrf: "c".into() };
+        let s = Session {
+            id: "i".into(),
+            csrf: "c".into(),
+        };
         let mut h = HeaderMap::new();
         assert_eq!(csrf_problem(&Method::GET, &h, &s), None);
         assert!(csrf_problem(&Method::POST, &h, &s).is_some());
         h.insert(CSRF_HEADER, HeaderValue::from_static("c"));
         assert_eq!(csrf_problem(&Method::POST, &h, &s), None);
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9000"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:9000"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:9000"),
+        );
         assert_eq!(csrf_problem(&Method::PUT, &h, &s), None);
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
-        assert_eq!(csrf_problem(&Method::PUT, &h, &s), Some("Origin does not match Host"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert_eq!(
+            csrf_problem(&Method::PUT, &h, &s),
+            Some("Origin does not match Host")
+        );
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(csrf_problem(&Method::DELETE, &h, &s).is_some());

@@ -23,7 +23,10 @@ const LAST_LINE_MAX: usize = 400;
 const NOTICES_MAX: usize = 100;
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// What an entry of the stream carries.
@@ -51,7 +54,10 @@ impl Entry {
             Kind::Event => "event",
             Kind::Run => "run",
         };
-        format!("{{\"id\":{},\"kind\":\"{kind}\",\"data\":{}}}", self.id, self.data)
+        format!(
+            "{{\"id\":{},\"kind\":\"{kind}\",\"data\":{}}}",
+            self.id, self.data
+        )
     }
 }
 
@@ -68,6 +74,8 @@ pub enum RunChange {
         /// Hosts selected (`null`: every host of config.yaml).
         hosts: Option<Vec<String>>,
         retry: bool,
+        /// For a retry: the run whose failed hosts are re-run (its other hosts keep their result).
+        base_run_id: Option<String>,
         started_unix_ms: u64,
     },
     /// The run ended: with a summary when the stage ran, with an error when it could not.
@@ -124,6 +132,8 @@ pub struct RunView {
     pub stage: Option<Stage>,
     pub run_id: Option<String>,
     pub retry: bool,
+    /// For a retry: the run whose failed hosts are re-run.
+    pub base_run_id: Option<String>,
     pub started_unix_ms: Option<u64>,
     pub finished_unix_ms: Option<u64>,
     #[schema(value_type = Option<Object>)]
@@ -144,25 +154,42 @@ pub struct RunView {
 fn describe(o: &Outcome) -> Option<String> {
     match o {
         Outcome::Ok | Outcome::Unchanged | Outcome::Cancelled => None,
-        Outcome::Failed { exit_code: Some(c), message, .. } => Some(format!("exit {c}: {}", message.trim())),
-        Outcome::Failed { signal: Some(s), message, .. } => Some(format!("signal {s}: {}", message.trim())),
+        Outcome::Failed {
+            exit_code: Some(c),
+            message,
+            ..
+        } => Some(format!("exit {c}: {}", message.trim())),
+        Outcome::Failed {
+            signal: Some(s),
+            message,
+            ..
+        } => Some(format!("signal {s}: {}", message.trim())),
         Outcome::Failed { message, .. } => Some(message.trim().to_owned()),
         Outcome::Unreachable { message } => Some(message.clone()),
-        Outcome::TimedOut { after_ms } => Some(format!("timed out after {:.1}s", *after_ms as f64 / 1000.0)),
+        Outcome::TimedOut { after_ms } => {
+            Some(format!("timed out after {:.1}s", *after_ms as f64 / 1000.0))
+        }
         Outcome::Skipped { reason } => Some(reason.clone()),
     }
 }
 
 impl RunView {
     pub fn idle() -> Self {
-        RunView { state: "idle".into(), ..Default::default() }
+        RunView {
+            state: "idle".into(),
+            ..Default::default()
+        }
     }
 
     fn row(&mut self, host: &str) -> &mut HostRow {
         let i = match self.index.get(host) {
             Some(i) => *i,
             None => {
-                self.hosts.push(HostRow { host: host.to_owned(), status: "pending".into(), ..Default::default() });
+                self.hosts.push(HostRow {
+                    host: host.to_owned(),
+                    status: "pending".into(),
+                    ..Default::default()
+                });
                 self.index.insert(host.to_owned(), self.hosts.len() - 1);
                 self.hosts.len() - 1
             }
@@ -173,7 +200,11 @@ impl RunView {
     /// Fold one engine event in.
     pub fn apply(&mut self, e: &Event, now: u64) {
         match e {
-            Event::StageStarted { run_id, stage, hosts } => {
+            Event::StageStarted {
+                run_id,
+                stage,
+                hosts,
+            } => {
                 self.run_id = Some(run_id.clone());
                 self.stage = Some(*stage);
                 self.hosts.clear();
@@ -199,10 +230,21 @@ impl RunView {
                 }
                 r.last_line = Some(l);
             }
-            Event::StepFinished { host, step, outcome, .. } if !outcome.is_success() => {
-                self.row(&host.to_string()).failed_step.get_or_insert_with(|| step.clone());
+            Event::StepFinished {
+                host,
+                step,
+                outcome,
+                ..
+            } if !outcome.is_success() => {
+                self.row(&host.to_string())
+                    .failed_step
+                    .get_or_insert_with(|| step.clone());
             }
-            Event::HostFinished { host, outcome, duration_ms } => {
+            Event::HostFinished {
+                host,
+                outcome,
+                duration_ms,
+            } => {
                 let r = self.row(&host.to_string());
                 r.status = outcome.label().to_owned();
                 r.duration_ms = Some(*duration_ms);
@@ -212,7 +254,11 @@ impl RunView {
                 self.summary = Some(summary.clone());
             }
             Event::Notice { level, message } => {
-                self.notices.push(NoticeRow { level: *level, message: message.clone(), unix_ms: now });
+                self.notices.push(NoticeRow {
+                    level: *level,
+                    message: message.clone(),
+                    unix_ms: now,
+                });
                 if self.notices.len() > NOTICES_MAX {
                     self.notices.remove(0);
                 }
@@ -224,17 +270,36 @@ impl RunView {
     /// Fold a lifecycle change in.
     pub fn apply_run(&mut self, c: &RunChange) {
         match c {
-            RunChange::Started { stage, retry, started_unix_ms, .. } => {
+            RunChange::Started {
+                stage,
+                retry,
+                base_run_id,
+                started_unix_ms,
+                ..
+            } => {
                 *self = RunView {
                     state: "running".into(),
                     stage: Some(*stage),
                     retry: *retry,
+                    base_run_id: base_run_id.clone(),
                     started_unix_ms: Some(*started_unix_ms),
                     ..Default::default()
                 };
             }
-            RunChange::Finished { ok: _, summary, error, checks, report, finished_unix_ms, .. } => {
-                self.state = if error.is_some() { "error".into() } else { "finished".into() };
+            RunChange::Finished {
+                ok: _,
+                summary,
+                error,
+                checks,
+                report,
+                finished_unix_ms,
+                ..
+            } => {
+                self.state = if error.is_some() {
+                    "error".into()
+                } else {
+                    "finished".into()
+                };
                 self.finished_unix_ms = Some(*finished_unix_ms);
                 if summary.is_some() {
                     self.summary = summary.clone();
@@ -261,7 +326,9 @@ pub enum Since {
     Entries(Vec<Entry>),
     /// Some of the entries asked for are no longer buffered (or the id is from another
     /// server): the client must reload the snapshot. `seq` is the current id.
-    Gap { seq: u64 },
+    Gap {
+        seq: u64,
+    },
 }
 
 struct Inner {
@@ -280,7 +347,11 @@ impl Hub {
     pub fn new(capacity: usize) -> Arc<Hub> {
         let (tx, _) = watch::channel(0);
         Arc::new(Hub {
-            inner: Mutex::new(Inner { seq: 0, ring: VecDeque::with_capacity(capacity.min(4096)), view: RunView::idle() }),
+            inner: Mutex::new(Inner {
+                seq: 0,
+                ring: VecDeque::with_capacity(capacity.min(4096)),
+                view: RunView::idle(),
+            }),
             tx,
             capacity: capacity.max(1),
         })
@@ -295,7 +366,11 @@ impl Hub {
             if g.ring.len() == self.capacity {
                 g.ring.pop_front();
             }
-            g.ring.push_back(Entry { id, kind, data: data.into() });
+            g.ring.push_back(Entry {
+                id,
+                kind,
+                data: data.into(),
+            });
             id
         };
         self.tx.send_replace(seq);
@@ -363,19 +438,52 @@ mod tests {
     #[test]
     fn folds_events_into_rows() {
         let hub = Hub::new(100);
-        hub.run_change(RunChange::Started { stage: Stage::Deploy, hosts: None, retry: false, started_unix_ms: 1 });
+        hub.run_change(RunChange::Started {
+            stage: Stage::Deploy,
+            hosts: None,
+            retry: false,
+            base_run_id: None,
+            started_unix_ms: 1,
+        });
         hub.emit(Event::StageStarted {
             run_id: "deploy-1".into(),
             stage: Stage::Deploy,
             hosts: vec![
-                HostRef { addr: h("10.0.0.1"), role: Some(Role::Master) },
-                HostRef { addr: h("10.0.0.2"), role: Some(Role::Agent) },
+                HostRef {
+                    addr: h("10.0.0.1"),
+                    role: Some(Role::Master),
+                },
+                HostRef {
+                    addr: h("10.0.0.2"),
+                    role: Some(Role::Agent),
+                },
             ],
         });
-        hub.emit(Event::StepStarted { host: h("10.0.0.1"), step: "install".into() });
-        hub.emit(Event::Output { host: h("10.0.0.1"), step: "install".into(), stream: tarmac_events::Stream::Stdout, line: "hello".into() });
-        hub.emit(Event::StepFinished { host: h("10.0.0.2"), step: "connect".into(), outcome: Outcome::Unreachable { message: "no route".into() }, duration_ms: 3 });
-        hub.emit(Event::HostFinished { host: h("10.0.0.2"), outcome: Outcome::Unreachable { message: "no route".into() }, duration_ms: 3 });
+        hub.emit(Event::StepStarted {
+            host: h("10.0.0.1"),
+            step: "install".into(),
+        });
+        hub.emit(Event::Output {
+            host: h("10.0.0.1"),
+            step: "install".into(),
+            stream: tarmac_events::Stream::Stdout,
+            line: "hello".into(),
+        });
+        hub.emit(Event::StepFinished {
+            host: h("10.0.0.2"),
+            step: "connect".into(),
+            outcome: Outcome::Unreachable {
+                message: "no route".into(),
+            },
+            duration_ms: 3,
+        });
+        hub.emit(Event::HostFinished {
+            host: h("10.0.0.2"),
+            outcome: Outcome::Unreachable {
+                message: "no route".into(),
+            },
+            duration_ms: 3,
+        });
         let (seq, v) = hub.snapshot();
         assert_eq!(seq, 6);
         assert_eq!(v.run_id.as_deref(), Some("deploy-1"));
@@ -402,11 +510,16 @@ mod tests {
     fn resume_and_gaps() {
         let hub = Hub::new(3);
         for _ in 0..5 {
-            hub.emit(Event::Notice { level: Level::Info, message: "x".into() });
+            hub.emit(Event::Notice {
+                level: Level::Info,
+                message: "x".into(),
+            });
         }
         // Ring holds ids 3, 4, 5.
         match hub.since(2) {
-            Since::Entries(e) => assert_eq!(e.iter().map(|e| e.id).collect::<Vec<_>>(), vec![3, 4, 5]),
+            Since::Entries(e) => {
+                assert_eq!(e.iter().map(|e| e.id).collect::<Vec<_>>(), vec![3, 4, 5])
+            }
             Since::Gap { .. } => panic!("2 is resumable"),
         }
         match hub.since(4) {
@@ -420,6 +533,9 @@ mod tests {
             Since::Entries(e) => e,
             Since::Gap { .. } => unreachable!(),
         };
-        assert_eq!(e[0].to_json(), r#"{"id":5,"kind":"event","data":{"type":"notice","level":"info","message":"x"}}"#);
+        assert_eq!(
+            e[0].to_json(),
+            r#"{"id":5,"kind":"event","data":{"type":"notice","level":"info","message":"x"}}"#
+        );
     }
 }

@@ -107,7 +107,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, body: json!({ "error": message.into() }) }
+        ApiError {
+            status,
+            body: json!({ "error": message.into() }),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -119,7 +122,10 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
     pub fn conflict(message: impl Into<String>, busy: runs::Busy) -> Self {
-        ApiError { status: StatusCode::CONFLICT, body: json!({ "error": message.into(), "busy": busy }) }
+        ApiError {
+            status: StatusCode::CONFLICT,
+            body: json!({ "error": message.into(), "busy": busy }),
+        }
     }
     /// 400 with every problem of an invalid configuration, by key.
     pub fn invalid(report: &Report) -> Self {
@@ -135,14 +141,25 @@ impl ApiError {
     }
     /// 400 with per-key messages.
     pub fn keys(message: impl Into<String>, errors: Vec<(String, String)>) -> Self {
-        let map: serde_json::Map<String, Json> = errors.into_iter().map(|(k, m)| (k, Json::String(m))).collect();
-        ApiError { status: StatusCode::BAD_REQUEST, body: json!({ "error": message.into(), "errors": map, "diagnostics": [] }) }
+        let map: serde_json::Map<String, Json> = errors
+            .into_iter()
+            .map(|(k, m)| (k, Json::String(m)))
+            .collect();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({ "error": message.into(), "errors": map, "diagnostics": [] }),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.to_string()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -151,7 +168,10 @@ pub fn router(app: AppState) -> Router {
     let protected = Router::new()
         .merge(assets::routes())
         .nest("/api/v1", api::routes())
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require_session));
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_session,
+        ));
     Router::new()
         .route("/login", axum::routing::get(auth::login))
         .merge(protected)
@@ -167,8 +187,14 @@ pub enum WebError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read the TLS {what} {path}: {message}\nhint: pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key")]
-    Tls { what: &'static str, path: PathBuf, message: String },
+    #[error(
+        "cannot read the TLS {what} {path}: {message}\nhint: pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key"
+    )]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
     #[error("the web server stopped")]
     Serve(#[source] std::io::Error),
 }
@@ -186,8 +212,11 @@ impl Listener {
             Some((cert, key)) => Some(Arc::new(tls_config(cert, key)?)),
             None => None,
         };
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| WebError::Bind { addr, source })?;
-        listener.set_nonblocking(true).map_err(|source| WebError::Bind { addr, source })?;
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|source| WebError::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| WebError::Bind { addr, source })?;
         Ok(Listener { listener, tls })
     }
 
@@ -210,12 +239,20 @@ impl Listener {
         let svc = router(app).into_make_service();
         match self.tls {
             Some(cfg) => {
-                axum_server::from_tcp_rustls(self.listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg))
+                axum_server::from_tcp_rustls(
+                    self.listener,
+                    axum_server::tls_rustls::RustlsConfig::from_config(cfg),
+                )
+                .handle(handle)
+                .serve(svc)
+                .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
                     .handle(handle)
                     .serve(svc)
                     .await
             }
-            None => axum_server::from_tcp(self.listener).handle(handle).serve(svc).await,
         }
         .map_err(WebError::Serve)
     }
@@ -226,19 +263,38 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, WebError>
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| WebError::Tls { what: "certificate", path: cert.to_owned(), message: e.to_string() })?;
+        .map_err(|e| WebError::Tls {
+            what: "certificate",
+            path: cert.to_owned(),
+            message: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(WebError::Tls { what: "certificate", path: cert.to_owned(), message: "no certificate in the file".into() });
+        return Err(WebError::Tls {
+            what: "certificate",
+            path: cert.to_owned(),
+            message: "no certificate in the file".into(),
+        });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| WebError::Tls { what: "key", path: key.to_owned(), message: e.to_string() })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| WebError::Tls {
+        what: "key",
+        path: key.to_owned(),
+        message: e.to_string(),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| WebError::Tls { what: "certificate", path: cert.to_owned(), message: e.to_string() })?
+        .map_err(|e| WebError::Tls {
+            what: "certificate",
+            path: cert.to_owned(),
+            message: e.to_string(),
+        })?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| WebError::Tls { what: "key", path: key.to_owned(), message: e.to_string() })?;
+        .map_err(|e| WebError::Tls {
+            what: "key",
+            path: key.to_owned(),
+            message: e.to_string(),
+        })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -246,4 +302,53 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, WebError>
 /// Is `addr` a loopback address (safe to serve without `--allow-remote`)?
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
+}
+
+/// May the server listen on `addr`? Loopback always; anything else only with
+/// `allow_remote`, and then with warnings for the operator (more without TLS).
+pub fn listen_policy(
+    addr: &SocketAddr,
+    allow_remote: bool,
+    tls: bool,
+) -> Result<Vec<String>, String> {
+    if is_loopback(addr) {
+        return Ok(Vec::new());
+    }
+    if !allow_remote {
+        return Err(format!(
+            "refusing to listen on {addr}: it is not a loopback address, and the web installer can install software on every host\nhint: pass --allow-remote (with --tls-cert/--tls-key), or reach 127.0.0.1:{port} through an SSH tunnel (ssh -L {port}:127.0.0.1:{port} <bootstrap machine>)",
+            port = addr.port()
+        ));
+    }
+    let mut w = vec![format!(
+        "listening on {addr}, reachable from other machines: anyone with the login URL can install software on every host"
+    )];
+    if !tls {
+        w.push("without --tls-cert/--tls-key the login URL and the session cookie cross the network in clear text".into());
+    }
+    Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_without_allow_remote() {
+        let lo: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:9000".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(listen_policy(&lo, false, false), Ok(Vec::new()));
+        assert_eq!(listen_policy(&lo6, false, false), Ok(Vec::new()));
+        let err = listen_policy(&any, false, true).unwrap_err();
+        assert!(
+            err.starts_with("refusing to listen on 0.0.0.0:9000"),
+            "{err}"
+        );
+        assert!(err.contains("hint: pass --allow-remote"), "{err}");
+        assert_eq!(listen_policy(&any, true, true).unwrap().len(), 1);
+        let w = listen_policy(&any, true, false).unwrap();
+        assert_eq!(w.len(), 2);
+        assert!(w[1].contains("clear text"));
+    }
 }

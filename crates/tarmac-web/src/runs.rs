@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::hub::{Hub, RunChange, now_ms};
-use crate::{App, ApiError};
+use crate::{ApiError, App};
 
 /// What to run.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -79,8 +79,16 @@ pub struct RunManager {
 fn probe(state_dir: &Path) -> Result<Option<Busy>, ApiError> {
     match RunLock::acquire(state_dir, "tarmac web (probe)") {
         Ok(_lock) => Ok(None),
-        Err(LockError::Held { holder, .. }) => Ok(Some(Busy { by: holder.command.clone(), stage: None, holder: Some(holder) })),
-        Err(LockError::HeldUnknown { .. }) => Ok(Some(Busy { by: "another tarmac run".into(), stage: None, holder: None })),
+        Err(LockError::Held { holder, .. }) => Ok(Some(Busy {
+            by: holder.command.clone(),
+            stage: None,
+            holder: Some(holder),
+        })),
+        Err(LockError::HeldUnknown { .. }) => Ok(Some(Busy {
+            by: "another tarmac run".into(),
+            stage: None,
+            holder: None,
+        })),
         Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }
@@ -130,7 +138,11 @@ impl RunManager {
     pub fn busy(&self, state_dir: &Path) -> Result<Option<Busy>, ApiError> {
         let g = self.current.lock().expect("runs poisoned");
         if let Some(c) = g.as_ref() {
-            return Ok(Some(Busy { by: "this server".into(), stage: Some(c.stage), holder: None }));
+            return Ok(Some(Busy {
+                by: "this server".into(),
+                stage: Some(c.stage),
+                holder: None,
+            }));
         }
         probe(state_dir)
     }
@@ -154,20 +166,28 @@ impl RunManager {
     /// Validate, select hosts, claim the slot and start `stage` in the background.
     pub fn start(app: &Arc<App>, stage: Stage, req: StartRequest) -> Result<RunChange, ApiError> {
         if stage == Stage::Uninstall && !req.confirm {
-            return Err(ApiError::bad_request("uninstall removes Tarmac from the hosts: send `confirm: true` to go ahead"));
+            return Err(ApiError::bad_request(
+                "uninstall removes Tarmac from the hosts: send `confirm: true` to go ahead",
+            ));
         }
         let gdir = app.opts.genconf_dir.clone();
-        let cfg = tarmac_genconf::validate(&app.opts.dist, &gdir).map_err(|r| ApiError::invalid(&r))?;
+        let cfg =
+            tarmac_genconf::validate(&app.opts.dist, &gdir).map_err(|r| ApiError::invalid(&r))?;
         let mut installer = Installer::new(&gdir, cfg, app.hub.clone() as Sink);
         installer.sudo_password = app.sudo_password.lock().expect("sudo poisoned").clone();
         let mut only: Option<Vec<HostAddr>> = None;
+        let mut base_run_id = None;
         if let Some(list) = &req.hosts {
             let known = installer.hosts();
             let mut sel = Vec::new();
             for h in list {
-                let addr: HostAddr = h.parse().map_err(|e| ApiError::bad_request(format!("bad host `{h}`: {e}")))?;
+                let addr: HostAddr = h
+                    .parse()
+                    .map_err(|e| ApiError::bad_request(format!("bad host `{h}`: {e}")))?;
                 if !known.iter().any(|(k, _)| *k == addr) {
-                    return Err(ApiError::bad_request(format!("host `{h}` is not in config.yaml")));
+                    return Err(ApiError::bad_request(format!(
+                        "host `{h}` is not in config.yaml"
+                    )));
                 }
                 sel.push(addr);
             }
@@ -178,15 +198,22 @@ impl RunManager {
         }
         if req.retry_failed {
             if stage == Stage::Genconf {
-                return Err(ApiError::bad_request("genconf runs on this machine only; there is nothing to retry"));
+                return Err(ApiError::bad_request(
+                    "genconf runs on this machine only; there is nothing to retry",
+                ));
             }
-            let failed = installer.failed_last_time(stage).map_err(|e| ApiError::bad_request(chain(&e)))?;
+            let last = tarmac_installer::journal::last_run(&installer.state_dir(), stage)
+                .map_err(|e| ApiError::bad_request(chain(&e)))?;
+            base_run_id = Some(last.run_id.clone());
+            let failed = last.unsuccessful_hosts();
             let failed: Vec<HostAddr> = match only {
                 Some(o) => failed.into_iter().filter(|h| o.contains(h)).collect(),
                 None => failed,
             };
             if failed.is_empty() {
-                return Err(ApiError::bad_request(format!("every host succeeded in the last {stage} run; nothing to retry")));
+                return Err(ApiError::bad_request(format!(
+                    "every host succeeded in the last {stage} run; nothing to retry"
+                )));
             }
             only = Some(failed);
         }
@@ -196,8 +223,15 @@ impl RunManager {
             let mut g = app.runs.current.lock().expect("runs poisoned");
             if let Some(c) = g.as_ref() {
                 return Err(ApiError::conflict(
-                    format!("a {} run started from this server is in progress; wait for it to finish or cancel it", c.stage),
-                    Busy { by: "this server".into(), stage: Some(c.stage), holder: None },
+                    format!(
+                        "a {} run started from this server is in progress; wait for it to finish or cancel it",
+                        c.stage
+                    ),
+                    Busy {
+                        by: "this server".into(),
+                        stage: Some(c.stage),
+                        holder: None,
+                    },
                 ));
             }
             if let Some(b) = probe(&gdir.join("state"))? {
@@ -210,7 +244,10 @@ impl RunManager {
                         h.command,
                         tarmac_installer::lock::human_age(h.since_unix)
                     ),
-                    None => format!("another tarmac run holds {}", gdir.join("state/lock").display()),
+                    None => format!(
+                        "another tarmac run holds {}",
+                        gdir.join("state/lock").display()
+                    ),
                 };
                 return Err(ApiError::conflict(msg, b));
             }
@@ -218,18 +255,31 @@ impl RunManager {
         }
         let started = RunChange::Started {
             stage,
-            hosts: only.as_ref().map(|o| o.iter().map(ToString::to_string).collect()),
+            hosts: only
+                .as_ref()
+                .map(|o| o.iter().map(ToString::to_string).collect()),
             retry: req.retry_failed,
+            base_run_id,
             started_unix_ms: now_ms(),
         };
         app.hub.run_change(started.clone());
-        let slot = Slot { app: app.clone(), stage, finished: false };
+        let slot = Slot {
+            app: app.clone(),
+            stage,
+            finished: false,
+        };
         tokio::spawn(run(slot, installer, stage, only, req));
         Ok(started)
     }
 }
 
-async fn run(mut slot: Slot, mut installer: Installer, stage: Stage, only: Option<Vec<HostAddr>>, req: StartRequest) {
+async fn run(
+    mut slot: Slot,
+    mut installer: Installer,
+    stage: Stage,
+    only: Option<Vec<HostAddr>>,
+    req: StartRequest,
+) {
     let app = slot.app.clone();
     let hub: &Hub = &app.hub;
     let mut checks = None;
@@ -240,7 +290,8 @@ async fn run(mut slot: Slot, mut installer: Installer, stage: Stage, only: Optio
             let app2 = app.clone();
             let gdir = app.opts.genconf_dir.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                let _lock = RunLock::acquire(&gdir.join("state"), "tarmac web: genconf").map_err(|e| chain(&e))?;
+                let _lock = RunLock::acquire(&gdir.join("state"), "tarmac web: genconf")
+                    .map_err(|e| chain(&e))?;
                 let opts = tarmac_genconf::GenconfOptions {
                     genconf_dir: gdir.clone(),
                     build_dir: app2.opts.build_dir.clone(),
@@ -256,7 +307,14 @@ async fn run(mut slot: Slot, mut installer: Installer, stage: Stage, only: Optio
             .await;
             match joined {
                 Ok(Ok(r)) => {
-                    hub.emit_notice(Level::Info, format!("genconf wrote {} (cluster package list {})", r.serve_dir.display(), r.cluster_package_list_id));
+                    hub.emit_notice(
+                        Level::Info,
+                        format!(
+                            "genconf wrote {} (cluster package list {})",
+                            r.serve_dir.display(),
+                            r.cluster_package_list_id
+                        ),
+                    );
                     report = serde_json::to_value(&r).ok();
                     Ok(None)
                 }
@@ -265,10 +323,19 @@ async fn run(mut slot: Slot, mut installer: Installer, stage: Stage, only: Optio
             }
         }
         Stage::Preflight => {
-            let opts = PreflightOptions { only, ignore: req.ignore_checks.clone(), push: req.push, listen: None };
+            let opts = PreflightOptions {
+                only,
+                ignore: req.ignore_checks.clone(),
+                push: req.push,
+                listen: None,
+            };
             match installer.preflight(&opts).await {
                 Ok((run, c)) => {
-                    checks = Some(c.into_iter().map(|(h, v)| (h.to_string(), v)).collect::<BTreeMap<_, _>>());
+                    checks = Some(
+                        c.into_iter()
+                            .map(|(h, v)| (h.to_string(), v))
+                            .collect::<BTreeMap<_, _>>(),
+                    );
                     Ok(Some(run.report.summary.clone()))
                 }
                 Err(e) => Err(chain(&e)),
@@ -280,11 +347,19 @@ async fn run(mut slot: Slot, mut installer: Installer, stage: Stage, only: Optio
             .map(|r| Some(r.report.summary.clone()))
             .map_err(|e| chain(&e)),
         Stage::Deploy => {
-            let mut opts = DeployOptions { only, push: req.push, ..DeployOptions::default() };
+            let mut opts = DeployOptions {
+                only,
+                push: req.push,
+                ..DeployOptions::default()
+            };
             if let Some(t) = req.timeout_secs {
                 opts.timeout = Duration::from_secs(t);
             }
-            installer.deploy(&opts).await.map(|r| Some(r.report.summary.clone())).map_err(|e| chain(&e))
+            installer
+                .deploy(&opts)
+                .await
+                .map(|r| Some(r.report.summary.clone()))
+                .map_err(|e| chain(&e))
         }
         Stage::Postflight => installer
             .postflight(only, Duration::from_secs(req.timeout_secs.unwrap_or(900)))
@@ -310,7 +385,15 @@ async fn run(mut slot: Slot, mut installer: Installer, stage: Stage, only: Optio
         Ok(None) => (true, None, None),
         Err(e) => (false, None, Some(e)),
     };
-    hub.run_change(RunChange::Finished { stage, ok, summary, error, checks, report, finished_unix_ms: now_ms() });
+    hub.run_change(RunChange::Finished {
+        stage,
+        ok,
+        summary,
+        error,
+        checks,
+        report,
+        finished_unix_ms: now_ms(),
+    });
     slot.finished = true;
 }
 

@@ -32,12 +32,14 @@ fn entries(text: &str) -> Result<Vec<Entry>, EditError> {
                 Some(DocError::DuplicateKey { key, loc, .. }) => {
                     (loc.line, format!("`{key}` is set twice"))
                 }
-                Some(DocError::NotAMapping { loc, found }) => {
-                    (loc.line, format!("the document must be a mapping, got {found}"))
-                }
-                Some(DocError::BadKey { loc, found }) => {
-                    (loc.line, format!("parameter names must be strings, got {found}"))
-                }
+                Some(DocError::NotAMapping { loc, found }) => (
+                    loc.line,
+                    format!("the document must be a mapping, got {found}"),
+                ),
+                Some(DocError::BadKey { loc, found }) => (
+                    loc.line,
+                    format!("parameter names must be strings, got {found}"),
+                ),
                 Some(DocError::UnsupportedTag { loc, tag }) => {
                     (loc.line, format!("unsupported tag {tag}"))
                 }
@@ -54,9 +56,12 @@ fn entries(text: &str) -> Result<Vec<Entry>, EditError> {
 
 /// A string that reads back as the same string when written without quotes.
 fn plain_ok(s: &str) -> bool {
-    let Some(first) = s.chars().next() else { return false };
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
     (first.is_ascii_alphanumeric() || first == '/' || first == '.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./+:@=-".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./+:@=-".contains(c))
         && !s.ends_with(':')
         && !is_yaml11_bool_word(s)
         && matches!(yaml::resolve_plain(s), Scalar::Str(_))
@@ -172,7 +177,10 @@ pub fn set_keys(text: &str, changes: &[(String, Option<Json>)]) -> Result<String
             && !added.contains(&key.as_str())
         {
             added.push(key);
-            let v = change_of(key).cloned().flatten().unwrap_or_else(|| v.clone());
+            let v = change_of(key)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| v.clone());
             out.push_str(&render_entry(key, &v));
         }
     }
@@ -181,7 +189,9 @@ pub fn set_keys(text: &str, changes: &[(String, Option<Json>)]) -> Result<String
 
 /// The user's keys as JSON (file order), or `None` when the text does not parse.
 pub fn values(text: &str) -> Option<Vec<(String, Json)>> {
-    entries(text).ok().map(|es| es.into_iter().map(|e| (e.key, e.value.to_json())).collect())
+    entries(text)
+        .ok()
+        .map(|es| es.into_iter().map(|e| (e.key, e.value.to_json())).collect())
 }
 
 /// Replace the value of every secret key with [`HIDDEN`]. Text that does not parse is
@@ -271,7 +281,10 @@ mod tests {
 
     #[test]
     fn set_on_empty_and_comment_only_documents() {
-        assert_eq!(set_keys("", &[("a".into(), Some(json!("x")))]).unwrap(), "a: x\n");
+        assert_eq!(
+            set_keys("", &[("a".into(), Some(json!("x")))]).unwrap(),
+            "a: x\n"
+        );
         assert_eq!(
             set_keys("# hello", &[("a".into(), Some(json!([])))]).unwrap(),
             "# hello\na: []\n"
@@ -298,7 +311,8 @@ mod tests {
             out,
             "a: \"yes\"\nb: \"123\"\nc: \"*star\"\nd: \"has: colon\"\ne: 10m\nf: {k: \"v w\"}\ng: true\nh: \"\"\n"
         );
-        let back: std::collections::BTreeMap<String, Json> = values(&out).unwrap().into_iter().collect();
+        let back: std::collections::BTreeMap<String, Json> =
+            values(&out).unwrap().into_iter().collect();
         assert_eq!(back["a"], json!("yes"));
         assert_eq!(back["b"], json!("123"));
         assert_eq!(back["c"], json!("*star"));
@@ -322,11 +336,17 @@ mod tests {
     fn secrets_are_masked_and_restored() {
         let masked = mask_secrets(CFG, &secret);
         assert!(!masked.contains("hunter2"), "{masked}");
-        assert!(masked.contains("prometheus_remote_write_password: \"**HIDDEN**\"\n"), "{masked}");
+        assert!(
+            masked.contains("prometheus_remote_write_password: \"**HIDDEN**\"\n"),
+            "{masked}"
+        );
         assert!(masked.contains("# the masters"), "{masked}");
         let edited = masked.replace("cluster_name: demo", "cluster_name: prod");
         let restored = unmask_secrets(&edited, CFG, &secret).unwrap();
-        assert!(restored.contains("prometheus_remote_write_password: hunter2\n"), "{restored}");
+        assert!(
+            restored.contains("prometheus_remote_write_password: hunter2\n"),
+            "{restored}"
+        );
         assert!(restored.contains("cluster_name: prod"), "{restored}");
         // A hidden secret with nothing stored is an error, not the literal marker.
         let err = unmask_secrets("x_password: \"**HIDDEN**\"\n", "", &secret).unwrap_err();

@@ -19,7 +19,8 @@ const PASSWORD: &str = "s3cret-Pa55word-xyzzy";
 
 fn dist() -> Distribution {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference");
-    Distribution::load(&Distribution::config_dir_of(&root).expect("dist/reference/config")).expect("load dist")
+    Distribution::load(&Distribution::config_dir_of(&root).expect("dist/reference/config"))
+        .expect("load dist")
 }
 
 struct T {
@@ -38,7 +39,8 @@ struct Resp {
 
 impl Resp {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -68,22 +70,46 @@ impl T {
             tls,
             event_buffer,
         });
-        let mut t = T { app, _dir: dir, genconf, cookie: String::new(), csrf: String::new() };
+        let mut t = T {
+            app,
+            _dir: dir,
+            genconf,
+            cookie: String::new(),
+            csrf: String::new(),
+        };
         // Log in through the real route.
         let token = t.app.auth.new_login_token();
-        let r = t.raw(Request::get(format!("/login?token={token}")).body(Body::empty()).unwrap()).await;
+        let r = t
+            .raw(
+                Request::get(format!("/login?token={token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         t.cookie = set.split(';').next().unwrap().to_owned();
         // The page carries the CSRF token.
         let page = t.get("/").await;
         assert_eq!(page.status, StatusCode::OK);
         let html = page.text();
-        let i = html.find("name=\"csrf-token\" content=\"").expect("csrf meta") + 27;
+        let i = html
+            .find("name=\"csrf-token\" content=\"")
+            .expect("csrf meta")
+            + 27;
         t.csrf = html[i..i + 64].to_owned();
         // A second use of the token is refused.
-        let again = t.raw(Request::get(format!("/login?token={token}")).body(Body::empty()).unwrap()).await;
+        let again = t
+            .raw(
+                Request::get(format!("/login?token={token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
         assert_eq!(again.status, StatusCode::UNAUTHORIZED);
         t
     }
@@ -93,15 +119,23 @@ impl T {
         let status = r.status();
         let headers = r.headers().clone();
         let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     fn req(&self, method: &str, path: &str) -> axum::http::request::Builder {
-        Request::builder().method(method).uri(path).header(header::COOKIE, &self.cookie)
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, &self.cookie)
     }
 
     async fn get(&self, path: &str) -> Resp {
-        self.raw(self.req("GET", path).body(Body::empty()).unwrap()).await
+        self.raw(self.req("GET", path).body(Body::empty()).unwrap())
+            .await
     }
 
     async fn send(&self, method: &str, path: &str, body: Value) -> Resp {
@@ -154,6 +188,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/ip-detect"),
     ("GET", "/api/v1/ssh-key"),
     ("PUT", "/api/v1/ssh-key"),
+    ("GET", "/api/v1/known-hosts"),
+    ("PUT", "/api/v1/known-hosts"),
     ("PUT", "/api/v1/sudo-password"),
     ("GET", "/api/v1/state"),
     ("POST", "/api/v1/stages/preflight"),
@@ -177,27 +213,51 @@ async fn every_route_requires_a_session() {
     let t = T::new().await;
     for (method, path) in ROUTES {
         for cookie in [None, Some("tarmac_session=0000"), Some("other=1")] {
-            let mut b = Request::builder().method(*method).uri(*path).header("x-tarmac-csrf", &t.csrf);
+            let mut b = Request::builder()
+                .method(*method)
+                .uri(*path)
+                .header("x-tarmac-csrf", &t.csrf);
             if let Some(c) = cookie {
                 b = b.header(header::COOKIE, c);
             }
             let r = t.raw(b.body(Body::from("{}")).unwrap()).await;
-            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} with {cookie:?}: {}", r.text());
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {cookie:?}: {}",
+                r.text()
+            );
             if path.starts_with("/api/") {
-                assert!(r.json()["error"].as_str().unwrap().contains("authentication required"));
+                assert!(
+                    r.json()["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("authentication required")
+                );
             }
         }
     }
     // Nothing was written by the refused calls.
     assert!(!t.genconf.join("config.yaml").exists());
     // The login route itself needs a valid token.
-    let r = t.raw(Request::get("/login?token=nope").body(Body::empty()).unwrap()).await;
+    let r = t
+        .raw(
+            Request::get("/login?token=nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Security headers on everything.
     let r = t.get("/api/v1/info").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
-    assert!(r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        r.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert_eq!(r.headers[header::REFERRER_POLICY], "no-referrer");
 }
 
@@ -205,7 +265,11 @@ async fn every_route_requires_a_session() {
 async fn state_changing_calls_need_the_csrf_token_and_same_origin() {
     let t = T::new().await;
     let body = json!({"set": {"cluster_name": "x"}}).to_string();
-    let no_header = t.req("PUT", "/api/v1/config").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.clone())).unwrap();
+    let no_header = t
+        .req("PUT", "/api/v1/config")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.clone()))
+        .unwrap();
     assert_eq!(t.raw(no_header).await.status, StatusCode::FORBIDDEN);
     let wrong = t
         .req("PUT", "/api/v1/config")
@@ -224,8 +288,14 @@ async fn state_changing_calls_need_the_csrf_token_and_same_origin() {
         .unwrap();
     assert_eq!(t.raw(cross).await.status, StatusCode::FORBIDDEN);
     for (method, path) in ROUTES.iter().filter(|(m, _)| *m != "GET") {
-        let r = t.raw(t.req(method, path).body(Body::from("{}")).unwrap()).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path} without CSRF header");
+        let r = t
+            .raw(t.req(method, path).body(Body::from("{}")).unwrap())
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} without CSRF header"
+        );
     }
     assert!(!t.genconf.join("config.yaml").exists(), "nothing written");
     let same = t
@@ -248,35 +318,93 @@ async fn bad_config_is_refused_with_errors_per_key_and_not_written() {
     let r = t.send("PUT", "/api/v1/config", json!({"set": {"ssh_port": "asdf", "master_list": ["10.0.0.1", "10.0.0.2"], "cluster_nmae": "typo"}})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     let v = r.json();
-    assert_eq!(v["errors"]["ssh_port"], "Must be an integer, got a string (\"asdf\")");
-    assert_eq!(v["errors"]["master_list"], "Must have 1, 3, 5, 7, or 9 masters. Found 2");
-    assert_eq!(v["errors"]["cluster_nmae"], "Unknown parameter `cluster_nmae`");
-    let diag = v["diagnostics"].as_array().unwrap().iter().find(|d| d["key"] == "cluster_nmae").unwrap().clone();
+    assert_eq!(
+        v["errors"]["ssh_port"],
+        "Must be an integer, got a string (\"asdf\")"
+    );
+    assert_eq!(
+        v["errors"]["master_list"],
+        "Must have 1, 3, 5, 7, or 9 masters. Found 2"
+    );
+    assert_eq!(
+        v["errors"]["cluster_nmae"],
+        "Unknown parameter `cluster_nmae`"
+    );
+    let diag = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "cluster_nmae")
+        .unwrap()
+        .clone();
     assert_eq!(diag["hint"], "did you mean `cluster_name`?");
     assert!(diag["line"].as_u64().is_some(), "{diag}");
-    assert_eq!(t.config(), before, "an invalid configuration is not written");
+    assert_eq!(
+        t.config(),
+        before,
+        "an invalid configuration is not written"
+    );
 
     // The raw editor: YAML errors are reported with their line.
-    let r = t.send("PUT", "/api/v1/config", json!({"yaml": "master_list: [10.0.0.1\n"})).await;
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/config",
+            json!({"yaml": "master_list: [10.0.0.1\n"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["errors"]["config.yaml"].as_str().unwrap().contains("Invalid YAML"));
+    assert!(
+        r.json()["errors"]["config.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid YAML")
+    );
     assert_eq!(t.config(), before);
 
     // Validate never writes and answers 200 with the problems.
-    let r = t.send("POST", "/api/v1/config/validate", json!({"set": {"ssh_port": 70000}})).await;
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/config/validate",
+            json!({"set": {"ssh_port": 70000}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json();
     assert_eq!(v["valid"], false);
-    assert!(v["errors"]["ssh_port"].as_str().unwrap().contains("65535"), "{v}");
-    let r = t.send("POST", "/api/v1/config/validate", json!({"set": {"ssh_port": 2222}})).await;
+    assert!(
+        v["errors"]["ssh_port"].as_str().unwrap().contains("65535"),
+        "{v}"
+    );
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/config/validate",
+            json!({"set": {"ssh_port": 2222}}),
+        )
+        .await;
     assert_eq!(r.json()["valid"], true, "{}", r.text());
     assert_eq!(t.config(), before);
 
     // A valid change is written (in place, keeping the rest), 0600.
-    let r = t.send("PUT", "/api/v1/config", json!({"set": {"ssh_port": 2222, "cluster_name": null}})).await;
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/config",
+            json!({"set": {"ssh_port": 2222, "cluster_name": null}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(t.config(), "bootstrap_url: http://127.0.0.1:1\nmaster_list:\n- 127.0.0.1\nssh_port: 2222\n");
-    let mode = std::fs::metadata(t.genconf.join("config.yaml")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        t.config(),
+        "bootstrap_url: http://127.0.0.1:1\nmaster_list:\n- 127.0.0.1\nssh_port: 2222\n"
+    );
+    let mode = std::fs::metadata(t.genconf.join("config.yaml"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(r.json()["validation"]["valid"], true);
 
@@ -298,34 +426,83 @@ async fn secrets_are_never_returned() {
     );
     t.write("config.yaml", &cfg);
     let key = keygen(&t._dir.path().join("k"));
-    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": key})).await;
+    let r = t
+        .send("PUT", "/api/v1/ssh-key", json!({"private_key": key}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(r.json()["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
-    let r = t.send("PUT", "/api/v1/sudo-password", json!({"password": "sudo-Secret-123"})).await;
+    assert!(
+        r.json()["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/sudo-password",
+            json!({"password": "sudo-Secret-123"}),
+        )
+        .await;
     assert_eq!(r.json()["set"], true);
 
     let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
-    for path in ["/api/v1/config", "/api/v1/ssh-key", "/api/v1/state", "/api/v1/ip-detect", "/api/v1/cluster", "/api/v1/openapi.json", "/api/v1/schema", "/"] {
+    for path in [
+        "/api/v1/config",
+        "/api/v1/ssh-key",
+        "/api/v1/known-hosts",
+        "/api/v1/state",
+        "/api/v1/ip-detect",
+        "/api/v1/cluster",
+        "/api/v1/openapi.json",
+        "/api/v1/schema",
+        "/",
+    ] {
         let r = t.get(path).await;
         let text = r.text();
-        assert!(!text.contains(PASSWORD), "{path} returned the password: {text}");
-        assert!(!text.contains("sudo-Secret-123"), "{path} returned the sudo password");
-        assert!(!text.contains(&key_body[..40]), "{path} returned the SSH key");
+        assert!(
+            !text.contains(PASSWORD),
+            "{path} returned the password: {text}"
+        );
+        assert!(
+            !text.contains("sudo-Secret-123"),
+            "{path} returned the sudo password"
+        );
+        assert!(
+            !text.contains(&key_body[..40]),
+            "{path} returned the SSH key"
+        );
     }
     let v = t.get("/api/v1/config").await.json();
-    assert_eq!(v["values"]["prometheus_remote_write_password"], "**HIDDEN**");
-    assert!(v["yaml"].as_str().unwrap().contains("prometheus_remote_write_password: \"**HIDDEN**\""));
-    assert_eq!(v["secrets_set"], json!(["prometheus_remote_write_password"]));
+    assert_eq!(
+        v["values"]["prometheus_remote_write_password"],
+        "**HIDDEN**"
+    );
+    assert!(
+        v["yaml"]
+            .as_str()
+            .unwrap()
+            .contains("prometheus_remote_write_password: \"**HIDDEN**\"")
+    );
+    assert_eq!(
+        v["secrets_set"],
+        json!(["prometheus_remote_write_password"])
+    );
     assert_eq!(v["sudo_password_set"], true);
     assert_eq!(v["ssh_key"]["present"], true);
 
     // Saving the masked text back keeps the stored secret; editing something else too.
-    let yaml = v["yaml"].as_str().unwrap().replace("cluster_name: web-test", "cluster_name: renamed");
+    let yaml = v["yaml"]
+        .as_str()
+        .unwrap()
+        .replace("cluster_name: web-test", "cluster_name: renamed");
     let r = t.send("PUT", "/api/v1/config", json!({"yaml": yaml})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert!(!r.text().contains(PASSWORD));
     let on_disk = t.config();
-    assert!(on_disk.contains(&format!("prometheus_remote_write_password: {PASSWORD}")), "{on_disk}");
+    assert!(
+        on_disk.contains(&format!("prometheus_remote_write_password: {PASSWORD}")),
+        "{on_disk}"
+    );
     assert!(on_disk.contains("cluster_name: renamed"));
     let r = t.send("PUT", "/api/v1/config", json!({"set": {"prometheus_remote_write_password": "**HIDDEN**", "cluster_name": "again"}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -337,7 +514,13 @@ async fn secrets_are_never_returned() {
     assert!(r.json()["errors"]["prometheus_remote_write_password"].is_string());
     // Errors never echo the secret either.
     t.write("config.yaml", &cfg);
-    let r = t.send("POST", "/api/v1/config/validate", json!({"set": {"prometheus_remote_write_url": null}})).await;
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/config/validate",
+            json!({"set": {"prometheus_remote_write_url": null}}),
+        )
+        .await;
     assert!(!r.text().contains(PASSWORD), "{}", r.text());
 }
 
@@ -345,40 +528,92 @@ async fn secrets_are_never_returned() {
 async fn ssh_key_upload_is_checked_and_stored_0600() {
     let t = T::new().await;
     t.write("config.yaml", &valid_config("127.0.0.1"));
-    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": "not a key"})).await;
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/ssh-key",
+            json!({"private_key": "not a key"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["errors"]["ssh_key_path"].as_str().unwrap().starts_with("Not a usable private key"));
+    assert!(
+        r.json()["errors"]["ssh_key_path"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not a usable private key")
+    );
     assert!(!t.genconf.join("ssh_key").exists());
     let enc = t._dir.path().join("enc");
-    let st = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "pass phrase", "-f"]).arg(&enc).status().unwrap();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "pass phrase", "-f"])
+        .arg(&enc)
+        .status()
+        .unwrap();
     assert!(st.success());
-    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": std::fs::read_to_string(&enc).unwrap()})).await;
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/ssh-key",
+            json!({"private_key": std::fs::read_to_string(&enc).unwrap()}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["errors"]["ssh_key_path"].as_str().unwrap().contains("passphrase"));
+    assert!(
+        r.json()["errors"]["ssh_key_path"]
+            .as_str()
+            .unwrap()
+            .contains("passphrase")
+    );
 
     let key = keygen(&t._dir.path().join("k"));
-    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": key})).await;
+    let r = t
+        .send("PUT", "/api/v1/ssh-key", json!({"private_key": key}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let stored = t.genconf.join("ssh_key");
     assert_eq!(std::fs::read_to_string(&stored).unwrap(), key);
-    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let v = r.json();
     assert_eq!(v["path"], stored.display().to_string());
     assert!(v.get("private_key").is_none());
     // The default ssh_key_path is genconf/ssh_key already: config.yaml is left alone.
     assert_eq!(t.config(), valid_config("127.0.0.1"));
     // With another path configured, ssh_key_path is pointed at the upload.
-    t.write("config.yaml", &format!("{}ssh_key_path: /elsewhere/id\n", valid_config("127.0.0.1")));
-    let r = t.send("PUT", "/api/v1/ssh-key", json!({"private_key": key})).await;
+    t.write(
+        "config.yaml",
+        &format!("{}ssh_key_path: /elsewhere/id\n", valid_config("127.0.0.1")),
+    );
+    let r = t
+        .send("PUT", "/api/v1/ssh-key", json!({"private_key": key}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(t.config().contains("ssh_key_path: genconf/ssh_key\n"), "{}", t.config());
+    assert!(
+        t.config().contains("ssh_key_path: genconf/ssh_key\n"),
+        "{}",
+        t.config()
+    );
 
     // ip-detect goes next to it, executable.
-    let r = t.send("PUT", "/api/v1/ip-detect", json!({"script": IP_DETECT})).await;
+    let r = t
+        .send("PUT", "/api/v1/ip-detect", json!({"script": IP_DETECT}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(std::fs::metadata(t.genconf.join("ip-detect")).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(t.genconf.join("ip-detect"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
     assert_eq!(t.get("/api/v1/ip-detect").await.json()["script"], IP_DETECT);
-    assert_eq!(t.get("/api/v1/config").await.json()["validation"]["valid"], true);
+    assert_eq!(
+        t.get("/api/v1/config").await.json()["validation"]["valid"],
+        true
+    );
 }
 
 /// A TCP listener that accepts and never speaks: SSH connections to it hang.
@@ -396,7 +631,10 @@ async fn wait_state(t: &T, want: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("run never reached `{want}`: {}", t.get("/api/v1/state").await.text());
+    panic!(
+        "run never reached `{want}`: {}",
+        t.get("/api/v1/state").await.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,18 +642,33 @@ async fn concurrent_starts_conflict() {
     let t = T::new().await;
     t.write("ip-detect", IP_DETECT);
     let (_silent, port) = silent_listener();
-    t.write("config.yaml", &format!("{}process_timeout: 60s\n", valid_config(&format!("127.0.0.1:{port}"))));
+    t.write(
+        "config.yaml",
+        &format!(
+            "{}process_timeout: 60s\n",
+            valid_config(&format!("127.0.0.1:{port}"))
+        ),
+    );
     keygen(&t.genconf.join("ssh_key"));
 
     // A CLI run holds the lock: 409 with the holder.
-    let lock = tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac deploy").unwrap();
+    let lock = tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac deploy")
+        .unwrap();
     let r = t.send("POST", "/api/v1/stages/status", json!({})).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
     let v = r.json();
     assert_eq!(v["busy"]["holder"]["pid"], std::process::id());
     assert_eq!(v["busy"]["holder"]["command"], "tarmac deploy");
-    assert!(v["error"].as_str().unwrap().contains("another tarmac run holds"));
-    assert_eq!(t.get("/api/v1/state").await.json()["busy"]["by"], "tarmac deploy");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("another tarmac run holds")
+    );
+    assert_eq!(
+        t.get("/api/v1/state").await.json()["busy"]["by"],
+        "tarmac deploy"
+    );
     drop(lock);
 
     // Our own run in flight (stuck connecting to a silent host): a second start is 409.
@@ -430,36 +683,62 @@ async fn concurrent_starts_conflict() {
     let s = wait_state(&t, "running").await;
     assert_eq!(s["busy"]["by"], "this server");
     for _ in 0..100 {
-        if tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac preflight").is_err() {
+        if tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac preflight")
+            .is_err()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac preflight").is_err());
+    assert!(
+        tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac preflight")
+            .is_err()
+    );
 
     // Cancel: the run ends, the lock is free, the host is not ok.
-    assert_eq!(t.send("POST", "/api/v1/run/cancel", json!({})).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        t.send("POST", "/api/v1/run/cancel", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
     let s = wait_state(&t, "finished").await;
     assert_eq!(s["run"]["hosts"][0]["host"], format!("127.0.0.1:{port}"));
     assert_ne!(s["run"]["hosts"][0]["status"], "ok");
     assert!(s["busy"].is_null(), "{s}");
     assert_eq!(s["stages"]["status"]["ok"], false);
-    assert_eq!(t.send("POST", "/api/v1/run/cancel", json!({})).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        t.send("POST", "/api/v1/run/cancel", json!({})).await.status,
+        StatusCode::CONFLICT
+    );
 
     // Uninstall needs confirmation; retry needs something to retry.
     let r = t.send("POST", "/api/v1/stages/uninstall", json!({})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json()["error"].as_str().unwrap().contains("confirm"));
-    let r = t.send("POST", "/api/v1/stages/deploy/retry", json!({})).await;
+    let r = t
+        .send("POST", "/api/v1/stages/deploy/retry", json!({}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["error"].as_str().unwrap().contains("no earlier `deploy` run"), "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no earlier `deploy` run"),
+        "{}",
+        r.text()
+    );
     let r = t.send("POST", "/api/v1/stages/nonsense", json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Errors before any host is contacted end the run with the message (no serve/ yet).
     let r = t.send("POST", "/api/v1/stages/deploy", json!({})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let s = wait_state(&t, "error").await;
-    assert!(s["run"]["error"].as_str().unwrap().contains("tarmac genconf"), "{s}");
+    assert!(
+        s["run"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("tarmac genconf"),
+        "{s}"
+    );
 }
 
 /// Read SSE frames until `pred` holds on what was read (or panic after a while).
@@ -468,7 +747,11 @@ async fn read_sse(body: Body, pred: impl Fn(&str) -> bool) -> String {
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !pred(&text) {
-        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("SSE timed out").expect("stream ended").unwrap();
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("SSE timed out")
+            .expect("stream ended")
+            .unwrap();
         if let Ok(data) = frame.into_data() {
             text.push_str(&String::from_utf8_lossy(&data));
         }
@@ -477,7 +760,10 @@ async fn read_sse(body: Body, pred: impl Fn(&str) -> bool) -> String {
 }
 
 fn notice(i: usize) -> Event {
-    Event::Notice { level: Level::Info, message: format!("n{i}") }
+    Event::Notice {
+        level: Level::Info,
+        message: format!("n{i}"),
+    }
 }
 
 #[tokio::test]
@@ -487,19 +773,31 @@ async fn sse_resumes_with_last_event_id() {
         t.app.hub.emit(notice(i));
     }
     // Resume after id 3: ids 4 and 5, in one batch whose id is the last.
-    let req = t.req("GET", "/api/v1/events").header("last-event-id", "3").body(Body::empty()).unwrap();
+    let req = t
+        .req("GET", "/api/v1/events")
+        .header("last-event-id", "3")
+        .body(Body::empty())
+        .unwrap();
     let resp = router(t.app.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
     let text = read_sse(resp.into_body(), |s| s.contains("\n\n")).await;
     assert!(text.contains("event: batch\n"), "{text}");
     assert!(text.contains("id: 5\n"), "{text}");
-    assert!(text.contains(r#"{"id":4,"kind":"event","data":{"type":"notice","level":"info","message":"n4"}}"#), "{text}");
+    assert!(
+        text.contains(
+            r#"{"id":4,"kind":"event","data":{"type":"notice","level":"info","message":"n4"}}"#
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#""id":5"#), "{text}");
     assert!(!text.contains(r#""id":3"#), "{text}");
 
     // Live events follow, with their ids; `?after=` works like the header.
-    let req = t.req("GET", "/api/v1/events?after=5").body(Body::empty()).unwrap();
+    let req = t
+        .req("GET", "/api/v1/events?after=5")
+        .body(Body::empty())
+        .unwrap();
     let resp = router(t.app.clone()).oneshot(req).await.unwrap();
     let hub = t.app.hub.clone();
     tokio::spawn(async move {
@@ -515,7 +813,11 @@ async fn sse_resumes_with_last_event_id() {
         t.app.hub.emit(notice(i));
     }
     for last in ["3", "99999"] {
-        let req = t.req("GET", "/api/v1/events").header("last-event-id", last).body(Body::empty()).unwrap();
+        let req = t
+            .req("GET", "/api/v1/events")
+            .header("last-event-id", last)
+            .body(Body::empty())
+            .unwrap();
         let resp = router(t.app.clone()).oneshot(req).await.unwrap();
         let text = read_sse(resp.into_body(), |s| s.contains("\n\n")).await;
         assert!(text.starts_with("event: reset\n"), "{text}");
@@ -541,14 +843,27 @@ async fn logs_runs_and_archive() {
     )
     .unwrap();
     std::fs::write(state.join("runs/last-deploy"), "deploy-1").unwrap();
-    std::fs::write(state.join("logs/deploy-1/deploy/10.0.0.2.log"), "the full log\n").unwrap();
+    std::fs::write(
+        state.join("logs/deploy-1/deploy/10.0.0.2.log"),
+        "the full log\n",
+    )
+    .unwrap();
 
     let r = t.get("/api/v1/runs/deploy-1/logs/10.0.0.2").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "the full log\n");
-    assert_eq!(t.get("/api/v1/runs/deploy-1/logs/10.0.0.9").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(t.get("/api/v1/runs/..%2Fx/logs/10.0.0.2").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(t.get("/api/v1/runs/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        t.get("/api/v1/runs/deploy-1/logs/10.0.0.9").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get("/api/v1/runs/..%2Fx/logs/10.0.0.2").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get("/api/v1/runs/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
     let list = t.get("/api/v1/runs").await.json();
     assert_eq!(list[0]["run_id"], "deploy-1");
     assert_eq!(list[0]["hosts"], 2);
@@ -560,7 +875,12 @@ async fn logs_runs_and_archive() {
 
     let r = t.get("/api/v1/logs/archive").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains(".tar.zst"));
+    assert!(
+        r.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(".tar.zst")
+    );
     let tar_bytes = zstd::decode_all(&r.body[..]).unwrap();
     let mut ar = tar::Archive::new(&tar_bytes[..]);
     let mut names = Vec::new();
@@ -574,8 +894,14 @@ async fn logs_runs_and_archive() {
         }
         names.push(name);
     }
-    assert!(names.contains(&"runs/deploy-1.json".to_owned()), "{names:?}");
-    assert!(names.contains(&"logs/deploy-1/deploy/10.0.0.2.log".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"runs/deploy-1.json".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"logs/deploy-1/deploy/10.0.0.2.log".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -610,10 +936,20 @@ async fn openapi_documents_every_route() {
     assert!(doc["components"]["schemas"]["ConfigView"].is_object());
     // The schema endpoint shows the distribution's parameters with their secrecy.
     let schema = t.get("/api/v1/schema").await.json();
-    let pw = schema.as_array().unwrap().iter().find(|p| p["name"] == "prometheus_remote_write_password").unwrap();
+    let pw = schema
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "prometheus_remote_write_password")
+        .unwrap();
     assert_eq!(pw["secret"], true);
     assert_eq!(pw["origin"], "distribution");
-    let ml = schema.as_array().unwrap().iter().find(|p| p["name"] == "master_list").unwrap();
+    let ml = schema
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "master_list")
+        .unwrap();
     assert_eq!(ml["type"], "host_list");
     assert_eq!(ml["required"], true);
 }
@@ -623,7 +959,20 @@ async fn tls_serves_https_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -631,7 +980,8 @@ async fn tls_serves_https_with_the_given_certificate() {
         .status()
         .expect("openssl");
     assert!(st.success());
-    let listener = tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&cert, &key))).unwrap();
+    let listener =
+        tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&cert, &key))).unwrap();
     assert!(listener.is_tls());
     let addr = listener.local_addr().unwrap();
     let t = T::build(100, true).await;
@@ -648,9 +998,18 @@ async fn tls_serves_https_with_the_given_certificate() {
     .await
     .unwrap();
     let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    assert!(headers.starts_with("http/2 303") || headers.starts_with("http/1.1 303"), "{headers}");
-    assert!(headers.contains("set-cookie: tarmac_session=") && headers.contains("; secure"), "{headers}");
+    assert!(
+        headers.starts_with("http/2 303") || headers.starts_with("http/1.1 303"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("set-cookie: tarmac_session=") && headers.contains("; secure"),
+        "{headers}"
+    );
     stop.cancel();
     server.await.unwrap().unwrap();
-    assert!(tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&key, &key))).is_err(), "a key is not a certificate");
+    assert!(
+        tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&key, &key))).is_err(),
+        "a key is not a certificate"
+    );
 }

@@ -40,17 +40,38 @@ async fn configure_page_and_a_thousand_hosts() {
     let server = tokio::spawn(listener.serve(app.clone(), stop.clone()));
 
     let port = free_port();
-    let b = Browser::start(Command::new(CHROMEDRIVER), port, "chromedriver-browser-test.log").await;
+    let b = Browser::start(
+        Command::new(CHROMEDRIVER),
+        port,
+        "chromedriver-browser-test.log",
+    )
+    .await;
 
     // Without the login URL: the sign-in page, no API.
     b.client.goto(&format!("{base}/")).await.unwrap();
     let body = b.js("return document.body.innerText").await;
-    assert!(body.as_str().unwrap().contains("Sign in to the Tarmac installer"), "{body}");
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("Sign in to the Tarmac installer"),
+        "{body}"
+    );
 
     // Log in: the Configure page with the empty config's problems.
-    b.client.goto(&format!("{base}/login?token={}", app.auth.new_login_token())).await.unwrap();
+    b.client
+        .goto(&format!(
+            "{base}/login?token={}",
+            app.auth.new_login_token()
+        ))
+        .await
+        .unwrap();
     b.css("#f-master_list").await;
-    b.wait_for("document.querySelector('#valid-state').textContent.includes('problem')", T, "initial validation").await;
+    b.wait_for(
+        "document.querySelector('#valid-state').textContent.includes('problem')",
+        T,
+        "initial validation",
+    )
+    .await;
     b.screenshot("browser-configure-empty.png").await;
 
     // Errors appear next to the field as you type.
@@ -64,7 +85,12 @@ async fn configure_page_and_a_thousand_hosts() {
     b.fill("#f-ssh_port", "abc").await;
     b.wait_for("document.querySelector('.err[data-for=\"ssh_port\"]').textContent.includes('Must be an integer')", T, "port error").await;
     b.fill("#f-bootstrap_url", "ftp://x").await;
-    b.wait_for("document.querySelector('.err[data-for=\"bootstrap_url\"]').textContent.length > 0", T, "url error").await;
+    b.wait_for(
+        "document.querySelector('.err[data-for=\"bootstrap_url\"]').textContent.length > 0",
+        T,
+        "url error",
+    )
+    .await;
     b.screenshot("browser-configure-errors.png").await;
     // Save refuses an invalid configuration.
     b.click("#save").await;
@@ -77,112 +103,308 @@ async fn configure_page_and_a_thousand_hosts() {
     b.fill("#f-bootstrap_url", "http://10.0.0.254:8080").await;
     b.fill("#f-cluster_name", "browser test").await;
     let key = dir.path().join("id_ed25519");
-    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
     assert!(st.success());
-    b.css("#ssh-key-file").await.send_keys(&key.display().to_string()).await.unwrap();
+    b.css("#ssh-key-file")
+        .await
+        .send_keys(&key.display().to_string())
+        .await
+        .unwrap();
     b.click("#ssh-key-upload").await;
-    b.wait_for("document.querySelector('#ssh-key-status').textContent.includes('SHA256:')", T, "key stored").await;
-    b.fill("#ip-detect-text", "#!/bin/sh\necho 10.0.0.1\n").await;
+    b.wait_for(
+        "document.querySelector('#ssh-key-status').textContent.includes('SHA256:')",
+        T,
+        "key stored",
+    )
+    .await;
+    b.fill("#ip-detect-text", "#!/bin/sh\necho 10.0.0.1\n")
+        .await;
     b.click("#ip-detect-save").await;
-    b.wait_for("document.querySelector('#ip-detect-status').textContent.startsWith('Saved at')", T, "ip-detect saved").await;
-    b.wait_for("document.querySelector('main').dataset.valid === 'true'", T, "valid config").await;
+    b.wait_for(
+        "document.querySelector('#ip-detect-status').textContent.startsWith('Saved at')",
+        T,
+        "ip-detect saved",
+    )
+    .await;
+    b.wait_for(
+        "document.querySelector('main').dataset.valid === 'true'",
+        T,
+        "valid config",
+    )
+    .await;
     b.click("#save").await;
-    b.wait_for("document.querySelector('#toast').textContent.startsWith('Saved')", T, "saved").await;
+    b.wait_for(
+        "document.querySelector('#toast').textContent.startsWith('Saved')",
+        T,
+        "saved",
+    )
+    .await;
     let saved = std::fs::read_to_string(genconf.join("config.yaml")).unwrap();
-    for want in ["master_list:\n- 10.0.0.1\n", "ssh_port: 2222\n", "bootstrap_url: http://10.0.0.254:8080\n", "cluster_name: \"browser test\"\n"] {
+    for want in [
+        "master_list:\n- 10.0.0.1\n",
+        "ssh_port: 2222\n",
+        "bootstrap_url: http://10.0.0.254:8080\n",
+        "cluster_name: \"browser test\"\n",
+    ] {
         assert!(saved.contains(want), "missing {want:?} in\n{saved}");
     }
-    assert!(!saved.contains("BEGIN OPENSSH"), "the key is not in config.yaml");
-    assert_eq!(std::fs::read_to_string(genconf.join("ssh_key")).unwrap(), std::fs::read_to_string(&key).unwrap());
-    b.wait_for("document.querySelector('#valid-state').textContent.startsWith('✓ valid')", T, "valid state").await;
+    assert!(
+        !saved.contains("BEGIN OPENSSH"),
+        "the key is not in config.yaml"
+    );
+    assert_eq!(
+        std::fs::read_to_string(genconf.join("ssh_key")).unwrap(),
+        std::fs::read_to_string(&key).unwrap()
+    );
+    b.wait_for(
+        "document.querySelector('#valid-state').textContent.startsWith('✓ valid')",
+        T,
+        "valid state",
+    )
+    .await;
     b.screenshot("browser-configure-valid.png").await;
 
     // The YAML editor: a typo is reported with its line as you type.
     b.click("#tab-yaml").await;
-    b.wait_for("document.querySelector('#yaml-text').value.includes('ssh_port: 2222')", T, "yaml text").await;
-    b.css("#yaml-text").await.send_keys("\nclustr_name: typo\n").await.unwrap();
+    b.wait_for(
+        "document.querySelector('#yaml-text').value.includes('ssh_port: 2222')",
+        T,
+        "yaml text",
+    )
+    .await;
+    b.css("#yaml-text")
+        .await
+        .send_keys("\nclustr_name: typo\n")
+        .await
+        .unwrap();
     b.wait_for("document.querySelector('#yaml-diags').textContent.includes('Unknown parameter `clustr_name`')", T, "yaml diag").await;
-    let diag = b.js("return document.querySelector('#yaml-diags').textContent").await;
-    assert!(diag.as_str().unwrap().contains("line 7:1") && diag.as_str().unwrap().contains("did you mean `cluster_name`?"), "{diag}");
+    let diag = b
+        .js("return document.querySelector('#yaml-diags').textContent")
+        .await;
+    assert!(
+        diag.as_str().unwrap().contains("line 7:1")
+            && diag
+                .as_str()
+                .unwrap()
+                .contains("did you mean `cluster_name`?"),
+        "{diag}"
+    );
     b.screenshot("browser-configure-yaml.png").await;
 
     // A run on 1,000 hosts, fed as engine events: 12 fail, 3 still running.
     let hosts: Vec<(HostAddr, Role)> = (0..1000)
         .map(|i| {
-            let role = if i < 3 { Role::Master } else if i < 900 { Role::Agent } else { Role::AgentPublic };
-            (format!("10.1.{}.{}", i / 250, i % 250 + 1).parse().unwrap(), role)
+            let role = if i < 3 {
+                Role::Master
+            } else if i < 900 {
+                Role::Agent
+            } else {
+                Role::AgentPublic
+            };
+            (
+                format!("10.1.{}.{}", i / 250, i % 250 + 1).parse().unwrap(),
+                role,
+            )
         })
         .collect();
     let hub = app.hub.clone();
-    hub.run_change(RunChange::Started { stage: Stage::Preflight, hosts: None, retry: false, started_unix_ms: tarmac_web::hub::now_ms() });
+    hub.run_change(RunChange::Started {
+        stage: Stage::Preflight,
+        hosts: None,
+        retry: false,
+        base_run_id: None,
+        started_unix_ms: tarmac_web::hub::now_ms(),
+    });
     hub.emit(Event::StageStarted {
         run_id: "preflight-1000".into(),
         stage: Stage::Preflight,
-        hosts: hosts.iter().map(|(h, r)| HostRef { addr: h.clone(), role: Some(*r) }).collect(),
+        hosts: hosts
+            .iter()
+            .map(|(h, r)| HostRef {
+                addr: h.clone(),
+                role: Some(*r),
+            })
+            .collect(),
     });
     b.click("#steps a[data-page=preflight]").await;
-    b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 50", T, "first page").await;
-    let renders_before = b.js("return window.performance.now()").await.as_f64().unwrap();
+    b.wait_for(
+        "document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 50",
+        T,
+        "first page",
+    )
+    .await;
+    let renders_before = b
+        .js("return window.performance.now()")
+        .await
+        .as_f64()
+        .unwrap();
     b.js("window.__renders = 0; const u = window.update; window.update = function() { window.__renders++; return u(); };").await;
     let mut summary = Summary::default();
     for (i, (h, _)) in hosts.iter().enumerate() {
-        hub.emit(Event::StepStarted { host: h.clone(), step: "host checks".into() });
-        hub.emit(Event::Output { host: h.clone(), step: "host checks".into(), stream: tarmac_events::Stream::Stdout, line: format!("Checking disk on {h} … PASS") });
+        hub.emit(Event::StepStarted {
+            host: h.clone(),
+            step: "host checks".into(),
+        });
+        hub.emit(Event::Output {
+            host: h.clone(),
+            step: "host checks".into(),
+            stream: tarmac_events::Stream::Stdout,
+            line: format!("Checking disk on {h} … PASS"),
+        });
         if i >= 997 {
             continue; // still running
         }
         let outcome = if i % 83 == 5 {
-            Outcome::Failed { exit_code: Some(1), signal: None, message: "1 check(s) failed: ports".into() }
+            Outcome::Failed {
+                exit_code: Some(1),
+                signal: None,
+                message: "1 check(s) failed: ports".into(),
+            }
         } else {
             Outcome::Ok
         };
         if !outcome.is_success() {
-            hub.emit(Event::StepFinished { host: h.clone(), step: "install.sh --preflight-only".into(), outcome: outcome.clone(), duration_ms: 5 });
+            hub.emit(Event::StepFinished {
+                host: h.clone(),
+                step: "install.sh --preflight-only".into(),
+                outcome: outcome.clone(),
+                duration_ms: 5,
+            });
         }
         summary.add(&outcome);
-        hub.emit(Event::HostFinished { host: h.clone(), outcome, duration_ms: 1234 });
+        hub.emit(Event::HostFinished {
+            host: h.clone(),
+            outcome,
+            duration_ms: 1234,
+        });
         if i % 100 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    b.wait_for("document.querySelector('#bars').textContent.includes('886/897 ok')", T, "agent bar").await;
+    b.wait_for(
+        "document.querySelector('#bars').textContent.includes('886/897 ok')",
+        T,
+        "agent bar",
+    )
+    .await;
     b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden])[data-status=\"failed\"]').length === 12", T, "failed first").await;
-    let first = b.js("return document.querySelector('#hosts tbody tr').dataset.status").await;
+    let first = b
+        .js("return document.querySelector('#hosts tbody tr').dataset.status")
+        .await;
     assert_eq!(first, "failed", "failed hosts come first");
-    let pager = b.js("return document.querySelector('#pager').textContent").await;
+    let pager = b
+        .js("return document.querySelector('#pager').textContent")
+        .await;
     assert!(pager.as_str().unwrap().contains("1–50 of 1000"), "{pager}");
     // Renders are batched: never more than one per 100 ms (plus a few from the clicks).
-    let elapsed = b.js("return window.performance.now()").await.as_f64().unwrap() - renders_before;
+    let elapsed = b
+        .js("return window.performance.now()")
+        .await
+        .as_f64()
+        .unwrap()
+        - renders_before;
     let renders = b.js("return window.__renders").await.as_f64().unwrap();
-    assert!(renders <= elapsed / 100.0 + 3.0, "{renders} renders in {elapsed} ms");
+    assert!(
+        renders <= elapsed / 100.0 + 3.0,
+        "{renders} renders in {elapsed} ms"
+    );
     // Filters.
-    b.css("#flt-status").await.select_by_value("bad").await.unwrap();
-    b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 12", T, "status filter").await;
-    b.css("#flt-status").await.select_by_value("running").await.unwrap();
+    b.css("#flt-status")
+        .await
+        .select_by_value("bad")
+        .await
+        .unwrap();
+    b.wait_for(
+        "document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 12",
+        T,
+        "status filter",
+    )
+    .await;
+    b.css("#flt-status")
+        .await
+        .select_by_value("running")
+        .await
+        .unwrap();
     b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden])[data-status=\"running\"]').length === 3", T, "running filter").await;
-    b.css("#flt-status").await.select_by_value("").await.unwrap();
-    b.css("#flt-role").await.select_by_value("master").await.unwrap();
-    b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 3", T, "role filter").await;
+    b.css("#flt-status")
+        .await
+        .select_by_value("")
+        .await
+        .unwrap();
+    b.css("#flt-role")
+        .await
+        .select_by_value("master")
+        .await
+        .unwrap();
+    b.wait_for(
+        "document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 3",
+        T,
+        "role filter",
+    )
+    .await;
     b.css("#flt-role").await.select_by_value("").await.unwrap();
     b.click("#pager-next").await;
-    b.wait_for("document.querySelector('#pager').textContent.includes('51–100 of 1000')", T, "page 2").await;
+    b.wait_for(
+        "document.querySelector('#pager').textContent.includes('51–100 of 1000')",
+        T,
+        "page 2",
+    )
+    .await;
     b.screenshot("browser-preflight-1000-hosts.png").await;
 
     // A reload (or a second tab) starts from the server's state: the same table.
     b.client.refresh().await.unwrap();
     b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden])[data-status=\"failed\"]').length === 12", T, "state after reload").await;
-    let running = b.js("return document.querySelector('main').dataset.runState").await;
+    let running = b
+        .js("return document.querySelector('main').dataset.runState")
+        .await;
     assert_eq!(running, "running");
     // The stage ends; the page follows live.
     for (h, _) in &hosts[997..] {
         summary.add(&Outcome::Ok);
-        hub.emit(Event::HostFinished { host: h.clone(), outcome: Outcome::Ok, duration_ms: 2000 });
+        hub.emit(Event::HostFinished {
+            host: h.clone(),
+            outcome: Outcome::Ok,
+            duration_ms: 2000,
+        });
     }
-    hub.emit(Event::StageFinished { run_id: "preflight-1000".into(), stage: Stage::Preflight, summary: summary.clone(), duration_ms: 3000 });
-    hub.run_change(RunChange::Finished { stage: Stage::Preflight, ok: false, summary: Some(summary), error: None, checks: None, report: None, finished_unix_ms: tarmac_web::hub::now_ms() });
-    b.wait_for("document.querySelector('main').dataset.runState === 'finished'", T, "finished").await;
-    b.wait_for("document.querySelector('#run-status').textContent.includes('988 of 1000 hosts ok')", T, "summary line").await;
-    assert_eq!(b.js("return document.querySelector('#next-stage').disabled").await, true, "deploy stays locked");
+    hub.emit(Event::StageFinished {
+        run_id: "preflight-1000".into(),
+        stage: Stage::Preflight,
+        summary: summary.clone(),
+        duration_ms: 3000,
+    });
+    hub.run_change(RunChange::Finished {
+        stage: Stage::Preflight,
+        ok: false,
+        summary: Some(summary),
+        error: None,
+        checks: None,
+        report: None,
+        finished_unix_ms: tarmac_web::hub::now_ms(),
+    });
+    b.wait_for(
+        "document.querySelector('main').dataset.runState === 'finished'",
+        T,
+        "finished",
+    )
+    .await;
+    b.wait_for(
+        "document.querySelector('#run-status').textContent.includes('988 of 1000 hosts ok')",
+        T,
+        "summary line",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelector('#next-stage').disabled")
+            .await,
+        true,
+        "deploy stays locked"
+    );
     b.screenshot("browser-preflight-finished.png").await;
 
     b.close().await;

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands;
 
 #[derive(Debug, Parser)]
-#[command(name = "tarmac", version, about = "Build, install, upgrade and audit a cluster on many hosts")]
+#[command(
+    name = "tarmac",
+    version,
+    about = "Build, install, upgrade and audit a cluster on many hosts"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -83,11 +87,16 @@ pub fn legacy_aliases(mut args: Vec<OsString>) -> Vec<OsString> {
         ("--web", "web"),
     ];
     if let Some(pos) = args.iter().skip(1).position(|a| {
-        a.to_str().is_some_and(|s| ALIASES.iter().any(|(flag, _)| *flag == s))
+        a.to_str()
+            .is_some_and(|s| ALIASES.iter().any(|(flag, _)| *flag == s))
     }) {
         let pos = pos + 1;
         let flag = args[pos].to_str().unwrap_or_default().to_owned();
-        let sub = ALIASES.iter().find(|(f, _)| *f == flag).map(|(_, s)| *s).unwrap_or_default();
+        let sub = ALIASES
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, s)| *s)
+            .unwrap_or_default();
         args.remove(pos);
         args.insert(1, sub.into());
     }
@@ -104,11 +113,17 @@ mod tests {
 
     #[test]
     fn legacy_flags_become_subcommands() {
-        assert_eq!(legacy_aliases(v(&["tarmac", "--genconf"])), v(&["tarmac", "genconf"]));
+        assert_eq!(
+            legacy_aliases(v(&["tarmac", "--genconf"])),
+            v(&["tarmac", "genconf"])
+        );
         assert_eq!(
             legacy_aliases(v(&["tarmac", "-v", "--deploy", "--yes"])),
             v(&["tarmac", "deploy", "-v", "--yes"])
         );
-        assert_eq!(legacy_aliases(v(&["tarmac", "lab", "up"])), v(&["tarmac", "lab", "up"]));
+        assert_eq!(
+            legacy_aliases(v(&["tarmac", "lab", "up"])),
+            v(&["tarmac", "lab", "up"])
+        );
     }
 }

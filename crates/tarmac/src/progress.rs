@@ -52,7 +52,12 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new(mode: OutputMode, verbose: bool) -> Self {
-        Terminal { mode, tty: std::io::stderr().is_terminal(), verbose, state: Mutex::default() }
+        Terminal {
+            mode,
+            tty: std::io::stderr().is_terminal(),
+            verbose,
+            state: Mutex::default(),
+        }
     }
 
     fn line(&self, st: &State, text: String) {
@@ -93,11 +98,21 @@ fn describe(o: &Outcome) -> String {
     match o {
         Outcome::Ok => "ok".into(),
         Outcome::Unchanged => "unchanged".into(),
-        Outcome::Failed { exit_code: Some(c), message, .. } => format!("failed (exit {c}): {message}"),
-        Outcome::Failed { signal: Some(s), message, .. } => format!("failed (signal {s}): {message}"),
+        Outcome::Failed {
+            exit_code: Some(c),
+            message,
+            ..
+        } => format!("failed (exit {c}): {message}"),
+        Outcome::Failed {
+            signal: Some(s),
+            message,
+            ..
+        } => format!("failed (signal {s}): {message}"),
         Outcome::Failed { message, .. } => format!("failed: {message}"),
         Outcome::Unreachable { message } => format!("unreachable: {message}"),
-        Outcome::TimedOut { after_ms } => format!("timed out after {:.1}s", *after_ms as f64 / 1000.0),
+        Outcome::TimedOut { after_ms } => {
+            format!("timed out after {:.1}s", *after_ms as f64 / 1000.0)
+        }
         Outcome::Cancelled => "cancelled".into(),
         Outcome::Skipped { reason } => format!("skipped: {reason}"),
     }
@@ -111,12 +126,20 @@ impl EventSink for Terminal {
             }
             return;
         }
-        let Ok(mut st) = self.state.lock() else { return };
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
         match event {
             Event::StageStarted { stage, hosts, .. } => {
                 *st = State::default();
                 for h in &hosts {
-                    st.hosts.insert(h.addr.clone(), HostState { role: h.role, ..Default::default() });
+                    st.hosts.insert(
+                        h.addr.clone(),
+                        HostState {
+                            role: h.role,
+                            ..Default::default()
+                        },
+                    );
                     if let Some(r) = h.role {
                         st.done_by_role.entry(r).or_default().1 += 1;
                     }
@@ -153,8 +176,17 @@ impl EventSink for Terminal {
                     h.tail.pop_front();
                 }
             }
-            Event::StepFinished { host, step, outcome, .. } if !outcome.is_success() => {
-                st.hosts.entry(host).or_default().failed_step.get_or_insert(step);
+            Event::StepFinished {
+                host,
+                step,
+                outcome,
+                ..
+            } if !outcome.is_success() => {
+                st.hosts
+                    .entry(host)
+                    .or_default()
+                    .failed_step
+                    .get_or_insert(step);
             }
             Event::StepFinished { .. } => {}
             Event::HostFinished { host, outcome, .. } => {
@@ -164,7 +196,10 @@ impl EventSink for Terminal {
                     st.done_by_role.entry(r).or_default().0 += 1;
                 }
                 if !outcome.is_success() {
-                    let step = st.hosts.get(&host).and_then(|h| h.failed_step.clone().or(h.step.clone()));
+                    let step = st
+                        .hosts
+                        .get(&host)
+                        .and_then(|h| h.failed_step.clone().or(h.step.clone()));
                     let role = role.map(|r| format!(" ({r})")).unwrap_or_default();
                     let step = step.map(|s| format!(" at {s}")).unwrap_or_default();
                     self.line(&st, format!("✗ {host}{role}{step}: {}", describe(&outcome)));
@@ -183,19 +218,31 @@ impl EventSink for Terminal {
                     }
                 }
             }
-            Event::StageFinished { stage, summary, duration_ms, .. } => {
+            Event::StageFinished {
+                stage,
+                summary,
+                duration_ms,
+                ..
+            } => {
                 if let Some(bar) = st.bar.take() {
                     bar.finish_and_clear();
                 }
                 let secs = duration_ms as f64 / 1000.0;
                 let ok = summary.ok + summary.unchanged;
-                let mark = if summary.all_succeeded() { "✓" } else { "✗" };
+                let mark = if summary.all_succeeded() {
+                    "✓"
+                } else {
+                    "✗"
+                };
                 let unchanged = if summary.unchanged > 0 {
                     format!(" ({} unchanged)", summary.unchanged)
                 } else {
                     String::new()
                 };
-                eprintln!("{mark} {stage}: {ok} of {} hosts ok{unchanged} in {secs:.1}s", summary.total);
+                eprintln!(
+                    "{mark} {stage}: {ok} of {} hosts ok{unchanged} in {secs:.1}s",
+                    summary.total
+                );
                 for (host, h) in &st.hosts {
                     let Some(o) = &h.outcome else { continue };
                     if o.is_success() {

@@ -14,17 +14,26 @@ fn tarmac() -> PathBuf {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Run `tarmac ARGS` inside the lab's control namespace (where the hosts are reachable).
 fn in_lab(lab: &Lab, args: &[&str]) -> Output {
     let mut c = lab.ctl_command(tarmac());
-    c.args(args).current_dir(workspace()).env("TARMAC_DIST", workspace().join("dist/reference"));
+    c.args(args)
+        .current_dir(workspace())
+        .env("TARMAC_DIST", workspace().join("dist/reference"));
     c.output().expect("run tarmac")
 }
 
@@ -64,16 +73,36 @@ fn installer_end_to_end_on_the_lab() {
 
     // 2. Services run on the right roles only.
     for h in lab.hosts() {
-        let etcd = ssh(&lab, &h.name, "systemctl is-active tarmac-etcd.service || true");
-        let prom = ssh(&lab, &h.name, "systemctl is-active tarmac-prometheus.service || true");
-        let node = ssh(&lab, &h.name, "systemctl is-active tarmac-node-exporter.service || true");
+        let etcd = ssh(
+            &lab,
+            &h.name,
+            "systemctl is-active tarmac-etcd.service || true",
+        );
+        let prom = ssh(
+            &lab,
+            &h.name,
+            "systemctl is-active tarmac-prometheus.service || true",
+        );
+        let node = ssh(
+            &lab,
+            &h.name,
+            "systemctl is-active tarmac-node-exporter.service || true",
+        );
         assert_eq!(node, "active", "{}: node-exporter", h.name);
         if h.role == Role::Master {
             assert_eq!(etcd, "active", "{}: etcd", h.name);
             assert_eq!(prom, "active", "{}: prometheus", h.name);
         } else {
-            assert_ne!(etcd, "active", "{}: etcd must not run on {:?}", h.name, h.role);
-            assert_ne!(prom, "active", "{}: prometheus must not run on {:?}", h.name, h.role);
+            assert_ne!(
+                etcd, "active",
+                "{}: etcd must not run on {:?}",
+                h.name, h.role
+            );
+            assert_ne!(
+                prom, "active",
+                "{}: prometheus must not run on {:?}",
+                h.name, h.role
+            );
         }
     }
 
@@ -87,20 +116,29 @@ fn installer_end_to_end_on_the_lab() {
     let agents: Vec<_> = lab.hosts_with_role(Role::Agent).cloned().collect();
     let (a1, a2) = (&agents[0], &agents[1]);
     let sel = format!("{},{}", a1.ip, a2.ip);
-    let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g, "--hosts", &sel]);
+    let out = in_lab(
+        &lab,
+        &["uninstall", "--yes", "--genconf-dir", g, "--hosts", &sel],
+    );
     assert!(out.status.success(), "{}", text(&out));
     lab.host_link(&a2.name, false).unwrap();
     let out = in_lab(&lab, &["deploy", "--genconf-dir", g]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains(&a2.ip.to_string()) && t.contains("unreachable"), "{t}");
+    assert!(
+        t.contains(&a2.ip.to_string()) && t.contains("unreachable"),
+        "{t}"
+    );
     assert!(t.contains("5 of 6 hosts ok"), "{t}");
     lab.host_link(&a2.name, true).unwrap();
     let out = in_lab(&lab, &["deploy", "--retry-failed", "--genconf-dir", g]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("1 of 1 hosts ok"), "{t}");
-    let out = in_lab(&lab, &["postflight", "--genconf-dir", g, "--timeout", "300"]);
+    let out = in_lab(
+        &lab,
+        &["postflight", "--genconf-dir", g, "--timeout", "300"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let out = in_lab(&lab, &["status", "--genconf-dir", g]);
     assert!(out.status.success(), "status shows drift:\n{}", text(&out));
@@ -110,15 +148,35 @@ fn installer_end_to_end_on_the_lab() {
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::copy(genconf.join("ip-detect"), bad.join("ip-detect")).unwrap();
     let cfg = std::fs::read_to_string(genconf.join("config.yaml")).unwrap();
-    std::fs::write(bad.join("config.yaml"), cfg.replace("ssh_port: 22", "ssh_port: 70000")).unwrap();
+    std::fs::write(
+        bad.join("config.yaml"),
+        cfg.replace("ssh_port: 22", "ssh_port: 70000"),
+    )
+    .unwrap();
     let out = in_lab(&lab, &["deploy", "--genconf-dir", bad.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(t.contains("ssh_port") && t.contains("no host was touched"), "{t}");
-    assert!(!bad.join("state").exists(), "no run may start on a broken config");
+    assert!(
+        t.contains("ssh_port") && t.contains("no host was touched"),
+        "{t}"
+    );
+    assert!(
+        !bad.join("state").exists(),
+        "no run may start on a broken config"
+    );
 
     // 6. A tampered artifact on the server is refused by the host.
-    let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g, "--hosts", &a1.ip.to_string()]);
+    let out = in_lab(
+        &lab,
+        &[
+            "uninstall",
+            "--yes",
+            "--genconf-dir",
+            g,
+            "--hosts",
+            &a1.ip.to_string(),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let pkg = find_package(&genconf.join("serve/packages"), "node-exporter");
     let original = std::fs::read(&pkg).unwrap();
@@ -126,12 +184,29 @@ fn installer_end_to_end_on_the_lab() {
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0xff;
     std::fs::write(&pkg, &tampered).unwrap();
-    let out = in_lab(&lab, &["deploy", "--genconf-dir", g, "--hosts", &a1.ip.to_string()]);
+    let out = in_lab(
+        &lab,
+        &["deploy", "--genconf-dir", g, "--hosts", &a1.ip.to_string()],
+    );
     std::fs::write(&pkg, &original).unwrap();
     let t = text(&out);
-    assert_ne!(out.status.code(), Some(0), "a tampered package must be refused:\n{t}");
-    assert!(t.to_lowercase().contains("sha256"), "the refusal should name the hash check:\n{t}");
-    assert_ne!(ssh(&lab, &a1.name, "systemctl is-active tarmac-node-exporter.service || true"), "active");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a tampered package must be refused:\n{t}"
+    );
+    assert!(
+        t.to_lowercase().contains("sha256"),
+        "the refusal should name the hash check:\n{t}"
+    );
+    assert_ne!(
+        ssh(
+            &lab,
+            &a1.name,
+            "systemctl is-active tarmac-node-exporter.service || true"
+        ),
+        "active"
+    );
 
     // 7. Uninstall leaves every host clean.
     let out = in_lab(&lab, &["uninstall", "--yes", "--genconf-dir", g]);

@@ -16,16 +16,25 @@ fn tarmac() -> PathBuf {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn in_lab_cmd(lab: &Lab, args: &[&str]) -> Command {
     let mut c = lab.ctl_command(tarmac());
-    c.args(args).current_dir(workspace()).env("TARMAC_DIST", workspace().join("dist/reference"));
+    c.args(args)
+        .current_dir(workspace())
+        .env("TARMAC_DIST", workspace().join("dist/reference"));
     c
 }
 
@@ -38,6 +47,15 @@ fn ssh(lab: &Lab, host: &str, cmd: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
+/// Kills and reaps the installer it holds when dropped (also on a panic).
+struct Reap(std::process::Child);
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Down(String);
 impl Drop for Down {
     fn drop(&mut self) {
@@ -48,7 +66,11 @@ impl Drop for Down {
 fn set_key(genconf: &Path, key: &str, value: &str) {
     let p = genconf.join("config.yaml");
     let cfg = std::fs::read_to_string(&p).unwrap();
-    let mut lines: Vec<String> = cfg.lines().filter(|l| !l.starts_with(&format!("{key}:"))).map(str::to_owned).collect();
+    let mut lines: Vec<String> = cfg
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{key}:")))
+        .map(str::to_owned)
+        .collect();
     lines.push(format!("{key}: {value}"));
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
 }
@@ -60,7 +82,10 @@ fn longest_failure(log: &str) -> (usize, f64) {
     let mut fail_start: Option<f64> = None;
     for l in log.lines() {
         let mut it = l.split_whitespace();
-        let (Some(ts), Some(ok)) = (it.next().and_then(|t| t.parse::<f64>().ok()), it.next()) else { continue };
+        let (Some(ts), Some(ok)) = (it.next().and_then(|t| t.parse::<f64>().ok()), it.next())
+        else {
+            continue;
+        };
         ticks += 1;
         match (ok == "1", fail_start) {
             (false, None) => fail_start = Some(ts),
@@ -85,7 +110,19 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     let dir = work.path().join("qs");
 
     let out = Command::new(tarmac())
-        .args(["quickstart", "--keep", "--masters", "3", "--agents", "2", "--public-agents", "0", "--name", &name, "--dir"])
+        .args([
+            "quickstart",
+            "--keep",
+            "--masters",
+            "3",
+            "--agents",
+            "2",
+            "--public-agents",
+            "0",
+            "--name",
+            &name,
+            "--dir",
+        ])
         .arg(&dir)
         .current_dir(workspace())
         .output()
@@ -120,7 +157,10 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     assert_eq!(before, after_plan, "--plan must not touch any host");
 
     // The probe: put + range on the first master that answers, every 100 ms.
-    let eps: Vec<String> = masters.iter().map(|m| format!("http://{}:2379", m.ip)).collect();
+    let eps: Vec<String> = masters
+        .iter()
+        .map(|m| format!("http://{}:2379", m.ip))
+        .collect();
     let probe = format!(
         "i=0; while true; do i=$((i+1)); v=$(printf %s $i | base64); ok=0; for ep in {eps}; do \
          if curl -fsS -m 1 -X POST $ep/v3/kv/put -d \"{{\\\"key\\\":\\\"cHJvYmU=\\\",\\\"value\\\":\\\"$v\\\"}}\" >/dev/null 2>&1 && \
@@ -129,24 +169,63 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
         eps = eps.join(" ")
     );
     let probe_host = &agents[0].name;
-    ssh(&lab, probe_host, &format!("rm -f /root/probe.log; systemd-run --quiet --unit=upgrade-probe /bin/bash -c '{}'", probe.replace('\'', "'\\''")));
+    ssh(
+        &lab,
+        probe_host,
+        &format!(
+            "rm -f /root/probe.log; systemd-run --quiet --unit=upgrade-probe /bin/bash -c '{}'",
+            probe.replace('\'', "'\\''")
+        ),
+    );
 
     let t0 = Instant::now();
-    let out = in_lab(&lab, &["upgrade", "--genconf-dir", g, "--batch", "1", "--confirm-window", "120s"]);
+    let out = in_lab(
+        &lab,
+        &[
+            "upgrade",
+            "--genconf-dir",
+            g,
+            "--batch",
+            "1",
+            "--confirm-window",
+            "120s",
+        ],
+    );
     let upgrade_secs = t0.elapsed().as_secs_f64();
     ssh(&lab, probe_host, "systemctl stop upgrade-probe");
     assert!(out.status.success(), "upgrade failed:\n{}", text(&out));
     let log = ssh(&lab, probe_host, "cat /root/probe.log");
     let (ticks, longest) = longest_failure(&log);
-    eprintln!("upgrade of 3 masters + 2 agents: {upgrade_secs:.1}s; probe ticks {ticks}, longest failure interval {longest:.3}s");
+    eprintln!(
+        "upgrade of 3 masters + 2 agents: {upgrade_secs:.1}s; probe ticks {ticks}, longest failure interval {longest:.3}s"
+    );
     assert!(ticks > 10, "the probe did not run:\n{log}");
 
     let new_active = ssh(&lab, &masters[0].name, "/opt/tarmac/tarmac-host active");
     assert_ne!(old_active, new_active);
     for (h, b) in lab.hosts().iter().zip(&before) {
-        assert_ne!(&gen_of(&h.name), b, "{} is still on its old generation", h.name);
-        assert_eq!(ssh(&lab, &h.name, "/opt/tarmac/tarmac-host active"), new_active, "{}", h.name);
-        assert_eq!(ssh(&lab, &h.name, "systemctl is-active tarmac-confirm.timer || true"), "inactive", "{}: timer left armed", h.name);
+        assert_ne!(
+            &gen_of(&h.name),
+            b,
+            "{} is still on its old generation",
+            h.name
+        );
+        assert_eq!(
+            ssh(&lab, &h.name, "/opt/tarmac/tarmac-host active"),
+            new_active,
+            "{}",
+            h.name
+        );
+        assert_eq!(
+            ssh(
+                &lab,
+                &h.name,
+                "systemctl is-active tarmac-confirm.timer || true"
+            ),
+            "inactive",
+            "{}: timer left armed",
+            h.name
+        );
     }
     let out = in_lab(&lab, &["status", "--genconf-dir", g]);
     assert!(out.status.success(), "status shows drift:\n{}", text(&out));
@@ -158,19 +237,44 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     // Lost confirmation: cut the agent's link as soon as its switch has armed the timer.
     let agent = &agents[1];
     let prev_gen = gen_of(&agent.name);
-    let prev_flag = ssh(&lab, &agent.name, "sha256sum < /etc/tarmac/setup-flags/cluster-package-list");
+    let prev_flag = ssh(
+        &lab,
+        &agent.name,
+        "sha256sum < /etc/tarmac/setup-flags/cluster-package-list",
+    );
     set_key(&genconf, "etcd_snapshot_count", "30000");
     let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
     assert!(out.status.success(), "genconf: {}", text(&out));
-    let mut child = in_lab_cmd(&lab, &["upgrade", "--genconf-dir", g, "--hosts", &agent.ip.to_string(), "--confirm-window", "20s"])
+    let mut child = Reap(
+        in_lab_cmd(
+            &lab,
+            &[
+                "upgrade",
+                "--genconf-dir",
+                g,
+                "--hosts",
+                &agent.ip.to_string(),
+                "--confirm-window",
+                "20s",
+            ],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap(),
+    );
     let armed = Instant::now();
     loop {
-        assert!(armed.elapsed() < Duration::from_secs(120), "the switch never armed its timer");
-        if ssh(&lab, &agent.name, "systemctl is-active tarmac-confirm.timer || true") == "active" {
+        assert!(
+            armed.elapsed() < Duration::from_secs(120),
+            "the switch never armed its timer"
+        );
+        if ssh(
+            &lab,
+            &agent.name,
+            "systemctl is-active tarmac-confirm.timer || true",
+        ) == "active"
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -180,17 +284,18 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     // The installer cannot confirm; wait past the window (plus the rollback itself).
     let mut code = None;
     while armed.elapsed() < Duration::from_secs(45) {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             code = st.code();
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    if code.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(child);
     lab.host_link(&agent.name, true).unwrap();
-    assert_ne!(code, Some(0), "the upgrade cannot have succeeded without the agent");
+    assert_ne!(
+        code,
+        Some(0),
+        "the upgrade cannot have succeeded without the agent"
+    );
     let mut reverted = false;
     for _ in 0..60 {
         if gen_of(&agent.name) == prev_gen {
@@ -199,9 +304,30 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert!(reverted, "{} did not revert by itself (now on {})", agent.name, gen_of(&agent.name));
-    assert_eq!(ssh(&lab, &agent.name, "sha256sum < /etc/tarmac/setup-flags/cluster-package-list"), prev_flag);
-    assert_eq!(ssh(&lab, &agent.name, "/opt/tarmac/tarmac-host active"), new_active);
+    if !reverted {
+        let diag = ssh(
+            &lab,
+            &agent.name,
+            "systemctl status --no-pager tarmac-confirm.timer tarmac-confirm.service 2>&1; journalctl --no-pager -n 60 -u tarmac-confirm.service -u tarmac-confirm.timer 2>&1; /opt/tarmac/tarmac-host generations 2>&1",
+        );
+        panic!(
+            "{} did not revert by itself (now on {}, was on {prev_gen}; installer exit {code:?}):\n{diag}",
+            agent.name,
+            gen_of(&agent.name)
+        );
+    }
+    assert_eq!(
+        ssh(
+            &lab,
+            &agent.name,
+            "sha256sum < /etc/tarmac/setup-flags/cluster-package-list"
+        ),
+        prev_flag
+    );
+    assert_eq!(
+        ssh(&lab, &agent.name, "/opt/tarmac/tarmac-host active"),
+        new_active
+    );
     lab.down().unwrap();
 }
 

@@ -24,7 +24,12 @@ pub fn artifacts() -> PathBuf {
 
 /// `target/debug/` (where `cargo build --bins` puts tarmac and tarmac-host).
 pub fn bin_dir() -> PathBuf {
-    std::env::current_exe().expect("test exe").ancestors().nth(2).expect("profile dir").to_owned()
+    std::env::current_exe()
+        .expect("test exe")
+        .ancestors()
+        .nth(2)
+        .expect("profile dir")
+        .to_owned()
 }
 
 pub fn require_chromium() {
@@ -36,7 +41,11 @@ pub fn require_chromium() {
 
 /// A free TCP port on loopback (of the caller's network namespace).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Browser {
@@ -80,8 +89,19 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last_err = String::new();
         for _ in 0..100 {
-            match ClientBuilder::rustls().expect("rustls").capabilities(caps.clone()).connect(&url).await {
-                Ok(client) => return Browser { client, driver, _profile: profile },
+            match ClientBuilder::rustls()
+                .expect("rustls")
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                    };
+                }
                 Err(e) => last_err = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -99,7 +119,10 @@ impl Browser {
     }
 
     pub async fn js(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
     /// Poll `expr` (a JS expression) until it is truthy.
@@ -111,9 +134,15 @@ impl Browser {
                 return;
             }
             if tokio::time::Instant::now() > deadline {
-                self.screenshot(&format!("timeout-{}.png", what.replace(' ', "-"))).await;
-                let body = self.js("return document.querySelector('main').innerText").await;
-                panic!("timed out waiting for {what} ({expr})\npage:\n{}", body.as_str().unwrap_or_default());
+                self.screenshot(&format!("timeout-{}.png", what.replace(' ', "-")))
+                    .await;
+                let body = self
+                    .js("return document.querySelector('main').innerText")
+                    .await;
+                panic!(
+                    "timed out waiting for {what} ({expr})\npage:\n{}",
+                    body.as_str().unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -133,14 +162,23 @@ impl Browser {
     pub async fn click(&self, sel: &str) {
         let el = self.css(sel).await;
         let arg = serde_json::to_value(&el).expect("element as JSON");
-        let _ = self.client.execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg]).await;
-        el.click().await.unwrap_or_else(|e| panic!("click `{sel}`: {e}"));
+        let _ = self
+            .client
+            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg])
+            .await;
+        el.click()
+            .await
+            .unwrap_or_else(|e| panic!("click `{sel}`: {e}"));
     }
 
     /// Screenshot of the whole page into target/e2e-artifacts/.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         // Grow the window to the page so the screenshot shows all of it.
-        let h = self.js("return Math.min(4000, Math.max(document.documentElement.scrollHeight, 900));").await.as_u64().unwrap_or(1100);
+        let h = self
+            .js("return Math.min(4000, Math.max(document.documentElement.scrollHeight, 900));")
+            .await
+            .as_u64()
+            .unwrap_or(1100);
         let _ = self.client.set_window_size(1400, h as u32 + 120).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let png = self.client.screenshot().await.expect("screenshot");

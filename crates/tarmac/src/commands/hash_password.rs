@@ -18,14 +18,20 @@ pub fn run(args: HashPasswordArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p,
         None if std::io::stdin().is_terminal() => {
             let p = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-            let again =
-                rpassword::prompt_password("Repeat password: ").context("cannot read the password")?;
-            anyhow::ensure!(p == again, "the two passwords differ\nhint: type the same password twice");
+            let again = rpassword::prompt_password("Repeat password: ")
+                .context("cannot read the password")?;
+            anyhow::ensure!(
+                p == again,
+                "the two passwords differ\nhint: type the same password twice"
+            );
             p
         }
         None => {
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password from stdin")?;
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };

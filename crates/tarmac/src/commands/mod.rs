@@ -6,16 +6,16 @@ use crate::cli::{Cli, Command};
 
 pub mod build;
 pub mod exec;
+pub mod genconf;
 pub mod hash_password;
 pub mod keygen;
 pub mod lab;
 pub mod quickstart;
 pub mod serve;
 pub mod stages;
-pub mod validate_config;
-pub mod genconf;
-pub mod web;
 pub mod upgrade;
+pub mod validate_config;
+pub mod web;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let verbose = cli.global.verbose > 0;

@@ -41,7 +41,11 @@ fn step(n: usize, text: &str) {
 }
 
 fn ok(code: ExitCode, what: &str) -> anyhow::Result<()> {
-    if code == ExitCode::SUCCESS { Ok(()) } else { bail!("{what} did not succeed (see above)") }
+    if code == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        bail!("{what} did not succeed (see above)")
+    }
 }
 
 pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
@@ -53,12 +57,25 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 
     step(1, "signing key");
     if !keys.join("quickstart.key").exists() {
-        ok(keygen::run(keygen::KeygenArgs { dir: keys.clone(), name: "quickstart".into(), force: false })?, "keygen")?;
+        ok(
+            keygen::run(keygen::KeygenArgs {
+                dir: keys.clone(),
+                name: "quickstart".into(),
+                force: false,
+            })?,
+            "keygen",
+        )?;
     } else {
         eprintln!("using {}", keys.join("quickstart.key").display());
     }
 
-    step(2, &format!("build {} (cached builds take milliseconds)", args.dist.display()));
+    step(
+        2,
+        &format!(
+            "build {} (cached builds take milliseconds)",
+            args.dist.display()
+        ),
+    );
     let host_binary = std::env::current_exe()?.with_file_name("tarmac-host");
     if !host_binary.exists() {
         bail!(
@@ -86,23 +103,39 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         "build",
     )?;
 
-    step(3, &format!("lab `{}`: {} masters, {} agents, {} public agents", args.name, args.masters, args.agents, args.public_agents));
+    step(
+        3,
+        &format!(
+            "lab `{}`: {} masters, {} agents, {} public agents",
+            args.name, args.masters, args.agents, args.public_agents
+        ),
+    );
     let sink = Terminal::new(OutputMode::Human, verbose);
     if Lab::open(&args.name).is_ok() {
-        eprintln!("lab `{}` exists from an earlier run: taking it down first", args.name);
+        eprintln!(
+            "lab `{}` exists from an earlier run: taking it down first",
+            args.name
+        );
         Lab::down_with(&args.name, &sink)?;
     }
-    let spec = LabSpec { mode: Mode::Systemd, ..LabSpec::new(&args.name, args.masters, args.agents, args.public_agents) };
+    let spec = LabSpec {
+        mode: Mode::Systemd,
+        ..LabSpec::new(&args.name, args.masters, args.agents, args.public_agents)
+    };
     let lab = Lab::up(&spec, &sink)?;
     let keep = args.keep;
-    let lab = Keep { guard: Some(LabGuard::new(lab)), keep };
+    let lab = Keep {
+        guard: Some(LabGuard::new(lab)),
+        keep,
+    };
     let lab_ref = lab.lab();
 
     step(4, "genconf/ from the lab");
     std::fs::create_dir_all(&genconf_dir)?;
     for f in ["config.yaml", "ip-detect"] {
         let src = lab_ref.dir().join("genconf").join(f);
-        std::fs::copy(&src, genconf_dir.join(f)).with_context(|| format!("cannot copy {}", src.display()))?;
+        std::fs::copy(&src, genconf_dir.join(f))
+            .with_context(|| format!("cannot copy {}", src.display()))?;
     }
     ok(
         genconf::run(genconf::GenconfArgs {
@@ -127,15 +160,59 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         sudo_password_stdin: false,
     };
     step(5, "preflight");
-    ok(stages::preflight(stages::PreflightArgs { common: common.clone(), ignore: Vec::new(), push: false, listen: None }, verbose)?, "preflight")?;
+    ok(
+        stages::preflight(
+            stages::PreflightArgs {
+                common: common.clone(),
+                ignore: Vec::new(),
+                push: false,
+                listen: None,
+            },
+            verbose,
+        )?,
+        "preflight",
+    )?;
     step(6, "deploy");
-    ok(stages::deploy(stages::DeployArgs { common: common.clone(), push: false, listen: None, timeout: 900 }, verbose)?, "deploy")?;
+    ok(
+        stages::deploy(
+            stages::DeployArgs {
+                common: common.clone(),
+                push: false,
+                listen: None,
+                timeout: 900,
+            },
+            verbose,
+        )?,
+        "deploy",
+    )?;
     step(7, "postflight");
-    ok(stages::postflight(stages::PostflightArgs { common: common.clone(), timeout: 600 }, verbose)?, "postflight")?;
+    ok(
+        stages::postflight(
+            stages::PostflightArgs {
+                common: common.clone(),
+                timeout: 600,
+            },
+            verbose,
+        )?,
+        "postflight",
+    )?;
     step(8, "status");
-    ok(stages::status(stages::StatusArgs { common, json: false }, verbose)?, "status")?;
+    ok(
+        stages::status(
+            stages::StatusArgs {
+                common,
+                json: false,
+            },
+            verbose,
+        )?,
+        "status",
+    )?;
 
-    let master = lab_ref.hosts().iter().find(|h| h.role == tarmac_lab::Role::Master).map(|h| h.ip.to_string());
+    let master = lab_ref
+        .hosts()
+        .iter()
+        .find(|h| h.role == tarmac_lab::Role::Master)
+        .map(|h| h.ip.to_string());
     eprintln!("\n✓ quickstart: the cluster is installed and healthy.");
     eprintln!("  config:   {}", genconf_dir.join("config.yaml").display());
     eprintln!("  journals: {}", genconf_dir.join("state/runs").display());
@@ -143,9 +220,16 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     if keep {
         eprintln!("\nThe lab `{}` keeps running. Next:", args.name);
         eprintln!("  tarmac lab status --name {}", args.name);
-        eprintln!("  tarmac lab exec --name {} -- tarmac status --genconf-dir {}", args.name, genconf_dir.display());
+        eprintln!(
+            "  tarmac lab exec --name {} -- tarmac status --genconf-dir {}",
+            args.name,
+            genconf_dir.display()
+        );
         if let Some(m) = master {
-            eprintln!("  tarmac lab exec --name {} -- curl -s http://{m}:9090/api/v1/targets   # prometheus", args.name);
+            eprintln!(
+                "  tarmac lab exec --name {} -- curl -s http://{m}:9090/api/v1/targets   # prometheus",
+                args.name
+            );
         }
         eprintln!("  tarmac lab down --name {}", args.name);
     } else {

@@ -24,7 +24,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let server = ArtifactServer::bind(&dir, args.listen)?;
-        eprintln!("serving {} on http://{} (Ctrl-C to stop)", dir.display(), server.addr);
+        eprintln!(
+            "serving {} on http://{} (Ctrl-C to stop)",
+            dir.display(),
+            server.addr
+        );
         tokio::select! {
             r = server.wait() => r?,
             _ = tokio::signal::ctrl_c() => {}

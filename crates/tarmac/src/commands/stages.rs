@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use tarmac_installer::stages::{DeployOptions, Installer, PreflightOptions, StageRun, StatusReport};
+use tarmac_installer::stages::{
+    DeployOptions, Installer, PreflightOptions, StageRun, StatusReport,
+};
 use tarmac_ssh::Selector;
 use tarmac_types::{HostAddr, Stage};
 
@@ -23,10 +25,22 @@ use crate::progress::{OutputMode, Terminal};
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Directory holding config.yaml, ip-detect, serve/ and state/.
-    #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf", global = true)]
+    #[arg(
+        long,
+        alias = "genconf",
+        value_name = "DIR",
+        default_value = "genconf",
+        global = true
+    )]
     pub genconf_dir: PathBuf,
     /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(long, value_name = "DIR", env = "TARMAC_DIST", default_value = "dist/reference", global = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TARMAC_DIST",
+        default_value = "dist/reference",
+        global = true
+    )]
     pub dist: PathBuf,
     /// Only these hosts: a comma list of addresses, globs or roles (`@master`).
     #[arg(long, value_name = "SELECTOR", global = true)]
@@ -130,7 +144,11 @@ pub(crate) struct Prepared {
     pub(crate) rt: tokio::runtime::Runtime,
 }
 
-pub(crate) fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyhow::Result<Result<Prepared, ExitCode>> {
+pub(crate) fn prepare(
+    common: &CommonArgs,
+    stage: Stage,
+    verbose: bool,
+) -> anyhow::Result<Result<Prepared, ExitCode>> {
     let dist = load_distribution(&common.dist)?;
     let cfg = match tarmac_genconf::validate(&dist, &common.genconf_dir) {
         Ok(c) => c,
@@ -145,7 +163,10 @@ pub(crate) fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyho
     let mut installer = Installer::new(&common.genconf_dir, cfg, sink);
     if common.sudo_password_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("cannot read the sudo password")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the sudo password")?;
         installer.sudo_password =
             Some(tarmac_ssh::Secret::new(line.trim_end_matches(['\r', '\n'])));
     }
@@ -159,7 +180,10 @@ pub(crate) fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyho
             .map(|(h, _)| h)
             .collect();
         if hosts.is_empty() {
-            bail!("--hosts `{sel}` matches no host in {}", common.genconf_dir.join("config.yaml").display());
+            bail!(
+                "--hosts `{sel}` matches no host in {}",
+                common.genconf_dir.join("config.yaml").display()
+            );
         }
         only = Some(hosts);
     }
@@ -182,11 +206,19 @@ pub(crate) fn prepare(common: &CommonArgs, stage: Stage, verbose: bool) -> anyho
             cancel.cancel();
         }
     });
-    Ok(Ok(Prepared { installer, only, rt }))
+    Ok(Ok(Prepared {
+        installer,
+        only,
+        rt,
+    }))
 }
 
 fn finish(run: &StageRun) -> ExitCode {
-    eprintln!("journal: {}\nlogs:    {}", run.journal.display(), run.log_dir.display());
+    eprintln!(
+        "journal: {}\nlogs:    {}",
+        run.journal.display(),
+        run.log_dir.display()
+    );
     if run.all_succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -206,7 +238,12 @@ macro_rules! prepared {
 
 pub fn preflight(args: PreflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let p = prepared!(&args.common, Stage::Preflight, verbose);
-    let opts = PreflightOptions { only: p.only.clone(), ignore: args.ignore, push: args.push, listen: args.listen };
+    let opts = PreflightOptions {
+        only: p.only.clone(),
+        ignore: args.ignore,
+        push: args.push,
+        listen: args.listen,
+    };
     let (run, checks) = p.rt.block_on(p.installer.preflight(&opts))?;
     if args.common.output == OutputMode::Human {
         let mut out = std::io::stdout().lock();
@@ -235,7 +272,8 @@ pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Resul
     let p = prepared!(&args.common, Stage::InstallPrereqs, verbose);
     let apt: Vec<String> = PREREQS_APT.iter().map(|s| s.to_string()).collect();
     let dnf: Vec<String> = PREREQS_DNF.iter().map(|s| s.to_string()).collect();
-    let run = p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &apt, &dnf))?;
+    let run =
+        p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &apt, &dnf))?;
     Ok(finish(&run))
 }
 
@@ -253,18 +291,33 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 
 pub fn postflight(args: PostflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let p = prepared!(&args.common, Stage::Postflight, verbose);
-    let run = p.rt.block_on(p.installer.postflight(p.only.clone(), Duration::from_secs(args.timeout)))?;
+    let run = p.rt.block_on(
+        p.installer
+            .postflight(p.only.clone(), Duration::from_secs(args.timeout)),
+    )?;
     Ok(finish(&run))
 }
 
 pub fn uninstall(args: UninstallArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let p = prepared!(&args.common, Stage::Uninstall, verbose);
     if !args.yes {
-        let n = p.only.as_ref().map_or_else(|| p.installer.hosts().len(), Vec::len);
+        let n = p
+            .only
+            .as_ref()
+            .map_or_else(|| p.installer.hosts().len(), Vec::len);
         if !std::io::stdin().is_terminal() {
-            bail!("uninstall removes Tarmac from {n} hosts and needs confirmation\nhint: pass --yes to confirm without a prompt");
+            bail!(
+                "uninstall removes Tarmac from {n} hosts and needs confirmation\nhint: pass --yes to confirm without a prompt"
+            );
         }
-        eprint!("Remove Tarmac and stop its services on {n} hosts{}? [y/N] ", if args.purge { ", deleting state directories" } else { "" });
+        eprint!(
+            "Remove Tarmac and stop its services on {n} hosts{}? [y/N] ",
+            if args.purge {
+                ", deleting state directories"
+            } else {
+                ""
+            }
+        );
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -272,7 +325,8 @@ pub fn uninstall(args: UninstallArgs, verbose: bool) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::from(1));
         }
     }
-    let run = p.rt.block_on(p.installer.uninstall(p.only.clone(), args.purge))?;
+    let run =
+        p.rt.block_on(p.installer.uninstall(p.only.clone(), args.purge))?;
     Ok(finish(&run))
 }
 
@@ -288,23 +342,48 @@ pub fn status(args: StatusArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_status(&report)?;
     }
-    Ok(if run.all_succeeded() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if run.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn print_status(r: &StatusReport) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "cluster package list: {}", r.package_list_id.as_deref().unwrap_or("(genconf not run)"))?;
-    writeln!(out, "{:<22} {:<13} {:>4} {:>8}  {:<6} DRIFT", "HOST", "ROLE", "GEN", "PACKAGES", "UNITS")?;
+    writeln!(
+        out,
+        "cluster package list: {}",
+        r.package_list_id.as_deref().unwrap_or("(genconf not run)")
+    )?;
+    writeln!(
+        out,
+        "{:<22} {:<13} {:>4} {:>8}  {:<6} DRIFT",
+        "HOST", "ROLE", "GEN", "PACKAGES", "UNITS"
+    )?;
     for (host, h) in &r.hosts {
-        let active_units = h.status.units.values().filter(|s| s.as_str() == "active").count();
+        let active_units = h
+            .status
+            .units
+            .values()
+            .filter(|s| s.as_str() == "active")
+            .count();
         let drift = if h.drift.is_clean() && h.status.failed_checks.is_empty() {
             "none".to_owned()
         } else {
             let mut v = Vec::new();
-            if !h.drift.missing.is_empty() { v.push(format!("missing {}", h.drift.missing.len())); }
-            if !h.drift.unexpected.is_empty() { v.push(format!("unexpected {}", h.drift.unexpected.len())); }
-            if !h.drift.inactive_units.is_empty() { v.push(format!("units: {}", h.drift.inactive_units.join(" "))); }
-            if !h.status.failed_checks.is_empty() { v.push(format!("checks: {}", h.status.failed_checks.join(" "))); }
+            if !h.drift.missing.is_empty() {
+                v.push(format!("missing {}", h.drift.missing.len()));
+            }
+            if !h.drift.unexpected.is_empty() {
+                v.push(format!("unexpected {}", h.drift.unexpected.len()));
+            }
+            if !h.drift.inactive_units.is_empty() {
+                v.push(format!("units: {}", h.drift.inactive_units.join(" ")));
+            }
+            if !h.status.failed_checks.is_empty() {
+                v.push(format!("checks: {}", h.status.failed_checks.join(" ")));
+            }
             v.join("; ")
         };
         writeln!(
@@ -324,7 +403,10 @@ fn print_status(r: &StatusReport) -> anyhow::Result<()> {
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let state = args.genconf_dir.join("state");
     if !state.is_dir() {
-        bail!("no runs recorded in {}\nhint: logs are kept after preflight/deploy/postflight runs", state.display());
+        bail!(
+            "no runs recorded in {}\nhint: logs are kept after preflight/deploy/postflight runs",
+            state.display()
+        );
     }
     write_archive(&state, &args.archive)?;
     eprintln!("wrote {}", args.archive.display());
@@ -335,7 +417,8 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
 pub fn write_archive(state: &Path, out: &Path) -> anyhow::Result<()> {
     let tmp = out.with_extension("partial");
     {
-        let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let enc = zstd::Encoder::new(f, 3)?.auto_finish();
         let mut tar = tar::Builder::new(enc);
         tar.follow_symlinks(false);

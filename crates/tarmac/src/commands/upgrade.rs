@@ -65,7 +65,10 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     } else {
         (t, 1.0)
     };
-    let v: f64 = num.trim().parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration (e.g. 120s, 2m)"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration (e.g. 120s, 2m)"))?;
     if v <= 0.0 {
         anyhow::bail!("`{s}`: the duration must be positive");
     }
@@ -74,8 +77,12 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
 
 fn options(batch: &str, max_failures: &str, check_timeout: u64) -> anyhow::Result<UpgradeOptions> {
     Ok(UpgradeOptions {
-        batch: batch.parse::<BatchSize>().map_err(|e| anyhow::anyhow!("--batch {e}"))?,
-        max_failures: max_failures.parse::<Budget>().map_err(|e| anyhow::anyhow!("--max-failures {e}"))?,
+        batch: batch
+            .parse::<BatchSize>()
+            .map_err(|e| anyhow::anyhow!("--batch {e}"))?,
+        max_failures: max_failures
+            .parse::<Budget>()
+            .map_err(|e| anyhow::anyhow!("--max-failures {e}"))?,
         check_deadline: Duration::from_secs(check_timeout),
         ..UpgradeOptions::default()
     })
@@ -115,7 +122,16 @@ fn finish(what: &str, r: &UpgradeReport) -> ExitCode {
     for (host, st) in &r.state.hosts {
         println!("{host}: {st}");
     }
-    eprintln!("journal: {}", tarmac_installer::upgrade::UpgradeState::path(r.log_dir.parent().and_then(|p| p.parent()).unwrap_or(&r.log_dir)).display());
+    eprintln!(
+        "journal: {}",
+        tarmac_installer::upgrade::UpgradeState::path(
+            r.log_dir
+                .parent()
+                .and_then(|p| p.parent())
+                .unwrap_or(&r.log_dir)
+        )
+        .display()
+    );
     eprintln!("logs:    {}", r.log_dir.display());
     if r.succeeded() {
         eprintln!("{what} finished");
@@ -124,7 +140,9 @@ fn finish(what: &str, r: &UpgradeReport) -> ExitCode {
         if let Some(s) = &r.state.stopped {
             eprintln!("{what} stopped: {s}");
         }
-        eprintln!("hint: hosts not listed as ok/unchanged kept (or went back to) their previous generation; fix the cause, then re-run `tarmac {what}`");
+        eprintln!(
+            "hint: hosts not listed as ok/unchanged kept (or went back to) their previous generation; fix the cause, then re-run `tarmac {what}`"
+        );
         ExitCode::from(2)
     }
 }

@@ -33,10 +33,20 @@ pub struct WebArgs {
     #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf")]
     pub genconf_dir: PathBuf,
     /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(long, value_name = "DIR", env = "TARMAC_DIST", default_value = "dist/reference")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TARMAC_DIST",
+        default_value = "dist/reference"
+    )]
     pub dist: PathBuf,
     /// Output directory of `tarmac build`, for genconf.
-    #[arg(long, value_name = "DIR", env = "TARMAC_BUILD_DIR", default_value = "out")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TARMAC_BUILD_DIR",
+        default_value = "out"
+    )]
     pub build_dir: PathBuf,
     /// Trusted public key (from `tarmac keygen`) genconf checks the build's signature with.
     #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY")]
@@ -48,18 +58,15 @@ const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", 
 const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
 
 pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
-    if !tarmac_web::is_loopback(&args.listen) && !args.allow_remote {
-        bail!(
-            "refusing to listen on {}: it is not a loopback address, and the web installer can install software on every host\nhint: pass --allow-remote (with --tls-cert/--tls-key), or reach 127.0.0.1:{} through an SSH tunnel (ssh -L {}:127.0.0.1:{} bootstrap-host)",
-            args.listen,
-            args.listen.port(),
-            args.listen.port(),
-            args.listen.port()
-        );
-    }
+    let warnings =
+        match tarmac_web::listen_policy(&args.listen, args.allow_remote, args.tls_cert.is_some()) {
+            Ok(w) => w,
+            Err(e) => bail!("{e}"),
+        };
     let dist = load_distribution(&args.dist)?;
     let genconf_dir = std::path::absolute(&args.genconf_dir)?;
-    std::fs::create_dir_all(&genconf_dir).with_context(|| format!("cannot create {}", genconf_dir.display()))?;
+    std::fs::create_dir_all(&genconf_dir)
+        .with_context(|| format!("cannot create {}", genconf_dir.display()))?;
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let listener = Listener::bind(args.listen, tls)?;
     let local = listener.local_addr()?;
@@ -67,7 +74,11 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
         genconf_dir: genconf_dir.clone(),
         dist,
         build_dir: std::path::absolute(&args.build_dir)?,
-        public_key: args.public_key.as_deref().map(std::path::absolute).transpose()?,
+        public_key: args
+            .public_key
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()?,
         prereqs_apt: PREREQS_APT.iter().map(|s| s.to_string()).collect(),
         prereqs_dnf: PREREQS_DNF.iter().map(|s| s.to_string()).collect(),
         tls: listener.is_tls(),
@@ -81,14 +92,18 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
         local
     };
     let url = move |token: &str| format!("{scheme}://{shown}/login?token={token}");
-    if !tarmac_web::is_loopback(&local) {
-        eprintln!("warning: listening on {local}, reachable from other machines; anyone with the login URL can install software on every host");
-        if !listener.is_tls() {
-            eprintln!("warning: without --tls-cert/--tls-key the login URL and session cookie cross the network in clear text");
-        }
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
-    eprintln!("Tarmac web installer for {} (pid {})", genconf_dir.display(), std::process::id());
-    println!("Open this URL in a browser (it works once; `kill -USR1 {}` prints a new one):", std::process::id());
+    eprintln!(
+        "Tarmac web installer for {} (pid {})",
+        genconf_dir.display(),
+        std::process::id()
+    );
+    println!(
+        "Open this URL in a browser (it works once; `kill -USR1 {}` prints a new one):",
+        std::process::id()
+    );
     println!("  {}", url(&app.auth.new_login_token()));
     use std::io::Write as _;
     std::io::stdout().flush()?;
@@ -100,14 +115,17 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
         let app2 = app.clone();
         let stop2 = stop.clone();
         tokio::spawn(async move {
-            let mut usr1 = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut usr1 =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             loop {
                 tokio::select! {
                     _ = usr1.recv() => {
