@@ -8,4 +8,5 @@ pub mod password;
 pub mod plan;
 pub mod serve;
 pub mod stages;
+pub mod support;
 pub mod upgrade;

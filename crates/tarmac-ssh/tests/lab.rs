@@ -578,13 +578,16 @@ async fn sudo_for_non_root_users() {
     );
     // ssh-agent holding the lab key.
     let sock = dir.path().join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _agent = KillOnDrop(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..50 {
         if sock.exists() {
             break;
@@ -599,6 +602,7 @@ async fn sudo_for_non_root_users() {
     assert!(added.status.success(), "{added:?}");
     let o = SshOptions {
         identity_files: vec![],
+        use_agent: true,
         agent_socket: Some(sock.clone()),
         ..opts(&lab)
     };
@@ -610,8 +614,6 @@ async fn sudo_for_non_root_users() {
         })
         .await;
     fleet.close().await;
-    let _ = agent.kill();
-    let _ = agent.wait();
     assert_eq!(report.summary.ok, 2, "{report:?}");
 
     let o = SshOptions {
@@ -722,4 +724,13 @@ fn walk(p: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -323,7 +323,11 @@ function renderConn() {
 
 function stageOk(stage) {
   const st = S.state && S.state.stages[stage];
-  return !!(st && st.ok);
+  if (!st || !st.ok) return false;
+  // An uninstall after deploy/postflight undoes them.
+  const un = S.state.stages.uninstall;
+  if ((stage === 'deploy' || stage === 'postflight') && un && un.started_unix >= st.started_unix && un.run_id !== st.run_id) return false;
+  return true;
 }
 
 function route() {

@@ -1115,21 +1115,6 @@ async fn host_log(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
 
-/// Write state/runs and state/logs into a .tar.zst (the same layout as `tarmac logs --archive`).
-fn write_archive(state: &Path, out: &std::fs::File) -> std::io::Result<()> {
-    let enc = zstd::Encoder::new(out, 3)?.auto_finish();
-    let mut tar = tar::Builder::new(enc);
-    tar.follow_symlinks(false);
-    for sub in ["runs", "logs"] {
-        let d = state.join(sub);
-        if d.is_dir() {
-            tar.append_dir_all(sub, &d)?;
-        }
-    }
-    tar.into_inner()?;
-    Ok(())
-}
-
 /// Every run journal and host log as one .tar.zst, for support.
 #[utoipa::path(get, path = "/api/v1/logs/archive",
     responses((status = 200, content_type = "application/zstd", description = "tar.zst of genconf/state/runs and genconf/state/logs")))]
@@ -1137,7 +1122,7 @@ async fn logs_archive(State(app): State<AppState>) -> ApiResult<Response> {
     let state = app.state_dir();
     let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
         let mut f = tempfile::tempfile()?;
-        write_archive(&state, &f)?;
+        tarmac_installer::support::write_log_archive(&state, &f)?;
         use std::io::Seek;
         f.seek(std::io::SeekFrom::Start(0))?;
         Ok(f)

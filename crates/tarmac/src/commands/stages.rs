@@ -134,10 +134,6 @@ pub struct LogsArgs {
     pub archive: PathBuf,
 }
 
-/// Packages `install-prereqs` installs: what a minimal host needs for install.sh and the services.
-const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", "tar"];
-const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
-
 pub(crate) struct Prepared {
     pub(crate) installer: Installer,
     pub(crate) only: Option<Vec<HostAddr>>,
@@ -270,8 +266,7 @@ pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Resul
         return Ok(ExitCode::SUCCESS);
     }
     let p = prepared!(&args.common, Stage::InstallPrereqs, verbose);
-    let apt: Vec<String> = PREREQS_APT.iter().map(|s| s.to_string()).collect();
-    let dnf: Vec<String> = PREREQS_DNF.iter().map(|s| s.to_string()).collect();
+    let (apt, dnf) = tarmac_installer::support::prereqs();
     let run =
         p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &apt, &dnf))?;
     Ok(finish(&run))
@@ -416,20 +411,11 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
 /// Bundle `state/runs` and `state/logs` into a .tar.zst (atomically).
 pub fn write_archive(state: &Path, out: &Path) -> anyhow::Result<()> {
     let tmp = out.with_extension("partial");
-    {
-        let f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let enc = zstd::Encoder::new(f, 3)?.auto_finish();
-        let mut tar = tar::Builder::new(enc);
-        tar.follow_symlinks(false);
-        for sub in ["runs", "logs"] {
-            let d = state.join(sub);
-            if d.is_dir() {
-                tar.append_dir_all(sub, &d)?;
-            }
-        }
-        tar.finish()?;
-    }
+    let f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    tarmac_installer::support::write_log_archive(state, &f)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all()?;
     std::fs::rename(&tmp, out)?;
     Ok(())
 }

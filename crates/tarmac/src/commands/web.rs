@@ -53,10 +53,6 @@ pub struct WebArgs {
     pub public_key: Option<PathBuf>,
 }
 
-/// What install-prereqs installs (the same lists as `tarmac install-prereqs`).
-const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", "tar"];
-const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
-
 pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     let warnings =
         match tarmac_web::listen_policy(&args.listen, args.allow_remote, args.tls_cert.is_some()) {
@@ -79,8 +75,8 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(std::path::absolute)
             .transpose()?,
-        prereqs_apt: PREREQS_APT.iter().map(|s| s.to_string()).collect(),
-        prereqs_dnf: PREREQS_DNF.iter().map(|s| s.to_string()).collect(),
+        prereqs_apt: tarmac_installer::support::prereqs().0,
+        prereqs_dnf: tarmac_installer::support::prereqs().1,
         tls: listener.is_tls(),
         event_buffer: 20_000,
     };
