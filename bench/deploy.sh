@@ -73,7 +73,10 @@ PY
 
   # 2. scp the bundle + run install.sh on every host (the original way)
   sed "s#^readonly BOOTSTRAP_URL=.*#readonly BOOTSTRAP_URL='file:///var/lib/tarmac-push'#" "$G/serve/install.sh" > "$W/install-push.sh"
-  cp -r "$G/serve" "$W/bundle"; cp "$W/install-push.sh" "$W/bundle/install.sh"
+  rm -rf "$W/bundle"; cp -r "$G/serve" "$W/bundle"; cp "$W/install-push.sh" "$W/bundle/install.sh"
+  # install.sh installs from packages/ (each pinned by sha256); the bootstrap archive repeats
+  # them, so no variant copies it.
+  rm -f "$W"/bundle/bootstrap/*.bootstrap.tar.zst
   s=$(ns)
   awk '{print $1, $2}' "$W/hosts-$n" | ip netns exec "$CTL" xargs -P "$P" -L 1 bash -c '
     ssh '"${SSH_OPTS[*]}"' "$0" "mkdir -p /var/lib/tarmac-push" &&
