@@ -477,45 +477,13 @@ impl Installer {
         only: Option<Vec<HostAddr>>,
         deadline: Duration,
     ) -> Result<StageRun, InstallerError> {
-        let started = Instant::now();
         self.stage(
             Stage::Postflight,
             only,
             Some(deadline + Duration::from_secs(30)),
             |host| async move {
-                let cmd = format!("{} check", plan::HOST_BIN);
-                let mut delay = Duration::from_millis(500);
-                loop {
-                    let r = host
-                        .run(
-                            "checks",
-                            Exec::root(cmd.clone())
-                                .timeout(Duration::from_secs(120))
-                                .quiet(),
-                        )
-                        .await?;
-                    if r.success() {
-                        return Ok(Outcome::Ok);
-                    }
-                    if started.elapsed() + delay >= deadline {
-                        let mut tail: Vec<String> =
-                            r.stdout.lines().rev().take(10).map(str::to_owned).collect();
-                        tail.reverse();
-                        tail.extend(r.stderr_tail.iter().cloned());
-                        return Err(step_failed(
-                            host.addr().clone(),
-                            "checks".into(),
-                            r.exit_code,
-                            format!("checks still failing after {}s", deadline.as_secs()),
-                            tail,
-                        ));
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = host.stop_token().cancelled() => return Ok(Outcome::Cancelled),
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
+                poll_checks(&host, deadline).await?;
+                Ok(Outcome::Ok)
             },
         )
         .await
@@ -612,6 +580,48 @@ impl Installer {
             hosts: std::mem::take(&mut *hosts.lock().expect("status")),
         };
         Ok((run, report))
+    }
+}
+
+/// Poll `tarmac-host check` on a host (node checks; cluster checks on masters) with backoff
+/// until it passes or `deadline` passes. The deadline is the caller's, independent of the
+/// per-command timeout; cancellation ends the wait at once.
+pub(crate) async fn poll_checks(host: &HostSession, deadline: Duration) -> Result<(), StepError> {
+    let started = Instant::now();
+    let cmd = format!("{} check", plan::HOST_BIN);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let r = host
+            .run(
+                "checks",
+                Exec::root(cmd.clone())
+                    .timeout(Duration::from_secs(120))
+                    .quiet(),
+            )
+            .await?;
+        if r.success() {
+            return Ok(());
+        }
+        if started.elapsed() + delay >= deadline {
+            let mut tail: Vec<String> =
+                r.stdout.lines().rev().take(10).map(str::to_owned).collect();
+            tail.reverse();
+            tail.extend(r.stderr_tail.iter().cloned());
+            return Err(step_failed(
+                host.addr().clone(),
+                "checks".into(),
+                r.exit_code,
+                format!("checks still failing after {}s", deadline.as_secs()),
+                tail,
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = host.stop_token().cancelled() => {
+                return Err(StepError::Cancelled { host: host.addr().clone(), step: "checks".into() });
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tarmac_events::{Event, EventSink, Fanout, Level, Outcome, Sink};
@@ -35,7 +35,7 @@ use crate::journal::{Journal, new_run_id};
 use crate::lock::RunLock;
 use crate::plan::{HOST_BIN, parse_status};
 use crate::serve::ArtifactServer;
-use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr};
+use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr, poll_checks};
 
 /// The setup flags directory on a host.
 pub const FLAGS_DIR: &str = "/etc/tarmac/setup-flags";
@@ -617,53 +617,6 @@ impl Runner<'_> {
             level: Level::Info,
             message,
         });
-    }
-}
-
-/// Poll `tarmac-host check` with backoff until it passes or `deadline` passes.
-async fn poll_checks(host: &HostSession, deadline: Duration) -> Result<(), StepError> {
-    let started = Instant::now();
-    let cmd = format!("{HOST_BIN} check");
-    let mut delay = Duration::from_millis(500);
-    loop {
-        let r = host
-            .run(
-                "checks",
-                Exec::root(cmd.clone())
-                    .timeout(Duration::from_secs(120))
-                    .quiet(),
-            )
-            .await?;
-        if r.success() {
-            return Ok(());
-        }
-        if started.elapsed() + delay >= deadline || host.stop_token().is_cancelled() {
-            let mut detail = format!("\nchecks still failing after {}s", deadline.as_secs());
-            for l in r
-                .stdout
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                detail.push_str("\n    ");
-                detail.push_str(l);
-            }
-            return Err(StepError::Failed {
-                host: host.addr().clone(),
-                step: "checks".into(),
-                exit_code: r.exit_code,
-                signal: None,
-                detail,
-            });
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = host.stop_token().cancelled() => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

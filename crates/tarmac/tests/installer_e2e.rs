@@ -5,53 +5,18 @@
 //! test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+mod common;
+
+use common::*;
 use tarmac_lab::{Lab, LabGuard, Role};
 
-fn tarmac() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tarmac"))
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Run `tarmac ARGS` inside the lab's control namespace (where the hosts are reachable).
-fn in_lab(lab: &Lab, args: &[&str]) -> Output {
-    let mut c = lab.ctl_command(tarmac());
-    c.args(args)
-        .current_dir(workspace())
-        .env("TARMAC_DIST", workspace().join("dist/reference"));
-    c.output().expect("run tarmac")
-}
-
-fn ssh(lab: &Lab, host: &str, cmd: &str) -> String {
-    let o = lab.ssh(host, cmd).expect("ssh");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
-    }
-}
 
 #[test]
 fn installer_end_to_end_on_the_lab() {
-    if unsafe { libc_geteuid() } != 0 {
+    if !is_root() {
         panic!("this test needs root (it brings up a lab)");
     }
     let name = format!("e2e{}", std::process::id() % 100000);
@@ -231,9 +196,4 @@ fn find_package(dir: &Path, name: &str) -> PathBuf {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .unwrap_or_else(|| panic!("no package in {}", d.display()))
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }

@@ -5,47 +5,14 @@
 //! cut right after its switch, and the agent reverts by itself when the window ends.
 #![allow(clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::*;
 use tarmac_lab::{Lab, LabGuard, Role};
-
-fn tarmac() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tarmac"))
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn in_lab_cmd(lab: &Lab, args: &[&str]) -> Command {
-    let mut c = lab.ctl_command(tarmac());
-    c.args(args)
-        .current_dir(workspace())
-        .env("TARMAC_DIST", workspace().join("dist/reference"));
-    c
-}
-
-fn in_lab(lab: &Lab, args: &[&str]) -> Output {
-    in_lab_cmd(lab, args).output().expect("run tarmac")
-}
-
-fn ssh(lab: &Lab, host: &str, cmd: &str) -> String {
-    let o = lab.ssh(host, cmd).expect("ssh");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
 
 /// Kills and reaps the installer it holds when dropped (also on a panic).
 struct Reap(std::process::Child);
@@ -53,13 +20,6 @@ impl Drop for Reap {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
     }
 }
 
@@ -101,7 +61,7 @@ fn longest_failure(log: &str) -> (usize, f64) {
 
 #[test]
 fn upgrade_and_lost_confirmation_on_the_lab() {
-    if unsafe { libc_geteuid() } != 0 {
+    if !is_root() {
         panic!("this test needs root (it brings up a lab)");
     }
     let name = format!("upg{}", std::process::id() % 100000);
@@ -329,9 +289,4 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
         new_active
     );
     lab.down().unwrap();
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
