@@ -43,7 +43,7 @@ for n in $SIZES; do
   echo "lab of $n systemd hosts…" >&2
   "$TARMAC" lab up --name $LAB --masters 3 --agents $((n - 3)) >"$W/lab.log" 2>&1 || { tail -20 "$W/lab.log" >&2; exit 1; }
   LD=/var/lib/tarmac-lab/$LAB
-  G=$W/genconf-$n
+  G=$W/$n/genconf
   mkdir -p "$G"
   cp "$LD/genconf/config.yaml" "$LD/genconf/ip-detect" "$G/"
   "$TARMAC" genconf --genconf-dir "$G" --build-dir "$W/build" --public-key "$W/keys/bench.pub" >/dev/null
