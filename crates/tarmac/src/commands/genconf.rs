@@ -16,10 +16,11 @@ use tarmac_pkg::pack::PackOptions;
 
 use super::validate_config::load_distribution;
 
-#[derive(Debug, Args)]
-pub struct GenconfArgs {
-    /// Directory holding config.yaml and ip-detect; serve/ is written inside it.
-    #[arg(long, value_name = "DIR", default_value = "genconf")]
+/// What genconf reads: shared by `tarmac genconf` and `tarmac web` (which runs genconf too).
+#[derive(Debug, Clone, Args)]
+pub struct GenconfInputs {
+    /// Directory holding config.yaml and ip-detect; serve/ and state/ are written inside it.
+    #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf")]
     pub genconf_dir: PathBuf,
     /// The distribution (its root, e.g. dist/reference, or its config/ directory).
     #[arg(
@@ -41,13 +42,19 @@ pub struct GenconfArgs {
     /// signature with it, and install.sh makes every host check it again.
     #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY")]
     pub public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenconfArgs {
+    #[command(flatten)]
+    pub inputs: GenconfInputs,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
-    let dist = load_distribution(&args.dist)?;
+    let dist = load_distribution(&args.inputs.dist)?;
     let sink: Sink = Arc::new(|e: Event| {
         if let Event::Notice { level, message } = e {
             match level {
@@ -58,9 +65,9 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let opts = GenconfOptions {
-        genconf_dir: args.genconf_dir.clone(),
-        build_dir: args.build_dir.clone(),
-        public_key: args.public_key.clone(),
+        genconf_dir: args.inputs.genconf_dir.clone(),
+        build_dir: args.inputs.build_dir.clone(),
+        public_key: args.inputs.public_key.clone(),
         pack: PackOptions::default(),
     };
     match tarmac_genconf::genconf(&dist, &opts, &sink) {

@@ -139,10 +139,12 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     }
     ok(
         genconf::run(genconf::GenconfArgs {
-            genconf_dir: genconf_dir.clone(),
-            dist: args.dist.clone(),
-            build_dir: build_dir.clone(),
-            public_key: Some(keys.join("quickstart.pub")),
+            inputs: genconf::GenconfInputs {
+                genconf_dir: genconf_dir.clone(),
+                dist: args.dist.clone(),
+                build_dir: build_dir.clone(),
+                public_key: Some(keys.join("quickstart.pub")),
+            },
             json: false,
         })?,
         "genconf",

@@ -29,28 +29,10 @@ pub struct WebArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Directory holding config.yaml, ip-detect, ssh_key, serve/ and state/ (created if missing).
-    #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf")]
-    pub genconf_dir: PathBuf,
-    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_DIST",
-        default_value = "dist/reference"
-    )]
-    pub dist: PathBuf,
-    /// Output directory of `tarmac build`, for genconf.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_BUILD_DIR",
-        default_value = "out"
-    )]
-    pub build_dir: PathBuf,
-    /// Trusted public key (from `tarmac keygen`) genconf checks the build's signature with.
-    #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY")]
-    pub public_key: Option<PathBuf>,
+    /// config.yaml, ip-detect, ssh_key, serve/ and state/ (the directory is created if missing),
+    /// the distribution and the build genconf uses.
+    #[command(flatten)]
+    pub inputs: super::genconf::GenconfInputs,
 }
 
 pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
@@ -59,8 +41,8 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
             Ok(w) => w,
             Err(e) => bail!("{e}"),
         };
-    let dist = load_distribution(&args.dist)?;
-    let genconf_dir = std::path::absolute(&args.genconf_dir)?;
+    let dist = load_distribution(&args.inputs.dist)?;
+    let genconf_dir = std::path::absolute(&args.inputs.genconf_dir)?;
     std::fs::create_dir_all(&genconf_dir)
         .with_context(|| format!("cannot create {}", genconf_dir.display()))?;
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
@@ -69,8 +51,9 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     let opts = WebOptions {
         genconf_dir: genconf_dir.clone(),
         dist,
-        build_dir: std::path::absolute(&args.build_dir)?,
+        build_dir: std::path::absolute(&args.inputs.build_dir)?,
         public_key: args
+            .inputs
             .public_key
             .as_deref()
             .map(std::path::absolute)
