@@ -5,23 +5,30 @@
 #   2. scp + install.sh   the original DC/OS way: copy the whole bundle to every host with
 #                         OpenSSH (xargs -P 50), then run the install script there
 #   3. Ansible playbook   copy the bundle with the copy module and run the install script
-#                         (ansible-core from PyPI in a virtualenv, forks 50)
+#                         (bench/deploy-playbook.yml; ansible-core from PyPI in a virtualenv,
+#                         forks 50, host-key checking on with the lab's known_hosts)
 # Every variant installs the same genconf/serve bundle and ends when every host reports
-# tarmac-setup.service done; the cluster is uninstalled between variants.
-# Prints a markdown table and writes bench/results/deploy.md. Needs root.
+# tarmac-setup.service done; the cluster is uninstalled (and checked clean) between variants.
+# The lab's hosts get python3 (`tarmac lab up --extra-packages python3`): Ansible's modules
+# run Python on the targets (python3-minimal lacks json and shutil, which they import).
+# The other two variants do not use it.
+# Prints a markdown table and writes $OUT (default bench/results/deploy.md). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "deploy.sh needs root" >&2; exit 1; }
 SIZES=${SIZES:-"50 100"}
 P=${PARALLEL:-50}
 VENV=${VENV:-/var/cache/tarmac-bench/venv}
+OUT=${OUT:-bench/results/deploy.md}
+PLAYBOOK=$PWD/bench/deploy-playbook.yml
 if [ -z "${TARMAC:-}" ]; then
   cargo build --release -q --bins
   TARMAC=$PWD/target/release/tarmac
 fi
 W=$(mktemp -d /tmp/tarmac-bench-deploy.XXXXXX)
 LAB=bench-deploy
-trap '"$TARMAC" lab down --name $LAB >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
+# KEEP=1 keeps the work directory (bundle, inventory, per-variant logs) for a look afterwards.
+trap '"$TARMAC" lab down --name $LAB >/dev/null 2>&1 || true; if [ -n "${KEEP:-}" ]; then echo "work directory kept: $W" >&2; else rm -rf "$W"; fi' EXIT
 
 if [ ! -x "$VENV/bin/ansible-playbook" ]; then
   echo "installing ansible-core into $VENV…" >&2
@@ -40,8 +47,8 @@ echo "building the reference distribution…" >&2
 rows=()
 for n in $SIZES; do
   "$TARMAC" lab down --name $LAB >/dev/null 2>&1 || true
-  echo "lab of $n systemd hosts…" >&2
-  "$TARMAC" lab up --name $LAB --masters 3 --agents $((n - 3)) >"$W/lab.log" 2>&1 || { tail -20 "$W/lab.log" >&2; exit 1; }
+  echo "lab of $n systemd hosts (with python3 for Ansible)…" >&2
+  "$TARMAC" lab up --name $LAB --masters 3 --agents $((n - 3)) --extra-packages python3 >"$W/lab.log" 2>&1 || { tail -20 "$W/lab.log" >&2; exit 1; }
   LD=/var/lib/tarmac-lab/$LAB
   G=$W/$n/genconf
   mkdir -p "$G"
@@ -63,7 +70,14 @@ PY
 )
   echo "$hosts" > "$W/hosts-$n"
   SSH_OPTS=(-F "$LD/ssh_config" -o BatchMode=yes -o ControlMaster=no -o ControlPath=none)
-  uninstall() { ip netns exec "$CTL" "$TARMAC" uninstall --yes --genconf-dir "$G" >/dev/null 2>&1 || true; }
+  # Uninstall, then check that no host has anything of the last variant left (so the next
+  # variant starts from the same clean hosts: nothing installed, no bundle to reuse).
+  uninstall() {
+    ip netns exec "$CTL" "$TARMAC" uninstall --yes --genconf-dir "$G" >"$W/u.log" 2>&1 || { tail -20 "$W/u.log" >&2; exit 1; }
+    awk '{print $1}' "$W/hosts-$n" | ip netns exec "$CTL" xargs -P "$P" -I{} \
+      ssh "${SSH_OPTS[@]}" {} 'for p in /opt/tarmac /etc/tarmac /var/lib/tarmac-push /etc/systemd/system/tarmac-setup.service; do [ ! -e $p ] || { echo "$(hostname): $p left after uninstall"; exit 1; }; done' >&2 \
+      || { echo "uninstall left files behind" >&2; exit 1; }
+  }
 
   # 1. tarmac deploy
   s=$(ns)
@@ -90,28 +104,18 @@ PY
   {
     echo "[cluster]"
     awk '{print $1, "role=" $2}' "$W/hosts-$n"
+    echo "[cluster:vars]"
+    echo "ansible_python_interpreter=/usr/bin/python3"
   } > "$W/inventory"
-  cat > "$W/deploy.yml" <<YML
-- hosts: cluster
-  gather_facts: false
-  tasks:
-    - name: copy the bundle
-      ansible.builtin.copy: { src: "$W/bundle/", dest: /var/lib/tarmac-push/ }
-    - name: install
-      ansible.builtin.command: bash /var/lib/tarmac-push/install.sh {{ role }}
-YML
   s=$(ns)
   ip netns exec "$CTL" env ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_SSH_ARGS="-F $LD/ssh_config -o ControlMaster=auto -o ControlPersist=60s" \
-    "$VENV/bin/ansible-playbook" -i "$W/inventory" -f "$P" -u root --private-key "$LD/id_ed25519" "$W/deploy.yml" >"$W/a-$n.log" 2>&1 \
-    && t_ansible="$(secs "$s" "$(ns)") s" \
-    || if grep -qi 'python' "$W/a-$n.log"; then
-         # Ansible's copy module runs Python on the target; the lab's minimal hosts have none.
-         t_ansible="n/a (no Python on the minimal hosts)"
-       else
-         tail -30 "$W/a-$n.log" >&2; exit 1
-       fi
+    ANSIBLE_LOCAL_TEMP="$W/ansible-tmp" ANSIBLE_SSH_CONTROL_PATH_DIR="$W/ansible-cp" \
+    "$VENV/bin/ansible-playbook" -i "$W/inventory" -f "$P" -u root --private-key "$LD/id_ed25519" \
+    -e "bundle=$W/bundle" "$PLAYBOOK" >"$W/a-$n.log" 2>&1 \
+    || { tail -30 "$W/a-$n.log" >&2; echo "Ansible variant failed" >&2; exit 1; }
+  t_ansible=$(secs "$s" "$(ns)")
   uninstall
-  rows+=("| $n | $t_tarmac s | $t_scp s | $t_ansible |")
+  rows+=("| $n | $t_tarmac s | $t_scp s | $t_ansible s |")
   "$TARMAC" lab down --name $LAB >/dev/null 2>&1
 done
 
@@ -123,4 +127,4 @@ done
   echo "| systemd hosts | tarmac deploy (pull over HTTP) | scp + install.sh (xargs -P $P) | Ansible copy + script (forks $P) |"
   echo "|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
-} | tee bench/results/deploy.md
+} | tee "$OUT"

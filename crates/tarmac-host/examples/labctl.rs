@@ -22,6 +22,7 @@ fn main() -> ExitCode {
                 agents: 0,
                 public_agents: 0,
                 mode: Mode::Systemd,
+                extra_packages: Vec::new(),
             },
             &tarmac_events::NullSink,
         )

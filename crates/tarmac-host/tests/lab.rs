@@ -91,6 +91,7 @@ fn real_hosts_activate_swap_rollback_uninstall() {
         agents: 1,
         public_agents: 0,
         mode: Mode::Systemd,
+        extra_packages: Vec::new(),
     };
     let lab = LabGuard::new(Lab::up(&spec, &tarmac_events::NullSink).expect("lab up"));
     let tmp = tempfile::tempdir().unwrap();

@@ -18,6 +18,12 @@ pub enum LabError {
     #[error("invalid lab: {reason}")]
     InvalidSpec { reason: String },
 
+    /// An extra package for the lab's image that is not a Debian package name.
+    #[error(
+        "extra package `{name}` is not a Debian package name: {why}\nhint: give package names as apt knows them (a-z, 0-9, `+`, `.`, `-`; at least two characters, starting with a letter or digit), separated by commas, e.g. `--extra-packages python3,python3-apt`"
+    )]
+    BadPackage { name: String, why: &'static str },
+
     /// `up` for a name that already has a lab.
     #[error(
         "lab `{name}` already exists ({dir})\nhint: tear it down first with `tarmac lab down --name {name}`, or pick another `--name`"

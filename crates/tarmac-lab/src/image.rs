@@ -1,8 +1,9 @@
 //! The hosts' shared, read-only root image: a minimal Debian built once with
 //! `debootstrap --variant=minbase`, customised for the lab, and cached under
-//! `/var/cache/tarmac-lab/rootfs-<suite>-<hash>/` (the hash covers the package list and
-//! the recipe, so changing either builds a new image).
+//! `/var/cache/tarmac-lab/rootfs-<suite>-<hash>/` (the hash covers the package list, any
+//! extra packages a lab asks for, and the recipe, so changing either builds a new image).
 
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -181,14 +182,62 @@ pub fn mirror_from_list(text: &str, suite: &str) -> Option<String> {
     })
 }
 
-/// Short hash naming an image: recipe version, suite, package list and customisation.
-pub fn cache_key(suite: &str) -> String {
+/// Check and normalise the extra packages a lab asks for on top of [`PACKAGES`]: each
+/// must be a Debian package name (`[a-z0-9][a-z0-9+.-]+`); the result is sorted, without
+/// duplicates and without packages the image has anyway, so the same set always names the
+/// same image (and an empty result is the default image).
+pub fn normalize_extra_packages(names: &[String]) -> Result<Vec<String>, LabError> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let why = if name.len() < 2 {
+            Some("it is shorter than two characters")
+        } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            Some("it does not start with a lowercase letter or a digit")
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c))
+        {
+            Some("it has characters other than a-z, 0-9, `+`, `.` and `-`")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(LabError::BadPackage {
+                name: name.clone(),
+                why,
+            });
+        }
+        if !PACKAGES.contains(&name.as_str()) {
+            out.push(name.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// debootstrap's `--include=` value: [`PACKAGES`], then the extra packages.
+pub fn include_list(extra: &[String]) -> String {
+    let mut s = PACKAGES.join(",");
+    for p in extra {
+        let _ = write!(s, ",{p}");
+    }
+    s
+}
+
+/// Short hash naming an image: recipe version, suite, package list, extra packages
+/// (normalised, see [`normalize_extra_packages`]) and customisation. Without extra packages
+/// the key is the one images had before extra packages existed.
+pub fn cache_key(suite: &str, extra: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(format!(
         "tarmac-lab-image v{RECIPE_VERSION}\n{suite}\n{}\n{}\n",
         PACKAGES.join(","),
         MASKED_UNITS.join(",")
     ));
+    if !extra.is_empty() {
+        h.update(format!("extra-packages={}\n", extra.join(",")));
+    }
     for part in [
         BOOT_REPORT,
         READY_UNIT,
@@ -202,15 +251,20 @@ pub fn cache_key(suite: &str) -> String {
     hex::encode(h.finalize())[..12].to_owned()
 }
 
-/// Path of the cached image for `suite`.
-pub fn image_path(suite: &str) -> PathBuf {
-    Path::new(CACHE_DIR).join(format!("rootfs-{suite}-{}", cache_key(suite)))
+/// Path of the cached image for `suite` with the (normalised) extra packages.
+pub fn image_path(suite: &str, extra: &[String]) -> PathBuf {
+    Path::new(CACHE_DIR).join(format!("rootfs-{suite}-{}", cache_key(suite, extra)))
 }
 
-/// Return the cached image, building it first if needed (serialised by a lock, so two
-/// concurrent `up`s build it once).
-pub fn ensure(src: &Source, in_use: &[PathBuf], p: &Progress<'_>) -> Result<PathBuf, LabError> {
-    let path = image_path(&src.suite);
+/// Return the cached image with the (normalised) extra packages, building it first if
+/// needed (serialised by a lock, so two concurrent `up`s build it once).
+pub fn ensure(
+    src: &Source,
+    extra: &[String],
+    in_use: &[PathBuf],
+    p: &Progress<'_>,
+) -> Result<PathBuf, LabError> {
+    let path = image_path(&src.suite, extra);
     if is_complete(&path) {
         return Ok(path);
     }
@@ -251,13 +305,18 @@ pub fn ensure(src: &Source, in_use: &[PathBuf], p: &Progress<'_>) -> Result<Path
             .unwrap_or("rootfs")
     ));
     let t0 = Instant::now();
+    let extra_note = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(" with extra packages {}", extra.join(","))
+    };
     p.say(format!(
-        "building the root image once: debootstrap --variant=minbase {} from {} (1-2 minutes; cached in {})",
+        "building the root image once: debootstrap --variant=minbase {}{extra_note} from {} (1-2 minutes; cached in {})",
         src.suite,
         src.mirror,
         path.display()
     ));
-    let result = debootstrap(src, &tmp, &log).and_then(|()| customise(&tmp));
+    let result = debootstrap(src, extra, &tmp, &log).and_then(|()| customise(&tmp, &path, extra));
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
         return Err(fail(e));
@@ -269,19 +328,26 @@ pub fn ensure(src: &Source, in_use: &[PathBuf], p: &Progress<'_>) -> Result<Path
         "root image ready in {:.0} s",
         t0.elapsed().as_secs_f64()
     ));
-    prune(&path, in_use);
+    prune(&path, &image_path(&src.suite, &[]), in_use);
     Ok(path)
 }
 
-/// Remove images of older recipes that no lab uses any more.
-fn prune(keep: &Path, in_use: &[PathBuf]) {
+/// Remove images that no lab uses any more, except the one just built and the current
+/// default image (so building an image with extra packages keeps the default one, and
+/// images of older recipes go).
+fn prune(keep: &Path, default: &Path, in_use: &[PathBuf]) {
     let Ok(rd) = fs::read_dir(CACHE_DIR) else {
         return;
     };
     for e in rd.flatten() {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("rootfs-") && path.is_dir() && path != keep && !in_use.contains(&path) {
+        if name.starts_with("rootfs-")
+            && path.is_dir()
+            && path != keep
+            && path != default
+            && !in_use.contains(&path)
+        {
             let _ = fs::remove_dir_all(&path);
             let _ = fs::remove_file(path.with_extension("log"));
         }
@@ -293,20 +359,36 @@ fn is_complete(path: &Path) -> bool {
     path.join("etc/tarmac-lab-image").is_file()
 }
 
-fn debootstrap(src: &Source, dir: &Path, log: &Path) -> Result<(), LabError> {
+/// debootstrap's arguments: minbase plus [`PACKAGES`] and the extra packages, into `dir`.
+pub fn debootstrap_args(
+    src: &Source,
+    keyring: Option<&Path>,
+    extra: &[String],
+    dir: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "--variant=minbase".to_owned(),
+        format!("--include={}", include_list(extra)),
+    ];
+    if let Some(k) = keyring {
+        args.push(format!("--keyring={}", k.display()));
+    }
+    args.extend([
+        src.suite.clone(),
+        dir.display().to_string(),
+        src.mirror.clone(),
+    ]);
+    args
+}
+
+fn debootstrap(src: &Source, extra: &[String], dir: &Path, log: &Path) -> Result<(), LabError> {
     fs::create_dir_all(dir).map_err(LabError::io("cannot create", dir))?;
     let logf = fs::File::create(log).map_err(LabError::io("cannot create", log))?;
     let logf2 = logf.try_clone().map_err(LabError::io("cannot open", log))?;
+    let keyring = src.keyring().filter(|k| k.exists());
     let mut cmd = Command::new("debootstrap");
     cmd.env("DEBIAN_FRONTEND", "noninteractive")
-        .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")));
-    if let Some(k) = src.keyring().filter(|k| k.exists()) {
-        cmd.arg(format!("--keyring={}", k.display()));
-    }
-    cmd.arg(&src.suite)
-        .arg(dir)
-        .arg(&src.mirror)
+        .args(debootstrap_args(src, keyring.as_deref(), extra, dir))
         .stdin(Stdio::null())
         .stdout(logf)
         .stderr(logf2);
@@ -351,8 +433,8 @@ fn link(root: &Path, rel: &str, target: &str) -> Result<(), LabError> {
     symlink(target, &path).map_err(LabError::io("cannot create symlink", path))
 }
 
-/// Turn the debootstrap tree into a lab host image.
-fn customise(root: &Path) -> Result<(), LabError> {
+/// Turn the debootstrap tree into a lab host image that will live at `final_path`.
+fn customise(root: &Path, final_path: &Path, extra: &[String]) -> Result<(), LabError> {
     // The unprivileged user (authorized_keys are per lab, written into each host's upper layer).
     sys::run(
         Command::new("chroot").arg(root).args([
@@ -470,15 +552,26 @@ fn customise(root: &Path) -> Result<(), LabError> {
     write(
         root,
         "etc/tarmac-lab-image",
-        &format!(
-            "recipe={RECIPE_VERSION}\npackages={}\nkey={}\n",
-            PACKAGES.join(","),
-            root.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-        ),
+        &image_marker(final_path, extra),
         0o644,
     )
+}
+
+/// `/etc/tarmac-lab-image` of a finished image: recipe, packages and the image's name.
+pub fn image_marker(final_path: &Path, extra: &[String]) -> String {
+    let mut s = format!("recipe={RECIPE_VERSION}\npackages={}\n", PACKAGES.join(","));
+    if !extra.is_empty() {
+        let _ = writeln!(s, "extra-packages={}", extra.join(","));
+    }
+    let _ = writeln!(
+        s,
+        "key={}",
+        final_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    );
+    s
 }
 
 #[cfg(test)]
@@ -524,15 +617,169 @@ mod tests {
         assert_eq!(os_release_codename("NAME=x\n"), None);
     }
 
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
     #[test]
     fn cache_key_is_stable_and_names_the_suite() {
-        assert_eq!(cache_key("bookworm"), cache_key("bookworm"));
-        assert_ne!(cache_key("bookworm"), cache_key("trixie"));
-        let p = image_path("bookworm");
+        assert_eq!(cache_key("bookworm", &[]), cache_key("bookworm", &[]));
+        assert_ne!(cache_key("bookworm", &[]), cache_key("trixie", &[]));
+        let p = image_path("bookworm", &[]);
         assert!(
             p.to_string_lossy()
                 .starts_with("/var/cache/tarmac-lab/rootfs-bookworm-")
         );
-        assert_eq!(cache_key("bookworm").len(), 12);
+        assert_eq!(cache_key("bookworm", &[]).len(), 12);
+    }
+
+    #[test]
+    fn default_cache_key_is_unchanged_by_extra_packages_support() {
+        // The key images had before extra packages existed: existing caches stay valid.
+        let mut h = Sha256::new();
+        h.update(format!(
+            "tarmac-lab-image v{RECIPE_VERSION}\nbookworm\n{}\n{}\n",
+            PACKAGES.join(","),
+            MASKED_UNITS.join(",")
+        ));
+        for part in [
+            BOOT_REPORT,
+            READY_UNIT,
+            SSHD_CONF,
+            JOURNALD_CONF,
+            BASHRC,
+            PLAIN_INIT,
+        ] {
+            h.update(part.as_bytes());
+        }
+        let before = hex::encode(h.finalize())[..12].to_owned();
+        assert_eq!(cache_key("bookworm", &[]), before);
+        // The recipe as of this change (update when the recipe or an asset changes).
+        assert_eq!(cache_key("bookworm", &[]), "3662dee8d8d8");
+    }
+
+    #[test]
+    fn extra_packages_name_another_image() {
+        let py = strings(&["python3"]);
+        let two = strings(&["python3", "python3-apt"]);
+        assert_ne!(cache_key("bookworm", &py), cache_key("bookworm", &[]));
+        assert_ne!(cache_key("bookworm", &py), cache_key("bookworm", &two));
+        assert_eq!(cache_key("bookworm", &py), cache_key("bookworm", &py));
+        assert_eq!(
+            image_path("bookworm", &py),
+            PathBuf::from(format!(
+                "/var/cache/tarmac-lab/rootfs-bookworm-{}",
+                cache_key("bookworm", &py)
+            ))
+        );
+    }
+
+    #[test]
+    fn extra_packages_are_sorted_deduplicated_and_skip_base_packages() {
+        assert_eq!(
+            normalize_extra_packages(&strings(&[
+                "python3-apt",
+                "python3",
+                "curl",
+                "python3",
+                "libstdc++6",
+                "g++-12",
+                "0ad",
+            ]))
+            .unwrap(),
+            strings(&["0ad", "g++-12", "libstdc++6", "python3", "python3-apt"])
+        );
+        assert_eq!(
+            normalize_extra_packages(&strings(&["sudo", "curl"])).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(normalize_extra_packages(&[]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bad_extra_package_names_are_refused_by_name() {
+        for (bad, msg) in [
+            (
+                "Python3",
+                "extra package `Python3` is not a Debian package name: it does not start with a lowercase letter or a digit",
+            ),
+            (
+                "p",
+                "extra package `p` is not a Debian package name: it is shorter than two characters",
+            ),
+            (
+                "-x",
+                "extra package `-x` is not a Debian package name: it does not start with a lowercase letter or a digit",
+            ),
+            (
+                "python3 curl",
+                "extra package `python3 curl` is not a Debian package name: it has characters other than a-z, 0-9, `+`, `.` and `-`",
+            ),
+            (
+                "python3,curl",
+                "extra package `python3,curl` is not a Debian package name: it has characters other than a-z, 0-9, `+`, `.` and `-`",
+            ),
+            (
+                "vim:amd64",
+                "extra package `vim:amd64` is not a Debian package name: it has characters other than a-z, 0-9, `+`, `.` and `-`",
+            ),
+        ] {
+            let e = normalize_extra_packages(&strings(&["python3", bad])).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{msg}\nhint: give package names as apt knows them (a-z, 0-9, `+`, `.`, `-`; at least two characters, starting with a letter or digit), separated by commas, e.g. `--extra-packages python3,python3-apt`"
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn debootstrap_argv() {
+        let src = Source {
+            suite: "bookworm".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+        };
+        let dir = Path::new("/var/cache/tarmac-lab/.build-rootfs-bookworm-abc");
+        assert_eq!(
+            debootstrap_args(
+                &src,
+                Some(Path::new("/usr/share/keyrings/debian-archive-keyring.gpg")),
+                &[],
+                dir
+            ),
+            [
+                "--variant=minbase",
+                "--include=systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,curl,ca-certificates,sudo,iputils-ping,less,netbase",
+                "--keyring=/usr/share/keyrings/debian-archive-keyring.gpg",
+                "bookworm",
+                "/var/cache/tarmac-lab/.build-rootfs-bookworm-abc",
+                "http://deb.debian.org/debian",
+            ]
+        );
+        assert_eq!(
+            debootstrap_args(&src, None, &strings(&["python3", "python3-apt"]), dir),
+            [
+                "--variant=minbase",
+                "--include=systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,curl,ca-certificates,sudo,iputils-ping,less,netbase,python3,python3-apt",
+                "bookworm",
+                "/var/cache/tarmac-lab/.build-rootfs-bookworm-abc",
+                "http://deb.debian.org/debian",
+            ]
+        );
+    }
+
+    #[test]
+    fn image_marker_names_packages_and_final_image() {
+        let path = Path::new("/var/cache/tarmac-lab/rootfs-bookworm-0123456789ab");
+        assert_eq!(
+            image_marker(path, &[]),
+            "recipe=1\npackages=systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,curl,ca-certificates,sudo,iputils-ping,less,netbase\nkey=rootfs-bookworm-0123456789ab\n"
+        );
+        assert_eq!(
+            image_marker(path, &strings(&["python3"])),
+            "recipe=1\npackages=systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,curl,ca-certificates,sudo,iputils-ping,less,netbase\nextra-packages=python3\nkey=rootfs-bookworm-0123456789ab\n"
+        );
     }
 }

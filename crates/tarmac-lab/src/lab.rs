@@ -38,6 +38,10 @@ pub struct LabSpec {
     pub public_agents: usize,
     /// How the hosts run.
     pub mode: Mode,
+    /// Debian packages the hosts' image gets on top of the default set (e.g. `python3` for
+    /// Ansible). Empty: the default image. Another set builds (once) and caches another
+    /// image next to the default one.
+    pub extra_packages: Vec<String>,
 }
 
 impl LabSpec {
@@ -54,6 +58,7 @@ impl LabSpec {
             agents,
             public_agents,
             mode: Mode::Systemd,
+            extra_packages: Vec::new(),
         }
     }
 
@@ -94,6 +99,9 @@ pub struct LabStatus {
     pub name: String,
     /// How its hosts run.
     pub mode: Mode,
+    /// Packages its image has on top of the default set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_packages: Vec<String>,
     /// Lab directory.
     pub dir: PathBuf,
     /// Control network namespace.
@@ -182,8 +190,10 @@ fn all_plans() -> Vec<Plan> {
         .collect()
 }
 
-fn validate(spec: &LabSpec) -> Result<(), LabError> {
+/// Check the spec; returns the normalised extra packages.
+fn validate(spec: &LabSpec) -> Result<Vec<String>, LabError> {
     plan::validate_name(&spec.name)?;
+    let extra = image::normalize_extra_packages(&spec.extra_packages)?;
     let total = spec.total();
     if total == 0 {
         return Err(LabError::InvalidSpec {
@@ -198,7 +208,7 @@ fn validate(spec: &LabSpec) -> Result<(), LabError> {
             ),
         });
     }
-    Ok(())
+    Ok(extra)
 }
 
 fn now_secs() -> u64 {
@@ -232,16 +242,16 @@ impl Lab {
         let t0 = Instant::now();
         let p = Progress::new(&spec.name, sink);
         sys::require_root()?;
-        validate(spec)?;
+        let extra = validate(spec)?;
         let src = image::Source::detect();
-        let image_ready = image::image_path(&src.suite)
+        let image_ready = image::image_path(&src.suite, &extra)
             .join("etc/tarmac-lab-image")
             .is_file();
         prereq::ensure_tools(spec.mode, !image_ready, src.keyring().as_deref(), &p)?;
 
         fs::create_dir_all(STATE_ROOT).map_err(LabError::io("cannot create", STATE_ROOT))?;
         let lock = lock_lab(&spec.name, Duration::from_secs(10))?;
-        let result = Self::up_locked(spec, &src, &p, t0);
+        let result = Self::up_locked(spec, &extra, &src, &p, t0);
         // Nothing of the lab is left after a failure: drop its lock file too.
         if result.is_err() && !lab_dir(&spec.name).join(PLAN_FILE).exists() {
             lock.remove();
@@ -251,6 +261,7 @@ impl Lab {
 
     fn up_locked(
         spec: &LabSpec,
+        extra: &[String],
         src: &image::Source,
         p: &Progress<'_>,
         t0: Instant,
@@ -267,7 +278,7 @@ impl Lab {
             fs::remove_dir_all(&dir).map_err(LabError::io("cannot remove stale", &dir))?;
         }
         let in_use: Vec<PathBuf> = all_plans().into_iter().map(|p| p.image).collect();
-        let image = image::ensure(src, &in_use, p)?;
+        let image = image::ensure(src, extra, &in_use, p)?;
 
         let plan = {
             let _alloc = lock_lab(".alloc", Duration::from_secs(30))?;
@@ -283,6 +294,7 @@ impl Lab {
                 octet,
                 dir: dir.clone(),
                 image,
+                extra_packages: extra.to_vec(),
                 hosts: plan::plan_hosts(octet, spec.masters, spec.agents, spec.public_agents),
                 created: now_secs(),
             };
@@ -355,6 +367,17 @@ impl Lab {
     /// How its hosts run.
     pub fn mode(&self) -> Mode {
         self.plan.mode
+    }
+
+    /// Packages its image has on top of the default set (normalised: sorted, no
+    /// duplicates, none of the default packages).
+    pub fn extra_packages(&self) -> &[String] {
+        &self.plan.extra_packages
+    }
+
+    /// The root image its hosts run on.
+    pub fn image(&self) -> &Path {
+        &self.plan.image
     }
 
     /// The hosts: masters, agents, public agents.
@@ -510,6 +533,7 @@ impl Lab {
         Ok(LabStatus {
             name: self.plan.name.clone(),
             mode: self.plan.mode,
+            extra_packages: self.plan.extra_packages.clone(),
             dir: self.plan.dir.clone(),
             ctl_netns: self.ctl_netns(),
             ctl_ip: self.ctl_ip(),

@@ -12,12 +12,15 @@
 //!
 //! ```no_run
 //! use tarmac_lab::{Lab, LabGuard, LabSpec, Mode};
-//! let spec = LabSpec { name: "mytest".into(), masters: 1, agents: 2, public_agents: 0, mode: Mode::Systemd };
+//! let spec = LabSpec { mode: Mode::Systemd, ..LabSpec::new("mytest", 1, 2, 0) };
 //! let lab = LabGuard::new(Lab::up(&spec, &tarmac_events::NullSink)?);
 //! let out = lab.ssh("master-1", "systemctl is-system-running")?;
 //! assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "running");
 //! # Ok::<(), tarmac_lab::LabError>(())
 //! ```
+//!
+//! [`LabSpec::extra_packages`] gives the hosts more Debian packages (e.g. `python3` for
+//! Ansible): their image is built once with them and cached next to the default one.
 //!
 //! The lab directory (`/var/lib/tarmac-lab/<name>/`) holds `id_ed25519` (+ `.pub`),
 //! `known_hosts`, `ssh_config` and `genconf/config.yaml` + `genconf/ip-detect`, so the

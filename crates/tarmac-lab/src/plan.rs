@@ -177,6 +177,10 @@ pub struct Plan {
     pub octet: u8,
     pub dir: PathBuf,
     pub image: PathBuf,
+    /// Packages the image has on top of the default set (normalised); absent in the state
+    /// of labs from before extra packages existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_packages: Vec<String>,
     pub hosts: Vec<LabHost>,
     /// Seconds since the epoch when `up` started.
     pub created: u64,
@@ -335,9 +339,30 @@ mod tests {
             octet: 77,
             dir: "/var/lib/tarmac-lab/demo".into(),
             image: "/var/cache/tarmac-lab/rootfs-bookworm-x".into(),
+            extra_packages: Vec::new(),
             hosts: plan_hosts(77, 1, 2, 0),
             created: 0,
         }
+    }
+
+    #[test]
+    fn state_records_extra_packages_and_reads_older_state() {
+        let mut p = plan();
+        p.hosts.truncate(1);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"version":1,"name":"demo","mode":"systemd","octet":77,"dir":"/var/lib/tarmac-lab/demo","image":"/var/cache/tarmac-lab/rootfs-bookworm-x","hosts":[{"name":"master-1","ip":"10.77.0.11","role":"master","index":1}],"created":0}"#
+        );
+        // State written before extra packages existed reads as "none".
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
+        p.extra_packages = vec!["python3".into(), "python3-apt".into()];
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            json.contains(r#""image":"/var/cache/tarmac-lab/rootfs-bookworm-x","extra_packages":["python3","python3-apt"],"hosts""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
     }
 
     #[test]

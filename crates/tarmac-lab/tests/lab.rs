@@ -31,6 +31,7 @@ fn up(name: &str, masters: usize, agents: usize, public_agents: usize, mode: Mod
         agents,
         public_agents,
         mode,
+        extra_packages: Vec::new(),
     };
     let sink = VecSink::new();
     match Lab::up(&spec, &sink) {

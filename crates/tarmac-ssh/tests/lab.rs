@@ -20,6 +20,7 @@ fn up(name: &str, masters: usize, agents: usize) -> LabGuard {
         agents,
         public_agents: 0,
         mode: Mode::Systemd,
+        extra_packages: Vec::new(),
     };
     // A leftover from an earlier, killed run must not get in the way.
     let _ = Lab::down(name);

@@ -49,6 +49,11 @@ pub struct UpArgs {
     /// `systemd`: every host boots real systemd; `plain`: sshd only (large-N benchmarks).
     #[arg(long, default_value = "systemd", value_parser = parse_mode)]
     pub mode: Mode,
+    /// Debian packages the hosts get on top of the default image, comma-separated or
+    /// repeated (e.g. `python3` for Ansible). The first `up` with a new set builds and caches
+    /// another image (a few minutes); the default image stays.
+    #[arg(long, value_name = "PKG,…", value_delimiter = ',')]
+    pub extra_packages: Vec<String>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -114,6 +119,7 @@ fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         agents: a.agents,
         public_agents: a.public_agents,
         mode: a.mode,
+        extra_packages: a.extra_packages,
     };
     let term = Terminal::new(OutputMode::Human, false);
     let lab = Lab::up(&spec, &term)?;
@@ -193,9 +199,14 @@ fn hosts_table(s: &LabStatus) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "lab {}: {} mode, {}/{} hosts up, ctl {} in netns {}{}",
+        "lab {}: {} mode{}, {}/{} hosts up, ctl {} in netns {}{}",
         s.name,
         s.mode,
+        if s.extra_packages.is_empty() {
+            String::new()
+        } else {
+            format!(" + {}", s.extra_packages.join(","))
+        },
         s.up_count(),
         s.hosts.len(),
         s.ctl_ip,
@@ -307,7 +318,53 @@ mod tests {
             (d.masters, d.agents, d.public_agents, d.mode),
             (1, 1, 0, Mode::Systemd)
         );
+        assert!(d.extra_packages.is_empty());
         assert!(Cli::try_parse_from(["tarmac", "lab", "up", "--mode", "docker"]).is_err());
+    }
+
+    #[test]
+    fn up_takes_extra_packages_comma_separated_and_repeated() {
+        let LabCommand::Up(a) = lab(&[
+            "up",
+            "--extra-packages",
+            "python3-minimal,python3-apt",
+            "--extra-packages",
+            "curl",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(a.extra_packages, ["python3-minimal", "python3-apt", "curl"]);
+    }
+
+    #[test]
+    fn hosts_table_names_extra_packages() {
+        let mut s = LabStatus {
+            name: "x".into(),
+            mode: Mode::Systemd,
+            extra_packages: vec!["python3".into()],
+            dir: "/var/lib/tarmac-lab/x".into(),
+            ctl_netns: "tm-x-ctl".into(),
+            ctl_ip: "10.70.255.1".parse().unwrap(),
+            network: true,
+            hosts: vec![tarmac_lab::HostStatus {
+                name: "master-1".into(),
+                ip: "10.70.0.11".parse().unwrap(),
+                role: tarmac_lab::Role::Master,
+                running: true,
+                ssh: true,
+                boot_state: Some("running".into()),
+            }],
+        };
+        assert_eq!(
+            hosts_table(&s),
+            "lab x: systemd mode + python3, 1/1 hosts up, ctl 10.70.255.1 in netns tm-x-ctl\n  HOST      IP               ROLE          STATE\n  master-1  10.70.0.11       master        up (running)\n"
+        );
+        s.extra_packages.clear();
+        assert!(
+            hosts_table(&s).starts_with("lab x: systemd mode, 1/1 hosts up,"),
+            "{}",
+            hosts_table(&s)
+        );
     }
 
     #[test]
