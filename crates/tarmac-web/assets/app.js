@@ -8,8 +8,12 @@ const RENDER_GAP_MS = 100;
 const PAGE_SIZE = 50;
 const ROLE_ORDER = { master: 0, agent: 1, agent_public: 2 };
 const ROLE_LABEL = { master: 'master', agent: 'agent', agent_public: 'public agent' };
-const BAD = ['failed', 'unreachable', 'timed-out', 'cancelled', 'skipped', 'unfinished'];
-const STATUS_ORDER = { failed: 0, unreachable: 0, 'timed-out': 0, cancelled: 1, skipped: 1, unfinished: 1, running: 2, pending: 3, ok: 4, unchanged: 4 };
+const BAD = ['failed', 'unreachable', 'timed-out', 'cancelled', 'skipped', 'unfinished', 'reverted', 'unconfirmed', 'untouched'];
+const STATUS_ORDER = { failed: 0, unreachable: 0, 'timed-out': 0, reverted: 0, unconfirmed: 0, cancelled: 1, skipped: 1, unfinished: 1, untouched: 1, running: 2, pending: 3, ok: 4, unchanged: 4 };
+// Runs made of several fleets (one per wave and step): rows keep each host's latest state.
+const MULTI_FLEET = ['upgrade', 'rollback'];
+// Steps that check hosts without changing them: an untouched host stays pending.
+const GATE_STEPS = ['cluster-checks'];
 
 const STAGES = {
   preflight: {
@@ -31,6 +35,14 @@ const STAGES = {
   uninstall: {
     title: 'Uninstall', verb: 'Uninstall…', prev: null, next: null, back: 'done',
     desc: 'Stops and removes everything Tarmac put on the hosts. State directories are kept unless you purge them.',
+  },
+  upgrade: {
+    title: 'Upgrade', verb: 'Start upgrade', prev: null, next: null, back: 'done',
+    desc: 'Rolls the cluster to the package list genconf wrote last: masters one at a time, each gated on the cluster checks, then agents in batches. Each host fetches first, switches atomically and reverts by itself unless confirmed in time.',
+  },
+  rollback: {
+    title: 'Rollback', verb: 'Roll back…', prev: null, next: null, back: 'done',
+    desc: 'Brings every host back to its previous generation (or the one you name), in the same order as an upgrade: masters one at a time gated on the cluster checks, then agents in batches.',
   },
   'install-prereqs': {
     title: 'Install prerequisites', verb: 'Install prerequisites', prev: null, next: null, back: 'preflight',
@@ -192,10 +204,39 @@ function rowOf(run, host) {
   return run.hosts[i];
 }
 
+/** `<run id>-<NNN>-<step>` → [run id, step] (the fleets of an upgrade or rollback), else null.
+ * Mirrors split_fleet_run_id in src/hub.rs. */
+function splitFleetRunId(id) {
+  const m = /^(.+)-\d{3,}-([a-z][a-z-]*)$/.exec(id || '');
+  return m ? [m[1], m[2]] : null;
+}
+
+function multiFleet(run) {
+  return run.state === 'running' && MULTI_FLEET.includes(run.stage);
+}
+
 function applyEvent(run, ev) {
   let r;
+  if (!run._gate) run._gate = {};
+  const gated = ev.host !== undefined && run._gate[ev.host];
   switch (ev.type) {
     case 'stage_started':
+      if (multiFleet(run) && MULTI_FLEET.includes(ev.stage)) {
+        // One more fleet of an upgrade or rollback: rows keep their state, the run its stage.
+        const sp = splitFleetRunId(ev.run_id);
+        run.run_id = sp ? sp[0] : ev.run_id;
+        run.phase = sp ? sp[1] : null;
+        run.fleets = (run.fleets || 0) + 1;
+        run._gate = {};
+        const gate = GATE_STEPS.includes(run.phase);
+        for (const hr of ev.hosts) {
+          r = rowOf(run, hr.addr);
+          if (hr.role) r.role = hr.role;
+          if (gate && r.status === 'pending') run._gate[hr.addr] = true;
+          else if (!gate) { r.failed_step = null; r.message = null; }
+        }
+        break;
+      }
       run.run_id = ev.run_id;
       run.stage = ev.stage;
       run.hosts = [];
@@ -204,8 +245,11 @@ function applyEvent(run, ev) {
       break;
     case 'step_started':
       r = rowOf(run, ev.host);
-      r.step = ev.step;
-      if (r.status === 'pending') r.status = 'running';
+      r.step = gated && run.phase ? run.phase + ': ' + ev.step : ev.step;
+      if (r.status === 'pending' && !gated) {
+        r.status = 'running';
+        r.started_unix_ms = now();
+      }
       if (!r.started_unix_ms) r.started_unix_ms = now();
       break;
     case 'output':
@@ -218,14 +262,17 @@ function applyEvent(run, ev) {
         if (!r.failed_step) r.failed_step = ev.step;
       }
       break;
-    case 'host_finished':
+    case 'host_finished': {
       r = rowOf(run, ev.host);
-      r.status = label(ev.outcome);
+      if (gated && isSuccess(ev.outcome)) break; // an untouched host passed the checks
+      const reverted = run.phase === 'revert' && ev.outcome.status === 'ok';
+      r.status = reverted ? 'reverted' : label(ev.outcome);
       r.duration_ms = ev.duration_ms;
-      r.message = describe(ev.outcome);
+      r.message = reverted ? 'switched, then reverted to its previous generation: the cluster checks failed' : describe(ev.outcome);
       break;
+    }
     case 'stage_finished':
-      run.summary = ev.summary;
+      if (!multiFleet(run)) run.summary = ev.summary;
       break;
     case 'notice':
       run.notices.push({ level: ev.level, message: ev.message, unix_ms: now() });
@@ -242,16 +289,23 @@ function applyRun(run, c) {
     Object.assign(run, {
       state: 'running', stage: c.stage, retry: c.retry, started_unix_ms: c.started_unix_ms,
       run_id: null, base_run_id: c.base_run_id || null, finished_unix_ms: null, summary: null, error: null, hosts: [], checks: {},
-      report: null, notices: [], _index: {},
+      report: null, notices: [], _index: {}, phase: null, fleets: 0, _gate: {},
     });
+    for (const x of c.roster || []) rowOf(run, x.host).role = x.role || null;
   } else if (c.state === 'finished') {
+    const multi = multiFleet(run);
+    run.phase = null;
+    run._gate = {};
     run.state = c.error ? 'error' : 'finished';
     run.finished_unix_ms = c.finished_unix_ms;
     if (c.summary) run.summary = c.summary;
     run.error = c.error || null;
     if (c.checks) run.checks = c.checks;
     run.report = c.report || null;
-    for (const r of run.hosts) if (r.status === 'pending' || r.status === 'running') r.status = 'cancelled';
+    for (const r of run.hosts) {
+      if (multi && r.status === 'pending') r.status = 'untouched';
+      else if (r.status === 'pending' || r.status === 'running') r.status = 'cancelled';
+    }
   }
 }
 
@@ -322,6 +376,12 @@ function renderConn() {
 // navigation
 
 function stageOk(stage) {
+  if (MULTI_FLEET.includes(stage)) {
+    // The last upgrade/rollback finished and every host is on its target.
+    const u = S.state && S.state.upgrade;
+    return !!(u && u.operation === stage && u.finished && !u.stopped && u.hosts.length
+      && u.hosts.every((x) => x.status === 'ok' || x.status === 'unchanged'));
+  }
   const st = S.state && S.state.stages[stage];
   if (!st || !st.ok) return false;
   // An uninstall after deploy/postflight undoes them.
@@ -332,7 +392,7 @@ function stageOk(stage) {
 
 function route() {
   const page = (location.hash.replace(/^#\/?/, '') || 'configure').split('?')[0];
-  return ['configure', 'preflight', 'deploy', 'postflight', 'done', 'status', 'uninstall', 'install-prereqs'].includes(page) ? page : 'configure';
+  return ['configure', 'preflight', 'deploy', 'postflight', 'done', 'status', 'uninstall', 'install-prereqs', 'upgrade', 'rollback'].includes(page) ? page : 'configure';
 }
 
 async function navigate() {
@@ -428,9 +488,23 @@ function viewFor(stage) {
     }
     return run;
   }
+  if (MULTI_FLEET.includes(stage)) return fromUpgradeState(S.state.upgrade, stage);
   const last = S.state.stages[stage];
   if (!last) return null;
   return journalView(last.run_id);
+}
+
+/** The last upgrade or rollback as genconf/state/upgrade.json records it. */
+function fromUpgradeState(u, stage) {
+  if (!u || u.operation !== stage) return null;
+  return {
+    state: u.finished ? 'finished' : 'unfinished', stage, run_id: u.run_id || null,
+    summary: null, checks: {}, notices: [], report: null, fromJournal: true,
+    error: u.stopped ? stage + ' stopped: ' + u.stopped : null,
+    started_unix_ms: u.started_unix ? u.started_unix * 1000 : null, finished_unix_ms: null,
+    target: u.target,
+    hosts: u.hosts.map((x) => ({ host: x.host, role: x.role, status: x.status, step: null, last_line: null, failed_step: null, message: null })),
+  };
 }
 
 function fromJournal(rec) {
@@ -465,10 +539,10 @@ function statusClass(s) {
 
 function canRun(stage) {
   const info = STAGES[stage];
-  if (!S.state.serve && stage !== 'uninstall' && stage !== 'status' && stage !== 'install-prereqs') {
+  if (!S.state.serve && stage !== 'uninstall' && stage !== 'status' && stage !== 'install-prereqs' && stage !== 'rollback') {
     return { ok: false, why: 'Run genconf first (Configure → Save & generate).' };
   }
-  if (S.state.serve && S.state.serve.matches_config === false && ['preflight', 'deploy', 'postflight'].includes(stage)) {
+  if (S.state.serve && S.state.serve.matches_config === false && ['preflight', 'deploy', 'postflight', 'upgrade'].includes(stage)) {
     return { ok: false, why: 'config.yaml changed since genconf/serve/ was generated: Save & generate again.' };
   }
   if (info.prev && !stageOk(info.prev) && !S.override[stage]) {
@@ -492,9 +566,24 @@ function pageStage(main, stage) {
   if (stage === 'uninstall') {
     opts.append(h('label', { class: 'inline' }, h('input', { id: 'opt-purge', type: 'checkbox' }), ' also delete state directories (purge)'));
   }
+  if (stage === 'rollback') {
+    opts.append(h('label', { class: 'inline' }, 'To generation ', h('input', { id: 'opt-to', type: 'text', placeholder: 'previous', size: 8, inputmode: 'numeric' })));
+  }
+  if (MULTI_FLEET.includes(stage)) {
+    opts.append(
+      h('label', { class: 'inline', title: 'Agents at once: a number or a percentage of the agents. Masters always go one at a time.' }, 'Batch ', h('input', { id: 'opt-batch', type: 'text', value: '10%', size: 5 })),
+      h('label', { class: 'inline', title: 'Agents that may fail before the run stops: a number or a percentage.' }, 'Max failures ', h('input', { id: 'opt-max-failures', type: 'text', value: '0', size: 4 })),
+      h('label', { class: 'inline', title: 'How long node and cluster checks may take to pass after a switch.' }, 'Checks within ', h('input', { id: 'opt-check-timeout', type: 'text', value: '300', size: 5, inputmode: 'numeric' }), ' s'));
+  }
+  if (stage === 'upgrade') {
+    opts.append(
+      h('label', { class: 'inline', title: 'A switched host reverts by itself unless the installer confirms it within this window.' }, 'Confirm window ', h('input', { id: 'opt-confirm-window', type: 'text', value: '120s', size: 6 })),
+      h('label', { class: 'inline', title: 'Continue the interrupted upgrade recorded in genconf/state/upgrade.json.' }, h('input', { id: 'opt-resume', type: 'checkbox' }), ' resume the interrupted upgrade'));
+  }
   const actions = h('div', { class: 'actions' },
     h('button', { id: 'run-stage', class: 'primary', onclick: () => startStage(stage, false) }, info.verb),
-    h('button', { id: 'retry-failed', onclick: () => startStage(stage, true) }, 'Retry failed hosts'),
+    stage === 'upgrade' ? h('button', { id: 'show-plan', onclick: showPlan }, 'Plan…') : null,
+    h('button', { id: 'retry-failed', hidden: MULTI_FLEET.includes(stage), onclick: () => startStage(stage, true) }, 'Retry failed hosts'),
     h('button', { id: 'cancel-run', class: 'danger', onclick: cancelRun }, 'Cancel run'),
     stage === 'preflight' ? h('button', { id: 'prereqs', class: 'ghost', onclick: () => { location.hash = '#/install-prereqs'; } }, 'Install prerequisites…') : null,
     opts);
@@ -595,6 +684,7 @@ function updateStage(stage) {
     g.hidden = true;
   }
   $('#run-stage').disabled = running || !gate.ok || busyOther;
+  if ($('#show-plan')) $('#show-plan').disabled = running || !S.state.serve;
   $('#retry-failed').disabled = running || busyOther || !last || last.unsuccessful.length === 0;
   $('#retry-failed').textContent = last && last.unsuccessful.length ? 'Retry ' + last.unsuccessful.length + ' failed host' + (last.unsuccessful.length === 1 ? '' : 's') : 'Retry failed hosts';
   $('#cancel-run').hidden = !runningHere;
@@ -610,15 +700,20 @@ function updateStage(stage) {
     const done = rows.filter((r) => r.status !== 'pending' && r.status !== 'running').length;
     const okN = rows.filter((r) => r.status === 'ok' || r.status === 'unchanged').length;
     let text;
-    if (view.state === 'running') text = 'Running' + (view.retry ? ' (retry of failed hosts)' : '') + ': ' + done + ' of ' + rows.length + ' hosts done, started ' + fmtTime(view.started_unix_ms);
+    if (view.state === 'running' && MULTI_FLEET.includes(stage)) {
+      const step = (view.notices || []).filter((n) => n.message.startsWith(stage + ': step ')).slice(-1)[0];
+      text = 'Running: ' + okN + ' of ' + rows.length + ' hosts ' + (stage === 'upgrade' ? 'upgraded' : 'rolled back') + (step ? ' · ' + step.message.slice(stage.length + 2) : '') + (view.phase ? ' · ' + view.phase : '') + ', started ' + fmtTime(view.started_unix_ms);
+    } else if (view.state === 'running') text = 'Running' + (view.retry ? ' (retry of failed hosts)' : '') + ': ' + done + ' of ' + rows.length + ' hosts done, started ' + fmtTime(view.started_unix_ms);
     else if (view.state === 'error') text = 'The run stopped with an error.';
     else text = (view.fromJournal ? 'Last run ' : 'Finished: ') + okN + ' of ' + rows.length + ' hosts ok' + (view.finished_unix_ms ? ' · ' + fmtTime(view.finished_unix_ms) : '');
     const cls = view.state === 'running' ? 'running' : (view.state === 'finished' && okN === rows.length && rows.length > 0 ? 'ok' : 'bad');
     rs.replaceChildren(h('span', { class: 'pill ' + cls }, view.state === 'running' ? 'running' : (cls === 'ok' ? 'all ok' : (view.state === 'unfinished' ? 'unfinished' : 'not ok'))), ' ', text,
       view.run_id ? h('span', { class: 'muted small' }, ' · run ' + view.run_id) : null);
-    if (view.error) {
+    const stopped = view.report && view.report.state && view.report.state.stopped;
+    const errText = view.error || (stopped ? stage + ' stopped: ' + stopped + '\nHosts not ok kept (or went back to) their previous generation: fix the cause, then start again.' : null);
+    if (errText) {
       err.hidden = false;
-      err.replaceChildren(h('pre', {}, view.error));
+      err.replaceChildren(h('pre', {}, errText));
     } else {
       err.hidden = true;
     }
@@ -720,7 +815,65 @@ function updateStage(stage) {
   if (runningHere) setTimeout(() => schedule(), 1000);
 }
 
+/** The options of an upgrade or rollback from the page. */
+function rollingBody(stage) {
+  const body = {
+    batch: $('#opt-batch').value.trim() || '10%',
+    max_failures: $('#opt-max-failures').value.trim() || '0',
+  };
+  const ct = $('#opt-check-timeout').value.trim();
+  if (ct && !/^\d+$/.test(ct)) { toast('Checks within: a number of seconds', 'error'); return null; }
+  if (ct) body.check_timeout_secs = Number(ct);
+  if (stage === 'upgrade') {
+    body.confirm_window = $('#opt-confirm-window').value.trim() || '120s';
+    body.resume = $('#opt-resume').checked;
+  } else {
+    const to = $('#opt-to').value.trim();
+    if (to && !/^\d+$/.test(to)) { toast('To generation: a generation number (or empty for the previous one)', 'error'); return null; }
+    if (to) body.to = Number(to);
+  }
+  return body;
+}
+
+async function startRolling(stage) {
+  const body = rollingBody(stage);
+  if (!body) return;
+  if (stage === 'rollback') {
+    if (!window.confirm('Switch every host of config.yaml back to ' + (body.to !== undefined ? 'generation ' + body.to : 'its previous generation') + ', masters one at a time?')) return;
+    body.confirm = true;
+  }
+  const r = await api('POST', '/' + stage, body);
+  if (!r.ok) {
+    toast(errorText(r.data), 'error');
+    if (r.status === 409) loadState();
+    return;
+  }
+  toast(STAGES[stage].title + ' started', 'info');
+}
+
+async function showPlan() {
+  const batch = $('#opt-batch') ? $('#opt-batch').value.trim() : '';
+  const pre = h('pre', { id: 'plan-text', class: 'log' }, 'Reading every host\'s active packages…');
+  const body = h('div', {}, pre);
+  modal('Upgrade plan', body);
+  const r = await api('GET', '/upgrade/plan' + (batch ? '?batch=' + encodeURIComponent(batch) : ''));
+  if (!r.ok) {
+    pre.className = 'err-pre';
+    pre.textContent = errorText(r.data);
+    return;
+  }
+  pre.textContent = r.data.text;
+  const errs = r.data.hosts.filter((x) => x.error);
+  if (errs.length) {
+    body.append(h('h3', {}, 'Hosts that could not be inspected'),
+      h('ul', { id: 'plan-errors' }, errs.map((x) => h('li', {}, h('code', {}, x.host), ': ' + x.error))));
+  }
+  body.append(h('div', { class: 'actions' },
+    h('button', { id: 'plan-start', class: 'primary', onclick: () => { closeModal(); startRolling('upgrade'); } }, 'Start upgrade')));
+}
+
 async function startStage(stage, retry) {
+  if (MULTI_FLEET.includes(stage) && !retry) { await startRolling(stage); return; }
   let body = {};
   if (stage === 'uninstall') {
     const purge = $('#opt-purge') && $('#opt-purge').checked;
@@ -1164,6 +1317,8 @@ async function pageDone(main) {
       h('h2', {}, 'Operate'),
       h('div', { class: 'actions' },
         h('a', { class: 'button', href: '#/status' }, 'Audit hosts (status)…'),
+        h('a', { id: 'go-upgrade', class: 'button', href: '#/upgrade' }, 'Upgrade…'),
+        h('a', { id: 'go-rollback', class: 'button', href: '#/rollback' }, 'Roll back…'),
         h('a', { class: 'button danger', href: '#/uninstall' }, 'Uninstall…'))));
 }
 

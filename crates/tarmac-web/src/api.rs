@@ -19,12 +19,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json_;
 use tarmac_config::{Diagnostic, Input, Report, ResolvedConfig, resolve, resolve_path};
 use tarmac_installer::journal::{RunRecord, last_run};
-use tarmac_installer::stages::ServeInfo;
+use tarmac_installer::stages::{Installer, ServeInfo};
+use tarmac_installer::upgrade::{UpgradeState, render_plan};
 use tarmac_types::{Role, Stage};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::hub::{RunChange, RunView, Since, now_ms};
-use crate::runs::{Busy, RunManager, StartRequest, parse_stage};
+use crate::hub::{RunChange, RunView, Since, now_ms, split_fleet_run_id};
+use crate::runs::{
+    Busy, CountOrPercent, RollbackRequest, RunManager, StartRequest, UpgradeRequest, chain,
+    no_serve, parse_batch, parse_stage, select_hosts,
+};
 use crate::yamledit::{self, HIDDEN};
 use crate::{ApiError, App, AppState};
 
@@ -44,6 +48,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/state", get(get_state))
         .route("/stages/{stage}", post(start_stage))
         .route("/stages/{stage}/retry", post(retry_stage))
+        .route("/upgrade", post(start_upgrade))
+        .route("/upgrade/plan", get(upgrade_plan))
+        .route("/rollback", post(start_rollback))
         .route("/run/cancel", post(cancel_run))
         .route("/runs", get(list_runs))
         .route("/runs/{run_id}", get(get_run))
@@ -58,7 +65,7 @@ pub fn routes() -> axum::Router<AppState> {
 #[openapi(
     info(
         title = "Tarmac web installer API",
-        description = "Configure, preflight, deploy, postflight and uninstall a Tarmac cluster. Every route needs the session cookie set by the login URL `tarmac web` prints; PUT/POST also need the `X-Tarmac-CSRF` header (the page's `<meta name=csrf-token>`). Secrets are write-only."
+        description = "Configure, preflight, deploy, postflight, upgrade, roll back and uninstall a Tarmac cluster. Every route needs the session cookie set by the login URL `tarmac web` prints; PUT/POST also need the `X-Tarmac-CSRF` header (the page's `<meta name=csrf-token>`). Secrets are write-only."
     ),
     paths(
         info,
@@ -76,6 +83,9 @@ pub fn routes() -> axum::Router<AppState> {
         get_state,
         start_stage,
         retry_stage,
+        start_upgrade,
+        upgrade_plan,
+        start_rollback,
         cancel_run,
         list_runs,
         get_run,
@@ -103,6 +113,15 @@ pub fn routes() -> axum::Router<AppState> {
         StageResult,
         ServeView,
         StartRequest,
+        UpgradeRequest,
+        RollbackRequest,
+        PlanView,
+        PlanWave,
+        PlanHost,
+        PlanChange,
+        UpgradeView,
+        UpgradeHost,
+        crate::hub::RosterHost,
         RunChange,
         RunView,
         crate::hub::HostRow,
@@ -878,6 +897,97 @@ pub struct StateView {
     pub stages: BTreeMap<String, StageResult>,
     /// What genconf last wrote (null before genconf).
     pub serve: Option<ServeView>,
+    /// The last upgrade or rollback (`genconf/state/upgrade.json`), null before the first.
+    pub upgrade: Option<UpgradeView>,
+}
+
+/// One host of the last upgrade or rollback.
+#[derive(Serialize, ToSchema)]
+pub struct UpgradeHost {
+    pub host: String,
+    /// From config.yaml (null when the host is not in it any more).
+    pub role: Option<String>,
+    /// ok, unchanged, failed, reverted, unconfirmed, untouched, unreachable, timed-out, cancelled.
+    pub status: String,
+}
+
+/// The last upgrade or rollback, as `genconf/state/upgrade.json` records it.
+#[derive(Serialize, ToSchema)]
+pub struct UpgradeView {
+    /// upgrade or rollback.
+    pub operation: String,
+    /// The target package list id (upgrade) or generation (`previous` for a plain rollback).
+    pub target: String,
+    pub finished: bool,
+    /// Why it stopped early.
+    pub stopped: Option<String>,
+    /// Its run id (the log directory under genconf/state/logs/), when its journals are found.
+    pub run_id: Option<String>,
+    pub started_unix: Option<u64>,
+    pub hosts: Vec<UpgradeHost>,
+}
+
+/// The newest run of `operation` (upgrade / rollback) from its fleets' journals: its whole
+/// run id and when it started.
+fn last_rolling_run(state_dir: &Path, operation: &str) -> Option<(String, u64)> {
+    let prefix = format!("{operation}-");
+    let mut best: Option<(String, u64)> = None;
+    for e in std::fs::read_dir(state_dir.join("runs")).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let Some((whole, _)) = split_fleet_run_id(id) else {
+            continue;
+        };
+        if !whole.starts_with(&prefix) {
+            continue;
+        }
+        let started = std::fs::read(e.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok())
+            .map_or(0, |r| r.started_unix);
+        let newer = match &best {
+            None => true,
+            Some((w, s)) => (started, whole) > (*s, w.as_str()),
+        };
+        if newer {
+            best = Some((whole.to_owned(), started));
+        }
+    }
+    best
+}
+
+fn upgrade_view(app: &App) -> Option<UpgradeView> {
+    let state_dir = app.state_dir();
+    let st = UpgradeState::load(&state_dir)?;
+    let roles: BTreeMap<String, String> =
+        tarmac_genconf::validate(&app.opts.dist, &app.opts.genconf_dir)
+            .map(|cfg| {
+                cfg.all_hosts()
+                    .into_iter()
+                    .map(|(h, r)| (h.to_string(), r.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+    let last = last_rolling_run(&state_dir, &st.operation);
+    Some(UpgradeView {
+        hosts: st
+            .hosts
+            .iter()
+            .map(|(h, s)| UpgradeHost {
+                host: h.clone(),
+                role: roles.get(h).cloned(),
+                status: s.clone(),
+            })
+            .collect(),
+        operation: st.operation,
+        target: st.target,
+        finished: st.finished,
+        stopped: st.stopped,
+        run_id: last.as_ref().map(|(id, _)| id.clone()),
+        started_unix: last.map(|(_, s)| s),
+    })
 }
 
 fn stage_results(state_dir: &Path) -> BTreeMap<String, StageResult> {
@@ -921,7 +1031,7 @@ async fn get_state(State(app): State<AppState>) -> ApiResult<Json<StateView>> {
     let (seq, run) = app.hub.snapshot();
     let busy = app.runs.busy(&app.state_dir())?;
     let app2 = app.clone();
-    let (stages, serve) = tokio::task::spawn_blocking(move || {
+    let (stages, serve, upgrade) = tokio::task::spawn_blocking(move || {
         let serve = ServeInfo::read(&app2.opts.genconf_dir).ok().map(|s| {
             let packages: Vec<String> = s.packages.iter().map(ToString::to_string).collect();
             let current = tarmac_genconf::validate(&app2.opts.dist, &app2.opts.genconf_dir).ok();
@@ -938,7 +1048,7 @@ async fn get_state(State(app): State<AppState>) -> ApiResult<Json<StateView>> {
                 matches_config,
             }
         });
-        (stage_results(&app2.state_dir()), serve)
+        (stage_results(&app2.state_dir()), serve, upgrade_view(&app2))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -949,6 +1059,7 @@ async fn get_state(State(app): State<AppState>) -> ApiResult<Json<StateView>> {
         busy,
         stages,
         serve,
+        upgrade,
     }))
 }
 
@@ -993,6 +1104,191 @@ async fn retry_stage(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Start a rolling upgrade to the package list genconf wrote last: masters one at a time,
+/// each gated on the cluster checks, then agents in batches with a failure budget; every
+/// switched host reverts by itself unless confirmed within `confirm_window`. The run's events
+/// (one fleet per wave and step, `stage: upgrade`) stream on `/events` like any stage's.
+#[utoipa::path(post, path = "/api/v1/upgrade", request_body = UpgradeRequest,
+    responses((status = 202, body = RunChange),
+        (status = 400, description = "a bad option (`errors` names the field), an invalid configuration or no genconf/serve yet", body = ErrorBody),
+        (status = 409, description = "another run holds the lock", body = ErrorBody)))]
+async fn start_upgrade(
+    State(app): State<AppState>,
+    body: Option<Json<UpgradeRequest>>,
+) -> ApiResult<(StatusCode, Json<RunChange>)> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let app2 = app.clone();
+    let started = tokio::task::spawn_blocking(move || RunManager::start_upgrade(&app2, req))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Start a rolling rollback of the hosts to their previous generation (or `to`), in the
+/// upgrade's order. Needs `confirm: true`.
+#[utoipa::path(post, path = "/api/v1/rollback", request_body = RollbackRequest,
+    responses((status = 202, body = RunChange),
+        (status = 400, description = "not confirmed, a bad option (`errors` names the field) or an invalid configuration", body = ErrorBody),
+        (status = 409, description = "another run holds the lock", body = ErrorBody)))]
+async fn start_rollback(
+    State(app): State<AppState>,
+    body: Option<Json<RollbackRequest>>,
+) -> ApiResult<(StatusCode, Json<RunChange>)> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let app2 = app.clone();
+    let started = tokio::task::spawn_blocking(move || RunManager::start_rollback(&app2, req))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+#[derive(Deserialize)]
+struct PlanQuery {
+    batch: Option<String>,
+    /// Comma-separated addresses.
+    hosts: Option<String>,
+}
+
+/// One step of the rollout.
+#[derive(Serialize, ToSchema)]
+pub struct PlanWave {
+    /// A master alone, gated on the cluster checks; else a batch of agents.
+    pub masters: bool,
+    pub hosts: Vec<String>,
+}
+
+/// What happens to one package on a host (`from` null: added; `to` null: removed).
+#[derive(Serialize, ToSchema)]
+pub struct PlanChange {
+    pub name: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// What the upgrade does on one host.
+#[derive(Serialize, ToSchema)]
+pub struct PlanHost {
+    pub host: String,
+    pub role: String,
+    pub unchanged: bool,
+    pub changes: Vec<PlanChange>,
+    /// Units restarted or started by the switch.
+    pub restarts: Vec<String>,
+    /// Unit → why it restarts although its package is unchanged (`etc/etcd/etcd.env changed`).
+    pub restart_reasons: BTreeMap<String, String>,
+    /// Packages whose units stop for good.
+    pub stops: Vec<String>,
+    /// Why the host's active packages could not be read (the plan then assumes nothing is
+    /// installed there).
+    pub error: Option<String>,
+}
+
+/// The upgrade plan: the order and, per host, what changes.
+#[derive(Serialize, ToSchema)]
+pub struct PlanView {
+    /// The cluster package list the upgrade goes to.
+    pub package_list_id: String,
+    pub waves: Vec<PlanWave>,
+    pub hosts: Vec<PlanHost>,
+    /// The same plan as `tarmac upgrade --plan` prints it.
+    pub text: String,
+}
+
+/// Hosts the plan could not inspect, with why.
+#[derive(Default)]
+struct PlanSink(std::sync::Mutex<BTreeMap<String, String>>);
+
+impl tarmac_events::EventSink for PlanSink {
+    fn emit(&self, event: tarmac_events::Event) {
+        if let tarmac_events::Event::HostFinished { host, outcome, .. } = event
+            && !outcome.is_success()
+        {
+            let why = match &outcome {
+                tarmac_events::Outcome::Failed { message, .. }
+                | tarmac_events::Outcome::Unreachable { message } => message.trim().to_owned(),
+                other => other.label().to_owned(),
+            };
+            if let Ok(mut g) = self.0.lock() {
+                g.insert(host.to_string(), why);
+            }
+        }
+    }
+}
+
+/// The upgrade plan (like `tarmac upgrade --plan`): reads every host's active packages over
+/// SSH and compares them with the package list genconf wrote last. Changes nothing on the
+/// hosts; its events do not go to the live view.
+#[utoipa::path(get, path = "/api/v1/upgrade/plan",
+    params(("batch" = Option<String>, Query, description = "agents per batch: a number or a percentage (default 10%)"),
+        ("hosts" = Option<String>, Query, description = "comma-separated addresses (default every host)")),
+    responses((status = 200, body = PlanView),
+        (status = 400, description = "a bad option (`errors` names the field), an invalid configuration or no genconf/serve yet", body = ErrorBody)))]
+async fn upgrade_plan(
+    State(app): State<AppState>,
+    Query(q): Query<PlanQuery>,
+) -> ApiResult<Json<PlanView>> {
+    let batch = parse_batch(q.batch.map(CountOrPercent::Text).as_ref())?;
+    let hosts: Option<Vec<String>> = q.hosts.map(|h| {
+        h.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let sink = std::sync::Arc::new(PlanSink::default());
+    let app2 = app.clone();
+    let sink2 = sink.clone();
+    let installer = tokio::task::spawn_blocking(move || -> ApiResult<Installer> {
+        let gdir = &app2.opts.genconf_dir;
+        let cfg =
+            tarmac_genconf::validate(&app2.opts.dist, gdir).map_err(|r| ApiError::invalid(&r))?;
+        ServeInfo::read(gdir).map_err(|e| no_serve(&e))?;
+        let mut installer = Installer::new(gdir, cfg, sink2 as tarmac_events::Sink);
+        installer.sudo_password = app2.sudo_password.lock().expect("sudo poisoned").clone();
+        installer.only = select_hosts(&installer, hosts.as_deref())?;
+        Ok(installer)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let (list_id, waves, plans) = installer
+        .upgrade_plan(batch)
+        .await
+        .map_err(|e| ApiError::bad_request(chain(&e)))?;
+    let text = render_plan(&list_id, &waves, &plans);
+    let errors = std::mem::take(&mut *sink.0.lock().expect("plan sink poisoned"));
+    Ok(Json(PlanView {
+        package_list_id: list_id,
+        waves: waves
+            .iter()
+            .map(|w| PlanWave {
+                masters: w.masters,
+                hosts: w.hosts.iter().map(|(h, _)| h.to_string()).collect(),
+            })
+            .collect(),
+        hosts: plans
+            .iter()
+            .map(|p| PlanHost {
+                host: p.host.to_string(),
+                role: p.role.as_str().to_owned(),
+                unchanged: p.unchanged(),
+                changes: p
+                    .changes
+                    .iter()
+                    .map(|c| PlanChange {
+                        name: c.name.clone(),
+                        from: c.from.as_ref().map(ToString::to_string),
+                        to: c.to.as_ref().map(ToString::to_string),
+                    })
+                    .collect(),
+                restarts: p.restarts.clone(),
+                restart_reasons: p.restart_reasons.clone(),
+                stops: p.stops.iter().map(ToString::to_string).collect(),
+                error: errors.get(&p.host.to_string()).cloned(),
+            })
+            .collect(),
+        text,
+    }))
 }
 
 /// Stop the run in flight (running commands are ended; hosts not started are skipped).
@@ -1090,16 +1386,7 @@ async fn host_log(
     State(app): State<AppState>,
     UrlPath((run_id, host)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
-    let rec = read_journal(&app.state_dir(), &run_id)?;
-    let addr = rec
-        .hosts
-        .keys()
-        .find(|h| h.to_string() == host)
-        .ok_or_else(|| {
-            ApiError::not_found(format!("host `{host}` is not part of run `{run_id}`"))
-        })?;
-    let path = tarmac_ssh::LogDir::new(app.state_dir().join("logs").join(&run_id))
-        .path(rec.stage.as_str(), addr);
+    let path = log_path(&app.state_dir(), &run_id, &host)?;
     let body = match tokio::fs::read(&path).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1113,6 +1400,48 @@ async fn host_log(
         }
     };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// Where a host's log of a run is. An upgrade or rollback logs every fleet of the run into
+/// one file per host under the whole run's id: it is found from that id (the live view's)
+/// or from any of its fleets' journal ids.
+fn log_path(state_dir: &Path, run_id: &str, host: &str) -> ApiResult<PathBuf> {
+    let logs = state_dir.join("logs");
+    let not_part = || ApiError::not_found(format!("host `{host}` is not part of run `{run_id}`"));
+    let rolling = |whole: &str| -> ApiResult<PathBuf> {
+        let addr: tarmac_types::HostAddr = host.parse().map_err(|_| not_part())?;
+        let dir = tarmac_ssh::LogDir::new(logs.join(whole));
+        [Stage::Upgrade, Stage::Rollback]
+            .iter()
+            .map(|st| dir.path(st.as_str(), &addr))
+            .find(|p| p.is_file())
+            .ok_or_else(not_part)
+    };
+    match read_journal(state_dir, run_id) {
+        Ok(rec) => {
+            let in_run = rec.hosts.keys().find(|h| h.to_string() == host);
+            if let Some(addr) = in_run {
+                let p = tarmac_ssh::LogDir::new(logs.join(run_id)).path(rec.stage.as_str(), addr);
+                if p.exists() || split_fleet_run_id(run_id).is_none() {
+                    return Ok(p);
+                }
+            }
+            match split_fleet_run_id(run_id) {
+                Some((whole, _)) if matches!(rec.stage, Stage::Upgrade | Stage::Rollback) => {
+                    rolling(whole)
+                }
+                _ => Err(not_part()),
+            }
+        }
+        // The whole run of an upgrade or rollback has no journal of its own, only logs.
+        Err(e) => {
+            if safe_id(run_id) && logs.join(run_id).is_dir() {
+                rolling(run_id)
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Every run journal and host log as one .tar.zst, for support.

@@ -5,7 +5,7 @@
 //! snapshot (`GET /api/v1/state`, which carries the id it is current to) plus the events
 //! after it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,6 +77,10 @@ pub enum RunChange {
         /// For a retry: the run whose failed hosts are re-run (its other hosts keep their result).
         base_run_id: Option<String>,
         started_unix_ms: u64,
+        /// Upgrade and rollback: every host the run may touch, shown `pending` until its wave
+        /// starts (those runs start one fleet per wave, each with only the wave's hosts).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roster: Vec<RosterHost>,
     },
     /// The run ended: with a summary when the stage ran, with an error when it could not.
     Finished {
@@ -96,6 +100,53 @@ pub enum RunChange {
     },
 }
 
+/// A host of a run's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RosterHost {
+    pub host: String,
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
+}
+
+/// Runs made of several fleets in sequence (one per wave and step): their per-host rows
+/// keep each host's latest state across the fleets instead of starting over.
+pub fn is_multi_fleet(stage: Stage) -> bool {
+    matches!(stage, Stage::Upgrade | Stage::Rollback)
+}
+
+/// The fleet run ids of an upgrade or rollback are `<run id>-<NNN>-<step>` (e.g.
+/// `upgrade-1700000000-1f2e-003-cluster-checks`): the whole run's id (its log directory
+/// under `genconf/state/logs/`) and the step, or `None` for any other id.
+pub fn split_fleet_run_id(id: &str) -> Option<(&str, &str)> {
+    let b = id.as_bytes();
+    // The last `-<3+ digits>-` followed by a step name of lowercase letters and dashes.
+    let mut found = None;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'-' {
+            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let j = i + 1 + digits;
+            if digits >= 3
+                && j + 1 < b.len()
+                && b[j] == b'-'
+                && b[j + 1..]
+                    .iter()
+                    .all(|c| c.is_ascii_lowercase() || *c == b'-')
+                && b[j + 1].is_ascii_lowercase()
+                && i > 0
+            {
+                found = Some((i, j));
+            }
+        }
+        i += 1;
+    }
+    found.map(|(i, j)| (&id[..i], &id[j + 1..]))
+}
+
+/// Steps of an upgrade that check hosts without changing them: a host that is not part of
+/// the wave being rolled out keeps its row (a pass does not make an untouched host `ok`).
+const GATE_STEPS: &[&str] = &["cluster-checks"];
+
 /// One host's row in the live table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct HostRow {
@@ -104,7 +155,8 @@ pub struct HostRow {
     pub role: Option<Role>,
     /// The step running now, or the last one that ran.
     pub step: Option<String>,
-    /// pending, running, ok, unchanged, failed, unreachable, timed-out, cancelled, skipped.
+    /// pending, running, ok, unchanged, failed, unreachable, timed-out, cancelled, skipped;
+    /// upgrade and rollback also `reverted` (switched, then brought back).
     pub status: String,
     pub started_unix_ms: Option<u64>,
     pub duration_ms: Option<u64>,
@@ -147,8 +199,15 @@ pub struct RunView {
     #[schema(value_type = Option<Object>)]
     pub report: Option<Json>,
     pub notices: Vec<NoticeRow>,
+    /// Upgrade and rollback: the step of the fleet running now (inspect, switch, rollback,
+    /// cluster-checks, confirm, revert) and how many fleets the run has started.
+    pub phase: Option<String>,
+    pub fleets: u32,
     #[serde(skip)]
     index: HashMap<String, usize>,
+    /// Hosts of the current gate fleet that no wave has touched yet.
+    #[serde(skip)]
+    gate: HashSet<String>,
 }
 
 fn describe(o: &Outcome) -> Option<String> {
@@ -181,6 +240,11 @@ impl RunView {
         }
     }
 
+    /// This view is of an upgrade or rollback started by this server.
+    fn multi_fleet(&self) -> bool {
+        self.state == "running" && self.stage.is_some_and(is_multi_fleet)
+    }
+
     fn row(&mut self, host: &str) -> &mut HostRow {
         let i = match self.index.get(host) {
             Some(i) => *i,
@@ -204,6 +268,32 @@ impl RunView {
                 run_id,
                 stage,
                 hosts,
+            } if self.multi_fleet() && is_multi_fleet(*stage) => {
+                // One more fleet of an upgrade or rollback: rows keep their state, the run
+                // keeps its stage (a rollback's fleets may say `upgrade`) and its whole id.
+                let (whole, step) = split_fleet_run_id(run_id).unwrap_or((run_id, ""));
+                self.run_id = Some(whole.to_owned());
+                self.phase = (!step.is_empty()).then(|| step.to_owned());
+                self.fleets += 1;
+                self.gate.clear();
+                let gate = GATE_STEPS.contains(&step);
+                for h in hosts {
+                    let key = h.addr.to_string();
+                    let r = self.row(&key);
+                    r.role = h.role.or(r.role);
+                    if gate && r.status == "pending" {
+                        self.gate.insert(key);
+                    } else if !gate {
+                        // The host is part of this step: its earlier failure (if any) is history.
+                        r.failed_step = None;
+                        r.message = None;
+                    }
+                }
+            }
+            Event::StageStarted {
+                run_id,
+                stage,
+                hosts,
             } => {
                 self.run_id = Some(run_id.clone());
                 self.stage = Some(*stage);
@@ -215,10 +305,17 @@ impl RunView {
                 }
             }
             Event::StepStarted { host, step } => {
-                let r = self.row(&host.to_string());
-                r.step = Some(step.clone());
-                if r.status == "pending" {
+                let key = host.to_string();
+                let gated = self.gate.contains(&key);
+                let phase = self.phase.clone();
+                let r = self.row(&key);
+                r.step = Some(match (&phase, gated) {
+                    (Some(p), true) => format!("{p}: {step}"),
+                    _ => step.clone(),
+                });
+                if r.status == "pending" && !gated {
                     r.status = "running".into();
+                    r.started_unix_ms = Some(now);
                 }
                 r.started_unix_ms.get_or_insert(now);
             }
@@ -245,12 +342,28 @@ impl RunView {
                 outcome,
                 duration_ms,
             } => {
-                let r = self.row(&host.to_string());
-                r.status = outcome.label().to_owned();
+                let key = host.to_string();
+                let gated = self.gate.contains(&key);
+                let reverting = self.phase.as_deref() == Some("revert");
+                let r = self.row(&key);
+                if gated && outcome.is_success() {
+                    // An untouched host passed the cluster checks: still untouched.
+                    return;
+                }
+                r.status = if reverting && *outcome == Outcome::Ok {
+                    "reverted".to_owned()
+                } else {
+                    outcome.label().to_owned()
+                };
                 r.duration_ms = Some(*duration_ms);
-                r.message = describe(outcome);
+                r.message = if reverting && *outcome == Outcome::Ok {
+                    Some("switched, then reverted to its previous generation: the cluster checks failed".into())
+                } else {
+                    describe(outcome)
+                };
             }
-            Event::StageFinished { summary, .. } => {
+            // A multi-fleet run's summary is the whole run's, set when it finishes.
+            Event::StageFinished { summary, .. } if !self.multi_fleet() => {
                 self.summary = Some(summary.clone());
             }
             Event::Notice { level, message } => {
@@ -275,6 +388,7 @@ impl RunView {
                 retry,
                 base_run_id,
                 started_unix_ms,
+                roster,
                 ..
             } => {
                 *self = RunView {
@@ -285,6 +399,9 @@ impl RunView {
                     started_unix_ms: Some(*started_unix_ms),
                     ..Default::default()
                 };
+                for h in roster {
+                    self.row(&h.host).role = h.role;
+                }
             }
             RunChange::Finished {
                 ok: _,
@@ -295,6 +412,7 @@ impl RunView {
                 finished_unix_ms,
                 ..
             } => {
+                let multi = self.multi_fleet();
                 self.state = if error.is_some() {
                     "error".into()
                 } else {
@@ -309,9 +427,14 @@ impl RunView {
                     self.checks = c.clone();
                 }
                 self.report = report.clone();
-                // Hosts still pending or running when a run ends did not finish.
+                self.phase = None;
+                self.gate.clear();
+                // Hosts still pending or running when a run ends did not finish; an
+                // upgrade or rollback that stopped early leaves its later waves untouched.
                 for r in &mut self.hosts {
-                    if r.status == "pending" || r.status == "running" {
+                    if multi && r.status == "pending" {
+                        r.status = "untouched".into();
+                    } else if r.status == "pending" || r.status == "running" {
                         r.status = "cancelled".into();
                     }
                 }
@@ -444,6 +567,7 @@ mod tests {
             retry: false,
             base_run_id: None,
             started_unix_ms: 1,
+            roster: Vec::new(),
         });
         hub.emit(Event::StageStarted {
             run_id: "deploy-1".into(),
@@ -504,6 +628,298 @@ mod tests {
         let (_, v) = hub.snapshot();
         assert_eq!(v.state, "error");
         assert_eq!(v.hosts[0].status, "cancelled");
+    }
+
+    fn started(hub: &Hub, stage: Stage, roster: &[(&str, Role)]) {
+        hub.run_change(RunChange::Started {
+            stage,
+            hosts: None,
+            retry: false,
+            base_run_id: None,
+            started_unix_ms: 1,
+            roster: roster
+                .iter()
+                .map(|(a, r)| RosterHost {
+                    host: (*a).to_owned(),
+                    role: Some(*r),
+                })
+                .collect(),
+        });
+    }
+
+    /// One fleet of an upgrade: every host runs `step` and ends with its outcome.
+    fn fleet(hub: &Hub, stage: Stage, run_id: &str, hosts: &[(&str, Outcome)]) {
+        hub.emit(Event::StageStarted {
+            run_id: run_id.into(),
+            stage,
+            hosts: hosts
+                .iter()
+                .map(|(a, _)| HostRef {
+                    addr: h(a),
+                    role: None,
+                })
+                .collect(),
+        });
+        let mut summary = Summary::default();
+        for (a, o) in hosts {
+            hub.emit(Event::StepStarted {
+                host: h(a),
+                step: "check".into(),
+            });
+            if !o.is_success() {
+                hub.emit(Event::StepFinished {
+                    host: h(a),
+                    step: "fetch".into(),
+                    outcome: o.clone(),
+                    duration_ms: 1,
+                });
+            }
+            hub.emit(Event::HostFinished {
+                host: h(a),
+                outcome: o.clone(),
+                duration_ms: 5,
+            });
+            summary.add(o);
+        }
+        hub.emit(Event::StageFinished {
+            run_id: run_id.into(),
+            stage,
+            summary,
+            duration_ms: 5,
+        });
+    }
+
+    fn statuses(hub: &Hub) -> Vec<(String, String)> {
+        hub.snapshot()
+            .1
+            .hosts
+            .iter()
+            .map(|r| (r.host.clone(), r.status.clone()))
+            .collect()
+    }
+
+    fn st(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn fleet_run_ids() {
+        assert_eq!(
+            split_fleet_run_id("upgrade-1700000000-1f2e-003-cluster-checks"),
+            Some(("upgrade-1700000000-1f2e", "cluster-checks"))
+        );
+        assert_eq!(
+            split_fleet_run_id("rollback-1700000000-123-012-rollback"),
+            Some(("rollback-1700000000-123", "rollback"))
+        );
+        assert_eq!(split_fleet_run_id("deploy-1700000000-1f2e"), None);
+        assert_eq!(split_fleet_run_id("upgrade-1700000000-123"), None);
+        assert_eq!(split_fleet_run_id("-001-switch"), None);
+        assert_eq!(split_fleet_run_id("up-001-"), None);
+    }
+
+    #[test]
+    fn upgrade_rows_keep_each_hosts_latest_state_across_fleets() {
+        let hub = Hub::new(1000);
+        started(
+            &hub,
+            Stage::Upgrade,
+            &[
+                ("10.0.0.1", Role::Master),
+                ("10.0.0.2", Role::Master),
+                ("10.0.0.3", Role::Agent),
+                ("10.0.0.4", Role::Agent),
+            ],
+        );
+        let all_pending = st(&[
+            ("10.0.0.1", "pending"),
+            ("10.0.0.2", "pending"),
+            ("10.0.0.3", "pending"),
+            ("10.0.0.4", "pending"),
+        ]);
+        assert_eq!(statuses(&hub), all_pending);
+        assert_eq!(hub.snapshot().1.hosts[2].role, Some(Role::Agent));
+        let run = "upgrade-1700000000-1f2e";
+        let u = Stage::Upgrade;
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-001-switch"),
+            &[("10.0.0.1", Outcome::Ok)],
+        );
+        // The gate checks every master: the untouched one stays pending.
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-002-cluster-checks"),
+            &[("10.0.0.1", Outcome::Ok), ("10.0.0.2", Outcome::Ok)],
+        );
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-003-confirm"),
+            &[("10.0.0.1", Outcome::Ok)],
+        );
+        assert_eq!(
+            statuses(&hub),
+            st(&[
+                ("10.0.0.1", "ok"),
+                ("10.0.0.2", "pending"),
+                ("10.0.0.3", "pending"),
+                ("10.0.0.4", "pending"),
+            ])
+        );
+        let v = hub.snapshot().1;
+        assert_eq!(v.run_id.as_deref(), Some(run));
+        assert_eq!(v.phase.as_deref(), Some("confirm"));
+        assert_eq!(v.fleets, 3);
+        assert_eq!(v.hosts[1].step.as_deref(), Some("cluster-checks: check"));
+        // Wave 2 runs: the host switched in wave 1 stays ok.
+        hub.emit(Event::StageStarted {
+            run_id: format!("{run}-004-switch"),
+            stage: u,
+            hosts: vec![HostRef {
+                addr: h("10.0.0.2"),
+                role: Some(Role::Master),
+            }],
+        });
+        hub.emit(Event::StepStarted {
+            host: h("10.0.0.2"),
+            step: "fetch".into(),
+        });
+        assert_eq!(
+            statuses(&hub),
+            st(&[
+                ("10.0.0.1", "ok"),
+                ("10.0.0.2", "running"),
+                ("10.0.0.3", "pending"),
+                ("10.0.0.4", "pending"),
+            ])
+        );
+        assert_eq!(hub.snapshot().1.hosts[1].step.as_deref(), Some("fetch"));
+        hub.emit(Event::HostFinished {
+            host: h("10.0.0.2"),
+            outcome: Outcome::Ok,
+            duration_ms: 5,
+        });
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-005-cluster-checks"),
+            &[("10.0.0.1", Outcome::Ok), ("10.0.0.2", Outcome::Ok)],
+        );
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-006-confirm"),
+            &[("10.0.0.2", Outcome::Ok)],
+        );
+        let boom = Outcome::Failed {
+            exit_code: Some(1),
+            signal: None,
+            message: "no space left".into(),
+        };
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-007-switch"),
+            &[("10.0.0.3", Outcome::Ok), ("10.0.0.4", boom)],
+        );
+        fleet(
+            &hub,
+            u,
+            &format!("{run}-008-confirm"),
+            &[("10.0.0.3", Outcome::Ok)],
+        );
+        // A fleet's summary is not the run's.
+        assert_eq!(hub.snapshot().1.summary, None);
+        hub.run_change(RunChange::Finished {
+            stage: u,
+            ok: false,
+            summary: None,
+            error: None,
+            checks: None,
+            report: None,
+            finished_unix_ms: 9,
+        });
+        let v = hub.snapshot().1;
+        assert_eq!(
+            statuses(&hub),
+            st(&[
+                ("10.0.0.1", "ok"),
+                ("10.0.0.2", "ok"),
+                ("10.0.0.3", "ok"),
+                ("10.0.0.4", "failed"),
+            ])
+        );
+        assert_eq!(v.stage, Some(Stage::Upgrade));
+        assert_eq!(v.state, "finished");
+        assert_eq!(v.hosts[3].failed_step.as_deref(), Some("fetch"));
+        assert_eq!(v.hosts[3].message.as_deref(), Some("exit 1: no space left"));
+        assert_eq!(v.phase, None);
+    }
+
+    #[test]
+    fn rollback_keeps_its_stage_and_marks_reverted_and_untouched_hosts() {
+        let hub = Hub::new(1000);
+        started(
+            &hub,
+            Stage::Rollback,
+            &[
+                ("10.0.0.1", Role::Master),
+                ("10.0.0.2", Role::Master),
+                ("10.0.0.3", Role::Agent),
+            ],
+        );
+        let run = "rollback-1700000000-77";
+        // Fleets may still say `upgrade` (older installers) or `rollback`.
+        fleet(
+            &hub,
+            Stage::Upgrade,
+            &format!("{run}-001-rollback"),
+            &[("10.0.0.1", Outcome::Ok)],
+        );
+        assert_eq!(hub.snapshot().1.stage, Some(Stage::Rollback));
+        let bad = Outcome::Failed {
+            exit_code: None,
+            signal: None,
+            message: "etcd: no quorum".into(),
+        };
+        fleet(
+            &hub,
+            Stage::Rollback,
+            &format!("{run}-002-cluster-checks"),
+            &[("10.0.0.1", Outcome::Ok), ("10.0.0.2", bad)],
+        );
+        fleet(
+            &hub,
+            Stage::Rollback,
+            &format!("{run}-003-revert"),
+            &[("10.0.0.1", Outcome::Ok)],
+        );
+        hub.run_change(RunChange::Finished {
+            stage: Stage::Rollback,
+            ok: false,
+            summary: None,
+            error: None,
+            checks: None,
+            report: None,
+            finished_unix_ms: 9,
+        });
+        let v = hub.snapshot().1;
+        assert_eq!(
+            statuses(&hub),
+            st(&[
+                ("10.0.0.1", "reverted"),
+                ("10.0.0.2", "failed"),
+                ("10.0.0.3", "untouched"),
+            ])
+        );
+        assert_eq!(v.stage, Some(Stage::Rollback));
+        assert_eq!(v.run_id.as_deref(), Some(run));
+        assert_eq!(v.hosts[1].message.as_deref(), Some("etcd: no quorum"));
     }
 
     #[test]

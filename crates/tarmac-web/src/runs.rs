@@ -11,11 +11,12 @@ use serde::Deserialize;
 use tarmac_events::{Event, Level, Sink};
 use tarmac_installer::lock::{Holder, LockError, RunLock};
 use tarmac_installer::stages::{DeployOptions, Installer, PreflightOptions};
+use tarmac_installer::upgrade::{BatchSize, Budget, UpgradeOptions};
 use tarmac_types::{HostAddr, Stage};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use crate::hub::{Hub, RunChange, now_ms};
+use crate::hub::{Hub, RosterHost, RunChange, now_ms};
 use crate::{ApiError, App};
 
 /// What to run.
@@ -36,6 +37,166 @@ pub struct StartRequest {
     pub purge: bool,
     /// uninstall: must be true (the GUI asks first).
     pub confirm: bool,
+}
+
+/// A number or a percentage, as JSON `5`, `"5"` or `"10%"`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CountOrPercent {
+    Number(u64),
+    Text(String),
+}
+
+impl CountOrPercent {
+    fn text(&self) -> String {
+        match self {
+            CountOrPercent::Number(n) => n.to_string(),
+            CountOrPercent::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// Start a rolling upgrade to the package list genconf wrote last (`genconf/serve`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// Agents upgraded at once: a number ≥ 1 (`5`) or a percentage of the agents (`"10%"`,
+    /// the default). Masters always go one at a time.
+    #[schema(value_type = Option<String>, example = "10%")]
+    pub batch: Option<CountOrPercent>,
+    /// Agents that may fail before the upgrade stops: a number or a percentage (default 0).
+    #[schema(value_type = Option<String>, example = "0")]
+    pub max_failures: Option<CountOrPercent>,
+    /// How long a switched host waits for the confirmation before it reverts by itself:
+    /// `120s` (default), `2m` or seconds.
+    #[schema(example = "120s")]
+    pub confirm_window: Option<String>,
+    /// How long node and cluster checks may take to pass after a switch (seconds, default 300).
+    pub check_timeout_secs: Option<u64>,
+    /// Continue the interrupted upgrade recorded in `genconf/state/upgrade.json`.
+    pub resume: bool,
+    /// Only these hosts (addresses as in config.yaml); default every host.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// Start a rolling rollback to each host's previous generation (or generation `to`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Roll back to this generation instead of each host's previous one.
+    pub to: Option<u64>,
+    /// Agents rolled back at once: a number ≥ 1 or a percentage of the agents (default `10%`).
+    #[schema(value_type = Option<String>, example = "10%")]
+    pub batch: Option<CountOrPercent>,
+    /// Agents that may fail before the rollback stops: a number or a percentage (default 0).
+    #[schema(value_type = Option<String>, example = "0")]
+    pub max_failures: Option<CountOrPercent>,
+    /// How long node and cluster checks may take to pass (seconds, default 300).
+    pub check_timeout_secs: Option<u64>,
+    /// Only these hosts (addresses as in config.yaml); default every host.
+    pub hosts: Option<Vec<String>>,
+    /// Must be true (the GUI asks first).
+    pub confirm: bool,
+}
+
+/// `120s`, `2m`, `500ms` or plain seconds; positive.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 120s, 2m)"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("`{s}`: the duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// `batch` as the installer takes it; the error names the field.
+pub fn parse_batch(v: Option<&CountOrPercent>) -> Result<BatchSize, ApiError> {
+    let t = v.map_or_else(|| "10%".to_owned(), CountOrPercent::text);
+    t.parse::<BatchSize>().map_err(|e| {
+        ApiError::keys(
+            format!("bad `batch`: {e}"),
+            vec![("batch".into(), format!("{e} (e.g. 5 or 10%)"))],
+        )
+    })
+}
+
+fn parse_budget(v: Option<&CountOrPercent>) -> Result<Budget, ApiError> {
+    let t = v.map_or_else(|| "0".to_owned(), CountOrPercent::text);
+    t.parse::<Budget>().map_err(|e| {
+        ApiError::keys(
+            format!("bad `max_failures`: {e}"),
+            vec![("max_failures".into(), format!("{e} (e.g. 0, 2 or 5%)"))],
+        )
+    })
+}
+
+fn check_deadline(secs: Option<u64>) -> Result<Duration, ApiError> {
+    match secs {
+        Some(0) => Err(ApiError::keys(
+            "bad `check_timeout_secs`: it must be at least 1",
+            vec![(
+                "check_timeout_secs".into(),
+                "must be at least 1 (seconds)".into(),
+            )],
+        )),
+        Some(n) => Ok(Duration::from_secs(n)),
+        None => Ok(Duration::from_secs(300)),
+    }
+}
+
+impl UpgradeRequest {
+    /// The installer's options; 400 naming the field when one is not valid.
+    pub fn options(&self) -> Result<UpgradeOptions, ApiError> {
+        let confirm_window = match &self.confirm_window {
+            None => Duration::from_secs(120),
+            Some(w) => parse_duration(w).map_err(|e| {
+                ApiError::keys(
+                    format!("bad `confirm_window`: {e}"),
+                    vec![("confirm_window".into(), e)],
+                )
+            })?,
+        };
+        Ok(UpgradeOptions {
+            batch: parse_batch(self.batch.as_ref())?,
+            max_failures: parse_budget(self.max_failures.as_ref())?,
+            confirm_window,
+            check_deadline: check_deadline(self.check_timeout_secs)?,
+            resume: self.resume,
+            ..UpgradeOptions::default()
+        })
+    }
+}
+
+impl RollbackRequest {
+    /// The installer's options; 400 naming the field when one is not valid.
+    pub fn options(&self) -> Result<UpgradeOptions, ApiError> {
+        Ok(UpgradeOptions {
+            batch: parse_batch(self.batch.as_ref())?,
+            max_failures: parse_budget(self.max_failures.as_ref())?,
+            check_deadline: check_deadline(self.check_timeout_secs)?,
+            to: self.to,
+            ..UpgradeOptions::default()
+        })
+    }
+}
+
+/// What a run does.
+enum Job {
+    Stage(StartRequest),
+    Upgrade(UpgradeOptions),
+    Rollback(UpgradeOptions),
 }
 
 /// The stages the web UI can start.
@@ -120,7 +281,7 @@ impl Drop for Slot {
 }
 
 /// An error with its causes, one per line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
@@ -170,33 +331,55 @@ impl RunManager {
                 "uninstall removes Tarmac from the hosts: send `confirm: true` to go ahead",
             ));
         }
+        let hosts = req.hosts.clone();
+        Self::launch(app, stage, hosts.as_deref(), Job::Stage(req))
+    }
+
+    /// Start a rolling upgrade to genconf's latest package list (checked to exist first).
+    pub fn start_upgrade(app: &Arc<App>, req: UpgradeRequest) -> Result<RunChange, ApiError> {
+        let opts = req.options()?;
+        if let Err(e) = tarmac_installer::stages::ServeInfo::read(&app.opts.genconf_dir) {
+            return Err(no_serve(&e));
+        }
+        Self::launch(
+            app,
+            Stage::Upgrade,
+            req.hosts.as_deref(),
+            Job::Upgrade(opts),
+        )
+    }
+
+    /// Start a rolling rollback (needs `confirm: true`).
+    pub fn start_rollback(app: &Arc<App>, req: RollbackRequest) -> Result<RunChange, ApiError> {
+        let opts = req.options()?;
+        if !req.confirm {
+            return Err(ApiError::bad_request(
+                "rollback switches the hosts back to an earlier generation: send `confirm: true` to go ahead",
+            ));
+        }
+        Self::launch(
+            app,
+            Stage::Rollback,
+            req.hosts.as_deref(),
+            Job::Rollback(opts),
+        )
+    }
+
+    fn launch(
+        app: &Arc<App>,
+        stage: Stage,
+        hosts: Option<&[String]>,
+        job: Job,
+    ) -> Result<RunChange, ApiError> {
         let gdir = app.opts.genconf_dir.clone();
         let cfg =
             tarmac_genconf::validate(&app.opts.dist, &gdir).map_err(|r| ApiError::invalid(&r))?;
         let mut installer = Installer::new(&gdir, cfg, app.hub.clone() as Sink);
         installer.sudo_password = app.sudo_password.lock().expect("sudo poisoned").clone();
-        let mut only: Option<Vec<HostAddr>> = None;
+        let mut only = select_hosts(&installer, hosts)?;
         let mut base_run_id = None;
-        if let Some(list) = &req.hosts {
-            let known = installer.hosts();
-            let mut sel = Vec::new();
-            for h in list {
-                let addr: HostAddr = h
-                    .parse()
-                    .map_err(|e| ApiError::bad_request(format!("bad host `{h}`: {e}")))?;
-                if !known.iter().any(|(k, _)| *k == addr) {
-                    return Err(ApiError::bad_request(format!(
-                        "host `{h}` is not in config.yaml"
-                    )));
-                }
-                sel.push(addr);
-            }
-            if sel.is_empty() {
-                return Err(ApiError::bad_request("`hosts` is empty"));
-            }
-            only = Some(sel);
-        }
-        if req.retry_failed {
+        let retry_failed = matches!(&job, Job::Stage(r) if r.retry_failed);
+        if retry_failed {
             if stage == Stage::Genconf {
                 return Err(ApiError::bad_request(
                     "genconf runs on this machine only; there is nothing to retry",
@@ -253,14 +436,28 @@ impl RunManager {
             }
             *g = Some(Current { stage, cancel });
         }
+        // Upgrade and rollback show every host they may touch from the start.
+        let roster = match job {
+            Job::Stage(_) => Vec::new(),
+            Job::Upgrade(_) | Job::Rollback(_) => installer
+                .hosts()
+                .into_iter()
+                .filter(|(h, _)| only.as_ref().is_none_or(|o| o.contains(h)))
+                .map(|(h, r)| RosterHost {
+                    host: h.to_string(),
+                    role: Some(r),
+                })
+                .collect(),
+        };
         let started = RunChange::Started {
             stage,
             hosts: only
                 .as_ref()
                 .map(|o| o.iter().map(ToString::to_string).collect()),
-            retry: req.retry_failed,
+            retry: retry_failed,
             base_run_id,
             started_unix_ms: now_ms(),
+            roster,
         };
         app.hub.run_change(started.clone());
         let slot = Slot {
@@ -268,9 +465,112 @@ impl RunManager {
             stage,
             finished: false,
         };
-        tokio::spawn(run(slot, installer, stage, only, req));
+        match job {
+            Job::Stage(req) => {
+                tokio::spawn(run(slot, installer, stage, only, req));
+            }
+            Job::Upgrade(opts) => {
+                tokio::spawn(run_rolling(slot, installer, false, only, opts));
+            }
+            Job::Rollback(opts) => {
+                tokio::spawn(run_rolling(slot, installer, true, only, opts));
+            }
+        }
         Ok(started)
     }
+}
+
+/// `hosts` checked against config.yaml (`None`: every host).
+pub fn select_hosts(
+    installer: &Installer,
+    hosts: Option<&[String]>,
+) -> Result<Option<Vec<HostAddr>>, ApiError> {
+    let Some(list) = hosts else {
+        return Ok(None);
+    };
+    let known = installer.hosts();
+    let mut sel = Vec::new();
+    for h in list {
+        let addr: HostAddr = h
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("bad host `{h}`: {e}")))?;
+        if !known.iter().any(|(k, _)| *k == addr) {
+            return Err(ApiError::bad_request(format!(
+                "host `{h}` is not in config.yaml"
+            )));
+        }
+        sel.push(addr);
+    }
+    if sel.is_empty() {
+        return Err(ApiError::bad_request("`hosts` is empty"));
+    }
+    Ok(Some(sel))
+}
+
+/// 400 for a missing or unreadable `genconf/serve` (upgrade and plan need it).
+pub fn no_serve(e: &dyn std::error::Error) -> ApiError {
+    ApiError::bad_request(format!(
+        "{}\nhint: in the web GUI, Configure → Save & generate writes genconf/serve/",
+        chain(e)
+    ))
+}
+
+/// The upgrade state's per-host words (`UpgradeState::hosts`) as a run summary.
+fn summary_of(hosts: &BTreeMap<String, String>) -> tarmac_events::Summary {
+    let mut s = tarmac_events::Summary::default();
+    for st in hosts.values() {
+        s.total += 1;
+        match st.as_str() {
+            "ok" => s.ok += 1,
+            "unchanged" => s.unchanged += 1,
+            "unreachable" => s.unreachable += 1,
+            "timed-out" => s.timed_out += 1,
+            "cancelled" => s.cancelled += 1,
+            "untouched" | "skipped" => s.skipped += 1,
+            // failed, reverted, unconfirmed
+            _ => s.failed += 1,
+        }
+    }
+    s
+}
+
+async fn run_rolling(
+    mut slot: Slot,
+    mut installer: Installer,
+    rollback: bool,
+    only: Option<Vec<HostAddr>>,
+    opts: UpgradeOptions,
+) {
+    let app = slot.app.clone();
+    let stage = slot.stage;
+    installer.only = only;
+    let result = if rollback {
+        installer.rollback(&opts).await
+    } else {
+        installer.upgrade(&opts).await
+    };
+    let change = match result {
+        Ok(r) => RunChange::Finished {
+            stage,
+            ok: r.succeeded(),
+            summary: Some(summary_of(&r.state.hosts)),
+            error: None,
+            checks: None,
+            report: serde_json::to_value(&r).ok(),
+            finished_unix_ms: now_ms(),
+        },
+        Err(e) => RunChange::Finished {
+            stage,
+            ok: false,
+            summary: None,
+            error: Some(chain(&e)),
+            checks: None,
+            report: None,
+            finished_unix_ms: now_ms(),
+        },
+    };
+    app.hub.run_change(change);
+    slot.finished = true;
 }
 
 async fn run(
@@ -400,5 +700,108 @@ async fn run(
 impl Hub {
     fn emit_notice(&self, level: Level, message: String) {
         tarmac_events::EventSink::emit(self, Event::Notice { level, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 2m "), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("soon"),
+            Err("`soon` is not a duration (e.g. 120s, 2m)".to_owned())
+        );
+        assert_eq!(
+            parse_duration("0s"),
+            Err("`0s`: the duration must be positive".to_owned())
+        );
+        assert_eq!(
+            parse_duration("-5"),
+            Err("`-5`: the duration must be positive".to_owned())
+        );
+    }
+
+    #[test]
+    fn options_name_the_bad_field() {
+        let bad = |r: UpgradeRequest| r.options().unwrap_err().body.to_string();
+        assert_eq!(
+            bad(UpgradeRequest {
+                batch: Some(CountOrPercent::Text("abc".into())),
+                ..Default::default()
+            }),
+            r#"{"diagnostics":[],"error":"bad `batch`: `abc` is neither a number nor a percentage","errors":{"batch":"`abc` is neither a number nor a percentage (e.g. 5 or 10%)"}}"#
+        );
+        assert_eq!(
+            bad(UpgradeRequest {
+                batch: Some(CountOrPercent::Number(0)),
+                ..Default::default()
+            }),
+            r#"{"diagnostics":[],"error":"bad `batch`: `0`: a batch is a number ≥ 1 or a percentage 1%–100%","errors":{"batch":"`0`: a batch is a number ≥ 1 or a percentage 1%–100% (e.g. 5 or 10%)"}}"#
+        );
+        let o = UpgradeRequest {
+            batch: Some(CountOrPercent::Number(3)),
+            max_failures: Some(CountOrPercent::Text("20%".into())),
+            confirm_window: Some("2m".into()),
+            check_timeout_secs: Some(60),
+            resume: true,
+            hosts: None,
+        }
+        .options()
+        .unwrap();
+        assert_eq!(o.batch, BatchSize::Count(3));
+        assert_eq!(o.max_failures, Budget::Percent(20));
+        assert_eq!(o.confirm_window, Duration::from_secs(120));
+        assert_eq!(o.check_deadline, Duration::from_secs(60));
+        assert!(o.resume);
+        assert_eq!(o.to, None);
+        // Defaults as the CLI's.
+        let d = RollbackRequest {
+            to: Some(4),
+            ..Default::default()
+        }
+        .options()
+        .unwrap();
+        assert_eq!(d.batch, BatchSize::Percent(10));
+        assert_eq!(d.max_failures, Budget::Count(0));
+        assert_eq!(d.check_deadline, Duration::from_secs(300));
+        assert_eq!(d.to, Some(4));
+    }
+
+    #[test]
+    fn upgrade_state_words_as_a_summary() {
+        let hosts: BTreeMap<String, String> = [
+            ("a", "ok"),
+            ("b", "unchanged"),
+            ("c", "failed"),
+            ("d", "reverted"),
+            ("e", "unconfirmed"),
+            ("f", "untouched"),
+            ("g", "unreachable"),
+            ("h", "timed-out"),
+            ("i", "cancelled"),
+        ]
+        .iter()
+        .map(|(h, s)| ((*h).to_owned(), (*s).to_owned()))
+        .collect();
+        let s = summary_of(&hosts);
+        assert_eq!(
+            (
+                s.total,
+                s.ok,
+                s.unchanged,
+                s.failed,
+                s.unreachable,
+                s.timed_out,
+                s.cancelled,
+                s.skipped
+            ),
+            (9, 1, 1, 3, 1, 1, 1, 1)
+        );
     }
 }

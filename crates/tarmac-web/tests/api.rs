@@ -198,6 +198,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/stages/uninstall"),
     ("POST", "/api/v1/stages/genconf"),
     ("POST", "/api/v1/stages/deploy/retry"),
+    ("POST", "/api/v1/upgrade"),
+    ("POST", "/api/v1/rollback"),
+    ("GET", "/api/v1/upgrade/plan"),
     ("POST", "/api/v1/run/cancel"),
     ("GET", "/api/v1/runs"),
     ("GET", "/api/v1/runs/deploy-1"),
@@ -920,6 +923,9 @@ async fn openapi_documents_every_route() {
         "/api/v1/state",
         "/api/v1/stages/{stage}",
         "/api/v1/stages/{stage}/retry",
+        "/api/v1/upgrade",
+        "/api/v1/upgrade/plan",
+        "/api/v1/rollback",
         "/api/v1/run/cancel",
         "/api/v1/runs",
         "/api/v1/runs/{run_id}",
@@ -934,6 +940,16 @@ async fn openapi_documents_every_route() {
     assert!(paths["/api/v1/config"]["put"]["responses"]["400"].is_object());
     assert!(paths["/api/v1/stages/{stage}"]["post"]["responses"]["409"].is_object());
     assert!(doc["components"]["schemas"]["ConfigView"].is_object());
+    assert!(paths["/api/v1/upgrade"]["post"]["responses"]["409"].is_object());
+    assert!(paths["/api/v1/upgrade/plan"]["get"]["responses"]["200"].is_object());
+    for s in [
+        "UpgradeRequest",
+        "RollbackRequest",
+        "PlanView",
+        "UpgradeView",
+    ] {
+        assert!(doc["components"]["schemas"][s].is_object(), "{s}");
+    }
     // The schema endpoint shows the distribution's parameters with their secrecy.
     let schema = t.get("/api/v1/schema").await.json();
     let pw = schema
@@ -1012,4 +1028,335 @@ async fn tls_serves_https_with_the_given_certificate() {
         tarmac_web::Listener::bind("127.0.0.1:0".parse().unwrap(), Some((&key, &key))).is_err(),
         "a key is not a certificate"
     );
+}
+
+/// `(status, error, errors)` of a refused call.
+fn refused(r: &Resp) -> (StatusCode, String, Value) {
+    let v = r.json();
+    (
+        r.status,
+        v["error"].as_str().unwrap_or_default().to_owned(),
+        v["errors"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn upgrade_and_rollback_options_are_checked_by_field() {
+    let t = T::new().await;
+    // Options are checked before anything else (no config.yaml yet).
+    for (path, body, field, words) in [
+        (
+            "/api/v1/upgrade",
+            json!({"batch": "0"}),
+            "batch",
+            "a batch is a number ≥ 1",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"batch": "abc"}),
+            "batch",
+            "neither a number nor a percentage",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"batch": 0}),
+            "batch",
+            "a batch is a number ≥ 1",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"batch": "101%"}),
+            "batch",
+            "1%–100%",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"max_failures": "x"}),
+            "max_failures",
+            "neither a number nor a percentage",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"confirm_window": "soon"}),
+            "confirm_window",
+            "not a duration",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"confirm_window": "0s"}),
+            "confirm_window",
+            "must be positive",
+        ),
+        (
+            "/api/v1/upgrade",
+            json!({"check_timeout_secs": 0}),
+            "check_timeout_secs",
+            "at least 1",
+        ),
+        (
+            "/api/v1/rollback",
+            json!({"batch": "0", "confirm": true}),
+            "batch",
+            "a batch is a number ≥ 1",
+        ),
+        (
+            "/api/v1/rollback",
+            json!({"max_failures": "200%", "confirm": true}),
+            "max_failures",
+            "0%–100%",
+        ),
+    ] {
+        let r = t.send("POST", path, body.clone()).await;
+        let (status, error, errors) = refused(&r);
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{path} {body}: {}",
+            r.text()
+        );
+        assert!(
+            error.contains(&format!("bad `{field}`")),
+            "{path} {body}: {error}"
+        );
+        assert!(
+            errors[field].as_str().unwrap_or_default().contains(words),
+            "{path} {body}: {errors}"
+        );
+    }
+    let r = t.get("/api/v1/upgrade/plan?batch=abc").await;
+    let (status, error, errors) = refused(&r);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error.contains("bad `batch`"), "{error}");
+    assert!(errors["batch"].is_string());
+    // An unknown option is refused, not ignored.
+    let r = t
+        .send("POST", "/api/v1/upgrade", json!({"batchsize": 5}))
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.text());
+    assert!(r.text().contains("batchsize"), "{}", r.text());
+    // A rollback must be confirmed.
+    let r = t.send("POST", "/api/v1/rollback", json!({})).await;
+    let (status, error, _) = refused(&r);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.contains("confirm: true"), "{error}");
+    // Nothing ran, nothing was written.
+    assert_eq!(t.get("/api/v1/state").await.json()["run"]["state"], "idle");
+    assert!(!t.genconf.join("state/upgrade.json").exists());
+}
+
+#[tokio::test]
+async fn upgrade_and_plan_need_genconf_serve() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    t.write("config.yaml", &valid_config("127.0.0.1:1"));
+    keygen(&t.genconf.join("ssh_key"));
+    let r = t
+        .send("POST", "/api/v1/upgrade", json!({"batch": "50%"}))
+        .await;
+    let (status, error, _) = refused(&r);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error.contains("genconf has not produced the serve directory"),
+        "{error}"
+    );
+    assert!(error.contains("Save & generate"), "{error}");
+    let r = t.get("/api/v1/upgrade/plan?batch=2").await;
+    let (status, plan_error, _) = refused(&r);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(plan_error, error);
+    // A host that is not in config.yaml is named (checked after the serve dir exists, so
+    // fake one: the plan needs only the latest list id and the list).
+    let serve = t.genconf.join("serve");
+    std::fs::create_dir_all(serve.join("package_lists")).unwrap();
+    std::fs::write(serve.join("cluster-package-list.latest"), "abc\n").unwrap();
+    std::fs::write(serve.join("package_lists/abc.package_list.json"), "[]").unwrap();
+    let r = t.get("/api/v1/upgrade/plan?hosts=10.9.9.9").await;
+    let (status, error, _) = refused(&r);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(error, "host `10.9.9.9` is not in config.yaml");
+    // An invalid configuration is refused by key, like a stage.
+    t.write("config.yaml", "cluster_name: x\n");
+    let r = t.get("/api/v1/upgrade/plan").await;
+    let (status, _, errors) = refused(&r);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(errors["master_list"].is_string(), "{errors}");
+    assert_eq!(t.get("/api/v1/state").await.json()["run"]["state"], "idle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_runs_like_a_stage_with_lock_conflict_and_cancel() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    let (_silent, port) = silent_listener();
+    let master = format!("127.0.0.1:{port}");
+    t.write(
+        "config.yaml",
+        &format!("{}process_timeout: 60s\n", valid_config(&master)),
+    );
+    keygen(&t.genconf.join("ssh_key"));
+
+    // A CLI run holds the lock: 409 with the holder.
+    let lock = tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac upgrade")
+        .unwrap();
+    let r = t
+        .send("POST", "/api/v1/rollback", json!({"confirm": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.json()["busy"]["holder"]["command"], "tarmac upgrade");
+    drop(lock);
+
+    // Started: every host of the run is in the roster, pending until its wave starts.
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/rollback",
+            json!({"confirm": true, "batch": 2, "max_failures": "10%", "check_timeout_secs": 30}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["state"], "started");
+    assert_eq!(v["stage"], "rollback");
+    assert_eq!(v["roster"], json!([{"host": master, "role": "master"}]));
+    let s = wait_state(&t, "running").await;
+    assert_eq!(s["run"]["stage"], "rollback");
+    assert_eq!(s["run"]["hosts"][0]["host"], master);
+    assert_eq!(s["run"]["hosts"][0]["role"], "master");
+    assert_eq!(s["busy"]["by"], "this server");
+    assert_eq!(s["busy"]["stage"], "rollback");
+    // One run at a time, and the CLI is locked out too.
+    let r2 = t.send("POST", "/api/v1/stages/status", json!({})).await;
+    assert_eq!(r2.status, StatusCode::CONFLICT, "{}", r2.text());
+    assert_eq!(r2.json()["busy"]["stage"], "rollback");
+    let r3 = t
+        .send("POST", "/api/v1/rollback", json!({"confirm": true}))
+        .await;
+    assert_eq!(r3.status, StatusCode::CONFLICT, "{}", r3.text());
+    let mut locked = false;
+    for _ in 0..100 {
+        if tarmac_installer::lock::RunLock::acquire(&t.genconf.join("state"), "tarmac rollback")
+            .is_err()
+        {
+            locked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(locked, "the run lock was never taken");
+    // The first wave's fleet runs (stuck connecting to the silent master).
+    for _ in 0..100 {
+        let s = t.get("/api/v1/state").await.json();
+        if s["run"]["fleets"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = t.get("/api/v1/state").await.json();
+    assert_eq!(s["run"]["fleets"], 1, "{s}");
+    assert_eq!(s["run"]["phase"], "rollback", "{s}");
+    let run_id = s["run"]["run_id"].as_str().unwrap().to_owned();
+    assert!(run_id.starts_with("rollback-"), "{run_id}");
+    assert!(
+        hub_split(&run_id).is_none(),
+        "the live view shows the whole run's id: {run_id}"
+    );
+
+    // Cancel: the run ends, the lock is free, the host did not roll back.
+    assert_eq!(
+        t.send("POST", "/api/v1/run/cancel", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    let s = wait_state(&t, "finished").await;
+    assert_eq!(s["run"]["stage"], "rollback");
+    assert_ne!(s["run"]["hosts"][0]["status"], "ok", "{s}");
+    assert_ne!(s["run"]["hosts"][0]["status"], "running", "{s}");
+    assert!(s["run"]["summary"]["total"] == 1, "{s}");
+    assert_eq!(s["run"]["report"]["state"]["operation"], "rollback", "{s}");
+    assert!(s["busy"].is_null(), "{s}");
+    // The last rollback is in the state, with its run id (for the logs).
+    assert_eq!(s["upgrade"]["operation"], "rollback", "{s}");
+    assert_eq!(s["upgrade"]["run_id"], run_id.as_str(), "{s}");
+    assert_eq!(s["upgrade"]["hosts"][0]["host"], master);
+    assert_eq!(s["upgrade"]["hosts"][0]["role"], "master");
+    assert_ne!(s["upgrade"]["hosts"][0]["status"], "ok");
+    // The host's log of the whole run is there.
+    let r = t.get(&format!("/api/v1/runs/{run_id}/logs/{master}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("host finished"), "{}", r.text());
+}
+
+/// `split_fleet_run_id` as the crate exports it.
+fn hub_split(id: &str) -> Option<(&str, &str)> {
+    tarmac_web::hub::split_fleet_run_id(id)
+}
+
+#[tokio::test]
+async fn upgrade_logs_are_found_from_the_run_and_its_fleets() {
+    let t = T::new().await;
+    let state = t.genconf.join("state");
+    std::fs::create_dir_all(state.join("runs")).unwrap();
+    std::fs::create_dir_all(state.join("logs/upgrade-1700000000-ab/upgrade")).unwrap();
+    for (id, host) in [
+        ("upgrade-1700000000-ab-001-switch", "10.0.0.1"),
+        ("upgrade-1700000000-ab-002-cluster-checks", "10.0.0.1"),
+        ("upgrade-1700000000-ab-004-switch", "10.0.0.2"),
+    ] {
+        std::fs::write(
+            state.join(format!("runs/{id}.json")),
+            json!({"run_id": id, "stage": "upgrade", "started_unix": 1_700_000_000u64,
+                   "hosts": {host: {"role": "master", "outcome": {"status": "ok"}}}})
+            .to_string(),
+        )
+        .unwrap();
+    }
+    for host in ["10.0.0.1", "10.0.0.2"] {
+        std::fs::write(
+            state.join(format!("logs/upgrade-1700000000-ab/upgrade/{host}.log")),
+            format!("log of {host}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        state.join("upgrade.json"),
+        json!({"operation": "upgrade", "target": "abc", "finished": false, "stopped": "interrupted",
+               "hosts": {"10.0.0.1": "ok", "10.0.0.2": "untouched"}})
+        .to_string(),
+    )
+    .unwrap();
+    for (path, want) in [
+        // From a fleet's journal, for a host of that fleet and for one of another fleet.
+        (
+            "upgrade-1700000000-ab-001-switch/logs/10.0.0.1",
+            "log of 10.0.0.1\n",
+        ),
+        (
+            "upgrade-1700000000-ab-001-switch/logs/10.0.0.2",
+            "log of 10.0.0.2\n",
+        ),
+        // From the whole run's id (the live view's), which has no journal of its own.
+        ("upgrade-1700000000-ab/logs/10.0.0.2", "log of 10.0.0.2\n"),
+    ] {
+        let r = t.get(&format!("/api/v1/runs/{path}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+        assert_eq!(r.text(), want, "{path}");
+    }
+    for path in [
+        "upgrade-1700000000-ab/logs/10.0.0.9",
+        "upgrade-1700000000-ab/logs/..",
+        "upgrade-1700000000-zz/logs/10.0.0.1",
+        "upgrade-1700000000-ab-001-switch/logs/10.0.0.9",
+    ] {
+        let r = t.get(&format!("/api/v1/runs/{path}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text());
+    }
+    let st = t.get("/api/v1/state").await.json();
+    assert_eq!(
+        st["upgrade"],
+        json!({"operation": "upgrade", "target": "abc", "finished": false, "stopped": "interrupted",
+               "run_id": "upgrade-1700000000-ab", "started_unix": 1_700_000_000u64,
+               "hosts": [{"host": "10.0.0.1", "role": null, "status": "ok"},
+                         {"host": "10.0.0.2", "role": null, "status": "untouched"}]})
+    );
+    // Upgrade fleets are not stages of their own.
+    assert!(st["stages"].get("upgrade").is_none());
 }

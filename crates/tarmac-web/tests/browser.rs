@@ -218,6 +218,7 @@ async fn configure_page_and_a_thousand_hosts() {
         retry: false,
         base_run_id: None,
         started_unix_ms: tarmac_web::hub::now_ms(),
+        roster: Vec::new(),
     });
     hub.emit(Event::StageStarted {
         run_id: "preflight-1000".into(),
@@ -406,6 +407,122 @@ async fn configure_page_and_a_thousand_hosts() {
         "deploy stays locked"
     );
     b.screenshot("browser-preflight-finished.png").await;
+
+    // An upgrade: one fleet per wave and step. The page keeps every host's latest state: the
+    // master switched in wave 1 stays ok while wave 2 runs, untouched hosts stay pending
+    // (also through the cluster checks of every master), as the server's view does.
+    let (m1, m2, a1): (HostAddr, HostAddr, HostAddr) = (
+        "10.2.0.1".parse().unwrap(),
+        "10.2.0.2".parse().unwrap(),
+        "10.2.0.3".parse().unwrap(),
+    );
+    hub.run_change(RunChange::Started {
+        stage: Stage::Upgrade,
+        hosts: None,
+        retry: false,
+        base_run_id: None,
+        started_unix_ms: tarmac_web::hub::now_ms(),
+        roster: [(&m1, Role::Master), (&m2, Role::Master), (&a1, Role::Agent)]
+            .iter()
+            .map(|(h, r)| tarmac_web::hub::RosterHost {
+                host: h.to_string(),
+                role: Some(*r),
+            })
+            .collect(),
+    });
+    b.js("location.hash = '#/upgrade'").await;
+    let rows_are = |want: &'static str| {
+        format!(
+            "[...document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)')].map(r => r.dataset.host + '=' + r.dataset.status).sort().join(' ') === '{want}'"
+        )
+    };
+    b.wait_for(
+        &rows_are("10.2.0.1=pending 10.2.0.2=pending 10.2.0.3=pending"),
+        T,
+        "upgrade roster",
+    )
+    .await;
+    let run = "upgrade-1700000000-ab";
+    let fleet = |id: &str, hosts: &[&HostAddr], finish: bool| {
+        hub.emit(Event::StageStarted {
+            run_id: format!("{run}-{id}"),
+            stage: Stage::Upgrade,
+            hosts: hosts
+                .iter()
+                .map(|h| HostRef {
+                    addr: (*h).clone(),
+                    role: None,
+                })
+                .collect(),
+        });
+        for h in hosts {
+            hub.emit(Event::StepStarted {
+                host: (*h).clone(),
+                step: "check".into(),
+            });
+            if finish {
+                hub.emit(Event::HostFinished {
+                    host: (*h).clone(),
+                    outcome: Outcome::Ok,
+                    duration_ms: 10,
+                });
+            }
+        }
+    };
+    fleet("001-switch", &[&m1], true);
+    fleet("002-cluster-checks", &[&m1, &m2], true);
+    fleet("003-confirm", &[&m1], true);
+    fleet("004-switch", &[&m2], false);
+    let mid = rows_are("10.2.0.1=ok 10.2.0.2=running 10.2.0.3=pending");
+    b.wait_for(&mid, T, "wave 2 running").await;
+    let status = b
+        .js("return document.querySelector('#run-status').textContent")
+        .await;
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .contains("1 of 3 hosts upgraded · switch"),
+        "{status}"
+    );
+    assert!(status.as_str().unwrap().contains(run), "{status}");
+    b.screenshot("browser-upgrade-wave-2.png").await;
+    // The server's snapshot agrees.
+    b.client.refresh().await.unwrap();
+    b.wait_for(&mid, T, "wave 2 after reload").await;
+    // Wave 2 fails its host: the run stops, the agent was never touched.
+    hub.emit(Event::HostFinished {
+        host: m2.clone(),
+        outcome: Outcome::Failed {
+            exit_code: Some(1),
+            signal: None,
+            message: "fetch failed".into(),
+        },
+        duration_ms: 10,
+    });
+    hub.run_change(RunChange::Finished {
+        stage: Stage::Upgrade,
+        ok: false,
+        summary: None,
+        error: None,
+        checks: None,
+        report: Some(serde_json::json!({"state": {"operation": "upgrade", "target": "x", "finished": true,
+            "stopped": "master 10.2.0.2 failed: stopped before touching the other hosts", "hosts": {}}})),
+        finished_unix_ms: tarmac_web::hub::now_ms(),
+    });
+    b.wait_for(
+        &rows_are("10.2.0.1=ok 10.2.0.2=failed 10.2.0.3=untouched"),
+        T,
+        "upgrade stopped",
+    )
+    .await;
+    b.wait_for(
+        "document.querySelector('#run-error').textContent.includes('upgrade stopped: master 10.2.0.2 failed')",
+        T,
+        "why it stopped",
+    )
+    .await;
+    b.screenshot("browser-upgrade-stopped.png").await;
 
     b.close().await;
     stop.cancel();

@@ -3,7 +3,8 @@
 //! control network namespace (the installer reaches the hosts from there; the browser talks
 //! to the server over that namespace's loopback). The cluster is configured and installed
 //! through the GUI only: hosts, SSH key upload, host keys, ip-detect, save & generate,
-//! preflight, deploy, postflight, done. Every stage's table must turn green on every host.
+//! preflight, deploy, postflight, done, audit, an upgrade after a configuration change (plan,
+//! then the rolling upgrade) and uninstall. Every stage's table must turn green on every host.
 //! Screenshots of every page go to target/e2e-artifacts/.
 //!
 //! Needs root, `cargo build --bins` (target/debug/tarmac and tarmac-host) and Debian's
@@ -537,11 +538,142 @@ async fn drive(input: GuiInput) {
     );
     b.screenshot("e2e-status.png").await;
 
-    // Uninstall asks first, then leaves the hosts clean.
-    b.client
-        .goto(&login.replace(&login[login.find("/login").unwrap()..], "/#/uninstall"))
+    // Upgrade after a configuration change: a new etcd_snapshot_count means new config
+    // packages; generate again, look at the plan, roll it out from the Upgrade page.
+    let page = |hash: &str| login.replace(&login[login.find("/login").unwrap()..], hash);
+    b.client.goto(&page("/#/configure")).await.unwrap();
+    b.wait_for(
+        "document.querySelector('main').dataset.page === 'configure' && document.querySelector('#genconf-status code')",
+        UI,
+        "configure page",
+    )
+    .await;
+    let old_list = b
+        .js("return document.querySelector('#genconf-status code').textContent")
+        .await;
+    let old_list = old_list.as_str().unwrap().to_owned();
+    b.fill("#f-etcd_snapshot_count", "5000").await;
+    b.click("#save-genconf").await;
+    b.wait_for(
+        &format!("document.querySelector('#genconf-status').dataset.state === 'ok' && document.querySelector('#genconf-status code').textContent !== '{old_list}'"),
+        Duration::from_secs(120),
+        "genconf after the change",
+    )
+    .await;
+    b.client.goto(&page("/#/upgrade")).await.unwrap();
+    b.wait_for(
+        "document.querySelector('main').dataset.page === 'upgrade' && !document.querySelector('#run-stage').disabled && !document.querySelector('#show-plan').disabled",
+        UI,
+        "upgrade page",
+    )
+    .await;
+    b.fill("#opt-batch", "1").await;
+    b.click("#show-plan").await;
+    b.wait_for(
+        "document.querySelector('#plan-start')",
+        Duration::from_secs(60),
+        "upgrade plan",
+    )
+    .await;
+    let plan = b
+        .js("return document.querySelector('#plan-text').textContent")
+        .await;
+    let plan = plan.as_str().unwrap_or_default().to_owned();
+    assert!(
+        plan.starts_with("upgrade to cluster package list "),
+        "{plan}"
+    );
+    for m in &masters {
+        assert!(
+            plan.contains(&format!("master {m} (then cluster checks on every master)")),
+            "{plan}"
+        );
+    }
+    assert!(plan.contains("  change "), "{plan}");
+    // The same plan as JSON: per host what changes and why units restart.
+    let pj = b
+        .js("return fetch('/api/v1/upgrade/plan?batch=1').then(r => r.json())")
+        .await;
+    assert_eq!(pj["waves"].as_array().map(Vec::len), Some(hosts), "{pj}");
+    assert_eq!(pj["waves"][0]["masters"], true, "{pj}");
+    let first = &pj["hosts"][0];
+    assert_eq!(first["host"], masters[0].as_str(), "{pj}");
+    assert_eq!(first["unchanged"], false, "{pj}");
+    assert!(first["error"].is_null(), "{pj}");
+    assert!(
+        first["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "tarmac-config"),
+        "{pj}"
+    );
+    assert_eq!(pj["text"].as_str(), Some(plan.as_str()));
+    b.screenshot("e2e-upgrade-plan.png").await;
+    b.click("#plan-start").await;
+    b.wait_for(
+        "document.querySelector('main').dataset.runState === 'running'",
+        UI,
+        "upgrade running",
+    )
+    .await;
+    b.wait_for(
+        "['finished', 'error'].includes(document.querySelector('main').dataset.runState)",
+        Duration::from_secs(900),
+        "upgrade finished",
+    )
+    .await;
+    b.wait_for(
+        "document.querySelector('main').dataset.stageOk === 'true' || document.querySelector('#run-status').textContent.includes('not ok') || document.querySelector('main').dataset.runState === 'error'",
+        UI,
+        "upgrade result",
+    )
+    .await;
+    let shot = b.screenshot("e2e-upgrade.png").await;
+    let rows: Vec<(String, String)> = serde_json::from_value(
+        b.js("return [...document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)')].map(r => [r.dataset.host, r.dataset.status])")
+            .await,
+    )
+    .unwrap();
+    if b.js("return document.querySelector('main').dataset.stageOk")
         .await
-        .unwrap();
+        != "true"
+    {
+        let text = b
+            .js("return document.querySelector('main').innerText")
+            .await;
+        panic!(
+            "the upgrade did not pass on every host (screenshot {}):\n{}",
+            shot.display(),
+            text.as_str().unwrap_or_default()
+        );
+    }
+    assert_eq!(rows.len(), hosts, "{rows:?}");
+    assert!(rows.iter().all(|(_, s)| s == "ok"), "{rows:?}");
+    // The whole run's log of a host is one click away.
+    b.click("#hosts tbody tr:not([hidden]) button.host-log")
+        .await;
+    b.wait_for("document.querySelector('#log-text') && document.querySelector('#log-text').textContent.includes('== host finished')", UI, "upgrade host log").await;
+    b.click("#modal-close").await;
+    for h in lab.hosts_with_role(Role::Master) {
+        let out = lab
+            .ssh(&h.name, "grep -Rh '^ETCD_SNAPSHOT_COUNT=' /opt/tarmac/etc/")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ETCD_SNAPSHOT_COUNT=5000",
+            "{}",
+            h.name
+        );
+    }
+    services(true);
+    eprintln!(
+        "[{:>5.1}s] upgraded after a config change",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Uninstall asks first, then leaves the hosts clean.
+    b.client.goto(&page("/#/uninstall")).await.unwrap();
     b.wait_for("document.querySelector('main').dataset.page === 'uninstall' && !document.querySelector('#run-stage').disabled", UI, "uninstall page").await;
     b.click("#opt-purge").await;
     b.click("#run-stage").await;
