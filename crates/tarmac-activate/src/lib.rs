@@ -30,6 +30,7 @@ pub mod sysctl;
 pub mod systemd;
 pub mod users;
 pub mod verify;
+pub mod watch;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -184,11 +185,20 @@ impl Host {
         let target = match to {
             Some(g) if gens.contains(&g) => g,
             Some(g) => return Err(ActivateError::NoSuchGeneration { generation: g }),
-            None => *gens
-                .iter()
-                .rev()
-                .find(|g| **g < cur)
-                .ok_or(ActivateError::NoPreviousGeneration { current: cur })?,
+            // The generation this one was switched from (so a generation that was itself
+            // rolled back never comes back); without it, the newest one below.
+            None => match generation::read_meta(&self.cfg, cur)
+                .ok()
+                .and_then(|m| m.previous)
+                .filter(|p| gens.contains(p) && *p != cur)
+            {
+                Some(p) => p,
+                None => *gens
+                    .iter()
+                    .rev()
+                    .find(|g| **g < cur)
+                    .ok_or(ActivateError::NoPreviousGeneration { current: cur })?,
+            },
         };
         let active = generation::read_active(&self.cfg, target)?;
         if target == cur {

@@ -29,7 +29,7 @@ use crate::error::ActivateError;
 use crate::generation::{self, GenerationMeta};
 use crate::lock::HostLock;
 use crate::plan::Plan;
-use crate::{Host, failpoint, fsutil, sysctl, users};
+use crate::{Host, failpoint, fsutil, sysctl, users, watch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -204,6 +204,19 @@ impl Host {
             if changed {
                 stop.push(name.clone());
             }
+        }
+        // Units whose package is unchanged but whose watched files (a config package's
+        // `etc/<name>`, say) changed restart too.
+        if let Some(f) = from {
+            let previous: Vec<String> = from_units.keys().cloned().collect();
+            for r in watch::restarts(&cfg.generation_dir(f), &plan, &previous, &stop) {
+                self.notice(
+                    Level::Info,
+                    format!("restarting {}: {} changed", r.unit, r.path),
+                );
+                stop.push(r.unit);
+            }
+            stop.sort();
         }
         let blocked = generation::stable_links_blocked(cfg);
         if !blocked.is_empty() {

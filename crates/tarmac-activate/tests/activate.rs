@@ -321,6 +321,55 @@ fn activate_swap_rollback_on_master() {
 }
 
 #[test]
+fn config_package_changes_restart_the_units_that_read_them() {
+    let f = fixture(&["master"]);
+    f.add(
+        "svc--1",
+        r#"{"restart_on_change": ["etc/cluster"]}"#,
+        &[service("svc.service", "/bin/true")],
+    );
+    f.add("other--1", "{}", &[service("other.service", "/bin/true")]);
+    let cfg = |v: &str, env: &str, cluster: &str| {
+        f.add(
+            &format!("cfg--setup_{v}"),
+            "{}",
+            &[
+                Entry::file("etc/svc/svc.env", env),
+                Entry::file("etc/cluster/cluster.json", cluster),
+            ],
+        );
+    };
+    cfg("a", "X=1\n", "{}");
+    cfg("b", "X=2\n", "{}");
+    cfg("c", "X=2\n", "{\"n\": 2}");
+    cfg("d", "X=2\n", "{\"n\": 2}");
+    let set = |v: &str| {
+        f.activate(&["svc--1", "other--1", &format!("cfg--setup_{v}")])
+            .unwrap()
+    };
+    set("a");
+    // etc/svc (always watched by svc) changed: svc restarts, other does not.
+    assert_eq!(set("b").stopped, vec!["svc.service".to_owned()]);
+    // etc/cluster is in svc's restart_on_change.
+    assert_eq!(set("c").stopped, vec!["svc.service".to_owned()]);
+    // A new config package with the same bytes restarts nothing.
+    let r = set("d");
+    assert!(!r.unchanged);
+    assert!(r.stopped.is_empty(), "{:?}", r.stopped);
+    // Rolling back to generation 1 brings X=1 back: svc restarts again.
+    let (lock, _) = f.host.lock("rollback").unwrap();
+    let r = f.host.rollback(&lock, Some(Generation(1))).unwrap();
+    assert_eq!(r.stopped, vec!["svc.service".to_owned()]);
+    drop(lock);
+    // A new switch from generation 1, then a plain rollback: back to 1 (the generation it
+    // was switched from), not to 4, the newest one below.
+    assert_eq!(set("b").to, Generation(5));
+    let (lock, _) = f.host.lock("rollback").unwrap();
+    let r = f.host.rollback(&lock, None).unwrap();
+    assert_eq!((r.from, r.to), (Some(Generation(5)), Generation(1)));
+}
+
+#[test]
 fn roles_select_directories() {
     let f = fixture(&["agent_public"]);
     base_set(&f);

@@ -18,6 +18,7 @@ pub const BUILDINFO_KEYS: &[&str] = &[
     "group",
     "sysctl",
     "build_script",
+    "restart_on_change",
 ];
 
 /// Keys allowed in `treeinfo.json`.
@@ -214,6 +215,8 @@ pub struct BuildInfo {
     pub sysctl: BTreeMap<String, BTreeMap<String, Value>>,
     /// The build script's file name in the package directory.
     pub build_script: String,
+    /// Tree paths whose change restarts the package's units (copied to pkginfo.json).
+    pub restart_on_change: Vec<String>,
 }
 
 fn parse_object(path: &Path, bytes: &[u8]) -> Result<Map<String, Value>, SpecError> {
@@ -617,6 +620,33 @@ impl BuildInfo {
                 "must be a file name in the package directory",
             ));
         }
+        let mut restart_on_change = Vec::new();
+        match obj.get("restart_on_change") {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let key = format!("restart_on_change[{i}]");
+                    let Some(p) = item.as_str() else {
+                        return Err(invalid(path, &key, "must be a string"));
+                    };
+                    tarmac_pkg::pkginfo::check_watch_path(p).map_err(|why| {
+                        invalid(
+                            path,
+                            &key,
+                            format!("`{p}`: {why} (paths of the active tree, e.g. `etc/cluster`)"),
+                        )
+                    })?;
+                    restart_on_change.push(p.trim_end_matches('/').to_owned());
+                }
+            }
+            Some(_) => {
+                return Err(invalid(
+                    path,
+                    "restart_on_change",
+                    "must be a list of paths such as [\"etc/cluster\", \"bin/detect_ip\"]",
+                ));
+            }
+        }
         Ok(BuildInfo {
             sources,
             requires,
@@ -626,6 +656,7 @@ impl BuildInfo {
             group,
             sysctl,
             build_script,
+            restart_on_change,
         })
     }
 
@@ -651,6 +682,12 @@ impl BuildInfo {
             "sysctl".into(),
             serde_json::to_value(&self.sysctl).expect("map"),
         );
+        if !self.restart_on_change.is_empty() {
+            m.insert(
+                "restart_on_change".into(),
+                serde_json::to_value(&self.restart_on_change).expect("list"),
+            );
+        }
         Value::Object(m)
     }
 }
@@ -758,11 +795,36 @@ mod tests {
     }
 
     #[test]
+    fn restart_on_change_goes_to_pkginfo() {
+        let b = parse(r#"{"restart_on_change": ["etc/cluster/", "bin/detect_ip"]}"#).unwrap();
+        assert_eq!(b.restart_on_change, ["etc/cluster", "bin/detect_ip"]);
+        assert_eq!(
+            b.pkginfo_json()["restart_on_change"],
+            serde_json::json!(["etc/cluster", "bin/detect_ip"])
+        );
+        assert!(
+            parse("{}")
+                .unwrap()
+                .pkginfo_json()
+                .get("restart_on_change")
+                .is_none()
+        );
+        let e = parse(r#"{"restart_on_change": ["/etc/x"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("restart_on_change[0]"), "{e}");
+        assert!(
+            e.contains("`/etc/x`: it must be relative to the install root"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn misspelled_keys_get_did_you_mean() {
         let e = parse(r#"{"requieres": []}"#).unwrap_err().to_string();
         assert_eq!(
             e,
-            "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script"
+            "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script, restart_on_change"
         );
         let e = parse(r#"{"state_dir": true}"#).unwrap_err().to_string();
         assert!(e.contains("(did you mean `state_directory`?)"), "{e}");

@@ -40,6 +40,14 @@ pub enum InstallerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot read the package archive `{path}`\nhint: run `tarmac genconf` again to rebuild genconf/serve"
+    )]
+    BadArchive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("`{path}` is not a valid package list: {message}\nhint: run `tarmac genconf` again")]
     BadPackageList { path: PathBuf, message: String },
     #[error("bad `ssh_jump` value `{value}`: {message}")]

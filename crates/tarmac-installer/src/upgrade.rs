@@ -177,8 +177,12 @@ pub struct HostPlan {
     pub host: HostAddr,
     pub role: Role,
     pub changes: Vec<PackageChange>,
-    /// Units of new or changed packages (restarted or started by the switch).
+    /// Units of new or changed packages (restarted or started by the switch), and units of
+    /// unchanged packages whose watched files change (a new config package).
     pub restarts: Vec<String>,
+    /// Unit → why it restarts although its package is unchanged (`etc/etcd/etcd.env changed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restart_reasons: BTreeMap<String, String>,
     /// Packages whose units stop for good.
     pub stops: Vec<PackageId>,
 }
@@ -196,8 +200,10 @@ pub fn host_plan(
     role: Role,
     current: &[PackageId],
     target: &[PackageId],
-    units: &BTreeMap<PackageId, Vec<UnitFile>>,
+    archives: &BTreeMap<PackageId, ArchiveInfo>,
+    watched_now: Option<&BTreeMap<String, String>>,
 ) -> HostPlan {
+    let units = |id: &PackageId| archives.get(id).map(|a| a.units.as_slice()).unwrap_or(&[]);
     let by_name = |ids: &[PackageId]| -> BTreeMap<String, PackageId> {
         ids.iter()
             .map(|i| (i.name().to_string(), i.clone()))
@@ -217,7 +223,7 @@ pub fn host_plan(
             continue;
         }
         if let Some(t) = to {
-            for u in units.get(t).into_iter().flatten() {
+            for u in units(t) {
                 if u.role.is_none_or(|r| r == role) && !restarts.contains(&u.name) {
                     restarts.push(u.name.clone());
                 }
@@ -231,14 +237,87 @@ pub fn host_plan(
             to: to.cloned(),
         });
     }
+    // Unchanged packages whose watched files change on this host restart too.
+    let mut restart_reasons = BTreeMap::new();
+    if let Some(now) = watched_now {
+        let next = target_tree(role, target, archives);
+        for (name, id) in &tgt {
+            if cur.get(name) != Some(id) {
+                continue;
+            }
+            let Some(a) = archives.get(id) else { continue };
+            let for_role: Vec<&UnitFile> = a
+                .units
+                .iter()
+                .filter(|u| u.role.is_none_or(|r| r == role) && !restarts.contains(&u.name))
+                .collect();
+            if for_role.is_empty() {
+                continue;
+            }
+            if let Some(path) = a
+                .watched
+                .iter()
+                .find_map(|w| first_difference(now, &next, w))
+            {
+                for u in for_role {
+                    restarts.push(u.name.clone());
+                    restart_reasons.insert(u.name.clone(), format!("{path} changed"));
+                }
+            }
+        }
+    }
     restarts.sort();
     HostPlan {
         host: host.clone(),
         role,
         changes,
         restarts,
+        restart_reasons,
         stops,
     }
+}
+
+/// The first file under `prefix` whose digest differs between two trees (or that only one
+/// has).
+pub fn first_difference(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Option<String> {
+    let under = format!("{prefix}/");
+    let pick = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, _)| *k == prefix || k.starts_with(&under))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let (x, y) = (pick(a), pick(b));
+    let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().find(|k| x.get(*k) != y.get(*k)).cloned()
+}
+
+/// The merged tree a host with `role` gets from `target`: `etc/etcd/etcd.env` → sha256.
+pub fn target_tree(
+    role: Role,
+    target: &[PackageId],
+    archives: &BTreeMap<PackageId, ArchiveInfo>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for id in target {
+        let Some(a) = archives.get(id) else { continue };
+        for (path, digest) in &a.files {
+            let Some((dir, rest)) = path.split_once('/') else {
+                continue;
+            };
+            let (base, r) = Role::split_dir(dir);
+            if r.is_none_or(|r| r == role) {
+                out.insert(format!("{base}/{rest}"), digest.clone());
+            }
+        }
+    }
+    out
 }
 
 /// The `--plan` text: the order, then per host what changes.
@@ -299,6 +378,9 @@ pub fn render_plan(target_list: &str, waves: &[Wave], plans: &[HostPlan]) -> Str
         }
         if !p.restarts.is_empty() {
             let _ = writeln!(s, "  restart: {}", p.restarts.join(", "));
+            for (unit, why) in &p.restart_reasons {
+                let _ = writeln!(s, "    {unit}: {why}");
+            }
         }
         if !p.stops.is_empty() {
             let stops: Vec<String> = p.stops.iter().map(|i| i.to_string()).collect();
@@ -308,14 +390,27 @@ pub fn render_plan(target_list: &str, waves: &[Wave], plans: &[HostPlan]) -> Str
     s
 }
 
-/// The units a package archive ships: entries `systemd/<unit>` or `systemd_<role>/<unit>`.
-pub fn archive_units(path: &Path) -> std::io::Result<Vec<UnitFile>> {
+/// What the plan needs of a target package archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    /// Entries `systemd/<unit>` or `systemd_<role>/<unit>`.
+    pub units: Vec<UnitFile>,
+    /// Tree paths whose change restarts the units (`etc/<name>` + `restart_on_change`).
+    pub watched: Vec<String>,
+    /// Regular files of the tree directories (`etc_master/etcd/etcd.env`) → sha256 hex.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Read a package archive (`.tar.zst`) for the plan: its units, watched paths and the
+/// digests of its tree files.
+pub fn read_archive(id: &PackageId, path: &Path) -> std::io::Result<ArchiveInfo> {
     let file = std::fs::File::open(path)?;
     let dec = zstd::stream::read::Decoder::new(file)?;
     let mut ar = tar::Archive::new(dec);
-    let mut out = Vec::new();
+    let mut out = ArchiveInfo::default();
+    let mut info = tarmac_pkg::pkginfo::PkgInfo::default();
     for e in ar.entries()? {
-        let e = e?;
+        let mut e = e?;
         let p = e.path()?.into_owned();
         let parts: Vec<String> = p
             .components()
@@ -324,17 +419,32 @@ pub fn archive_units(path: &Path) -> std::io::Result<Vec<UnitFile>> {
                 _ => None,
             })
             .collect();
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
         if let [dir, name] = parts.as_slice()
             && let Some(role) = unit_dir_role(dir)
-            && e.header().entry_type().is_file()
         {
-            out.push(UnitFile {
+            out.units.push(UnitFile {
                 role,
                 name: name.clone(),
             });
+        } else if let [name] = parts.as_slice()
+            && name == "pkginfo.json"
+        {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut b)?;
+            info = tarmac_pkg::pkginfo::PkgInfo::parse(&b, &format!("{id}"))
+                .map_err(std::io::Error::other)?;
+        } else if parts.len() > 1
+            && tarmac_pkg::pkginfo::WATCH_ROOTS.contains(&Role::split_dir(&parts[0]).0)
+        {
+            let d = tarmac_types::Digest::of_reader(&mut e)?;
+            out.files.insert(parts.join("/"), d.hex());
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.units.sort_by(|a, b| a.name.cmp(&b.name));
+    out.watched = info.watched_paths(id.name().as_str());
     Ok(out)
 }
 
@@ -352,12 +462,62 @@ fn unit_dir_role(dir: &str) -> Option<Option<Role>> {
 // ---------------------------------------------------------------------------------------
 // What a host runs
 
-/// Active ids and the current generation (sections read by [`plan::parse_status`]).
+/// Active ids and the current generation (sections read by [`plan::parse_status`]), and
+/// whether a switch is waiting for its confirmation (`== pending`).
 pub fn inspect_script() -> String {
     format!(
         "echo '== active'; if [ -x {HOST_BIN} ]; then {HOST_BIN} active; fi; \
-         echo '== generation'; readlink /opt/tarmac/current 2>/dev/null || true"
+         echo '== generation'; readlink /opt/tarmac/current 2>/dev/null || true; \
+         echo '== pending'; systemctl is-active {CONFIRM_UNIT}.timer 2>/dev/null || true"
     )
+}
+
+/// A switch of an earlier (interrupted) run is armed and not confirmed yet.
+pub fn parse_pending(out: &str) -> bool {
+    let mut inside = false;
+    for line in out.lines() {
+        if let Some(sec) = line.strip_prefix("== ") {
+            inside = sec.trim() == "pending";
+        } else if inside && line.trim() == "active" {
+            return true;
+        }
+    }
+    false
+}
+
+/// The plan's inspection: active ids and generation, then the sha256 of every file under
+/// `watched` in the current generation (section `== watched`, `sha256sum` format).
+pub fn plan_inspect_script(watched: &[String]) -> String {
+    let mut s = inspect_script();
+    if !watched.is_empty() {
+        let paths: Vec<String> = watched.iter().map(|w| quote(w)).collect();
+        let _ = write!(
+            s,
+            "; echo '== watched'; if [ -d /opt/tarmac/current ]; then cd /opt/tarmac/current && \
+             find -L {} -type f -exec sha256sum {{}} + 2>/dev/null; fi; true",
+            paths.join(" ")
+        );
+    }
+    s
+}
+
+/// The `== watched` section: tree path → sha256 hex.
+pub fn parse_watched(out: &str) -> BTreeMap<String, String> {
+    let mut inside = false;
+    let mut m = BTreeMap::new();
+    for line in out.lines() {
+        if let Some(sec) = line.strip_prefix("== ") {
+            inside = sec.trim() == "watched";
+            continue;
+        }
+        if inside && let Some((sum, path)) = line.split_once("  ") {
+            m.insert(
+                path.trim().trim_start_matches("./").to_owned(),
+                sum.trim().to_owned(),
+            );
+        }
+    }
+    m
 }
 
 /// Where the target list goes on a host.
@@ -427,12 +587,18 @@ pub fn confirm_script(generation: u64) -> String {
     )
 }
 
-/// Disarm the timer and revert at once (checks failed).
-pub fn revert_now_script(prev: u64) -> String {
-    format!(
-        "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n{}\n",
-        revert_script(prev)
-    )
+/// Disarm the timer and revert at once (checks failed). `prev` unknown (a switch left
+/// pending by an interrupted run): run the revert script that switch saved.
+pub fn revert_now_script(prev: Option<u64>) -> String {
+    match prev {
+        Some(prev) => format!(
+            "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n{}\n",
+            revert_script(prev)
+        ),
+        None => format!(
+            "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n/bin/sh {UPGRADE_DIR}/revert.sh\n"
+        ),
+    }
 }
 
 /// `tarmac rollback`: back to the previous generation (or `to`), with the setup flags
@@ -532,8 +698,16 @@ pub struct UpgradeReport {
 }
 
 impl UpgradeReport {
+    /// Finished, not stopped, and every host ok or unchanged (failures within the budget
+    /// still make the run unsuccessful).
     pub fn succeeded(&self) -> bool {
-        self.state.finished && self.state.stopped.is_none()
+        self.state.finished
+            && self.state.stopped.is_none()
+            && self
+                .state
+                .hosts
+                .values()
+                .all(|s| s == "ok" || s == "unchanged")
     }
 }
 
@@ -546,12 +720,15 @@ enum Op {
 /// A host the wave switched: its generations before and after.
 #[derive(Debug, Clone, Copy)]
 struct Switched {
-    prev: u64,
+    /// None: switched by an interrupted run (its saved revert script knows where to go).
+    prev: Option<u64>,
     now: u64,
 }
 
 struct Runner<'a> {
     inst: &'a Installer,
+    /// `Upgrade` (also for the plan's inspection) or `Rollback`.
+    stage: Stage,
     run_id: String,
     log_dir: PathBuf,
     journals: Vec<PathBuf>,
@@ -580,7 +757,7 @@ impl Runner<'_> {
         let journal = Arc::new(Journal::new(
             &self.inst.state_dir(),
             &run_id,
-            Stage::Upgrade,
+            self.stage,
             &targets
                 .iter()
                 .map(|t| (t.addr.clone(), t.role))
@@ -598,7 +775,7 @@ impl Runner<'_> {
             .map_err(|e| InstallerError::Key(e.to_string()))?;
         let report = fleet
             .run_all(
-                Stage::Upgrade,
+                self.stage,
                 StageOptions {
                     deadline,
                     only: None,
@@ -639,39 +816,51 @@ impl Installer {
     ) -> Result<(String, Vec<Wave>, Vec<HostPlan>), InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
         let hosts = self.selected();
-        let mut units = BTreeMap::new();
+        let mut archives = BTreeMap::new();
+        let mut watched: Vec<String> = Vec::new();
         for id in &serve.packages {
             let p = serve
                 .dir
                 .join("packages")
                 .join(id.name().to_string())
                 .join(format!("{id}.tar.zst"));
-            units.insert(id.clone(), archive_units(&p).unwrap_or_default());
+            let info = read_archive(id, &p).map_err(|source| InstallerError::BadArchive {
+                path: p.clone(),
+                source,
+            })?;
+            for w in &info.watched {
+                if !watched.contains(w) {
+                    watched.push(w.clone());
+                }
+            }
+            archives.insert(id.clone(), info);
         }
-        let active: Arc<Mutex<BTreeMap<HostAddr, Vec<PackageId>>>> = Arc::default();
+        type Seen = BTreeMap<HostAddr, (Vec<PackageId>, BTreeMap<String, String>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let script = Arc::new(plan_inspect_script(&watched));
         let mut runner = self.runner("plan");
         runner
             .fleet_run("inspect", &hosts, None, |host| {
-                let active = active.clone();
+                let (seen, script) = (seen.clone(), script.clone());
                 async move {
                     let r = host
-                        .check("inspect", Exec::root(inspect_script()).quiet())
+                        .check("inspect", Exec::root(script.as_str()).quiet())
                         .await?;
-                    active
-                        .lock()
-                        .expect("plan")
-                        .insert(host.addr().clone(), parse_status(&r.stdout).active);
+                    seen.lock().expect("plan").insert(
+                        host.addr().clone(),
+                        (parse_status(&r.stdout).active, parse_watched(&r.stdout)),
+                    );
                     Ok(Outcome::Ok)
                 }
             })
             .await?;
-        let active = std::mem::take(&mut *active.lock().expect("plan"));
+        let seen = std::mem::take(&mut *seen.lock().expect("plan"));
         let plans = hosts
             .iter()
-            .map(|(h, r)| match active.get(h) {
-                Some(cur) => host_plan(h, *r, cur, &serve.packages, &units),
+            .map(|(h, r)| match seen.get(h) {
+                Some((cur, now)) => host_plan(h, *r, cur, &serve.packages, &archives, Some(now)),
                 // Unreachable: shown as if nothing were installed.
-                None => host_plan(h, *r, &[], &serve.packages, &units),
+                None => host_plan(h, *r, &[], &serve.packages, &archives, None),
             })
             .collect();
         Ok((serve.list_id.clone(), waves(&hosts, batch), plans))
@@ -685,9 +874,15 @@ impl Installer {
     }
 
     fn runner(&self, op: &str) -> Runner<'_> {
-        let run_id = new_run_id(Stage::Upgrade).replacen("upgrade", op, 1);
+        let stage = if op == "rollback" {
+            Stage::Rollback
+        } else {
+            Stage::Upgrade
+        };
+        let run_id = new_run_id(stage).replacen(stage.as_str(), op, 1);
         Runner {
             inst: self,
+            stage,
             log_dir: self.state_dir().join("logs").join(&run_id),
             run_id,
             journals: Vec::new(),
@@ -735,6 +930,12 @@ impl Installer {
         let previous = UpgradeState::load(&self.state_dir());
         if opts.resume {
             match &previous {
+                Some(p) if p.finished => {
+                    return Err(InstallerError::NoHosts(format!(
+                        "--resume: the last `{} {}` finished; there is nothing to resume\nhint: run without --resume to start a new {opname}",
+                        p.operation, p.target
+                    )));
+                }
                 Some(p) if p.operation == opname && p.target == target => {}
                 Some(p) => {
                     return Err(InstallerError::NoHosts(format!(
@@ -822,6 +1023,27 @@ impl Installer {
                 state.stopped = Some("interrupted".into());
                 break;
             }
+            // --resume: hosts the interrupted run finished are not touched again (a rollback
+            // would otherwise go back one more generation).
+            let todo: Vec<(HostAddr, Role)> = wave
+                .hosts
+                .iter()
+                .filter(|(h, _)| {
+                    !(opts.resume
+                        && matches!(
+                            state.hosts.get(&h.to_string()).map(String::as_str),
+                            Some("ok" | "unchanged")
+                        ))
+                })
+                .cloned()
+                .collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let wave = &Wave {
+                masters: wave.masters,
+                hosts: todo,
+            };
             let names: Vec<String> = wave.hosts.iter().map(|(h, _)| h.to_string()).collect();
             runner.notice(format!(
                 "{}: step {} of {}: {}",
@@ -853,10 +1075,24 @@ impl Installer {
                             async move {
                                 let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
                                 let st = parse_status(&r.stdout);
+                                let cur = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
                                 if st.active == *expected {
-                                    return Ok(Outcome::Unchanged);
+                                    if !parse_pending(&r.stdout) {
+                                        return Ok(Outcome::Unchanged);
+                                    }
+                                    // An interrupted run switched this host and never confirmed
+                                    // it: check it, and confirm below (or revert now).
+                                    let Some(now) = cur else {
+                                        return Err(failed(host.addr(), "inspect", "a confirmation is pending but /opt/tarmac/current is unreadable".into()));
+                                    };
+                                    switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev: None, now });
+                                    if let Err(e) = poll_checks(&host, check_deadline).await {
+                                        let _ = host.run("revert", Exec::root(revert_now_script(None)).timeout(Duration::from_secs(600))).await;
+                                        return Err(e);
+                                    }
+                                    return Ok(Outcome::Ok);
                                 }
-                                let Some(prev) = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok()) else {
+                                let Some(prev) = cur else {
                                     return Err(failed(host.addr(), "inspect", "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into()));
                                 };
                                 host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}"))).await?;
@@ -869,9 +1105,9 @@ impl Installer {
                                     .await?;
                                 let now = parse_generation(&r.stdout)
                                     .ok_or_else(|| failed(host.addr(), "switch", "the switch did not report the new generation".into()))?;
-                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev, now });
+                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev: Some(prev), now });
                                 if let Err(e) = poll_checks(&host, check_deadline).await {
-                                    let _ = host.run("revert", Exec::root(revert_now_script(prev)).timeout(Duration::from_secs(600))).await;
+                                    let _ = host.run("revert", Exec::root(revert_now_script(Some(prev))).timeout(Duration::from_secs(600))).await;
                                     return Err(e);
                                 }
                                 Ok(Outcome::Ok)
@@ -909,10 +1145,13 @@ impl Installer {
                                     )
                                     .await?;
                                 let now = parse_generation(&r.stdout).unwrap_or(prev);
-                                switched
-                                    .lock()
-                                    .expect("switched")
-                                    .insert(host.addr().clone(), Switched { prev, now });
+                                switched.lock().expect("switched").insert(
+                                    host.addr().clone(),
+                                    Switched {
+                                        prev: Some(prev),
+                                        now,
+                                    },
+                                );
                                 poll_checks(&host, check_deadline).await?;
                                 Ok(Outcome::Ok)
                             }
@@ -1106,23 +1345,67 @@ mod tests {
             id("new--2"),
             id("node-exporter--1"),
         ];
-        let mut units = BTreeMap::new();
-        units.insert(
+        let unit = |role, name: &str| UnitFile {
+            role,
+            name: name.into(),
+        };
+        let files = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let mut archives = BTreeMap::new();
+        archives.insert(
+            id("etcd--3.5"),
+            ArchiveInfo {
+                units: vec![unit(Some(Role::Master), "etcd.service")],
+                watched: vec!["etc/etcd".into(), "bin/detect_ip".into()],
+                files: files(&[("bin_master/etcd", "e1")]),
+            },
+        );
+        archives.insert(
             id("etcd-config--setup_bbb"),
-            vec![UnitFile {
-                role: Some(Role::Master),
-                name: "etcd.service".into(),
-            }],
+            ArchiveInfo {
+                watched: vec!["etc/etcd-config".into()],
+                files: files(&[
+                    ("etc_master/etcd/etcd.env", "env2"),
+                    ("etc/node-exporter/ne.env", "ne1"),
+                    ("bin/detect_ip", "ip1"),
+                ]),
+                ..ArchiveInfo::default()
+            },
         );
-        units.insert(
+        archives.insert(
+            id("node-exporter--1"),
+            ArchiveInfo {
+                units: vec![unit(None, "node-exporter.service")],
+                watched: vec!["etc/node-exporter".into()],
+                files: BTreeMap::new(),
+            },
+        );
+        archives.insert(
             id("new--2"),
-            vec![UnitFile {
-                role: None,
-                name: "new.service".into(),
-            }],
+            ArchiveInfo {
+                units: vec![unit(None, "new.service")],
+                ..ArchiveInfo::default()
+            },
         );
-        let m = host_plan(&h("10.0.0.1"), Role::Master, &cur, &tgt, &units);
-        let a = host_plan(&h("10.0.0.4"), Role::Agent, &tgt, &tgt, &units);
+        // The master's current generation: etcd.env differs, node-exporter's env does not.
+        let now = files(&[
+            ("etc/etcd/etcd.env", "env1"),
+            ("etc/node-exporter/ne.env", "ne1"),
+            ("bin/detect_ip", "ip1"),
+        ]);
+        let m = host_plan(
+            &h("10.0.0.1"),
+            Role::Master,
+            &cur,
+            &tgt,
+            &archives,
+            Some(&now),
+        );
+        let a = host_plan(&h("10.0.0.4"), Role::Agent, &tgt, &tgt, &archives, None);
         let hosts = vec![(h("10.0.0.1"), Role::Master), (h("10.0.0.4"), Role::Agent)];
         let text = render_plan("abc123", &waves(&hosts, BatchSize::Count(10)), &[m, a]);
         assert_eq!(
@@ -1134,10 +1417,86 @@ mod tests {
                change etcd-config: setup_aaa -> setup_bbb\n  \
                add    new--2\n  \
                remove old--1\n  \
-               restart: etcd.service, new.service\n  \
+               restart: etcd.service, new.service\n    \
+                 etcd.service: etc/etcd/etcd.env changed\n  \
                stop the units of: old--1\n\
              10.0.0.4 (agent): unchanged\n"
         );
+    }
+
+    #[test]
+    fn archive_for_the_plan() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("etcd--1.tar.zst");
+        let enc = zstd::stream::write::Encoder::new(std::fs::File::create(&path).unwrap(), 3)
+            .unwrap()
+            .auto_finish();
+        let mut b = tar::Builder::new(enc);
+        let mut add = |name: &str, body: &[u8]| {
+            let mut hd = tar::Header::new_gnu();
+            hd.set_size(body.len() as u64);
+            hd.set_mode(0o644);
+            hd.set_cksum();
+            b.append_data(&mut hd, name, body).unwrap();
+        };
+        add(
+            "pkginfo.json",
+            br#"{"restart_on_change": ["bin/detect_ip"]}"#,
+        );
+        add("systemd_master/etcd.service", b"[Service]\n");
+        add("etc_master/etcd/defaults.env", b"A=1\n");
+        add("share/doc/etcd/copyright", b"x");
+        b.into_inner().unwrap();
+        let a = read_archive(&id("etcd--1"), &path).unwrap();
+        assert_eq!(
+            a.units,
+            vec![UnitFile {
+                role: Some(Role::Master),
+                name: "etcd.service".into()
+            }]
+        );
+        assert_eq!(a.watched, ["etc/etcd", "bin/detect_ip"]);
+        assert_eq!(
+            a.files.keys().collect::<Vec<_>>(),
+            ["etc_master/etcd/defaults.env"]
+        );
+        assert_eq!(
+            a.files["etc_master/etcd/defaults.env"],
+            tarmac_types::Digest::of(b"A=1\n").hex()
+        );
+        let t = target_tree(
+            Role::Master,
+            &[id("etcd--1")],
+            &[(id("etcd--1"), a.clone())].into(),
+        );
+        assert!(t.contains_key("etc/etcd/defaults.env"));
+        assert!(
+            target_tree(Role::Agent, &[id("etcd--1")], &[(id("etcd--1"), a)].into()).is_empty()
+        );
+    }
+
+    #[test]
+    fn watched_files_and_trees() {
+        let out = "== active\na--1\n== generation\ngenerations/3\n== watched\n\
+                   0123  etc/etcd/etcd.env\nabcd  bin/detect_ip\n";
+        let w = parse_watched(out);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w["etc/etcd/etcd.env"], "0123");
+        assert_eq!(
+            plan_inspect_script(&["etc/etcd".into(), "bin/detect ip".into()]),
+            format!(
+                "{}; echo '== watched'; if [ -d /opt/tarmac/current ]; then cd /opt/tarmac/current && find -L etc/etcd 'bin/detect ip' -type f -exec sha256sum {{}} + 2>/dev/null; fi; true",
+                inspect_script()
+            )
+        );
+        let a: BTreeMap<String, String> = [("etc/x/a".to_owned(), "1".to_owned())].into();
+        let b: BTreeMap<String, String> = [
+            ("etc/x/a".to_owned(), "1".to_owned()),
+            ("etc/xy/b".to_owned(), "2".to_owned()),
+        ]
+        .into();
+        assert_eq!(first_difference(&a, &b, "etc/x"), None);
+        assert_eq!(first_difference(&a, &b, "etc/xy"), Some("etc/xy/b".into()));
     }
 
     #[test]
@@ -1165,6 +1524,12 @@ mod tests {
         assert!(s.contains("cp /etc/tarmac/upgrade/abc.package_list.json /etc/tarmac/setup-flags/cluster-package-list.new"), "{s}");
         assert!(confirm_script(4).contains("if [ \"$cur\" != 4 ]; then"));
         assert_eq!(parse_generation("x\nGEN 7\n"), Some(7));
+        assert!(parse_pending("== active\na--1\n== pending\nactive\n"));
+        assert!(!parse_pending("== active\nactive\n== pending\ninactive\n"));
+        assert_eq!(
+            revert_now_script(None),
+            "systemctl stop tarmac-confirm.timer 2>/dev/null || true\n/bin/sh /etc/tarmac/upgrade/revert.sh\n"
+        );
         assert_eq!(parse_generation("nothing"), None);
         assert_eq!(
             rollback_script(Some(2)).lines().nth(2),
@@ -1185,9 +1550,11 @@ mod tests {
         assert!(st.success());
         for s in [
             confirm_script(2),
-            revert_now_script(1),
+            revert_now_script(Some(1)),
+            revert_now_script(None),
             rollback_script(None),
             inspect_script(),
+            plan_inspect_script(&["etc/a".into()]),
         ] {
             let st = std::process::Command::new("sh")
                 .arg("-n")

@@ -85,6 +85,12 @@ pub struct PkgInfo {
     pub sysctl: BTreeMap<String, BTreeMap<String, SysctlValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// Paths of the merged tree (`etc/cluster`, `bin/detect_ip`) whose content change
+    /// restarts this package's units even when the package itself did not change (a new
+    /// config package from genconf, say). `etc/<name>` is always watched; see
+    /// [`PkgInfo::watched_paths`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restart_on_change: Vec<String>,
 }
 
 /// Why a `pkginfo.json` was rejected. `origin` names the file or archive it came from.
@@ -127,6 +133,15 @@ pub enum PkgInfoError {
     BadGroup { origin: String, group: String },
     #[error("{origin}: `group` ({group}) is set without `username`")]
     GroupWithoutUser { origin: String, group: String },
+    #[error(
+        "{origin}: restart_on_change[{index}] = `{path}` is invalid: {reason}\nhint: give paths of the active tree such as `etc/cluster` or `bin/detect_ip`"
+    )]
+    BadRestartPath {
+        origin: String,
+        index: usize,
+        path: String,
+        reason: &'static str,
+    },
     #[error("{origin}: sysctl service name `{service}` is invalid")]
     BadSysctlService { origin: String, service: String },
     #[error("{origin}: sysctl key `{key}` of service `{service}` is invalid: {reason}")]
@@ -335,8 +350,68 @@ impl PkgInfo {
             Some(Value::String(s)) => info.variant = Some(s.clone()),
             Some(_) => return Err(wrong("variant", "a string")),
         }
+
+        match obj.get("restart_on_change") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    let Value::String(path) = item else {
+                        return Err(wrong(&format!("restart_on_change[{index}]"), "a string"));
+                    };
+                    if let Err(reason) = check_watch_path(path) {
+                        return Err(PkgInfoError::BadRestartPath {
+                            origin,
+                            index,
+                            path: path.clone(),
+                            reason,
+                        });
+                    }
+                    info.restart_on_change
+                        .push(path.trim_end_matches('/').to_owned());
+                }
+            }
+            Some(_) => return Err(wrong("restart_on_change", "an array of paths")),
+        }
         Ok(info)
     }
+
+    /// The tree paths whose change restarts the units of package `name`: `etc/<name>`
+    /// (where a config package puts a service's settings) plus `restart_on_change`.
+    pub fn watched_paths(&self, name: &str) -> Vec<String> {
+        let mut out = vec![format!("etc/{name}")];
+        for p in &self.restart_on_change {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The top directories of the merged tree a watched path may be under.
+pub const WATCH_ROOTS: &[&str] = &["bin", "lib", "etc", "include"];
+
+/// A `restart_on_change` path: relative, `/`-separated, under one of [`WATCH_ROOTS`], no
+/// `.` or `..` components.
+pub fn check_watch_path(path: &str) -> Result<(), &'static str> {
+    let p = path.trim_end_matches('/');
+    if p.is_empty() {
+        return Err("it is empty");
+    }
+    if p.starts_with('/') {
+        return Err("it must be relative to the install root (no leading `/`)");
+    }
+    let mut parts = p.split('/');
+    let first = parts.next().unwrap_or_default();
+    if !WATCH_ROOTS.contains(&first) {
+        return Err("it must start with bin/, lib/, etc/ or include/");
+    }
+    if p.split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'))
+    {
+        return Err("it has an empty, `.` or `..` component");
+    }
+    Ok(())
 }
 
 fn parse_require(v: &Value) -> Result<Require, String> {
@@ -415,6 +490,45 @@ mod tests {
     #[test]
     fn empty_object_is_defaults() {
         assert_eq!(parse("{}").unwrap(), PkgInfo::default());
+    }
+
+    #[test]
+    fn restart_on_change_paths() {
+        let i = parse(r#"{"restart_on_change": ["etc/cluster/", "bin/detect_ip", "etc/etcd"]}"#)
+            .unwrap();
+        assert_eq!(
+            i.restart_on_change,
+            ["etc/cluster", "bin/detect_ip", "etc/etcd"]
+        );
+        assert_eq!(
+            i.watched_paths("etcd"),
+            ["etc/etcd", "etc/cluster", "bin/detect_ip"]
+        );
+        assert_eq!(PkgInfo::default().watched_paths("x"), ["etc/x"]);
+        for (bad, why) in [
+            (
+                "/etc/x",
+                "it must be relative to the install root (no leading `/`)",
+            ),
+            ("var/x", "it must start with bin/, lib/, etc/ or include/"),
+            ("etc/../x", "it has an empty, `.` or `..` component"),
+            ("etc//x", "it has an empty, `.` or `..` component"),
+            ("", "it is empty"),
+        ] {
+            let e = parse(&format!(r#"{{"restart_on_change": ["etc/a", "{bad}"]}}"#)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "x--1: restart_on_change[1] = `{bad}` is invalid: {why}\nhint: give paths of the active tree such as `etc/cluster` or `bin/detect_ip`"
+                )
+            );
+        }
+        assert_eq!(
+            parse(r#"{"restart_on_change": "etc/a"}"#)
+                .unwrap_err()
+                .to_string(),
+            "x--1: pkginfo.json field `restart_on_change` must be an array of paths"
+        );
     }
 
     #[test]

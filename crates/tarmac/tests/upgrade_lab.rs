@@ -35,11 +35,13 @@ fn set_key(genconf: &Path, key: &str, value: &str) {
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
 }
 
-/// The longest run of failed probe ticks, from the first failure to the next success.
-fn longest_failure(log: &str) -> (usize, f64) {
+/// The probe's failure intervals, from the first failed tick to the next success (or the
+/// last tick), and the number of ticks.
+fn failure_intervals(log: &str) -> (usize, Vec<(f64, f64)>) {
     let mut ticks = 0;
-    let mut longest = 0.0f64;
+    let mut out = Vec::new();
     let mut fail_start: Option<f64> = None;
+    let mut last = 0.0;
     for l in log.lines() {
         let mut it = l.split_whitespace();
         let (Some(ts), Some(ok)) = (it.next().and_then(|t| t.parse::<f64>().ok()), it.next())
@@ -47,16 +49,34 @@ fn longest_failure(log: &str) -> (usize, f64) {
             continue;
         };
         ticks += 1;
+        last = ts;
         match (ok == "1", fail_start) {
             (false, None) => fail_start = Some(ts),
             (true, Some(s)) => {
-                longest = longest.max(ts - s);
+                out.push((s, ts));
                 fail_start = None;
             }
             _ => {}
         }
     }
-    (ticks, longest)
+    if let Some(s) = fail_start {
+        out.push((s, last));
+    }
+    (ticks, out)
+}
+
+/// When the host's etcd main process started, in Unix seconds (its monotonic start time
+/// moved onto the realtime clock on the host itself).
+fn etcd_started(lab: &Lab, host: &str) -> f64 {
+    let out = ssh(
+        lab,
+        host,
+        "m=$(systemctl show -p ExecMainStartTimestampMonotonic --value tarmac-etcd.service); \
+         awk -v m=\"$m\" -v now=\"$(date +%s.%N)\" -v up=\"$(cut -d' ' -f1 /proc/uptime)\" \
+         'BEGIN { printf \"%.3f\", now - up + m / 1e6 }'",
+    );
+    out.parse()
+        .unwrap_or_else(|_| panic!("{host}: cannot read etcd's start time: {out:?}"))
 }
 
 #[test]
@@ -138,6 +158,10 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
         ),
     );
 
+    let etcd_before: Vec<f64> = masters
+        .iter()
+        .map(|m| etcd_started(&lab, &m.name))
+        .collect();
     let t0 = Instant::now();
     let out = in_lab(
         &lab,
@@ -155,11 +179,38 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     ssh(&lab, probe_host, "systemctl stop upgrade-probe");
     assert!(out.status.success(), "upgrade failed:\n{}", text(&out));
     let log = ssh(&lab, probe_host, "cat /root/probe.log");
-    let (ticks, longest) = longest_failure(&log);
+    let (ticks, failures) = failure_intervals(&log);
+    let longest = failures.iter().map(|(s, e)| e - s).fold(0.0f64, f64::max);
     eprintln!(
-        "upgrade of 3 masters + 2 agents: {upgrade_secs:.1}s; probe ticks {ticks}, longest failure interval {longest:.3}s"
+        "upgrade of 3 masters + 2 agents: {upgrade_secs:.1}s; probe ticks {ticks}, {} failure interval(s), longest {longest:.3}s",
+        failures.len()
     );
     assert!(ticks > 10, "the probe did not run:\n{log}");
+    // The changed etcd setting lives in the config package only: etcd restarted anyway
+    // (it watches etc/etcd), on one master at a time, in the rolling order.
+    let etcd_after: Vec<f64> = masters
+        .iter()
+        .map(|m| etcd_started(&lab, &m.name))
+        .collect();
+    for ((m, b), a) in masters.iter().zip(&etcd_before).zip(&etcd_after) {
+        assert!(a > b, "{}: etcd did not restart for its new config", m.name);
+    }
+    assert!(
+        etcd_after.windows(2).all(|w| w[0] < w[1]),
+        "masters restarted out of order: {etcd_after:?}"
+    );
+    // No write failed across two members' restarts: each failure interval overlaps at most
+    // one restart (give or take the probe's 1 s request timeout).
+    for (s, e) in &failures {
+        let during = etcd_after
+            .iter()
+            .filter(|r| **r >= s - 2.0 && **r <= e + 1.0)
+            .count();
+        assert!(
+            during <= 1,
+            "writes failed from {s:.3} to {e:.3}, across {during} etcd restarts {etcd_after:?}:\n{log}"
+        );
+    }
 
     let new_active = ssh(&lab, &masters[0].name, "/opt/tarmac/tarmac-host active");
     assert_ne!(old_active, new_active);
