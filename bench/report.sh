@@ -62,10 +62,18 @@ T
 sec deploy.md deploy.sh
 cat <<'T'
 
+Ansible: ansible-core from PyPI, default linear strategy without pipelining, on lab hosts made with
+`tarmac lab up --extra-packages python3` (its modules need Python on the targets).
+
 ## Upgrade (issue 9) — `bench/upgrade.sh`
 
 T
 sec upgrade.md upgrade.sh
-echo
-echo "Caveat: the upgrade measured changes only a config package, which (today) restarts no service, so the probe saw no etcd member restart."
+cat <<'T'
+
+The change is config-only (`etcd_snapshot_count`): etcd watches `etc/etcd`, so every master's
+etcd restarts. The probe tries each master in turn (1 s timeout per request), so a write fails
+only when no member can commit it, i.e. when quorum is lost.
+T
+if [ -f "$r/notes.md" ]; then echo; cat "$r/notes.md"; fi
 } > docs/benchmarks.md
