@@ -674,6 +674,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// A duration given on the command line or to the API (`120s`, `2m`, `1h30m`, `500ms`, bare
+/// seconds): [`parse_duration`], and more than zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let d = parse_duration(t)
+        .map_err(|e| format!("`{t}` is not a duration (e.g. 120s, 2m, 1h30m): {e}"))?;
+    if d.is_zero() {
+        return Err(format!("`{t}`: the duration must be positive"));
+    }
+    Ok(d)
+}
+
 /// Format a duration the way Prometheus and Go read it: `1d2h3m4s500ms`, `0s`.
 pub fn format_duration(d: Duration) -> String {
     let mut ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -770,6 +782,24 @@ mod tests {
             max: None,
         };
         assert_eq!(ok(&t, "120"), Json::from("2m"));
+        assert_eq!(
+            parse_positive_duration(" 2m "),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(parse_positive_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_positive_duration("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_positive_duration("0s"),
+            Err("`0s`: the duration must be positive".to_owned())
+        );
+        assert_eq!(
+            parse_positive_duration("soon"),
+            Err("`soon` is not a duration (e.g. 120s, 2m, 1h30m): Invalid duration \"soon\": expected a number followed by a unit (ms, s, m, h, d, w)".to_owned())
+        );
+        assert!(parse_positive_duration("-5").is_err());
         assert_eq!(ok(&t, "15d"), Json::from("15d"));
     }
 

@@ -99,28 +99,6 @@ pub struct RollbackRequest {
     pub confirm: bool,
 }
 
-/// `120s`, `2m`, `500ms` or plain seconds; positive.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 120s, 2m)"))?;
-    if !(v > 0.0 && v.is_finite()) {
-        return Err(format!("`{s}`: the duration must be positive"));
-    }
-    Ok(Duration::from_secs_f64(v * mult))
-}
-
 /// `batch` as the installer takes it; the error names the field.
 pub fn parse_batch(v: Option<&CountOrPercent>) -> Result<BatchSize, ApiError> {
     let t = v.map_or_else(|| "10%".to_owned(), CountOrPercent::text);
@@ -161,7 +139,7 @@ impl UpgradeRequest {
     pub fn options(&self) -> Result<UpgradeOptions, ApiError> {
         let confirm_window = match &self.confirm_window {
             None => Duration::from_secs(120),
-            Some(w) => parse_duration(w).map_err(|e| {
+            Some(w) => tarmac_config::types::parse_positive_duration(w).map_err(|e| {
                 ApiError::keys(
                     format!("bad `confirm_window`: {e}"),
                     vec![("confirm_window".into(), e)],
@@ -706,26 +684,6 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration(" 2m "), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(
-            parse_duration("soon"),
-            Err("`soon` is not a duration (e.g. 120s, 2m)".to_owned())
-        );
-        assert_eq!(
-            parse_duration("0s"),
-            Err("`0s`: the duration must be positive".to_owned())
-        );
-        assert_eq!(
-            parse_duration("-5"),
-            Err("`-5`: the duration must be positive".to_owned())
-        );
-    }
 
     #[test]
     fn options_name_the_bad_field() {

@@ -5,14 +5,11 @@
 //! test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 
 use common::*;
-use tarmac_lab::{Lab, LabGuard, Role};
-
-/// Run `tarmac ARGS` inside the lab's control namespace (where the hosts are reachable).
+use tarmac_lab::Role;
 
 #[test]
 fn installer_end_to_end_on_the_lab() {
@@ -25,14 +22,7 @@ fn installer_end_to_end_on_the_lab() {
     let dir = work.path().join("qs");
 
     // 1. The whole pipeline, keeping the lab for the checks below.
-    let out = Command::new(tarmac())
-        .args(["quickstart", "--keep", "--name", &name, "--dir"])
-        .arg(&dir)
-        .current_dir(workspace())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
-    let lab = LabGuard::new(Lab::open(&name).unwrap());
+    let lab = quickstart(&name, &dir, 3, 2, 1);
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
 

@@ -15,28 +15,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
-use tarmac_lab::{Lab, LabGuard, Role};
-
-/// Kills and reaps the installer it holds when dropped (also on a panic).
-struct Reap(std::process::Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn set_key(genconf: &Path, key: &str, value: &str) {
-    let p = genconf.join("config.yaml");
-    let cfg = std::fs::read_to_string(&p).unwrap();
-    let mut lines: Vec<String> = cfg
-        .lines()
-        .filter(|l| !l.starts_with(&format!("{key}:")))
-        .map(str::to_owned)
-        .collect();
-    lines.push(format!("{key}: {value}"));
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-}
+use tarmac_lab::Role;
 
 /// `tarmac build` of `tree` into the quickstart's build directory, signed with its key.
 fn build(dir: &Path, tree: &Path) {
@@ -69,26 +48,7 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     let _down = Down(name.clone());
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("qs");
-    let out = Command::new(tarmac())
-        .args([
-            "quickstart",
-            "--keep",
-            "--masters",
-            "3",
-            "--agents",
-            "2",
-            "--public-agents",
-            "0",
-            "--name",
-            &name,
-            "--dir",
-        ])
-        .arg(&dir)
-        .current_dir(workspace())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
-    let lab = LabGuard::new(Lab::open(&name).unwrap());
+    let lab = quickstart(&name, &dir, 3, 2, 0);
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
     let b = dir.join("build");

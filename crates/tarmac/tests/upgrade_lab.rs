@@ -5,35 +5,13 @@
 //! cut right after its switch, and the agent reverts by itself when the window ends.
 #![allow(clippy::print_stderr)]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::*;
-use tarmac_lab::{Lab, LabGuard, Role};
-
-/// Kills and reaps the installer it holds when dropped (also on a panic).
-struct Reap(std::process::Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn set_key(genconf: &Path, key: &str, value: &str) {
-    let p = genconf.join("config.yaml");
-    let cfg = std::fs::read_to_string(&p).unwrap();
-    let mut lines: Vec<String> = cfg
-        .lines()
-        .filter(|l| !l.starts_with(&format!("{key}:")))
-        .map(str::to_owned)
-        .collect();
-    lines.push(format!("{key}: {value}"));
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-}
+use tarmac_lab::{Lab, Role};
 
 /// The probe's failure intervals, from the first failed tick to the next success (or the
 /// last tick), and the number of ticks.
@@ -89,26 +67,7 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("qs");
 
-    let out = Command::new(tarmac())
-        .args([
-            "quickstart",
-            "--keep",
-            "--masters",
-            "3",
-            "--agents",
-            "2",
-            "--public-agents",
-            "0",
-            "--name",
-            &name,
-            "--dir",
-        ])
-        .arg(&dir)
-        .current_dir(workspace())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
-    let lab = LabGuard::new(Lab::open(&name).unwrap());
+    let lab = quickstart(&name, &dir, 3, 2, 0);
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
     let build = dir.join("build");
@@ -130,6 +89,11 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
     assert!(out.status.success(), "{plan}");
     assert!(plan.contains("1. master"), "{plan}");
     assert!(plan.contains("change tarmac-config"), "{plan}");
+    // Only the config package changes, yet etcd restarts on the masters, and the plan says why.
+    assert!(
+        plan.contains("tarmac-etcd.service: etc/etcd/etcd.env changed"),
+        "{plan}"
+    );
     for h in lab.hosts() {
         assert!(plan.contains(&format!("{} (", h.ip)), "{plan}");
     }

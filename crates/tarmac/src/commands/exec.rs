@@ -48,13 +48,13 @@ pub struct ExecArgs {
     #[arg(long, short = 'P', value_name = "N")]
     pub parallel: Option<usize>,
     /// Per-host command timeout (e.g. 30s, 5m); the remote processes are ended when it passes.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = tarmac_config::types::parse_positive_duration)]
     pub timeout: Option<Duration>,
     /// Time allowed to connect and log in to one host.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DUR", value_parser = tarmac_config::types::parse_positive_duration, default_value = "10s")]
     pub connect_timeout: Duration,
     /// Deadline for the whole run; hosts still busy then are ended and reported timed out.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = tarmac_config::types::parse_positive_duration)]
     pub deadline: Option<Duration>,
     /// Directory holding config.yaml.
     #[arg(long, value_name = "DIR", default_value = "genconf")]
@@ -210,29 +210,6 @@ pub fn parse_cluster_ssh(yaml: &str, base: &Path) -> anyhow::Result<ClusterSsh> 
         jump,
         parallelism: raw.ssh_parallelism,
     })
-}
-
-/// `30s`, `5m`, `1h`, `250ms`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: expected e.g. 30s, 5m, 250ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in `{s}`: use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("duration `{s}` must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Ansible-like exit codes: 0 all ok, 2 failures, 4 only unreachable.
@@ -696,18 +673,6 @@ mod tests {
     use super::*;
     use tarmac_events::Summary;
     use tarmac_ssh::HostResult;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn config_parsing() {

@@ -53,28 +53,6 @@ pub struct RollbackArgs {
     pub check_timeout: u64,
 }
 
-/// `120s`, `2m`, `120`.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration (e.g. 120s, 2m)"))?;
-    if v <= 0.0 {
-        anyhow::bail!("`{s}`: the duration must be positive");
-    }
-    Ok(Duration::from_secs_f64(v * mult))
-}
-
 fn options(batch: &str, max_failures: &str, check_timeout: u64) -> anyhow::Result<UpgradeOptions> {
     Ok(UpgradeOptions {
         batch: batch
@@ -90,7 +68,8 @@ fn options(batch: &str, max_failures: &str, check_timeout: u64) -> anyhow::Resul
 
 pub fn upgrade(args: UpgradeArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let mut opts = options(&args.batch, &args.max_failures, args.check_timeout)?;
-    opts.confirm_window = parse_duration(&args.confirm_window)?;
+    opts.confirm_window = tarmac_config::types::parse_positive_duration(&args.confirm_window)
+        .map_err(|e| anyhow::anyhow!("--confirm-window {e}"))?;
     opts.resume = args.resume;
     let mut p = match prepare(&args.common, Stage::Upgrade, verbose)? {
         Ok(p) => p,
@@ -144,19 +123,5 @@ fn finish(what: &str, r: &UpgradeReport) -> ExitCode {
             "hint: hosts not listed as ok/unchanged kept (or went back to) their previous generation; fix the cause, then re-run `tarmac {what}`"
         );
         ExitCode::from(2)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("120s").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("20").unwrap(), Duration::from_secs(20));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("0s").is_err());
     }
 }

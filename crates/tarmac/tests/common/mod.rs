@@ -65,3 +65,47 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { geteuid() == 0 }
 }
+
+/// Kills and reaps the process it holds when dropped (also on a panic).
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Set (or replace) a top-level `key: value` line in `genconf/config.yaml`.
+pub fn set_key(genconf: &Path, key: &str, value: &str) {
+    let p = genconf.join("config.yaml");
+    let cfg = std::fs::read_to_string(&p).unwrap();
+    let mut lines: Vec<String> = cfg
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{key}:")))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!("{key}: {value}"));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+}
+
+/// `tarmac quickstart --keep` of the reference distribution on a new lab `name`
+/// (`masters`, `agents`, `public` hosts), working in `dir`; the lab, guarded.
+pub fn quickstart(
+    name: &str,
+    dir: &Path,
+    masters: u32,
+    agents: u32,
+    public: u32,
+) -> tarmac_lab::LabGuard {
+    let (m, a, p) = (masters.to_string(), agents.to_string(), public.to_string());
+    let out = Command::new(tarmac())
+        .args(["quickstart", "--keep", "--name", name, "--masters", &m])
+        .args(["--agents", &a, "--public-agents", &p, "--dir"])
+        .arg(dir)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
+    tarmac_lab::LabGuard::new(Lab::open(name).unwrap())
+}
