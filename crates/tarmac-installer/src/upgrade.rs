@@ -672,6 +672,8 @@ pub struct UpgradeOptions {
     pub check_deadline: Duration,
     /// Continue the interrupted run recorded in `state/upgrade.json`.
     pub resume: bool,
+    /// Copy the new packages over SSH instead of letting hosts pull them over HTTP.
+    pub push: bool,
     /// `rollback --to N`.
     pub to: Option<u64>,
 }
@@ -684,6 +686,7 @@ impl Default for UpgradeOptions {
             confirm_window: Duration::from_secs(120),
             check_deadline: Duration::from_secs(300),
             resume: false,
+            push: false,
             to: None,
         }
     }
@@ -795,6 +798,46 @@ impl Runner<'_> {
             message,
         });
     }
+}
+
+/// `--push`: copy `ids` from `serve_dir` into the host's push repository
+/// (`/var/lib/tarmac-push/packages/<name>/<id>.tar.zst`, sha256-checked by the upload), from
+/// where `tarmac-host fetch` takes them as from the HTTP server.
+async fn push_packages(
+    host: &HostSession,
+    serve_dir: &Path,
+    ids: &[PackageId],
+) -> Result<(), StepError> {
+    let dirs: Vec<String> = ids
+        .iter()
+        .map(|id| quote(&format!("{}/packages/{}", crate::plan::PUSH_DIR, id.name())))
+        .collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    host.check(
+        "push: prepare",
+        Exec::root(format!("mkdir -p {}", dirs.join(" "))),
+    )
+    .await?;
+    for id in ids {
+        let rel = format!("packages/{}/{id}.tar.zst", id.name());
+        let src = UploadSource::file(serve_dir.join(&rel)).map_err(|e| {
+            failed(
+                host.addr(),
+                "push",
+                format!("cannot read {}: {e}", serve_dir.join(&rel).display()),
+            )
+        })?;
+        host.upload(
+            &format!("push: {rel}"),
+            &Upload::new(src, format!("{}/{rel}", crate::plan::PUSH_DIR))
+                .mode(0o644)
+                .root(),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn failed(host: &HostAddr, step: &str, message: String) -> StepError {
@@ -969,7 +1012,7 @@ impl Installer {
         state.save(&self.state_dir())?;
 
         let server = match &serve {
-            Some(s) if self.cfg.bootstrap_url().starts_with("http://") => {
+            Some(s) if self.cfg.bootstrap_url().starts_with("http://") && !opts.push => {
                 let url = self.cfg.bootstrap_url().to_owned();
                 let addr = bootstrap_listen_addr(&url)
                     .map_err(|why| InstallerError::BootstrapUrl { url, why })?;
@@ -1066,12 +1109,17 @@ impl Installer {
                         .join("package_lists")
                         .join(format!("{}.package_list.json", serve.list_id));
                     let list_id = serve.list_id.clone();
-                    let url = self.cfg.bootstrap_url().to_owned();
+                    let url = if opts.push {
+                        format!("file://{}", crate::plan::PUSH_DIR)
+                    } else {
+                        self.cfg.bootstrap_url().to_owned()
+                    };
                     let window = opts.confirm_window;
+                    let push_from = opts.push.then(|| serve.dir.clone());
                     runner
                         .fleet_run("switch", &wave.hosts, None, |host| {
-                            let (expected, list_file, list_id, url, switched) =
-                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone());
+                            let (expected, list_file, list_id, url, switched, push_from) =
+                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone());
                             async move {
                                 let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
                                 let st = parse_status(&r.stdout);
@@ -1099,7 +1147,14 @@ impl Installer {
                                 let src = UploadSource::file(&list_file)
                                     .map_err(|e| failed(host.addr(), "upload list", format!("cannot read {}: {e}", list_file.display())))?;
                                 host.upload("upload package list", &Upload::new(src, list_path(&list_id)).mode(0o644).root()).await?;
+                                if let Some(dir) = &push_from {
+                                    let missing: Vec<PackageId> = expected.iter().filter(|id| !st.active.contains(id)).cloned().collect();
+                                    push_packages(&host, dir, &missing).await?;
+                                }
                                 host.check("fetch", Exec::root(fetch_command(&url, &list_id)).timeout(Duration::from_secs(900))).await?;
+                                if push_from.is_some() {
+                                    host.check("push: clean up", Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR))).await?;
+                                }
                                 let r = host
                                     .check("switch", Exec::root(switch_script(prev, window, &list_id, &expected)).timeout(Duration::from_secs(600)))
                                     .await?;

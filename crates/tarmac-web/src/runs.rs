@@ -75,6 +75,8 @@ pub struct UpgradeRequest {
     pub check_timeout_secs: Option<u64>,
     /// Continue the interrupted upgrade recorded in `genconf/state/upgrade.json`.
     pub resume: bool,
+    /// Copy the new packages over SSH instead of letting hosts pull them over HTTP.
+    pub push: bool,
     /// Only these hosts (addresses as in config.yaml); default every host.
     pub hosts: Option<Vec<String>>,
 }
@@ -152,6 +154,7 @@ impl UpgradeRequest {
             confirm_window,
             check_deadline: check_deadline(self.check_timeout_secs)?,
             resume: self.resume,
+            push: self.push,
             ..UpgradeOptions::default()
         })
     }
@@ -708,6 +711,7 @@ mod tests {
             confirm_window: Some("2m".into()),
             check_timeout_secs: Some(60),
             resume: true,
+            push: true,
             hosts: None,
         }
         .options()
@@ -715,6 +719,7 @@ mod tests {
         assert_eq!(o.batch, BatchSize::Count(3));
         assert_eq!(o.max_failures, Budget::Percent(20));
         assert_eq!(o.confirm_window, Duration::from_secs(120));
+        assert!(o.push && o.resume);
         assert_eq!(o.check_deadline, Duration::from_secs(60));
         assert!(o.resume);
         assert_eq!(o.to, None);

@@ -253,8 +253,13 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     );
     assert_eq!(active_of(a0), active0[idx(a0)]);
     ssh(&lab, a0, "rm -f /etc/tarmac/upgrade");
-    let out = in_lab(&lab, &["upgrade", "--genconf-dir", g]);
+    // The last one with --push: the packages go over SSH, no HTTP server.
+    let out = in_lab(&lab, &["upgrade", "--genconf-dir", g, "--push"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(active_of(a0), new_active);
+    assert_eq!(
+        ssh(&lab, a0, "ls /var/lib/tarmac-push/packages 2>&1 || true"),
+        "ls: cannot access '/var/lib/tarmac-push/packages': No such file or directory"
+    );
     lab.down().unwrap();
 }

@@ -33,6 +33,10 @@ pub struct UpgradeArgs {
     /// How long node and cluster checks may take to pass after a switch (seconds).
     #[arg(long, default_value_t = 300)]
     pub check_timeout: u64,
+    /// Copy the new packages over SSH instead of letting hosts pull them over HTTP
+    /// (hosts cannot reach this machine).
+    #[arg(long)]
+    pub push: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +75,7 @@ pub fn upgrade(args: UpgradeArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     opts.confirm_window = tarmac_config::types::parse_positive_duration(&args.confirm_window)
         .map_err(|e| anyhow::anyhow!("--confirm-window {e}"))?;
     opts.resume = args.resume;
+    opts.push = args.push;
     let mut p = match prepare(&args.common, Stage::Upgrade, verbose)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
