@@ -13,16 +13,12 @@ use tarmac_lab::Role;
 
 #[test]
 fn installer_end_to_end_on_the_lab() {
-    if !is_root() {
-        panic!("this test needs root (it brings up a lab)");
-    }
-    let name = format!("e2e{}", std::process::id() % 100000);
-    let _down = Down(name.clone());
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("qs");
-
-    // 1. The whole pipeline, keeping the lab for the checks below.
-    let lab = quickstart(&name, &dir, 3, 2, 1);
+    let QuickLab {
+        lab,
+        dir,
+        work,
+        down: _down,
+    } = QuickLab::up("e2e", 3, 2, 1); // 1. the whole pipeline, keeping the lab
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
 

@@ -41,14 +41,12 @@ fn upgrade_state(genconf: &Path) -> serde_json::Value {
 
 #[test]
 fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
-    if !is_root() {
-        panic!("this test needs root (it brings up a lab)");
-    }
-    let name = format!("upf{}", std::process::id() % 100000);
-    let _down = Down(name.clone());
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("qs");
-    let lab = quickstart(&name, &dir, 3, 2, 0);
+    let QuickLab {
+        lab,
+        dir,
+        work,
+        down: _down,
+    } = QuickLab::up("upf", 3, 2, 0);
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
     let b = dir.join("build");

@@ -59,15 +59,12 @@ fn etcd_started(lab: &Lab, host: &str) -> f64 {
 
 #[test]
 fn upgrade_and_lost_confirmation_on_the_lab() {
-    if !is_root() {
-        panic!("this test needs root (it brings up a lab)");
-    }
-    let name = format!("upg{}", std::process::id() % 100000);
-    let _down = Down(name.clone());
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("qs");
-
-    let lab = quickstart(&name, &dir, 3, 2, 0);
+    let QuickLab {
+        lab,
+        dir,
+        work: _work,
+        down: _down,
+    } = QuickLab::up("upg", 3, 2, 0);
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
     let build = dir.join("build");

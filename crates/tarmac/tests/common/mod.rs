@@ -109,3 +109,31 @@ pub fn quickstart(
     assert!(out.status.success(), "quickstart failed:\n{}", text(&out));
     tarmac_lab::LabGuard::new(Lab::open(name).unwrap())
 }
+
+/// A quickstarted lab for a test: torn down when dropped, also when the test panics.
+pub struct QuickLab {
+    pub lab: tarmac_lab::LabGuard,
+    /// The quickstart's working directory (keys/, build/, genconf/).
+    pub dir: PathBuf,
+    /// A scratch directory that lives as long as the lab.
+    pub work: tempfile::TempDir,
+    pub down: Down,
+}
+
+impl QuickLab {
+    /// `prefix` + this process's id names the lab (unique across concurrent tests).
+    pub fn up(prefix: &str, masters: u32, agents: u32, public: u32) -> QuickLab {
+        assert!(is_root(), "this test needs root (it brings up a lab)");
+        let name = format!("{prefix}{}", std::process::id() % 100000);
+        let down = Down(name.clone());
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("qs");
+        let lab = quickstart(&name, &dir, masters, agents, public);
+        QuickLab {
+            lab,
+            dir,
+            work,
+            down,
+        }
+    }
+}
