@@ -472,6 +472,17 @@ pub fn inspect_script() -> String {
     )
 }
 
+/// The switch step's inspection: first finish (or undo) a switch that was interrupted on
+/// the host — an installer killed mid-activation drops its SSH session, which stops
+/// `tarmac-host activate` between its commit point and starting the units — then
+/// [`inspect_script`].
+pub fn recover_and_inspect_script() -> String {
+    format!(
+        "if [ -e /opt/tarmac/switch-journal.json ]; then {HOST_BIN} --wait recover >&2 || exit 1; fi; {}",
+        inspect_script()
+    )
+}
+
 /// A switch of an earlier (interrupted) run is armed and not confirmed yet.
 pub fn parse_pending(out: &str) -> bool {
     let mut inside = false;
@@ -1121,7 +1132,7 @@ impl Installer {
                             let (expected, list_file, list_id, url, switched, push_from) =
                                 (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone());
                             async move {
-                                let r = host.check("inspect", Exec::root(inspect_script()).quiet()).await?;
+                                let r = host.check("inspect", Exec::root(recover_and_inspect_script()).quiet().timeout(Duration::from_secs(600))).await?;
                                 let st = parse_status(&r.stdout);
                                 let cur = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
                                 if st.active == *expected {
@@ -1580,6 +1591,9 @@ mod tests {
         assert!(confirm_script(4).contains("if [ \"$cur\" != 4 ]; then"));
         assert_eq!(parse_generation("x\nGEN 7\n"), Some(7));
         assert!(parse_pending("== active\na--1\n== pending\nactive\n"));
+        assert!(recover_and_inspect_script().starts_with(
+            "if [ -e /opt/tarmac/switch-journal.json ]; then /opt/tarmac/tarmac-host --wait recover >&2 || exit 1; fi; echo '== active'"
+        ));
         assert!(!parse_pending("== active\nactive\n== pending\ninactive\n"));
         assert_eq!(
             revert_now_script(None),
@@ -1609,6 +1623,7 @@ mod tests {
             revert_now_script(None),
             rollback_script(None),
             inspect_script(),
+            recover_and_inspect_script(),
             plan_inspect_script(&["etc/a".into()]),
         ] {
             let st = std::process::Command::new("sh")
