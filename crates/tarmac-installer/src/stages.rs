@@ -233,6 +233,33 @@ impl Installer {
             }));
         }
         let run_id = new_run_id(stage);
+        let log_dir = self.state_dir().join("logs").join(&run_id);
+        let (report, journal) = self
+            .journaled_fleet(stage, run_id, targets, &log_dir, deadline, job)
+            .await?;
+        Ok(StageRun {
+            report,
+            journal,
+            log_dir,
+        })
+    }
+
+    /// Run `job` on `targets` as one fleet: fresh connections, events to the sink and to a
+    /// run journal `run_id` (written atomically), logs under `log_dir`. Returns the report
+    /// and the journal's path.
+    pub(crate) async fn journaled_fleet<F, Fut>(
+        &self,
+        stage: Stage,
+        run_id: String,
+        targets: Vec<Target>,
+        log_dir: &Path,
+        deadline: Option<Duration>,
+        job: F,
+    ) -> Result<(StageReport, PathBuf), InstallerError>
+    where
+        F: Fn(HostSession) -> Fut,
+        Fut: Future<Output = Result<Outcome, StepError>>,
+    {
         let journal = Arc::new(Journal::new(
             &self.state_dir(),
             &run_id,
@@ -242,13 +269,12 @@ impl Installer {
                 .map(|t| (t.addr.clone(), t.role))
                 .collect::<Vec<_>>(),
         ));
-        let log_dir = self.state_dir().join("logs").join(&run_id);
         let sink: Sink = Arc::new(Fanout(vec![
             self.sink.clone(),
             journal.clone() as Arc<dyn EventSink>,
         ]));
         let ctx = FleetContext::new(sink)
-            .with_log_dir(LogDir::new(&log_dir))
+            .with_log_dir(LogDir::new(log_dir))
             .with_cancel(self.cancel.clone())
             .with_run_id(run_id);
         let fleet = Fleet::new(targets, self.ssh_options()?, ctx)
@@ -271,11 +297,7 @@ impl Installer {
                 message: e,
             });
         }
-        Ok(StageRun {
-            report,
-            journal: journal.path(),
-            log_dir,
-        })
+        Ok((report, journal.path()))
     }
 
     /// Hosts to run on for `--retry-failed`: those that did not succeed in the last run of `stage`.

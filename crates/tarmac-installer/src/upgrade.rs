@@ -22,16 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tarmac_events::{Event, EventSink, Fanout, Level, Outcome, Sink};
+use tarmac_events::{Event, Level, Outcome};
 use tarmac_ssh::quote::quote;
-use tarmac_ssh::{
-    Exec, Fleet, FleetContext, HostSession, LogDir, StageOptions, StageReport, StepError, Target,
-    Upload, UploadSource,
-};
+use tarmac_ssh::{Exec, HostSession, StageReport, StepError, Target, Upload, UploadSource};
 use tarmac_types::{HostAddr, PackageId, Role, Stage};
 
 use crate::fsutil::write_atomic;
-use crate::journal::{Journal, new_run_id};
+use crate::journal::new_run_id;
 use crate::lock::RunLock;
 use crate::plan::{HOST_BIN, parse_status};
 use crate::serve::ArtifactServer;
@@ -768,38 +765,11 @@ impl Runner<'_> {
             .iter()
             .map(|(h, r)| Target::new(h.clone()).with_role(*r))
             .collect();
-        let journal = Arc::new(Journal::new(
-            &self.inst.state_dir(),
-            &run_id,
-            self.stage,
-            &targets
-                .iter()
-                .map(|t| (t.addr.clone(), t.role))
-                .collect::<Vec<_>>(),
-        ));
-        let sink: Sink = Arc::new(Fanout(vec![
-            self.inst.sink.clone(),
-            journal.clone() as Arc<dyn EventSink>,
-        ]));
-        let ctx = FleetContext::new(sink)
-            .with_log_dir(LogDir::new(&self.log_dir))
-            .with_cancel(self.inst.cancel.clone())
-            .with_run_id(run_id);
-        let fleet = Fleet::new(targets, self.inst.ssh_options()?, ctx)
-            .map_err(|e| InstallerError::Key(e.to_string()))?;
-        let report = fleet
-            .run_all(
-                self.stage,
-                StageOptions {
-                    deadline,
-                    only: None,
-                },
-                job,
-            )
-            .await;
-        fleet.close().await;
-        journal.flush()?;
-        self.journals.push(journal.path());
+        let (report, journal) = self
+            .inst
+            .journaled_fleet(self.stage, run_id, targets, &self.log_dir, deadline, job)
+            .await?;
+        self.journals.push(journal);
         Ok(report)
     }
 
