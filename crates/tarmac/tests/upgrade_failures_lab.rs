@@ -9,7 +9,7 @@
 #![allow(clippy::print_stderr)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -79,8 +79,7 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     )
     .unwrap();
     build(&dir, &broken);
-    let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
-    assert!(out.status.success(), "genconf: {}", text(&out));
+    regenconf(&lab, g, b);
     let out = in_lab(
         &lab,
         &[
@@ -129,26 +128,19 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     // confirmation; --resume confirms it and finishes.
     build(&dir, &workspace().join("dist/reference"));
     set_key(&genconf, "etcd_snapshot_count", "20000");
-    let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
-    assert!(out.status.success(), "genconf: {}", text(&out));
+    regenconf(&lab, g, b);
     let m1 = &masters[1].name;
-    let mut child = Reap(
-        in_lab_cmd(
-            &lab,
-            &[
-                "upgrade",
-                "--genconf-dir",
-                g,
-                "--batch",
-                "1",
-                "--confirm-window",
-                "300s",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
+    let mut child = spawn_in_lab(
+        &lab,
+        &[
+            "upgrade",
+            "--genconf-dir",
+            g,
+            "--batch",
+            "1",
+            "--confirm-window",
+            "300s",
+        ],
     );
     let t0 = Instant::now();
     // Switched (its current generation moved) and waiting for the confirmation.

@@ -5,7 +5,6 @@
 //! cut right after its switch, and the agent reverts by itself when the window ends.
 #![allow(clippy::print_stderr)]
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -77,8 +76,7 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
 
     // A changed etcd setting → a new config package and cluster package list.
     set_key(&genconf, "etcd_snapshot_count", "20000");
-    let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
-    assert!(out.status.success(), "genconf: {}", text(&out));
+    regenconf(&lab, g, b);
 
     // --plan touches nothing and names the change on every host.
     let out = in_lab(&lab, &["upgrade", "--plan", "--genconf-dir", g]);
@@ -215,25 +213,18 @@ fn upgrade_and_lost_confirmation_on_the_lab() {
         "sha256sum < /etc/tarmac/setup-flags/cluster-package-list",
     );
     set_key(&genconf, "etcd_snapshot_count", "30000");
-    let out = in_lab(&lab, &["genconf", "--genconf-dir", g, "--build-dir", b]);
-    assert!(out.status.success(), "genconf: {}", text(&out));
-    let mut child = Reap(
-        in_lab_cmd(
-            &lab,
-            &[
-                "upgrade",
-                "--genconf-dir",
-                g,
-                "--hosts",
-                &agent.ip.to_string(),
-                "--confirm-window",
-                "20s",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
+    regenconf(&lab, g, b);
+    let mut child = spawn_in_lab(
+        &lab,
+        &[
+            "upgrade",
+            "--genconf-dir",
+            g,
+            "--hosts",
+            &agent.ip.to_string(),
+            "--confirm-window",
+            "20s",
+        ],
     );
     let armed = Instant::now();
     loop {

@@ -137,3 +137,24 @@ impl QuickLab {
         }
     }
 }
+
+/// `tarmac genconf` of `genconf` from the build in `build`, inside the lab; must succeed.
+pub fn regenconf(lab: &Lab, genconf: &str, build: &str) {
+    let out = in_lab(
+        lab,
+        &["genconf", "--genconf-dir", genconf, "--build-dir", build],
+    );
+    assert!(out.status.success(), "genconf: {}", text(&out));
+}
+
+/// `tarmac ARGS` started in the background inside the lab (output discarded), killed and
+/// reaped when the returned guard drops.
+pub fn spawn_in_lab(lab: &Lab, args: &[&str]) -> Reap {
+    Reap(
+        in_lab_cmd(lab, args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tarmac"),
+    )
+}
