@@ -6,13 +6,16 @@
 //!   [`parse_package_list`]) or a list id, fetched from
 //!   `<url>/package_lists/<id>.json` (or pkgpanda's `<id>.package_list.json`);
 //! - optional `manifest.json` (the build's manifest) giving each package's sha256, with
-//!   `manifest.json.sig` verified against `signing-key.pub` when that key is present.
+//!   `manifest.json.sig` verified against `signing-key.pub` when that key is present;
+//! - optional `signing-key.fingerprint` (`sha256:<hex>`, from the operator via install.sh's
+//!   `--expect-key-fingerprint`): then the manifest must be signed, by exactly that key.
 //!
 //! Then fetches what is missing (verifying sha256 while streaming), activates the set and
 //! starts `tarmac.target`. Without setup flags it just (re)starts the current generation.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 
 use serde::Serialize;
 use tarmac_events::Level;
@@ -108,7 +111,7 @@ impl Host {
         if !url_file.exists() && !list_file.exists() {
             return Ok(None);
         }
-        let read = |p: &std::path::Path| {
+        let read = |p: &Path| {
             fs::read_to_string(p)
                 .map_err(|e| ActivateError::io("read", p, e))
                 .map(|s| s.trim().to_owned())
@@ -153,6 +156,14 @@ impl Host {
             let bytes = fs::read(&manifest_path)
                 .map_err(|e| ActivateError::io("read", &manifest_path, e))?;
             let key_path = flags.join("signing-key.pub");
+            let expected = expected_fingerprint(&flags)?;
+            if expected.is_some() && !key_path.exists() {
+                return Err(setup_err(format!(
+                    "{} names the trusted signing key, but there is no {}: refusing an unsigned manifest",
+                    flags.join(FINGERPRINT_FLAG).display(),
+                    key_path.display()
+                )));
+            }
             let m = if key_path.exists() {
                 let key = manifest::PublicKey::read(&key_path).map_err(|e| {
                     ActivateError::SetupSource {
@@ -160,6 +171,14 @@ impl Host {
                         source: Box::new(e),
                     }
                 })?;
+                if let Some(want) = &expected {
+                    manifest::check_fingerprint(&key, want).map_err(|e| {
+                        ActivateError::SetupSource {
+                            what: key_path.display().to_string(),
+                            source: Box::new(e),
+                        }
+                    })?;
+                }
                 let sig_path = manifest::signature_path(&manifest_path);
                 let sig =
                     fs::read(&sig_path).map_err(|e| ActivateError::io("read", &sig_path, e))?;
@@ -271,5 +290,25 @@ mod tests {
         );
         assert!(parse_package_list(b"{\"x\": 1}").is_err());
         assert!(parse_package_list(br#"[{"id": "a--1", "sha256": "zz"}]"#).is_err());
+    }
+}
+
+/// The operator's expected signing-key fingerprint, when install.sh was given one
+/// (`--expect-key-fingerprint`): `setup` then refuses a manifest signed by any other key.
+pub const FINGERPRINT_FLAG: &str = "signing-key.fingerprint";
+
+fn expected_fingerprint(flags: &Path) -> Result<Option<String>, ActivateError> {
+    let path = flags.join(FINGERPRINT_FLAG);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            manifest::parse_fingerprint(&text)
+                .map(Some)
+                .map_err(|e| ActivateError::SetupSource {
+                    what: path.display().to_string(),
+                    source: Box::new(e),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ActivateError::io("read", &path, e)),
     }
 }

@@ -133,13 +133,7 @@ impl ResolvedConfig {
         base_dir: PathBuf,
         warnings: Vec<Diagnostic>,
     ) -> Self {
-        let doc = serde_json::json!({
-            "format": 1,
-            "distribution": dist.digest().hex(),
-            "user": user,
-            "values": values,
-        });
-        let config_id = Digest::of(canonical_json(&doc).as_bytes());
+        let config_id = compute_config_id(&dist, &values, &user, None);
         ResolvedConfig {
             dist,
             values,
@@ -151,9 +145,18 @@ impl ResolvedConfig {
     }
 
     /// sha256 over the distribution digest, every user key and every resolved value
-    /// (including the ip-detect script), as canonical JSON.
+    /// (including the ip-detect script), as canonical JSON; each secret value (declared
+    /// secret or calculated from one) enters only as HMAC-SHA256 under the cluster's
+    /// [`IdKey`], so a published id cannot be used to guess a secret offline. Without a key
+    /// (see [`ResolvedConfig::keyed`]) secrets do not enter the id at all.
     pub fn config_id(&self) -> Digest {
         self.config_id
+    }
+
+    /// Recompute the config id with secret values keyed by `key` (what genconf publishes).
+    pub fn keyed(mut self, key: &IdKey) -> Self {
+        self.config_id = compute_config_id(&self.dist, &self.values, &self.user, Some(key));
+        self
     }
 
     pub fn distribution(&self) -> &Distribution {
@@ -305,6 +308,120 @@ impl ResolvedConfig {
     }
 }
 
+/// The per-cluster key that keys secret values into the config id
+/// (`genconf/config-id.key`, 0600, made once by the first validation). Keep it with the
+/// genconf directory: a new key gives new config ids (and so new config packages) for the
+/// same configuration.
+#[derive(Clone)]
+pub struct IdKey([u8; 32]);
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdKey(**HIDDEN**)")
+    }
+}
+
+/// File name of the [`IdKey`] inside `genconf/`.
+pub const ID_KEY_FILE: &str = "config-id.key";
+
+impl IdKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> IdKey {
+        IdKey(bytes)
+    }
+
+    /// Read `<genconf_dir>/config-id.key`, or create it (random, 0600 from the first byte,
+    /// published with one atomic link so two concurrent runs agree on one key).
+    pub fn load_or_create(genconf_dir: &Path) -> Result<IdKey, String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = genconf_dir.join(ID_KEY_FILE);
+        let parse = |text: &str| -> Result<IdKey, String> {
+            let bytes = hex::decode(text.trim()).map_err(|_| {
+                format!("{} is not 64 hex digits: restore it from a backup of genconf/, or delete it to start new config ids", path.display())
+            })?;
+            let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+                format!("{} is not 64 hex digits: restore it from a backup of genconf/, or delete it to start new config ids", path.display())
+            })?;
+            Ok(IdKey(arr))
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(t) => return parse(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+        let mut key = [0u8; 32];
+        rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key)
+            .map_err(|e| format!("no randomness for {}: {e}", path.display()))?;
+        let tmp = genconf_dir.join(format!(".{ID_KEY_FILE}.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
+            f.sync_all()?;
+            Ok(())
+        };
+        let published = write().and_then(|()| std::fs::hard_link(&tmp, &path));
+        let _ = std::fs::remove_file(&tmp);
+        match published {
+            Ok(()) => {
+                if let Ok(d) = std::fs::File::open(genconf_dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(IdKey(key))
+            }
+            // Another run made it first: use that one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let t = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                parse(&t)
+            }
+            Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        }
+    }
+
+    fn mac(&self, value: &Json) -> String {
+        use hmac::Mac;
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("any key length");
+        m.update(canonical_json(value).as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+}
+
+fn compute_config_id(
+    dist: &Distribution,
+    values: &BTreeMap<String, Json>,
+    user: &BTreeMap<String, Json>,
+    key: Option<&IdKey>,
+) -> Digest {
+    let secret = &dist.inner.secret_closure;
+    let hide = |m: &BTreeMap<String, Json>| -> BTreeMap<String, Json> {
+        m.iter()
+            .map(|(k, v)| {
+                if secret.contains(k) && !v.is_null() {
+                    let keyed = match key {
+                        Some(key) => serde_json::json!({ "hmac-sha256": key.mac(v) }),
+                        None => serde_json::json!({ "secret": "not in the id" }),
+                    };
+                    (k.clone(), keyed)
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    };
+    let doc = serde_json::json!({
+        "format": 2,
+        "distribution": dist.digest().hex(),
+        "user": hide(user),
+        "values": hide(values),
+    });
+    Digest::of(canonical_json(&doc).as_bytes())
+}
+
 /// Rebuild a JSON value with object keys inserted in sorted order (stable output even if
 /// serde_json preserves insertion order).
 fn sorted_json(v: &Json) -> Json {
@@ -353,12 +470,20 @@ pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedC
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    resolve(
+    let resolved = resolve(
         dist,
         &Input {
             text: &text,
-            file_label: label,
+            file_label: label.clone(),
             base_dir,
         },
-    )
+    )?;
+    match IdKey::load_or_create(genconf_dir) {
+        Ok(key) => Ok(resolved.keyed(&key)),
+        Err(message) => {
+            let mut r = Report::new(&label, "");
+            r.errors.push(Diagnostic::new(ID_KEY_FILE, None, message));
+            Err(r)
+        }
+    }
 }

@@ -38,6 +38,8 @@ pub struct InstallScript {
     pub signature: Option<Pinned>,
     /// PEM of the trusted signing key (only with a signature).
     pub signing_key: Option<String>,
+    /// `sha256:<hex>` of that key, checked against the operator's `--expect-key-fingerprint`.
+    pub signing_key_fingerprint: Option<String>,
     /// The cluster package list (JSON, every package with its sha256).
     pub package_list_json: String,
     /// The operator's ip-detect script (run by the preflight).
@@ -55,6 +57,10 @@ pub enum InstallScriptError {
         "{what} contains a line `TARMAC_EOF`, which would end install.sh's here-document early\nhint: change that line of {what}"
     )]
     Delimiter { what: String },
+    #[error(
+        "{what} contains a control character (newline, tab, NUL …), which install.sh cannot hold outside a here-document: {value:?}\nhint: remove it from {what}"
+    )]
+    ControlCharacter { what: String, value: String },
     #[error("install.sh template failed to render")]
     Template(#[from] minijinja::Error),
 }
@@ -82,6 +88,31 @@ pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
             });
         }
     }
+    let scalars = [
+        ("cluster_name", s.cluster_name.as_str()),
+        ("the config id", s.config_id.as_str()),
+        ("bootstrap_url", s.bootstrap_url.as_str()),
+        ("the bootstrap id", s.bootstrap_id.as_str()),
+        ("the package list id", s.package_list_id.as_str()),
+        ("the host binary path", s.host_binary.path.as_str()),
+        ("the manifest path", s.manifest.path.as_str()),
+        (
+            "the signature path",
+            s.signature.as_ref().map_or("", |p| p.path.as_str()),
+        ),
+        (
+            "the signing key fingerprint",
+            s.signing_key_fingerprint.as_deref().unwrap_or(""),
+        ),
+    ];
+    for (what, value) in scalars {
+        if value.chars().any(char::is_control) {
+            return Err(InstallScriptError::ControlCharacter {
+                what: what.to_owned(),
+                value: value.to_owned(),
+            });
+        }
+    }
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
@@ -102,6 +133,7 @@ pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
         manifest => s.manifest,
         signature => s.signature,
         signing_key => s.signing_key.as_deref().map(with_newline),
+        signing_key_fingerprint => s.signing_key_fingerprint,
         package_list_json => with_newline(&s.package_list_json),
         ip_detect => with_newline(&s.ip_detect),
         setup_unit => with_newline(&s.setup_unit),

@@ -58,6 +58,7 @@ pub struct GenconfOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GenconfReport {
     pub serve_dir: PathBuf,
+    pub bootstrap_url: String,
     pub config_id: String,
     pub bootstrap_id: String,
     pub cluster_package_list_id: String,
@@ -66,6 +67,10 @@ pub struct GenconfReport {
     pub packages: Vec<PackageId>,
     /// True when the manifest signature was checked.
     pub signed: bool,
+    /// sha256 of `serve/install.sh`: what an operator checks before running a downloaded copy.
+    pub install_sh_sha256: String,
+    /// `sha256:<hex>` of the trusted signing key (with `--public-key`).
+    pub signing_key_fingerprint: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -229,6 +234,11 @@ pub fn genconf(
             None
         },
         signing_key: if has_sig { build.key_pem.clone() } else { None },
+        signing_key_fingerprint: if has_sig {
+            build.key_fingerprint.clone()
+        } else {
+            None
+        },
         package_list_json: list_json.clone(),
         ip_detect: cfg.ip_detect_script().to_owned(),
         ports: Role::ALL
@@ -241,6 +251,7 @@ pub fn genconf(
     };
     let text = install_sh::render(&script)?;
     write(out, "install.sh", text.as_bytes(), 0o755)?;
+    let install_sh_sha256 = Digest::of(text.as_bytes()).hex();
 
     // 5. Copies outside serve/ (not served): the unmasked configuration, 0600.
     write_private(gdir, "cluster_packages.json", info.as_bytes(), 0o644)?;
@@ -259,15 +270,38 @@ pub fn genconf(
 
     let report = GenconfReport {
         serve_dir: serve,
+        bootstrap_url: cfg.bootstrap_url().to_owned(),
         config_id: cid,
         bootstrap_id: m.bootstrap_id.clone(),
         cluster_package_list_id: list_id,
         config_packages,
         packages: ids,
         signed: build.key_pem.is_some() && has_sig,
+        install_sh_sha256,
+        signing_key_fingerprint: script.signing_key_fingerprint.clone(),
         duration_ms: tarmac_events::millis(started.elapsed()),
     };
     Ok(report)
+}
+
+/// The self-install one-liner genconf prints: download install.sh, check it against the
+/// sha256 the operator got from genconf (an authenticated channel), then run it with the
+/// expected signing-key fingerprint. Never `curl | bash`: whoever answers for bootstrap_url
+/// would get root.
+pub fn self_install_command(
+    bootstrap_url: &str,
+    install_sh_sha256: &str,
+    fingerprint: Option<&str>,
+    role: &str,
+) -> String {
+    let url = format!("{}/install.sh", bootstrap_url.trim_end_matches('/'));
+    let expect = fingerprint
+        .map(|f| format!(" --expect-key-fingerprint {f}"))
+        .unwrap_or_default();
+    format!(
+        "curl -fsSL -o tarmac-install.sh {url} && echo '{install_sh_sha256}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh{expect} {role}",
+        url = tarmac_config::shquote(&url),
+    )
 }
 
 /// Validate only (what `tarmac validate-config` does), for callers holding a distribution.
@@ -281,6 +315,7 @@ struct Build {
     manifest_bytes: Vec<u8>,
     signature_path: PathBuf,
     key_pem: Option<String>,
+    key_fingerprint: Option<String>,
 }
 
 fn read_build(dir: &Path, public_key: Option<&Path>, sink: &Sink) -> Result<Build, GenconfError> {
@@ -311,11 +346,11 @@ fn read_build(dir: &Path, public_key: Option<&Path>, sink: &Sink) -> Result<Buil
         path: manifest_path.clone(),
         source,
     };
-    let (manifest, key_pem) = match public_key {
+    let (manifest, key_pem, key_fingerprint) = match public_key {
         Some(k) => {
             let key = PublicKey::read(k).map_err(mf_err)?;
             let m = manifest::verify_file(&manifest_path, &key).map_err(mf_err)?;
-            (m, Some(key.to_pem()))
+            (m, Some(key.to_pem()), Some(key.fingerprint()))
         }
         None => {
             if signature_path.is_file() {
@@ -329,6 +364,7 @@ fn read_build(dir: &Path, public_key: Option<&Path>, sink: &Sink) -> Result<Buil
             }
             (
                 Manifest::parse_unverified(&manifest_bytes).map_err(mf_err)?,
+                None,
                 None,
             )
         }
@@ -346,6 +382,7 @@ fn read_build(dir: &Path, public_key: Option<&Path>, sink: &Sink) -> Result<Buil
         manifest_bytes,
         signature_path,
         key_pem,
+        key_fingerprint,
     })
 }
 

@@ -20,6 +20,7 @@ fn sample() -> InstallScript {
         manifest: Pinned { path: format!("bootstrap/{}.manifest.json", h('b')), sha256: h('2') },
         signature: Some(Pinned { path: format!("bootstrap/{}.manifest.json.sig", h('b')), sha256: h('3') }),
         signing_key: Some("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAexample\n-----END PUBLIC KEY-----\n".into()),
+        signing_key_fingerprint: Some(format!("sha256:{}", h('f'))),
         package_list_json: "[\n  {\n    \"id\": \"etcd--3.5.17\",\n    \"sha256\": \"aaaa\"\n  }\n]\n".into(),
         ip_detect: "#!/bin/sh\necho 10.0.0.1\n".into(),
         ports: BTreeMap::from([
@@ -275,4 +276,92 @@ fn fetch_verifies_sha256() {
         repo.display()
     )));
     assert!(!dest.exists());
+}
+
+#[test]
+fn control_characters_in_values_are_refused() {
+    let mut s = sample();
+    s.bootstrap_url = "http://10.0.0.254:8080/x\ntouch PWNED;true".into();
+    let e = render(&s).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bootstrap_url contains a control character (newline, tab, NUL …), which install.sh cannot hold outside a here-document: \"http://10.0.0.254:8080/x\\ntouch PWNED;true\"\nhint: remove it from bootstrap_url"
+    );
+}
+
+/// Run the script with `args` as if root (a fake `id` first on PATH): only for paths that
+/// stop before the preflight, so nothing on this machine is touched.
+fn run_as_root(args: &[&str], env: &[(&str, &str)]) -> Option<Output> {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_script(tmp.path(), &render(&sample()).unwrap());
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("id"), "#!/bin/sh\necho 0\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("id"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = Command::new("bash");
+    c.arg(&p)
+        .args(args)
+        .env_remove("TARMAC_EXPECT_KEY_FINGERPRINT")
+        .env("PATH", path);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Some(c.output().unwrap())
+}
+
+#[test]
+fn an_unexpected_signing_key_is_refused_before_anything_runs() {
+    let other = format!("sha256:{}", "e".repeat(64));
+    for (args, env) in [
+        (
+            vec!["--expect-key-fingerprint", other.as_str(), "agent"],
+            vec![],
+        ),
+        (
+            vec![],
+            vec![("TARMAC_EXPECT_KEY_FINGERPRINT", other.as_str())],
+        ),
+    ] {
+        let mut a = args.clone();
+        if a.is_empty() {
+            a.push("agent");
+        }
+        let Some(out) = run_as_root(&a, &env) else {
+            return;
+        };
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "error: this install.sh trusts signing key sha256:{}, not the expected {other}: refusing to install (was it made for another build, or tampered with?)\n",
+                "f".repeat(64)
+            )
+        );
+        assert!(
+            !text(&out.stdout).contains("preflight"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn expect_key_fingerprint_needs_a_value() {
+    let Some(out) = run_as_root(&["agent", "--expect-key-fingerprint"], &[]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: --expect-key-fingerprint needs a value (sha256:…)\n"
+    );
 }

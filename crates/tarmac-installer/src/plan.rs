@@ -9,33 +9,25 @@ use tarmac_types::{PackageId, Role};
 
 /// Where install.sh puts the host binary.
 pub const HOST_BIN: &str = "/opt/tarmac/tarmac-host";
-/// Where `--push` copies the serve directory on a host.
+/// Where the installer puts install.sh on a host (uploaded over SSH and sha256-checked, in
+/// pull and push mode alike), the secret packages of the host's roles (`private/`), and with
+/// `--push` the copy of the serve directory. Only root can read it.
 pub const PUSH_DIR: &str = "/var/lib/tarmac-push";
 
-/// Download install.sh from the bootstrap URL into a private temp file and run it.
-pub fn install_command(bootstrap_url: &str, role: Role, preflight_only: bool) -> String {
-    let url = format!("{}/install.sh", bootstrap_url.trim_end_matches('/'));
-    let flag = if preflight_only {
-        " --preflight-only"
-    } else {
-        ""
-    };
-    format!(
-        "set -e; f=$(mktemp /tmp/tarmac-install.XXXXXX); trap 'rm -f \"$f\"' EXIT; \
-         curl -fsSL --retry 3 --retry-delay 1 -o \"$f\" {url}; bash \"$f\"{flag} {role}",
-        url = quote(&url),
-        role = role.as_str(),
-    )
-}
-
-/// Run a pushed install.sh (in `--push` mode) with its bootstrap URL pointing at the copy.
-pub fn push_install_command(role: Role, preflight_only: bool) -> String {
+/// Run the install.sh the installer uploaded over SSH. Hosts never run a script that came
+/// over HTTP: install.sh carries every sha256 pin and the trusted signing key.
+pub fn install_command(role: Role, preflight_only: bool) -> String {
     let flag = if preflight_only {
         " --preflight-only"
     } else {
         ""
     };
     format!("bash {PUSH_DIR}/install.sh{flag} {}", role.as_str())
+}
+
+/// Create [`PUSH_DIR`] readable by root only (also when an older installer left it 0755).
+pub fn prepare_push_dir_command() -> String {
+    format!("mkdir -p -m 0700 {PUSH_DIR} && chmod 0700 {PUSH_DIR}")
 }
 
 /// Rewrite install.sh's `readonly BOOTSTRAP_URL=…` line to the pushed copy on the host.
@@ -376,10 +368,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn install_command_is_quoted() {
+    fn install_command_runs_the_uploaded_script() {
         assert_eq!(
-            install_command("http://10.0.255.1:8080/", Role::AgentPublic, true),
-            "set -e; f=$(mktemp /tmp/tarmac-install.XXXXXX); trap 'rm -f \"$f\"' EXIT; curl -fsSL --retry 3 --retry-delay 1 -o \"$f\" http://10.0.255.1:8080/install.sh; bash \"$f\" --preflight-only agent_public"
+            install_command(Role::AgentPublic, true),
+            "bash /var/lib/tarmac-push/install.sh --preflight-only agent_public"
+        );
+        assert_eq!(
+            install_command(Role::Master, false),
+            "bash /var/lib/tarmac-push/install.sh master"
         );
     }
 

@@ -68,6 +68,8 @@ pub struct ServeInfo {
     pub dir: PathBuf,
     pub list_id: String,
     pub packages: Vec<PackageId>,
+    /// `serve/install.sh`, delivered to hosts over SSH (never fetched by them over HTTP).
+    pub install_script: String,
 }
 
 impl ServeInfo {
@@ -108,10 +110,17 @@ impl ServeInfo {
             );
         }
         packages.sort();
+        let script_path = dir.join("install.sh");
+        let install_script =
+            std::fs::read_to_string(&script_path).map_err(|source| InstallerError::NoServe {
+                path: script_path.clone(),
+                source,
+            })?;
         Ok(ServeInfo {
             dir,
             list_id,
             packages,
+            install_script,
         })
     }
 }
@@ -339,16 +348,14 @@ impl Installer {
             None
         };
         let results: Arc<std::sync::Mutex<BTreeMap<HostAddr, Vec<CheckResult>>>> = Arc::default();
-        let url = self.cfg.bootstrap_url().to_owned();
         let ignore = opts.ignore.clone();
         let push = opts.push;
-        let serve_dir = serve.dir.clone();
+        let serve = Arc::new(serve);
         let run = self
             .stage(Stage::Preflight, opts.only.clone(), None, |host| {
                 let results = results.clone();
-                let url = url.clone();
                 let ignore = ignore.clone();
-                let serve_dir = serve_dir.clone();
+                let serve = serve.clone();
                 async move {
                     let role = host.role().unwrap_or(Role::Agent);
                     let mut checks = Vec::new();
@@ -371,14 +378,12 @@ impl Installer {
                             sent.duration_since(UNIX_EPOCH).unwrap_or_default() + rtt / 2;
                         checks.push(plan::clock_check(remote - local_mid.as_secs_f64(), 10.0));
                     }
-                    let cmd = if push {
-                        push_files(&host, &serve_dir, true).await?;
-                        plan::push_install_command(role, true)
-                    } else {
-                        plan::install_command(&url, role, true)
-                    };
+                    upload_install_script(&host, &serve, push).await?;
                     let r = host
-                        .run("install.sh --preflight-only", Exec::root(cmd))
+                        .run(
+                            "install.sh --preflight-only",
+                            Exec::root(plan::install_command(role, true)),
+                        )
                         .await?;
                     let mut script_checks = plan::parse_checks(&r.stdout);
                     if script_checks.is_empty() && !r.success() {
@@ -459,16 +464,14 @@ impl Installer {
         } else {
             None
         };
-        let url = self.cfg.bootstrap_url().to_owned();
         let expected = Arc::new(serve.packages.clone());
         let push = opts.push;
-        let serve_dir = serve.dir.clone();
         let timeout = opts.timeout;
+        let serve = Arc::new(serve);
         let run = self
             .stage(Stage::Deploy, opts.only.clone(), None, |host| {
-                let url = url.clone();
                 let expected = expected.clone();
-                let serve_dir = serve_dir.clone();
+                let serve = serve.clone();
                 async move {
                     let role = host.role().unwrap_or(Role::Agent);
                     let active = host.check("inspect", Exec::root(plan::active_command())).await?;
@@ -479,13 +482,15 @@ impl Installer {
                     if !active.is_empty() {
                         return Err(step_failed(host.addr().clone(), "inspect".into(), None, "Tarmac is installed here with another package list: use `tarmac upgrade` (or `tarmac uninstall` first)".into(), Vec::new()));
                     }
-                    let cmd = if push {
-                        push_files(&host, &serve_dir, false).await?;
-                        plan::push_install_command(role, false)
-                    } else {
-                        plan::install_command(&url, role, false)
-                    };
-                    host.check("install", Exec::root(cmd).timeout(timeout)).await?;
+                    upload_install_script(&host, &serve, push).await?;
+                    if push {
+                        push_files(&host, &serve.dir).await?;
+                    }
+                    host.check(
+                        "install",
+                        Exec::root(plan::install_command(role, false)).timeout(timeout),
+                    )
+                    .await?;
                     let active = host.check("verify", Exec::root(plan::active_command())).await?;
                     if plan::parse_active(&active.stdout) != *expected {
                         return Err(step_failed(host.addr().clone(), "verify".into(), None, "after install.sh the active packages differ from the cluster package list".into(), Vec::new()));
@@ -677,32 +682,41 @@ fn step_failed(
     }
 }
 
-/// Copy the serve directory's files to the host for `--push` (install.sh with its URL
-/// rewritten to the copy). Uploads are sha256-checked by the engine.
-async fn push_files(
+/// Upload install.sh over the authenticated SSH channel (sha256-checked by the engine) to
+/// [`plan::PUSH_DIR`], readable only by root. install.sh carries every sha256 pin and the
+/// trusted signing key, so it must never come from the network the artifacts cross; with
+/// `--push` its URL points at the pushed copy of the serve directory.
+async fn upload_install_script(
     host: &HostSession,
-    serve_dir: &Path,
-    preflight_only: bool,
+    serve: &ServeInfo,
+    push: bool,
 ) -> Result<(), StepError> {
-    let script = std::fs::read_to_string(serve_dir.join("install.sh")).unwrap_or_default();
+    let script = if push {
+        plan::pushed_install_script(&serve.install_script)
+    } else {
+        serve.install_script.clone()
+    };
     host.check(
-        "push: prepare",
-        Exec::root(format!("mkdir -p {}", plan::PUSH_DIR)),
+        "upload install.sh: prepare",
+        Exec::root(plan::prepare_push_dir_command()),
     )
     .await?;
     host.upload(
-        "push: install.sh",
+        "upload install.sh",
         &Upload::new(
-            UploadSource::bytes("install.sh", plan::pushed_install_script(&script)),
+            UploadSource::bytes("install.sh", script),
             format!("{}/install.sh", plan::PUSH_DIR),
         )
-        .mode(0o755)
+        .mode(0o700)
         .root(),
     )
     .await?;
-    if preflight_only {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Copy the serve directory's files (all but install.sh, see [`upload_install_script`]) to
+/// the host for `--push`. Uploads are sha256-checked by the engine.
+async fn push_files(host: &HostSession, serve_dir: &Path) -> Result<(), StepError> {
     for rel in walk(serve_dir) {
         if rel == "install.sh" {
             continue;

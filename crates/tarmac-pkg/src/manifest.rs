@@ -61,6 +61,14 @@ pub enum ManifestError {
         "manifest signature is invalid for key {key_id}: the manifest was modified after it was signed"
     )]
     BadSignature { key_id: String },
+    #[error(
+        "`{text}` is not a signing-key fingerprint\nhint: use the `sha256:<64 hex digits>` form that `tarmac keygen` and `tarmac genconf` print"
+    )]
+    BadFingerprint { text: String },
+    #[error(
+        "the signing key is {got}, not the expected {expected}: refusing artifacts signed by another key\nhint: check the fingerprint you were given against `tarmac genconf`'s output; if the build key really changed, update the expected fingerprint"
+    )]
+    UntrustedKey { expected: String, got: String },
     #[error("`{path}` is not a valid ed25519 {what} key in PEM form: {reason}")]
     BadKey {
         path: PathBuf,
@@ -328,6 +336,12 @@ impl PublicKey {
         Digest::of(self.0.as_bytes()).hex()[..16].to_owned()
     }
 
+    /// `sha256:<64 hex>` of the raw public key: what operators compare out of band
+    /// (`install.sh --expect-key-fingerprint`, `setup-flags/signing-key.fingerprint`).
+    pub fn fingerprint(&self) -> String {
+        format!("sha256:{}", Digest::of(self.0.as_bytes()).hex())
+    }
+
     pub fn to_pem(&self) -> String {
         self.0
             .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
@@ -436,6 +450,33 @@ pub fn verify_file(manifest: &Path, key: &PublicKey) -> Result<Manifest, Manifes
 }
 
 /// `<manifest>.sig`
+/// Normalise an operator-supplied key fingerprint to `sha256:<64 lower-case hex>`.
+pub fn parse_fingerprint(text: &str) -> Result<String, ManifestError> {
+    let t = text.trim().to_ascii_lowercase();
+    let hex = t.strip_prefix("sha256:").unwrap_or(&t);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(format!("sha256:{hex}"))
+    } else {
+        Err(ManifestError::BadFingerprint {
+            text: text.trim().to_owned(),
+        })
+    }
+}
+
+/// Check that `key` is the key the operator expects (`expected` from
+/// [`parse_fingerprint`]).
+pub fn check_fingerprint(key: &PublicKey, expected: &str) -> Result<(), ManifestError> {
+    let got = key.fingerprint();
+    if got == expected {
+        Ok(())
+    } else {
+        Err(ManifestError::UntrustedKey {
+            expected: expected.to_owned(),
+            got,
+        })
+    }
+}
+
 pub fn signature_path(manifest: &Path) -> PathBuf {
     let mut s = manifest.as_os_str().to_owned();
     s.push(SIGNATURE_SUFFIX);

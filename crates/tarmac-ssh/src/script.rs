@@ -112,7 +112,7 @@ pub fn upload(dest: &str, sha256: &Digest, mode: u32) -> String {
     let sha = sha256.hex();
     format!(
         "mkdir -p -- {dir} || exit {EXIT_WRITE}; t={tmp}.tarmac-tmp.$$; \
-         if ! cat >\"$t\"; then rm -f -- \"$t\"; echo \"tarmac: cannot write $t\" >&2; exit {EXIT_WRITE}; fi; \
+         if ! (umask 077; cat >\"$t\"); then rm -f -- \"$t\"; echo \"tarmac: cannot write $t\" >&2; exit {EXIT_WRITE}; fi; \
          s=$(sha256sum <\"$t\") || {{ rm -f -- \"$t\"; exit {EXIT_WRITE}; }}; s=${{s%% *}}; \
          if [ \"$s\" != {sha} ]; then rm -f -- \"$t\"; echo \"tarmac: checksum mismatch for \"{d}\": expected {sha}, got $s\" >&2; exit {EXIT_CHECKSUM}; fi; \
          chmod {mode:o} \"$t\" && {{ sync -- \"$t\" 2>/dev/null || true; }} && mv -f -- \"$t\" {d} || {{ rm -f -- \"$t\"; exit {EXIT_WRITE}; }}",
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(
             upload("/opt/tarmac/boot strap.tar", &d, 0o644),
             "mkdir -p -- /opt/tarmac || exit 75; t='/opt/tarmac/.boot strap.tar'.tarmac-tmp.$$; \
-             if ! cat >\"$t\"; then rm -f -- \"$t\"; echo \"tarmac: cannot write $t\" >&2; exit 75; fi; \
+             if ! (umask 077; cat >\"$t\"); then rm -f -- \"$t\"; echo \"tarmac: cannot write $t\" >&2; exit 75; fi; \
              s=$(sha256sum <\"$t\") || { rm -f -- \"$t\"; exit 75; }; s=${s%% *}; \
              if [ \"$s\" != ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad ]; then rm -f -- \"$t\"; \
              echo \"tarmac: checksum mismatch for \"'/opt/tarmac/boot strap.tar'\": expected \

@@ -167,7 +167,8 @@ impl UploadSource {
     }
 }
 
-/// An upload: `source` to `dest` on the host, replaced atomically and checked by sha256 there.
+/// An upload: `source` to `dest` on the host, replaced atomically and checked by sha256 there;
+/// the temporary file is readable by its owner only until it has its final mode.
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub source: UploadSource,

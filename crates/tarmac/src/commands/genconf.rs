@@ -90,9 +90,24 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
                         "not checked (no --public-key)"
                     }
                 );
-                println!("Serve it (tarmac serve) and run on each host:");
+                println!("  install.sh sha256    {}", r.install_sh_sha256);
+                if let Some(fp) = &r.signing_key_fingerprint {
+                    println!("  signing key          {fp}");
+                }
                 println!(
-                    "  curl -fsSL <bootstrap_url>/install.sh | sudo bash -s -- <master|agent|agent_public>"
+                    "Install: `tarmac preflight && tarmac deploy` (install.sh goes over SSH). To let a host install itself"
+                );
+                println!(
+                    "(tarmac serve), run on it exactly this, which checks install.sh before running it:"
+                );
+                println!(
+                    "  {}",
+                    tarmac_genconf::self_install_command(
+                        &r.bootstrap_url,
+                        &r.install_sh_sha256,
+                        r.signing_key_fingerprint.as_deref(),
+                        "<master|agent|agent_public>",
+                    )
                 );
             }
             Ok(ExitCode::SUCCESS)
