@@ -197,3 +197,48 @@ fn host_lists_and_ssh_settings() {
     assert_eq!(ssh.process_timeout, std::time::Duration::from_secs(600));
     assert_eq!(cfg.bootstrap_url(), "http://10.0.0.254:8080");
 }
+
+#[test]
+fn secrets_enter_the_config_id_only_through_the_cluster_key() {
+    use tarmac_config::{ID_KEY_FILE, IdKey};
+    let with = |pw: &str| {
+        sample_plus(&format!(
+            "prometheus_remote_write_url: https://m.example.com/w\nprometheus_remote_write_username: bob\nprometheus_remote_write_password: {pw}"
+        ))
+    };
+    let (a, b) = (
+        Genconf::new(&with("Winter2024!")),
+        Genconf::new(&with("hunter2")),
+    );
+    // Unkeyed, the secret does not enter the id at all: nothing to guess from.
+    assert_eq!(a.load().unwrap().config_id(), b.load().unwrap().config_id());
+    // Keyed, a changed secret changes the id; a different cluster key gives other ids.
+    let k1 = IdKey::from_bytes([1; 32]);
+    let k2 = IdKey::from_bytes([2; 32]);
+    let a1 = a.load().unwrap().keyed(&k1).config_id();
+    assert_ne!(a1, b.load().unwrap().keyed(&k1).config_id());
+    assert_ne!(a1, a.load().unwrap().keyed(&k2).config_id());
+    assert_eq!(a1, a.load().unwrap().keyed(&k1).config_id());
+    // load_genconf makes the key once (0600) and reuses it: same config, same id.
+    let first = tarmac_config::load_genconf(&a.dir(), &dist())
+        .unwrap()
+        .config_id();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(a.dir().join(ID_KEY_FILE))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let again = tarmac_config::load_genconf(&a.dir(), &dist())
+        .unwrap()
+        .config_id();
+    assert_eq!(first, again);
+    // A damaged key is a clear error, not a silent new id.
+    std::fs::write(a.dir().join(ID_KEY_FILE), "nope\n").unwrap();
+    let err = tarmac_config::load_genconf(&a.dir(), &dist()).unwrap_err();
+    assert!(
+        err.render().contains("config-id.key is not 64 hex digits"),
+        "{}",
+        err.render()
+    );
+}
