@@ -12,7 +12,7 @@ use crate::dist::Distribution;
 use crate::report::{Diagnostic, Report};
 use crate::schema::{DerivedKind, Param};
 use crate::types::{check, host_identity};
-use crate::yaml::{self, DocError, Entry, Loc, Node};
+use crate::yaml::{self, AliasBudget, DocError, Entry, Loc, Node, ReadError};
 
 /// The best "did you mean" candidate for a misspelt name.
 pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
@@ -52,11 +52,14 @@ pub struct Input<'a> {
 /// Validate and resolve. Every problem is in the returned report.
 pub fn resolve(dist: &Distribution, input: &Input<'_>) -> Result<ResolvedConfig, Report> {
     let mut report = Report::new(&input.file_label, input.text);
-    let entries = match yaml::parse_flat_mapping(input.text) {
+    let entries = match yaml::read_flat_mapping(input.text) {
         Ok(e) => e,
         Err(errs) => {
             for e in errs {
-                report.errors.push(doc_error(&input.file_label, e));
+                report.errors.push(match e {
+                    ReadError::Doc(e) => doc_error(&input.file_label, e),
+                    ReadError::Alias(a) => alias_error(&input.file_label, &a),
+                });
             }
             return Err(report.sorted());
         }
@@ -64,6 +67,25 @@ pub fn resolve(dist: &Distribution, input: &Input<'_>) -> Result<ResolvedConfig,
     Resolver::new(dist, input, &mut report, &entries)
         .run()
         .map_err(|()| report.sorted())
+}
+
+fn alias_error(file: &str, a: &AliasBudget) -> Diagnostic {
+    let key = a.key.as_deref().unwrap_or("config.yaml");
+    Diagnostic::new(
+        key,
+        Some(a.loc),
+        format!(
+            "Too many aliases: the alias at line {} of {file} takes the file past {} (the limit for the whole file)",
+            a.loc.line,
+            a.limit.describe()
+        ),
+    )
+    .hint(match &a.key {
+        Some(k) => format!(
+            "write the values of `{k}` out instead of using anchors (&name) and aliases (*name)"
+        ),
+        None => "write the values out instead of using anchors (&name) and aliases (*name)".into(),
+    })
 }
 
 fn doc_error(file: &str, e: DocError) -> Diagnostic {

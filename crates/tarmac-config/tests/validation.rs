@@ -605,3 +605,44 @@ fn all_errors_are_reported_at_once() {
     "#);
     insta::assert_snapshot!(r.render());
 }
+
+#[test]
+fn alias_bomb_is_a_per_key_error() {
+    // dns_search nests aliases nine levels deep: 9^9 strings if expanded.
+    let mut text = String::from(MIN);
+    text.push_str("resolvers: &a [x,x,x,x,x,x,x,x,x]\n");
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for w in names.windows(2) {
+        let refs = vec![format!("*{}", w[0]); 9].join(",");
+        text.push_str(&format!("k{}: &{} [{refs}]\n", w[1], w[1]));
+    }
+    let started = std::time::Instant::now();
+    let r = Genconf::new(&text).load().unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(
+        r.render(),
+        "\
+error: ke: Too many aliases: the alias at line 7 of genconf/config.yaml takes the file past more than 10000 values produced through aliases (the limit for the whole file)
+  --> genconf/config.yaml:7:9
+   |
+ 7 | ke: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+   |         ^
+  = hint: write the values of `ke` out instead of using anchors (&name) and aliases (*name)
+
+"
+    );
+}
+
+#[test]
+fn an_ordinary_alias_still_works() {
+    let cfg = Genconf::new(&format!(
+        "{MIN}resolvers: &dns [10.0.0.53]\ndns_search: [lab.example]\nagent_list: *dns\n"
+    ))
+    .load();
+    // The alias copies the list: 10.0.0.53 is then an agent too.
+    let cfg = cfg.unwrap();
+    assert_eq!(
+        cfg.get("agent_list"),
+        Some(&serde_json::json!(["10.0.0.53"]))
+    );
+}
