@@ -123,6 +123,7 @@ pub struct ResolvedConfig {
     base_dir: PathBuf,
     warnings: Vec<Diagnostic>,
     config_id: Digest,
+    secrets: BTreeSet<String>,
 }
 
 impl ResolvedConfig {
@@ -132,6 +133,7 @@ impl ResolvedConfig {
         user: BTreeMap<String, Json>,
         base_dir: PathBuf,
         warnings: Vec<Diagnostic>,
+        secrets: BTreeSet<String>,
     ) -> Self {
         let doc = serde_json::json!({
             "format": 1,
@@ -147,6 +149,7 @@ impl ResolvedConfig {
             base_dir,
             warnings,
             config_id,
+            secrets,
         }
     }
 
@@ -265,9 +268,10 @@ impl ResolvedConfig {
         }
     }
 
-    /// Names whose values are secret (declared secret, or calculated from a secret).
+    /// Names whose values are secret: declared secret, calculated from a secret, or sharing
+    /// a value with a secret key through a YAML anchor and alias (in either direction).
     pub fn secret_names(&self) -> &BTreeSet<String> {
-        &self.dist.inner.secret_closure
+        &self.secrets
     }
 
     fn mask(&self, map: &BTreeMap<String, Json>, masked: bool) -> BTreeMap<String, Json> {

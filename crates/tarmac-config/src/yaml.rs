@@ -55,6 +55,18 @@ pub enum Scalar {
 }
 
 impl Scalar {
+    /// The kind alone, for messages about secret values: `a string`, `an integer`, `null`.
+    pub fn kind(&self) -> String {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Int(_) => "an integer",
+            Scalar::Float(_) => "a float",
+            Scalar::Str(_) => "a string",
+        }
+        .to_owned()
+    }
+
     /// A short description for messages: `a string ("foo")`, `an integer (5)`, `null`.
     pub fn describe(&self) -> String {
         match self {
