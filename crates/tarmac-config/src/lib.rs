@@ -20,6 +20,7 @@
 
 mod dist;
 mod engine;
+mod escape;
 mod render;
 mod report;
 mod schema;
@@ -34,9 +35,11 @@ use serde_json::Value as Json;
 use tarmac_types::{Digest, HostAddr, Role};
 
 pub use dist::{
-    DistError, Distribution, PREFLIGHT_PORTS_PREFIX, Scope, TemplateFile, environment, shquote,
+    DistError, Distribution, FileFormat, PREFLIGHT_PORTS_PREFIX, Scope, TemplateFile, environment,
+    shquote,
 };
 pub use engine::{Input, did_you_mean, flow_yaml, resolve, resolve_path};
+pub use escape::{double_quote_escape, env_escape, systemd_escape};
 pub use render::{
     CONFIG_ID_PATH, EXPANDED_CONFIG_PATH, PackageFiles, RenderError, Rendered, RenderedFile,
     USER_CONFIG_PATH, render,
