@@ -604,10 +604,10 @@ impl Builder {
                                 if !ok {
                                     return Err(DocError::UnsupportedTag {
                                         loc,
+                                        // No value in the message: it may be a secret.
                                         tag: format!(
-                                            "!!{} on {}",
-                                            core.unwrap_or(""),
-                                            quote_short(&text)
+                                            "!!{0} on a value that is not a YAML 1.2 {0}",
+                                            core.unwrap_or("")
                                         ),
                                     }
                                     .into());

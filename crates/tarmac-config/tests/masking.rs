@@ -232,3 +232,20 @@ fn messages_for_secret_keys_never_quote_the_value() {
         );
     }
 }
+
+#[test]
+fn a_tag_error_on_a_secret_shows_no_value() {
+    let out = rendered(&format!("master_list: [10.0.0.1]\n{PW}: !!int hunter2SECRET\n"));
+    assert_eq!(
+        out,
+        "\
+error: Unsupported YAML tag !!int on a value that is not a YAML 1.2 int
+  --> genconf/config.yaml:2:41
+   |
+ 2 | prometheus_remote_write_password: **HIDDEN**
+   |                                   ^
+  = hint: remove the tag; only plain values, lists and mappings are used
+
+"
+    );
+}
