@@ -235,7 +235,9 @@ fn messages_for_secret_keys_never_quote_the_value() {
 
 #[test]
 fn a_tag_error_on_a_secret_shows_no_value() {
-    let out = rendered(&format!("master_list: [10.0.0.1]\n{PW}: !!int hunter2SECRET\n"));
+    let out = rendered(&format!(
+        "master_list: [10.0.0.1]\n{PW}: !!int hunter2SECRET\n"
+    ));
     assert_eq!(
         out,
         "\
