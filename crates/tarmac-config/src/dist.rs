@@ -10,7 +10,8 @@
 //!
 //! `<scope>` is `common` (every host) or a role (`master`, `agent`, `agent_public`). A
 //! template's file mode is 0755 when the source is executable, else 0644; files that use a
-//! secret value are 0700/0600 unless `files:` in the schema says otherwise.
+//! secret value are 0700/0600 unless `files:` in the schema says otherwise. Printed values are
+//! escaped for the file's format (shell, env, systemd; see [`FileFormat`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use tarmac_types::{Digest, PackageName, Role};
 
+pub use crate::escape::FileFormat;
 use crate::schema::{DerivedKind, INSTALLER_SCHEMA, Origin, Schema, SchemaError};
 
 /// Derived values named `preflight_ports_<role>` list the TCP ports install.sh's preflight
@@ -94,6 +96,8 @@ pub struct TemplateFile {
     pub mode: u32,
     /// Top-level variables the template uses.
     pub vars: BTreeSet<String>,
+    /// How printed values are escaped: `format:` in the schema's `files:`, else from the path.
+    pub format: FileFormat,
 }
 
 /// Why a distribution's configuration could not be loaded.
@@ -179,8 +183,10 @@ impl fmt::Debug for Distribution {
 }
 
 /// The minijinja environment every schema expression and template runs in: strict undefined,
-/// no auto-escaping, trailing newlines kept, printing `none` is an error, plus Tarmac's filters
-/// (`host`, `url_host`, `seconds`, `millis`, `shquote`, `tojson`) and the `ip` and `shell_safe` tests.
+/// trailing newlines kept, printing `none` is an error, plus Tarmac's filters (`host`,
+/// `url_host`, `seconds`, `millis`, `shquote`, `tojson`) and the `ip` and `shell_safe` tests.
+/// No auto-escaping by default; [`Distribution`] turns on escaping per file format for its
+/// templates (see [`FileFormat`]), and the formatter here does that escaping.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -193,8 +199,25 @@ pub fn environment() -> Environment<'static> {
                 "printing an unset optional value (none); guard it with {% if … %}",
             ));
         }
-        minijinja::escape_formatter(out, state, value)
+        match state.auto_escape() {
+            minijinja::AutoEscape::Custom(kind) if !value.is_safe() => {
+                let text = crate::escape::escape_for(kind, value)?;
+                out.write_str(&text).map_err(minijinja::Error::from)
+            }
+            minijinja::AutoEscape::Custom(_) => out
+                .write_str(value.as_str().unwrap_or_default())
+                .map_err(minijinja::Error::from),
+            _ => minijinja::escape_formatter(out, state, value),
+        }
     });
+    env.add_filter(
+        crate::escape::IN_DOUBLE_QUOTES,
+        crate::escape::filter_in_double_quotes,
+    );
+    env.add_filter(
+        crate::escape::IN_SINGLE_QUOTES,
+        crate::escape::filter_in_single_quotes,
+    );
     env.add_filter("host", filter_host);
     env.add_filter("url_host", filter_url_host);
     env.add_filter("seconds", filter_seconds);
@@ -241,22 +264,14 @@ fn filter_millis(v: Value) -> Result<u64, minijinja::Error> {
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
 }
 
-/// POSIX shell single quoting.
-pub fn shquote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::escape::shquote;
 
-fn filter_shquote(v: Value) -> String {
-    match v.as_str() {
+/// `shquote`: the result is safe (not escaped again in shell files).
+fn filter_shquote(v: Value) -> Value {
+    Value::from_safe_string(match v.as_str() {
         Some(s) => shquote(s),
         None => shquote(&v.to_string()),
-    }
+    })
 }
 
 /// The top-level names an expression uses, minus globals.
@@ -389,6 +404,11 @@ impl Distribution {
                 name.clone(),
                 serde_json::json!({"mode": mode, "sha256": Digest::of(source.as_bytes()).hex()}),
             );
+            let format = schema
+                .files
+                .get(&name)
+                .and_then(|f| f.format)
+                .unwrap_or_else(|| FileFormat::for_path(rel));
             tfiles.push(TemplateFile {
                 package,
                 scope,
@@ -397,14 +417,25 @@ impl Distribution {
                 mode,
                 vars,
                 name: name.clone(),
+                format,
             });
         }
+        let formats: BTreeMap<String, FileFormat> =
+            tfiles.iter().map(|t| (t.name.clone(), t.format)).collect();
+        env.set_auto_escape_callback(move |name| {
+            formats
+                .get(name)
+                .map_or(minijinja::AutoEscape::None, |f| f.auto_escape())
+        });
         for t in &tfiles {
-            env.add_template_owned(t.name.clone(), t.source.clone())
-                .map_err(|source| DistError::TemplateSyntax {
-                    name: t.name.clone(),
-                    source,
-                })?;
+            env.add_template_owned(
+                t.name.clone(),
+                crate::escape::quote_aware_source(t.format, &t.source),
+            )
+            .map_err(|source| DistError::TemplateSyntax {
+                name: t.name.clone(),
+                source,
+            })?;
         }
         for path in schema.files.keys() {
             if !tfiles.iter().any(|t| &t.name == path) {

@@ -11,8 +11,8 @@ use crate::ResolvedConfig;
 use crate::dist::Distribution;
 use crate::report::{Diagnostic, Report};
 use crate::schema::{DerivedKind, Param};
-use crate::types::{check, host_identity};
-use crate::yaml::{self, DocError, Entry, Loc, Node};
+use crate::types::{check, check_secret, host_identity};
+use crate::yaml::{self, AliasBudget, DocError, Entry, Loc, Node, ReadError};
 
 /// The best "did you mean" candidate for a misspelt name.
 pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
@@ -52,11 +52,26 @@ pub struct Input<'a> {
 /// Validate and resolve. Every problem is in the returned report.
 pub fn resolve(dist: &Distribution, input: &Input<'_>) -> Result<ResolvedConfig, Report> {
     let mut report = Report::new(&input.file_label, input.text);
-    let entries = match yaml::parse_flat_mapping(input.text) {
+    let entries = match yaml::read_flat_mapping(input.text) {
+        Err(errs) => {
+            // No tree to take value spans from: hide what follows `secret_key:` on a line.
+            for n in dist.inner.schema.params.keys() {
+                if dist.inner.schema.is_secret(n) {
+                    report.hide_key_lines(n);
+                }
+            }
+            Err(errs)
+        }
+        ok => ok,
+    };
+    let entries = match entries {
         Ok(e) => e,
         Err(errs) => {
             for e in errs {
-                report.errors.push(doc_error(&input.file_label, e));
+                report.errors.push(match e {
+                    ReadError::Doc(e) => doc_error(&input.file_label, e),
+                    ReadError::Alias(a) => alias_error(&input.file_label, &a),
+                });
             }
             return Err(report.sorted());
         }
@@ -64,6 +79,25 @@ pub fn resolve(dist: &Distribution, input: &Input<'_>) -> Result<ResolvedConfig,
     Resolver::new(dist, input, &mut report, &entries)
         .run()
         .map_err(|()| report.sorted())
+}
+
+fn alias_error(file: &str, a: &AliasBudget) -> Diagnostic {
+    let key = a.key.as_deref().unwrap_or("config.yaml");
+    Diagnostic::new(
+        key,
+        Some(a.loc),
+        format!(
+            "Too many aliases: the alias at line {} of {file} takes the file past {} (the limit for the whole file)",
+            a.loc.line,
+            a.limit.describe()
+        ),
+    )
+    .hint(match &a.key {
+        Some(k) => format!(
+            "write the values of `{k}` out instead of using anchors (&name) and aliases (*name)"
+        ),
+        None => "write the values out instead of using anchors (&name) and aliases (*name)".into(),
+    })
 }
 
 fn doc_error(file: &str, e: DocError) -> Diagnostic {
@@ -117,6 +151,41 @@ struct Resolver<'a> {
     user: BTreeMap<&'a str, &'a Entry>,
     states: HashMap<String, State>,
     ctx: BTreeMap<String, MjValue>,
+    /// Names whose values must not be shown: see [`secret_values`].
+    secrets: BTreeSet<String>,
+}
+
+/// The names whose values are secret in this configuration: the distribution's secrets and
+/// what is calculated from them, plus every key that shares a value with one of them through
+/// an anchor and alias (in either direction), and what is calculated from those.
+fn secret_values(dist: &Distribution, entries: &[Entry]) -> BTreeSet<String> {
+    let mut out = dist.inner.secret_closure.clone();
+    loop {
+        let before = out.len();
+        for e in entries {
+            if out.contains(&e.key) {
+                out.extend(e.alias_sources.iter().cloned());
+            } else if e.alias_sources.iter().any(|k| out.contains(k)) {
+                out.insert(e.key.clone());
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    let user: BTreeSet<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    for n in &dist.inner.order {
+        if !user.contains(n.as_str())
+            && dist
+                .inner
+                .deps
+                .get(n)
+                .is_some_and(|d| d.iter().any(|x| out.contains(x)))
+        {
+            out.insert(n.clone());
+        }
+    }
+    out
 }
 
 impl<'a> Resolver<'a> {
@@ -127,6 +196,12 @@ impl<'a> Resolver<'a> {
         entries: &'a [Entry],
     ) -> Self {
         let user = entries.iter().map(|e| (e.key.as_str(), e)).collect();
+        let secrets = secret_values(dist, entries);
+        for e in entries {
+            if secrets.contains(&e.key) {
+                report.hide(e.value_span);
+            }
+        }
         Resolver {
             dist,
             input,
@@ -134,6 +209,7 @@ impl<'a> Resolver<'a> {
             user,
             states: HashMap::new(),
             ctx: BTreeMap::new(),
+            secrets,
         }
     }
 
@@ -181,7 +257,12 @@ impl<'a> Resolver<'a> {
         let entries: Vec<&Entry> = self.user.values().copied().collect();
         for e in &entries {
             if let Some(p) = schema.params.get(&e.key) {
-                match check(&p.ty, &e.value) {
+                let checked = if self.secrets.contains(&e.key) {
+                    check_secret(&p.ty, &e.value)
+                } else {
+                    check(&p.ty, &e.value)
+                };
+                match checked {
                     Ok(c) => {
                         for w in c.warnings {
                             let mut d = Diagnostic::new(&e.key, Some(w.loc), w.message);
@@ -389,6 +470,7 @@ impl<'a> Resolver<'a> {
             user,
             self.input.base_dir.clone(),
             std::mem::take(&mut self.report.warnings),
+            std::mem::take(&mut self.secrets),
         ))
     }
 
@@ -403,7 +485,13 @@ impl<'a> Resolver<'a> {
             return match self.eval(expr) {
                 Ok(v) => {
                     let j = serde_json::to_value(&v).unwrap_or(Json::Null);
-                    match check(&p.ty, &crate::schema::json_to_node(&j)) {
+                    let node = crate::schema::json_to_node(&j);
+                    let checked = if self.secrets.contains(&p.name) {
+                        check_secret(&p.ty, &node)
+                    } else {
+                        check(&p.ty, &node)
+                    };
+                    match checked {
                         Ok(c) => State::Ok(c.value),
                         Err(e) => {
                             self.error(

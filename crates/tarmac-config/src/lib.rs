@@ -20,6 +20,7 @@
 
 mod dist;
 mod engine;
+mod escape;
 mod render;
 mod report;
 mod schema;
@@ -34,9 +35,11 @@ use serde_json::Value as Json;
 use tarmac_types::{Digest, HostAddr, Role};
 
 pub use dist::{
-    DistError, Distribution, PREFLIGHT_PORTS_PREFIX, Scope, TemplateFile, environment, shquote,
+    DistError, Distribution, FileFormat, PREFLIGHT_PORTS_PREFIX, Scope, TemplateFile, environment,
+    shquote,
 };
 pub use engine::{Input, did_you_mean, flow_yaml, resolve, resolve_path};
+pub use escape::{double_quote_escape, env_escape, systemd_escape};
 pub use render::{
     CONFIG_ID_PATH, EXPANDED_CONFIG_PATH, PackageFiles, RenderError, Rendered, RenderedFile,
     USER_CONFIG_PATH, render,
@@ -123,6 +126,7 @@ pub struct ResolvedConfig {
     base_dir: PathBuf,
     warnings: Vec<Diagnostic>,
     config_id: Digest,
+    secrets: BTreeSet<String>,
 }
 
 impl ResolvedConfig {
@@ -132,6 +136,7 @@ impl ResolvedConfig {
         user: BTreeMap<String, Json>,
         base_dir: PathBuf,
         warnings: Vec<Diagnostic>,
+        secrets: BTreeSet<String>,
     ) -> Self {
         let config_id = compute_config_id(&dist, &values, &user, None);
         ResolvedConfig {
@@ -141,6 +146,7 @@ impl ResolvedConfig {
             base_dir,
             warnings,
             config_id,
+            secrets,
         }
     }
 
@@ -268,9 +274,10 @@ impl ResolvedConfig {
         }
     }
 
-    /// Names whose values are secret (declared secret, or calculated from a secret).
+    /// Names whose values are secret: declared secret, calculated from a secret, or sharing
+    /// a value with a secret key through a YAML anchor and alias (in either direction).
     pub fn secret_names(&self) -> &BTreeSet<String> {
-        &self.dist.inner.secret_closure
+        &self.secrets
     }
 
     fn mask(&self, map: &BTreeMap<String, Json>, masked: bool) -> BTreeMap<String, Json> {

@@ -102,7 +102,7 @@ pub fn render(resolved: &ResolvedConfig) -> Result<Rendered, RenderError> {
             name: t.name.clone(),
             source,
         })?;
-        let uses_secret = t.vars.iter().any(|v| inner.secret_closure.contains(v));
+        let uses_secret = t.vars.iter().any(|v| resolved.secret_names().contains(v));
         let mode = match inner.schema.files.get(&t.name).and_then(|f| f.mode) {
             Some(m) => m,
             None if uses_secret => t.mode & 0o700,

@@ -54,6 +54,10 @@ pub struct Report {
     pub source: String,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Character ranges of `source` that [`Report::render`] shows as `**HIDDEN**`.
+    hidden: Vec<(usize, usize)>,
+    /// Keys whose values are hidden line by line (when the text has no tree to take spans from).
+    hidden_keys: Vec<String>,
 }
 
 impl Report {
@@ -63,7 +67,102 @@ impl Report {
             source: source.to_owned(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            hidden: Vec::new(),
+            hidden_keys: Vec::new(),
         }
+    }
+
+    /// Show the characters `span.0..span.1` of the source (a secret value) as `**HIDDEN**`
+    /// in [`Report::render`].
+    pub fn hide(&mut self, span: (usize, usize)) {
+        if span.0 < span.1 {
+            self.hidden.push(span);
+            self.hidden.sort_unstable();
+        }
+    }
+
+    /// In [`Report::render`], show everything after `key:` on a source line as `**HIDDEN**`
+    /// (for text that does not parse, where values have no spans).
+    pub fn hide_key_lines(&mut self, key: &str) {
+        self.hidden_keys.push(key.to_owned());
+    }
+
+    /// Source line `line` (1-based) with hidden parts replaced, and where character column
+    /// `column` (1-based) of the original line ends up in it.
+    fn masked_line(&self, line: u32, column: u32) -> Option<(String, usize)> {
+        let idx = line.checked_sub(1)? as usize;
+        let mut start = 0usize;
+        let mut text = None;
+        for (i, l) in self.source.split_inclusive('\n').enumerate() {
+            if i == idx {
+                text = Some(l.trim_end_matches('\n').trim_end_matches('\r'));
+                break;
+            }
+            start += l.chars().count();
+        }
+        let chars: Vec<char> = text?.chars().collect();
+        let end = start + chars.len();
+        let hidden = self
+            .hidden
+            .iter()
+            .map(|&(s, t)| (s.max(start), t.min(end)))
+            .filter(|(s, t)| s < t)
+            .map(|(s, t)| (s - start, t - start));
+        // Display position of every original column (and of the end of the line).
+        let mut out: Vec<char> = Vec::with_capacity(chars.len());
+        let mut map = vec![0usize; chars.len() + 1];
+        let mut j = 0usize;
+        for (s, t) in hidden {
+            // Keep the indentation of a continuation line.
+            let s = (s..t).find(|&k| !chars[k].is_whitespace()).unwrap_or(t);
+            if s < j || s == t {
+                continue;
+            }
+            while j < s {
+                map[j] = out.len();
+                out.push(chars[j]);
+                j += 1;
+            }
+            let p = out.len();
+            out.extend(crate::HIDDEN.chars());
+            while j < t {
+                map[j] = p;
+                j += 1;
+            }
+        }
+        while j < chars.len() {
+            map[j] = out.len();
+            out.push(chars[j]);
+            j += 1;
+        }
+        map[chars.len()] = out.len();
+        let caret = map[(column.saturating_sub(1) as usize).min(chars.len())];
+        let (line, cut) = self.hide_key_values(out.into_iter().collect());
+        Some((line, cut.map_or(caret, |c| caret.min(c))))
+    }
+
+    /// Everything after `key:` of a hidden key, when the source has no spans; with the
+    /// character position where the hidden part starts.
+    fn hide_key_values(&self, line: String) -> (String, Option<usize>) {
+        for key in &self.hidden_keys {
+            let mut from = 0;
+            while let Some(pos) = line[from..].find(key.as_str()) {
+                let at = from + pos;
+                from = at + key.len();
+                let before_ok = line[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| c.is_whitespace() || "{,'\"".contains(c));
+                let rest = line[from..].trim_start_matches(['\'', '"']).trim_start();
+                if before_ok && rest.starts_with(':') && !rest[1..].trim().is_empty() {
+                    let colon = line.len() - rest.len();
+                    let kept = &line[..=colon];
+                    let cut = kept.chars().count() + 1;
+                    return (format!("{kept} {}", crate::HIDDEN), Some(cut));
+                }
+            }
+        }
+        (line, None)
     }
 
     /// Errors in file order; errors without a location (missing keys) last, by key.
@@ -131,12 +230,12 @@ impl Report {
         match d.loc() {
             Some(loc) => {
                 let _ = writeln!(out, "  --> {}:{}:{}", self.file, loc.line, loc.column);
-                if let Some(line) = self.source.lines().nth(loc.line.saturating_sub(1) as usize) {
+                if let Some((line, caret)) = self.masked_line(loc.line, loc.column) {
                     let num = loc.line.to_string();
                     let pad = " ".repeat(num.len());
                     let caret_pad: String = line
                         .chars()
-                        .take(loc.column.saturating_sub(1) as usize)
+                        .take(caret)
                         .map(|c| if c == '\t' { '\t' } else { ' ' })
                         .collect();
                     let _ = writeln!(out, " {pad} |");

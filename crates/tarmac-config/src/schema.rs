@@ -29,6 +29,8 @@
 //!     # when: "<expr>"                 # the rule applies only when this is true
 //! files:
 //!   tarmac-config/master/etc/prometheus/prometheus.yml: {mode: "0644"}
+//!   tarmac-config/common/bin/detect_ip: {format: shell}  # how values are escaped, when the
+//!                                      # path does not say (shell env systemd yaml json text)
 //! ```
 
 use std::collections::BTreeMap;
@@ -98,6 +100,9 @@ pub struct Rule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileSettings {
     pub mode: Option<u32>,
+    /// How printed values are escaped, when the path does not say (`shell`, `env`,
+    /// `systemd`, `yaml`, `json`, `text`).
+    pub format: Option<crate::escape::FileFormat>,
 }
 
 /// The merged schema: installer parameters plus the distribution's.
@@ -214,6 +219,8 @@ struct RuleSpec {
 struct FileSpecEntry {
     #[serde(default)]
     mode: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
 }
 
 /// Builtin derived values Tarmac knows how to compute.
@@ -314,7 +321,18 @@ impl Schema {
                         })?,
                 ),
             };
-            self.files.insert(path, FileSettings { mode });
+            let format = match f.format {
+                None => None,
+                Some(name) => Some(crate::escape::FileFormat::parse(&name).ok_or_else(|| {
+                    entry_err(
+                        &path,
+                        format!(
+                            "format `{name}` is not one of shell, env, systemd, yaml, json, text"
+                        ),
+                    )
+                })?),
+            };
+            self.files.insert(path, FileSettings { mode, format });
         }
         if spec.config_package.is_some() {
             self.config_package = spec.config_package;

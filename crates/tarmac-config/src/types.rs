@@ -121,9 +121,82 @@ pub struct Checked {
 
 /// Check `node` against `ty` and normalise it.
 pub fn check(ty: &Type, node: &Node) -> Result<Checked, Problem> {
-    let mut warnings = Vec::new();
-    let value = check_inner(ty, node, &mut warnings)?;
-    Ok(Checked { value, warnings })
+    check_with(ty, node, false)
+}
+
+/// [`check`] for a secret parameter: no message, hint or warning shows any part of the value.
+pub fn check_secret(ty: &Type, node: &Node) -> Result<Checked, Problem> {
+    check_with(ty, node, true)
+}
+
+fn check_with(ty: &Type, node: &Node, secret: bool) -> Result<Checked, Problem> {
+    let mut cx = Cx {
+        secret,
+        warnings: Vec::new(),
+    };
+    let value = check_inner(ty, node, &mut cx)?;
+    Ok(Checked {
+        value,
+        warnings: cx.warnings,
+    })
+}
+
+/// What a check needs besides the type and the node.
+struct Cx {
+    /// The value is secret: messages name its kind, never its text.
+    secret: bool,
+    warnings: Vec<Problem>,
+}
+
+impl Cx {
+    /// How to show a scalar in a message: `a string ("foo")`, or `a string` when secret.
+    fn describe(&self, s: &Scalar) -> String {
+        if self.secret { s.kind() } else { s.describe() }
+    }
+
+    fn describe_node(&self, n: &Node) -> String {
+        match n {
+            Node::Scalar { value, .. } => self.describe(value),
+            other => other.describe(),
+        }
+    }
+}
+
+/// How a control character is named in messages.
+fn control_name(c: char) -> String {
+    match c {
+        '\n' => "a newline (\\n)".into(),
+        '\r' => "a carriage return (\\r)".into(),
+        '\t' => "a tab (\\t)".into(),
+        '\0' => "a NUL byte (\\0)".into(),
+        c => format!("the control character U+{:04X}", u32::from(c)),
+    }
+}
+
+/// Refuse C0 and C1 control characters and DEL in `s`, except those in `allowed`.
+fn check_controls(s: &str, loc: Loc, allowed: &[char]) -> Result<(), Problem> {
+    let Some((i, c)) = s
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !allowed.contains(c))
+    else {
+        return Ok(());
+    };
+    let hint = if allowed.contains(&'\n') {
+        "remove it; only newlines and tabs may appear in this value"
+    } else {
+        "remove it; the value must be one line of printable text"
+    };
+    let what = if c == '\n' || c == '\r' {
+        "Must be a single line"
+    } else {
+        "Must not contain control characters"
+    };
+    Err(Problem::new(
+        loc,
+        format!("{what}: found {} at character {}", control_name(c), i + 1),
+    )
+    .hint(hint))
 }
 
 fn null_problem(loc: Loc) -> Problem {
@@ -155,31 +228,46 @@ fn expect_scalar<'a>(
 }
 
 /// Scalars that are plain text: strings, and (for string-like types) nothing else.
-fn expect_str<'a>(node: &'a Node, what: &str, example: &str) -> Result<(&'a str, Loc), Problem> {
+fn expect_str<'a>(
+    cx: &Cx,
+    node: &'a Node,
+    what: &str,
+    example: &str,
+) -> Result<(&'a str, Loc), Problem> {
     let (value, _, _, loc) = expect_scalar(node, what)?;
     match value {
         Scalar::Str(s) => Ok((s, loc)),
         other => Err(
-            Problem::new(loc, format!("Must be {what}, got {}", other.describe()))
+            Problem::new(loc, format!("Must be {what}, got {}", cx.describe(other)))
                 .hint(format!("quote the value, e.g. {example}")),
         ),
     }
 }
 
-fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Json, Problem> {
+fn check_inner(ty: &Type, node: &Node, cx: &mut Cx) -> Result<Json, Problem> {
+    // Every string of every type: no control characters (a multi-line string may hold
+    // newlines and tabs). Lists check their items, dicts every key and string inside.
+    if let Node::Scalar {
+        value: Scalar::Str(s),
+        loc,
+        ..
+    } = node
+    {
+        let allowed: &[char] = match ty {
+            Type::String {
+                multiline: true, ..
+            } => &['\n', '\t'],
+            _ => &[],
+        };
+        check_controls(s, *loc, allowed)?;
+    }
     match ty {
         Type::String {
-            multiline,
             min_length,
             max_length,
+            ..
         } => {
-            let (s, loc) = expect_str(node, "a string", "\"my-cluster\"")?;
-            if !multiline && s.contains(['\n', '\r']) {
-                return Err(Problem::new(loc, "Must be a single line"));
-            }
-            if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-                return Err(Problem::new(loc, "Must not contain control characters"));
-            }
+            let (s, loc) = expect_str(cx, node, "a string", "\"my-cluster\"")?;
             let n = s.chars().count();
             if n < *min_length {
                 return Err(if *min_length == 1 {
@@ -200,13 +288,19 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                 ));
             }
             if node.is_yaml11_bool() {
-                warnings.push(
+                cx.warnings.push(if cx.secret {
+                    Problem::new(
+                        loc,
+                        "The value is a YAML 1.1 boolean word, read as a string (YAML 1.2), not as a boolean",
+                    )
+                    .hint("write it in quotes to make this explicit")
+                } else {
                     Problem::new(
                         loc,
                         format!("`{s}` is read as the string {s:?} (YAML 1.2), not as a boolean"),
                     )
-                    .hint(format!("write \"{s}\" in quotes to make this explicit")),
-                );
+                    .hint(format!("write \"{s}\" in quotes to make this explicit"))
+                });
             }
             Ok(Json::String(s.to_owned()))
         }
@@ -215,16 +309,21 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             let i = match value {
                 Scalar::Int(i) => *i,
                 Scalar::Str(s) if style == Style::Quoted && s.trim().parse::<i64>().is_ok() => {
-                    return Err(Problem::new(
-                        loc,
-                        format!("Must be an integer, got a string ({})", quote_short(s)),
-                    )
-                    .hint(format!("write {} without quotes", s.trim())));
+                    return Err(if cx.secret {
+                        Problem::new(loc, "Must be an integer, got a string")
+                            .hint("write the number without quotes")
+                    } else {
+                        Problem::new(
+                            loc,
+                            format!("Must be an integer, got a string ({})", quote_short(s)),
+                        )
+                        .hint(format!("write {} without quotes", s.trim()))
+                    });
                 }
                 other => {
                     return Err(Problem::new(
                         loc,
-                        format!("Must be an integer, got {}", other.describe()),
+                        format!("Must be an integer, got {}", cx.describe(other)),
                     ));
                 }
             };
@@ -240,6 +339,11 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             let (value, _, _, loc) = expect_scalar(node, "true or false")?;
             match value {
                 Scalar::Bool(b) => Ok(Json::Bool(*b)),
+                Scalar::Str(_) if node.is_yaml11_bool() && cx.secret => Err(Problem::new(
+                    loc,
+                    "Must be true or false, got a YAML 1.1 boolean word, which Tarmac (YAML 1.2) reads as a string",
+                )
+                .hint("write true or false")),
                 Scalar::Str(s) if node.is_yaml11_bool() => Err(Problem::new(
                     loc,
                     format!(
@@ -249,7 +353,7 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                 .hint("write true or false")),
                 other => Err(Problem::new(
                     loc,
-                    format!("Must be true or false, got {}", other.describe()),
+                    format!("Must be true or false, got {}", cx.describe(other)),
                 )),
             }
         }
@@ -269,22 +373,38 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                     .join(", ");
                 Err(Problem::new(
                     loc,
-                    format!("Must be one of {list}. Got '{s}'."),
+                    if cx.secret {
+                        format!("Must be one of {list}.")
+                    } else {
+                        format!("Must be one of {list}. Got '{s}'.")
+                    },
                 ))
             }
         }
         Type::Ip => {
-            let (s, loc) = expect_str(node, "an IP address", "10.0.0.1")?;
-            let ip: IpAddr = s
-                .trim()
-                .parse()
-                .map_err(|_| Problem::new(loc, format!("Invalid IP address: {s}")))?;
+            let (s, loc) = expect_str(cx, node, "an IP address", "10.0.0.1")?;
+            let ip: IpAddr = s.trim().parse().map_err(|_| {
+                Problem::new(
+                    loc,
+                    if cx.secret {
+                        "Invalid IP address".to_owned()
+                    } else {
+                        format!("Invalid IP address: {s}")
+                    },
+                )
+            })?;
             Ok(Json::String(ip.to_string()))
         }
         Type::Host => {
-            let (s, loc) = expect_str(node, "a host address", "10.0.0.1")?;
+            let (s, loc) = expect_str(cx, node, "a host address", "10.0.0.1")?;
             let h: HostAddr = s.parse().map_err(|e: tarmac_types::HostAddrError| {
-                Problem::new(loc, format!("Invalid host address: {s}")).hint(e.to_string())
+                if cx.secret {
+                    Problem::new(loc, "Invalid host address").hint(
+                        "an IPv4/IPv6 address or a hostname, optionally with :port (IPv6 as [addr]:port)",
+                    )
+                } else {
+                    Problem::new(loc, format!("Invalid host address: {s}")).hint(e.to_string())
+                }
             })?;
             Ok(Json::String(h.to_string()))
         }
@@ -299,17 +419,29 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                 } => {
                     return Err(Problem::new(*loc, url_hint));
                 }
-                _ => expect_str(node, "a URL", "http://10.0.0.1:8080")?,
+                _ => expect_str(cx, node, "a URL", "http://10.0.0.1:8080")?,
             };
+            // Control characters were refused above: url::Url::parse would silently drop
+            // tabs and newlines (WHATWG), and the original text would reach the templates.
             if s.trim().len() <= 1 {
                 return Err(Problem::new(loc, url_hint));
             }
             if s.ends_with('/') {
-                return Err(Problem::new(loc, "Must not end in a '/'")
-                    .hint(format!("write {}", s.trim_end_matches('/'))));
+                return Err(
+                    Problem::new(loc, "Must not end in a '/'").hint(if cx.secret {
+                        "remove the trailing '/'".to_owned()
+                    } else {
+                        format!("write {}", s.trim_end_matches('/'))
+                    }),
+                );
             }
             let parsed = url::Url::parse(s).map_err(|e| {
-                Problem::new(loc, format!("Invalid URL {}: {e}", quote_short(s))).hint(url_hint)
+                let m = if cx.secret {
+                    format!("Invalid URL: {e}")
+                } else {
+                    format!("Invalid URL {}: {e}", quote_short(s))
+                };
+                Problem::new(loc, m).hint(url_hint)
             })?;
             if !schemes.is_empty() && !schemes.iter().any(|x| x == parsed.scheme()) {
                 return Err(Problem::new(
@@ -324,7 +456,11 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_none() {
                 return Err(Problem::new(
                     loc,
-                    format!("URL {} has no host", quote_short(s)),
+                    if cx.secret {
+                        "URL has no host".to_owned()
+                    } else {
+                        format!("URL {} has no host", quote_short(s))
+                    },
                 ));
             }
             if parsed.query().is_some() || parsed.fragment().is_some() {
@@ -333,15 +469,19 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                     "Must not contain a query (?…) or fragment (#…)",
                 ));
             }
-            Ok(Json::String(s.to_owned()))
+            // Store what the parser understood (scheme and host lower-cased, default port
+            // dropped, path percent-encoded), without the '/' it adds to an empty path.
+            let normal = parsed.as_str();
+            let normal = match normal.strip_suffix('/') {
+                Some(n) if parsed.path() == "/" => n,
+                _ => normal,
+            };
+            Ok(Json::String(normal.to_owned()))
         }
         Type::Path { absolute } => {
-            let (s, loc) = expect_str(node, "a path", "/etc/tarmac/x")?;
+            let (s, loc) = expect_str(cx, node, "a path", "/etc/tarmac/x")?;
             if s.is_empty() {
                 return Err(Problem::new(loc, "Must not be empty"));
-            }
-            if s.contains(['\n', '\r', '\0']) {
-                return Err(Problem::new(loc, "Must be a single line"));
             }
             if *absolute && !s.starts_with('/') {
                 return Err(Problem::new(loc, "Must be an absolute filesystem path"));
@@ -353,17 +493,21 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             let d = match value {
                 Scalar::Int(i) if *i >= 0 => Duration::from_secs(i.unsigned_abs()),
                 Scalar::Str(s) => parse_duration(s).map_err(|m| {
+                    let m = if cx.secret {
+                        "Invalid duration".to_owned()
+                    } else {
+                        m
+                    };
                     Problem::new(loc, m).hint("write a number with a unit, e.g. 90s, 10m, 1h30m")
                 })?,
                 _ => {
-                    return Err(Problem::new(
-                        loc,
-                        format!(
-                            "Invalid duration {}: must not be negative or fractional",
-                            text
-                        ),
-                    )
-                    .hint("write a number with a unit, e.g. 90s, 10m, 1h30m, 500ms"));
+                    let m = if cx.secret {
+                        "Invalid duration: must not be negative or fractional".to_owned()
+                    } else {
+                        format!("Invalid duration {text}: must not be negative or fractional")
+                    };
+                    return Err(Problem::new(loc, m)
+                        .hint("write a number with a unit, e.g. 90s, 10m, 1h30m, 500ms"));
                 }
             };
             if let Some(m) = min
@@ -389,13 +533,26 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             let n = match value {
                 Scalar::Int(i) if *i >= 0 => i.unsigned_abs(),
                 Scalar::Str(s) => parse_bytes(s).map_err(|m| {
+                    let m = if cx.secret {
+                        "Invalid byte size".to_owned()
+                    } else {
+                        m
+                    };
                     Problem::new(loc, m).hint("write e.g. 512MiB, 2GiB, 8GB or a number of bytes")
                 })?,
+                Scalar::Float(_) if cx.secret => {
+                    return Err(Problem::new(loc, "Fractional bytes."));
+                }
                 Scalar::Float(f) => {
                     return Err(Problem::new(loc, format!("Fractional bytes: {f}.")));
                 }
                 _ => {
-                    return Err(Problem::new(loc, format!("Invalid byte size: {text}"))
+                    let m = if cx.secret {
+                        "Invalid byte size".to_owned()
+                    } else {
+                        format!("Invalid byte size: {text}")
+                    };
+                    return Err(Problem::new(loc, m)
                         .hint("write e.g. 512MiB, 2GiB, 8GB or a number of bytes"));
                 }
             };
@@ -433,7 +590,7 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                     };
                     return Err(Problem::new(
                         other.loc(),
-                        format!("Must be a list, got {}", other.describe()),
+                        format!("Must be a list, got {}", cx.describe_node(other)),
                     )
                     .hint(format!(
                         "write a YAML list: {example}, or one `- item` per line"
@@ -447,12 +604,24 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                     // Collect every bad entry into one message, like gen's validate_ip_list.
                     let mut bad = Vec::new();
                     let mut first_bad: Option<(Loc, Option<String>)> = None;
-                    for item in list {
-                        match check_inner(t, item, warnings) {
+                    for (i, item) in list.iter().enumerate() {
+                        if let Node::Scalar {
+                            value: Scalar::Str(s),
+                            loc,
+                            ..
+                        } = item
+                        {
+                            check_controls(s, *loc, &[]).map_err(|mut p| {
+                                p.message = format!("Item {}: {}", i + 1, p.message);
+                                p
+                            })?;
+                        }
+                        match check_inner(t, item, cx) {
                             Ok(v) => out.push(v),
                             Err(p) => {
                                 let shown = match item {
-                                    Node::Scalar { text, .. } => text.clone(),
+                                    _ if cx.secret => format!("item {}", i + 1),
+                                    Node::Scalar { text, .. } => text.escape_debug().to_string(),
                                     other => other.to_json().to_string(),
                                 };
                                 bad.push(if shown.is_empty() {
@@ -484,12 +653,12 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                             .iter()
                             .map(|v| host_identity(v.as_str().unwrap_or_default()))
                             .collect();
-                        check_unique(&keys, list, &out)?;
+                        check_unique(cx, &keys, list, &out)?;
                     }
                 }
                 Some(t) => {
                     for (i, item) in list.iter().enumerate() {
-                        let v = check_inner(t, item, warnings).map_err(|mut p| {
+                        let v = check_inner(t, item, cx).map_err(|mut p| {
                             p.message = format!("Item {}: {}", i + 1, p.message);
                             p
                         })?;
@@ -497,16 +666,16 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
                     }
                     if *unique {
                         let keys: Vec<String> = out.iter().map(Json::to_string).collect();
-                        check_unique(&keys, list, &out)?;
+                        check_unique(cx, &keys, list, &out)?;
                     }
                 }
                 None => {
                     for item in list {
-                        out.push(node_json(item)?);
+                        out.push(node_json(cx, item)?);
                     }
                     if *unique {
                         let keys: Vec<String> = out.iter().map(Json::to_string).collect();
-                        check_unique(&keys, list, &out)?;
+                        check_unique(cx, &keys, list, &out)?;
                     }
                 }
             }
@@ -534,7 +703,7 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             Ok(Json::Array(out))
         }
         Type::Dict => match node {
-            Node::Map { .. } => node_json(node),
+            Node::Map { .. } => node_json(cx, node),
             Node::Scalar {
                 value: Scalar::Null,
                 loc,
@@ -542,7 +711,7 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
             } => Err(null_problem(*loc).hint("write {} for an empty mapping")),
             other => Err(Problem::new(
                 other.loc(),
-                format!("Must be a mapping, got {}", other.describe()),
+                format!("Must be a mapping, got {}", cx.describe_node(other)),
             )
             .hint("write a YAML mapping: {key: value}, or one `key: value` per indented line")),
         },
@@ -550,8 +719,8 @@ fn check_inner(ty: &Type, node: &Node, warnings: &mut Vec<Problem>) -> Result<Js
 }
 
 /// JSON of an untyped node; floats and nulls are allowed inside lists and dicts but
-/// non-string keys are not.
-fn node_json(node: &Node) -> Result<Json, Problem> {
+/// non-string keys and control characters are not.
+fn node_json(cx: &Cx, node: &Node) -> Result<Json, Problem> {
     match node {
         Node::Map { entries, .. } => {
             let mut m = serde_json::Map::new();
@@ -559,21 +728,37 @@ fn node_json(node: &Node) -> Result<Json, Problem> {
                 match k {
                     Node::Scalar {
                         value: Scalar::Str(s),
+                        loc,
                         ..
                     } => {
-                        m.insert(s.clone(), node_json(v)?);
+                        check_controls(s, *loc, &[])?;
+                        m.insert(s.clone(), node_json(cx, v)?);
                     }
                     other => {
                         return Err(Problem::new(
                             other.loc(),
-                            format!("Mapping keys must be strings, got {}", other.describe()),
+                            format!(
+                                "Mapping keys must be strings, got {}",
+                                cx.describe_node(other)
+                            ),
                         ));
                     }
                 }
             }
             Ok(Json::Object(m))
         }
-        Node::Seq { items, .. } => items.iter().map(node_json).collect::<Result<_, _>>(),
+        Node::Seq { items, .. } => items
+            .iter()
+            .map(|i| node_json(cx, i))
+            .collect::<Result<_, _>>(),
+        Node::Scalar {
+            value: Scalar::Str(s),
+            loc,
+            ..
+        } => {
+            check_controls(s, *loc, &[])?;
+            Ok(Json::String(s.clone()))
+        }
         scalar => Ok(scalar.to_json()),
     }
 }
@@ -590,7 +775,7 @@ pub fn host_identity(entry: &str) -> String {
     }
 }
 
-fn check_unique(keys: &[String], nodes: &[Node], values: &[Json]) -> Result<(), Problem> {
+fn check_unique(cx: &Cx, keys: &[String], nodes: &[Node], values: &[Json]) -> Result<(), Problem> {
     let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut order = Vec::new();
     for (i, k) in keys.iter().enumerate() {
@@ -607,9 +792,11 @@ fn check_unique(keys: &[String], nodes: &[Node], values: &[Json]) -> Result<(), 
         .iter()
         .map(|(k, _)| {
             let (n, first) = counts[k];
-            let shown = values[first]
-                .as_str()
-                .map_or_else(|| values[first].to_string(), str::to_owned);
+            let shown = match values[first].as_str() {
+                _ if cx.secret => format!("item {}", first + 1),
+                Some(s) => s.to_owned(),
+                None => values[first].to_string(),
+            };
             format!("{shown} appears {n} times")
         })
         .collect();

@@ -5,11 +5,16 @@
 //! value keeps its line and column, and so that we know how each scalar was written: a plain
 //! `yes` is not the same thing as a quoted `"yes"`. Plain scalars are resolved with the YAML 1.2
 //! core schema (`yes`/`no`/`on`/`off` stay strings); callers flag YAML 1.1 booleans themselves.
+//!
+//! Anchors (`&name`) and aliases (`*name`) are read, but their expansion has a budget for the
+//! whole document ([`MAX_ALIAS_USES`], [`MAX_ALIAS_NODES`], [`MAX_ALIAS_BYTES`]): a few hundred
+//! bytes of nested aliases would otherwise expand into gigabytes. Each entry records which
+//! top-level keys its aliases came from, so a secret reached through an alias can be masked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle, Span};
+use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle, Span, StructureStyle};
 
 /// A 1-based line and column in the source text (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -50,6 +55,18 @@ pub enum Scalar {
 }
 
 impl Scalar {
+    /// The kind alone, for messages about secret values: `a string`, `an integer`, `null`.
+    pub fn kind(&self) -> String {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Int(_) => "an integer",
+            Scalar::Float(_) => "a float",
+            Scalar::Str(_) => "a string",
+        }
+        .to_owned()
+    }
+
     /// A short description for messages: `a string ("foo")`, `an integer (5)`, `null`.
     pub fn describe(&self) -> String {
         match self {
@@ -163,12 +180,89 @@ pub fn is_yaml11_bool_word(s: &str) -> bool {
     )
 }
 
+/// At most this many `*alias` uses in one config.yaml.
+pub const MAX_ALIAS_USES: usize = 100;
+/// At most this many nodes (scalars, lists, mappings) produced through aliases in one
+/// config.yaml, counting every copy.
+pub const MAX_ALIAS_NODES: usize = 10_000;
+/// At most this many bytes of scalar text produced through aliases in one config.yaml.
+pub const MAX_ALIAS_BYTES: usize = 1 << 20;
+
 /// One top-level `key: value` of config.yaml.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub key: String,
     pub key_loc: Loc,
     pub value: Node,
+    /// Where the value is written: character offsets `start..end` in the source text (an
+    /// anchor or tag before the value is inside; an aliased value is the `*name` token).
+    pub value_span: (usize, usize),
+    /// Top-level keys whose anchors this value uses through aliases (directly, or through
+    /// anchors that themselves use aliases). Empty when the value uses no alias.
+    pub alias_sources: BTreeSet<String>,
+}
+
+/// Which alias budget a config.yaml exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasLimit {
+    /// More than [`MAX_ALIAS_USES`] aliases.
+    Uses,
+    /// More than [`MAX_ALIAS_NODES`] nodes produced through aliases.
+    Nodes,
+    /// More than [`MAX_ALIAS_BYTES`] bytes of text produced through aliases.
+    Bytes,
+}
+
+impl AliasLimit {
+    /// `more than 10000 values`, for messages.
+    pub fn describe(self) -> String {
+        match self {
+            AliasLimit::Uses => format!("more than {MAX_ALIAS_USES} aliases"),
+            AliasLimit::Nodes => {
+                format!("more than {MAX_ALIAS_NODES} values produced through aliases")
+            }
+            AliasLimit::Bytes => format!(
+                "more than {} KiB of text produced through aliases",
+                MAX_ALIAS_BYTES / 1024
+            ),
+        }
+    }
+}
+
+/// Alias expansion stopped: the alias at `loc`, in the value of `key` (`None` when the
+/// alias is not inside a top-level value), went over `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasBudget {
+    pub key: Option<String>,
+    pub loc: Loc,
+    pub limit: AliasLimit,
+}
+
+impl fmt::Display for AliasBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "the alias at line {} in `{k}`", self.loc.line)?,
+            None => write!(f, "the alias at line {}", self.loc.line)?,
+        }
+        write!(
+            f,
+            " takes config.yaml past {} (the limit for the whole file)",
+            self.limit.describe()
+        )
+    }
+}
+
+/// Why config.yaml could not be read: a document error, or an alias budget exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    Doc(DocError),
+    Alias(AliasBudget),
+}
+
+impl From<DocError> for ReadError {
+    fn from(e: DocError) -> Self {
+        ReadError::Doc(e)
+    }
 }
 
 /// Why config.yaml could not be read as a flat mapping.
@@ -192,55 +286,92 @@ pub enum DocError {
     UnknownAlias { loc: Loc },
 }
 
-/// Parse a whole config.yaml text into its top-level entries, in file order.
+/// Parse a whole config.yaml text into its top-level entries, in file order. An exceeded
+/// alias budget is reported as [`DocError::Syntax`] (its message names the key and line);
+/// use [`read_flat_mapping`] to tell it apart.
 pub fn parse_flat_mapping(text: &str) -> Result<Vec<Entry>, Vec<DocError>> {
-    let root = parse_single_document(text).map_err(|e| vec![e])?;
+    read_flat_mapping(text).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| match e {
+                ReadError::Doc(d) => d,
+                ReadError::Alias(a) => DocError::Syntax {
+                    loc: a.loc,
+                    message: format!(
+                        "{a}; write the values out instead of using anchors (&name) and aliases (*name)"
+                    ),
+                },
+            })
+            .collect()
+    })
+}
+
+/// [`parse_flat_mapping`], with an exceeded alias budget as its own error.
+pub fn read_flat_mapping(text: &str) -> Result<Vec<Entry>, Vec<ReadError>> {
+    let (root, tops) = read_document(text).map_err(|e| vec![e])?;
     let Some(root) = root else {
-        return Err(vec![DocError::Empty]);
+        return Err(vec![DocError::Empty.into()]);
     };
     let entries = match root {
         Node::Map { entries, .. } => entries,
         Node::Scalar {
             value: Scalar::Null,
             ..
-        } => return Err(vec![DocError::Empty]),
+        } => return Err(vec![DocError::Empty.into()]),
         other => {
-            return Err(vec![DocError::NotAMapping {
-                loc: other.loc(),
-                found: other.describe(),
-            }]);
+            return Err(vec![
+                DocError::NotAMapping {
+                    loc: other.loc(),
+                    found: other.describe(),
+                }
+                .into(),
+            ]);
         }
     };
     let mut out = Vec::with_capacity(entries.len());
     let mut errors = Vec::new();
     let mut seen: HashMap<String, Loc> = HashMap::new();
-    for (k, v) in entries {
+    for ((k, v), top) in entries.into_iter().zip(
+        tops.into_iter()
+            .map(Some)
+            .chain(std::iter::repeat_with(|| None)),
+    ) {
+        let top = top.unwrap_or_default();
         let key = match &k {
             Node::Scalar {
                 value: Scalar::Str(s),
                 ..
             } => s.clone(),
             other => {
-                errors.push(DocError::BadKey {
-                    loc: other.loc(),
-                    found: other.describe(),
-                });
+                errors.push(
+                    DocError::BadKey {
+                        loc: other.loc(),
+                        found: other.describe(),
+                    }
+                    .into(),
+                );
                 continue;
             }
         };
         if let Some(first) = seen.get(&key) {
-            errors.push(DocError::DuplicateKey {
-                key,
-                loc: k.loc(),
-                first: *first,
-            });
+            errors.push(
+                DocError::DuplicateKey {
+                    key,
+                    loc: k.loc(),
+                    first: *first,
+                }
+                .into(),
+            );
             continue;
         }
         seen.insert(key.clone(), k.loc());
+        let mut alias_sources = top.alias_sources;
+        alias_sources.remove(&key);
         out.push(Entry {
             key,
             key_loc: k.loc(),
             value: v,
+            value_span: top.span,
+            alias_sources,
         });
     }
     if errors.is_empty() {
@@ -251,7 +382,28 @@ pub fn parse_flat_mapping(text: &str) -> Result<Vec<Entry>, Vec<DocError>> {
 }
 
 /// Parse one YAML document into a node tree (`None` when the stream holds no document).
+/// Alias expansion has the same budget as in [`read_flat_mapping`]; going over it is a
+/// [`DocError::Syntax`].
 pub fn parse_single_document(text: &str) -> Result<Option<Node>, DocError> {
+    read_document(text)
+        .map(|(root, _)| root)
+        .map_err(|e| match e {
+            ReadError::Doc(d) => d,
+            ReadError::Alias(a) => DocError::Syntax {
+                loc: a.loc,
+                message: a.to_string(),
+            },
+        })
+}
+
+/// What the builder learnt about one value of the root mapping.
+#[derive(Debug, Default)]
+struct TopValue {
+    span: (usize, usize),
+    alias_sources: BTreeSet<String>,
+}
+
+fn read_document(text: &str) -> Result<(Option<Node>, Vec<TopValue>), ReadError> {
     let mut b = Builder::default();
     for ev in Parser::new_from_str(text) {
         let (event, span) = ev.map_err(|e| DocError::Syntax {
@@ -263,7 +415,7 @@ pub fn parse_single_document(text: &str) -> Result<Option<Node>, DocError> {
         })?;
         b.event(event, &span)?;
     }
-    Ok(b.root)
+    Ok((b.root, b.tops))
 }
 
 enum Frame {
@@ -271,30 +423,157 @@ enum Frame {
         items: Vec<Node>,
         loc: Loc,
         anchor: usize,
+        flow: bool,
     },
     Map {
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
         loc: Loc,
         anchor: usize,
+        flow: bool,
     },
+}
+
+/// An anchored node and what copying it costs.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+    /// The top-level key it was defined in, plus the sources of the aliases used so far in
+    /// that key's value (an over-approximation: safe for masking).
+    sources: BTreeSet<String>,
+}
+
+/// Number of nodes and bytes of scalar text in `node`.
+fn weight(node: &Node) -> (usize, usize) {
+    match node {
+        Node::Scalar { text, .. } => (1, text.len()),
+        Node::Seq { items, .. } => items.iter().fold((1, 0), |(n, b), i| {
+            let (n2, b2) = weight(i);
+            (n + n2, b + b2)
+        }),
+        Node::Map { entries, .. } => entries.iter().fold((1, 0), |(n, b), (k, v)| {
+            let (n1, b1) = weight(k);
+            let (n2, b2) = weight(v);
+            (n + n1 + n2, b + b1 + b2)
+        }),
+    }
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, Anchored>,
     root: Option<Node>,
     documents: usize,
+    alias_uses: usize,
+    alias_nodes: usize,
+    alias_bytes: usize,
+    /// One per completed value of the root mapping, in order.
+    tops: Vec<TopValue>,
+    /// The value of the root mapping being read: where it started, the furthest end seen.
+    cur: Option<TopValue>,
 }
 
 impl Builder {
-    fn event(&mut self, event: Event<'_>, span: &Span) -> Result<(), DocError> {
+    /// True when the next node pushed is a value of the root mapping.
+    fn at_top_value(&self) -> bool {
+        matches!(
+            self.stack.as_slice(),
+            [Frame::Map {
+                pending_key: Some(_),
+                ..
+            }]
+        )
+    }
+
+    /// The key of the root mapping whose value is being read.
+    fn top_key(&self) -> Option<String> {
+        match self.stack.first() {
+            Some(Frame::Map {
+                pending_key: Some(k),
+                ..
+            }) => Some(k.key_text()),
+            _ => None,
+        }
+    }
+
+    /// A node (or collection) starts at `span`.
+    fn start(&mut self, span: &Span) {
+        if self.at_top_value() {
+            self.cur = Some(TopValue {
+                span: (span.start.index(), span.end.index()),
+                alias_sources: BTreeSet::new(),
+            });
+        }
+        self.extend(span);
+    }
+
+    fn extend(&mut self, span: &Span) {
+        if let Some(c) = &mut self.cur {
+            c.span.1 = c.span.1.max(span.end.index());
+        }
+    }
+
+    fn register_anchor(&mut self, anchor: usize, node: &Node) {
+        if anchor == 0 {
+            return;
+        }
+        let (nodes, bytes) = weight(node);
+        let mut sources: BTreeSet<String> = self.top_key().into_iter().collect();
+        if let Some(c) = &self.cur {
+            sources.extend(c.alias_sources.iter().cloned());
+        }
+        self.anchors.insert(
+            anchor,
+            Anchored {
+                node: node.clone(),
+                nodes,
+                bytes,
+                sources,
+            },
+        );
+    }
+
+    fn alias(&mut self, id: usize, span: &Span) -> Result<Node, ReadError> {
+        let loc = loc_of(span);
+        let a = self
+            .anchors
+            .get(&id)
+            .ok_or(DocError::UnknownAlias { loc })?;
+        self.alias_uses += 1;
+        self.alias_nodes = self.alias_nodes.saturating_add(a.nodes);
+        self.alias_bytes = self.alias_bytes.saturating_add(a.bytes);
+        let limit = if self.alias_uses > MAX_ALIAS_USES {
+            Some(AliasLimit::Uses)
+        } else if self.alias_nodes > MAX_ALIAS_NODES {
+            Some(AliasLimit::Nodes)
+        } else if self.alias_bytes > MAX_ALIAS_BYTES {
+            Some(AliasLimit::Bytes)
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
+            return Err(ReadError::Alias(AliasBudget {
+                key: self.top_key(),
+                loc,
+                limit,
+            }));
+        }
+        let node = a.node.clone();
+        let sources = a.sources.clone();
+        if let Some(c) = &mut self.cur {
+            c.alias_sources.extend(sources);
+        }
+        Ok(node)
+    }
+
+    fn event(&mut self, event: Event<'_>, span: &Span) -> Result<(), ReadError> {
         match event {
             Event::DocumentStart(..) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Err(DocError::MultipleDocuments { loc: loc_of(span) });
+                    return Err(DocError::MultipleDocuments { loc: loc_of(span) }.into());
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -325,12 +604,13 @@ impl Builder {
                                 if !ok {
                                     return Err(DocError::UnsupportedTag {
                                         loc,
+                                        // No value in the message: it may be a secret.
                                         tag: format!(
-                                            "!!{} on {}",
-                                            core.unwrap_or(""),
-                                            quote_short(&text)
+                                            "!!{0} on a value that is not a YAML 1.2 {0}",
+                                            core.unwrap_or("")
                                         ),
-                                    });
+                                    }
+                                    .into());
                                 }
                                 match (core, v) {
                                     (Some("float"), Scalar::Int(i)) => Scalar::Float(i as f64),
@@ -341,7 +621,8 @@ impl Builder {
                                 return Err(DocError::UnsupportedTag {
                                     loc,
                                     tag: format!("{}{}", tag.handle(), tag.suffix()),
-                                });
+                                }
+                                .into());
                             }
                         }
                     }
@@ -354,59 +635,72 @@ impl Builder {
                     style,
                     loc,
                 };
-                if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
+                self.start(span);
+                self.register_anchor(anchor, &node);
                 self.push(node);
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or(DocError::UnknownAlias { loc: loc_of(span) })?;
+                self.start(span);
+                let node = self.alias(id, span)?;
                 self.push(node);
             }
-            Event::SequenceStart(_, anchor, tag) => {
+            Event::SequenceStart(style, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", span)?;
+                self.start(span);
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     loc: loc_of(span),
                     anchor,
+                    flow: style == StructureStyle::Flow,
                 });
             }
-            Event::MappingStart(_, anchor, tag) => {
+            Event::MappingStart(style, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "map", span)?;
+                self.start(span);
                 self.stack.push(Frame::Map {
                     entries: Vec::new(),
                     pending_key: None,
                     loc: loc_of(span),
                     anchor,
+                    flow: style == StructureStyle::Flow,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { items, loc, anchor }) => (Node::Seq { items, loc }, anchor),
+                let (node, anchor, flow) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        items,
+                        loc,
+                        anchor,
+                        flow,
+                    }) => (Node::Seq { items, loc }, anchor, flow),
                     Some(Frame::Map {
                         entries,
                         loc,
                         anchor,
+                        flow,
                         ..
-                    }) => (Node::Map { entries, loc }, anchor),
+                    }) => (Node::Map { entries, loc }, anchor, flow),
                     None => return Ok(()),
                 };
-                if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                // A block collection's end event sits where the next token starts.
+                if flow {
+                    self.extend(span);
                 }
+                self.register_anchor(anchor, &node);
                 self.push(node);
             }
-            Event::UnresolvedAlias(_) => return Err(DocError::UnknownAlias { loc: loc_of(span) }),
+            Event::UnresolvedAlias(_) => {
+                return Err(DocError::UnknownAlias { loc: loc_of(span) }.into());
+            }
             _ => {}
         }
         Ok(())
     }
 
     fn push(&mut self, node: Node) {
+        if self.at_top_value() {
+            self.tops.push(self.cur.take().unwrap_or_default());
+        }
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
@@ -582,5 +876,105 @@ mod tests {
         ));
         let anchors = parse_flat_mapping("a: &x [1, 2]\nb: *x\n").unwrap();
         assert_eq!(anchors[1].value.to_json(), serde_json::json!([1, 2]));
+    }
+
+    /// The "billion laughs" document: 341 bytes, nine levels of aliases, 9^10 scalars.
+    fn alias_bomb() -> String {
+        let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        for w in names.windows(2) {
+            let refs = vec![format!("*{}", w[0]); 9].join(",");
+            text.push_str(&format!("{}: &{} [{refs}]\n", w[1], w[1]));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_bomb_stops_at_the_budget() {
+        let text = alias_bomb();
+        assert_eq!(text.len(), 341);
+        let started = std::time::Instant::now();
+        let err = read_flat_mapping(&text).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        assert_eq!(
+            err,
+            vec![ReadError::Alias(AliasBudget {
+                key: Some("e".into()),
+                loc: Loc { line: 5, column: 8 },
+                limit: AliasLimit::Nodes,
+            })]
+        );
+        assert_eq!(
+            parse_flat_mapping(&text).unwrap_err(),
+            vec![DocError::Syntax {
+                loc: Loc { line: 5, column: 8 },
+                message: "the alias at line 5 in `e` takes config.yaml past more than 10000 values produced through aliases (the limit for the whole file); write the values out instead of using anchors (&name) and aliases (*name)".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn deep_anchor_chain_stops_at_the_number_of_aliases() {
+        let mut text = String::from("k0: &k0 x\n");
+        for i in 1..=150 {
+            text.push_str(&format!("k{i}: &k{i} [*k{}]\n", i - 1));
+        }
+        let err = read_flat_mapping(&text).unwrap_err();
+        assert_eq!(
+            err,
+            vec![ReadError::Alias(AliasBudget {
+                key: Some("k101".into()),
+                loc: Loc {
+                    line: 102,
+                    column: 14
+                },
+                limit: AliasLimit::Uses,
+            })]
+        );
+    }
+
+    #[test]
+    fn big_anchored_text_is_bounded_in_bytes() {
+        let big = "x".repeat(300 * 1024);
+        let text = format!("a: &a {big}\nb: [*a, *a, *a, *a]\n");
+        let err = read_flat_mapping(&text).unwrap_err();
+        assert!(
+            matches!(&err[..], [ReadError::Alias(AliasBudget { key: Some(k), limit: AliasLimit::Bytes, .. })] if k == "b"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn single_alias_and_its_sources() {
+        let text = "a: &p [1, 2]\nb: *p\nc: {x: &q s, y: [*p]}\nd: *q\n";
+        let e = read_flat_mapping(text).unwrap();
+        assert_eq!(e[1].value.to_json(), serde_json::json!([1, 2]));
+        assert_eq!(e[3].value.to_json(), serde_json::json!("s"));
+        assert!(e[0].alias_sources.is_empty());
+        assert_eq!(e[1].alias_sources, BTreeSet::from(["a".to_owned()]));
+        assert_eq!(e[2].alias_sources, BTreeSet::from(["a".to_owned()]));
+        // `q` was defined in c before c used the alias from a.
+        assert_eq!(e[3].alias_sources, BTreeSet::from(["c".to_owned()]));
+        let e = read_flat_mapping("a: &p s\nc: &q [*p]\nd: *q\n").unwrap();
+        assert_eq!(
+            e[2].alias_sources,
+            BTreeSet::from(["a".to_owned(), "c".to_owned()])
+        );
+    }
+
+    #[test]
+    fn value_spans() {
+        let text = "a: &p hunter2\nlist:\n  - x\n  - 'y'\nm: {k: v, l: [1, 2]}\nb: |\n  one\n  two\nc: 1\n";
+        let e = read_flat_mapping(text).unwrap();
+        let chars: Vec<char> = text.chars().collect();
+        let span = |i: usize| -> String {
+            let (s, t) = e[i].value_span;
+            chars[s..t].iter().collect()
+        };
+        assert_eq!(span(0), "hunter2");
+        assert_eq!(span(1), "- x\n  - 'y'");
+        assert_eq!(span(2), "{k: v, l: [1, 2]}");
+        assert_eq!(span(3), "one\n  two\n");
+        assert_eq!(span(4), "1");
     }
 }

@@ -50,8 +50,9 @@ fn single_master_with_remote_write() {
     // It holds a secret, but the schema keeps it readable for the prometheus user.
     assert_eq!(prom.mode, 0o644);
     let etcd = String::from_utf8_lossy(&master["etc/etcd/etcd.env"].bytes).into_owned();
+    // Escaped for EnvironmentFile= and `sh` alike (`[` would be a glob in sh).
     assert!(
-        etcd.contains("ETCD_INITIAL_CLUSTER=etcd-fd00::1=http://[fd00::1]:2380\n"),
+        etcd.contains("ETCD_INITIAL_CLUSTER=etcd-fd00::1=http://\\[fd00::1\\]:2380\n"),
         "{etcd}"
     );
     let ne =

@@ -605,3 +605,153 @@ fn all_errors_are_reported_at_once() {
     "#);
     insta::assert_snapshot!(r.render());
 }
+
+#[test]
+fn alias_bomb_is_a_per_key_error() {
+    // dns_search nests aliases nine levels deep: 9^9 strings if expanded.
+    let mut text = String::from(MIN);
+    text.push_str("resolvers: &a [x,x,x,x,x,x,x,x,x]\n");
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for w in names.windows(2) {
+        let refs = vec![format!("*{}", w[0]); 9].join(",");
+        text.push_str(&format!("k{}: &{} [{refs}]\n", w[1], w[1]));
+    }
+    let started = std::time::Instant::now();
+    let r = Genconf::new(&text).load().unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(
+        r.render(),
+        "\
+error: ke: Too many aliases: the alias at line 7 of genconf/config.yaml takes the file past more than 10000 values produced through aliases (the limit for the whole file)
+  --> genconf/config.yaml:7:9
+   |
+ 7 | ke: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+   |         ^
+  = hint: write the values of `ke` out instead of using anchors (&name) and aliases (*name)
+
+"
+    );
+}
+
+#[test]
+fn an_ordinary_alias_still_works() {
+    let cfg = Genconf::new(&format!(
+        "{MIN}resolvers: &dns [10.0.0.53]\ndns_search: [lab.example]\nagent_list: *dns\n"
+    ))
+    .load();
+    // The alias copies the list: 10.0.0.53 is then an agent too.
+    let cfg = cfg.unwrap();
+    assert_eq!(
+        cfg.get("agent_list"),
+        Some(&serde_json::json!(["10.0.0.53"]))
+    );
+}
+
+#[test]
+fn control_characters_are_refused_per_key() {
+    // url::Url::parse drops the newline silently; the value would reach install.sh.
+    let r = Genconf::new(
+        "master_list: [10.0.0.1]\nbootstrap_url: \"http://10.0.0.254:8080/x\\ntouch PWNED;true\"\n",
+    )
+    .load()
+    .unwrap_err();
+    assert_eq!(
+        r.render(),
+        "\
+error: bootstrap_url: Must be a single line: found a newline (\\n) at character 25
+  --> genconf/config.yaml:2:16
+   |
+ 2 | bootstrap_url: \"http://10.0.0.254:8080/x\\ntouch PWNED;true\"
+   |                ^
+  = hint: remove it; the value must be one line of printable text
+
+"
+    );
+    let cases = [
+        (
+            "cluster_name: \"a\\tb\"",
+            "cluster_name",
+            "Must not contain control characters: found a tab (\\t) at character 2",
+        ),
+        (
+            "cluster_name: \"a\\0b\"",
+            "cluster_name",
+            "Must not contain control characters: found a NUL byte (\\0) at character 2",
+        ),
+        (
+            "cluster_name: \"a\\rb\"",
+            "cluster_name",
+            "Must be a single line: found a carriage return (\\r) at character 2",
+        ),
+        (
+            "cluster_name: \"ab\\x7f\"",
+            "cluster_name",
+            "Must not contain control characters: found the control character U+007F at character 3",
+        ),
+        (
+            "cluster_name: \"a\\x85\"",
+            "cluster_name",
+            "Must not contain control characters: found the control character U+0085 at character 2",
+        ),
+        (
+            "ssh_host_key_policy: \"strict\\n\"",
+            "ssh_host_key_policy",
+            "Must be a single line: found a newline (\\n) at character 7",
+        ),
+        (
+            "ssh_key_path: \"/root/.ssh/id\\0x\"",
+            "ssh_key_path",
+            "Must not contain control characters: found a NUL byte (\\0) at character 14",
+        ),
+        (
+            "ssh_jump: \"bastion\\n\"",
+            "ssh_jump",
+            "Must be a single line: found a newline (\\n) at character 8",
+        ),
+        (
+            "dns_search: [ok.example, \"bad\\nexample\"]",
+            "dns_search",
+            "Item 2: Must be a single line: found a newline (\\n) at character 4",
+        ),
+        (
+            "resolvers: [\"10.0.0.53\\n\"]",
+            "resolvers",
+            "Item 1: Must be a single line: found a newline (\\n) at character 10",
+        ),
+        (
+            "etcd_quota_backend_bytes: \"2GiB\\n\"",
+            "etcd_quota_backend_bytes",
+            "Must be a single line: found a newline (\\n) at character 5",
+        ),
+    ];
+    for (line, key, message) in cases {
+        let text = if SAMPLE.contains(&format!("{key}:")) {
+            sample_with(key, line)
+        } else {
+            sample_plus(line)
+        };
+        let e = errors(&text);
+        assert_eq!(e.get(key).map(String::as_str), Some(message), "{line}");
+    }
+}
+
+#[test]
+fn urls_are_stored_normalised() {
+    let cfg = |u: &str| {
+        Genconf::new(&format!("master_list: [10.0.0.1]\nbootstrap_url: {u}\n"))
+            .load()
+            .unwrap()
+            .bootstrap_url()
+            .to_owned()
+    };
+    assert_eq!(cfg("http://10.0.0.254:8080"), "http://10.0.0.254:8080");
+    assert_eq!(cfg("HTTP://Repo.Example.COM:80"), "http://repo.example.com");
+    assert_eq!(
+        cfg("'http://10.0.0.254:8080/a b'"),
+        "http://10.0.0.254:8080/a%20b"
+    );
+    assert_eq!(
+        cfg("file:///opt/tarmac_install_tmp"),
+        "file:///opt/tarmac_install_tmp"
+    );
+}
