@@ -660,8 +660,14 @@ mod tests {
 
     #[test]
     fn cache_key_is_stable_and_names_the_suite() {
-        assert_eq!(cache_key(Suite::Bookworm, &[]), cache_key(Suite::Bookworm, &[]));
-        assert_ne!(cache_key(Suite::Bookworm, &[]), cache_key(Suite::Trixie, &[]));
+        assert_eq!(
+            cache_key(Suite::Bookworm, &[]),
+            cache_key(Suite::Bookworm, &[])
+        );
+        assert_ne!(
+            cache_key(Suite::Bookworm, &[]),
+            cache_key(Suite::Trixie, &[])
+        );
         let p = image_path(Suite::Bookworm, &[]);
         assert!(
             p.to_string_lossy()
@@ -699,9 +705,18 @@ mod tests {
     fn extra_packages_name_another_image() {
         let py = strings(&["python3"]);
         let two = strings(&["python3", "python3-apt"]);
-        assert_ne!(cache_key(Suite::Bookworm, &py), cache_key(Suite::Bookworm, &[]));
-        assert_ne!(cache_key(Suite::Bookworm, &py), cache_key(Suite::Bookworm, &two));
-        assert_eq!(cache_key(Suite::Bookworm, &py), cache_key(Suite::Bookworm, &py));
+        assert_ne!(
+            cache_key(Suite::Bookworm, &py),
+            cache_key(Suite::Bookworm, &[])
+        );
+        assert_ne!(
+            cache_key(Suite::Bookworm, &py),
+            cache_key(Suite::Bookworm, &two)
+        );
+        assert_eq!(
+            cache_key(Suite::Bookworm, &py),
+            cache_key(Suite::Bookworm, &py)
+        );
         assert_eq!(
             image_path(Suite::Bookworm, &py),
             PathBuf::from(format!(

@@ -339,8 +339,7 @@ impl Lab {
                 plan::pick_subnet(&spec.name, &used).ok_or_else(|| LabError::InvalidSpec {
                     reason: "every lab subnet 10.64-191.0.0/16 is in use".into(),
                 })?;
-            let mut hosts =
-                plan::plan_hosts(octet, spec.masters, spec.agents, spec.public_agents);
+            let mut hosts = plan::plan_hosts(octet, spec.masters, spec.agents, spec.public_agents);
             for (h, s) in hosts.iter_mut().zip(assigned) {
                 h.suite = Some(*s);
             }
@@ -607,10 +606,7 @@ impl Lab {
                     .then(|| host::boot_state(&self.plan, h))
                     .flatten(),
                 suite: h.suite,
-                os: os_names
-                    .get(self.plan.image_of(h))
-                    .cloned()
-                    .flatten(),
+                os: os_names.get(self.plan.image_of(h)).cloned().flatten(),
             })
             .collect();
         Ok(LabStatus {
@@ -1201,7 +1197,12 @@ mod tests {
         let assigned = host_suites(&spec, &s, Suite::Bookworm);
         assert_eq!(
             assigned,
-            [Suite::Bullseye, Suite::Trixie, Suite::Bullseye, Suite::Trixie]
+            [
+                Suite::Bullseye,
+                Suite::Trixie,
+                Suite::Bullseye,
+                Suite::Trixie
+            ]
         );
         assert_eq!(distinct(&assigned), [Suite::Bullseye, Suite::Trixie]);
         assert_eq!(suite_summary(&assigned), "bullseye ×2, trixie ×2");

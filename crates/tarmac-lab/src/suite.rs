@@ -210,9 +210,7 @@ impl std::str::FromStr for Suites {
                     let Some(r) = Role::ALL.into_iter().find(|r| role_name(*r) == role) else {
                         return Err(bad(
                             spec,
-                            format!(
-                                "`{role}` is not a role (use master, agent or public-agent)"
-                            ),
+                            format!("`{role}` is not a role (use master, agent or public-agent)"),
                         ));
                     };
                     if out.per_role.iter().any(|(x, _)| *x == r) {
@@ -290,7 +288,8 @@ mod tests {
 
     #[test]
     fn default_suite_is_env_then_machine_then_bookworm() {
-        let trixie_machine = "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nVERSION_CODENAME=trixie\n";
+        let trixie_machine =
+            "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nVERSION_CODENAME=trixie\n";
         let ubuntu = "NAME=Ubuntu\nVERSION_CODENAME=noble\n";
         assert_eq!(
             Suite::default_from(Some("bullseye"), Some(trixie_machine)).unwrap(),
