@@ -24,6 +24,19 @@ pub enum LabError {
     )]
     BadPackage { name: String, why: &'static str },
 
+    /// A Debian suite the lab cannot bootstrap.
+    #[error(
+        "unknown Debian suite `{name}` in {origin}: the lab supports {supported}\nhint: e.g. `--suites bullseye,bookworm,trixie` (hosts take them in turn) or `--suites master=bookworm,agent=bullseye+trixie`",
+        supported = crate::suite::SUPPORTED
+    )]
+    UnknownSuite { name: String, origin: &'static str },
+
+    /// A `--suites` value that does not say which host runs which suite.
+    #[error(
+        "invalid --suites `{spec}`: {reason}\nhint: give suites comma-separated (`bullseye,bookworm,trixie`: hosts take them in turn) or per role (`master=bookworm,agent=bullseye+trixie`; roles master, agent, public-agent)"
+    )]
+    BadSuites { spec: String, reason: String },
+
     /// `up` for a name that already has a lab.
     #[error(
         "lab `{name}` already exists ({dir})\nhint: tear it down first with `tarmac lab down --name {name}`, or pick another `--name`"

@@ -48,7 +48,7 @@ pub fn prepare(
     etc_hosts: &str,
 ) -> Result<KeyPair, LabError> {
     let p = HostPaths::new(plan, host);
-    let lower = &plan.image;
+    let lower = plan.image_of(host);
     for d in [&p.upper, &p.work, &p.root] {
         fs::create_dir_all(d).map_err(LabError::io("cannot create", d))?;
     }
@@ -192,7 +192,7 @@ pub fn launch(plan: &Plan, host: &LabHost, nspawn: &Path) -> Result<(), LabError
     let cg_fds: Vec<RawFd> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
     let overlay_opts = c(&format!(
         "lowerdir={},upperdir={},workdir={}",
-        plan.image.display(),
+        plan.image_of(host).display(),
         p.upper.display(),
         p.work.display()
     ));

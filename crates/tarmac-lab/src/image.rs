@@ -1,7 +1,8 @@
-//! The hosts' shared, read-only root image: a minimal Debian built once with
-//! `debootstrap --variant=minbase`, customised for the lab, and cached under
-//! `/var/cache/tarmac-lab/rootfs-<suite>-<hash>/` (the hash covers the package list, any
-//! extra packages a lab asks for, and the recipe, so changing either builds a new image).
+//! The hosts' shared, read-only root images: one minimal Debian per [`Suite`] built once
+//! with `debootstrap --variant=minbase`, customised for the lab, and cached under
+//! `/var/cache/tarmac-lab/rootfs-<suite>-<hash>/` (the hash covers the suite, the package
+//! list, any extra packages a lab asks for, and the recipe, so changing either builds a new
+//! image).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 use crate::events::Progress;
+use crate::suite::{self, Suite};
 use crate::{LabError, sys};
 
 /// Bump when the customisation below changes.
@@ -70,26 +72,18 @@ pub const CACHE_DIR: &str = "/var/cache/tarmac-lab";
 /// Which Debian to bootstrap, and from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    pub suite: String,
+    pub suite: Suite,
     pub mirror: String,
 }
 
 impl Source {
-    /// The machine's own release and apt mirror (`TARMAC_LAB_SUITE` / `TARMAC_LAB_MIRROR`
-    /// override them).
-    pub fn detect() -> Source {
-        let suite = std::env::var("TARMAC_LAB_SUITE")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                sys::read_opt(Path::new("/etc/os-release"))
-                    .and_then(|t| os_release_codename(&t))
-                    .unwrap_or_else(|| "bookworm".into())
-            });
+    /// `suite` from the machine's apt mirror for it (`TARMAC_LAB_MIRROR` overrides it;
+    /// without a source for that suite, deb.debian.org).
+    pub fn for_suite(suite: Suite) -> Source {
         let mirror = std::env::var("TARMAC_LAB_MIRROR")
             .ok()
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| machine_mirror(&suite));
+            .unwrap_or_else(|| machine_mirror(suite.as_str()));
         Source { suite, mirror }
     }
 
@@ -228,7 +222,7 @@ pub fn include_list(extra: &[String]) -> String {
 /// Short hash naming an image: recipe version, suite, package list, extra packages
 /// (normalised, see [`normalize_extra_packages`]) and customisation. Without extra packages
 /// the key is the one images had before extra packages existed.
-pub fn cache_key(suite: &str, extra: &[String]) -> String {
+pub fn cache_key(suite: Suite, extra: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(format!(
         "tarmac-lab-image v{RECIPE_VERSION}\n{suite}\n{}\n{}\n",
@@ -252,19 +246,20 @@ pub fn cache_key(suite: &str, extra: &[String]) -> String {
 }
 
 /// Path of the cached image for `suite` with the (normalised) extra packages.
-pub fn image_path(suite: &str, extra: &[String]) -> PathBuf {
+pub fn image_path(suite: Suite, extra: &[String]) -> PathBuf {
     Path::new(CACHE_DIR).join(format!("rootfs-{suite}-{}", cache_key(suite, extra)))
 }
 
 /// Return the cached image with the (normalised) extra packages, building it first if
-/// needed (serialised by a lock, so two concurrent `up`s build it once).
+/// needed (serialised by a lock, so two concurrent `up`s build it once). `in_use`: images
+/// that must survive the pruning after a build (other labs', and this lab's other suites').
 pub fn ensure(
     src: &Source,
     extra: &[String],
     in_use: &[PathBuf],
     p: &Progress<'_>,
 ) -> Result<PathBuf, LabError> {
-    let path = image_path(&src.suite, extra);
+    let path = image_path(src.suite, extra);
     if is_complete(&path) {
         return Ok(path);
     }
@@ -285,7 +280,7 @@ pub fn ensure(
     let log = path.with_extension("log");
     let fail = |source: LabError| LabError::Image {
         path: path.clone(),
-        suite: src.suite.clone(),
+        suite: src.suite.to_string(),
         mirror: src.mirror.clone(),
         log: log.clone(),
         source: Box::new(source),
@@ -328,14 +323,15 @@ pub fn ensure(
         "root image ready in {:.0} s",
         t0.elapsed().as_secs_f64()
     ));
-    prune(&path, &image_path(&src.suite, &[]), in_use);
+    let defaults: Vec<PathBuf> = Suite::ALL.iter().map(|s| image_path(*s, &[])).collect();
+    prune(&path, &defaults, in_use);
     Ok(path)
 }
 
 /// Remove images that no lab uses any more, except the one just built and the current
-/// default image (so building an image with extra packages keeps the default one, and
-/// images of older recipes go).
-fn prune(keep: &Path, default: &Path, in_use: &[PathBuf]) {
+/// default image of every suite (so building an image with extra packages, or of another
+/// suite, keeps the default ones, and images of older recipes go).
+fn prune(keep: &Path, defaults: &[PathBuf], in_use: &[PathBuf]) {
     let Ok(rd) = fs::read_dir(CACHE_DIR) else {
         return;
     };
@@ -345,13 +341,54 @@ fn prune(keep: &Path, default: &Path, in_use: &[PathBuf]) {
         if name.starts_with("rootfs-")
             && path.is_dir()
             && path != keep
-            && path != default
+            && !defaults.contains(&path)
             && !in_use.contains(&path)
         {
             let _ = fs::remove_dir_all(&path);
             let _ = fs::remove_file(path.with_extension("log"));
         }
     }
+}
+
+/// The suite an image was built for, from its name (`rootfs-<suite>-<hash>`): how labs
+/// saved before mixed-OS labs (one image, no suite per host) are read.
+pub fn suite_of_image(path: &Path) -> Option<Suite> {
+    let name = path.file_name()?.to_str()?.strip_prefix("rootfs-")?;
+    let (suite, _hash) = name.rsplit_once('-')?;
+    Suite::parse(suite, "the image name").ok()
+}
+
+/// `PRETTY_NAME` of an image's `/etc/os-release` (a symlink into `/usr/lib` is followed
+/// inside the image, never on the machine).
+pub fn pretty_name(image: &Path) -> Option<String> {
+    let mut rel = PathBuf::from("etc/os-release");
+    for _ in 0..8 {
+        let path = image.join(&rel);
+        match fs::read_link(&path) {
+            Ok(target) if target.is_absolute() => {
+                rel = target.strip_prefix("/").ok()?.to_path_buf();
+            }
+            Ok(target) => rel = rel.parent()?.join(target),
+            Err(_) => {
+                let text = sys::read_opt(&path)
+                    .or_else(|| sys::read_opt(&image.join("usr/lib/os-release")))?;
+                return suite::os_release_pretty_name(&text);
+            }
+        }
+        // `..` is resolved against the image root, never above it.
+        let mut clean = PathBuf::new();
+        for c in rel.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                std::path::Component::Normal(n) => clean.push(n),
+                _ => {}
+            }
+        }
+        rel = clean;
+    }
+    None
 }
 
 /// A finished image: the final directory only appears by rename after the build.
@@ -374,7 +411,7 @@ pub fn debootstrap_args(
         args.push(format!("--keyring={}", k.display()));
     }
     args.extend([
-        src.suite.clone(),
+        src.suite.to_string(),
         dir.display().to_string(),
         src.mirror.clone(),
     ]);
@@ -623,14 +660,20 @@ mod tests {
 
     #[test]
     fn cache_key_is_stable_and_names_the_suite() {
-        assert_eq!(cache_key("bookworm", &[]), cache_key("bookworm", &[]));
-        assert_ne!(cache_key("bookworm", &[]), cache_key("trixie", &[]));
-        let p = image_path("bookworm", &[]);
+        assert_eq!(
+            cache_key(Suite::Bookworm, &[]),
+            cache_key(Suite::Bookworm, &[])
+        );
+        assert_ne!(
+            cache_key(Suite::Bookworm, &[]),
+            cache_key(Suite::Trixie, &[])
+        );
+        let p = image_path(Suite::Bookworm, &[]);
         assert!(
             p.to_string_lossy()
                 .starts_with("/var/cache/tarmac-lab/rootfs-bookworm-")
         );
-        assert_eq!(cache_key("bookworm", &[]).len(), 12);
+        assert_eq!(cache_key(Suite::Bookworm, &[]).len(), 12);
     }
 
     #[test]
@@ -653,23 +696,32 @@ mod tests {
             h.update(part.as_bytes());
         }
         let before = hex::encode(h.finalize())[..12].to_owned();
-        assert_eq!(cache_key("bookworm", &[]), before);
+        assert_eq!(cache_key(Suite::Bookworm, &[]), before);
         // The recipe as of this change (update when the recipe or an asset changes).
-        assert_eq!(cache_key("bookworm", &[]), "3662dee8d8d8");
+        assert_eq!(cache_key(Suite::Bookworm, &[]), "3662dee8d8d8");
     }
 
     #[test]
     fn extra_packages_name_another_image() {
         let py = strings(&["python3"]);
         let two = strings(&["python3", "python3-apt"]);
-        assert_ne!(cache_key("bookworm", &py), cache_key("bookworm", &[]));
-        assert_ne!(cache_key("bookworm", &py), cache_key("bookworm", &two));
-        assert_eq!(cache_key("bookworm", &py), cache_key("bookworm", &py));
+        assert_ne!(
+            cache_key(Suite::Bookworm, &py),
+            cache_key(Suite::Bookworm, &[])
+        );
+        assert_ne!(
+            cache_key(Suite::Bookworm, &py),
+            cache_key(Suite::Bookworm, &two)
+        );
         assert_eq!(
-            image_path("bookworm", &py),
+            cache_key(Suite::Bookworm, &py),
+            cache_key(Suite::Bookworm, &py)
+        );
+        assert_eq!(
+            image_path(Suite::Bookworm, &py),
             PathBuf::from(format!(
                 "/var/cache/tarmac-lab/rootfs-bookworm-{}",
-                cache_key("bookworm", &py)
+                cache_key(Suite::Bookworm, &py)
             ))
         );
     }
@@ -738,7 +790,7 @@ mod tests {
     #[test]
     fn debootstrap_argv() {
         let src = Source {
-            suite: "bookworm".into(),
+            suite: Suite::Bookworm,
             mirror: "http://deb.debian.org/debian".into(),
         };
         let dir = Path::new("/var/cache/tarmac-lab/.build-rootfs-bookworm-abc");
@@ -768,6 +820,62 @@ mod tests {
                 "http://deb.debian.org/debian",
             ]
         );
+    }
+
+    #[test]
+    fn suite_is_read_from_the_image_name() {
+        assert_eq!(
+            suite_of_image(Path::new(
+                "/var/cache/tarmac-lab/rootfs-bullseye-0123456789ab"
+            )),
+            Some(Suite::Bullseye)
+        );
+        assert_eq!(
+            suite_of_image(&image_path(Suite::Trixie, &strings(&["python3"]))),
+            Some(Suite::Trixie)
+        );
+        assert_eq!(
+            suite_of_image(Path::new("/var/cache/tarmac-lab/rootfs-noble-0123")),
+            None
+        );
+        assert_eq!(suite_of_image(Path::new("/x/other")), None);
+    }
+
+    #[test]
+    fn pretty_name_follows_os_release_links_inside_the_image() {
+        let dir = std::env::temp_dir().join(format!("tarmac-lab-osr-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("etc")).unwrap();
+        fs::create_dir_all(dir.join("usr/lib")).unwrap();
+        fs::write(
+            dir.join("usr/lib/os-release"),
+            "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nVERSION_CODENAME=trixie\n",
+        )
+        .unwrap();
+        symlink("../usr/lib/os-release", dir.join("etc/os-release")).unwrap();
+        assert_eq!(
+            pretty_name(&dir).as_deref(),
+            Some("Debian GNU/Linux 13 (trixie)")
+        );
+        // An absolute link resolves in the image, not on the machine.
+        fs::remove_file(dir.join("etc/os-release")).unwrap();
+        symlink("/usr/lib/os-release", dir.join("etc/os-release")).unwrap();
+        assert_eq!(
+            pretty_name(&dir).as_deref(),
+            Some("Debian GNU/Linux 13 (trixie)")
+        );
+        fs::remove_file(dir.join("etc/os-release")).unwrap();
+        fs::write(
+            dir.join("etc/os-release"),
+            "PRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            pretty_name(&dir).as_deref(),
+            Some("Debian GNU/Linux 11 (bullseye)")
+        );
+        assert_eq!(pretty_name(&dir.join("missing")), None);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::events::Progress;
 use crate::host;
 use crate::plan::{self, LabHost, Mode, Plan};
 use crate::sshkey::KeyPair;
+use crate::suite::{Suite, Suites};
 use crate::{LabError, image, prereq, sys};
 
 /// Where labs keep their state: `/var/lib/tarmac-lab/<name>/`.
@@ -90,6 +91,12 @@ pub struct HostStatus {
     /// systemd hosts: what `systemctl is-system-running` said when the boot ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_state: Option<String>,
+    /// The Debian release it runs (unknown only for old labs on an oddly named image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suite: Option<Suite>,
+    /// `PRETTY_NAME` of its image's os-release, e.g. `Debian GNU/Linux 11 (bullseye)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
 }
 
 /// A lab's live state.
@@ -160,13 +167,13 @@ fn read_plan(name: &str) -> Result<Option<Plan>, LabError> {
     let Some(text) = sys::read_opt(&path) else {
         return Ok(None);
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| LabError::State {
-            name: name.to_owned(),
-            path,
-            source,
-        })
+    let mut plan: Plan = serde_json::from_str(&text).map_err(|source| LabError::State {
+        name: name.to_owned(),
+        path,
+        source,
+    })?;
+    plan.fill_in_suites();
+    Ok(Some(plan))
 }
 
 /// Names of the labs on this machine (those with a state file), sorted.
@@ -234,24 +241,63 @@ fn boot_timeout(spec: &LabSpec) -> Duration {
     Duration::from_secs(120) + Duration::from_millis(per_host_ms * spec.total() as u64)
 }
 
+/// Which suite each host of `spec` runs, in lab order.
+fn host_suites(spec: &LabSpec, suites: &Suites, default: Suite) -> Vec<Suite> {
+    let hosts = plan::plan_hosts(0, spec.masters, spec.agents, spec.public_agents);
+    suites.assign(&hosts, default)
+}
+
+/// The distinct suites, in order of first use.
+fn distinct(suites: &[Suite]) -> Vec<Suite> {
+    let mut out: Vec<Suite> = Vec::new();
+    for s in suites {
+        if !out.contains(s) {
+            out.push(*s);
+        }
+    }
+    out
+}
+
 impl Lab {
     /// Bring up a lab: check/install prerequisites, build or reuse the root image, create
     /// the network, start every host and wait until all accept SSH (systemd hosts: until
-    /// their boot has finished). On failure everything created is torn down again.
+    /// their boot has finished). On failure everything created is torn down again. Every
+    /// host runs the default suite ([`Suite::machine_default`]).
     pub fn up(spec: &LabSpec, sink: &dyn EventSink) -> Result<Lab, LabError> {
+        Self::up_with_suites(spec, &Suites::default(), sink)
+    }
+
+    /// [`Lab::up`] with hosts of several Debian releases: `suites` says which host runs
+    /// which (hosts it does not name run the default suite). Each suite's image is built
+    /// once and cached.
+    pub fn up_with_suites(
+        spec: &LabSpec,
+        suites: &Suites,
+        sink: &dyn EventSink,
+    ) -> Result<Lab, LabError> {
         let t0 = Instant::now();
         let p = Progress::new(&spec.name, sink);
         sys::require_root()?;
         let extra = validate(spec)?;
-        let src = image::Source::detect();
-        let image_ready = image::image_path(&src.suite, &extra)
-            .join("etc/tarmac-lab-image")
-            .is_file();
-        prereq::ensure_tools(spec.mode, !image_ready, src.keyring().as_deref(), &p)?;
+        let assigned = host_suites(spec, suites, Suite::machine_default()?);
+        let sources: Vec<image::Source> = distinct(&assigned)
+            .into_iter()
+            .map(image::Source::for_suite)
+            .collect();
+        let missing: Vec<&image::Source> = sources
+            .iter()
+            .filter(|src| {
+                !image::image_path(src.suite, &extra)
+                    .join("etc/tarmac-lab-image")
+                    .is_file()
+            })
+            .collect();
+        let keyring = missing.iter().find_map(|src| src.keyring());
+        prereq::ensure_tools(spec.mode, !missing.is_empty(), keyring.as_deref(), &p)?;
 
         fs::create_dir_all(STATE_ROOT).map_err(LabError::io("cannot create", STATE_ROOT))?;
         let lock = lock_lab(&spec.name, Duration::from_secs(10))?;
-        let result = Self::up_locked(spec, &extra, &src, &p, t0);
+        let result = Self::up_locked(spec, &extra, &assigned, &sources, &p, t0);
         // Nothing of the lab is left after a failure: drop its lock file too.
         if result.is_err() && !lab_dir(&spec.name).join(PLAN_FILE).exists() {
             lock.remove();
@@ -262,7 +308,8 @@ impl Lab {
     fn up_locked(
         spec: &LabSpec,
         extra: &[String],
-        src: &image::Source,
+        assigned: &[Suite],
+        sources: &[image::Source],
         p: &Progress<'_>,
         t0: Instant,
     ) -> Result<Lab, LabError> {
@@ -277,8 +324,13 @@ impl Lab {
             // Half-created before the plan was saved (nothing else exists yet).
             fs::remove_dir_all(&dir).map_err(LabError::io("cannot remove stale", &dir))?;
         }
-        let in_use: Vec<PathBuf> = all_plans().into_iter().map(|p| p.image).collect();
-        let image = image::ensure(src, extra, &in_use, p)?;
+        // Other labs' images, and this lab's other suites', survive the pruning after a build.
+        let mut in_use: Vec<PathBuf> = all_plans().iter().flat_map(Plan::all_images).collect();
+        in_use.extend(sources.iter().map(|s| image::image_path(s.suite, extra)));
+        let mut images = std::collections::BTreeMap::new();
+        for src in sources {
+            images.insert(src.suite, image::ensure(src, extra, &in_use, p)?);
+        }
 
         let plan = {
             let _alloc = lock_lab(".alloc", Duration::from_secs(30))?;
@@ -287,15 +339,20 @@ impl Lab {
                 plan::pick_subnet(&spec.name, &used).ok_or_else(|| LabError::InvalidSpec {
                     reason: "every lab subnet 10.64-191.0.0/16 is in use".into(),
                 })?;
+            let mut hosts = plan::plan_hosts(octet, spec.masters, spec.agents, spec.public_agents);
+            for (h, s) in hosts.iter_mut().zip(assigned) {
+                h.suite = Some(*s);
+            }
             let plan = Plan {
                 version: PLAN_VERSION,
                 name: spec.name.clone(),
                 mode: spec.mode,
                 octet,
                 dir: dir.clone(),
-                image,
+                image: images[&assigned[0]].clone(),
+                images,
                 extra_packages: extra.to_vec(),
-                hosts: plan::plan_hosts(octet, spec.masters, spec.agents, spec.public_agents),
+                hosts,
                 created: now_secs(),
             };
             fs::create_dir_all(&dir).map_err(LabError::io("cannot create", &dir))?;
@@ -304,13 +361,14 @@ impl Lab {
             plan
         };
         p.say(format!(
-            "{} {} hosts (masters {}, agents {}, public agents {}) on 10.{}.0.0/16",
+            "{} {} hosts (masters {}, agents {}, public agents {}) on 10.{}.0.0/16, Debian {}",
             plan.hosts.len(),
             plan.mode,
             spec.masters,
             spec.agents,
             spec.public_agents,
-            plan.octet
+            plan.octet,
+            suite_summary(assigned)
         ));
         match bring_up(&plan, spec, p, t0) {
             Ok(()) => Ok(Lab { plan }),
@@ -375,9 +433,19 @@ impl Lab {
         &self.plan.extra_packages
     }
 
-    /// The root image its hosts run on.
+    /// The root image its first host runs on (the only one unless the lab mixes suites).
     pub fn image(&self) -> &Path {
         &self.plan.image
+    }
+
+    /// The root image `host` runs on.
+    pub fn image_of(&self, host: &LabHost) -> &Path {
+        self.plan.image_of(host)
+    }
+
+    /// Every root image the lab's hosts run on.
+    pub fn images(&self) -> Vec<PathBuf> {
+        self.plan.all_images()
     }
 
     /// The hosts: masters, agents, public agents.
@@ -513,6 +581,15 @@ impl Lab {
         } else {
             vec![false; self.plan.hosts.len()]
         };
+        let os_names: std::collections::BTreeMap<PathBuf, Option<String>> = self
+            .plan
+            .all_images()
+            .into_iter()
+            .map(|img| {
+                let name = image::pretty_name(&img);
+                (img, name)
+            })
+            .collect();
         let hosts = self
             .plan
             .hosts
@@ -528,6 +605,8 @@ impl Lab {
                 boot_state: (self.plan.mode == Mode::Systemd)
                     .then(|| host::boot_state(&self.plan, h))
                     .flatten(),
+                suite: h.suite,
+                os: os_names.get(self.plan.image_of(h)).cloned().flatten(),
             })
             .collect();
         Ok(LabStatus {
@@ -541,6 +620,19 @@ impl Lab {
             hosts,
         })
     }
+}
+
+/// `bookworm` for a one-suite lab; `bullseye ×2, trixie ×1` for a mixed one.
+fn suite_summary(assigned: &[Suite]) -> String {
+    let kinds = distinct(assigned);
+    if kinds.len() == 1 {
+        return kinds[0].to_string();
+    }
+    kinds
+        .iter()
+        .map(|k| format!("{k} ×{}", assigned.iter().filter(|s| *s == k).count()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `Command` for `program` that runs inside network namespace `netns`.
@@ -1092,4 +1184,29 @@ fn keep_logs(name: &str, dir: &Path) -> Option<PathBuf> {
         }
     }
     Some(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suites_are_summarised_and_assigned_in_lab_order() {
+        let spec = LabSpec::new("x", 2, 1, 1);
+        let s: Suites = "bullseye,trixie".parse().unwrap();
+        let assigned = host_suites(&spec, &s, Suite::Bookworm);
+        assert_eq!(
+            assigned,
+            [
+                Suite::Bullseye,
+                Suite::Trixie,
+                Suite::Bullseye,
+                Suite::Trixie
+            ]
+        );
+        assert_eq!(distinct(&assigned), [Suite::Bullseye, Suite::Trixie]);
+        assert_eq!(suite_summary(&assigned), "bullseye ×2, trixie ×2");
+        let one = host_suites(&spec, &Suites::default(), Suite::Bookworm);
+        assert_eq!(suite_summary(&one), "bookworm");
+    }
 }

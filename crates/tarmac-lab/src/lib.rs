@@ -22,6 +22,12 @@
 //! [`LabSpec::extra_packages`] gives the hosts more Debian packages (e.g. `python3` for
 //! Ansible): their image is built once with them and cached next to the default one.
 //!
+//! One lab can mix Debian releases ([`Suite`]: bullseye, bookworm, trixie):
+//! [`Lab::up_with_suites`] with [`Suites`] (`"bullseye,bookworm,trixie"`: hosts take them
+//! in turn; `"master=bookworm,agent=bullseye+trixie"`: per role). Each suite's image is
+//! built once and cached; hosts nothing names run [`Suite::machine_default`]
+//! (`TARMAC_LAB_SUITE`, else the machine's release, else bookworm).
+//!
 //! The lab directory (`/var/lib/tarmac-lab/<name>/`) holds `id_ed25519` (+ `.pub`),
 //! `known_hosts`, `ssh_config` and `genconf/config.yaml` + `genconf/ip-detect`, so the
 //! installer can be pointed at the lab directly. Needs root.
@@ -36,6 +42,7 @@ mod lab;
 mod plan;
 mod prereq;
 mod sshkey;
+mod suite;
 mod sys;
 
 pub use error::LabError;
@@ -44,6 +51,7 @@ pub use lab::{
     enter_ctl_netns,
 };
 pub use plan::{LabHost, MAX_HOSTS, Mode};
+pub use suite::{Suite, Suites};
 pub use tarmac_types::Role;
 
 /// Where the shared root images are cached.

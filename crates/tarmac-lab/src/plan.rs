@@ -1,6 +1,7 @@
 //! Pure planning: names, addresses and the text files a lab writes. No I/O here, so
 //! everything is unit-tested with exact strings.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tarmac_types::Role;
 
 use crate::LabError;
+use crate::suite::Suite;
 
 /// Hosts per lab. One Linux bridge takes at most 1023 ports; we stay well below.
 pub const MAX_HOSTS: usize = 1000;
@@ -73,6 +75,10 @@ pub struct LabHost {
     pub role: Role,
     /// Position in the lab, from 1 (names its link `vh<index>` in the control namespace).
     pub index: usize,
+    /// The Debian release it runs. `None` only for a lab saved before mixed-OS labs whose
+    /// one image is not named after a known suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<Suite>,
 }
 
 impl LabHost {
@@ -160,6 +166,7 @@ pub fn plan_hosts(octet: u8, masters: usize, agents: usize, public_agents: usize
                 ip: IpAddr::V4(host_ip(octet, index)),
                 role,
                 index,
+                suite: None,
             });
         }
     }
@@ -176,7 +183,11 @@ pub struct Plan {
     /// Second octet of `10.X.0.0/16`.
     pub octet: u8,
     pub dir: PathBuf,
+    /// The first host's image (the only one in labs saved before mixed-OS labs).
     pub image: PathBuf,
+    /// The image of every suite the lab's hosts run; absent in older state (one suite).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<Suite, PathBuf>,
     /// Packages the image has on top of the default set (normalised); absent in the state
     /// of labs from before extra packages existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -187,6 +198,36 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The root image `host` runs on.
+    pub fn image_of(&self, host: &LabHost) -> &Path {
+        host.suite
+            .and_then(|s| self.images.get(&s))
+            .unwrap_or(&self.image)
+    }
+
+    /// Every image the lab uses.
+    pub fn all_images(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.images.values().cloned().collect();
+        if !v.contains(&self.image) {
+            v.push(self.image.clone());
+        }
+        v
+    }
+
+    /// State saved before mixed-OS labs has one image and no suite per host: the suite is
+    /// in the image's name (`rootfs-<suite>-<hash>`).
+    pub fn fill_in_suites(&mut self) {
+        if !self.images.is_empty() {
+            return;
+        }
+        if let Some(suite) = crate::image::suite_of_image(&self.image) {
+            self.images.insert(suite, self.image.clone());
+            for h in &mut self.hosts {
+                h.suite.get_or_insert(suite);
+            }
+        }
+    }
+
     pub fn ctl_ip(&self) -> Ipv4Addr {
         ctl_ip(self.octet)
     }
@@ -339,6 +380,7 @@ mod tests {
             octet: 77,
             dir: "/var/lib/tarmac-lab/demo".into(),
             image: "/var/cache/tarmac-lab/rootfs-bookworm-x".into(),
+            images: BTreeMap::new(),
             extra_packages: Vec::new(),
             hosts: plan_hosts(77, 1, 2, 0),
             created: 0,
@@ -354,7 +396,7 @@ mod tests {
             json,
             r#"{"version":1,"name":"demo","mode":"systemd","octet":77,"dir":"/var/lib/tarmac-lab/demo","image":"/var/cache/tarmac-lab/rootfs-bookworm-x","hosts":[{"name":"master-1","ip":"10.77.0.11","role":"master","index":1}],"created":0}"#
         );
-        // State written before extra packages existed reads as "none".
+        // State written before extra packages (and suites) existed reads as "none".
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
         p.extra_packages = vec!["python3".into(), "python3-apt".into()];
         let json = serde_json::to_string(&p).unwrap();
@@ -363,6 +405,57 @@ mod tests {
             "{json}"
         );
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn state_records_each_hosts_suite_and_reads_one_suite_state() {
+        let mut p = plan();
+        p.hosts.truncate(2);
+        p.hosts[0].suite = Some(Suite::Bullseye);
+        p.hosts[1].suite = Some(Suite::Trixie);
+        p.image = "/c/rootfs-bullseye-a".into();
+        p.images = BTreeMap::from([
+            (Suite::Trixie, "/c/rootfs-trixie-b".into()),
+            (Suite::Bullseye, "/c/rootfs-bullseye-a".into()),
+        ]);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"version":1,"name":"demo","mode":"systemd","octet":77,"dir":"/var/lib/tarmac-lab/demo","image":"/c/rootfs-bullseye-a","images":{"bullseye":"/c/rootfs-bullseye-a","trixie":"/c/rootfs-trixie-b"},"hosts":[{"name":"master-1","ip":"10.77.0.11","role":"master","index":1,"suite":"bullseye"},{"name":"agent-1","ip":"10.77.0.12","role":"agent","index":2,"suite":"trixie"}],"created":0}"#
+        );
+        let mut back = serde_json::from_str::<Plan>(&json).unwrap();
+        assert_eq!(back, p);
+        back.fill_in_suites();
+        assert_eq!(back, p, "a mixed lab's state is complete already");
+        assert_eq!(p.image_of(&p.hosts[1]), Path::new("/c/rootfs-trixie-b"));
+        assert_eq!(p.image_of(&p.hosts[0]), Path::new("/c/rootfs-bullseye-a"));
+        assert_eq!(
+            p.all_images(),
+            [
+                PathBuf::from("/c/rootfs-bullseye-a"),
+                PathBuf::from("/c/rootfs-trixie-b")
+            ]
+        );
+
+        // A lab.json from before mixed-OS labs: one image, its suite in the image's name.
+        let old = r#"{"version":1,"name":"demo","mode":"systemd","octet":77,"dir":"/var/lib/tarmac-lab/demo","image":"/var/cache/tarmac-lab/rootfs-bookworm-3662dee8d8d8","hosts":[{"name":"master-1","ip":"10.77.0.11","role":"master","index":1},{"name":"agent-1","ip":"10.77.0.12","role":"agent","index":2}],"created":0}"#;
+        let mut old: Plan = serde_json::from_str(old).unwrap();
+        assert_eq!(old.hosts[0].suite, None);
+        old.fill_in_suites();
+        assert_eq!(
+            old.hosts.iter().map(|h| h.suite).collect::<Vec<_>>(),
+            [Some(Suite::Bookworm), Some(Suite::Bookworm)]
+        );
+        assert_eq!(
+            old.image_of(&old.hosts[1]),
+            Path::new("/var/cache/tarmac-lab/rootfs-bookworm-3662dee8d8d8")
+        );
+        // An image not named after a known suite: hosts keep no suite, the one image.
+        let mut odd = plan();
+        odd.image = "/c/rootfs-noble-x".into();
+        odd.fill_in_suites();
+        assert_eq!(odd.hosts[0].suite, None);
+        assert_eq!(odd.image_of(&odd.hosts[0]), Path::new("/c/rootfs-noble-x"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tarmac_events::VecSink;
-use tarmac_lab::{Lab, LabError, LabGuard, LabSpec, Mode, Role};
+use tarmac_lab::{Lab, LabError, LabGuard, LabSpec, Mode, Role, Suite, Suites};
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -337,6 +337,126 @@ fn three_systemd_hosts_are_isolated_real_hosts() {
     assert_clean(&name, &dir, &pids);
     // A second down is a no-op.
     assert!(!Lab::down(&name).unwrap().existed);
+}
+
+/// One lab, three Debian releases: each host boots its own suite's systemd.
+#[test]
+fn mixed_suites_boot_real_systemd_hosts() {
+    require_root();
+    let name = unique("mix");
+    let spec = LabSpec::new(name.clone(), 1, 1, 1);
+    let suites: Suites = "bullseye,bookworm,trixie".parse().unwrap();
+    let sink = VecSink::new();
+    let lab = match Lab::up_with_suites(&spec, &suites, &sink) {
+        Ok(lab) => LabGuard::new(lab),
+        Err(e) => panic!("lab up failed: {e}\nevents: {:#?}", sink.events()),
+    };
+    let expected = [
+        (
+            "master-1",
+            Suite::Bullseye,
+            "11",
+            "Debian GNU/Linux 11 (bullseye)",
+        ),
+        (
+            "agent-1",
+            Suite::Bookworm,
+            "12",
+            "Debian GNU/Linux 12 (bookworm)",
+        ),
+        (
+            "public-agent-1",
+            Suite::Trixie,
+            "13",
+            "Debian GNU/Linux 13 (trixie)",
+        ),
+    ];
+    // Every host over SSH with host-key checking on: systemd booted, its own release.
+    for (host, suite, version, pretty) in expected {
+        let state = ok(&lab, host, "systemctl is-system-running");
+        assert_eq!(
+            state,
+            "running",
+            "{host} ({suite}): failed units: {}",
+            sh(&lab, host, "systemctl --failed --no-legend --plain").1
+        );
+        assert_eq!(ok(&lab, host, "systemd-detect-virt"), "systemd-nspawn");
+        assert_eq!(
+            ok(
+                &lab,
+                host,
+                ". /etc/os-release && echo \"$VERSION_CODENAME $VERSION_ID $PRETTY_NAME\""
+            ),
+            format!("{suite} {version} {pretty}")
+        );
+        let out = lab.ssh_as(Lab::USER, host, "sudo -n id -u").unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n", "{host}");
+        let h = lab.host(host).unwrap();
+        assert_eq!(h.suite, Some(suite));
+        assert!(
+            lab.image_of(h)
+                .to_string_lossy()
+                .starts_with(&format!("/var/cache/tarmac-lab/rootfs-{suite}-")),
+            "{host}: {}",
+            lab.image_of(h).display()
+        );
+    }
+    // systemd versions differ: really three releases, not one image three times.
+    let versions: Vec<String> = expected
+        .iter()
+        .map(|(h, ..)| ok(&lab, h, "systemctl --version | head -1 | cut -d' ' -f2"))
+        .collect();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.parse::<u32>().is_ok())
+            .collect::<Vec<_>>(),
+        [true, true, true],
+        "{versions:?}"
+    );
+    assert!(
+        versions[0] < versions[1] && versions[1] < versions[2],
+        "{versions:?}"
+    );
+    assert_eq!(lab.images().len(), 3);
+
+    // lab.json records each host's suite; status shows each host's OS.
+    let again = Lab::open(&name).unwrap();
+    assert_eq!(again.hosts(), lab.hosts());
+    let status = again.status().unwrap();
+    assert_eq!(status.up_count(), 3);
+    let got: Vec<(String, Option<Suite>, Option<String>)> = status
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.suite, h.os.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        expected
+            .iter()
+            .map(|(h, s, _, p)| ((*h).to_owned(), Some(*s), Some((*p).to_owned())))
+            .collect::<Vec<_>>()
+    );
+    let json = std::fs::read_to_string(lab.dir().join("lab.json")).unwrap();
+    assert!(json.contains("\"suite\": \"trixie\""), "{json}");
+
+    // The genconf skeleton is the same as for a one-suite lab.
+    let config = std::fs::read_to_string(lab.config_yaml_path()).unwrap();
+    let ip = |n: usize| lab.hosts()[n].ip;
+    assert!(
+        config.contains(&format!(
+            "master_list:\n- {}\nagent_list:\n- {}\npublic_agent_list:\n- {}\n",
+            ip(0),
+            ip(1),
+            ip(2)
+        )),
+        "{config}"
+    );
+
+    let dir = lab.dir().to_path_buf();
+    let pids = lab_pids(&name);
+    lab.down().unwrap();
+    assert_clean(&name, &dir, &pids);
 }
 
 #[test]

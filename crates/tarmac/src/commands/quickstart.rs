@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use tarmac_lab::{Lab, LabGuard, LabSpec, Mode};
 
-use crate::commands::{build, genconf, keygen, stages};
+use crate::commands::{build, genconf, keygen, lab, stages};
 use crate::progress::{OutputMode, Terminal};
 
 #[derive(Debug, Args)]
@@ -34,6 +34,8 @@ pub struct QuickstartArgs {
     /// The distribution to build and install.
     #[arg(long, env = "TARMAC_DIST", default_value = "dist/reference")]
     pub dist: PathBuf,
+    #[command(flatten)]
+    pub suites: lab::SuitesArg,
 }
 
 fn step(n: usize, text: &str) {
@@ -103,11 +105,20 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         "build",
     )?;
 
+    let suites = args.suites.get();
     step(
         3,
         &format!(
-            "lab `{}`: {} masters, {} agents, {} public agents",
-            args.name, args.masters, args.agents, args.public_agents
+            "lab `{}`: {} masters, {} agents, {} public agents{}",
+            args.name,
+            args.masters,
+            args.agents,
+            args.public_agents,
+            if suites.is_empty() {
+                String::new()
+            } else {
+                format!(" (Debian {suites})")
+            }
         ),
     );
     let sink = Terminal::new(OutputMode::Human, verbose);
@@ -122,7 +133,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         mode: Mode::Systemd,
         ..LabSpec::new(&args.name, args.masters, args.agents, args.public_agents)
     };
-    let lab = Lab::up(&spec, &sink)?;
+    let lab = Lab::up_with_suites(&spec, &suites, &sink)?;
     let keep = args.keep;
     let lab = Keep {
         guard: Some(LabGuard::new(lab)),
