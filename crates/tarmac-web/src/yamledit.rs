@@ -7,8 +7,10 @@
 //! Documents that do not have one key per line at column 1 (a top-level flow mapping) are
 //! re-rendered from their values instead.
 
+use std::collections::HashSet;
+
 use serde_json::Value as Json;
-use tarmac_config::yaml::{self, DocError, Entry, Scalar, is_yaml11_bool_word};
+use tarmac_config::yaml::{self, DocError, Entry, Loc, Node, Scalar, is_yaml11_bool_word};
 
 /// What secret values are replaced with in text the API returns.
 pub const HIDDEN: &str = tarmac_config::HIDDEN;
@@ -194,33 +196,274 @@ pub fn values(text: &str) -> Option<Vec<(String, Json)>> {
         .map(|es| es.into_iter().map(|e| (e.key, e.value.to_json())).collect())
 }
 
-/// Replace the value of every secret key with [`HIDDEN`]. Text that does not parse is
-/// returned with every line of a secret key masked after its colon.
-pub fn mask_secrets(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
-    match entries(text) {
-        Ok(es) => {
-            let changes: Vec<(String, Option<Json>)> = es
-                .iter()
-                .filter(|e| is_secret(&e.key) && !e.value.to_json().is_null())
-                .map(|e| (e.key.clone(), Some(Json::String(HIDDEN.into()))))
-                .collect();
-            if changes.is_empty() {
-                return text.to_owned();
+/// Every location of a node under a secret key (what an alias to it carries too); null
+/// scalars reveal nothing and are left out.
+fn secret_locs(entries: &[Entry], is_secret: &dyn Fn(&str) -> bool) -> HashSet<Loc> {
+    fn walk(n: &Node, out: &mut HashSet<Loc>) {
+        match n {
+            Node::Scalar {
+                value: Scalar::Null,
+                ..
+            } => {}
+            Node::Scalar { loc, .. } => {
+                out.insert(*loc);
             }
-            set_keys(text, &changes).unwrap_or_default()
+            Node::Seq { items, loc } => {
+                out.insert(*loc);
+                items.iter().for_each(|i| walk(i, out));
+            }
+            Node::Map { entries, loc } => {
+                out.insert(*loc);
+                for (k, v) in entries {
+                    walk(k, out);
+                    walk(v, out);
+                }
+            }
         }
-        Err(_) => text
-            .split_inclusive('\n')
-            .map(|l| match l.split_once(':') {
-                Some((k, _)) if is_secret(k.trim()) => format!("{k}: \"{HIDDEN}\"\n"),
-                _ => l.to_owned(),
+    }
+    let mut out = HashSet::new();
+    for e in entries.iter().filter(|e| is_secret(&e.key)) {
+        walk(&e.value, &mut out);
+    }
+    out
+}
+
+/// `n` as JSON with every node that is (or is an alias of) a secret replaced by [`HIDDEN`].
+fn masked_json(n: &Node, secret: &HashSet<Loc>) -> Json {
+    if secret.contains(&n.loc()) {
+        return Json::String(HIDDEN.into());
+    }
+    match n {
+        Node::Scalar { .. } => n.to_json(),
+        Node::Seq { items, .. } => items.iter().map(|i| masked_json(i, secret)).collect(),
+        Node::Map { entries, .. } => entries
+            .iter()
+            .map(|(k, v)| (k.key_text(), masked_json(v, secret)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// Does `n` hold a node whose location is in `set` and inside `[from, to)` (its own text,
+/// not an alias of something elsewhere)?
+fn owns_any(n: &Node, set: &HashSet<Loc>, from: Loc, to: Option<Loc>) -> bool {
+    let own = |l: Loc| l >= from && to.is_none_or(|t| l < t);
+    if set.contains(&n.loc()) && own(n.loc()) {
+        return true;
+    }
+    match n {
+        Node::Scalar { .. } => false,
+        Node::Seq { items, .. } => items.iter().any(|i| owns_any(i, set, from, to)),
+        Node::Map { entries, .. } => entries
+            .iter()
+            .any(|(k, v)| owns_any(k, set, from, to) || owns_any(v, set, from, to)),
+    }
+}
+
+/// The keys whose text the API hides: every secret key with a value, and any other key
+/// whose own text holds a value a secret takes through an alias (`x: &a v` with
+/// `password: *a`). `None` when the text does not parse.
+pub fn masked_keys(text: &str, is_secret: &dyn Fn(&str) -> bool) -> Option<Vec<String>> {
+    let es = entries(text).ok()?;
+    let secret = secret_locs(&es, is_secret);
+    Some(
+        es.iter()
+            .enumerate()
+            .filter(|(i, e)| {
+                if is_secret(&e.key) {
+                    return !e.value.to_json().is_null();
+                }
+                let to = es.get(i + 1).map(|n| n.key_loc);
+                owns_any(&e.value, &secret, e.key_loc, to)
             })
+            .map(|(_, e)| e.key.clone())
+            .collect(),
+    )
+}
+
+/// The user's keys as JSON (file order) with secrets masked from the parsed tree: a
+/// secret key's value, and any value that came from a secret through an alias, is
+/// [`HIDDEN`]. `None` when the text does not parse.
+pub fn masked_values(text: &str, is_secret: &dyn Fn(&str) -> bool) -> Option<Vec<(String, Json)>> {
+    let es = entries(text).ok()?;
+    let secret = secret_locs(&es, is_secret);
+    let hidden = masked_keys(text, is_secret).unwrap_or_default();
+    Some(
+        es.iter()
+            .map(|e| {
+                let v = if hidden.contains(&e.key) {
+                    Json::String(HIDDEN.into())
+                } else {
+                    masked_json(&e.value, &secret)
+                };
+                (e.key.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+/// Byte offset of a 1-based line and character column in `text`.
+fn offset_of(text: &str, loc: Loc) -> Option<usize> {
+    let mut off = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == loc.line as usize {
+            let col = loc.column.saturating_sub(1) as usize;
+            return Some(off + line.char_indices().nth(col).map_or(line.len(), |(b, _)| b));
+        }
+        off += line.len();
+    }
+    None
+}
+
+/// The anchor (`&name`) written on an entry's value, if any: between the key and the value.
+fn anchor_of(text: &str, e: &Entry) -> Option<String> {
+    let from = offset_of(text, e.key_loc)?;
+    let to = offset_of(text, e.value.loc())?;
+    let between = text.get(from..to)?;
+    let after_colon = between.split_once(':')?.1;
+    after_colon
+        .split_whitespace()
+        .find(|t| t.starts_with('&') && t.len() > 1)
+        .map(str::to_owned)
+}
+
+/// One masked entry: `key: [&anchor ]"**HIDDEN**"` (the anchor is kept so aliases to it
+/// still parse).
+fn hidden_entry(key: &str, anchor: Option<&str>) -> String {
+    format!(
+        "{}: {}\"{HIDDEN}\"\n",
+        flow(&Json::String(key.to_owned())),
+        anchor.map(|a| format!("{a} ")).unwrap_or_default()
+    )
+}
+
+/// Replace the value of every secret key with [`HIDDEN`], from the parsed tree (see
+/// [`masked_keys`]); other entries keep their text (an alias `*p` shows no secret). Text
+/// that does not parse is masked line by line, see [`mask_unparsed`].
+pub fn mask_secrets(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
+    let (Ok(es), Some(hidden)) = (entries(text), masked_keys(text, is_secret)) else {
+        return mask_unparsed(text, is_secret);
+    };
+    if hidden.is_empty() {
+        return text.to_owned();
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    match spans(&lines, &es) {
+        Some(spans) => {
+            let mut out = String::with_capacity(text.len());
+            let head_end = spans.first().map_or(lines.len(), |s| s.1);
+            out.extend(lines[..head_end].iter().copied());
+            for ((key, start, end, full_end), e) in spans.iter().zip(&es) {
+                if hidden.contains(key) {
+                    out.push_str(&hidden_entry(key, anchor_of(text, e).as_deref()));
+                } else {
+                    out.extend(lines[*start..*end].iter().copied());
+                    if !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                out.extend(lines[*end..*full_end].iter().copied());
+            }
+            out
+        }
+        // A flow mapping or another unusual layout: every entry from its masked value.
+        None => masked_values(text, is_secret)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| render_entry(k, v))
             .collect(),
     }
 }
 
-/// Put the stored values back where `new_text` still has [`HIDDEN`] for a secret key. Keys
-/// left hidden that have no stored value are returned as errors.
+/// Mask text that is not valid YAML, conservatively: a line `key: …` (the key bare or
+/// quoted) of a secret key becomes `key: "**HIDDEN**"` and the lines that continue it (more
+/// indented, block scalar `|` / `>` bodies, `- ` items) are dropped; any other line that
+/// names a secret key (`{a: 1, x_password: v}`) is cut after that key.
+pub fn mask_unparsed(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
+    fn indent(l: &str) -> usize {
+        l.len() - l.trim_start_matches(' ').len()
+    }
+    fn unquote(k: &str) -> &str {
+        let k = k.trim();
+        k.strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| k.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(k)
+    }
+    let mut out = String::with_capacity(text.len());
+    // The indentation of the secret entry whose continuation lines are being dropped.
+    let mut dropping: Option<usize> = None;
+    for l in text.split_inclusive('\n') {
+        let body = l.trim_end_matches(['\n', '\r']);
+        if let Some(ind) = dropping {
+            let t = body.trim_start();
+            let cont = t.is_empty()
+                || indent(body) > ind
+                || (indent(body) == ind && (t == "-" || t.starts_with("- ")));
+            if cont {
+                continue;
+            }
+            dropping = None;
+        }
+        if let Some((k, _)) = body.split_once(':')
+            && !k.trim().is_empty()
+            && is_secret(unquote(k))
+        {
+            out.push_str(&format!("{k}: \"{HIDDEN}\"\n"));
+            dropping = Some(indent(body));
+            continue;
+        }
+        // A secret key somewhere inside the line (a flow mapping): cut after it.
+        let mut cut = None;
+        for (i, _) in body.match_indices(':') {
+            let before = &body[..i];
+            let start = before
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\'')))
+                .map_or(0, |p| p + 1);
+            if is_secret(unquote(&before[start..])) {
+                cut = Some(i);
+                break;
+            }
+        }
+        match cut {
+            Some(i) => out.push_str(&format!("{}: \"{HIDDEN}\"\n", &body[..i])),
+            None => out.push_str(l),
+        }
+    }
+    out
+}
+
+/// Replace one entry's lines with `raw` (which ends with a newline). `None` when the layout
+/// is not one key per line or the key is not there.
+fn replace_entry_text(text: &str, key: &str, raw: &str) -> Option<String> {
+    let es = entries(text).ok()?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let spans = spans(&lines, &es)?;
+    let (_, start, end, _) = spans.iter().find(|s| s.0 == key)?;
+    let mut out = String::with_capacity(text.len() + raw.len());
+    out.extend(lines[..*start].iter().copied());
+    out.push_str(raw);
+    out.extend(lines[*end..].iter().copied());
+    Some(out)
+}
+
+/// An entry's own lines, as written.
+fn entry_text(text: &str, key: &str) -> Option<String> {
+    let es = entries(text).ok()?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let spans = spans(&lines, &es)?;
+    let (_, start, end, _) = spans.iter().find(|s| s.0 == key)?;
+    let mut s: String = lines[*start..*end].concat();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Some(s)
+}
+
+/// Put the stored values back where `new_text` still has [`HIDDEN`] for a key the API
+/// hid (see [`masked_keys`]): the stored entry's text as it was written (anchors and all)
+/// when the layout allows, else its value. Secret keys left hidden that have no stored
+/// value are returned as errors.
 pub fn unmask_secrets(
     new_text: &str,
     old_text: &str,
@@ -230,25 +473,34 @@ pub fn unmask_secrets(
         return Ok(new_text.to_owned());
     };
     let old = entries(old_text).unwrap_or_default();
-    let mut changes = Vec::new();
+    let hidden_before = masked_keys(old_text, is_secret).unwrap_or_default();
+    let mut restore = Vec::new();
     let mut missing = Vec::new();
     for e in &new {
-        if is_secret(&e.key) && e.value.to_json() == Json::String(HIDDEN.into()) {
-            match old.iter().find(|o| o.key == e.key) {
-                Some(o) if o.value.to_json() != Json::String(HIDDEN.into()) => {
-                    changes.push((e.key.clone(), Some(o.value.to_json())));
-                }
-                _ => missing.push(e.key.clone()),
-            }
+        if e.value.to_json() != Json::String(HIDDEN.into()) {
+            continue;
+        }
+        match old.iter().find(|o| o.key == e.key) {
+            Some(o) if hidden_before.contains(&o.key) => restore.push(o),
+            _ if is_secret(&e.key) => missing.push(e.key.clone()),
+            _ => {}
         }
     }
     if !missing.is_empty() {
         return Err(missing);
     }
-    if changes.is_empty() {
-        return Ok(new_text.to_owned());
+    let mut out = new_text.to_owned();
+    let mut by_value = Vec::new();
+    for o in restore {
+        match entry_text(old_text, &o.key).and_then(|raw| replace_entry_text(&out, &o.key, &raw)) {
+            Some(t) => out = t,
+            None => by_value.push((o.key.clone(), Some(o.value.to_json()))),
+        }
     }
-    set_keys(new_text, &changes).map_err(|_| Vec::new())
+    if by_value.is_empty() {
+        return Ok(out);
+    }
+    set_keys(&out, &by_value).map_err(|_| Vec::new())
 }
 
 #[cfg(test)]
