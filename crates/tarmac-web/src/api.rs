@@ -24,12 +24,12 @@ use tarmac_installer::upgrade::{UpgradeState, render_plan};
 use tarmac_types::{Role, Stage};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::files::{self, MAX_READ};
 use crate::hub::{RunChange, RunView, Since, now_ms, split_fleet_run_id};
 use crate::runs::{
     Busy, CountOrPercent, RollbackRequest, RunManager, StartRequest, UpgradeRequest, chain,
     no_serve, parse_batch, parse_stage, select_hosts,
 };
-use crate::files::{self, MAX_READ};
 use crate::yamledit::{self, HIDDEN};
 use crate::{ApiError, App, AppState};
 
@@ -310,6 +310,21 @@ impl Validation {
         }
     }
 
+    /// Replace every secret value a message may quote with `**HIDDEN**`.
+    pub fn scrub(mut self, secrets: &[String]) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        for m in self.errors.values_mut() {
+            *m = yamledit::scrub(m, secrets);
+        }
+        for d in self.diagnostics.iter_mut().chain(self.warnings.iter_mut()) {
+            d.message = yamledit::scrub(&d.message, secrets);
+            d.hint = d.hint.as_deref().map(|h| yamledit::scrub(h, secrets));
+        }
+        self
+    }
+
     fn from_result(r: &Result<ResolvedConfig, Report>) -> Self {
         match r {
             Ok(cfg) => Validation {
@@ -541,6 +556,7 @@ impl App {
             .collect();
         let validation = if exists {
             Validation::from_result(&self.validate_text(&text))
+                .scrub(&yamledit::secret_strings(&text, &secret))
         } else {
             let mut r = Report::new(&self.config_path().display().to_string(), "");
             r.errors.push(Diagnostic::new(
@@ -617,8 +633,18 @@ async fn put_config(
     let _g = app.config_lock.lock().await;
     let current = app.read_config()?.unwrap_or_default();
     let text = app.candidate(&upd, &current)?;
-    app.validate_text(&text)
-        .map_err(|r| ApiError::invalid(&r))?;
+    app.validate_text(&text).map_err(|r| {
+        let secrets = yamledit::secret_strings(&text, &|k: &str| app.is_secret(k));
+        let v = Validation::from_report(&r).scrub(&secrets);
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: serde_json::json!({
+                "error": yamledit::scrub(&r.to_string(), &secrets),
+                "errors": v.errors,
+                "diagnostics": v.diagnostics,
+            }),
+        }
+    })?;
     app.write_config(&text).await?;
     app.config_view().map(Json)
 }
@@ -660,10 +686,12 @@ async fn validate_config(
         Err(e) => return Err(e),
     };
     let app2 = app.clone();
-    let v =
-        tokio::task::spawn_blocking(move || Validation::from_result(&app2.validate_text(&text)))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let v = tokio::task::spawn_blocking(move || {
+        let secrets = yamledit::secret_strings(&text, &|k: &str| app2.is_secret(k));
+        Validation::from_result(&app2.validate_text(&text)).scrub(&secrets)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(v))
 }
 
@@ -696,8 +724,8 @@ impl App {
         let Some(path) = self.path_param(text, key) else {
             return FileView::default();
         };
-        let is_managed = files::normalize(&path)
-            == files::normalize(&self.opts.genconf_dir.join(managed));
+        let is_managed =
+            files::normalize(&path) == files::normalize(&self.opts.genconf_dir.join(managed));
         let mut v = FileView {
             path: Some(path.display().to_string()),
             managed: is_managed,

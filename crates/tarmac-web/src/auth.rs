@@ -402,7 +402,10 @@ impl HostAllowlist {
             l.ips.push(ip);
         }
         if ip.is_loopback() || ip.is_unspecified() {
-            for lo in [IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)] {
+            for lo in [
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ] {
                 if !l.ips.contains(&lo) {
                     l.ips.push(lo);
                 }
@@ -580,10 +583,9 @@ pub async fn login(
             (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
         }
         Err(LoginRefused::Expired) => login_needed(&app, "This login link has expired. "),
-        Err(LoginRefused::Unknown) => login_needed(
-            &app,
-            "This login link was already used or is not valid. ",
-        ),
+        Err(LoginRefused::Unknown) => {
+            login_needed(&app, "This login link was already used or is not valid. ")
+        }
     }
 }
 
@@ -785,9 +787,14 @@ mod tests {
         );
 
         let any = HostAllowlist::new("0.0.0.0:9443".parse().unwrap(), &[]).unwrap();
-        assert!(any.allows("192.168.1.20:9443") && any.allows("[fe80::1]") && any.allows("localhost"));
+        assert!(
+            any.allows("192.168.1.20:9443") && any.allows("[fe80::1]") && any.allows("localhost")
+        );
         assert!(!any.allows("rebound.example:9443"));
-        assert_eq!(any.describe(), "any IP address, 127.0.0.1, [::1], localhost");
+        assert_eq!(
+            any.describe(),
+            "any IP address, 127.0.0.1, [::1], localhost"
+        );
 
         let err = HostAllowlist::new(
             "127.0.0.1:9000".parse().unwrap(),

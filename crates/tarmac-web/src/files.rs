@@ -29,7 +29,11 @@ pub enum ReadError {
         "{} is {size} bytes, more than the {limit} bytes the web GUI reads\nhint: this is not the file you meant; point the key at the right one in config.yaml",
         path.display()
     )]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{} is not UTF-8 text", path.display())]
     NotText { path: PathBuf },
     #[error("cannot read {}", path.display())]
@@ -242,9 +246,21 @@ mod tests {
         // SAFETY: mkfifo(3) on a path in our temp dir.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = read_bounded(&fifo, MAX_READ, false).unwrap_err();
-        assert!(matches!(e, ReadError::NotRegular { kind: "a fifo", .. }), "{e}");
+        assert!(
+            matches!(e, ReadError::NotRegular { kind: "a fifo", .. }),
+            "{e}"
+        );
         let e = read_bounded(d.path(), MAX_READ, false).unwrap_err();
-        assert!(matches!(e, ReadError::NotRegular { kind: "a directory", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ReadError::NotRegular {
+                    kind: "a directory",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let big = d.path().join("big");
         std::fs::write(&big, vec![b'x'; MAX_READ as usize + 1]).unwrap();
         let e = read_bounded(&big, MAX_READ, false).unwrap_err();
@@ -258,11 +274,24 @@ mod tests {
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&big, &link).unwrap();
         let e = read_bounded(&link, MAX_READ, true).unwrap_err();
-        assert!(matches!(e, ReadError::NotRegular { kind: "a symbolic link", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ReadError::NotRegular {
+                    kind: "a symbolic link",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(t.elapsed().as_secs() < 5, "bounded time: {:?}", t.elapsed());
         let (tail, size) = read_tail(&big, 10).unwrap();
         assert_eq!((tail.len(), size), (10, MAX_READ + 1));
-        assert!(read_bounded(&d.path().join("none"), 1, false).unwrap_err().is_not_found());
+        assert!(
+            read_bounded(&d.path().join("none"), 1, false)
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[test]
@@ -270,8 +299,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let g = d.path().join("genconf");
         std::fs::create_dir(&g).unwrap();
-        assert_eq!(inside(&g, &g.join("ip-detect")), Some(PathBuf::from("ip-detect")));
-        assert_eq!(inside(&g, &g.join("new/dir/x")), Some(PathBuf::from("new/dir/x")));
+        assert_eq!(
+            inside(&g, &g.join("ip-detect")),
+            Some(PathBuf::from("ip-detect"))
+        );
+        assert_eq!(
+            inside(&g, &g.join("new/dir/x")),
+            Some(PathBuf::from("new/dir/x"))
+        );
         assert_eq!(inside(&g, &g.join("../etc/passwd")), None);
         assert_eq!(inside(&g, Path::new("/etc/passwd")), None);
         assert_eq!(inside(&g, &g), None);

@@ -52,9 +52,9 @@ pub struct WebOptions {
     /// Events kept for SSE resumption.
     pub event_buffer: usize,
     /// The `Host` names requests may carry (see [`auth::HostAllowlist::new`]).
-    pub allowed_hosts: auth::HostAllowlist,
+    pub allowed_hosts: HostAllowlist,
     /// How long login tokens and sessions live.
-    pub auth_limits: auth::AuthLimits,
+    pub auth_limits: AuthLimits,
 }
 
 /// Everything the handlers share.
@@ -347,7 +347,10 @@ pub fn listen_policy(
         "listening on {addr}, reachable from other machines: anyone with the login URL can install software on every host"
     )];
     if !tls {
-        w.push("--insecure-http: the login URL and the session cookie cross the network in clear text".into());
+        w.push(
+            "--insecure-http: the login URL and the session cookie cross the network in clear text"
+                .into(),
+        );
     }
     Ok(w)
 }

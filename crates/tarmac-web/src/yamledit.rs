@@ -228,6 +228,43 @@ fn secret_locs(entries: &[Entry], is_secret: &dyn Fn(&str) -> bool) -> HashSet<L
     out
 }
 
+/// The scalar texts of every secret value (longest first), to scrub from messages that
+/// might quote them. Empty when the text does not parse.
+pub fn secret_strings(text: &str, is_secret: &dyn Fn(&str) -> bool) -> Vec<String> {
+    fn walk(n: &Node, set: &HashSet<Loc>, out: &mut Vec<String>) {
+        match n {
+            Node::Scalar { text, loc, .. } if set.contains(loc) && !text.trim().is_empty() => {
+                out.push(text.clone());
+            }
+            Node::Scalar { .. } => {}
+            Node::Seq { items, .. } => items.iter().for_each(|i| walk(i, set, out)),
+            Node::Map { entries, .. } => entries.iter().for_each(|(_, v)| walk(v, set, out)),
+        }
+    }
+    let Ok(es) = entries(text) else {
+        return Vec::new();
+    };
+    let set = secret_locs(&es, is_secret);
+    let mut out = Vec::new();
+    for e in es.iter().filter(|e| is_secret(&e.key)) {
+        walk(&e.value, &set, &mut out);
+    }
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// `s` with every secret in `secrets` replaced by [`HIDDEN`].
+pub fn scrub(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_owned();
+    for x in secrets {
+        if out.contains(x.as_str()) {
+            out = out.replace(x.as_str(), HIDDEN);
+        }
+    }
+    out
+}
+
 /// `n` as JSON with every node that is (or is an alias of) a secret replaced by [`HIDDEN`].
 fn masked_json(n: &Node, secret: &HashSet<Loc>) -> Json {
     if secret.contains(&n.loc()) {
@@ -418,7 +455,9 @@ pub fn mask_unparsed(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
         for (i, _) in body.match_indices(':') {
             let before = &body[..i];
             let start = before
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\'')))
+                .rfind(|c: char| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\''))
+                })
                 .map_or(0, |p| p + 1);
             if is_secret(unquote(&before[start..])) {
                 cut = Some(i);
@@ -460,10 +499,21 @@ fn entry_text(text: &str, key: &str) -> Option<String> {
     Some(s)
 }
 
-/// Put the stored values back where `new_text` still has [`HIDDEN`] for a key the API
-/// hid (see [`masked_keys`]): the stored entry's text as it was written (anchors and all)
-/// when the layout allows, else its value. Secret keys left hidden that have no stored
-/// value are returned as errors.
+/// Does `v` hold [`HIDDEN`] anywhere?
+fn has_hidden(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s == HIDDEN,
+        Json::Array(a) => a.iter().any(has_hidden),
+        Json::Object(m) => m.values().any(has_hidden),
+        _ => false,
+    }
+}
+
+/// Put the stored values back where `new_text` still shows an entry exactly as the API
+/// masked it (see [`masked_values`]): the stored entry's text as it was written (anchors
+/// and all) when the layout allows, else its value. A secret key left [`HIDDEN`] with no
+/// stored value, or an entry whose masked parts were edited around (`[**HIDDEN**, y]`), is
+/// returned as an error: the marker must never be saved as a value.
 pub fn unmask_secrets(
     new_text: &str,
     old_text: &str,
@@ -473,21 +523,22 @@ pub fn unmask_secrets(
         return Ok(new_text.to_owned());
     };
     let old = entries(old_text).unwrap_or_default();
-    let hidden_before = masked_keys(old_text, is_secret).unwrap_or_default();
+    let old_masked: std::collections::HashMap<String, Json> = masked_values(old_text, is_secret)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut restore = Vec::new();
-    let mut missing = Vec::new();
     for e in &new {
-        if e.value.to_json() != Json::String(HIDDEN.into()) {
+        let nv = e.value.to_json();
+        if !has_hidden(&nv) {
             continue;
         }
-        match old.iter().find(|o| o.key == e.key) {
-            Some(o) if hidden_before.contains(&o.key) => restore.push(o),
-            _ if is_secret(&e.key) => missing.push(e.key.clone()),
-            _ => {}
+        if let (Some(o), Some(om)) = (old.iter().find(|o| o.key == e.key), old_masked.get(&e.key))
+            && *om == nv
+            && *om != o.value.to_json()
+        {
+            restore.push(o);
         }
-    }
-    if !missing.is_empty() {
-        return Err(missing);
     }
     let mut out = new_text.to_owned();
     let mut by_value = Vec::new();
@@ -497,10 +548,27 @@ pub fn unmask_secrets(
             None => by_value.push((o.key.clone(), Some(o.value.to_json()))),
         }
     }
-    if by_value.is_empty() {
-        return Ok(out);
+    if !by_value.is_empty() {
+        out = set_keys(&out, &by_value).map_err(|_| Vec::new())?;
     }
-    set_keys(&out, &by_value).map_err(|_| Vec::new())
+    // What still shows the marker once the stored entries are back (an alias to a restored
+    // anchor no longer does).
+    let missing: Vec<String> = entries(&out)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            let v = e.value.to_json();
+            has_hidden(&v)
+                && ((is_secret(&e.key) && v == Json::String(HIDDEN.into()))
+                    || old_masked.get(&e.key).is_some_and(has_hidden))
+        })
+        .map(|e| e.key)
+        .collect();
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 #[cfg(test)]
@@ -596,7 +664,7 @@ mod tests {
         let edited = masked.replace("cluster_name: demo", "cluster_name: prod");
         let restored = unmask_secrets(&edited, CFG, &secret).unwrap();
         assert!(
-            restored.contains("prometheus_remote_write_password: hunter2\n"),
+            restored.contains("prometheus_remote_write_password: hunter2  # keep\n"),
             "{restored}"
         );
         assert!(restored.contains("cluster_name: prod"), "{restored}");
@@ -609,5 +677,74 @@ mod tests {
     fn unparsable_text_is_masked_line_by_line() {
         let masked = mask_secrets("a: [\nmy_password: s3cret\n", &secret);
         assert_eq!(masked, "a: [\nmy_password: \"**HIDDEN**\"\n");
+    }
+
+    #[test]
+    fn aliases_of_secrets_are_masked_in_values_and_text() {
+        let t = "a_password: &p hunter2\nsearch: [*p, x]\nm: {k: *p}\n";
+        assert_eq!(
+            masked_values(t, &secret).unwrap(),
+            vec![
+                ("a_password".to_owned(), json!("**HIDDEN**")),
+                ("search".to_owned(), json!(["**HIDDEN**", "x"])),
+                ("m".to_owned(), json!({"k": "**HIDDEN**"})),
+            ]
+        );
+        assert_eq!(masked_keys(t, &secret).unwrap(), vec!["a_password"]);
+        let masked = mask_secrets(t, &secret);
+        assert_eq!(
+            masked,
+            "a_password: &p \"**HIDDEN**\"\nsearch: [*p, x]\nm: {k: *p}\n"
+        );
+        // Saved back: the stored entry comes back as written, anchor and all.
+        let edited = masked.replace("x]", "y]");
+        assert_eq!(
+            unmask_secrets(&edited, t, &secret).unwrap(),
+            "a_password: &p hunter2\nsearch: [*p, y]\nm: {k: *p}\n"
+        );
+        // The source of a secret's value is hidden too.
+        let t = "shared: &s hunter2\nb_password: *s\nother: *s\n";
+        assert_eq!(
+            masked_keys(t, &secret).unwrap(),
+            vec!["shared", "b_password"]
+        );
+        assert_eq!(
+            mask_secrets(t, &secret),
+            "shared: &s \"**HIDDEN**\"\nb_password: \"**HIDDEN**\"\nother: *s\n"
+        );
+        assert_eq!(
+            masked_values(t, &secret).unwrap()[2],
+            ("other".to_owned(), json!("**HIDDEN**"))
+        );
+        assert_eq!(secret_strings(t, &secret), vec!["hunter2"]);
+        assert_eq!(
+            scrub("got \"hunter2\"", &["hunter2".into()]),
+            "got \"**HIDDEN**\""
+        );
+        // A one-line flow mapping is re-rendered from the masked values, and restored from
+        // the stored ones.
+        let flow_doc = "{a_password: &p s3cret, l: [*p]}\n";
+        let masked = mask_secrets(flow_doc, &secret);
+        assert_eq!(masked, "a_password: \"**HIDDEN**\"\nl:\n- \"**HIDDEN**\"\n");
+        assert_eq!(
+            unmask_secrets(&masked, flow_doc, &secret).unwrap(),
+            "a_password: s3cret\nl:\n- s3cret\n"
+        );
+        // Editing around a masked alias is an error, not a literal marker.
+        let t = "a_password: &p hunter2\nsearch: [*p, x]\n";
+        let edited = "a_password: &p \"**HIDDEN**\"\nsearch: [\"**HIDDEN**\", y]\n";
+        assert_eq!(
+            unmask_secrets(edited, t, &secret).unwrap_err(),
+            vec!["search".to_owned()]
+        );
+    }
+
+    #[test]
+    fn unparsable_block_scalars_quoted_keys_and_flow_lines() {
+        let t = "a: [\nmy_password: |\n  line one\n  line two\n\n'x_password': >-\n  folded\nb: 1\n{c: 1, \"y_password\": s3cret}\nlist_password:\n- s1\n- s2\nz: 2\n";
+        assert_eq!(
+            mask_unparsed(t, &secret),
+            "a: [\nmy_password: \"**HIDDEN**\"\n'x_password': \"**HIDDEN**\"\nb: 1\n{c: 1, \"y_password\": \"**HIDDEN**\"\nlist_password: \"**HIDDEN**\"\nz: 2\n"
+        );
     }
 }

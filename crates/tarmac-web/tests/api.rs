@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tarmac_config::Distribution;
 use tarmac_events::{Event, EventSink, Level};
-use std::sync::Arc;
 use tarmac_web::auth::ManualClock;
 use tarmac_web::{App, AppState, AuthLimits, HostAllowlist, WebOptions, router};
 use tower::ServiceExt;
@@ -145,9 +145,15 @@ impl T {
     }
 
     fn req(&self, method: &str, path: &str) -> axum::http::request::Builder {
+        self.req_to("127.0.0.1:9000", method, path)
+    }
+
+    /// A request with the session cookie, sent to `host`.
+    fn req_to(&self, host: &str, method: &str, path: &str) -> axum::http::request::Builder {
         Request::builder()
             .method(method)
             .uri(path)
+            .header(header::HOST, host)
             .header(header::COOKIE, &self.cookie)
     }
 
@@ -1194,7 +1200,11 @@ async fn upgrade_and_plan_need_genconf_serve() {
     std::fs::write(serve.join("cluster-package-list.latest"), "abc\n").unwrap();
     std::fs::write(serve.join("package_lists/abc.package_list.json"), "[]").unwrap();
     let r = t
-        .send("POST", "/api/v1/upgrade/plan", json!({"hosts": ["10.9.9.9"]}))
+        .send(
+            "POST",
+            "/api/v1/upgrade/plan",
+            json!({"hosts": ["10.9.9.9"]}),
+        )
         .await;
     let (status, error, _) = refused(&r);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
@@ -1507,11 +1517,18 @@ async fn path_keys_outside_genconf_are_refused_and_only_metadata_is_shown() {
     );
     for path in ["/api/v1/config", "/api/v1/known-hosts", "/api/v1/ip-detect"] {
         let text = t.get(path).await.text();
-        assert!(!text.contains(&key_body[..40]), "{path} returned the SSH key");
+        assert!(
+            !text.contains(&key_body[..40]),
+            "{path} returned the SSH key"
+        );
         assert!(!text.contains("root:x:0:0"), "{path} returned /etc/passwd");
     }
     let r = t
-        .send("PUT", "/api/v1/config", json!({"set": {"cluster_name": "still-saves"}}))
+        .send(
+            "PUT",
+            "/api/v1/config",
+            json!({"set": {"cluster_name": "still-saves"}}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert!(t.config().contains("ssh_known_hosts: /etc/passwd"));
@@ -1550,11 +1567,15 @@ async fn dev_zero_and_non_regular_files_are_refused_quickly() {
     let gdir = t.genconf.display();
     assert_eq!(
         v["known_hosts"]["problem"],
-        format!("{gdir}/ssh_known_hosts is a directory, not a regular file\nhint: point it at a regular file (the web GUI never reads devices, fifos or directories)")
+        format!(
+            "{gdir}/ssh_known_hosts is a directory, not a regular file\nhint: point it at a regular file (the web GUI never reads devices, fifos or directories)"
+        )
     );
     assert_eq!(
         v["ip_detect"]["problem"],
-        format!("{gdir}/ip-detect is 1048577 bytes, more than the 1048576 bytes the web GUI reads\nhint: this is not the file you meant; point the key at the right one in config.yaml")
+        format!(
+            "{gdir}/ip-detect is 1048577 bytes, more than the 1048576 bytes the web GUI reads\nhint: this is not the file you meant; point the key at the right one in config.yaml"
+        )
     );
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -1568,7 +1589,7 @@ async fn masking_covers_aliases_and_unparsable_text() {
     let t = T::new().await;
     t.write("ip-detect", IP_DETECT);
     let cfg = format!(
-        "{}prometheus_remote_write_username: u\nprometheus_remote_write_password: &p hunter2SECRET\ndns_search: [*p, example.com]\n",
+        "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: &p hunter2SECRET\ndns_search: [*p, example.com]\n",
         valid_config("127.0.0.1")
     );
     t.write("config.yaml", &cfg);
@@ -1579,6 +1600,7 @@ async fn masking_covers_aliases_and_unparsable_text() {
             "cluster_name": "web-test",
             "bootstrap_url": "http://127.0.0.1:1",
             "master_list": ["127.0.0.1"],
+            "prometheus_remote_write_url": "http://127.0.0.1:1/w",
             "prometheus_remote_write_username": "u",
             "prometheus_remote_write_password": "**HIDDEN**",
             "dns_search": ["**HIDDEN**", "example.com"],
@@ -1587,11 +1609,16 @@ async fn masking_covers_aliases_and_unparsable_text() {
     assert_eq!(
         v["yaml"],
         format!(
-            "{}prometheus_remote_write_username: u\nprometheus_remote_write_password: &p \"**HIDDEN**\"\ndns_search: [*p, example.com]\n",
+            "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: &p \"**HIDDEN**\"\ndns_search: [*p, example.com]\n",
             valid_config("127.0.0.1")
         )
     );
-    assert!(!t.get("/api/v1/config").await.text().contains("hunter2SECRET"));
+    assert!(
+        !t.get("/api/v1/config")
+            .await
+            .text()
+            .contains("hunter2SECRET")
+    );
     // The masked text saved back keeps the secret and its anchor.
     let yaml = v["yaml"]
         .as_str()
@@ -1600,8 +1627,25 @@ async fn masking_covers_aliases_and_unparsable_text() {
     let r = t.send("PUT", "/api/v1/config", json!({"yaml": yaml})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert!(!r.text().contains("hunter2SECRET"), "{}", r.text());
-    assert_eq!(t.config(), cfg.replace("cluster_name: web-test", "cluster_name: renamed"));
+    assert_eq!(
+        t.config(),
+        cfg.replace("cluster_name: web-test", "cluster_name: renamed")
+    );
 
+    // A message that would quote a secret (a type error through an alias) does not.
+    let bad = format!(
+        "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: &p hunter2SECRET\nssh_port: *p\n",
+        valid_config("127.0.0.1")
+    );
+    let r = t
+        .send("POST", "/api/v1/config/validate", json!({"yaml": bad}))
+        .await;
+    assert_eq!(r.json()["valid"], false, "{}", r.text());
+    assert!(r.json()["errors"]["ssh_port"].is_string(), "{}", r.text());
+    assert!(!r.text().contains("hunter2SECRET"), "{}", r.text());
+    let r = t.send("PUT", "/api/v1/config", json!({"yaml": bad})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!r.text().contains("hunter2SECRET"), "{}", r.text());
     // A secret taken from another key through an alias hides that key too.
     let cfg = format!(
         "{}shared: &s hunter2SECRET\nprometheus_remote_write_username: u\nprometheus_remote_write_password: *s\n",
@@ -1685,7 +1729,6 @@ async fn logout_ends_the_session_and_its_event_stream() {
     let events = router(t.app.clone())
         .oneshot(
             t.req("GET", "/api/v1/events?after=0")
-                .header(header::HOST, "127.0.0.1:9000")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -1708,11 +1751,7 @@ async fn logout_ends_the_session_and_its_event_stream() {
     assert_eq!(t.get("/api/v1/info").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(t.get("/").await.status, StatusCode::UNAUTHORIZED);
     // The open stream ends too (it rechecks its session every few seconds).
-    let ended = tokio::time::timeout(
-        Duration::from_secs(15),
-        events.into_body().collect(),
-    )
-    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(15), events.into_body().collect()).await;
     assert!(ended.is_ok(), "the event stream outlived its session");
 }
 
@@ -1722,20 +1761,26 @@ async fn requests_for_other_host_names_are_refused() {
     for host in ["evil.example", "evil.example:9000", "127.0.0.2:9000"] {
         for path in ["/api/v1/info", "/", "/login?token=x"] {
             let r = t
-                .raw(t.req("GET", path).header(header::HOST, host).body(Body::empty()).unwrap())
+                .raw(t.req_to(host, "GET", path).body(Body::empty()).unwrap())
                 .await;
             assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST, "{host} {path}");
             let name = host.split(':').next().unwrap();
             assert_eq!(
                 r.text(),
-                format!("This Tarmac web installer does not answer to the host {host:?} (it answers to 127.0.0.1, [::1], localhost).\nhint: open the URL `tarmac web` printed, or start it with --allowed-host {name} if that is the name you reach it by\n")
+                format!(
+                    "This Tarmac web installer does not answer to the host {host:?} (it answers to 127.0.0.1, [::1], localhost).\nhint: open the URL `tarmac web` printed, or start it with --allowed-host {name} if that is the name you reach it by\n"
+                )
             );
             assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
         }
     }
     for host in ["localhost:9000", "127.0.0.1:8000", "[::1]:9000"] {
         let r = t
-            .raw(t.req("GET", "/api/v1/info").header(header::HOST, host).body(Body::empty()).unwrap())
+            .raw(
+                t.req_to(host, "GET", "/api/v1/info")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{host}");
     }

@@ -45,16 +45,15 @@ pub struct WebArgs {
 }
 
 pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
-    let warnings =
-        match tarmac_web::listen_policy(
-            &args.listen,
-            args.allow_remote,
-            args.tls_cert.is_some(),
-            args.insecure_http,
-        ) {
-            Ok(w) => w,
-            Err(e) => bail!("{e}"),
-        };
+    let warnings = match tarmac_web::listen_policy(
+        &args.listen,
+        args.allow_remote,
+        args.tls_cert.is_some(),
+        args.insecure_http,
+    ) {
+        Ok(w) => w,
+        Err(e) => bail!("{e}"),
+    };
     let dist = load_distribution(&args.inputs.dist)?;
     let genconf_dir = std::path::absolute(&args.inputs.genconf_dir)?;
     std::fs::create_dir_all(&genconf_dir)
