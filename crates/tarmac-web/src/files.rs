@@ -217,9 +217,7 @@ pub fn inside(dir: &Path, path: &Path) -> Option<PathBuf> {
             let real = real.join(&rest);
             return real.starts_with(&real_dir).then_some(rel);
         }
-        let Some(name) = existing.file_name().map(ToOwned::to_owned) else {
-            return None;
-        };
+        let name = existing.file_name().map(ToOwned::to_owned)?;
         rest = Path::new(&name).join(&rest);
         if !existing.pop() {
             return None;
