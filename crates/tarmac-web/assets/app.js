@@ -124,7 +124,7 @@ async function api(method, path, body) {
   }
   const ct = r.headers.get('content-type') || '';
   const data = ct.includes('json') ? await r.json() : await r.text();
-  if (r.status === 401) banner('Your session has ended. Open a new login URL from the terminal running `tarmac web` (kill -USR1 <pid> prints one).', 'error');
+  if (r.status === 401) banner('Your session has ended (signed out, idle too long, or older than its lifetime). Open a new login URL from the terminal running `tarmac web` (kill -USR1 <pid> prints one).', 'error');
   return { ok: r.ok, status: r.status, data };
 }
 
@@ -856,7 +856,7 @@ async function showPlan() {
   const pre = h('pre', { id: 'plan-text', class: 'log' }, 'Reading every host\'s active packages…');
   const body = h('div', {}, pre);
   modal('Upgrade plan', body);
-  const r = await api('GET', '/upgrade/plan' + (batch ? '?batch=' + encodeURIComponent(batch) : ''));
+  const r = await api('POST', '/upgrade/plan', batch ? { batch } : {});
   if (!r.ok) {
     pre.className = 'err-pre';
     pre.textContent = errorText(r.data);
@@ -1043,7 +1043,7 @@ async function pageConfigure(main) {
   const khBox = h('div', { class: 'field', dataset: { field: 'known_hosts' } },
     h('label', { for: 'known-hosts-text' }, 'Known host keys', h('span', { class: 'type' }, 'ssh_known_hosts')),
     h('div', { id: 'known-hosts-status', class: kh.entries ? 'ok-text' : 'muted' },
-      kh.present ? kh.entries + ' host key' + (kh.entries === 1 ? '' : 's') + ' in ' + kh.path : 'No known_hosts file yet' + (kh.path ? ' (' + kh.path + ')' : '') + '. With ssh_host_key_policy strict every host must be listed.'),
+      kh.problem ? kh.problem : kh.present ? kh.entries + ' host key' + (kh.entries === 1 ? '' : 's') + ' in ' + kh.path : 'No known_hosts file yet' + (kh.path ? ' (' + kh.path + ')' : '') + '. With ssh_host_key_policy strict every host must be listed.'),
     khText,
     h('div', {}, h('button', { id: 'known-hosts-save', onclick: saveKnownHosts }, 'Save host keys')),
     h('div', { class: 'err', dataset: { for: 'ssh_known_hosts' } }));
@@ -1057,7 +1057,7 @@ async function pageConfigure(main) {
   const ipBox = h('fieldset', { class: 'group' }, h('legend', {}, 'ip-detect'),
     h('div', { class: 'field' },
       h('label', { for: 'ip-detect-text' }, 'Script that prints the host\'s cluster IP address'),
-      h('div', { id: 'ip-detect-status', class: ip.present ? 'ok-text' : 'muted' }, ip.present ? 'Saved at ' + ip.path : 'Not saved yet: check the script below and save it.'),
+      h('div', { id: 'ip-detect-status', class: ip.present ? 'ok-text' : 'muted' }, ip.problem ? ip.problem : ip.present ? 'Saved at ' + ip.path : 'Not saved yet: check the script below and save it.'),
       ipText,
       h('div', {}, h('button', { id: 'ip-detect-save', onclick: saveIpDetect }, 'Save script')),
       h('div', { class: 'err', dataset: { for: 'ip_detect_filename' } }),
@@ -1338,7 +1338,16 @@ function poll() {
 
 window.addEventListener('hashchange', navigate);
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeModal(); });
+// Sign out: end the session on the server, then show the sign-in page.
+async function logout() {
+  try {
+    await fetch('/logout', { method: 'POST', headers: { 'X-Tarmac-CSRF': CSRF }, credentials: 'same-origin' });
+  } catch (e) { /* the server is gone: the session is too */ }
+  window.location.replace('/');
+}
+
 document.addEventListener('DOMContentLoaded', () => {
+  $('#logout').addEventListener('click', logout);
   $('#modal-close').addEventListener('click', closeModal);
   $('#modal').addEventListener('click', (e) => { if (e.target.id === 'modal') closeModal(); });
   navigate();

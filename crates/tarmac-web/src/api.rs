@@ -24,6 +24,7 @@ use tarmac_installer::upgrade::{UpgradeState, render_plan};
 use tarmac_types::{Role, Stage};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::files::{self, MAX_READ};
 use crate::hub::{RunChange, RunView, Since, now_ms, split_fleet_run_id};
 use crate::runs::{
     Busy, CountOrPercent, RollbackRequest, RunManager, StartRequest, UpgradeRequest, chain,
@@ -33,6 +34,23 @@ use crate::yamledit::{self, HIDDEN};
 use crate::{ApiError, App, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// What `rel` (a path inside genconf/) is when a path parameter `key` may not name it.
+fn reserved_file(rel: &Path, key: &str) -> Option<&'static str> {
+    let first = rel.components().next()?.as_os_str().to_str().unwrap_or("");
+    let name = rel.file_name()?.to_str().unwrap_or("");
+    if rel == Path::new("config.yaml") {
+        Some("config.yaml itself")
+    } else if rel == Path::new("ssh_key") && key != "ssh_key_path" {
+        Some("the SSH private key")
+    } else if matches!(first, "state" | "serve") {
+        Some("output of the installer (state/ and serve/)")
+    } else if name.contains(".full.") {
+        Some("a file genconf writes with every secret in clear")
+    } else {
+        None
+    }
+}
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -49,7 +67,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/stages/{stage}", post(start_stage))
         .route("/stages/{stage}/retry", post(retry_stage))
         .route("/upgrade", post(start_upgrade))
-        .route("/upgrade/plan", get(upgrade_plan))
+        .route("/upgrade/plan", post(upgrade_plan))
         .route("/rollback", post(start_rollback))
         .route("/run/cancel", post(cancel_run))
         .route("/runs", get(list_runs))
@@ -115,6 +133,7 @@ pub fn routes() -> axum::Router<AppState> {
         StartRequest,
         UpgradeRequest,
         RollbackRequest,
+        PlanRequest,
         PlanView,
         PlanWave,
         PlanHost,
@@ -291,6 +310,21 @@ impl Validation {
         }
     }
 
+    /// Replace every secret value a message may quote with `**HIDDEN**`.
+    pub fn scrub(mut self, secrets: &[String]) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        for m in self.errors.values_mut() {
+            *m = yamledit::scrub(m, secrets);
+        }
+        for d in self.diagnostics.iter_mut().chain(self.warnings.iter_mut()) {
+            d.message = yamledit::scrub(&d.message, secrets);
+            d.hint = d.hint.as_deref().map(|h| yamledit::scrub(h, secrets));
+        }
+        self
+    }
+
     fn from_result(r: &Result<ResolvedConfig, Report>) -> Self {
         match r {
             Ok(cfg) => Validation {
@@ -346,13 +380,10 @@ impl App {
     }
 
     fn read_config(&self) -> ApiResult<Option<String>> {
-        match std::fs::read_to_string(self.config_path()) {
+        match files::read_text(&self.config_path(), MAX_READ, false) {
             Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ApiError::internal(format!(
-                "cannot read {}: {e}",
-                self.config_path().display()
-            ))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(ApiError::internal(e.chain())),
         }
     }
 
@@ -367,8 +398,81 @@ impl App {
         )
     }
 
-    /// The text an update would produce.
+    /// The text an update would produce: at most [`MAX_READ`] bytes, and path parameters
+    /// it changes name files inside genconf/ (see [`App::check_path_keys`]).
     fn candidate(&self, upd: &ConfigUpdate, current: &str) -> ApiResult<String> {
+        let text = self.candidate_text(upd, current)?;
+        if text.len() as u64 > MAX_READ {
+            return Err(ApiError::keys(
+                "config.yaml is too large",
+                vec![(
+                    "config.yaml".into(),
+                    format!(
+                        "config.yaml would be {} bytes; the web GUI keeps it under {MAX_READ} bytes",
+                        text.len()
+                    ),
+                )],
+            ));
+        }
+        self.check_path_keys(&text, current)?;
+        Ok(text)
+    }
+
+    /// Path parameters set from the web GUI must name files inside genconf/ that are not
+    /// the installer's own secrets or output. Only keys whose resolved path changes are
+    /// checked, so a config.yaml edited on the controller to point elsewhere still saves.
+    fn check_path_keys(&self, new: &str, old: &str) -> ApiResult<()> {
+        use tarmac_config::types::Type;
+        let gname = self.genconf_name();
+        let mut errors = Vec::new();
+        for p in self.opts.dist.schema().params.values() {
+            if !matches!(p.ty, Type::Path { .. }) {
+                continue;
+            }
+            let name = p.name.as_str();
+            let Some(to) = self.path_param(new, name) else {
+                continue;
+            };
+            let from = self.path_param(old, name);
+            if from.as_deref().map(files::normalize) == Some(files::normalize(&to)) {
+                continue;
+            }
+            let shown = yamledit::values(new)
+                .and_then(|v| v.into_iter().find(|(k, _)| k == name))
+                .and_then(|(_, v)| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| to.display().to_string());
+            let problem = match files::inside(&self.opts.genconf_dir, &to) {
+                None => Some(format!(
+                    "`{shown}` must be inside {gname}/ when set from the web GUI; edit config.yaml on the controller to point elsewhere"
+                )),
+                Some(rel) => reserved_file(&rel, name).map(|what| {
+                    format!("`{shown}` is {what}: point {name} at its own file inside {gname}/")
+                }),
+            };
+            if let Some(m) = problem {
+                errors.push((name.to_owned(), m));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::keys(
+                format!("path parameters set from the web GUI must name files inside {gname}/"),
+                errors,
+            ))
+        }
+    }
+
+    /// The name genconf/ has (`genconf`).
+    fn genconf_name(&self) -> String {
+        self.opts
+            .genconf_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "genconf".into())
+    }
+
+    fn candidate_text(&self, upd: &ConfigUpdate, current: &str) -> ApiResult<String> {
         let secret = |k: &str| self.is_secret(k);
         match (&upd.yaml, &upd.set) {
             (Some(y), None) => yamledit::unmask_secrets(y, current, &secret).map_err(|keys| {
@@ -386,9 +490,12 @@ impl App {
                 )
             }),
             (None, Some(set)) => {
+                let hidden = yamledit::masked_keys(current, &secret).unwrap_or_default();
                 let changes: Vec<(String, Option<Json_>)> = set
                     .iter()
-                    .filter(|(k, v)| !(secret(k) && v.as_str() == Some(HIDDEN)))
+                    .filter(|(k, v)| {
+                        !((secret(k) || hidden.contains(k)) && v.as_str() == Some(HIDDEN))
+                    })
                     .map(|(k, v)| (k.clone(), if v.is_null() { None } else { Some(v.clone()) }))
                     .collect();
                 yamledit::set_keys(current, &changes).map_err(|e| {
@@ -424,12 +531,7 @@ impl App {
 
     /// `genconf_dir/<file>` written relative to the base dir, as config.yaml names it.
     fn genconf_rel(&self, file: &str) -> String {
-        let name = self
-            .opts
-            .genconf_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "genconf".into());
+        let name = self.genconf_name();
         let rel = format!("{name}/{file}");
         if resolve_path(&self.base_dir(), &rel) == self.opts.genconf_dir.join(file) {
             rel
@@ -443,22 +545,18 @@ impl App {
         let exists = text.is_some();
         let text = text.unwrap_or_default();
         let secret = |k: &str| self.is_secret(k);
-        let values = yamledit::values(&text);
-        let mut secrets_set = Vec::new();
-        let values = values.map(|vs| {
-            vs.into_iter()
-                .map(|(k, v)| {
-                    if secret(&k) && !v.is_null() {
-                        secrets_set.push(k.clone());
-                        (k, Json_::String(HIDDEN.into()))
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect()
-        });
+        // Masked from the parsed tree: aliases of secrets are hidden too.
+        let values: Option<BTreeMap<String, Json_>> =
+            yamledit::masked_values(&text, &secret).map(|vs| vs.into_iter().collect());
+        let secrets_set = yamledit::values(&text)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, v)| secret(k) && !v.is_null())
+            .map(|(k, _)| k)
+            .collect();
         let validation = if exists {
             Validation::from_result(&self.validate_text(&text))
+                .scrub(&yamledit::secret_strings(&text, &secret))
         } else {
             let mut r = Report::new(&self.config_path().display().to_string(), "");
             r.errors.push(Diagnostic::new(
@@ -535,8 +633,18 @@ async fn put_config(
     let _g = app.config_lock.lock().await;
     let current = app.read_config()?.unwrap_or_default();
     let text = app.candidate(&upd, &current)?;
-    app.validate_text(&text)
-        .map_err(|r| ApiError::invalid(&r))?;
+    app.validate_text(&text).map_err(|r| {
+        let secrets = yamledit::secret_strings(&text, &|k: &str| app.is_secret(k));
+        let v = Validation::from_report(&r).scrub(&secrets);
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: serde_json::json!({
+                "error": yamledit::scrub(&r.to_string(), &secrets),
+                "errors": v.errors,
+                "diagnostics": v.diagnostics,
+            }),
+        }
+    })?;
     app.write_config(&text).await?;
     app.config_view().map(Json)
 }
@@ -578,19 +686,30 @@ async fn validate_config(
         Err(e) => return Err(e),
     };
     let app2 = app.clone();
-    let v =
-        tokio::task::spawn_blocking(move || Validation::from_result(&app2.validate_text(&text)))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let v = tokio::task::spawn_blocking(move || {
+        let secrets = yamledit::secret_strings(&text, &|k: &str| app2.is_secret(k));
+        Validation::from_result(&app2.validate_text(&text)).scrub(&secrets)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(v))
 }
 
+/// The ip-detect script. Its text is returned only when `ip_detect_filename` names
+/// genconf/ip-detect (the file this API writes); a file elsewhere is shown by size and
+/// sha256 only.
 #[derive(Serialize, ToSchema)]
 pub struct IpDetectView {
     pub path: Option<String>,
     pub present: bool,
-    /// The script (not a secret).
+    /// The script (not a secret), when it is genconf/ip-detect.
     pub script: Option<String>,
+    /// `ip_detect_filename` names genconf/ip-detect.
+    pub managed: bool,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// Why the script is not shown or cannot be used.
+    pub problem: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -599,19 +718,62 @@ pub struct IpDetectUpdate {
 }
 
 impl App {
+    /// What the API may show of the file path parameter `key` names: its text only when
+    /// it is `genconf/<managed>` (not through a symbolic link); else size and sha256.
+    fn file_view(&self, text: &str, key: &str, managed: &str) -> FileView {
+        let Some(path) = self.path_param(text, key) else {
+            return FileView::default();
+        };
+        let is_managed =
+            files::normalize(&path) == files::normalize(&self.opts.genconf_dir.join(managed));
+        let mut v = FileView {
+            path: Some(path.display().to_string()),
+            managed: is_managed,
+            ..FileView::default()
+        };
+        match files::read_bounded(&path, MAX_READ, is_managed) {
+            Ok(bytes) => {
+                use sha2::Digest as _;
+                v.present = true;
+                v.size = Some(bytes.len() as u64);
+                v.sha256 = Some(hex::encode(sha2::Sha256::digest(&bytes)));
+                match String::from_utf8(bytes) {
+                    Ok(t) => v.text = Some(t),
+                    Err(_) => v.problem = Some(format!("{} is not UTF-8 text", path.display())),
+                }
+                if !is_managed {
+                    v.problem = Some(format!(
+                        "{key} points outside {g}/{managed}: the web GUI shows only its size and sha256 (save from here to use {g}/{managed})",
+                        g = self.genconf_name()
+                    ));
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                v.present = true;
+                v.problem = Some(e.chain());
+            }
+        }
+        v
+    }
+
     fn ip_detect_view(&self, text: &str) -> IpDetectView {
-        let path = self.path_param(text, "ip_detect_filename");
-        let script = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        let f = self.file_view(text, "ip_detect_filename", "ip-detect");
         IpDetectView {
-            path: path.map(|p| p.display().to_string()),
-            present: script.is_some(),
-            script,
+            path: f.path,
+            present: f.present,
+            script: f.text.filter(|_| f.managed),
+            managed: f.managed,
+            size: f.size,
+            sha256: f.sha256,
+            problem: f.problem,
         }
     }
 
     fn ssh_key_view(&self, text: &str) -> SshKeyView {
         let path = self.path_param(text, "ssh_key_path");
-        let (present, fingerprint, problem) = match path.as_ref().map(std::fs::read_to_string) {
+        let read = |p: &PathBuf| files::read_text(p, MAX_READ, false);
+        let (present, fingerprint, problem) = match path.as_ref().map(read) {
             Some(Ok(k)) => match russh::keys::decode_secret_key(&k, None) {
                 Ok(key) => (
                     true,
@@ -624,8 +786,8 @@ impl App {
                 ),
                 Err(e) => (true, None, Some(format!("cannot read the key: {e}"))),
             },
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (false, None, None),
-            Some(Err(e)) => (false, None, Some(e.to_string())),
+            Some(Err(e)) if e.is_not_found() => (false, None, None),
+            Some(Err(e)) => (true, None, Some(e.chain())),
             None => (false, None, None),
         };
         SshKeyView {
@@ -746,14 +908,36 @@ async fn put_ssh_key(
     Ok(Json(v))
 }
 
-/// The known_hosts file host keys are verified against (public keys: not secret).
+/// The known_hosts file host keys are verified against (public keys: not secret). Its
+/// text is returned only when `ssh_known_hosts` names genconf/ssh_known_hosts (the file
+/// this API writes); a file elsewhere is shown by size, sha256 and entry count only.
 #[derive(Serialize, ToSchema)]
 pub struct KnownHostsView {
     pub path: Option<String>,
     pub present: bool,
     /// Host keys in the file.
     pub entries: usize,
+    /// The file, when it is genconf/ssh_known_hosts.
     pub text: Option<String>,
+    /// `ssh_known_hosts` names genconf/ssh_known_hosts.
+    pub managed: bool,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// Why the text is not shown or the file cannot be used.
+    pub problem: Option<String>,
+}
+
+/// What [`App::file_view`] found.
+#[derive(Default)]
+struct FileView {
+    path: Option<String>,
+    present: bool,
+    managed: bool,
+    /// Read (bounded) wherever the file is; returned only when `managed`.
+    text: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+    problem: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -764,21 +948,24 @@ pub struct KnownHostsUpdate {
 
 impl App {
     fn known_hosts_view(&self, text: &str) -> KnownHostsView {
-        let path = self.path_param(text, "ssh_known_hosts");
-        let body = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
-        let entries = match (&path, &body) {
+        let f = self.file_view(text, "ssh_known_hosts", "ssh_known_hosts");
+        let entries = match (&f.path, &f.text) {
             (Some(p), Some(b)) => {
                 let mut k = tarmac_ssh::known_hosts::KnownHosts::new();
-                k.add_text(p, b);
+                k.add_text(Path::new(p), b);
                 k.entries().len()
             }
             _ => 0,
         };
         KnownHostsView {
-            path: path.map(|p| p.display().to_string()),
-            present: body.is_some(),
+            path: f.path,
+            present: f.present,
             entries,
-            text: body,
+            text: f.text.filter(|_| f.managed),
+            managed: f.managed,
+            size: f.size,
+            sha256: f.sha256,
+            problem: f.problem,
         }
     }
 }
@@ -1144,11 +1331,15 @@ async fn start_rollback(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-#[derive(Deserialize)]
-struct PlanQuery {
-    batch: Option<String>,
-    /// Comma-separated addresses.
-    hosts: Option<String>,
+/// Which plan to compute.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanRequest {
+    /// Agents per batch: a number (`5`) or a percentage (`"10%"`, the default).
+    #[schema(value_type = Option<String>, example = "10%")]
+    pub batch: Option<CountOrPercent>,
+    /// Only these hosts (addresses as in config.yaml); default every host.
+    pub hosts: Option<Vec<String>>,
 }
 
 /// One step of the rollout.
@@ -1219,19 +1410,21 @@ impl tarmac_events::EventSink for PlanSink {
 
 /// The upgrade plan (like `tarmac upgrade --plan`): reads every host's active packages over
 /// SSH and compares them with the package list genconf wrote last. Changes nothing on the
-/// hosts; its events do not go to the live view.
-#[utoipa::path(get, path = "/api/v1/upgrade/plan",
-    params(("batch" = Option<String>, Query, description = "agents per batch: a number or a percentage (default 10%)"),
-        ("hosts" = Option<String>, Query, description = "comma-separated addresses (default every host)")),
+/// hosts (with `ssh_host_key_policy: accept-new` it may record host keys); its events do not
+/// go to the live view. A POST, so it needs the CSRF header like every call that connects
+/// to hosts.
+#[utoipa::path(post, path = "/api/v1/upgrade/plan", request_body = PlanRequest,
     responses((status = 200, body = PlanView),
-        (status = 400, description = "a bad option (`errors` names the field), an invalid configuration or no genconf/serve yet", body = ErrorBody)))]
+        (status = 400, description = "a bad option (`errors` names the field), an invalid configuration or no genconf/serve yet", body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 async fn upgrade_plan(
     State(app): State<AppState>,
-    Query(q): Query<PlanQuery>,
+    body: Option<Json<PlanRequest>>,
 ) -> ApiResult<Json<PlanView>> {
-    let batch = parse_batch(q.batch.map(CountOrPercent::Text).as_ref())?;
+    let q = body.map(|Json(b)| b).unwrap_or_default();
+    let batch = parse_batch(q.batch.as_ref())?;
     let hosts: Option<Vec<String>> = q.hosts.map(|h| {
-        h.split(',')
+        h.into_iter()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect()
@@ -1312,6 +1505,9 @@ pub struct RunListItem {
     pub hosts: usize,
 }
 
+/// The most the API reads of one run journal (a journal of 10,000 hosts is a few MB).
+const MAX_JOURNAL: u64 = 64 * 1024 * 1024;
+
 fn safe_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() < 200
@@ -1325,8 +1521,13 @@ fn read_journal(state_dir: &Path, run_id: &str) -> ApiResult<RunRecord> {
         return Err(ApiError::not_found("no such run"));
     }
     let path = state_dir.join("runs").join(format!("{run_id}.json"));
-    let body =
-        std::fs::read(&path).map_err(|_| ApiError::not_found(format!("no run `{run_id}`")))?;
+    let body = files::read_bounded(&path, MAX_JOURNAL, true).map_err(|e| {
+        if e.is_not_found() {
+            ApiError::not_found(format!("no run `{run_id}`"))
+        } else {
+            ApiError::internal(e.chain())
+        }
+    })?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
 }
@@ -1387,18 +1588,22 @@ async fn host_log(
     UrlPath((run_id, host)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
     let path = log_path(&app.state_dir(), &run_id, &host)?;
-    let body = match tokio::fs::read(&path).await {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            b"(no output was logged for this host)\n".to_vec()
+    let body = tokio::task::spawn_blocking(move || match files::read_tail(&path, MAX_READ) {
+        Ok((tail, size)) if size > tail.len() as u64 => {
+            let mut b = format!(
+                "(log truncated: the last {} of {size} bytes; `tarmac logs --archive FILE` or the log archive has all of it)\n",
+                tail.len()
+            )
+            .into_bytes();
+            b.extend_from_slice(&tail);
+            Ok(b)
         }
-        Err(e) => {
-            return Err(ApiError::internal(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
-        }
-    };
+        Ok((tail, _)) => Ok(tail),
+        Err(e) if e.is_not_found() => Ok(b"(no output was logged for this host)\n".to_vec()),
+        Err(e) => Err(ApiError::internal(e.chain())),
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
 
@@ -1476,6 +1681,9 @@ async fn logs_archive(State(app): State<AppState>) -> ApiResult<Response> {
         .into_response())
 }
 
+/// How often an idle event stream checks that its session is still valid.
+const SESSION_RECHECK: Duration = Duration::from_secs(5);
+
 #[derive(Deserialize)]
 struct EventsQuery {
     after: Option<u64>,
@@ -1491,10 +1699,12 @@ struct EventsQuery {
     responses((status = 200, content_type = "text/event-stream", description = "SSE stream")))]
 async fn events(
     State(app): State<AppState>,
+    axum::Extension(session): axum::Extension<crate::auth::Session>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let hub = app.hub.clone();
+    let auth_app = app.clone();
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -1504,9 +1714,13 @@ async fn events(
     let rx = hub.subscribe();
     let min_gap = Duration::from_millis(100);
     let stream = futures::stream::unfold(
-        (hub, rx, after, None::<Instant>),
-        move |(hub, mut rx, mut after, last)| async move {
+        (hub, rx, after, None::<Instant>, (auth_app, session.id)),
+        move |(hub, mut rx, mut after, last, who)| async move {
             loop {
+                // The stream ends with its session (logout, idle, lifetime).
+                if !who.0.auth.is_live(&who.1) {
+                    return None;
+                }
                 if let Some(t) = last {
                     let since = t.elapsed();
                     if since < min_gap {
@@ -1521,7 +1735,7 @@ async fn events(
                             .event("reset")
                             .id(seq.to_string())
                             .data(format!("{{\"seq\":{seq}}}"));
-                        return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
+                        return Some((Ok(ev), (hub, rx, after, Some(Instant::now()), who)));
                     }
                     Since::Entries(v) if !v.is_empty() => {
                         after = v.last().map_or(after, |e| e.id);
@@ -1538,11 +1752,14 @@ async fn events(
                             .event("batch")
                             .id(after.to_string())
                             .data(data);
-                        return Some((Ok(ev), (hub, rx, after, Some(Instant::now()))));
+                        return Some((Ok(ev), (hub, rx, after, Some(Instant::now()), who)));
                     }
                     Since::Entries(_) => {
-                        if rx.changed().await.is_err() {
-                            return None;
+                        tokio::select! {
+                            changed = rx.changed() => if changed.is_err() {
+                                return None;
+                            },
+                            () = tokio::time::sleep(SESSION_RECHECK) => {}
                         }
                     }
                 }

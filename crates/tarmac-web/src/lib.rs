@@ -12,6 +12,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod files;
 pub mod hub;
 pub mod runs;
 pub mod yamledit;
@@ -29,7 +30,7 @@ use tarmac_config::{Distribution, Report};
 use tarmac_ssh::Secret;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::Auth;
+pub use auth::{Auth, AuthLimits, HostAllowlist};
 pub use hub::Hub;
 pub use runs::RunManager;
 
@@ -50,6 +51,10 @@ pub struct WebOptions {
     pub tls: bool,
     /// Events kept for SSE resumption.
     pub event_buffer: usize,
+    /// The `Host` names requests may carry (see [`auth::HostAllowlist::new`]).
+    pub allowed_hosts: HostAllowlist,
+    /// How long login tokens and sessions live.
+    pub auth_limits: AuthLimits,
 }
 
 /// Everything the handlers share.
@@ -68,8 +73,13 @@ pub type AppState = Arc<App>;
 
 impl App {
     pub fn new(opts: WebOptions) -> AppState {
+        App::with_clock(opts, Arc::new(auth::SystemClock))
+    }
+
+    /// Like [`App::new`], with the clock login tokens and sessions are timed by.
+    pub fn with_clock(opts: WebOptions, clock: Arc<dyn auth::Clock>) -> AppState {
         let hub = Hub::new(opts.event_buffer.max(100));
-        let auth = Auth::new(opts.tls);
+        let auth = Auth::with_clock(opts.tls, opts.auth_limits, clock);
         Arc::new(App {
             opts,
             auth,
@@ -163,10 +173,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The whole application: pages, assets, `/login` and the API.
+/// The whole application: pages, assets, `/login`, `/logout` and the API, behind the
+/// `Host` allowlist.
 pub fn router(app: AppState) -> Router {
     let protected = Router::new()
         .merge(assets::routes())
+        .route("/logout", axum::routing::post(auth::logout))
         .nest("/api/v1", api::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -175,6 +187,10 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/login", axum::routing::get(auth::login))
         .merge(protected)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check_host,
+        ))
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(app)
 }
@@ -305,11 +321,13 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 /// May the server listen on `addr`? Loopback always; anything else only with
-/// `allow_remote`, and then with warnings for the operator (more without TLS).
+/// `allow_remote`, and then only over TLS unless `insecure_http` says plain HTTP is meant.
+/// Returns warnings for the operator.
 pub fn listen_policy(
     addr: &SocketAddr,
     allow_remote: bool,
     tls: bool,
+    insecure_http: bool,
 ) -> Result<Vec<String>, String> {
     if is_loopback(addr) {
         return Ok(Vec::new());
@@ -320,11 +338,19 @@ pub fn listen_policy(
             port = addr.port()
         ));
     }
+    if !tls && !insecure_http {
+        return Err(format!(
+            "refusing to serve {addr} over plain HTTP: the login URL and the session cookie would cross the network in clear text\nhint: pass --tls-cert FILE --tls-key FILE (PEM), or add --insecure-http if this network is trusted"
+        ));
+    }
     let mut w = vec![format!(
         "listening on {addr}, reachable from other machines: anyone with the login URL can install software on every host"
     )];
     if !tls {
-        w.push("without --tls-cert/--tls-key the login URL and the session cookie cross the network in clear text".into());
+        w.push(
+            "--insecure-http: the login URL and the session cookie cross the network in clear text"
+                .into(),
+        );
     }
     Ok(w)
 }
@@ -338,17 +364,24 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         let lo6: SocketAddr = "[::1]:9000".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:9000".parse().unwrap();
-        assert_eq!(listen_policy(&lo, false, false), Ok(Vec::new()));
-        assert_eq!(listen_policy(&lo6, false, false), Ok(Vec::new()));
-        let err = listen_policy(&any, false, true).unwrap_err();
+        assert_eq!(listen_policy(&lo, false, false, false), Ok(Vec::new()));
+        assert_eq!(listen_policy(&lo6, false, false, false), Ok(Vec::new()));
+        let err = listen_policy(&any, false, true, false).unwrap_err();
         assert!(
             err.starts_with("refusing to listen on 0.0.0.0:9000"),
             "{err}"
         );
         assert!(err.contains("hint: pass --allow-remote"), "{err}");
-        assert_eq!(listen_policy(&any, true, true).unwrap().len(), 1);
-        let w = listen_policy(&any, true, false).unwrap();
+        assert_eq!(listen_policy(&any, true, true, false).unwrap().len(), 1);
+        assert_eq!(
+            listen_policy(&any, true, false, false).unwrap_err(),
+            "refusing to serve 0.0.0.0:9000 over plain HTTP: the login URL and the session cookie would cross the network in clear text\nhint: pass --tls-cert FILE --tls-key FILE (PEM), or add --insecure-http if this network is trusted"
+        );
+        let w = listen_policy(&any, true, false, true).unwrap();
         assert_eq!(w.len(), 2);
-        assert!(w[1].contains("clear text"));
+        assert_eq!(
+            w[1],
+            "--insecure-http: the login URL and the session cookie cross the network in clear text"
+        );
     }
 }

@@ -7,8 +7,10 @@
 //! Documents that do not have one key per line at column 1 (a top-level flow mapping) are
 //! re-rendered from their values instead.
 
+use std::collections::HashSet;
+
 use serde_json::Value as Json;
-use tarmac_config::yaml::{self, DocError, Entry, Scalar, is_yaml11_bool_word};
+use tarmac_config::yaml::{self, DocError, Entry, Loc, Node, Scalar, is_yaml11_bool_word};
 
 /// What secret values are replaced with in text the API returns.
 pub const HIDDEN: &str = tarmac_config::HIDDEN;
@@ -194,33 +196,324 @@ pub fn values(text: &str) -> Option<Vec<(String, Json)>> {
         .map(|es| es.into_iter().map(|e| (e.key, e.value.to_json())).collect())
 }
 
-/// Replace the value of every secret key with [`HIDDEN`]. Text that does not parse is
-/// returned with every line of a secret key masked after its colon.
-pub fn mask_secrets(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
-    match entries(text) {
-        Ok(es) => {
-            let changes: Vec<(String, Option<Json>)> = es
-                .iter()
-                .filter(|e| is_secret(&e.key) && !e.value.to_json().is_null())
-                .map(|e| (e.key.clone(), Some(Json::String(HIDDEN.into()))))
-                .collect();
-            if changes.is_empty() {
-                return text.to_owned();
+/// Every location of a node under a secret key (what an alias to it carries too); null
+/// scalars reveal nothing and are left out.
+fn secret_locs(entries: &[Entry], is_secret: &dyn Fn(&str) -> bool) -> HashSet<Loc> {
+    fn walk(n: &Node, out: &mut HashSet<Loc>) {
+        match n {
+            Node::Scalar {
+                value: Scalar::Null,
+                ..
+            } => {}
+            Node::Scalar { loc, .. } => {
+                out.insert(*loc);
             }
-            set_keys(text, &changes).unwrap_or_default()
+            Node::Seq { items, loc } => {
+                out.insert(*loc);
+                items.iter().for_each(|i| walk(i, out));
+            }
+            Node::Map { entries, loc } => {
+                out.insert(*loc);
+                for (k, v) in entries {
+                    walk(k, out);
+                    walk(v, out);
+                }
+            }
         }
-        Err(_) => text
-            .split_inclusive('\n')
-            .map(|l| match l.split_once(':') {
-                Some((k, _)) if is_secret(k.trim()) => format!("{k}: \"{HIDDEN}\"\n"),
-                _ => l.to_owned(),
+    }
+    let mut out = HashSet::new();
+    for e in entries.iter().filter(|e| is_secret(&e.key)) {
+        walk(&e.value, &mut out);
+    }
+    out
+}
+
+/// The scalar texts of every secret value (longest first), to scrub from messages that
+/// might quote them. Empty when the text does not parse.
+pub fn secret_strings(text: &str, is_secret: &dyn Fn(&str) -> bool) -> Vec<String> {
+    fn walk(n: &Node, set: &HashSet<Loc>, out: &mut Vec<String>) {
+        match n {
+            Node::Scalar { text, loc, .. } if set.contains(loc) && !text.trim().is_empty() => {
+                out.push(text.clone());
+            }
+            Node::Scalar { .. } => {}
+            Node::Seq { items, .. } => items.iter().for_each(|i| walk(i, set, out)),
+            Node::Map { entries, .. } => entries.iter().for_each(|(_, v)| walk(v, set, out)),
+        }
+    }
+    let Ok(es) = entries(text) else {
+        return Vec::new();
+    };
+    let set = secret_locs(&es, is_secret);
+    let mut out = Vec::new();
+    for e in es.iter().filter(|e| is_secret(&e.key)) {
+        walk(&e.value, &set, &mut out);
+    }
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// `s` with every secret in `secrets` replaced by [`HIDDEN`].
+pub fn scrub(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_owned();
+    for x in secrets {
+        if out.contains(x.as_str()) {
+            out = out.replace(x.as_str(), HIDDEN);
+        }
+    }
+    out
+}
+
+/// `n` as JSON with every node that is (or is an alias of) a secret replaced by [`HIDDEN`].
+fn masked_json(n: &Node, secret: &HashSet<Loc>) -> Json {
+    if secret.contains(&n.loc()) {
+        return Json::String(HIDDEN.into());
+    }
+    match n {
+        Node::Scalar { .. } => n.to_json(),
+        Node::Seq { items, .. } => items.iter().map(|i| masked_json(i, secret)).collect(),
+        Node::Map { entries, .. } => entries
+            .iter()
+            .map(|(k, v)| (k.key_text(), masked_json(v, secret)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// Does `n` hold a node whose location is in `set` and inside `[from, to)` (its own text,
+/// not an alias of something elsewhere)?
+fn owns_any(n: &Node, set: &HashSet<Loc>, from: Loc, to: Option<Loc>) -> bool {
+    let own = |l: Loc| l >= from && to.is_none_or(|t| l < t);
+    if set.contains(&n.loc()) && own(n.loc()) {
+        return true;
+    }
+    match n {
+        Node::Scalar { .. } => false,
+        Node::Seq { items, .. } => items.iter().any(|i| owns_any(i, set, from, to)),
+        Node::Map { entries, .. } => entries
+            .iter()
+            .any(|(k, v)| owns_any(k, set, from, to) || owns_any(v, set, from, to)),
+    }
+}
+
+/// The keys whose text the API hides: every secret key with a value, and any other key
+/// whose own text holds a value a secret takes through an alias (`x: &a v` with
+/// `password: *a`). `None` when the text does not parse.
+pub fn masked_keys(text: &str, is_secret: &dyn Fn(&str) -> bool) -> Option<Vec<String>> {
+    let es = entries(text).ok()?;
+    let secret = secret_locs(&es, is_secret);
+    Some(
+        es.iter()
+            .enumerate()
+            .filter(|(i, e)| {
+                if is_secret(&e.key) {
+                    return !e.value.to_json().is_null();
+                }
+                let to = es.get(i + 1).map(|n| n.key_loc);
+                owns_any(&e.value, &secret, e.key_loc, to)
             })
+            .map(|(_, e)| e.key.clone())
+            .collect(),
+    )
+}
+
+/// The user's keys as JSON (file order) with secrets masked from the parsed tree: a
+/// secret key's value, and any value that came from a secret through an alias, is
+/// [`HIDDEN`]. `None` when the text does not parse.
+pub fn masked_values(text: &str, is_secret: &dyn Fn(&str) -> bool) -> Option<Vec<(String, Json)>> {
+    let es = entries(text).ok()?;
+    let secret = secret_locs(&es, is_secret);
+    let hidden = masked_keys(text, is_secret).unwrap_or_default();
+    Some(
+        es.iter()
+            .map(|e| {
+                let v = if hidden.contains(&e.key) {
+                    Json::String(HIDDEN.into())
+                } else {
+                    masked_json(&e.value, &secret)
+                };
+                (e.key.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+/// Byte offset of a 1-based line and character column in `text`.
+fn offset_of(text: &str, loc: Loc) -> Option<usize> {
+    let mut off = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == loc.line as usize {
+            let col = loc.column.saturating_sub(1) as usize;
+            return Some(off + line.char_indices().nth(col).map_or(line.len(), |(b, _)| b));
+        }
+        off += line.len();
+    }
+    None
+}
+
+/// The anchor (`&name`) written on an entry's value, if any: between the key and the value.
+fn anchor_of(text: &str, e: &Entry) -> Option<String> {
+    let from = offset_of(text, e.key_loc)?;
+    let to = offset_of(text, e.value.loc())?;
+    let between = text.get(from..to)?;
+    let after_colon = between.split_once(':')?.1;
+    after_colon
+        .split_whitespace()
+        .find(|t| t.starts_with('&') && t.len() > 1)
+        .map(str::to_owned)
+}
+
+/// One masked entry: `key: [&anchor ]"**HIDDEN**"` (the anchor is kept so aliases to it
+/// still parse).
+fn hidden_entry(key: &str, anchor: Option<&str>) -> String {
+    format!(
+        "{}: {}\"{HIDDEN}\"\n",
+        flow(&Json::String(key.to_owned())),
+        anchor.map(|a| format!("{a} ")).unwrap_or_default()
+    )
+}
+
+/// Replace the value of every secret key with [`HIDDEN`], from the parsed tree (see
+/// [`masked_keys`]); other entries keep their text (an alias `*p` shows no secret). Text
+/// that does not parse is masked line by line, see [`mask_unparsed`].
+pub fn mask_secrets(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
+    let (Ok(es), Some(hidden)) = (entries(text), masked_keys(text, is_secret)) else {
+        return mask_unparsed(text, is_secret);
+    };
+    if hidden.is_empty() {
+        return text.to_owned();
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    match spans(&lines, &es) {
+        Some(spans) => {
+            let mut out = String::with_capacity(text.len());
+            let head_end = spans.first().map_or(lines.len(), |s| s.1);
+            out.extend(lines[..head_end].iter().copied());
+            for ((key, start, end, full_end), e) in spans.iter().zip(&es) {
+                if hidden.contains(key) {
+                    out.push_str(&hidden_entry(key, anchor_of(text, e).as_deref()));
+                } else {
+                    out.extend(lines[*start..*end].iter().copied());
+                    if !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                out.extend(lines[*end..*full_end].iter().copied());
+            }
+            out
+        }
+        // A flow mapping or another unusual layout: every entry from its masked value.
+        None => masked_values(text, is_secret)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| render_entry(k, v))
             .collect(),
     }
 }
 
-/// Put the stored values back where `new_text` still has [`HIDDEN`] for a secret key. Keys
-/// left hidden that have no stored value are returned as errors.
+/// Mask text that is not valid YAML, conservatively: a line `key: …` (the key bare or
+/// quoted) of a secret key becomes `key: "**HIDDEN**"` and the lines that continue it (more
+/// indented, block scalar `|` / `>` bodies, `- ` items) are dropped; any other line that
+/// names a secret key (`{a: 1, x_password: v}`) is cut after that key.
+pub fn mask_unparsed(text: &str, is_secret: &dyn Fn(&str) -> bool) -> String {
+    fn indent(l: &str) -> usize {
+        l.len() - l.trim_start_matches(' ').len()
+    }
+    fn unquote(k: &str) -> &str {
+        let k = k.trim();
+        k.strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| k.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(k)
+    }
+    let mut out = String::with_capacity(text.len());
+    // The indentation of the secret entry whose continuation lines are being dropped.
+    let mut dropping: Option<usize> = None;
+    for l in text.split_inclusive('\n') {
+        let body = l.trim_end_matches(['\n', '\r']);
+        if let Some(ind) = dropping {
+            let t = body.trim_start();
+            let cont = t.is_empty()
+                || indent(body) > ind
+                || (indent(body) == ind && (t == "-" || t.starts_with("- ")));
+            if cont {
+                continue;
+            }
+            dropping = None;
+        }
+        if let Some((k, _)) = body.split_once(':')
+            && !k.trim().is_empty()
+            && is_secret(unquote(k))
+        {
+            out.push_str(&format!("{k}: \"{HIDDEN}\"\n"));
+            dropping = Some(indent(body));
+            continue;
+        }
+        // A secret key somewhere inside the line (a flow mapping): cut after it.
+        let mut cut = None;
+        for (i, _) in body.match_indices(':') {
+            let before = &body[..i];
+            let start = before
+                .rfind(|c: char| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\''))
+                })
+                .map_or(0, |p| p + 1);
+            if is_secret(unquote(&before[start..])) {
+                cut = Some(i);
+                break;
+            }
+        }
+        match cut {
+            Some(i) => out.push_str(&format!("{}: \"{HIDDEN}\"\n", &body[..i])),
+            None => out.push_str(l),
+        }
+    }
+    out
+}
+
+/// Replace one entry's lines with `raw` (which ends with a newline). `None` when the layout
+/// is not one key per line or the key is not there.
+fn replace_entry_text(text: &str, key: &str, raw: &str) -> Option<String> {
+    let es = entries(text).ok()?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let spans = spans(&lines, &es)?;
+    let (_, start, end, _) = spans.iter().find(|s| s.0 == key)?;
+    let mut out = String::with_capacity(text.len() + raw.len());
+    out.extend(lines[..*start].iter().copied());
+    out.push_str(raw);
+    out.extend(lines[*end..].iter().copied());
+    Some(out)
+}
+
+/// An entry's own lines, as written.
+fn entry_text(text: &str, key: &str) -> Option<String> {
+    let es = entries(text).ok()?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let spans = spans(&lines, &es)?;
+    let (_, start, end, _) = spans.iter().find(|s| s.0 == key)?;
+    let mut s: String = lines[*start..*end].concat();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Some(s)
+}
+
+/// Does `v` hold [`HIDDEN`] anywhere?
+fn has_hidden(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s == HIDDEN,
+        Json::Array(a) => a.iter().any(has_hidden),
+        Json::Object(m) => m.values().any(has_hidden),
+        _ => false,
+    }
+}
+
+/// Put the stored values back where `new_text` still shows an entry exactly as the API
+/// masked it (see [`masked_values`]): the stored entry's text as it was written (anchors
+/// and all) when the layout allows, else its value. A secret key left [`HIDDEN`] with no
+/// stored value, or an entry whose masked parts were edited around (`[**HIDDEN**, y]`), is
+/// returned as an error: the marker must never be saved as a value.
 pub fn unmask_secrets(
     new_text: &str,
     old_text: &str,
@@ -230,25 +523,52 @@ pub fn unmask_secrets(
         return Ok(new_text.to_owned());
     };
     let old = entries(old_text).unwrap_or_default();
-    let mut changes = Vec::new();
-    let mut missing = Vec::new();
+    let old_masked: std::collections::HashMap<String, Json> = masked_values(old_text, is_secret)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut restore = Vec::new();
     for e in &new {
-        if is_secret(&e.key) && e.value.to_json() == Json::String(HIDDEN.into()) {
-            match old.iter().find(|o| o.key == e.key) {
-                Some(o) if o.value.to_json() != Json::String(HIDDEN.into()) => {
-                    changes.push((e.key.clone(), Some(o.value.to_json())));
-                }
-                _ => missing.push(e.key.clone()),
-            }
+        let nv = e.value.to_json();
+        if !has_hidden(&nv) {
+            continue;
+        }
+        if let (Some(o), Some(om)) = (old.iter().find(|o| o.key == e.key), old_masked.get(&e.key))
+            && *om == nv
+            && *om != o.value.to_json()
+        {
+            restore.push(o);
         }
     }
-    if !missing.is_empty() {
-        return Err(missing);
+    let mut out = new_text.to_owned();
+    let mut by_value = Vec::new();
+    for o in restore {
+        match entry_text(old_text, &o.key).and_then(|raw| replace_entry_text(&out, &o.key, &raw)) {
+            Some(t) => out = t,
+            None => by_value.push((o.key.clone(), Some(o.value.to_json()))),
+        }
     }
-    if changes.is_empty() {
-        return Ok(new_text.to_owned());
+    if !by_value.is_empty() {
+        out = set_keys(&out, &by_value).map_err(|_| Vec::new())?;
     }
-    set_keys(new_text, &changes).map_err(|_| Vec::new())
+    // What still shows the marker once the stored entries are back (an alias to a restored
+    // anchor no longer does).
+    let missing: Vec<String> = entries(&out)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            let v = e.value.to_json();
+            has_hidden(&v)
+                && ((is_secret(&e.key) && v == Json::String(HIDDEN.into()))
+                    || old_masked.get(&e.key).is_some_and(has_hidden))
+        })
+        .map(|e| e.key)
+        .collect();
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 #[cfg(test)]
@@ -344,7 +664,7 @@ mod tests {
         let edited = masked.replace("cluster_name: demo", "cluster_name: prod");
         let restored = unmask_secrets(&edited, CFG, &secret).unwrap();
         assert!(
-            restored.contains("prometheus_remote_write_password: hunter2\n"),
+            restored.contains("prometheus_remote_write_password: hunter2  # keep\n"),
             "{restored}"
         );
         assert!(restored.contains("cluster_name: prod"), "{restored}");
@@ -357,5 +677,74 @@ mod tests {
     fn unparsable_text_is_masked_line_by_line() {
         let masked = mask_secrets("a: [\nmy_password: s3cret\n", &secret);
         assert_eq!(masked, "a: [\nmy_password: \"**HIDDEN**\"\n");
+    }
+
+    #[test]
+    fn aliases_of_secrets_are_masked_in_values_and_text() {
+        let t = "a_password: &p hunter2\nsearch: [*p, x]\nm: {k: *p}\n";
+        assert_eq!(
+            masked_values(t, &secret).unwrap(),
+            vec![
+                ("a_password".to_owned(), json!("**HIDDEN**")),
+                ("search".to_owned(), json!(["**HIDDEN**", "x"])),
+                ("m".to_owned(), json!({"k": "**HIDDEN**"})),
+            ]
+        );
+        assert_eq!(masked_keys(t, &secret).unwrap(), vec!["a_password"]);
+        let masked = mask_secrets(t, &secret);
+        assert_eq!(
+            masked,
+            "a_password: &p \"**HIDDEN**\"\nsearch: [*p, x]\nm: {k: *p}\n"
+        );
+        // Saved back: the stored entry comes back as written, anchor and all.
+        let edited = masked.replace("x]", "y]");
+        assert_eq!(
+            unmask_secrets(&edited, t, &secret).unwrap(),
+            "a_password: &p hunter2\nsearch: [*p, y]\nm: {k: *p}\n"
+        );
+        // The source of a secret's value is hidden too.
+        let t = "shared: &s hunter2\nb_password: *s\nother: *s\n";
+        assert_eq!(
+            masked_keys(t, &secret).unwrap(),
+            vec!["shared", "b_password"]
+        );
+        assert_eq!(
+            mask_secrets(t, &secret),
+            "shared: &s \"**HIDDEN**\"\nb_password: \"**HIDDEN**\"\nother: *s\n"
+        );
+        assert_eq!(
+            masked_values(t, &secret).unwrap()[2],
+            ("other".to_owned(), json!("**HIDDEN**"))
+        );
+        assert_eq!(secret_strings(t, &secret), vec!["hunter2"]);
+        assert_eq!(
+            scrub("got \"hunter2\"", &["hunter2".into()]),
+            "got \"**HIDDEN**\""
+        );
+        // A one-line flow mapping is re-rendered from the masked values, and restored from
+        // the stored ones.
+        let flow_doc = "{a_password: &p s3cret, l: [*p]}\n";
+        let masked = mask_secrets(flow_doc, &secret);
+        assert_eq!(masked, "a_password: \"**HIDDEN**\"\nl:\n- \"**HIDDEN**\"\n");
+        assert_eq!(
+            unmask_secrets(&masked, flow_doc, &secret).unwrap(),
+            "a_password: s3cret\nl:\n- s3cret\n"
+        );
+        // Editing around a masked alias is an error, not a literal marker.
+        let t = "a_password: &p hunter2\nsearch: [*p, x]\n";
+        let edited = "a_password: &p \"**HIDDEN**\"\nsearch: [\"**HIDDEN**\", y]\n";
+        assert_eq!(
+            unmask_secrets(edited, t, &secret).unwrap_err(),
+            vec!["search".to_owned()]
+        );
+    }
+
+    #[test]
+    fn unparsable_block_scalars_quoted_keys_and_flow_lines() {
+        let t = "a: [\nmy_password: |\n  line one\n  line two\n\n'x_password': >-\n  folded\nb: 1\n{c: 1, \"y_password\": s3cret}\nlist_password:\n- s1\n- s2\nz: 2\n";
+        assert_eq!(
+            mask_unparsed(t, &secret),
+            "a: [\nmy_password: \"**HIDDEN**\"\n'x_password': \"**HIDDEN**\"\nb: 1\n{c: 1, \"y_password\": \"**HIDDEN**\"\nlist_password: \"**HIDDEN**\"\nz: 2\n"
+        );
     }
 }

@@ -10,9 +10,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tarmac_config::Distribution;
 use tarmac_events::{Event, EventSink, Level};
-use tarmac_web::{App, AppState, WebOptions, router};
+use tarmac_web::auth::ManualClock;
+use tarmac_web::{App, AppState, AuthLimits, HostAllowlist, WebOptions, router};
 use tower::ServiceExt;
 
 const PASSWORD: &str = "s3cret-Pa55word-xyzzy";
@@ -25,6 +27,7 @@ fn dist() -> Distribution {
 
 struct T {
     app: AppState,
+    clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
     genconf: PathBuf,
     cookie: String,
@@ -57,10 +60,15 @@ impl T {
     }
 
     async fn build(event_buffer: usize, tls: bool) -> T {
+        T::build_with(event_buffer, tls, AuthLimits::default()).await
+    }
+
+    async fn build_with(event_buffer: usize, tls: bool, auth_limits: AuthLimits) -> T {
         let dir = tempfile::tempdir().unwrap();
         let genconf = dir.path().join("genconf");
         std::fs::create_dir_all(&genconf).unwrap();
-        let app = App::new(WebOptions {
+        let clock = Arc::new(ManualClock::default());
+        let opts = WebOptions {
             genconf_dir: genconf.clone(),
             dist: dist(),
             build_dir: dir.path().join("out"),
@@ -69,9 +77,13 @@ impl T {
             prereqs_dnf: vec!["curl".into()],
             tls,
             event_buffer,
-        });
+            allowed_hosts: HostAllowlist::new("127.0.0.1:9000".parse().unwrap(), &[]).unwrap(),
+            auth_limits,
+        };
+        let app = App::with_clock(opts, clock.clone());
         let mut t = T {
             app,
+            clock,
             _dir: dir,
             genconf,
             cookie: String::new(),
@@ -114,7 +126,13 @@ impl T {
         t
     }
 
-    async fn raw(&self, req: Request<Body>) -> Resp {
+    /// Send a request; one without a `Host` gets the server's own (`127.0.0.1:9000`), as
+    /// a browser would send.
+    async fn raw(&self, mut req: Request<Body>) -> Resp {
+        if !req.headers().contains_key(header::HOST) {
+            req.headers_mut()
+                .insert(header::HOST, "127.0.0.1:9000".parse().unwrap());
+        }
         let r = router(self.app.clone()).oneshot(req).await.unwrap();
         let status = r.status();
         let headers = r.headers().clone();
@@ -127,9 +145,15 @@ impl T {
     }
 
     fn req(&self, method: &str, path: &str) -> axum::http::request::Builder {
+        self.req_to("127.0.0.1:9000", method, path)
+    }
+
+    /// A request with the session cookie, sent to `host`.
+    fn req_to(&self, host: &str, method: &str, path: &str) -> axum::http::request::Builder {
         Request::builder()
             .method(method)
             .uri(path)
+            .header(header::HOST, host)
             .header(header::COOKIE, &self.cookie)
     }
 
@@ -200,7 +224,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/stages/deploy/retry"),
     ("POST", "/api/v1/upgrade"),
     ("POST", "/api/v1/rollback"),
-    ("GET", "/api/v1/upgrade/plan"),
+    ("POST", "/api/v1/upgrade/plan"),
+    ("POST", "/logout"),
     ("POST", "/api/v1/run/cancel"),
     ("GET", "/api/v1/runs"),
     ("GET", "/api/v1/runs/deploy-1"),
@@ -941,7 +966,7 @@ async fn openapi_documents_every_route() {
     assert!(paths["/api/v1/stages/{stage}"]["post"]["responses"]["409"].is_object());
     assert!(doc["components"]["schemas"]["ConfigView"].is_object());
     assert!(paths["/api/v1/upgrade"]["post"]["responses"]["409"].is_object());
-    assert!(paths["/api/v1/upgrade/plan"]["get"]["responses"]["200"].is_object());
+    assert!(paths["/api/v1/upgrade/plan"]["post"]["responses"]["200"].is_object());
     for s in [
         "UpgradeRequest",
         "RollbackRequest",
@@ -1123,7 +1148,9 @@ async fn upgrade_and_rollback_options_are_checked_by_field() {
             "{path} {body}: {errors}"
         );
     }
-    let r = t.get("/api/v1/upgrade/plan?batch=abc").await;
+    let r = t
+        .send("POST", "/api/v1/upgrade/plan", json!({"batch": "abc"}))
+        .await;
     let (status, error, errors) = refused(&r);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert!(error.contains("bad `batch`"), "{error}");
@@ -1160,7 +1187,9 @@ async fn upgrade_and_plan_need_genconf_serve() {
         "{error}"
     );
     assert!(error.contains("Save & generate"), "{error}");
-    let r = t.get("/api/v1/upgrade/plan?batch=2").await;
+    let r = t
+        .send("POST", "/api/v1/upgrade/plan", json!({"batch": 2}))
+        .await;
     let (status, plan_error, _) = refused(&r);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert_eq!(plan_error, error);
@@ -1170,13 +1199,19 @@ async fn upgrade_and_plan_need_genconf_serve() {
     std::fs::create_dir_all(serve.join("package_lists")).unwrap();
     std::fs::write(serve.join("cluster-package-list.latest"), "abc\n").unwrap();
     std::fs::write(serve.join("package_lists/abc.package_list.json"), "[]").unwrap();
-    let r = t.get("/api/v1/upgrade/plan?hosts=10.9.9.9").await;
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/upgrade/plan",
+            json!({"hosts": ["10.9.9.9"]}),
+        )
+        .await;
     let (status, error, _) = refused(&r);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert_eq!(error, "host `10.9.9.9` is not in config.yaml");
     // An invalid configuration is refused by key, like a stage.
     t.write("config.yaml", "cluster_name: x\n");
-    let r = t.get("/api/v1/upgrade/plan").await;
+    let r = t.send("POST", "/api/v1/upgrade/plan", json!({})).await;
     let (status, _, errors) = refused(&r);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert!(errors["master_list"].is_string(), "{errors}");
@@ -1359,4 +1394,416 @@ async fn upgrade_logs_are_found_from_the_run_and_its_fleets() {
     );
     // Upgrade fleets are not stages of their own.
     assert!(st["stages"].get("upgrade").is_none());
+}
+
+/// sha256 of a file, as the API reports it.
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[tokio::test]
+async fn path_keys_outside_genconf_are_refused_and_only_metadata_is_shown() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    t.write("config.yaml", &valid_config("127.0.0.1"));
+    let key = keygen(&t.genconf.join("ssh_key"));
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let before = t.config();
+    let refusals = [
+        (
+            "ssh_known_hosts",
+            "genconf/ssh_key",
+            "`genconf/ssh_key` is the SSH private key: point ssh_known_hosts at its own file inside genconf/",
+        ),
+        (
+            "ssh_known_hosts",
+            "/etc/passwd",
+            "`/etc/passwd` must be inside genconf/ when set from the web GUI; edit config.yaml on the controller to point elsewhere",
+        ),
+        (
+            "ip_detect_filename",
+            "genconf/../genconf/config.yaml",
+            "`genconf/../genconf/config.yaml` is config.yaml itself: point ip_detect_filename at its own file inside genconf/",
+        ),
+        (
+            "ip_detect_filename",
+            "genconf/../../x",
+            "`genconf/../../x` must be inside genconf/ when set from the web GUI; edit config.yaml on the controller to point elsewhere",
+        ),
+        (
+            "ssh_key_path",
+            "genconf/user.config.full.yaml",
+            "`genconf/user.config.full.yaml` is a file genconf writes with every secret in clear: point ssh_key_path at its own file inside genconf/",
+        ),
+        (
+            "ssh_known_hosts",
+            "genconf/state/runs/x.json",
+            "`genconf/state/runs/x.json` is output of the installer (state/ and serve/): point ssh_known_hosts at its own file inside genconf/",
+        ),
+    ];
+    for (key_name, value, message) in refusals {
+        let r = t
+            .send("PUT", "/api/v1/config", json!({"set": {key_name: value}}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{value}: {}", r.text());
+        assert_eq!(
+            r.json(),
+            json!({
+                "error": "path parameters set from the web GUI must name files inside genconf/",
+                "errors": {key_name: message},
+                "diagnostics": [],
+            })
+        );
+        // The raw editor and the as-you-type validation say the same.
+        let yaml = format!("{}{key_name}: {value}\n", valid_config("127.0.0.1"));
+        let r = t.send("PUT", "/api/v1/config", json!({"yaml": yaml})).await;
+        assert_eq!(r.json()["errors"][key_name], message);
+        let r = t
+            .send("POST", "/api/v1/config/validate", json!({"yaml": yaml}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json()["valid"], false);
+        assert_eq!(r.json()["errors"][key_name], message);
+    }
+    assert_eq!(t.config(), before, "nothing written");
+    // Inside genconf/ is fine.
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/config",
+            json!({"set": {"ssh_known_hosts": "genconf/hosts.known"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // A config.yaml edited on the controller to point elsewhere: metadata only, never the
+    // contents; saving other keys still works.
+    t.write(
+        "config.yaml",
+        &format!(
+            "{}ssh_known_hosts: /etc/passwd\nip_detect_filename: genconf/ssh_key\n",
+            valid_config("127.0.0.1")
+        ),
+    );
+    let passwd = Path::new("/etc/passwd");
+    let kh = t.get("/api/v1/known-hosts").await.json();
+    assert_eq!(
+        kh,
+        json!({
+            "path": "/etc/passwd",
+            "present": true,
+            "entries": 0,
+            "text": null,
+            "managed": false,
+            "size": std::fs::metadata(passwd).unwrap().len(),
+            "sha256": sha256_hex(passwd),
+            "problem": "ssh_known_hosts points outside genconf/ssh_known_hosts: the web GUI shows only its size and sha256 (save from here to use genconf/ssh_known_hosts)",
+        })
+    );
+    let ip = t.get("/api/v1/ip-detect").await.json();
+    let key_path = t.genconf.join("ssh_key");
+    assert_eq!(
+        ip,
+        json!({
+            "path": key_path.display().to_string(),
+            "present": true,
+            "script": null,
+            "managed": false,
+            "size": key.len(),
+            "sha256": sha256_hex(&key_path),
+            "problem": "ip_detect_filename points outside genconf/ip-detect: the web GUI shows only its size and sha256 (save from here to use genconf/ip-detect)",
+        })
+    );
+    for path in ["/api/v1/config", "/api/v1/known-hosts", "/api/v1/ip-detect"] {
+        let text = t.get(path).await.text();
+        assert!(
+            !text.contains(&key_body[..40]),
+            "{path} returned the SSH key"
+        );
+        assert!(!text.contains("root:x:0:0"), "{path} returned /etc/passwd");
+    }
+    let r = t
+        .send(
+            "PUT",
+            "/api/v1/config",
+            json!({"set": {"cluster_name": "still-saves"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(t.config().contains("ssh_known_hosts: /etc/passwd"));
+    // The managed files are shown in full.
+    let r = t
+        .send("PUT", "/api/v1/ip-detect", json!({"script": IP_DETECT}))
+        .await;
+    assert_eq!(r.json()["script"], IP_DETECT, "{}", r.text());
+    assert_eq!(r.json()["managed"], true);
+}
+
+#[tokio::test]
+async fn dev_zero_and_non_regular_files_are_refused_quickly() {
+    let t = T::new().await;
+    t.write(
+        "config.yaml",
+        &format!(
+            "{}ssh_known_hosts: /dev/zero\nip_detect_filename: /dev/zero\nssh_key_path: /dev/zero\n",
+            valid_config("127.0.0.1")
+        ),
+    );
+    let started = std::time::Instant::now();
+    let v = t.get("/api/v1/config").await.json();
+    let hint = "/dev/zero is a character device, not a regular file\nhint: point it at a regular file (the web GUI never reads devices, fifos or directories)";
+    assert_eq!(v["known_hosts"]["problem"], hint);
+    assert_eq!(v["known_hosts"]["text"], Value::Null);
+    assert_eq!(v["ip_detect"]["problem"], hint);
+    assert_eq!(v["ssh_key"]["problem"], hint);
+    assert_eq!(t.get("/api/v1/known-hosts").await.json()["problem"], hint);
+    assert_eq!(t.get("/api/v1/ip-detect").await.json()["problem"], hint);
+    // A directory, and a file over the 1 MiB limit.
+    std::fs::create_dir(t.genconf.join("ssh_known_hosts")).unwrap();
+    t.write("ip-detect", &"#".repeat(1024 * 1024 + 1));
+    t.write("config.yaml", &valid_config("127.0.0.1"));
+    let v = t.get("/api/v1/config").await.json();
+    let gdir = t.genconf.display();
+    assert_eq!(
+        v["known_hosts"]["problem"],
+        format!(
+            "{gdir}/ssh_known_hosts is a directory, not a regular file\nhint: point it at a regular file (the web GUI never reads devices, fifos or directories)"
+        )
+    );
+    assert_eq!(
+        v["ip_detect"]["problem"],
+        format!(
+            "{gdir}/ip-detect is 1048577 bytes, more than the 1048576 bytes the web GUI reads\nhint: this is not the file you meant; point the key at the right one in config.yaml"
+        )
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn masking_covers_aliases_and_unparsable_text() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    let cfg = format!(
+        "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: &p hunter2SECRET\ndns_search: [*p, example.com]\n",
+        valid_config("127.0.0.1")
+    );
+    t.write("config.yaml", &cfg);
+    let v = t.get("/api/v1/config").await.json();
+    assert_eq!(
+        v["values"],
+        json!({
+            "cluster_name": "web-test",
+            "bootstrap_url": "http://127.0.0.1:1",
+            "master_list": ["127.0.0.1"],
+            "prometheus_remote_write_url": "http://127.0.0.1:1/w",
+            "prometheus_remote_write_username": "u",
+            "prometheus_remote_write_password": "**HIDDEN**",
+            "dns_search": ["**HIDDEN**", "example.com"],
+        })
+    );
+    assert_eq!(
+        v["yaml"],
+        format!(
+            "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: &p \"**HIDDEN**\"\ndns_search: [*p, example.com]\n",
+            valid_config("127.0.0.1")
+        )
+    );
+    assert!(
+        !t.get("/api/v1/config")
+            .await
+            .text()
+            .contains("hunter2SECRET")
+    );
+    // The masked text saved back keeps the secret and its anchor.
+    let yaml = v["yaml"]
+        .as_str()
+        .unwrap()
+        .replace("cluster_name: web-test", "cluster_name: renamed");
+    let r = t.send("PUT", "/api/v1/config", json!({"yaml": yaml})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(!r.text().contains("hunter2SECRET"), "{}", r.text());
+    assert_eq!(
+        t.config(),
+        cfg.replace("cluster_name: web-test", "cluster_name: renamed")
+    );
+
+    // A message that would quote a secret (a type error through an alias) does not.
+    let bad = format!(
+        "{}prometheus_remote_write_url: http://127.0.0.1:1/w\nprometheus_remote_write_username: u\nprometheus_remote_write_password: &p hunter2SECRET\nssh_port: *p\n",
+        valid_config("127.0.0.1")
+    );
+    let r = t
+        .send("POST", "/api/v1/config/validate", json!({"yaml": bad}))
+        .await;
+    assert_eq!(r.json()["valid"], false, "{}", r.text());
+    assert!(r.json()["errors"]["ssh_port"].is_string(), "{}", r.text());
+    assert!(!r.text().contains("hunter2SECRET"), "{}", r.text());
+    let r = t.send("PUT", "/api/v1/config", json!({"yaml": bad})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!r.text().contains("hunter2SECRET"), "{}", r.text());
+    // A secret taken from another key through an alias hides that key too.
+    let cfg = format!(
+        "{}shared: &s hunter2SECRET\nprometheus_remote_write_username: u\nprometheus_remote_write_password: *s\n",
+        valid_config("127.0.0.1")
+    );
+    t.write("config.yaml", &cfg);
+    let text = t.get("/api/v1/config").await.text();
+    assert!(!text.contains("hunter2SECRET"), "{text}");
+
+    // Unparsable text: quoted keys and block scalars are masked too.
+    t.write(
+        "config.yaml",
+        "master_list: [\n\"prometheus_remote_write_password\": |\n  hunter2SECRET\n  more\ncluster_name: x\n",
+    );
+    let v = t.get("/api/v1/config").await.json();
+    assert_eq!(
+        v["yaml"],
+        "master_list: [\n\"prometheus_remote_write_password\": \"**HIDDEN**\"\ncluster_name: x\n"
+    );
+    assert_eq!(v["values"], Value::Null);
+}
+
+#[tokio::test]
+async fn login_tokens_expire() {
+    let t = T::new().await;
+    let token = t.app.auth.new_login_token();
+    t.clock.advance(tarmac_web::auth::LOGIN_TOKEN_TTL);
+    let r = t
+        .raw(
+            Request::get(format!("/login?token={token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    assert!(
+        r.text().contains("<p>This login link has expired. Open the login URL that <code>tarmac web</code> printed on the terminal where it runs. A login URL works once, within 10 minutes of being printed. To get a new one, send the server <code>SIGUSR1</code> (<code>kill -USR1 &lt;pid&gt;</code>) and it prints a fresh URL, or run <code>tarmac web</code> again.</p>"),
+        "{}",
+        r.text()
+    );
+    // A fresh one works.
+    let token = t.app.auth.new_login_token();
+    t.clock.advance(Duration::from_secs(599));
+    let r = t
+        .raw(
+            Request::get(format!("/login?token={token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_at_their_lifetime() {
+    let limits = AuthLimits {
+        login_token_ttl: Duration::from_secs(600),
+        session_idle: Duration::from_secs(100),
+        session_lifetime: Duration::from_secs(250),
+    };
+    let t = T::build_with(100, false, limits).await;
+    for _ in 0..2 {
+        t.clock.advance(Duration::from_secs(90));
+        assert_eq!(t.get("/api/v1/info").await.status, StatusCode::OK);
+    }
+    t.clock.advance(Duration::from_secs(69));
+    assert_eq!(t.get("/api/v1/info").await.status, StatusCode::OK, "249 s");
+    t.clock.advance(Duration::from_secs(1));
+    let r = t.get("/api/v1/info").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the absolute lifetime");
+    // Idle: a new session left alone for 100 s.
+    let t = T::build_with(100, false, limits).await;
+    t.clock.advance(Duration::from_secs(100));
+    assert_eq!(t.get("/").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_its_event_stream() {
+    let t = T::new().await;
+    let events = router(t.app.clone())
+        .oneshot(
+            t.req("GET", "/api/v1/events?after=0")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    // Without the CSRF header: refused, still signed in.
+    let r = t
+        .raw(t.req("POST", "/logout").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(t.get("/api/v1/info").await.status, StatusCode::OK);
+    let r = t.send("POST", "/logout", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"signed_out": true}));
+    assert_eq!(
+        r.headers[header::SET_COOKIE],
+        "tarmac_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+    );
+    assert_eq!(t.get("/api/v1/info").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.get("/").await.status, StatusCode::UNAUTHORIZED);
+    // The open stream ends too (it rechecks its session every few seconds).
+    let ended = tokio::time::timeout(Duration::from_secs(15), events.into_body().collect()).await;
+    assert!(ended.is_ok(), "the event stream outlived its session");
+}
+
+#[tokio::test]
+async fn requests_for_other_host_names_are_refused() {
+    let t = T::new().await;
+    for host in ["evil.example", "evil.example:9000", "127.0.0.2:9000"] {
+        for path in ["/api/v1/info", "/", "/login?token=x"] {
+            let r = t
+                .raw(t.req_to(host, "GET", path).body(Body::empty()).unwrap())
+                .await;
+            assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST, "{host} {path}");
+            let name = host.split(':').next().unwrap();
+            assert_eq!(
+                r.text(),
+                format!(
+                    "This Tarmac web installer does not answer to the host {host:?} (it answers to 127.0.0.1, [::1], localhost).\nhint: open the URL `tarmac web` printed, or start it with --allowed-host {name} if that is the name you reach it by\n"
+                )
+            );
+            assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+        }
+    }
+    for host in ["localhost:9000", "127.0.0.1:8000", "[::1]:9000"] {
+        let r = t
+            .raw(
+                t.req_to(host, "GET", "/api/v1/info")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_plan_is_a_post_that_needs_the_csrf_header() {
+    let t = T::new().await;
+    t.write("ip-detect", IP_DETECT);
+    t.write("config.yaml", &valid_config("127.0.0.1:1"));
+    let r = t.get("/api/v1/upgrade/plan").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = t
+        .raw(
+            t.req("POST", "/api/v1/upgrade/plan")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json(),
+        json!({"error": "missing or wrong X-Tarmac-CSRF header"})
+    );
 }

@@ -13,7 +13,7 @@ use tarmac_config::Distribution;
 use tarmac_events::{Event, EventSink, HostRef, Outcome, Summary};
 use tarmac_types::{HostAddr, Role, Stage};
 use tarmac_web::hub::RunChange;
-use tarmac_web::{App, Listener, WebOptions};
+use tarmac_web::{App, AuthLimits, HostAllowlist, Listener, WebOptions};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -24,6 +24,7 @@ async fn configure_page_and_a_thousand_hosts() {
     std::fs::create_dir_all(&genconf).unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference");
     let dist = Distribution::load(&Distribution::config_dir_of(&root).unwrap()).unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
     let app = App::new(WebOptions {
         genconf_dir: genconf.clone(),
         dist,
@@ -33,8 +34,9 @@ async fn configure_page_and_a_thousand_hosts() {
         prereqs_dnf: Vec::new(),
         tls: false,
         event_buffer: 50_000,
+        allowed_hosts: HostAllowlist::new(listener.local_addr().unwrap(), &[]).unwrap(),
+        auth_limits: AuthLimits::default(),
     });
-    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(listener.serve(app.clone(), stop.clone()));

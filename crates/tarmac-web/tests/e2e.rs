@@ -592,7 +592,7 @@ async fn drive(input: GuiInput) {
     assert!(plan.contains("  change "), "{plan}");
     // The same plan as JSON: per host what changes and why units restart.
     let pj = b
-        .js("return fetch('/api/v1/upgrade/plan?batch=1').then(r => r.json())")
+        .js("return fetch('/api/v1/upgrade/plan', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Tarmac-CSRF': document.querySelector('meta[name=\"csrf-token\"]').content}, body: JSON.stringify({batch: 1})}).then(r => r.json())")
         .await;
     assert_eq!(pj["waves"].as_array().map(Vec::len), Some(hosts), "{pj}");
     assert_eq!(pj["waves"][0]["masters"], true, "{pj}");

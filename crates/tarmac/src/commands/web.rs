@@ -20,9 +20,18 @@ pub struct WebArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
     /// Allow listening on a non-loopback address (anyone who can reach it and has the login
-    /// URL can install; use --tls-cert/--tls-key).
+    /// URL can install); needs --tls-cert/--tls-key, or --insecure-http.
     #[arg(long)]
     pub allow_remote: bool,
+    /// With --allow-remote: serve plain HTTP without TLS (the login URL and the session
+    /// cookie cross the network in clear text).
+    #[arg(long, requires = "allow_remote")]
+    pub insecure_http: bool,
+    /// Another host name browsers may use to reach the server (the `Host` header is checked:
+    /// the bound address, and localhost/127.0.0.1/[::1] for loopback, are always allowed).
+    /// Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub allowed_host: Vec<String>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -36,11 +45,15 @@ pub struct WebArgs {
 }
 
 pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
-    let warnings =
-        match tarmac_web::listen_policy(&args.listen, args.allow_remote, args.tls_cert.is_some()) {
-            Ok(w) => w,
-            Err(e) => bail!("{e}"),
-        };
+    let warnings = match tarmac_web::listen_policy(
+        &args.listen,
+        args.allow_remote,
+        args.tls_cert.is_some(),
+        args.insecure_http,
+    ) {
+        Ok(w) => w,
+        Err(e) => bail!("{e}"),
+    };
     let dist = load_distribution(&args.inputs.dist)?;
     let genconf_dir = std::path::absolute(&args.inputs.genconf_dir)?;
     std::fs::create_dir_all(&genconf_dir)
@@ -48,6 +61,7 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let listener = Listener::bind(args.listen, tls)?;
     let local = listener.local_addr()?;
+    let allowed_hosts = tarmac_web::HostAllowlist::new(local, &args.allowed_host)?;
     let opts = WebOptions {
         genconf_dir: genconf_dir.clone(),
         dist,
@@ -62,6 +76,8 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
         prereqs_dnf: tarmac_installer::support::prereqs().1,
         tls: listener.is_tls(),
         event_buffer: 20_000,
+        allowed_hosts,
+        auth_limits: tarmac_web::AuthLimits::default(),
     };
     let app = App::new(opts);
     let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -79,8 +95,9 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
         genconf_dir.display(),
         std::process::id()
     );
+    let ttl_min = app.auth.limits.login_token_ttl.as_secs() / 60;
     println!(
-        "Open this URL in a browser (it works once; `kill -USR1 {}` prints a new one):",
+        "Open this URL in a browser (it works once, within {ttl_min} minutes; `kill -USR1 {}` prints a new one):",
         std::process::id()
     );
     println!("  {}", url(&app.auth.new_login_token()));
@@ -108,7 +125,10 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
             loop {
                 tokio::select! {
                     _ = usr1.recv() => {
-                        println!("New login URL:\n  {}", url(&app2.auth.new_login_token()));
+                        println!(
+                            "New login URL (it works once, within {ttl_min} minutes):\n  {}",
+                            url(&app2.auth.new_login_token())
+                        );
                         let _ = std::io::stdout().flush();
                     }
                     _ = tokio::signal::ctrl_c() => break,
