@@ -21,7 +21,11 @@ OUT=bench/results/activation.md
 mkdir -p bench/results
 
 cargo build --release -q -p tarmac-host --bin tarmac-host --example labctl
-BIN=$PWD/target/release/tarmac-host
+# The portable build when TARMAC_PORTABLE_BIN_DIR is set (scripts/build-portable.sh), else
+# the release build just made.
+BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
+BIN=${BIN:-$PWD/target/release/tarmac-host}
+[ -x "$BIN" ] || { echo "error: $BIN is missing" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
 LABCTL=$PWD/target/release/examples/labctl
 W=$(mktemp -d /var/tmp/tarmac-bench.XXXXXX)
 lab_up=0

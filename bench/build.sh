@@ -24,7 +24,8 @@ unpack=$root/target/release/examples/unpack_bootstrap
 
 W=$(mktemp -d /tmp/tarmac-bench-build.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-cp target/release/tarmac-host "$W/tarmac-host"
+# The portable tarmac-host when TARMAC_PORTABLE_BIN_DIR is set (scripts/build-portable.sh).
+cp "${TARMAC_PORTABLE_BIN_DIR:-target/release}/tarmac-host" "$W/tarmac-host"
 export TARMAC_HOST_BIN=$W/tarmac-host
 
 ns() { date +%s%N; }

@@ -25,6 +25,11 @@ if [ -z "${TARMAC:-}" ]; then
   cargo build --release -q --bins
   TARMAC=$PWD/target/release/tarmac
 fi
+# The tarmac-host the bootstrap ships: the portable build when TARMAC_PORTABLE_BIN_DIR is set
+# (scripts/build-portable.sh prints it), else the one next to $TARMAC.
+HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
+HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
+[ -x "$HOST_BIN" ] || { echo "error: $HOST_BIN is missing${TARMAC_PORTABLE_BIN_DIR:+ (TARMAC_PORTABLE_BIN_DIR is set)}" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
 W=$(mktemp -d /tmp/tarmac-bench-deploy.XXXXXX)
 LAB=bench-deploy
 # KEEP=1 keeps the work directory (bundle, inventory, per-variant logs) for a look afterwards.
@@ -42,7 +47,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
 echo "building the reference distribution…" >&2
 "$TARMAC" keygen --dir "$W/keys" --name bench >/dev/null
 "$TARMAC" build --tree dist/reference --out "$W/build" --sign-key "$W/keys/bench.key" \
-  --host-binary "$(dirname "$TARMAC")/tarmac-host" >"$W/build.log" 2>&1 || { tail -20 "$W/build.log" >&2; exit 1; }
+  --host-binary "$HOST_BIN" >"$W/build.log" 2>&1 || { tail -20 "$W/build.log" >&2; exit 1; }
 
 rows=()
 for n in $SIZES; do

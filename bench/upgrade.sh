@@ -24,6 +24,11 @@ if [ -z "${TARMAC:-}" ]; then
   TARMAC=$PWD/target/release/tarmac
 fi
 T=$TARMAC
+# The tarmac-host the bootstrap ships: the portable build when TARMAC_PORTABLE_BIN_DIR is set
+# (scripts/build-portable.sh prints it), else the one next to $TARMAC.
+HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
+HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
+[ -x "$HOST_BIN" ] || { echo "error: $HOST_BIN is missing${TARMAC_PORTABLE_BIN_DIR:+ (TARMAC_PORTABLE_BIN_DIR is set)}" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
 W=$(mktemp -d /var/tmp/tarmac-bench-upgrade.XXXXXX)
 SERVER=
 cleanup() {
@@ -35,6 +40,7 @@ trap cleanup EXIT
 
 echo "quickstart: 3 masters + $AGENTS agents…" >&2
 "$T" quickstart --keep --name "$LAB" --masters 3 --agents "$AGENTS" --public-agents 0 --dir "$W/qs" \
+  --host-binary "$HOST_BIN" \
   >"$W/quickstart.log" 2>&1 || { tail -30 "$W/quickstart.log" >&2; exit 1; }
 G=$W/qs/genconf
 LD=/var/lib/tarmac-lab/$LAB

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs Tarmac's main job end to end on the built-in lab: installs prerequisites, builds Tarmac,
-# then `tarmac quickstart` (lab up → build → genconf → preflight → deploy → postflight → status,
+# Runs Tarmac's main job end to end on the built-in lab: installs prerequisites, builds the
+# portable Tarmac binaries (scripts/build-portable.sh: glibc >= 2.17, what every host gets),
+# then `tarmac quickstart` with them (lab up → build → genconf → preflight → deploy → postflight → status,
 # then tears the lab down unless --keep). Extra arguments go to `tarmac quickstart`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +11,6 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 scripts/prereqs.sh
-cargo build --release --bins
-exec target/release/tarmac quickstart "$@"
+bin_dir=$(scripts/build-portable.sh)
+# quickstart ships the tarmac-host next to the tarmac it runs: the portable one.
+exec "$bin_dir/tarmac" quickstart "$@"

@@ -20,6 +20,11 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (binaries used by the lab tests)"
 cargo build --workspace --bins
+echo "== portable release tarmac + tarmac-host (glibc >= 2.17; scripts/build-portable.sh)"
+# The lab and e2e tests ship this tarmac-host into their bootstraps, and tarmac-build's
+# `portable` test checks its ELF symbol versions.
+TARMAC_PORTABLE_BIN_DIR=$(scripts/build-portable.sh)
+export TARMAC_PORTABLE_BIN_DIR
 echo "== cargo test"
 # Lab tests bring up their own uniquely named labs; two test threads keep a 2-core machine sane.
 cargo test --workspace -- --test-threads "${TARMAC_TEST_THREADS:-2}"

@@ -17,6 +17,7 @@
 pub mod bootstrap;
 pub mod builder;
 pub mod buildinfo;
+pub mod elf_versions;
 pub mod hash;
 pub mod sandbox;
 pub mod sources;

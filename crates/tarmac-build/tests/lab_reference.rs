@@ -5,7 +5,8 @@
 //! quorum of 3 started members, prometheus scraping every node, node-exporter on every
 //! host, units only on the right roles, package users owning their state directories, and
 //! every `check/` passing. Needs root and the lab. `cargo test -p tarmac-build --test
-//! lab_reference`; uses `target/debug/tarmac-host` (or `$TARMAC_HOST_BIN`).
+//! lab_reference`; uses `$TARMAC_HOST_BIN`, else `$TARMAC_PORTABLE_BIN_DIR/tarmac-host` (the
+//! portable build scripts/test.sh makes), else `target/debug/tarmac-host`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,6 +31,16 @@ fn workspace() -> PathBuf {
 fn host_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TARMAC_HOST_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
+    }
+    // The portable build (glibc >= 2.17) that scripts/test.sh makes and names.
+    if let Some(dir) = std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        let p = PathBuf::from(dir).join("tarmac-host");
+        assert!(
+            p.is_file(),
+            "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
+            p.display()
+        );
+        return p;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -6,7 +6,8 @@
 //! Needs bubblewrap and `apt-get download` for the pinned Debian packages. The `.deb`
 //! downloads are cached in `$TARMAC_TEST_CACHE` (default: `target/tmp/tarmac-build-cache`),
 //! so only the first run downloads (~37 MB). The `tarmac-host` package is built from
-//! `$TARMAC_HOST_BIN`, else `target/{debug,release}/tarmac-host`, else — so the test runs
+//! `$TARMAC_HOST_BIN`, else `$TARMAC_PORTABLE_BIN_DIR/tarmac-host` (scripts/test.sh's portable
+//! build), else `target/{debug,release}/tarmac-host`, else — so the test runs
 //! without it — this test binary stands in for it (same code path: the package's `local`
 //! source with its `env` override).
 
@@ -29,6 +30,16 @@ fn workspace() -> PathBuf {
 fn host_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TARMAC_HOST_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
+    }
+    // The portable build (glibc >= 2.17) that scripts/test.sh makes and names.
+    if let Some(dir) = std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        let p = PathBuf::from(dir).join("tarmac-host");
+        assert!(
+            p.is_file(),
+            "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
+            p.display()
+        );
+        return p;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -5,7 +5,8 @@
 //! prometheus scraping every node and every etcd, config files only on the right roles,
 //! and a second install.sh run refused by the preflight.
 //!
-//! Needs root and the lab. Prerequisite: `cargo build -p tarmac -p tarmac-host`.
+//! Needs root and the lab. Prerequisite: `cargo build -p tarmac -p tarmac-host`; the bootstrap
+//! ships `$TARMAC_PORTABLE_BIN_DIR/tarmac-host` when that is set (scripts/test.sh).
 //! `cargo test -p tarmac-genconf --test lab_install`
 
 use std::fs;
@@ -41,6 +42,24 @@ fn target_bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The `tarmac-host` the bootstrap ships: the portable build (glibc >= 2.17) in
+/// `$TARMAC_PORTABLE_BIN_DIR` when it is set (scripts/test.sh builds it and sets it), else
+/// `target/debug/tarmac-host`.
+fn host_binary() -> PathBuf {
+    match std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let p = PathBuf::from(dir).join("tarmac-host");
+            assert!(
+                p.is_file(),
+                "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
+                p.display()
+            );
+            p
+        }
+        None => target_bin("tarmac-host"),
+    }
 }
 
 fn copy_dir(src: &Path, dest: &Path) {
@@ -117,7 +136,7 @@ fn curl_install_sh_brings_up_the_reference_cluster() {
     o.pack.level = 3;
     o.vars.insert(
         "TARMAC_HOST_BIN".into(),
-        target_bin("tarmac-host").to_string_lossy().into_owned(),
+        host_binary().to_string_lossy().into_owned(),
     );
     let key = d.path().join("k.key");
     let public = d.path().join("k.pub");

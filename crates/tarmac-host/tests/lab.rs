@@ -14,6 +14,24 @@ use tarmac_types::Digest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tarmac-host");
 
+/// The `tarmac-host` copied onto the lab hosts: the portable build (glibc >= 2.17) in
+/// `$TARMAC_PORTABLE_BIN_DIR` when it is set (scripts/test.sh builds it from this same tree
+/// and sets it), else the binary cargo built for this test.
+fn shipped_binary() -> std::path::PathBuf {
+    match std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let p = std::path::PathBuf::from(dir).join("tarmac-host");
+            assert!(
+                p.is_file(),
+                "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
+                p.display()
+            );
+            p
+        }
+        None => BIN.into(),
+    }
+}
+
 fn sh(lab: &Lab, host: &str, cmd: &str) -> String {
     let out = lab.ssh(host, cmd).unwrap();
     assert!(
@@ -125,7 +143,7 @@ fn real_hosts_activate_swap_rollback_uninstall() {
         .clone();
 
     for h in [&master, &agent] {
-        copy(&lab, h, Path::new(BIN), "/usr/local/bin/tarmac-host", "755");
+        copy(&lab, h, &shipped_binary(), "/usr/local/bin/tarmac-host", "755");
         for id in ["demo--1", "demo--2", "common--1"] {
             let pname = id.split("--").next().unwrap();
             let rel = format!("packages/{pname}/{id}.tar.zst");

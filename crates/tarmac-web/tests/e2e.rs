@@ -8,7 +8,8 @@
 //! Screenshots of every page go to target/e2e-artifacts/.
 //!
 //! Needs root, `cargo build --bins` (target/debug/tarmac and tarmac-host) and Debian's
-//! chromium + chromium-driver.
+//! chromium + chromium-driver. The bootstrap ships `$TARMAC_PORTABLE_BIN_DIR/tarmac-host`
+//! when that is set (scripts/test.sh), else target/debug/tarmac-host.
 
 #![allow(clippy::print_stderr)] // progress lines with timings help when a lab run is slow
 
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Browser, CHROMEDRIVER, artifacts, bin_dir, free_port, require_chromium};
+use common::{Browser, CHROMEDRIVER, artifacts, bin_dir, free_port, host_binary, require_chromium};
 use tarmac_lab::{Lab, LabGuard, LabSpec, Mode, Role};
 
 const WEB_PORT: u16 = 9000;
@@ -98,7 +99,7 @@ fn gui_configures_and_deploys_a_lab() {
     require_chromium();
     let t0 = Instant::now();
     let bins = bin_dir();
-    let (tarmac, host_bin) = (bins.join("tarmac"), bins.join("tarmac-host"));
+    let (tarmac, host_bin) = (bins.join("tarmac"), host_binary());
     assert!(
         tarmac.exists() && host_bin.exists(),
         "{} and {} are needed\nhint: cargo build --bins",

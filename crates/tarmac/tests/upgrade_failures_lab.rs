@@ -28,7 +28,7 @@ fn build(dir: &Path, tree: &Path) {
         .arg("--sign-key")
         .arg(dir.join("keys/quickstart.key"))
         .arg("--host-binary")
-        .arg(tarmac().with_file_name("tarmac-host"))
+        .arg(host_binary())
         .current_dir(workspace())
         .output()
         .unwrap();

@@ -32,6 +32,24 @@ pub fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
+/// The `tarmac-host` the browser tests ship in their bootstrap: the portable build (glibc >=
+/// 2.17) in `$TARMAC_PORTABLE_BIN_DIR` when it is set (scripts/test.sh builds it and sets it),
+/// else the one in [`bin_dir`].
+pub fn host_binary() -> PathBuf {
+    match std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let p = PathBuf::from(dir).join("tarmac-host");
+            assert!(
+                p.is_file(),
+                "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
+                p.display()
+            );
+            p
+        }
+        None => bin_dir().join("tarmac-host"),
+    }
+}
+
 pub fn require_chromium() {
     assert!(
         Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),

@@ -36,6 +36,10 @@ pub struct QuickstartArgs {
     pub dist: PathBuf,
     #[command(flatten)]
     pub suites: lab::SuitesArg,
+    /// The tarmac-host binary to ship in the bootstrap [default: the `tarmac-host` next to
+    /// this binary; scripts/build-portable.sh puts a portable one (glibc >= 2.17) there].
+    #[arg(long, value_name = "PATH")]
+    pub host_binary: Option<PathBuf>,
 }
 
 fn step(n: usize, text: &str) {
@@ -78,13 +82,28 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
             args.dist.display()
         ),
     );
-    let host_binary = std::env::current_exe()?.with_file_name("tarmac-host");
-    if !host_binary.exists() {
-        bail!(
-            "no tarmac-host binary next to {}\nhint: build both binaries first: cargo build --release --bins",
-            std::env::current_exe()?.display()
-        );
-    }
+    let host_binary = match args.host_binary {
+        Some(p) => {
+            if !p.is_file() {
+                bail!(
+                    "--host-binary {}: no such file\nhint: build it with scripts/build-portable.sh",
+                    p.display()
+                );
+            }
+            p
+        }
+        None => {
+            let exe = std::env::current_exe()?;
+            let p = exe.with_file_name("tarmac-host");
+            if !p.exists() {
+                bail!(
+                    "no tarmac-host binary next to {}\nhint: build both binaries first: scripts/build-portable.sh (portable, what hosts need) or cargo build --release --bins",
+                    exe.display()
+                );
+            }
+            p
+        }
+    };
     ok(
         build::run(
             build::BuildArgs {

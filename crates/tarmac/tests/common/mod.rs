@@ -12,6 +12,24 @@ pub fn tarmac() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tarmac"))
 }
 
+/// The `tarmac-host` these tests ship in their bootstraps: the portable build (glibc >= 2.17)
+/// in `$TARMAC_PORTABLE_BIN_DIR` when it is set (scripts/test.sh builds it and sets it), else
+/// the one cargo built next to the `tarmac` under test.
+pub fn host_binary() -> PathBuf {
+    match std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let p = PathBuf::from(dir).join("tarmac-host");
+            assert!(
+                p.is_file(),
+                "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
+                p.display()
+            );
+            p
+        }
+        None => tarmac().with_file_name("tarmac-host"),
+    }
+}
+
 /// The workspace root (the tests run `tarmac` from there, next to `dist/reference`).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,6 +121,8 @@ pub fn quickstart(
         .args(["quickstart", "--keep", "--name", name, "--masters", &m])
         .args(["--agents", &a, "--public-agents", &p, "--dir"])
         .arg(dir)
+        .arg("--host-binary")
+        .arg(host_binary())
         .current_dir(workspace())
         .output()
         .unwrap();
