@@ -1339,7 +1339,8 @@ function poll() {
 window.addEventListener('hashchange', navigate);
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeModal(); });
 // Sign out: end the session on the server, then show the sign-in page.
-async function logout() {
+async function logout(e) {
+  if (e) e.preventDefault();
   try {
     await fetch('/logout', { method: 'POST', headers: { 'X-Tarmac-CSRF': CSRF }, credentials: 'same-origin' });
   } catch (e) { /* the server is gone: the session is too */ }
@@ -1347,7 +1348,7 @@ async function logout() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  $('#logout').addEventListener('click', logout);
+  if ($('#logout')) $('#logout').addEventListener('click', logout);
   $('#modal-close').addEventListener('click', closeModal);
   $('#modal').addEventListener('click', (e) => { if (e.target.id === 'modal') closeModal(); });
   navigate();

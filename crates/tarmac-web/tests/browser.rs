@@ -350,6 +350,14 @@ async fn configure_page_and_a_thousand_hosts() {
     )
     .await;
     b.css("#flt-role").await.select_by_value("").await.unwrap();
+    // Wait for the cleared filter to render before paging (a click racing the select's
+    // change can be swallowed).
+    b.wait_for(
+        "document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 50 && !document.querySelector('#pager').textContent.includes('(of')",
+        T,
+        "role filter cleared",
+    )
+    .await;
     b.click("#pager-next").await;
     b.wait_for(
         "document.querySelector('#pager').textContent.includes('51–100 of 1000')",
@@ -525,6 +533,19 @@ async fn configure_page_and_a_thousand_hosts() {
     )
     .await;
     b.screenshot("browser-upgrade-stopped.png").await;
+
+    // Sign out: the session ends, the sign-in page shows, the API answers 401.
+    b.click("#logout").await;
+    b.wait_for(
+        "document.body.innerText.includes('Sign in to the Tarmac installer')",
+        T,
+        "signed out",
+    )
+    .await;
+    let status = b
+        .js("return fetch('/api/v1/info').then(r => r.status)")
+        .await;
+    assert_eq!(status, 401);
 
     b.close().await;
     stop.cancel();
