@@ -265,6 +265,26 @@ impl Host {
     }
 }
 
+/// The operator's expected signing-key fingerprint, when install.sh was given one
+/// (`--expect-key-fingerprint`): `setup` then refuses a manifest signed by any other key.
+pub const FINGERPRINT_FLAG: &str = "signing-key.fingerprint";
+
+fn expected_fingerprint(flags: &Path) -> Result<Option<String>, ActivateError> {
+    let path = flags.join(FINGERPRINT_FLAG);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            manifest::parse_fingerprint(&text)
+                .map(Some)
+                .map_err(|e| ActivateError::SetupSource {
+                    what: path.display().to_string(),
+                    source: Box::new(e),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ActivateError::io("read", &path, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,25 +310,5 @@ mod tests {
         );
         assert!(parse_package_list(b"{\"x\": 1}").is_err());
         assert!(parse_package_list(br#"[{"id": "a--1", "sha256": "zz"}]"#).is_err());
-    }
-}
-
-/// The operator's expected signing-key fingerprint, when install.sh was given one
-/// (`--expect-key-fingerprint`): `setup` then refuses a manifest signed by any other key.
-pub const FINGERPRINT_FLAG: &str = "signing-key.fingerprint";
-
-fn expected_fingerprint(flags: &Path) -> Result<Option<String>, ActivateError> {
-    let path = flags.join(FINGERPRINT_FLAG);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            manifest::parse_fingerprint(&text)
-                .map(Some)
-                .map_err(|e| ActivateError::SetupSource {
-                    what: path.display().to_string(),
-                    source: Box::new(e),
-                })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ActivateError::io("read", &path, e)),
     }
 }

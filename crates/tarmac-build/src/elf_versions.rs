@@ -177,19 +177,19 @@ pub fn parse_needs(file: &Path, data: &[u8]) -> Result<ElfNeeds, ElfError> {
         .map_err(bad("program headers"))?
     {
         if ph.p_type(endian) == elf::PT_INTERP {
-            let raw = ph
-                .data(endian, data)
-                .map_err(|()| ElfError::Malformed {
-                    file: file.into(),
-                    reason: "PT_INTERP outside the file",
-                    source: None,
-                })?;
+            let raw = ph.data(endian, data).map_err(|()| ElfError::Malformed {
+                file: file.into(),
+                reason: "PT_INTERP outside the file",
+                source: None,
+            })?;
             let path = raw.split(|&b| b == 0).next().unwrap_or_default();
             needs.interpreter = Some(String::from_utf8_lossy(path).into_owned());
         }
     }
 
-    let sections = header.sections(endian, data).map_err(bad("section headers"))?;
+    let sections = header
+        .sections(endian, data)
+        .map_err(bad("section headers"))?;
     if let Some((dynamic, link)) = sections.dynamic(endian, data).map_err(bad(".dynamic"))? {
         let strings = sections
             .strings(endian, data, link)
@@ -201,7 +201,9 @@ pub fn parse_needs(file: &Path, data: &[u8]) -> Result<ElfNeeds, ElfError> {
             }
             if tag == elf::DT_NEEDED {
                 let name = d.string(endian, strings).map_err(bad("DT_NEEDED name"))?;
-                needs.needed.push(String::from_utf8_lossy(name).into_owned());
+                needs
+                    .needed
+                    .push(String::from_utf8_lossy(name).into_owned());
             }
         }
     }
@@ -246,7 +248,11 @@ pub fn read_needs(file: &Path) -> Result<ElfNeeds, ElfError> {
 /// (interpreter, libraries, then versions sorted by library and version).
 pub fn problems(needs: &ElfNeeds, baseline: GlibcVersion) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(path) = needs.interpreter.as_ref().filter(|p| *p != X86_64_INTERPRETER) {
+    if let Some(path) = needs
+        .interpreter
+        .as_ref()
+        .filter(|p| *p != X86_64_INTERPRETER)
+    {
         out.push(Problem::Interpreter { path: path.clone() });
     }
     for name in &needs.needed {
@@ -429,7 +435,15 @@ mod tests {
         };
         out.extend_from_slice(&[0u8; 64]); // SHN_UNDEF
         out.extend(sh(1, elf::SHT_STRTAB.0, dynstr_off, dynstr.len(), 0, 0, 0));
-        out.extend(sh(9, elf::SHT_DYNAMIC.0, dynamic_off, dynamic.len(), 1, 0, 16));
+        out.extend(sh(
+            9,
+            elf::SHT_DYNAMIC.0,
+            dynamic_off,
+            dynamic.len(),
+            1,
+            0,
+            16,
+        ));
         out.extend(sh(
             18,
             elf::SHT_GNU_VERNEED.0,
@@ -439,7 +453,15 @@ mod tests {
             versions.len() as u32,
             0,
         ));
-        out.extend(sh(33, elf::SHT_STRTAB.0, shstrtab_off, shstrtab.len(), 0, 0, 0));
+        out.extend(sh(
+            33,
+            elf::SHT_STRTAB.0,
+            shstrtab_off,
+            shstrtab.len(),
+            0,
+            0,
+            0,
+        ));
         out
     }
 
@@ -502,7 +524,10 @@ mod tests {
         let data = fixture(
             Some(X86_64_INTERPRETER),
             &["libc.so.6", "libpthread.so.0", "libdl.so.2"],
-            &[("libc.so.6", LIBC_2_17), ("libpthread.so.0", &["GLIBC_2.2.5"])],
+            &[
+                ("libc.so.6", LIBC_2_17),
+                ("libpthread.so.0", &["GLIBC_2.2.5"]),
+            ],
         );
         assert_eq!(problems(&needs_of(&data), GLIBC_BASELINE), []);
         // A static binary needs nothing at all.
@@ -518,7 +543,10 @@ mod tests {
             &["libc.so.6", "libssl.so.3", "libgcc_s.so.1"],
             &[
                 ("libgcc_s.so.1", &["GCC_3.0"]),
-                ("libc.so.6", &["GLIBC_2.34", "GLIBC_2.17", "GLIBC_2.18", "GLIBC_PRIVATE"]),
+                (
+                    "libc.so.6",
+                    &["GLIBC_2.34", "GLIBC_2.17", "GLIBC_2.18", "GLIBC_PRIVATE"],
+                ),
             ],
         );
         let p = problems(&needs_of(&data), GLIBC_BASELINE);
@@ -610,7 +638,8 @@ mod tests {
         );
         let e = check_portable(true_bin, GLIBC_BASELINE).unwrap_err();
         assert!(
-            e.to_string().contains(&format!("GLIBC_{max} (of libc.so.6)")),
+            e.to_string()
+                .contains(&format!("GLIBC_{max} (of libc.so.6)")),
             "{e}"
         );
     }

@@ -143,7 +143,13 @@ fn real_hosts_activate_swap_rollback_uninstall() {
         .clone();
 
     for h in [&master, &agent] {
-        copy(&lab, h, &shipped_binary(), "/usr/local/bin/tarmac-host", "755");
+        copy(
+            &lab,
+            h,
+            &shipped_binary(),
+            "/usr/local/bin/tarmac-host",
+            "755",
+        );
         for id in ["demo--1", "demo--2", "common--1"] {
             let pname = id.split("--").next().unwrap();
             let rel = format!("packages/{pname}/{id}.tar.zst");
