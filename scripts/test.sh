@@ -27,4 +27,4 @@ TARMAC_PORTABLE_BIN_DIR=$(scripts/build-portable.sh)
 export TARMAC_PORTABLE_BIN_DIR
 echo "== cargo test"
 # Lab tests bring up their own uniquely named labs; two test threads keep a 2-core machine sane.
-cargo test --workspace -- --test-threads "${TARMAC_TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast -- --test-threads "${TARMAC_TEST_THREADS:-2}"

@@ -1199,6 +1199,7 @@ async fn upgrade_and_plan_need_genconf_serve() {
     std::fs::create_dir_all(serve.join("package_lists")).unwrap();
     std::fs::write(serve.join("cluster-package-list.latest"), "abc\n").unwrap();
     std::fs::write(serve.join("package_lists/abc.package_list.json"), "[]").unwrap();
+    std::fs::write(serve.join("install.sh"), "#!/bin/bash\n").unwrap();
     let r = t
         .send(
             "POST",
