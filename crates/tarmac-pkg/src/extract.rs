@@ -1,20 +1,27 @@
-//! Safe, streaming package extraction.
+//! Safe, bounded package extraction, in two steps.
 //!
-//! One pass over the compressed bytes: hash (sha256) → decompress → untar, with decompression
-//! on its own thread. Every entry is checked before anything is written:
-//! absolute paths, `..`, writing through a symlink, symlinks or hardlinks that leave the
-//! package, device files and fifos, setuid/setgid bits, duplicate entries and the reserved
-//! `.tarmac/` directory are all refused with an error naming the archive and the entry.
+//! 1. [`spool`]: the compressed bytes are copied into a private (0600, already unlinked)
+//!    file of the store while they are hashed. Exactly the expected number of bytes must
+//!    arrive: reading stops with an error as soon as one byte more arrives, and a short
+//!    stream is an error too. The sha256 is compared with the pin **before anything is
+//!    decompressed**; on a mismatch nothing was ever visible in the store.
+//! 2. [`extract_package`] takes only a [`Spooled`] (so only verified bytes): decompress on
+//!    its own thread → untar. The decompressed size is bounded by [`unpacked_limit`] (a
+//!    ratio to the compressed size), so a small archive cannot fill the disk. Every entry is
+//!    checked before anything is written: absolute paths, `..`, writing through a symlink,
+//!    symlinks or hardlinks that leave the package, device files and fifos, setuid/setgid
+//!    bits, duplicate entries and the reserved `.tarmac/` directory are all refused with an
+//!    error naming the archive and the entry.
 //!
 //! Extraction goes to a temporary directory next to the final one (same filesystem); the
-//! archive's digest is compared with the expected one, the file manifest is written, the
-//! filesystem is synced, and only then does one `rename(2)` expose `<store>/<id>`. On any
-//! failure the temporary directory is removed: nothing is left behind.
+//! file manifest is written, the filesystem is synced, and only then does one `rename(2)`
+//! expose `<store>/<id>`. On any failure the temporary directory is removed: nothing is left
+//! behind.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -57,7 +64,14 @@ impl Compression {
     fn decoder<'a, R: io::BufRead + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
-            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_stream(
+                r,
+                liblzma::stream::Stream::new_auto_decoder(
+                    XZ_MEMLIMIT,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?,
+            )),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
         })
     }
@@ -166,6 +180,44 @@ pub enum ExtractError {
         actual: Digest,
         size: u64,
     },
+    #[error(
+        "{archive}: the archive is {announced} bytes, but the pin says {size}\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded"
+    )]
+    SizeMismatch {
+        archive: String,
+        announced: u64,
+        size: u64,
+    },
+    #[error(
+        "{archive}: more than the expected {size} bytes arrived; stopped reading there\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was installed"
+    )]
+    TooLarge { archive: String, size: u64 },
+    #[error(
+        "{archive}: the archive ended after {got} of the expected {size} bytes\nhint: the artifact was truncated or replaced, or the package list is stale (re-run `tarmac genconf`); nothing was installed"
+    )]
+    TooShort {
+        archive: String,
+        got: u64,
+        size: u64,
+    },
+    #[error(
+        "{archive}: package {id} unpacks to more than {limit} bytes from {size} compressed bytes (at most {ratio} × compressed + {slack_mib} MiB); refusing it as a decompression bomb\nhint: nothing was installed; check what the repository serves for {id}",
+        ratio = MAX_RATIO,
+        slack_mib = RATIO_SLACK >> 20
+    )]
+    Bomb {
+        archive: String,
+        id: PackageId,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{archive}: cannot spool the download into {dir}")]
+    Spool {
+        archive: String,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{archive}: cannot create the package directory {path}")]
     Store {
         archive: String,
@@ -183,8 +235,62 @@ pub struct ExtractTarget<'a> {
     pub id: &'a PackageId,
     /// Name shown in errors (file path or URL).
     pub origin: &'a str,
-    /// Digest the compressed archive must have.
-    pub expected_sha256: Option<Digest>,
+}
+
+/// What an archive must be, known before the first byte is read (from the cluster package
+/// list): its sha256 and its exact size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pin {
+    pub sha256: Digest,
+    pub size: u64,
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.sha256.hex(), self.size)
+    }
+}
+
+/// Why a `SHA256:SIZE` pin does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pin `{text}`: {why} (expected SHA256:SIZE, e.g. `<64 hex>:123456`)")]
+pub struct PinError {
+    pub text: String,
+    pub why: String,
+}
+
+impl std::str::FromStr for Pin {
+    type Err = PinError;
+    fn from_str(text: &str) -> Result<Pin, PinError> {
+        let err = |why: String| PinError {
+            text: text.to_owned(),
+            why,
+        };
+        let (sha, size) = text
+            .rsplit_once(':')
+            .filter(|(sha, _)| !sha.is_empty() && *sha != "sha256")
+            .ok_or_else(|| err("no size".into()))?;
+        let sha256 = sha.parse::<Digest>().map_err(|e| err(e.to_string()))?;
+        let size = size
+            .parse::<u64>()
+            .map_err(|_| err(format!("`{size}` is not a size in bytes")))?;
+        Ok(Pin { sha256, size })
+    }
+}
+
+/// At most this many decompressed bytes per compressed byte ([`unpacked_limit`]).
+pub const MAX_RATIO: u64 = 200;
+/// Decompressed bytes always allowed on top of the ratio (small archives of small files).
+pub const RATIO_SLACK: u64 = 32 << 20;
+/// Memory the xz decoder may use (a hostile header may ask for a 1.5 GiB dictionary).
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
+/// The most bytes an archive of `compressed` bytes may decompress to:
+/// `MAX_RATIO × compressed + RATIO_SLACK`.
+pub fn unpacked_limit(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(MAX_RATIO)
+        .saturating_add(RATIO_SLACK)
 }
 
 /// A package that was extracted and exposed in the store.
@@ -233,6 +339,16 @@ impl Drop for TempDir {
 
 /// `rm -rf` that first makes directories writable (packages may ship 0555 directories).
 pub fn make_writable_and_remove(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Ok(m) if !m.is_dir() => {
+            return match fs::remove_file(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            };
+        }
+        _ => {}
+    }
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -260,9 +376,7 @@ fn chmod_dirs_writable(path: &Path) {
 }
 
 /// fsync a directory (after creating, renaming or removing entries in it).
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use tarmac_fsx::fsync_dir;
 
 /// Flush everything on the filesystem holding `path` (one `syncfs(2)` instead of one fsync
 /// per file: thousands of small files cost one call).
@@ -275,22 +389,6 @@ pub fn syncfs(path: &Path) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
-    }
-}
-
-/// Hashes and counts the bytes read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
     }
 }
 
@@ -336,52 +434,178 @@ impl Read for ChannelReader {
 
 const CHUNK: usize = 1 << 20;
 
-/// Decompress on this thread: read all of `reader` (hashing it), send decompressed chunks,
-/// then an empty chunk. Returns the digest and size of the compressed bytes.
+/// The decompressed stream passed [`unpacked_limit`].
+struct Bomb {
+    limit: u64,
+}
+
+/// Decompress on this thread: send decompressed chunks, then an empty chunk. Stops with
+/// [`Bomb`] once more than `limit` bytes came out.
 fn pump<R: Read>(
     reader: R,
     compression: Compression,
+    limit: u64,
     tx: mpsc::SyncSender<io::Result<Vec<u8>>>,
-) -> (Digest, u64) {
-    let mut hashing = HashingReader {
-        inner: reader,
-        hasher: Sha256::new(),
-        len: 0,
-    };
-    let result = (|| -> io::Result<()> {
-        {
-            let mut dec = compression.decoder(io::BufReader::with_capacity(CHUNK, &mut hashing))?;
-            loop {
-                let mut chunk = vec![0u8; CHUNK];
-                let mut filled = 0;
-                while filled < CHUNK {
-                    let n = dec.read(&mut chunk[filled..])?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
+) -> Result<(), Bomb> {
+    let mut total = 0u64;
+    let result = (|| -> io::Result<Result<(), Bomb>> {
+        let mut dec = compression.decoder(io::BufReader::with_capacity(CHUNK, reader))?;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                let n = dec.read(&mut chunk[filled..])?;
+                if n == 0 {
                     break;
                 }
-                chunk.truncate(filled);
-                if tx.send(Ok(chunk)).is_err() {
-                    return Ok(()); // the consumer gave up; its error wins
-                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            total += filled as u64;
+            if total > limit {
+                return Ok(Err(Bomb { limit }));
+            }
+            chunk.truncate(filled);
+            if tx.send(Ok(chunk)).is_err() {
+                return Ok(Ok(())); // the consumer gave up; its error wins
             }
         }
-        // Whatever follows the compressed stream still counts for the digest.
-        io::copy(&mut hashing, &mut io::sink())?;
         let _ = tx.send(Ok(Vec::new()));
-        Ok(())
+        Ok(Ok(()))
     })();
-    if let Err(e) = result {
-        let _ = tx.send(Err(e));
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(bomb)) => {
+            let _ = tx.send(Err(io::Error::other("decompressed size limit reached")));
+            Err(bomb)
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            Ok(())
+        }
     }
-    // On any early stop (corrupt stream, refused entry), hash the rest of the raw bytes so
-    // the caller can tell a corrupted or replaced artifact (sha256 mismatch) from a bad one.
-    let _ = io::copy(&mut hashing, &mut io::sink());
-    (Digest(hashing.hasher.finalize().into()), hashing.len)
+}
+
+/// A verified archive: a private, already unlinked file in the store holding exactly the
+/// pinned bytes. Only [`spool`] makes one, so [`extract_package`] only sees verified bytes.
+#[derive(Debug)]
+pub struct Spooled {
+    file: File,
+    pub sha256: Digest,
+    pub size: u64,
+}
+
+/// What [`spool`] must receive.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    /// Exactly this many bytes (the pin's size, or a local file's own size).
+    pub size: u64,
+    /// The sha256 they must have, when pinned.
+    pub sha256: Option<Digest>,
+    /// The size the source announced (HTTP `Content-Length`, a file's length), if any.
+    pub announced: Option<u64>,
+}
+
+/// Copy the compressed archive from `reader` into a private, unlinked temporary file of
+/// the store while hashing it, reading at most `expect.size + 1` bytes; then check size and
+/// sha256. Nothing is decompressed here, and nothing is left on any error.
+pub fn spool<R: Read>(
+    mut reader: R,
+    store_dir: &Path,
+    id: &PackageId,
+    origin: &str,
+    expect: Expect,
+) -> Result<Spooled, ExtractError> {
+    let size = expect.size;
+    if let Some(announced) = expect.announced
+        && announced != size
+    {
+        return Err(ExtractError::SizeMismatch {
+            archive: origin.to_owned(),
+            announced,
+            size,
+        });
+    }
+    let spool_err = |source| ExtractError::Spool {
+        archive: origin.to_owned(),
+        dir: store_dir.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(store_dir).map_err(spool_err)?;
+    let mut file = private_unlinked_file(store_dir, id).map_err(spool_err)?;
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        // Never ask for more than one byte past the expected size.
+        let want = (size.saturating_add(1) - got).min(buf.len() as u64) as usize;
+        let n = match reader.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(ExtractError::Read {
+                    archive: origin.to_owned(),
+                    source,
+                });
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        if got > size {
+            return Err(ExtractError::TooLarge {
+                archive: origin.to_owned(),
+                size,
+            });
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(spool_err)?;
+    }
+    if got < size {
+        return Err(ExtractError::TooShort {
+            archive: origin.to_owned(),
+            got,
+            size,
+        });
+    }
+    let sha256 = Digest(hasher.finalize().into());
+    if let Some(expected) = expect.sha256
+        && expected != sha256
+    {
+        return Err(ExtractError::HashMismatch {
+            archive: origin.to_owned(),
+            expected,
+            actual: sha256,
+            size,
+        });
+    }
+    file.rewind().map_err(spool_err)?;
+    Ok(Spooled { file, sha256, size })
+}
+
+/// A 0600 file created with `O_EXCL|O_NOFOLLOW` in `dir` and unlinked at once: its bytes
+/// are reachable only through the returned descriptor and vanish with it, even on a crash.
+fn private_unlinked_file(dir: &Path, id: &PackageId) -> io::Result<File> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let path = dir.join(format!(
+        "{TMP_PREFIX}{id}-{}-{nanos:08x}.spool",
+        std::process::id()
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// Split an archive path into checked components (`./a//b` → `a/b`). Empty means the root.
@@ -743,11 +967,10 @@ impl Extractor<'_> {
     }
 }
 
-/// Extract a package archive read from `reader` into `<store>/<id>`, atomically.
-///
-/// `reader` yields the compressed bytes (a file, or an HTTP body that resumes itself).
-pub fn extract_package<R: Read + Send>(
-    reader: R,
+/// Extract a verified archive (see [`spool`]) into `<store>/<id>`, atomically. The
+/// decompressed stream may be at most [`unpacked_limit`] of the archive's size.
+pub fn extract_package(
+    archive_file: Spooled,
     compression: Compression,
     target: &ExtractTarget<'_>,
 ) -> Result<Extracted, ExtractError> {
@@ -758,13 +981,19 @@ pub fn extract_package<R: Read + Send>(
         path: path.to_path_buf(),
         source,
     };
+    let Spooled {
+        file,
+        sha256: digest,
+        size,
+    } = archive_file;
     fs::create_dir_all(target.store_dir).map_err(|e| store_err(target.store_dir, e))?;
     let tmp = TempDir::create(target.store_dir, &target.id.to_string())
         .map_err(|e| store_err(target.store_dir, e))?;
 
+    let limit = unpacked_limit(size);
     let (tx, rx) = mpsc::sync_channel(4);
-    let (result, (digest, size)) = std::thread::scope(|s| {
-        let producer = s.spawn(move || pump(reader, compression, tx));
+    let (result, pumped) = std::thread::scope(|s| {
+        let producer = s.spawn(move || pump(file, compression, limit, tx));
         let mut input = ChannelReader {
             rx,
             buf: Vec::new(),
@@ -790,7 +1019,7 @@ pub fn extract_package<R: Read + Send>(
                     ex.entry(e.map_err(read_err)?)?;
                 }
             }
-            // Let the decompressor reach the end so the digest covers every byte.
+            // Let the decompressor reach the end: a corrupt tail is still an error.
             io::copy(&mut input, &mut io::sink()).map_err(read_err)?;
             ex.finish()?;
             Ok(ex.entries)
@@ -801,16 +1030,13 @@ pub fn extract_package<R: Read + Send>(
             producer.join().expect("decompression thread panicked"),
         )
     });
-    // A wrong digest explains any failure above (truncated, corrupted or replaced bytes):
-    // report it first, with both hashes.
-    if let Some(expected) = target.expected_sha256
-        && expected != digest
-    {
-        return Err(ExtractError::HashMismatch {
+    // A bomb explains whatever the untar saw after the cut: report it first.
+    if let Err(Bomb { limit }) = pumped {
+        return Err(ExtractError::Bomb {
             archive: archive.to_owned(),
-            expected,
-            actual: digest,
+            id: target.id.clone(),
             size,
+            limit,
         });
     }
     let entries = result?;
@@ -876,6 +1102,46 @@ mod tests {
                 mode: 0o755,
             },
         )
+    }
+
+    #[test]
+    fn pins_parse_and_print() {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let pin: Pin = format!("{hex}:8351").parse().unwrap();
+        assert_eq!(pin.size, 8351);
+        assert_eq!(pin.sha256.hex(), hex);
+        assert_eq!(pin.to_string(), format!("{hex}:8351"));
+        assert_eq!(format!("sha256:{hex}:12").parse::<Pin>().unwrap().size, 12);
+        assert_eq!(
+            hex.parse::<Pin>().unwrap_err().to_string(),
+            format!("invalid pin `{hex}`: no size (expected SHA256:SIZE, e.g. `<64 hex>:123456`)")
+        );
+        assert_eq!(
+            format!("sha256:{hex}")
+                .parse::<Pin>()
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "invalid pin `sha256:{hex}`: no size (expected SHA256:SIZE, e.g. `<64 hex>:123456`)"
+            )
+        );
+        assert_eq!(
+            format!("{hex}:-1").parse::<Pin>().unwrap_err().to_string(),
+            format!(
+                "invalid pin `{hex}:-1`: `-1` is not a size in bytes (expected SHA256:SIZE, e.g. `<64 hex>:123456`)"
+            )
+        );
+        assert_eq!(
+            "abc:1".parse::<Pin>().unwrap_err().to_string(),
+            "invalid pin `abc:1`: invalid sha256 `abc`: expected 64 hex characters (expected SHA256:SIZE, e.g. `<64 hex>:123456`)"
+        );
+    }
+
+    #[test]
+    fn the_unpacked_limit() {
+        assert_eq!(unpacked_limit(0), 32 << 20);
+        assert_eq!(unpacked_limit(8351), 8351 * 200 + (32 << 20));
+        assert_eq!(unpacked_limit(u64::MAX), u64::MAX);
     }
 
     #[test]

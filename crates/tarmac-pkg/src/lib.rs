@@ -2,7 +2,8 @@
 //!
 //! - [`pkginfo`]: the `pkginfo.json` model and its validation.
 //! - [`layout`]: directories inside a package (`bin/`, `systemd_master/`, `check/`, …).
-//! - [`extract`]: safe streaming extraction (hash → decompress → untar, atomically exposed).
+//! - [`extract`]: bounded, verified-before-extracted downloads (spool + sha256, then
+//!   decompress → untar with a ratio bound, atomically exposed).
 //! - [`fetch`]: reading from a repository over `file://` or resumable `http://`.
 //! - [`store`]: the local package store `<root>/packages/<id>/`.
 //! - [`files`]: the per-package file manifest and the audit against it.
@@ -18,7 +19,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testkit;
 
-pub use extract::{Compression, ExtractError, Extracted};
+pub use extract::{Compression, ExtractError, Extracted, Pin};
 pub use fetch::{FetchError, Fetcher};
 pub use pkginfo::{PkgInfo, PkgInfoError};
 pub use store::{Added, Package, Store, StoreError};

@@ -324,7 +324,8 @@ impl<R: Read> Read for ExactReader<R> {
 pub fn pack_dir(root: &Path, out: &Path, opts: &PackOptions) -> Result<Packed, PackError> {
     let mut entries = 0;
     let mut content = 0;
-    let (sha256, size) = write_atomic(out, |file| {
+    // Artifacts are public (hashes and signatures protect them).
+    let (sha256, size) = write_atomic(out, 0o644, |file| {
         let hashing = Sha256Writer::new(BufWriter::with_capacity(1 << 20, file));
         let mut enc = zstd::stream::write::Encoder::new(hashing, opts.level)
             .map_err(io_err("cannot start zstd for", out))?;
@@ -354,57 +355,36 @@ pub fn pack_dir(root: &Path, out: &Path, opts: &PackOptions) -> Result<Packed, P
     })
 }
 
-/// Create `path` atomically (mode 0644 unless `fill` changes it): `fill` writes a temporary
-/// file next to it, which is then fsynced, renamed over `path`, and the directory fsynced.
+/// Create `path` atomically with `mode` from the first byte ([`tarmac_fsx::AtomicFile`]):
+/// `fill` writes a temporary file next to it, which is then fsynced, renamed over `path`, and
+/// the directory fsynced. On any error nothing is left and `path` is untouched.
 pub fn write_atomic<T>(
     path: &Path,
+    mode: u32,
     fill: impl FnOnce(&mut File) -> Result<T, PackError>,
 ) -> Result<T, PackError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ))
-        .suffix(".tmp")
-        .tempfile_in(dir)
+    let mut tmp = tarmac_fsx::AtomicFile::create(path, mode)
         .map_err(io_err("cannot create a temporary file in", dir))?;
-    // Artifacts are public (hashes and signatures protect them); tempfiles start as 0600.
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(io_err("cannot chmod", path))?;
-    let value = fill(tmp.as_file_mut())?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err("cannot fsync", path))?;
-    tmp.persist(path).map_err(|e| PackError::Io {
-        action: "cannot rename into place",
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    fsync_dir(dir)?;
+    let value = fill(tmp.file_mut())?;
+    tmp.commit()
+        .map_err(io_err("cannot write (fsync, rename into place)", path))?;
     Ok(value)
 }
 
 /// Write `bytes` to `path` atomically (see [`write_atomic`]) with the given mode.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PackError> {
-    write_atomic(path, |f| {
-        f.write_all(bytes).map_err(io_err("cannot write", path))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err("cannot chmod", path))
+    write_atomic(path, mode, |f| {
+        f.write_all(bytes).map_err(io_err("cannot write", path))
     })
 }
 
 /// fsync a directory (so a rename in it is durable).
 pub fn fsync_dir(dir: &Path) -> Result<(), PackError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot fsync directory", dir))
+    tarmac_fsx::fsync_dir(dir).map_err(io_err("cannot fsync directory", dir))
 }
 
 /// The integrity list of a package directory (`files.json`): every entry but the list

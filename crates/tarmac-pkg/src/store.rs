@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use tarmac_types::{Digest, PackageId, PackageIdError};
 
-use crate::extract::{self, Compression, ExtractError, ExtractTarget, Extracted, TMP_PREFIX};
-use crate::fetch::{FetchError, Fetcher};
+use crate::extract::{
+    self, Compression, Expect, ExtractError, ExtractTarget, Extracted, Pin, TMP_PREFIX,
+};
+use crate::fetch::{self as fetch_mod, FetchError, Fetcher};
 use crate::files::{FileManifest, FileManifestError, FileProblem};
 use crate::layout::PKGINFO;
 use crate::pkginfo::{PkgInfo, PkgInfoError};
@@ -61,6 +63,10 @@ pub enum StoreError {
         have: Digest,
         want: Digest,
     },
+    #[error(
+        "refusing to fetch {id} from {repository} without its sha256 and size\nhint: fetch it with the package list that pins it (`tarmac-host fetch --package-list FILE`, written by `tarmac genconf`) or pass --sha256 {id}=SHA256:SIZE"
+    )]
+    Unpinned { id: PackageId, repository: String },
     #[error(transparent)]
     Manifest(#[from] FileManifestError),
     #[error("cannot remove {path}")]
@@ -174,7 +180,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Add a local archive named `<id>.tar.zst` (or .tar.xz / .tar.gz).
+    /// Add a local archive named `<id>.tar.zst` (or .tar.xz / .tar.gz). Exactly the file's
+    /// size (taken from the open file) is read into a private spool and hashed; with
+    /// `expected`, a wrong sha256 is refused before anything is decompressed.
     pub fn add_file(
         &self,
         file: &Path,
@@ -195,34 +203,57 @@ impl Store {
         if self.present(&id, expected)? {
             return Ok((id, Added::AlreadyPresent));
         }
-        let f = fs::File::open(file).map_err(|source| StoreError::Read {
+        let read_err = |source| StoreError::Read {
             path: file.to_path_buf(),
             source,
-        })?;
+        };
+        let f = fs::File::open(file).map_err(read_err)?;
+        let size = f.metadata().map_err(read_err)?.len();
         let origin = file.display().to_string();
+        let spooled = extract::spool(
+            f,
+            &self.dir,
+            &id,
+            &origin,
+            Expect {
+                size,
+                sha256: expected,
+                announced: None,
+            },
+        )?;
         let ex = extract::extract_package(
-            io::BufReader::with_capacity(1 << 20, f),
+            spooled,
             compression,
             &ExtractTarget {
                 store_dir: &self.dir,
                 id: &id,
                 origin: &origin,
-                expected_sha256: expected,
             },
         )?;
         Ok((id, Added::New(Box::new(ex))))
     }
 
-    /// Fetch `<repository>/packages/<name>/<id>.tar.zst` and extract it in one pass.
+    /// Fetch `<repository>/packages/<name>/<id>.tar.zst`: spool exactly the pinned size,
+    /// verify the sha256, then extract. A remote (http/https) repository needs a pin
+    /// ([`StoreError::Unpinned`] otherwise); a local one (`file://`, a path) may be read
+    /// unpinned, bounded by the file's own size.
     pub fn fetch(
         &self,
         fetcher: &Fetcher,
         repository: &str,
         id: &PackageId,
-        expected: Option<Digest>,
+        pin: Option<Pin>,
     ) -> Result<Added, StoreError> {
-        if self.present(id, expected)? {
+        if self.present(id, pin.map(|p| p.sha256))? {
             return Ok(Added::AlreadyPresent);
+        }
+        let local = fetch_mod::local_path(repository.trim()).is_some();
+        let unpinned = || StoreError::Unpinned {
+            id: id.clone(),
+            repository: repository.trim().to_owned(),
+        };
+        if pin.is_none() && !local {
+            return Err(unpinned());
         }
         let (body, compression, url) =
             fetcher
@@ -231,14 +262,29 @@ impl Store {
                     id: id.clone(),
                     source,
                 })?;
-        let ex = extract::extract_package(
+        let size = match (pin, body.len) {
+            (Some(p), _) => p.size,
+            (None, Some(len)) => len,
+            (None, None) => return Err(unpinned()),
+        };
+        let spooled = extract::spool(
             body.reader,
+            &self.dir,
+            id,
+            &url,
+            Expect {
+                size,
+                sha256: pin.map(|p| p.sha256),
+                announced: body.len,
+            },
+        )?;
+        let ex = extract::extract_package(
+            spooled,
             compression,
             &ExtractTarget {
                 store_dir: &self.dir,
                 id,
                 origin: &url,
-                expected_sha256: expected,
             },
         )?;
         Ok(Added::New(Box::new(ex)))
@@ -266,7 +312,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Remove leftovers of interrupted extractions and removals. Call with the host lock held.
+    /// Remove leftovers of interrupted downloads, extractions and removals. Call with the
+    /// host lock held.
     pub fn clean_temp(&self) -> Result<Vec<PathBuf>, StoreError> {
         let mut removed = Vec::new();
         let rd = match fs::read_dir(&self.dir) {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tarmac_pkg::Fetcher;
-use tarmac_pkg::extract::{Compression, ExtractError, UnsafeReason};
+use tarmac_pkg::extract::{Compression, ExtractError, Pin, UnsafeReason};
 use tarmac_pkg::files::{FileEntry, FileManifest, FileProblem};
 use tarmac_pkg::store::{Added, Store, StoreError};
 use tarmac_pkg::testkit::{self, Entry};
@@ -503,7 +503,11 @@ fn http_fetch_retries_and_resumes_in_one_pass() {
     let store = Store::new(tmp.path().join("packages"));
     let fetcher = Fetcher::new(6, std::time::Duration::from_millis(10));
     let id = PackageId::parse("hello--1").unwrap();
-    let added = store.fetch(&fetcher, &url, &id, Some(digest)).unwrap();
+    let pin = Pin {
+        sha256: digest,
+        size: body.len() as u64,
+    };
+    let added = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap();
     assert!(matches!(added, Added::New(_)));
     assert_eq!(store.verify(&id).unwrap(), vec![]);
     let log = log.lock().unwrap().clone();
@@ -524,12 +528,16 @@ fn http_fetch_retries_and_resumes_in_one_pass() {
 #[test]
 fn http_fetch_gives_up_and_reports_not_found() {
     let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let pin = Some(Pin {
+        sha256: Digest::of(&body),
+        size: body.len() as u64,
+    });
     let (url, _log) = serve(body.clone(), (0..10).map(|_| Reply::Status(500)).collect());
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("packages"));
     let fetcher = Fetcher::new(3, std::time::Duration::from_millis(5));
     let id = PackageId::parse("hello--1").unwrap();
-    let err = store.fetch(&fetcher, &url, &id, None).unwrap_err();
+    let err = store.fetch(&fetcher, &url, &id, pin).unwrap_err();
     assert!(
         format!("{err:?}").contains("status: 500") || err_chain(&err).contains("HTTP 500"),
         "{}",
@@ -537,7 +545,7 @@ fn http_fetch_gives_up_and_reports_not_found() {
     );
     let missing = PackageId::parse("nope--1").unwrap();
     let (url, log) = serve(body, vec![]);
-    let err = store.fetch(&fetcher, &url, &missing, None).unwrap_err();
+    let err = store.fetch(&fetcher, &url, &missing, pin).unwrap_err();
     assert!(
         err_chain(&err).contains("not found (HTTP 404)"),
         "{}",
@@ -551,12 +559,17 @@ fn http_fetch_gives_up_and_reports_not_found() {
 #[test]
 fn wrong_hash_over_http_exposes_nothing() {
     let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let size = body.len() as u64;
     let (url, _log) = serve(body, vec![]);
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::new(tmp.path().join("packages"));
     let id = PackageId::parse("hello--1").unwrap();
+    let pin = Pin {
+        sha256: Digest::of(b"x"),
+        size,
+    };
     let err = store
-        .fetch(&Fetcher::default(), &url, &id, Some(Digest::of(b"x")))
+        .fetch(&Fetcher::default(), &url, &id, Some(pin))
         .unwrap_err();
     assert!(
         matches!(err, StoreError::Extract(ExtractError::HashMismatch { .. })),
@@ -599,4 +612,308 @@ fn err_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+// --- Bounded, verified-before-extracted downloads -------------------------------------
+
+/// A `<id>.tar.zst` holding pkginfo.json and `zeros` bytes of zeros, built as a stream
+/// (never `zeros` bytes in memory).
+fn zstd_bomb(zeros: u64) -> Vec<u8> {
+    let enc = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    let mut b = tar::Builder::new(enc);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(PKGINFO.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "pkginfo.json", PKGINFO.as_bytes())
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(zeros);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "zeros", std::io::repeat(0).take(zeros))
+        .unwrap();
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// Bytes of every file under `dir` (files vanishing mid-walk count as 0).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.path().symlink_metadata() {
+            Ok(m) if m.is_dir() => tree_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Run `f` while another thread measures the store; returns f's result and the most bytes
+/// ever seen in the store.
+fn watching_store<T>(store: &Path, f: impl FnOnce() -> T) -> (T, u64) {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (done, store) = (done.clone(), store.to_path_buf());
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(tree_bytes(&store));
+            }
+            max.max(tree_bytes(&store))
+        })
+    };
+    let out = f();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (out, watcher.join().unwrap())
+}
+
+const BOMB_ZEROS: u64 = 100 << 20;
+
+#[test]
+fn a_small_archive_with_a_wrong_hash_writes_nothing_into_the_store() {
+    let bomb = zstd_bomb(BOMB_ZEROS);
+    assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    std::fs::create_dir_all(store.dir()).unwrap();
+    let file = tmp.path().join("bomb--1.tar.zst");
+    std::fs::write(&file, &bomb).unwrap();
+    let wrong = Digest::of(b"not the bomb");
+
+    // `tarmac-host add FILE --sha256 X`: hashed before anything is decompressed.
+    let (res, max) = watching_store(store.dir(), || store.add_file(&file, Some(wrong)));
+    let err = res.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: sha256 mismatch: expected {wrong}, got {} ({} bytes)\nhint: the download was corrupted or the artifact was replaced; nothing was installed",
+            file.display(),
+            Digest::of(&bomb),
+            bomb.len()
+        )
+    );
+    assert_eq!(max, 0, "decompressed bytes appeared in the store");
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    // The same over HTTP, pinned with the right size and a wrong hash.
+    let size = bomb.len() as u64;
+    let (url, _log) = serve_as("bomb--1", bomb.clone());
+    let id = PackageId::parse("bomb--1").unwrap();
+    let pin = Pin {
+        sha256: wrong,
+        size,
+    };
+    let (res, max) = watching_store(store.dir(), || {
+        store.fetch(&Fetcher::default(), &url, &id, Some(pin))
+    });
+    assert!(
+        matches!(
+            res,
+            Err(StoreError::Extract(ExtractError::HashMismatch { .. }))
+        ),
+        "{res:?}"
+    );
+    assert_eq!(max, 0, "decompressed bytes appeared in the store");
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn a_decompression_bomb_with_the_right_hash_is_refused() {
+    let bomb = zstd_bomb(BOMB_ZEROS);
+    let size = bomb.len() as u64;
+    let limit = tarmac_pkg::extract::unpacked_limit(size);
+    assert!(limit < BOMB_ZEROS);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    std::fs::create_dir_all(store.dir()).unwrap();
+    let (url, _log) = serve_as("bomb--1", bomb.clone());
+    let id = PackageId::parse("bomb--1").unwrap();
+    let pin = Pin {
+        sha256: Digest::of(&bomb),
+        size,
+    };
+    let (res, max) = watching_store(store.dir(), || {
+        store.fetch(&Fetcher::default(), &url, &id, Some(pin))
+    });
+    let err = res.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{url}packages/bomb/bomb--1.tar.zst: package bomb--1 unpacks to more than {limit} bytes from {size} compressed bytes (at most 200 × compressed + 32 MiB); refusing it as a decompression bomb\nhint: nothing was installed; check what the repository serves for bomb--1"
+        )
+    );
+    assert!(max <= limit, "{max} bytes in the store, limit {limit}");
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    // A local add (unpinned) is bounded the same way.
+    let file = tmp.path().join("bomb--1.tar.zst");
+    std::fs::write(&file, &bomb).unwrap();
+    let err = store.add_file(&file, None).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Extract(ExtractError::Bomb { .. })),
+        "{err:?}"
+    );
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+}
+
+/// Serve `body` as `<repo>/packages/<name>/<id>.tar.zst` (200, with Content-Length).
+fn serve_as(id: &str, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
+    serve_raw(id, vec![(body.clone(), Some(body.len()))])
+}
+
+/// Serve `id`'s archive with scripted (bytes, Content-Length) replies, then 404s.
+fn serve_raw(
+    id: &str,
+    replies: Vec<(Vec<u8>, Option<usize>)>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    let want = format!("/{id}.tar.zst");
+    std::thread::spawn(move || {
+        let mut replies = replies.into_iter();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned();
+            log2.lock().unwrap().push(path.clone());
+            match replies.next().filter(|_| path.ends_with(&want)) {
+                Some((bytes, len)) => {
+                    let len = len
+                        .map(|l| format!("Content-Length: {l}\r\n"))
+                        .unwrap_or_default();
+                    let _ = write!(conn, "HTTP/1.1 200 OK\r\n{len}Connection: close\r\n\r\n");
+                    let _ = conn.write_all(&bytes);
+                }
+                None => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+            let _ = conn.flush();
+        }
+    });
+    (format!("http://{addr}/repo/"), log)
+}
+
+#[test]
+fn a_download_larger_or_smaller_than_its_pin_is_cut_off() {
+    let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let size = body.len() as u64;
+    let pin = Pin {
+        sha256: Digest::of(&body),
+        size,
+    };
+    let id = PackageId::parse("hello--1").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let fetcher = Fetcher::new(1, std::time::Duration::from_millis(5));
+
+    // No Content-Length, and 8 MiB more than the pin: reading stops one byte past it.
+    let mut long = body.clone();
+    long.extend(std::iter::repeat_n(0u8, 8 << 20));
+    let (url, _) = serve_raw("hello--1", vec![(long, None)]);
+    let err = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{url}packages/hello/hello--1.tar.zst: more than the expected {size} bytes arrived; stopped reading there\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was installed"
+        )
+    );
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    // A Content-Length that disagrees with the pin: refused before the body is read.
+    let (url, _) = serve_raw("hello--1", vec![(body.clone(), Some(body.len() + 1))]);
+    let err = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{url}packages/hello/hello--1.tar.zst: the archive is {} bytes, but the pin says {size}\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded",
+            size + 1
+        )
+    );
+
+    // Fewer bytes than pinned (no Content-Length to tell): refused too.
+    let (url, _) = serve_raw("hello--1", vec![(body[..body.len() - 10].to_vec(), None)]);
+    let err = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{url}packages/hello/hello--1.tar.zst: the archive ended after {} of the expected {size} bytes\nhint: the artifact was truncated or replaced, or the package list is stale (re-run `tarmac genconf`); nothing was installed",
+            size - 10
+        )
+    );
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+
+    // A local repository file of another size than the pin.
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("packages/hello")).unwrap();
+    let file = repo.join("packages/hello/hello--1.tar.zst");
+    std::fs::write(&file, &body[..100]).unwrap();
+    let err = store
+        .fetch(&fetcher, repo.to_str().unwrap(), &id, Some(pin))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the archive is 100 bytes, but the pin says {size}\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded",
+            file.display()
+        )
+    );
+
+    // The right bytes still work.
+    let (url, _) = serve_as("hello--1", body.clone());
+    assert!(matches!(
+        store.fetch(&fetcher, &url, &id, Some(pin)).unwrap(),
+        Added::New(_)
+    ));
+    assert_eq!(store.verify(&id).unwrap(), vec![]);
+    assert_eq!(store_leftovers(store.dir()), vec!["hello--1".to_owned()]);
+}
+
+#[test]
+fn an_unpinned_remote_fetch_is_refused_before_any_request() {
+    let body = testkit::archive(&good_entries(), Compression::Zstd);
+    let (url, log) = serve_as("hello--1", body);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let id = PackageId::parse("hello--1").unwrap();
+    let err = store
+        .fetch(&Fetcher::default(), &url, &id, None)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "refusing to fetch hello--1 from {url} without its sha256 and size\nhint: fetch it with the package list that pins it (`tarmac-host fetch --package-list FILE`, written by `tarmac genconf`) or pass --sha256 hello--1=SHA256:SIZE"
+        )
+    );
+    assert_eq!(log.lock().unwrap().len(), 0);
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn clean_temp_removes_a_leftover_spool_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    std::fs::create_dir_all(store.dir()).unwrap();
+    std::fs::write(store.dir().join(".tmp-hello--1-9-00ab.spool"), b"x").unwrap();
+    assert_eq!(store.clean_temp().unwrap().len(), 1);
+    assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
 }
