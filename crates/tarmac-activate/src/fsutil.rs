@@ -1,21 +1,22 @@
-//! Small durable filesystem steps: atomic file writes, atomic symlink replacement, fsync of
-//! directories.
+//! Small durable filesystem steps: atomic file writes (tarmac-fsx's), atomic symlink
+//! replacement, fsync of directories.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub use tarmac_pkg::extract::{fsync_dir, make_writable_and_remove, syncfs};
 
-/// Is `name` a temporary made by [`write_atomic`] or [`replace_symlink`]
-/// (`.<name>.tmp-<pid>` / `.<name>.new-<pid>`)?
+pub use tarmac_fsx::write_atomic;
+
+/// Is `name` a temporary made by [`write_atomic`] (see [`tarmac_fsx::is_temp_name`]) or by
+/// [`replace_symlink`] (`.<name>.new-<pid>`)?
 pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.')
-        && [".tmp-", ".new-"].iter().any(|tag| {
-            name.rsplit_once(tag)
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        })
+    tarmac_fsx::is_temp_name(name)
+        || (name.starts_with('.')
+            && name
+                .rsplit_once(".new-")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())))
 }
 
 fn sibling(path: &Path, tag: &str) -> PathBuf {
@@ -24,24 +25,6 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
-/// fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let tmp = sibling(path, "tmp");
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fsync_dir(path.parent().unwrap_or(Path::new(".")))
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
 }
 
 /// Point the symlink `link` at `target` atomically (create a temp link, rename over), then

@@ -37,7 +37,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use tarmac_events::{Level, Sink};
-use tarmac_pkg::{Added, Fetcher, Store};
+use tarmac_pkg::{Added, Fetcher, Pin, Store};
 use tarmac_types::{Digest, Generation, PackageId};
 
 pub use config::HostConfig;
@@ -238,13 +238,14 @@ impl Host {
     }
 
     /// Fetch packages from a repository, up to `parallel` at a time. Returns one result
-    /// per id, in order.
+    /// per id, in order. A remote repository needs every package pinned (sha256 and size);
+    /// see [`Store::fetch`].
     pub fn fetch(
         &self,
         _lock: &HostLock,
         fetcher: &Fetcher,
         repository: &str,
-        items: &[(PackageId, Option<Digest>)],
+        items: &[(PackageId, Option<Pin>)],
         parallel: usize,
     ) -> Vec<Result<Added, ActivateError>> {
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -255,8 +256,8 @@ impl Host {
                 s.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some((id, sha)) = items.get(i) else { break };
-                        if sha.is_none() {
+                        let Some((id, pin)) = items.get(i) else { break };
+                        if pin.is_none() && !tarmac_pkg::store::is_remote(repository) {
                             self.notice(
                                 Level::Warn,
                                 format!("{id}: no sha256 given; the download is not verified"),
@@ -264,7 +265,7 @@ impl Host {
                         }
                         let r = self
                             .store
-                            .fetch(fetcher, repository, id, *sha)
+                            .fetch(fetcher, repository, id, *pin)
                             .map_err(ActivateError::from);
                         *results[i].lock().expect("poisoned") = Some(r);
                     }

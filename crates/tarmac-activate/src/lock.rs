@@ -5,7 +5,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,8 +25,7 @@ impl HostLock {
 
 impl Drop for HostLock {
     fn drop(&mut self) {
-        // SAFETY: the descriptor is owned by self.file and still open.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        let _ = tarmac_fsx::unlock(&self.file);
     }
 }
 
@@ -74,26 +72,17 @@ pub fn acquire(path: &Path, command: &str, wait: bool) -> Result<HostLock, Activ
         .truncate(false)
         .open(path)
         .map_err(|e| ActivateError::io("open the lock file", path, e))?;
-    let fd = file.as_raw_fd();
-    loop {
-        // SAFETY: fd is a valid open descriptor for the duration of the call.
-        let rc = unsafe { libc::flock(fd, libc::LOCK_EX | if wait { 0 } else { libc::LOCK_NB }) };
-        if rc == 0 {
-            break;
+    match tarmac_fsx::lock_exclusive(&file, wait) {
+        Ok(true) => {}
+        Ok(false) => {
+            let mut s = String::new();
+            let _ = file.read_to_string(&mut s);
+            return Err(ActivateError::Locked {
+                path: path.to_path_buf(),
+                holder: describe_holder(&s),
+            });
         }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => {
-                let mut s = String::new();
-                let _ = file.read_to_string(&mut s);
-                return Err(ActivateError::Locked {
-                    path: path.to_path_buf(),
-                    holder: describe_holder(&s),
-                });
-            }
-            _ => return Err(ActivateError::io("lock", path, err)),
-        }
+        Err(err) => return Err(ActivateError::io("lock", path, err)),
     }
     let info = format!(
         "pid={} started={} command={}\n",

@@ -10,7 +10,8 @@
 //! - optional `signing-key.fingerprint` (`sha256:<hex>`, from the operator via install.sh's
 //!   `--expect-key-fingerprint`): then the manifest must be signed, by exactly that key.
 //!
-//! Then fetches what is missing (verifying sha256 while streaming), activates the set and
+//! Then fetches what is missing (each archive bounded by its pinned size and verified
+//! against its sha256 before it is extracted), activates the set and
 //! starts `tarmac.target`. Without setup flags it just (re)starts the current generation.
 
 use std::collections::BTreeMap;
@@ -19,9 +20,9 @@ use std::path::Path;
 
 use serde::Serialize;
 use tarmac_events::Level;
-use tarmac_pkg::Fetcher;
 use tarmac_pkg::fetch::join_url;
 use tarmac_pkg::manifest;
+use tarmac_pkg::{Fetcher, Pin};
 use tarmac_types::{Digest, PackageId};
 
 use crate::error::ActivateError;
@@ -33,11 +34,14 @@ use crate::{Host, generation};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListEntry {
     pub id: PackageId,
-    pub sha256: Option<Digest>,
+    /// sha256 and size of the archive; required to fetch from a remote repository.
+    pub pin: Option<Pin>,
 }
 
-/// Parse a package list: `["a--1", …]`, `[{"id": "a--1", "sha256": "…"}, …]`, or an object
-/// with such an array under `packages`. Duplicate ids are merged.
+/// Parse a package list: `[{"id": "a--1", "sha256": "…", "size": 123}, …]` (what
+/// `tarmac genconf` writes), pkgpanda's bare `["a--1", …]`, or an object with such an array
+/// under `packages`. Duplicate ids are merged. An entry with a sha256 but no size comes from
+/// an older genconf and is refused with a hint to re-run it.
 pub fn parse_package_list(bytes: &[u8]) -> Result<Vec<ListEntry>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
@@ -49,31 +53,52 @@ pub fn parse_package_list(bytes: &[u8]) -> Result<Vec<ListEntry>, String> {
         },
         _ => return Err("expected an array of package ids".into()),
     };
-    let mut out: BTreeMap<PackageId, Option<Digest>> = BTreeMap::new();
+    let mut out: BTreeMap<PackageId, Option<Pin>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
-        let (id, sha) = match item {
-            serde_json::Value::String(s) => (s.as_str(), None),
+        let (id, pin) = match item {
+            serde_json::Value::String(s) => (parse_id(i, s)?, None),
             serde_json::Value::Object(o) => {
                 let id = o
                     .get("id")
                     .and_then(|v| v.as_str())
                     .ok_or(format!("entry {i}: missing `id`"))?;
-                let sha = match o.get("sha256") {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(serde_json::Value::String(s)) => {
-                        Some(s.parse::<Digest>().map_err(|e| format!("entry {i}: {e}"))?)
+                let id = parse_id(i, id)?;
+                let null = |k: &str| matches!(o.get(k), None | Some(serde_json::Value::Null));
+                let pin = match (null("sha256"), null("size")) {
+                    (true, true) => None,
+                    (false, true) => {
+                        return Err(format!(
+                            "entry {i} ({id}): `sha256` without `size`: this package list was written by an older `tarmac genconf`\nhint: re-run `tarmac genconf` and use the package list it writes (it gives every package's sha256 and size)"
+                        ));
                     }
-                    Some(_) => return Err(format!("entry {i}: `sha256` must be a string")),
+                    (true, false) => {
+                        return Err(format!("entry {i} ({id}): `size` without `sha256`"));
+                    }
+                    (false, false) => {
+                        let sha256 = match &o["sha256"] {
+                            serde_json::Value::String(s) => s
+                                .parse::<Digest>()
+                                .map_err(|e| format!("entry {i} ({id}): {e}"))?,
+                            _ => {
+                                return Err(format!("entry {i} ({id}): `sha256` must be a string"));
+                            }
+                        };
+                        let size = o["size"].as_u64().ok_or(format!(
+                            "entry {i} ({id}): `size` must be a number of bytes"
+                        ))?;
+                        Some(Pin { sha256, size })
+                    }
                 };
-                (id, sha)
+                (id, pin)
             }
             _ => return Err(format!("entry {i}: expected a package id")),
         };
-        let id = PackageId::parse(id).map_err(|e| format!("entry {i}: {e}"))?;
         let slot = out.entry(id.clone()).or_insert(None);
-        match (&slot, sha) {
+        match (&slot, pin) {
             (Some(a), Some(b)) if *a != b => {
-                return Err(format!("{id} is listed twice with different sha256"));
+                return Err(format!(
+                    "{id} is listed twice with different pins ({a} and {b})"
+                ));
             }
             (_, Some(b)) => *slot = Some(b),
             _ => {}
@@ -81,8 +106,12 @@ pub fn parse_package_list(bytes: &[u8]) -> Result<Vec<ListEntry>, String> {
     }
     Ok(out
         .into_iter()
-        .map(|(id, sha256)| ListEntry { id, sha256 })
+        .map(|(id, pin)| ListEntry { id, pin })
         .collect())
+}
+
+fn parse_id(i: usize, s: &str) -> Result<PackageId, String> {
+    PackageId::parse(s).map_err(|e| format!("entry {i}: {e}"))
 }
 
 /// What setup did.
@@ -100,7 +129,7 @@ fn setup_err(message: impl Into<String>) -> ActivateError {
 }
 
 impl Host {
-    /// The package list the setup flags ask for, with sha256s where known.
+    /// The package list the setup flags ask for, with pins (sha256 and size) where known.
     pub fn setup_package_list(
         &self,
         fetcher: &Fetcher,
@@ -202,15 +231,20 @@ impl Host {
                 })?
             };
             for e in &mut entries {
-                match (m.package(&e.id), e.sha256) {
-                    (Ok(a), None) => e.sha256 = Some(a.sha256),
-                    (Ok(a), Some(s)) if a.sha256 != s => {
+                let Ok(a) = m.package(&e.id) else { continue };
+                let listed = Pin {
+                    sha256: a.sha256,
+                    size: a.size,
+                };
+                match e.pin {
+                    None => e.pin = Some(listed),
+                    Some(p) if p != listed => {
                         return Err(setup_err(format!(
-                            "{}: the package list says sha256 {s}, the manifest says {}",
-                            e.id, a.sha256
+                            "{}: the package list says sha256 {} ({} bytes), the manifest says {} ({} bytes)",
+                            e.id, p.sha256, p.size, a.sha256, a.size
                         )));
                     }
-                    _ => {}
+                    Some(_) => {}
                 }
             }
         }
@@ -236,10 +270,10 @@ impl Host {
                 switch: None,
             });
         };
-        let missing: Vec<(PackageId, Option<Digest>)> = entries
+        let missing: Vec<(PackageId, Option<Pin>)> = entries
             .iter()
             .filter(|e| !self.store.contains(&e.id))
-            .map(|e| (e.id.clone(), e.sha256))
+            .map(|e| (e.id.clone(), e.pin))
             .collect();
         let mut fetched = Vec::new();
         for ((id, _), r) in missing
@@ -297,18 +331,50 @@ mod tests {
             l.iter().map(|e| e.id.to_string()).collect::<Vec<_>>(),
             ["a--1", "b--2"]
         );
+        assert_eq!(l[0].pin, None);
         let l = parse_package_list(
-            format!(r#"{{"packages": [{{"id": "a--1", "sha256": "{d}"}}, "b--2"]}}"#).as_bytes(),
+            format!(r#"{{"packages": [{{"id": "a--1", "sha256": "{d}", "size": 8351}}, "b--2"]}}"#)
+                .as_bytes(),
         )
         .unwrap();
-        assert_eq!(l[0].sha256.unwrap().hex(), d);
-        assert_eq!(l[1].sha256, None);
-        assert!(
-            parse_package_list(b"[\"a---1\"]")
-                .unwrap_err()
-                .contains("entry 0")
+        assert_eq!(l[0].pin.unwrap().to_string(), format!("{d}:8351"));
+        assert_eq!(l[1].pin, None);
+        assert_eq!(
+            parse_package_list(b"[\"a---1\"]").unwrap_err(),
+            "entry 0: invalid package version `-1` in `a---1`: must match ^[a-zA-Z0-9@_+:.]+$ (no `-`)"
         );
-        assert!(parse_package_list(b"{\"x\": 1}").is_err());
-        assert!(parse_package_list(br#"[{"id": "a--1", "sha256": "zz"}]"#).is_err());
+        assert_eq!(
+            parse_package_list(b"{\"x\": 1}").unwrap_err(),
+            "expected an array, or an object with a `packages` array"
+        );
+        assert_eq!(
+            parse_package_list(br#"[{"id": "a--1", "sha256": "zz", "size": 1}]"#).unwrap_err(),
+            "entry 0 (a--1): invalid sha256 `zz`: expected 64 hex characters"
+        );
+        // A list from an older genconf (sha256, no size): refused with the fix.
+        assert_eq!(
+            parse_package_list(format!(r#"[{{"id": "a--1", "sha256": "{d}"}}]"#).as_bytes())
+                .unwrap_err(),
+            "entry 0 (a--1): `sha256` without `size`: this package list was written by an older `tarmac genconf`\nhint: re-run `tarmac genconf` and use the package list it writes (it gives every package's sha256 and size)"
+        );
+        assert_eq!(
+            parse_package_list(br#"[{"id": "a--1", "size": 3}]"#).unwrap_err(),
+            "entry 0 (a--1): `size` without `sha256`"
+        );
+        assert_eq!(
+            parse_package_list(
+                format!(r#"[{{"id": "a--1", "sha256": "{d}", "size": -3}}]"#).as_bytes()
+            )
+            .unwrap_err(),
+            "entry 0 (a--1): `size` must be a number of bytes"
+        );
+        assert_eq!(
+            parse_package_list(
+                format!(r#"[{{"id": "a--1", "sha256": "{d}", "size": 3}}, {{"id": "a--1", "sha256": "{d}", "size": 4}}]"#)
+                    .as_bytes()
+            )
+            .unwrap_err(),
+            format!("a--1 is listed twice with different pins ({d}:3 and {d}:4)")
+        );
     }
 }

@@ -584,7 +584,9 @@ fn setup_fetches_verifies_and_activates() {
             &bytes,
         )
         .unwrap();
-        list.push(serde_json::json!({"id": pkg, "sha256": Digest::of(&bytes).hex()}));
+        list.push(
+            serde_json::json!({"id": pkg, "sha256": Digest::of(&bytes).hex(), "size": bytes.len()}),
+        );
     }
     let flags = f.dir.join("etc/setup-flags");
     fs::create_dir_all(&flags).unwrap();
@@ -611,8 +613,8 @@ fn setup_fetches_verifies_and_activates() {
     assert!(r.fetched.is_empty() && r.switch.unwrap().unchanged);
 
     // A wrong digest in the list: refused before anything is exposed.
-    list[0] = serde_json::json!({"id": "gamma--1", "sha256": Digest::of(b"nope").hex()});
     let bytes = testkit::package("{}", &[]);
+    list[0] = serde_json::json!({"id": "gamma--1", "sha256": Digest::of(b"nope").hex(), "size": bytes.len()});
     fs::create_dir_all(repo.join("packages/gamma")).unwrap();
     fs::write(repo.join("packages/gamma/gamma--1.tar.zst"), bytes).unwrap();
     fs::write(

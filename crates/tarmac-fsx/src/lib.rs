@@ -202,14 +202,21 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
 /// return `Ok(false)` at once when another open file description holds it. The kernel
 /// releases the lock when the file is closed or the process dies.
 pub fn lock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
-    if wait {
-        file.lock()?;
-        return Ok(true);
-    }
-    match file.try_lock() {
-        Ok(()) => Ok(true),
-        Err(fs::TryLockError::WouldBlock) => Ok(false),
-        Err(fs::TryLockError::Error(e)) => Err(e),
+    loop {
+        let res = if wait {
+            file.lock()
+        } else {
+            match file.try_lock() {
+                Ok(()) => Ok(()),
+                Err(fs::TryLockError::WouldBlock) => return Ok(false),
+                Err(fs::TryLockError::Error(e)) => Err(e),
+            }
+        };
+        match res {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -62,7 +62,7 @@ pub enum Command {
     /// Add a package archive (`<id>.tar.zst`, .tar.xz or .tar.gz) to the store.
     Add {
         file: PathBuf,
-        /// Expected sha256 of the archive.
+        /// Expected sha256 of the archive: checked before anything is extracted.
         #[arg(long)]
         sha256: Option<String>,
     },
@@ -70,13 +70,15 @@ pub enum Command {
     Fetch {
         #[arg(long)]
         repository_url: String,
-        /// Expected digest, as ID=SHA256 (repeatable).
-        #[arg(long = "sha256", value_name = "ID=SHA256")]
+        /// Expected sha256 and size in bytes of an archive, as ID=SHA256:SIZE (repeatable).
+        /// Every package fetched from an http(s) repository needs one (or a package list).
+        #[arg(long = "sha256", value_name = "ID=SHA256:SIZE")]
         sha256: Vec<String>,
-        /// A package list (JSON) giving ids and sha256s; its ids are fetched too.
+        /// A package list (JSON, as written by `tarmac genconf`) giving ids, sha256s and
+        /// sizes; its ids are fetched too.
         #[arg(long)]
         package_list: Option<PathBuf>,
-        /// Refuse packages without a known sha256.
+        /// Refuse packages without a known sha256 and size (even from a local repository).
         #[arg(long)]
         require_sha256: bool,
         ids: Vec<String>,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tarmac_activate::checks::{self, CheckStatus};
 use tarmac_activate::{Host, HostConfig, SwitchReport, sysctl, systemd};
 use tarmac_events::{Event, Level, Sink};
-use tarmac_pkg::{Added, Fetcher};
+use tarmac_pkg::{Added, Fetcher, Pin};
 use tarmac_types::{Digest, Generation, PackageId};
 
 use cli::{Cli, Command};
@@ -198,32 +198,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             require_sha256,
             ids: raw,
         } => {
-            let mut want: BTreeMap<PackageId, Option<Digest>> = BTreeMap::new();
+            let mut want: BTreeMap<PackageId, Option<Pin>> = BTreeMap::new();
             if let Some(p) = &package_list {
                 let bytes =
                     std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
                 let entries = tarmac_activate::setup::parse_package_list(&bytes)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
                 for e in entries {
-                    want.insert(e.id, e.sha256);
+                    want.insert(e.id, e.pin);
                 }
             }
             for id in ids(&raw)? {
                 want.entry(id).or_insert(None);
             }
             for s in &sha256 {
-                let (id, d) = s.split_once('=').context("--sha256 takes ID=SHA256")?;
+                let (id, pin) = s.split_once('=').context("--sha256 takes ID=SHA256:SIZE")?;
                 let id = PackageId::parse(id)?;
-                let d: Digest = d.parse()?;
-                want.insert(id, Some(d));
+                let pin: Pin = pin.parse()?;
+                want.insert(id, Some(pin));
             }
             if want.is_empty() {
                 bail!("nothing to fetch: give package ids or --package-list");
             }
             if require_sha256 && let Some((id, _)) = want.iter().find(|(_, d)| d.is_none()) {
-                bail!("no sha256 known for {id} (--require-sha256)");
+                bail!("no sha256 and size known for {id} (--require-sha256)");
             }
-            let items: Vec<(PackageId, Option<Digest>)> = want.into_iter().collect();
+            let items: Vec<(PackageId, Option<Pin>)> = want.into_iter().collect();
             let (lock, _) = host.lock("fetch")?;
             let mut failed = 0;
             for ((id, _), r) in

@@ -155,3 +155,103 @@ fn listings_and_errors() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!dir.join("opt").exists());
 }
+
+#[test]
+fn downloads_are_pinned_and_checked_before_extraction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bytes = testkit::package("{}", &[Entry::exe("bin/tool", "x")]);
+    let file = dir.join("tool--1.tar.zst");
+    fs::write(&file, &bytes).unwrap();
+    let good = tarmac_types::Digest::of(&bytes);
+    let wrong = tarmac_types::Digest::of(b"wrong");
+
+    // add --sha256: hashed before anything is extracted; nothing is left in the store.
+    let o = host(
+        dir,
+        &["add", file.to_str().unwrap(), "--sha256", &wrong.hex()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: sha256 mismatch: expected {wrong}, got {good} ({} bytes)\nhint: the download was corrupted or the artifact was replaced; nothing was installed\n",
+            file.display(),
+            bytes.len()
+        )
+    );
+    let store = dir.join("opt/packages");
+    assert_eq!(fs::read_dir(&store).map(|d| d.count()).unwrap_or(0), 0);
+
+    // An unpinned fetch from an http repository is refused (no request is made).
+    let o = host(
+        dir,
+        &["fetch", "--repository-url", "http://127.0.0.1:9", "tool--1"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: cannot fetch tool--1\n  caused by: refusing to fetch tool--1 from http://127.0.0.1:9 without its sha256 and size\nhint: fetch it with the package list that pins it (`tarmac-host fetch --package-list FILE`, written by `tarmac genconf`) or pass --sha256 tool--1=SHA256:SIZE\nerror: 1 of 1 packages could not be fetched\n"
+    );
+
+    // --sha256 needs the size too.
+    let o = host(
+        dir,
+        &[
+            "fetch",
+            "--repository-url",
+            "http://127.0.0.1:9",
+            "--sha256",
+            &format!("tool--1={good}"),
+        ],
+    );
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: invalid pin `{good}`: no size (expected SHA256:SIZE, e.g. `<64 hex>:123456`)\n"
+        )
+    );
+
+    // A package list from an older genconf (no sizes) says how to fix it.
+    let list = dir.join("old.json");
+    fs::write(
+        &list,
+        format!(r#"[{{"id": "tool--1", "sha256": "{good}"}}]"#),
+    )
+    .unwrap();
+    let o = host(
+        dir,
+        &[
+            "fetch",
+            "--repository-url",
+            "http://127.0.0.1:9",
+            "--package-list",
+            list.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: entry 0 (tool--1): `sha256` without `size`: this package list was written by an older `tarmac genconf`\nhint: re-run `tarmac genconf` and use the package list it writes (it gives every package's sha256 and size)\n",
+            list.display()
+        )
+    );
+
+    // Pinned (sha256 and size) from a local repository: fetched.
+    let repo = dir.join("repo");
+    fs::create_dir_all(repo.join("packages/tool")).unwrap();
+    fs::write(repo.join("packages/tool/tool--1.tar.zst"), &bytes).unwrap();
+    let o = host(
+        dir,
+        &[
+            "fetch",
+            "--repository-url",
+            repo.to_str().unwrap(),
+            "--require-sha256",
+            "--sha256",
+            &format!("tool--1={good}:{}", bytes.len()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "fetched tool--1\n");
+}

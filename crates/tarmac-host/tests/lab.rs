@@ -124,7 +124,7 @@ fn real_hosts_activate_swap_rollback_uninstall() {
         fs::create_dir_all(repo.join("packages").join(pname)).unwrap();
         fs::write(repo.join(format!("packages/{pname}/{id}.tar.zst")), &bytes).unwrap();
         if id != "demo--2" {
-            list.push(serde_json::json!({"id": id, "sha256": Digest::of(&bytes).hex()}));
+            list.push(serde_json::json!({"id": id, "sha256": Digest::of(&bytes).hex(), "size": bytes.len()}));
         }
     }
     let list_file = tmp.path().join("list.json");

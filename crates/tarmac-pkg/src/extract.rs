@@ -239,7 +239,7 @@ pub struct ExtractTarget<'a> {
 
 /// What an archive must be, known before the first byte is read (from the cluster package
 /// list): its sha256 and its exact size in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pin {
     pub sha256: Digest,
     pub size: u64,

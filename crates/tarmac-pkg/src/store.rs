@@ -77,6 +77,12 @@ pub enum StoreError {
     },
 }
 
+/// Is `repository` reached over the network (http, https, anything but `file://` or a
+/// path)? Fetching from it needs every package pinned.
+pub fn is_remote(repository: &str) -> bool {
+    fetch_mod::local_path(repository.trim()).is_none()
+}
+
 /// Result of adding or fetching a package.
 #[derive(Debug, Clone)]
 pub enum Added {
@@ -247,12 +253,11 @@ impl Store {
         if self.present(id, pin.map(|p| p.sha256))? {
             return Ok(Added::AlreadyPresent);
         }
-        let local = fetch_mod::local_path(repository.trim()).is_some();
         let unpinned = || StoreError::Unpinned {
             id: id.clone(),
             repository: repository.trim().to_owned(),
         };
-        if pin.is_none() && !local {
+        if pin.is_none() && is_remote(repository) {
             return Err(unpinned());
         }
         let (body, compression, url) =
