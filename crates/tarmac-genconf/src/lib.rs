@@ -10,7 +10,7 @@
 //!   bootstrap/<bid>.{bootstrap.tar.zst,active.json,tarmac-host,manifest.json[.sig]}
 //!   packages/<name>/<id>.tar.zst               the build's packages (hard-linked or copied)
 //!   packages/<cfg>/<cfg>--setup_<config_id>.tar.zst   config packages
-//!   package_lists/<list_id>.package_list.json  [{"id", "sha256"}, …] sorted by id
+//!   package_lists/<list_id>.package_list.json  [{"id", "sha256", "size"}, …] sorted by id
 //! genconf/cluster_packages.json                same as cluster-package-info.json
 //! genconf/user.config.full.yaml                0600: the config with secrets
 //! genconf/expanded.config.full.json            0600: every resolved value with secrets
@@ -395,10 +395,10 @@ fn lock(gdir: &Path) -> Result<fs::File, GenconfError> {
         .write(true)
         .open(&path)
         .map_err(io_err("cannot open", &path))?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(f),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(GenconfError::Locked { path }),
-        Err(e) => Err(io_err("cannot lock", &path)(e.into())),
+    match tarmac_fsx::lock_exclusive(&f, false) {
+        Ok(true) => Ok(f),
+        Ok(false) => Err(GenconfError::Locked { path }),
+        Err(e) => Err(io_err("cannot lock", &path)(e)),
     }
 }
 
@@ -433,6 +433,9 @@ fn write(root: &Path, rel: &str, bytes: &[u8], mode: u32) -> Result<(), GenconfE
     Ok(())
 }
 
+/// A file of `genconf/` outside `serve/` (the `*.full.*` copies hold secrets): written
+/// atomically with `mode` from its first byte. Unchanged content is not rewritten, but its
+/// mode is still set (a copy left wider by an older version is narrowed).
 fn write_private(gdir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), GenconfError> {
     let path = gdir.join(name);
     if fs::read(&path).ok().as_deref() == Some(bytes) {
@@ -441,8 +444,7 @@ fn write_private(gdir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(),
             .map_err(io_err("cannot chmod", &path))?;
         return Ok(());
     }
-    pack::write_file_atomic(&path, bytes, mode)?;
-    Ok(())
+    tarmac_fsx::write_atomic(&path, bytes, mode).map_err(io_err("cannot write", &path))
 }
 
 /// Lay out one config package in a staging dir and pack it deterministically.
@@ -476,7 +478,9 @@ fn pack_config_package(
 fn package_list_json(list: &BTreeMap<PackageId, (Digest, u64)>) -> String {
     let entries: Vec<serde_json::Value> = list
         .iter()
-        .map(|(id, (sha, _))| serde_json::json!({"id": id.to_string(), "sha256": sha.hex()}))
+        .map(|(id, (sha, size))| {
+            serde_json::json!({"id": id.to_string(), "sha256": sha.hex(), "size": size})
+        })
         .collect();
     let mut s = serde_json::to_string_pretty(&entries).expect("list serializes");
     s.push('\n');

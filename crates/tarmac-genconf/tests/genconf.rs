@@ -132,7 +132,23 @@ fn serve_layout() {
     )
     .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 5);
-    assert!(list[0]["sha256"].as_str().unwrap().len() == 64);
+    // Every entry pins its archive: sha256 and exact size, as tarmac-host reads them.
+    let entries = tarmac_activate::setup::parse_package_list(
+        &std::fs::read(f.serve().join(format!(
+            "package_lists/{}.package_list.json",
+            r.cluster_package_list_id
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(entries.len(), 5);
+    for e in &entries {
+        let archive =
+            std::fs::read(f.serve().join(tarmac_pkg::manifest::package_path(&e.id))).unwrap();
+        let pin = e.pin.unwrap_or_else(|| panic!("{} has no pin", e.id));
+        assert_eq!(pin.sha256, tarmac_types::Digest::of(&archive), "{}", e.id);
+        assert_eq!(pin.size, archive.len() as u64, "{}", e.id);
+    }
     assert_eq!(
         tarmac_pkg::manifest::bootstrap_id(&r.packages),
         r.cluster_package_list_id

@@ -21,7 +21,7 @@ fn sample() -> InstallScript {
         signature: Some(Pinned { path: format!("bootstrap/{}.manifest.json.sig", h('b')), sha256: h('3') }),
         signing_key: Some("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAexample\n-----END PUBLIC KEY-----\n".into()),
         signing_key_fingerprint: Some(format!("sha256:{}", h('f'))),
-        package_list_json: "[\n  {\n    \"id\": \"etcd--3.5.17\",\n    \"sha256\": \"aaaa\"\n  }\n]\n".into(),
+        package_list_json: "[\n  {\n    \"id\": \"etcd--3.5.17\",\n    \"sha256\": \"aaaa\",\n    \"size\": 1234\n  }\n]\n".into(),
         ip_detect: "#!/bin/sh\necho 10.0.0.1\n".into(),
         ports: BTreeMap::from([
             (Role::Master, vec![2379, 2380, 9090, 9100]),
