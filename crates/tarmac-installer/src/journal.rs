@@ -177,6 +177,17 @@ impl Journal {
         let rec = &inner.record;
         let path = dir.join(format!("{}.json", rec.run_id));
         let body = serde_json::to_vec_pretty(rec).expect("journal serializes");
+        // state/ and state/runs/ are 0700, every journal 0600 from its first byte.
+        if let Some(state) = dir.parent() {
+            tarmac_fsx::create_private_dir(state).map_err(|source| JournalError::Write {
+                path: state.to_path_buf(),
+                source,
+            })?;
+        }
+        tarmac_fsx::create_private_dir(dir).map_err(|source| JournalError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         write_atomic(&path, &body, 0o600).map_err(|source| JournalError::Write {
             path: path.clone(),
             source,
@@ -329,6 +340,16 @@ mod tests {
             Some("connect")
         );
         assert!(rec.finished_unix.is_some());
+        // Private: state/ and runs/ 0700, every journal 0600.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let state = d.path().join("state");
+        let j = Journal::new(&state, "deploy-2", Stage::Deploy, &hosts);
+        j.flush().unwrap();
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("runs")), 0o700);
+        assert_eq!(mode(&state.join("runs/deploy-2.json")), 0o600);
+        assert_eq!(mode(&state.join("runs/last-deploy")), 0o600);
     }
 
     #[test]

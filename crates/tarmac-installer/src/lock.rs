@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -75,21 +75,18 @@ impl RunLock {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(state_dir).map_err(io)?;
+        // genconf/state holds journals and host logs: private.
+        tarmac_fsx::create_private_dir(state_dir).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(io)?;
-        // SAFETY: flock on a valid, owned fd.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(err));
-            }
+        if !tarmac_fsx::lock_exclusive(&file, false).map_err(io)? {
             let mut s = String::new();
             let _ = file.read_to_string(&mut s);
             return Err(match serde_json::from_str::<Holder>(&s) {
@@ -119,8 +116,7 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
-        // SAFETY: unlocking our own fd.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        let _ = tarmac_fsx::unlock(&self.file);
     }
 }
 

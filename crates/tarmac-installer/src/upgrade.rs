@@ -660,8 +660,8 @@ impl UpgradeState {
     fn save(&self, state_dir: &Path) -> Result<(), InstallerError> {
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         let path = Self::path(state_dir);
-        std::fs::create_dir_all(state_dir)
-            .and_then(|()| write_atomic(&path, &bytes, 0o644))
+        tarmac_fsx::create_private_dir(state_dir)
+            .and_then(|()| write_atomic(&path, &bytes, 0o600))
             .map_err(|source| InstallerError::NoServe { path, source })
     }
 }

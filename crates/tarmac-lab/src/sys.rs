@@ -352,28 +352,10 @@ pub fn cstr(s: &OsStr) -> io::Result<std::ffi::CString> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// Write a file atomically: temp file in the same directory, fsync, rename.
+/// Write a file atomically with `mode` from its first byte (tarmac-fsx's write: temp file
+/// in the same directory, fsync, rename, fsync of the directory).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), LabError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(LabError::io("cannot create", &tmp))?;
-    f.write_all(contents)
-        .map_err(LabError::io("cannot write", &tmp))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(LabError::io("cannot chmod", &tmp))?;
-    f.sync_all().map_err(LabError::io("cannot fsync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(LabError::io("cannot rename into place", path))
+    tarmac_fsx::write_atomic(path, contents, mode).map_err(LabError::io("cannot write", path))
 }
 
 /// Write a file (not atomically: used for files inside a fresh, not yet used directory).
@@ -423,8 +405,7 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Option<Lock>, LabError> {
             .mode(0o644)
             .open(path)
             .map_err(LabError::io("cannot open lock file", path))?;
-        // SAFETY: flock on a valid fd.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if tarmac_fsx::lock_exclusive(&file, false).map_err(LabError::io("cannot lock", path))? {
             let same = match (file.metadata(), fs::metadata(path)) {
                 (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
                 _ => false,

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -434,7 +434,7 @@ pub fn append_entry(path: &Path, name: &str, key: &PublicKey) -> io::Result<usiz
         .truncate(false)
         .write(true)
         .open(&lock_path)?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+    tarmac_fsx::lock_exclusive(&lock, true)?;
 
     let current = match fs::read_to_string(path) {
         Ok(t) => t,
@@ -454,32 +454,13 @@ pub fn append_entry(path: &Path, name: &str, key: &PublicKey) -> io::Result<usiz
     text.push('\n');
     let line = text.lines().count();
 
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("known_hosts");
-    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-    let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&tmp)?;
-        if let Ok(meta) = fs::metadata(path) {
-            let _ = fs::set_permissions(&tmp, meta.permissions());
-        }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(line)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    // Keep the file's mode (0644 for a new one, as ssh writes it), from the first byte.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o644);
+    tarmac_fsx::write_atomic(path, text.as_bytes(), mode)?;
+    Ok(line)
 }
 
 impl KnownHosts {

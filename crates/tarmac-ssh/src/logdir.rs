@@ -3,9 +3,10 @@
 //! Every step writes a header (`== step … $ command`), its output lines prefixed with the
 //! stream, and a footer with the result. Files are appended to, so a re-run of a stage keeps
 //! the earlier attempt above the new one. Passwords never reach these files: they travel on
-//! stdin, never in a command line.
+//! stdin, never in a command line. Directories are created 0700 and files 0600 (command output
+//! can still be sensitive).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -74,13 +75,11 @@ impl HostLog {
             .lock()
             .map_err(|_| io::Error::other("log writer poisoned"))?;
         if guard.is_none() {
+            // Logs hold command output: 0700 directories, 0600 files from the first byte.
             if let Some(dir) = self.path.parent() {
-                fs::create_dir_all(dir)?;
+                tarmac_fsx::create_private_dir(dir)?;
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let file = tarmac_fsx::open_private_append(&self.path)?;
             *guard = Some(BufWriter::new(file));
         }
         f(guard.as_mut().expect("opened above"))
@@ -170,18 +169,23 @@ mod tests {
     }
 
     #[test]
-    fn writes_and_appends() {
+    fn writes_and_appends_privately() {
+        use std::fs;
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let l = LogDir::new(d.path());
+        let l = LogDir::new(d.path().join("logs/run-1"));
         let h: HostAddr = "10.0.0.1".parse().unwrap();
         let log = l.host_log("exec", &h);
         log.line("one").unwrap();
         log.close().unwrap();
         log.line("two").unwrap();
         drop(log);
-        assert_eq!(
-            fs::read_to_string(l.path("exec", &h)).unwrap(),
-            "one\ntwo\n"
-        );
+        let path = l.path("exec", &h);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        for dir in ["logs", "logs/run-1", "logs/run-1/exec"] {
+            assert_eq!(mode(&d.path().join(dir)), 0o700, "{dir}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -20,7 +21,12 @@ pub struct KeygenArgs {
 }
 
 pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.dir)?;
+    // A new key directory is private (0700); an existing one is left as it is (the secret
+    // key itself is 0600 from its first byte).
+    if !args.dir.is_dir() {
+        tarmac_fsx::create_private_dir(&args.dir)
+            .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    }
     let secret = args.dir.join(format!("{}.key", args.name));
     let public = args.dir.join(format!("{}.pub", args.name));
     let key = tarmac_pkg::manifest::keygen(&secret, &public, args.force)?;

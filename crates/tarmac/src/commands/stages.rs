@@ -408,14 +408,14 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Bundle `state/runs` and `state/logs` into a .tar.zst (atomically).
+/// Bundle `state/runs` and `state/logs` into a .tar.zst (atomically, 0600 from the first
+/// byte: journals and host logs are private).
 pub fn write_archive(state: &Path, out: &Path) -> anyhow::Result<()> {
-    let tmp = out.with_extension("partial");
-    let f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    tarmac_installer::support::write_log_archive(state, &f)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, out)?;
+    let f = tarmac_fsx::AtomicFile::create(out, 0o600)
+        .with_context(|| format!("cannot create a temporary file for {}", out.display()))?;
+    tarmac_installer::support::write_log_archive(state, f.file())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    f.commit()
+        .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }
