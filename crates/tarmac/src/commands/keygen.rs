@@ -42,3 +42,41 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_key_directory_is_private_and_the_secret_key_0600() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("keys/signing");
+        run(KeygenArgs {
+            dir: dir.clone(),
+            name: "k".into(),
+            force: false,
+        })
+        .unwrap();
+        assert_eq!(mode(&d.path().join("keys")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("k.key")), 0o600);
+        assert_eq!(mode(&dir.join("k.pub")), 0o644);
+        // An existing directory is used as it is.
+        let shared = d.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run(KeygenArgs {
+            dir: shared.clone(),
+            name: "k".into(),
+            force: false,
+        })
+        .unwrap();
+        assert_eq!(mode(&shared), 0o755);
+        assert_eq!(mode(&shared.join("k.key")), 0o600);
+    }
+}
