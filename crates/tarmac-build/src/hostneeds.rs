@@ -43,7 +43,7 @@ pub fn scan_archive(archive: &Path, id: &PackageId) -> Result<Option<GlibcNeed>,
         }
         let size = e.header().size().unwrap_or(0);
         let mode = e.header().mode().unwrap_or(0);
-        if size < 64 || size > MAX_ELF || mode & 0o111 == 0 {
+        if !(64..=MAX_ELF).contains(&size) || mode & 0o111 == 0 {
             continue;
         }
         let path = e
