@@ -21,6 +21,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod generation;
+pub mod hostfacts;
 pub mod lock;
 pub mod plan;
 pub mod render;

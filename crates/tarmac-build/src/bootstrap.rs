@@ -159,12 +159,30 @@ pub fn make(
         });
     }
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut host_requirements = tree.info.host_requirements.clone();
+    let needs_cache = out.join(".work/host-needs");
+    for r in &all {
+        if let Some(need) = crate::hostneeds::package_need(&needs_cache, &r.path, &r.id)? {
+            host_requirements.glibc.push(need);
+        }
+    }
+    host_requirements.glibc.sort();
+    if let Some(n) = host_requirements.max_glibc() {
+        sink.emit(Event::Notice {
+            level: Level::Info,
+            message: format!(
+                "hosts need glibc {} or newer ({} loads the host's C library: {}); bundle its libraries to lift this",
+                n.version, n.package, n.file
+            ),
+        });
+    }
     let m = Manifest {
         format: MANIFEST_FORMAT,
         bootstrap_id: bid.clone(),
         bootstrap_packages: ids.clone(),
         packages: all.iter().map(|r| r.id.clone()).collect(),
         artifacts,
+        host_requirements,
     };
     let manifest_path = bdir.join(format!("{bid}.manifest.json"));
     let bytes = m.to_bytes();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+use tarmac_pkg::hostreq::HostRequirements;
 use tarmac_types::{Digest, PackageName};
 
 /// Keys allowed in `buildinfo.json`.
@@ -22,7 +23,12 @@ pub const BUILDINFO_KEYS: &[&str] = &[
 ];
 
 /// Keys allowed in `treeinfo.json`.
-pub const TREEINFO_KEYS: &[&str] = &["bootstrap_package_list", "exclude", "variants"];
+pub const TREEINFO_KEYS: &[&str] = &[
+    "bootstrap_package_list",
+    "exclude",
+    "variants",
+    "host_requirements",
+];
 
 /// Environment keys a package may not set (the host owns them).
 pub const RESERVED_ENV: &[&str] = &["PATH", "LD_LIBRARY_PATH"];
@@ -701,6 +707,9 @@ pub struct TreeInfo {
     pub exclude: Vec<PackageName>,
     /// The variant used for a package (absent = the default `buildinfo.json`).
     pub variants: BTreeMap<PackageName, String>,
+    /// What the distribution needs of a host (architecture, kernel, systemd, commands); the
+    /// builder adds each package's glibc need and signs the result into the manifest.
+    pub host_requirements: HostRequirements,
 }
 
 impl TreeInfo {
@@ -753,10 +762,35 @@ impl TreeInfo {
                 ));
             }
         }
+        let host_requirements = match obj.get("host_requirements") {
+            None => HostRequirements::default(),
+            Some(v) => {
+                let r: HostRequirements = serde_json::from_value(v.clone())
+                    .map_err(|e| invalid(path, "host_requirements", e.to_string()))?;
+                if !r.glibc.is_empty() {
+                    return Err(invalid(
+                        path,
+                        "host_requirements.glibc",
+                        "is computed by the builder from the packages' ELF files; remove it",
+                    ));
+                }
+                if let Some(k) = &r.min_kernel
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                {
+                    return Err(invalid(
+                        path,
+                        "host_requirements.min_kernel",
+                        format!("must be a version such as \"4.19\", got {k:?}"),
+                    ));
+                }
+                r
+            }
+        };
         Ok(TreeInfo {
             bootstrap_package_list,
             exclude,
             variants,
+            host_requirements,
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod builder;
 pub mod buildinfo;
 pub mod elf_versions;
 pub mod hash;
+pub mod hostneeds;
 pub mod sandbox;
 pub mod sources;
 pub mod tree;

@@ -78,6 +78,7 @@ pub fn fake_build(out: &Path, sign: bool) -> Option<PathBuf> {
         bootstrap_packages: ids.clone(),
         packages: ids,
         artifacts,
+        host_requirements: Default::default(),
     };
     let mpath = out.join(format!("bootstrap/{bid}.manifest.json"));
     fs::write(&mpath, m.to_bytes()).expect("write manifest");

@@ -131,6 +131,13 @@ pub enum Command {
     Recover,
     /// Apply the sysctl settings of a service (for ExecStartPre=).
     ApplySysctl { service: String },
+    /// Check that this host can run a build: architecture, kernel, systemd, glibc and commands
+    /// against the host requirements in the build's manifest (exit 3 with every reason if not).
+    CheckHost {
+        /// The build manifest (`bootstrap/<id>.manifest.json`) holding `host_requirements`.
+        #[arg(long)]
+        manifest: PathBuf,
+    },
     /// Print the tarmac-setup.service unit.
     PrintSetupUnit {
         /// Path of the tarmac-host binary the unit runs [default: this binary].

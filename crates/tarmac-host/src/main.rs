@@ -451,6 +451,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::CheckHost { manifest } => return check_host(&manifest, json),
         Command::PrintSetupUnit { binary } => {
             let binary = match binary {
                 Some(b) => b,
@@ -460,6 +461,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check-host`: this host's facts against the manifest's host requirements.
+fn check_host(manifest: &std::path::Path, json: bool) -> Result<ExitCode> {
+    use tarmac_pkg::hostreq;
+    let bytes = std::fs::read(manifest)
+        .with_context(|| format!("cannot read the build manifest {}", manifest.display()))?;
+    let m = tarmac_pkg::manifest::Manifest::parse_unverified(&bytes)
+        .with_context(|| format!("{} is not a usable build manifest", manifest.display()))?;
+    let req = &m.host_requirements;
+    let facts = tarmac_activate::hostfacts::gather(req);
+    let unmet = hostreq::check(req, &facts);
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            facts: &'a hostreq::HostFacts,
+            unmet: Vec<String>,
+        }
+        print_json(&Out {
+            facts: &facts,
+            unmet: unmet.iter().map(|u| u.to_string()).collect(),
+        });
+    } else if unmet.is_empty() {
+        println!(
+            "this host can run bootstrap {}: {} kernel {}, systemd {}, glibc {}",
+            m.bootstrap_id.get(..12).unwrap_or(&m.bootstrap_id),
+            facts.architecture,
+            facts.kernel,
+            facts.systemd.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+            facts.glibc.as_deref().unwrap_or("none"),
+        );
+    } else {
+        for u in &unmet {
+            println!("{u}");
+        }
+    }
+    // 3, not 1: install.sh tells "requirements not met" from "tarmac-host failed to run".
+    Ok(if unmet.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tarmac_ssh::quote::quote;
 use tarmac_types::{PackageId, Role};
 
 /// Where install.sh puts the host binary.
@@ -168,30 +167,6 @@ pub fn clock_check(offset: f64, max: f64) -> CheckResult {
             )
         },
     }
-}
-
-/// Detect the package manager and install packages (`install-prereqs`).
-pub fn install_prereqs_script(apt: &[String], dnf: &[String]) -> String {
-    let apt = apt.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
-    let dnf = dnf.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
-    format!(
-        r#"set -e
-if command -v apt-get >/dev/null 2>&1; then
-  echo "package manager: apt"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ -n "{apt}" ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends {apt}; fi
-elif command -v dnf >/dev/null 2>&1; then
-  echo "package manager: dnf"
-  if [ -n "{dnf}" ]; then dnf install -y -q {dnf}; fi
-elif command -v yum >/dev/null 2>&1; then
-  echo "package manager: yum"
-  if [ -n "{dnf}" ]; then yum install -y -q {dnf}; fi
-else
-  echo "no supported package manager (apt-get, dnf or yum) on this host" >&2; exit 3
-fi
-echo "prerequisites installed"
-"#
-    )
 }
 
 /// Stop and remove everything Tarmac put on a host. State directories stay unless `purge`.

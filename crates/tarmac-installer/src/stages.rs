@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::journal::{Journal, JournalError, last_run, new_run_id};
 use crate::lock::{LockError, RunLock};
 use crate::plan::{self, CheckResult, Drift, HostStatus};
+use crate::prereqs::Prereqs;
 use crate::serve::{ArtifactServer, ServeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -433,14 +434,13 @@ impl Installer {
         Ok((run, results))
     }
 
-    /// install-prereqs: detect apt/dnf/yum and install what the distribution needs.
+    /// install-prereqs: detect apt/dnf/yum/zypper and install that family's prerequisites.
     pub async fn install_prereqs(
         &self,
         only: Option<Vec<HostAddr>>,
-        apt: &[String],
-        dnf: &[String],
+        prereqs: &Prereqs,
     ) -> Result<StageRun, InstallerError> {
-        let script = plan::install_prereqs_script(apt, dnf);
+        let script = prereqs.script();
         self.stage(Stage::InstallPrereqs, only, None, |host| {
             let script = script.clone();
             async move {

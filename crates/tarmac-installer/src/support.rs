@@ -1,20 +1,7 @@
-//! Support material shared by the CLI and the web GUI: the log archive and the packages
-//! `install-prereqs` installs.
+//! Support material shared by the CLI and the web GUI: the log archive.
 
 use std::io::Write;
 use std::path::Path;
-
-/// Packages `install-prereqs` installs with apt: what install.sh and the services need on a
-/// minimal host.
-pub const PREREQS_APT: &[&str] = &["curl", "ca-certificates", "iproute2", "procps", "tar"];
-/// The same for dnf/yum hosts.
-pub const PREREQS_DNF: &[&str] = &["curl", "ca-certificates", "iproute", "procps-ng", "tar"];
-
-/// The prerequisite lists as owned strings (apt, dnf).
-pub fn prereqs() -> (Vec<String>, Vec<String>) {
-    let own = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
-    (own(PREREQS_APT), own(PREREQS_DNF))
-}
 
 /// Write `state/runs` and `state/logs` (every run journal and host log) into `out` as a
 /// .tar.zst, for support.

@@ -11,6 +11,7 @@
 pub mod extract;
 pub mod fetch;
 pub mod files;
+pub mod hostreq;
 pub mod layout;
 pub mod manifest;
 pub mod pack;

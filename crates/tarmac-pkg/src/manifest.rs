@@ -22,6 +22,7 @@ use ed25519_dalek::{Signer as _, Verifier as _};
 use serde::{Deserialize, Serialize};
 use tarmac_types::{Digest, PackageId, Sha256Writer};
 
+use crate::hostreq::HostRequirements;
 use crate::pack::{PackError, write_file_atomic};
 
 /// Version of the manifest format.
@@ -189,6 +190,9 @@ pub struct Manifest {
     pub packages: Vec<PackageId>,
     /// Every artifact (sorted by path).
     pub artifacts: Vec<Artifact>,
+    /// What the build needs of a host (checked by preflight through `tarmac-host check-host`).
+    #[serde(default, skip_serializing_if = "HostRequirements::is_empty")]
+    pub host_requirements: HostRequirements,
 }
 
 impl Manifest {
@@ -685,6 +689,7 @@ mod tests {
             artifacts: vec![
                 Artifact::of_file(dir, "packages/a/a--1.tar.zst", ArtifactKind::Package).unwrap(),
             ],
+            host_requirements: HostRequirements::default(),
         }
     }
 

@@ -44,9 +44,8 @@ pub struct WebOptions {
     pub build_dir: PathBuf,
     /// Trusted public key for genconf (the build manifest's signature).
     pub public_key: Option<PathBuf>,
-    /// What install-prereqs installs with apt / with dnf or yum.
-    pub prereqs_apt: Vec<String>,
-    pub prereqs_dnf: Vec<String>,
+    /// What install-prereqs installs, per package-manager family.
+    pub prereqs: tarmac_installer::prereqs::Prereqs,
     /// Served over TLS (cookies get `Secure`).
     pub tls: bool,
     /// Events kept for SSE resumption.

@@ -623,7 +623,7 @@ async fn run(
             }
         }
         Stage::InstallPrereqs => installer
-            .install_prereqs(only, &app.opts.prereqs_apt, &app.opts.prereqs_dnf)
+            .install_prereqs(only, &app.opts.prereqs)
             .await
             .map(|r| Some(r.report.summary.clone()))
             .map_err(|e| chain(&e)),

@@ -73,8 +73,11 @@ impl T {
             dist: dist(),
             build_dir: dir.path().join("out"),
             public_key: None,
-            prereqs_apt: vec!["curl".into()],
-            prereqs_dnf: vec!["curl".into()],
+            prereqs: tarmac_installer::prereqs::Prereqs {
+                apt: vec!["curl".into()],
+                rpm: vec!["curl".into()],
+                zypper: vec!["curl".into()],
+            },
             tls,
             event_buffer,
             allowed_hosts: HostAllowlist::new("127.0.0.1:9000".parse().unwrap(), &[]).unwrap(),

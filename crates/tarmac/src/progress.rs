@@ -118,6 +118,59 @@ fn describe(o: &Outcome) -> String {
     }
 }
 
+/// The one line printed while the stage runs when a host fails: only the first line of the
+/// reason (the whole reason and the host's last output lines come once, in the summary).
+fn headline(host: &HostAddr, role: Option<Role>, step: Option<&str>, o: &Outcome) -> String {
+    let role = role.map(|r| format!(" ({r})")).unwrap_or_default();
+    let step = step.map(|s| format!(" at {s}")).unwrap_or_default();
+    let text = describe(o);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let more = if lines.next().is_some() {
+        " (details in the summary)"
+    } else {
+        ""
+    };
+    format!("✗ {host}{role}{step}: {first}{more}")
+}
+
+/// A failed host in the closing summary: its reason, then those of its last output lines the
+/// reason does not already hold (install.sh and tarmac-host errors usually are the tail), so
+/// each error line appears once.
+fn failure_block(host: &HostAddr, h: &HostState) -> Vec<String> {
+    let Some(o) = &h.outcome else {
+        return Vec::new();
+    };
+    if o.is_success() {
+        return Vec::new();
+    }
+    let role = h.role.map(|r| format!(" ({r})")).unwrap_or_default();
+    let step = h.failed_step.as_ref().or(h.step.as_ref());
+    let step = step.map(|s| format!(" [{s}]")).unwrap_or_default();
+    let text = describe(o);
+    let mut out = Vec::new();
+    let mut said: Vec<&str> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if i == 0 {
+            out.push(format!("  {host}{role}{step}: {l}"));
+        } else {
+            out.push(format!("      {l}"));
+        }
+        said.push(l.trim());
+    }
+    if out.is_empty() {
+        out.push(format!("  {host}{role}{step}: failed"));
+    }
+    for l in &h.tail {
+        let t = l.trim();
+        if t.is_empty() || said.iter().any(|s| s.contains(t)) {
+            continue;
+        }
+        out.push(format!("      | {l}"));
+    }
+    out
+}
+
 impl EventSink for Terminal {
     fn emit(&self, event: Event) {
         if self.mode == OutputMode::Json {
@@ -200,9 +253,7 @@ impl EventSink for Terminal {
                         .hosts
                         .get(&host)
                         .and_then(|h| h.failed_step.clone().or(h.step.clone()));
-                    let role = role.map(|r| format!(" ({r})")).unwrap_or_default();
-                    let step = step.map(|s| format!(" at {s}")).unwrap_or_default();
-                    self.line(&st, format!("✗ {host}{role}{step}: {}", describe(&outcome)));
+                    self.line(&st, headline(&host, role, step.as_deref(), &outcome));
                 }
                 st.hosts.entry(host).or_default().outcome = Some(outcome);
                 let msg = Self::counts(&st);
@@ -244,16 +295,8 @@ impl EventSink for Terminal {
                     summary.total
                 );
                 for (host, h) in &st.hosts {
-                    let Some(o) = &h.outcome else { continue };
-                    if o.is_success() {
-                        continue;
-                    }
-                    let role = h.role.map(|r| format!(" ({r})")).unwrap_or_default();
-                    let step = h.failed_step.as_ref().or(h.step.as_ref());
-                    let step = step.map(|s| format!(" [{s}]")).unwrap_or_default();
-                    eprintln!("  {host}{role}{step}: {}", describe(o));
-                    for l in &h.tail {
-                        eprintln!("      | {l}");
+                    for l in failure_block(host, h) {
+                        eprintln!("{l}");
                     }
                 }
             }
@@ -287,5 +330,57 @@ impl EventSink for Terminal {
             #[allow(unreachable_patterns)]
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(outcome: Outcome, tail: &[&str]) -> HostState {
+        HostState {
+            role: Some(Role::Agent),
+            step: Some("install.sh".into()),
+            failed_step: Some("install.sh".into()),
+            tail: tail.iter().map(|s| (*s).to_owned()).collect(),
+            outcome: Some(outcome),
+        }
+    }
+
+    #[test]
+    fn a_failed_hosts_error_lines_appear_once() {
+        let addr = HostAddr::new("10.0.0.5", None).unwrap();
+        let msg = "tarmac-setup.service failed\n/opt/tarmac/tarmac-host: version `GLIBC_2.34' not found";
+        let h = host(
+            Outcome::Failed {
+                exit_code: Some(4),
+                signal: None,
+                message: msg.into(),
+            },
+            &[
+                "Starting tarmac-setup.service",
+                "/opt/tarmac/tarmac-host: version `GLIBC_2.34' not found",
+                "error: tarmac-setup.service failed; see: journalctl -u tarmac-setup.service",
+            ],
+        );
+        assert_eq!(
+            failure_block(&addr, &h),
+            vec![
+                "  10.0.0.5 (agent) [install.sh]: failed (exit 4): tarmac-setup.service failed",
+                "      /opt/tarmac/tarmac-host: version `GLIBC_2.34' not found",
+                "      | Starting tarmac-setup.service",
+                "      | error: tarmac-setup.service failed; see: journalctl -u tarmac-setup.service",
+            ]
+        );
+        assert_eq!(
+            headline(&addr, Some(Role::Agent), Some("install.sh"), h.outcome.as_ref().unwrap()),
+            "✗ 10.0.0.5 (agent) at install.sh: failed (exit 4): tarmac-setup.service failed (details in the summary)"
+        );
+    }
+
+    #[test]
+    fn succeeded_hosts_have_no_block() {
+        let addr = HostAddr::new("10.0.0.6", None).unwrap();
+        assert!(failure_block(&addr, &host(Outcome::Ok, &["x"])).is_empty());
     }
 }

@@ -266,9 +266,9 @@ pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Resul
         return Ok(ExitCode::SUCCESS);
     }
     let p = prepared!(&args.common, Stage::InstallPrereqs, verbose);
-    let (apt, dnf) = tarmac_installer::support::prereqs();
+    let prereqs = tarmac_installer::prereqs::Prereqs::standard();
     let run =
-        p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &apt, &dnf))?;
+        p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &prereqs))?;
     Ok(finish(&run))
 }
 

@@ -72,8 +72,7 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(std::path::absolute)
             .transpose()?,
-        prereqs_apt: tarmac_installer::support::prereqs().0,
-        prereqs_dnf: tarmac_installer::support::prereqs().1,
+        prereqs: tarmac_installer::prereqs::Prereqs::standard(),
         tls: listener.is_tls(),
         event_buffer: 20_000,
         allowed_hosts,
