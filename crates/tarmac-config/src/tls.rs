@@ -18,6 +18,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 use tarmac_types::Digest;
 
+pub use rustls::pki_types;
+
 /// `genconf/tls/`: the generated cluster CA and server certificate.
 pub const TLS_DIR: &str = "tls";
 /// The cluster CA certificate (public; install.sh carries it).
@@ -121,7 +123,7 @@ pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, St
 /// The first private key of a PEM text (PKCS#8, PKCS#1 RSA or SEC1 EC, unencrypted).
 pub fn parse_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
+        pki_types::pem::Error::NoItemsFound => {
             "no -----BEGIN PRIVATE KEY----- block (PKCS#8, RSA or EC, unencrypted)".to_owned()
         }
         e => format!("not valid PEM: {e}"),

@@ -23,6 +23,7 @@
 //! `renameat2(RENAME_EXCHANGE)`, so a failed run leaves the previous `serve/` untouched.
 
 pub mod install_sh;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -71,6 +72,8 @@ pub struct GenconfReport {
     pub install_sh_sha256: String,
     /// `sha256:<hex>` of the trusted signing key (with `--public-key`).
     pub signing_key_fingerprint: Option<String>,
+    /// For an https bootstrap_url: `sha256:<hex>` of the CA certificate the hosts pin.
+    pub repository_ca_fingerprint: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -111,6 +114,8 @@ pub enum GenconfError {
     Pack(#[from] PackError),
     #[error("writing install.sh failed")]
     InstallScript(#[from] InstallScriptError),
+    #[error("preparing TLS for the https bootstrap_url failed")]
+    Tls(#[from] tls::TlsError),
     #[error("another `tarmac genconf` is running on {path}\nhint: wait for it to finish")]
     Locked { path: PathBuf },
 }
@@ -142,6 +147,23 @@ pub fn genconf(
         });
     }
     let rendered = cfg.render()?;
+
+    // The certificate for an https bootstrap_url (made once in genconf/tls/, or the
+    // operator's), before anything is written to serve/.
+    let cluster_tls = tls::prepare(&cfg, gdir)?;
+    if let Some(t) = &cluster_tls {
+        if t.issued {
+            sink.emit(Event::Notice {
+                level: Level::Info,
+                message: format!(
+                    "made the TLS certificate for {} in {} (cluster CA {})",
+                    t.files.host,
+                    t.files.cert.display(),
+                    t.ca_fingerprint
+                ),
+            });
+        }
+    }
 
     // The build.
     let build = read_build(&opts.build_dir, opts.public_key.as_deref(), sink)?;
@@ -239,6 +261,21 @@ pub fn genconf(
         } else {
             None
         },
+        repository_ca: cluster_tls.as_ref().map(|t| t.ca_pem.clone()),
+        repository_ca_fingerprint: cluster_tls.as_ref().map(|t| t.ca_fingerprint.clone()),
+        repository_ca_source: cluster_tls.as_ref().map(|t| {
+            if t.files.generated {
+                format!(
+                    "genconf/{}/{}",
+                    tarmac_config::tls::TLS_DIR,
+                    tarmac_config::tls::CA_CERT_FILE
+                )
+            } else {
+                cfg.get_str(tarmac_config::tls::CA_KEY)
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        }),
         package_list_json: list_json.clone(),
         ip_detect: cfg.ip_detect_script().to_owned(),
         ports: Role::ALL
@@ -279,6 +316,7 @@ pub fn genconf(
         signed: build.key_pem.is_some() && has_sig,
         install_sh_sha256,
         signing_key_fingerprint: script.signing_key_fingerprint.clone(),
+        repository_ca_fingerprint: script.repository_ca_fingerprint.clone(),
         duration_ms: tarmac_events::millis(started.elapsed()),
     };
     Ok(report)
