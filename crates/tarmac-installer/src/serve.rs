@@ -77,7 +77,6 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<TlsConfig, ServeError> {
     Ok(Arc::new(cfg))
 }
 
-
 /// A running artifact server.
 pub struct ArtifactServer {
     pub addr: SocketAddr,
@@ -228,7 +227,10 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            err.starts_with(&format!("cannot use the TLS certificate {}: ", cert.display())),
+            err.starts_with(&format!(
+                "cannot use the TLS certificate {}: ",
+                cert.display()
+            )),
             "{err}"
         );
         assert!(

@@ -349,7 +349,9 @@ impl Installer {
                 what: "CA certificate",
                 path: t.ca.clone(),
                 message: e.to_string(),
-                hint: "run `tarmac genconf` (it makes genconf/tls/ca.pem), or check bootstrap_tls_ca".into(),
+                hint:
+                    "run `tarmac genconf` (it makes genconf/tls/ca.pem), or check bootstrap_tls_ca"
+                        .into(),
             })
         })
     }
@@ -798,7 +800,9 @@ pub fn bootstrap_listen_addr(url: &str) -> Result<SocketAddr, String> {
         Some(r) => (r, 80),
         None => match url.strip_prefix("https://") {
             Some(r) => (r, 443),
-            None => return Err("only http:// and https:// URLs can be served by the installer".into()),
+            None => {
+                return Err("only http:// and https:// URLs can be served by the installer".into());
+            }
         },
     };
     let hostport = rest.split('/').next().unwrap_or_default();

@@ -1101,7 +1101,11 @@ impl Installer {
                     let push_from = opts.push.then(|| serve.dir.clone());
                     // https: the CA the hosts pin, refreshed over SSH (the operator may have
                     // changed bootstrap_tls_* since the install).
-                    let repo_ca = if opts.push { None } else { self.repository_ca()? };
+                    let repo_ca = if opts.push {
+                        None
+                    } else {
+                        self.repository_ca()?
+                    };
                     runner
                         .fleet_run("switch", &wave.hosts, None, |host| {
                             let (expected, list_file, list_id, url, switched, push_from, repo_ca) =

@@ -426,7 +426,22 @@ fn certificate_reason(e: &rustls::CertificateError) -> String {
         } => format!(
             "it is not for {} (it is for {})",
             expected.to_str(),
-            presented.join(", ")
+            presented
+                .iter()
+                .map(|p| {
+                    // webpki's `DnsName("x")` / `IpAddress(x)` as DNS:x / IP:x.
+                    p.strip_prefix("DnsName(\"")
+                        .and_then(|n| n.strip_suffix("\")"))
+                        .map(|n| format!("DNS:{n}"))
+                        .or_else(|| {
+                            p.strip_prefix("IpAddress(")
+                                .and_then(|n| n.strip_suffix(')'))
+                                .map(|n| format!("IP:{n}"))
+                        })
+                        .unwrap_or_else(|| p.clone())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         C::ExpiredContext { not_after, .. } => {
             format!("it expired at {} (Unix time)", not_after.as_secs())
