@@ -372,9 +372,7 @@ pub fn check_operator_tls(
             out.push(Finding::error(
                 k,
                 format!("{} cannot be read: {e}", what(k, v)),
-                format!(
-                    "check the path (relative paths are resolved against the directory that contains genconf/) and that the file is readable"
-                ),
+                "check the path (relative paths are resolved against the directory that contains genconf/) and that the file is readable".to_owned(),
             ));
             None
         }

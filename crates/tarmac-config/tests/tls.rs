@@ -129,9 +129,9 @@ fn without_operator_files_genconf_makes_the_cluster_ca() {
 
 #[test]
 fn tls_keys_with_an_http_url() {
-    let g = Genconf::new(&format!(
-        "master_list: [10.0.0.1]\nbootstrap_url: http://10.0.0.254:8080\nbootstrap_tls_ca: genconf/ca.pem\n"
-    ));
+    let g = Genconf::new(
+        "master_list: [10.0.0.1]\nbootstrap_url: http://10.0.0.254:8080\nbootstrap_tls_ca: genconf/ca.pem\n",
+    );
     assert_eq!(
         errs(&g),
         [(

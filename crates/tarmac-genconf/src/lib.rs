@@ -151,18 +151,18 @@ pub fn genconf(
     // The certificate for an https bootstrap_url (made once in genconf/tls/, or the
     // operator's), before anything is written to serve/.
     let cluster_tls = tls::prepare(&cfg, gdir)?;
-    if let Some(t) = &cluster_tls {
-        if t.issued {
-            sink.emit(Event::Notice {
-                level: Level::Info,
-                message: format!(
-                    "made the TLS certificate for {} in {} (cluster CA {})",
-                    t.files.host,
-                    t.files.cert.display(),
-                    t.ca_fingerprint
-                ),
-            });
-        }
+    if let Some(t) = &cluster_tls
+        && t.issued
+    {
+        sink.emit(Event::Notice {
+            level: Level::Info,
+            message: format!(
+                "made the TLS certificate for {} in {} (cluster CA {})",
+                t.files.host,
+                t.files.cert.display(),
+                t.ca_fingerprint
+            ),
+        });
     }
 
     // The build.
