@@ -136,6 +136,19 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     format!("sha256:{}", Digest::of(cert.as_ref()).hex())
 }
 
+/// curl's `--pinnedpubkey` value for a certificate: `sha256//<base64 of the sha256 of its
+/// DER SubjectPublicKeyInfo>` (what the self-install one-liner pins before the host has the
+/// cluster CA).
+pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<String, String> {
+    use base64::Engine;
+    let parsed = rustls::server::ParsedCertificate::try_from(cert).map_err(|e| e.to_string())?;
+    let spki = parsed.subject_public_key_info();
+    Ok(format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD.encode(Digest::of(spki.as_ref()).0)
+    ))
+}
+
 /// Why a server certificate would be refused by the hosts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertProblem {

@@ -74,6 +74,9 @@ pub struct GenconfReport {
     pub signing_key_fingerprint: Option<String>,
     /// For an https bootstrap_url: `sha256:<hex>` of the CA certificate the hosts pin.
     pub repository_ca_fingerprint: Option<String>,
+    /// For an https bootstrap_url: curl's `--pinnedpubkey` for the artifact server's
+    /// certificate (the self-install one-liner uses it before the host has the CA).
+    pub server_key_pin: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -317,6 +320,7 @@ pub fn genconf(
         install_sh_sha256,
         signing_key_fingerprint: script.signing_key_fingerprint.clone(),
         repository_ca_fingerprint: script.repository_ca_fingerprint.clone(),
+        server_key_pin: cluster_tls.as_ref().map(|t| t.server_pin.clone()),
         duration_ms: tarmac_events::millis(started.elapsed()),
     };
     Ok(report)
@@ -325,19 +329,31 @@ pub fn genconf(
 /// The self-install one-liner genconf prints: download install.sh, check it against the
 /// sha256 the operator got from genconf (an authenticated channel), then run it with the
 /// expected signing-key fingerprint. Never `curl | bash`: whoever answers for bootstrap_url
-/// would get root.
+/// would get root. For an https bootstrap_url the host does not have the cluster CA yet, so
+/// curl pins the artifact server's public key instead (`server_key_pin`, `sha256//…`; curl's
+/// `--insecure` only skips the CA lookup, the pin is still enforced); install.sh then trusts
+/// only the CA it carries.
 pub fn self_install_command(
     bootstrap_url: &str,
     install_sh_sha256: &str,
     fingerprint: Option<&str>,
+    server_key_pin: Option<&str>,
     role: &str,
 ) -> String {
     let url = format!("{}/install.sh", bootstrap_url.trim_end_matches('/'));
     let expect = fingerprint
         .map(|f| format!(" --expect-key-fingerprint {f}"))
         .unwrap_or_default();
+    let pin = server_key_pin
+        .map(|p| {
+            format!(
+                " --proto =https --insecure --pinnedpubkey {}",
+                tarmac_config::shquote(p)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "curl -fsSL -o tarmac-install.sh {url} && echo '{install_sh_sha256}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh{expect} {role}",
+        "curl -fsSL{pin} -o tarmac-install.sh {url} && echo '{install_sh_sha256}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh{expect} {role}",
         url = tarmac_config::shquote(&url),
     )
 }
@@ -569,3 +585,35 @@ fn swap_into_place(tmp: tempfile::TempDir, serve: &Path) -> Result<(), GenconfEr
 
 #[doc(hidden)]
 pub mod testkit;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn self_install_one_liners() {
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            super::self_install_command(
+                "http://10.0.0.254:8080",
+                &sha,
+                Some("sha256:ff"),
+                None,
+                "agent"
+            ),
+            format!(
+                "curl -fsSL -o tarmac-install.sh http://10.0.0.254:8080/install.sh && echo '{sha}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh --expect-key-fingerprint sha256:ff agent"
+            )
+        );
+        assert_eq!(
+            super::self_install_command(
+                "https://10.0.0.254:8443/",
+                &sha,
+                None,
+                Some("sha256//AbC+/="),
+                "master"
+            ),
+            format!(
+                "curl -fsSL --proto =https --insecure --pinnedpubkey sha256//AbC+/= -o tarmac-install.sh https://10.0.0.254:8443/install.sh && echo '{sha}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh master"
+            )
+        );
+    }
+}

@@ -48,8 +48,23 @@ pub struct ClusterTls {
     pub ca_pem: String,
     /// `sha256:<hex>` of the (first) CA certificate.
     pub ca_fingerprint: String,
+    /// curl's `--pinnedpubkey` for the server certificate (`sha256//<base64>`): the
+    /// self-install one-liner pins it before the host has the CA.
+    pub server_pin: String,
     /// True when this run issued a new server certificate (or a new CA).
     pub issued: bool,
+}
+
+/// The `--pinnedpubkey` of the first certificate in `cert`.
+fn server_pin(cert: &Path) -> Result<String, TlsError> {
+    let bad = |message: String| TlsError::Bad {
+        path: cert.to_owned(),
+        message,
+        hint: "run `tarmac validate-config`".into(),
+    };
+    let bytes = ctls::read_pem_file(cert).map_err(bad)?;
+    let certs = ctls::parse_certificates(&bytes).map_err(bad)?;
+    ctls::spki_pin(&certs[0]).map_err(bad)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +117,7 @@ pub fn prepare(cfg: &ResolvedConfig, genconf_dir: &Path) -> Result<Option<Cluste
     Ok(Some(ClusterTls {
         ca_pem: pem_text(&certs),
         ca_fingerprint: ctls::fingerprint(&certs[0]),
+        server_pin: server_pin(&files.cert)?,
         files,
         issued: false,
     }))
@@ -226,6 +242,7 @@ pub fn ensure_generated(
     }
     Ok(ClusterTls {
         ca_fingerprint: ctls::fingerprint(&ca_certs[0]),
+        server_pin: server_pin(&files.cert)?,
         ca_pem,
         files,
         issued,

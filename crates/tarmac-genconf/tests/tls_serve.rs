@@ -131,8 +131,9 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
     // Another cluster's CA: refused at once (no retries), naming the URL and the CA file.
     let other = tmp.path().join("b/genconf");
     std::fs::create_dir_all(&other).unwrap();
-    tarmac_genconf::tls::ensure_generated(&other, "127.0.0.1", std::time::SystemTime::now())
-        .unwrap();
+    let other_tls =
+        tarmac_genconf::tls::ensure_generated(&other, "127.0.0.1", std::time::SystemTime::now())
+            .unwrap();
     let other_label = other.join("tls/ca.pem").display().to_string();
     let wrong = Fetcher::new(6, std::time::Duration::from_secs(5))
         .with_ca_pem(
@@ -221,6 +222,49 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
         ),
     );
     assert_ne!(out.status.code(), Some(0));
+
+    // The self-install one-liner, before the host has the CA: curl pins the server's key.
+    let pin = report.server_key_pin.clone().unwrap();
+    assert!(pin.starts_with("sha256//"), "{pin}");
+    let line = tarmac_genconf::self_install_command(
+        &url,
+        &report.install_sh_sha256,
+        None,
+        Some(&pin),
+        "agent",
+    );
+    let download = line.split(" && ").next().unwrap().to_owned();
+    assert_eq!(
+        download,
+        format!(
+            "curl -fsSL --proto =https --insecure --pinnedpubkey {} -o tarmac-install.sh {url}/install.sh",
+            tarmac_config::shquote(&pin)
+        )
+    );
+    let cwd = tmp.path().join("self-install");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let check = line.split(" && ").take(2).collect::<Vec<_>>().join(" && ");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&check)
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(cwd.join("tarmac-install.sh")).unwrap(),
+        script
+    );
+    // An impostor's key (another cluster's server certificate) fails the pin: curl exit 90.
+    let wrong_pin = download.replace(&pin, &other_tls.server_pin);
+    assert_ne!(wrong_pin, download);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{wrong_pin} -o wrong.sh"))
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(90), "{}", text(&out.stderr));
 
     rt.block_on(server.stop());
 }
