@@ -378,23 +378,26 @@ impl HttpBody {
                         text: resp.status_text().to_owned(),
                     });
                 }
-                Err(ureq::Error::Transport(t)) if certificate_error(&t).is_some() => {
-                    // Not a transient failure: another try meets the same certificate.
-                    let ca = self.fetcher.ca.as_deref().unwrap_or("none").to_owned();
-                    let url = self.url.clone();
-                    return Err(match certificate_error(&t) {
-                        Some(
+                // A refused certificate is not a transient failure: another try meets the
+                // same certificate, so it fails at once.
+                Err(ureq::Error::Transport(t)) => match certificate_error(&t) {
+                    Some(c) => {
+                        let ca = self.fetcher.ca.as_deref().unwrap_or("none").to_owned();
+                        let url = self.url.clone();
+                        return Err(match c {
                             rustls::CertificateError::UnknownIssuer
-                            | rustls::CertificateError::BadSignature,
-                        ) => FetchError::Untrusted { url, ca },
-                        Some(other) => FetchError::Certificate {
-                            url,
-                            ca,
-                            reason: certificate_reason(&other),
-                        },
-                        None => unreachable!("checked by the guard"),
-                    });
-                }
+                            | rustls::CertificateError::BadSignature => {
+                                FetchError::Untrusted { url, ca }
+                            }
+                            other => FetchError::Certificate {
+                                url,
+                                ca,
+                                reason: certificate_reason(&other),
+                            },
+                        });
+                    }
+                    None => ureq::Error::Transport(t),
+                },
                 Err(e) => e,
             };
             self.failures += 1;
