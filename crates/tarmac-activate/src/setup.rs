@@ -1,7 +1,9 @@
 //! `tarmac-host setup`: the bootstrap flow run by `tarmac-setup.service`.
 //!
 //! Reads `<config-dir>/setup-flags/`:
-//! - `repository-url`: base URL of the repository (`http://…`, `file:///…` or a path);
+//! - `repository-url`: base URL of the repository (`http://…`, `https://…`, `file:///…` or a
+//!   path); for https the caller's [`Fetcher`] trusts only the cluster CA
+//!   (`repository-ca.pem`, read by `tarmac-host`);
 //! - `cluster-package-list`: either the package list itself (JSON, see
 //!   [`parse_package_list`]) or a list id, fetched from
 //!   `<url>/package_lists/<id>.json` (or pkgpanda's `<id>.package_list.json`);

@@ -369,6 +369,10 @@ impl<'a> Resolver<'a> {
         // 3. Hosts may appear in only one list.
         self.cross_list_duplicates();
 
+        // 3b. An operator's certificate for an https bootstrap_url: readable, PEM, matching
+        // key, signed by its CA, valid now and for bootstrap_url's host.
+        self.bootstrap_tls();
+
         // 4. Cross-field rules, skipped when any value they use is in error.
         for (i, rule) in schema.rules.iter().enumerate() {
             if !self.dist.inner.rule_deps[i].iter().all(|d| self.ready(d)) {
@@ -602,6 +606,54 @@ impl<'a> Resolver<'a> {
                     Ok(s) => State::Ok(Json::String(s)),
                 },
             },
+        }
+    }
+
+    fn bootstrap_tls(&mut self) {
+        use crate::tls;
+        if !self.dist.inner.schema.params.contains_key(tls::CERT_KEY) {
+            return;
+        }
+        let Some(State::Ok(Json::String(url))) = self.states.get("bootstrap_url").cloned() else {
+            return;
+        };
+        let mut inputs: Vec<Option<tls::PemInput>> = Vec::new();
+        for k in [tls::CERT_KEY, tls::KEY_KEY, tls::CA_KEY] {
+            match self.states.get(k) {
+                Some(State::Ok(Json::String(v))) => inputs.push(Some(tls::PemInput {
+                    value: v.clone(),
+                    bytes: tls::read_pem_file(&resolve_path(&self.input.base_dir, v)),
+                })),
+                Some(State::Failed) => return,
+                _ => inputs.push(None),
+            }
+        }
+        let host = if tls::is_https(&url) {
+            match tls::url_host(&url) {
+                Some(h) => Some(h),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let findings = tls::check_operator_tls(
+            &url,
+            host.as_deref(),
+            inputs[0].as_ref(),
+            inputs[1].as_ref(),
+            inputs[2].as_ref(),
+            rustls::pki_types::UnixTime::now(),
+        );
+        let url_loc = self.user.get("bootstrap_url").map(|e| e.value.loc());
+        for f in findings {
+            let loc = self.user.get(f.key).map(|e| e.value.loc()).or(url_loc);
+            let mut d = Diagnostic::new(f.key, loc, f.message);
+            d.hint = f.hint;
+            if f.warning {
+                self.report.warnings.push(d);
+            } else {
+                self.report.errors.push(d);
+            }
         }
     }
 

@@ -24,6 +24,7 @@ mod escape;
 mod render;
 mod report;
 mod schema;
+pub mod tls;
 pub mod types;
 pub mod yaml;
 
@@ -217,6 +218,31 @@ impl ResolvedConfig {
 
     pub fn bootstrap_url(&self) -> &str {
         self.get_str("bootstrap_url").unwrap_or_default()
+    }
+
+    /// The certificate the artifact server presents and the CA the hosts pin, for an
+    /// `https://` bootstrap_url (`None` for http and file URLs): the operator's
+    /// `bootstrap_tls_*` files, else the per-cluster ones genconf makes in `genconf_dir/tls/`.
+    pub fn bootstrap_tls(&self, genconf_dir: &Path) -> Option<tls::BootstrapTls> {
+        let url = self.bootstrap_url();
+        if !tls::is_https(url) {
+            return None;
+        }
+        let host = tls::url_host(url)?;
+        match (
+            self.path(tls::CERT_KEY),
+            self.path(tls::KEY_KEY),
+            self.path(tls::CA_KEY),
+        ) {
+            (Some(cert), Some(key), Some(ca)) => Some(tls::BootstrapTls {
+                host,
+                cert,
+                key,
+                ca,
+                generated: false,
+            }),
+            _ => Some(tls::BootstrapTls::generated(genconf_dir, &host)),
+        }
     }
 
     pub fn cluster_name(&self) -> &str {

@@ -40,6 +40,13 @@ pub struct InstallScript {
     pub signing_key: Option<String>,
     /// `sha256:<hex>` of that key, checked against the operator's `--expect-key-fingerprint`.
     pub signing_key_fingerprint: Option<String>,
+    /// For an https bootstrap_url: the PEM of the cluster CA, the only CA curl and
+    /// tarmac-host trust for it (written to `/etc/tarmac/setup-flags/repository-ca.pem`).
+    pub repository_ca: Option<String>,
+    /// `sha256:<hex>` of that CA certificate (shown in errors).
+    pub repository_ca_fingerprint: Option<String>,
+    /// Where the CA came from, for messages: `genconf/tls/ca.pem` or the operator's file.
+    pub repository_ca_source: Option<String>,
     /// The cluster package list (JSON, every package with its sha256).
     pub package_list_json: String,
     /// The operator's ip-detect script (run by the preflight).
@@ -79,6 +86,7 @@ pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
         ("the package list", Some(&s.package_list_json)),
         ("the ip-detect script", Some(&s.ip_detect)),
         ("the signing key", s.signing_key.as_ref()),
+        ("the repository CA", s.repository_ca.as_ref()),
         ("the setup unit", Some(&s.setup_unit)),
     ];
     for (what, text) in blocks {
@@ -103,6 +111,14 @@ pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
         (
             "the signing key fingerprint",
             s.signing_key_fingerprint.as_deref().unwrap_or(""),
+        ),
+        (
+            "the repository CA fingerprint",
+            s.repository_ca_fingerprint.as_deref().unwrap_or(""),
+        ),
+        (
+            "the repository CA file name",
+            s.repository_ca_source.as_deref().unwrap_or(""),
         ),
     ];
     for (what, value) in scalars {
@@ -134,6 +150,9 @@ pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
         signature => s.signature,
         signing_key => s.signing_key.as_deref().map(with_newline),
         signing_key_fingerprint => s.signing_key_fingerprint,
+        repository_ca => s.repository_ca.as_deref().map(with_newline),
+        repository_ca_fingerprint => s.repository_ca_fingerprint,
+        repository_ca_source => s.repository_ca_source,
         package_list_json => with_newline(&s.package_list_json),
         ip_detect => with_newline(&s.ip_detect),
         setup_unit => with_newline(&s.setup_unit),

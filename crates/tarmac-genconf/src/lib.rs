@@ -23,6 +23,7 @@
 //! `renameat2(RENAME_EXCHANGE)`, so a failed run leaves the previous `serve/` untouched.
 
 pub mod install_sh;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -71,6 +72,11 @@ pub struct GenconfReport {
     pub install_sh_sha256: String,
     /// `sha256:<hex>` of the trusted signing key (with `--public-key`).
     pub signing_key_fingerprint: Option<String>,
+    /// For an https bootstrap_url: `sha256:<hex>` of the CA certificate the hosts pin.
+    pub repository_ca_fingerprint: Option<String>,
+    /// For an https bootstrap_url: curl's `--pinnedpubkey` for the artifact server's
+    /// certificate (the self-install one-liner uses it before the host has the CA).
+    pub server_key_pin: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -111,6 +117,8 @@ pub enum GenconfError {
     Pack(#[from] PackError),
     #[error("writing install.sh failed")]
     InstallScript(#[from] InstallScriptError),
+    #[error("preparing TLS for the https bootstrap_url failed")]
+    Tls(#[from] tls::TlsError),
     #[error("another `tarmac genconf` is running on {path}\nhint: wait for it to finish")]
     Locked { path: PathBuf },
 }
@@ -142,6 +150,23 @@ pub fn genconf(
         });
     }
     let rendered = cfg.render()?;
+
+    // The certificate for an https bootstrap_url (made once in genconf/tls/, or the
+    // operator's), before anything is written to serve/.
+    let cluster_tls = tls::prepare(&cfg, gdir)?;
+    if let Some(t) = &cluster_tls
+        && t.issued
+    {
+        sink.emit(Event::Notice {
+            level: Level::Info,
+            message: format!(
+                "made the TLS certificate for {} in {} (cluster CA {})",
+                t.files.host,
+                t.files.cert.display(),
+                t.ca_fingerprint
+            ),
+        });
+    }
 
     // The build.
     let build = read_build(&opts.build_dir, opts.public_key.as_deref(), sink)?;
@@ -239,6 +264,21 @@ pub fn genconf(
         } else {
             None
         },
+        repository_ca: cluster_tls.as_ref().map(|t| t.ca_pem.clone()),
+        repository_ca_fingerprint: cluster_tls.as_ref().map(|t| t.ca_fingerprint.clone()),
+        repository_ca_source: cluster_tls.as_ref().map(|t| {
+            if t.files.generated {
+                format!(
+                    "genconf/{}/{}",
+                    tarmac_config::tls::TLS_DIR,
+                    tarmac_config::tls::CA_CERT_FILE
+                )
+            } else {
+                cfg.get_str(tarmac_config::tls::CA_KEY)
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        }),
         package_list_json: list_json.clone(),
         ip_detect: cfg.ip_detect_script().to_owned(),
         ports: Role::ALL
@@ -279,6 +319,8 @@ pub fn genconf(
         signed: build.key_pem.is_some() && has_sig,
         install_sh_sha256,
         signing_key_fingerprint: script.signing_key_fingerprint.clone(),
+        repository_ca_fingerprint: script.repository_ca_fingerprint.clone(),
+        server_key_pin: cluster_tls.as_ref().map(|t| t.server_pin.clone()),
         duration_ms: tarmac_events::millis(started.elapsed()),
     };
     Ok(report)
@@ -287,19 +329,31 @@ pub fn genconf(
 /// The self-install one-liner genconf prints: download install.sh, check it against the
 /// sha256 the operator got from genconf (an authenticated channel), then run it with the
 /// expected signing-key fingerprint. Never `curl | bash`: whoever answers for bootstrap_url
-/// would get root.
+/// would get root. For an https bootstrap_url the host does not have the cluster CA yet, so
+/// curl pins the artifact server's public key instead (`server_key_pin`, `sha256//…`; curl's
+/// `--insecure` only skips the CA lookup, the pin is still enforced); install.sh then trusts
+/// only the CA it carries.
 pub fn self_install_command(
     bootstrap_url: &str,
     install_sh_sha256: &str,
     fingerprint: Option<&str>,
+    server_key_pin: Option<&str>,
     role: &str,
 ) -> String {
     let url = format!("{}/install.sh", bootstrap_url.trim_end_matches('/'));
     let expect = fingerprint
         .map(|f| format!(" --expect-key-fingerprint {f}"))
         .unwrap_or_default();
+    let pin = server_key_pin
+        .map(|p| {
+            format!(
+                " --proto =https --insecure --pinnedpubkey {}",
+                tarmac_config::shquote(p)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "curl -fsSL -o tarmac-install.sh {url} && echo '{install_sh_sha256}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh{expect} {role}",
+        "curl -fsSL{pin} -o tarmac-install.sh {url} && echo '{install_sh_sha256}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh{expect} {role}",
         url = tarmac_config::shquote(&url),
     )
 }
@@ -535,3 +589,35 @@ fn swap_into_place(tmp: tempfile::TempDir, serve: &Path) -> Result<(), GenconfEr
 
 #[doc(hidden)]
 pub mod testkit;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn self_install_one_liners() {
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            super::self_install_command(
+                "http://10.0.0.254:8080",
+                &sha,
+                Some("sha256:ff"),
+                None,
+                "agent"
+            ),
+            format!(
+                "curl -fsSL -o tarmac-install.sh http://10.0.0.254:8080/install.sh && echo '{sha}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh --expect-key-fingerprint sha256:ff agent"
+            )
+        );
+        assert_eq!(
+            super::self_install_command(
+                "https://10.0.0.254:8443/",
+                &sha,
+                None,
+                Some("sha256//AbC+/="),
+                "master"
+            ),
+            format!(
+                "curl -fsSL --proto =https --insecure --pinnedpubkey sha256//AbC+/= -o tarmac-install.sh https://10.0.0.254:8443/install.sh && echo '{sha}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh master"
+            )
+        );
+    }
+}

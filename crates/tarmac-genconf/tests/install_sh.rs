@@ -13,7 +13,7 @@ fn sample() -> InstallScript {
     InstallScript {
         cluster_name: "lab".into(),
         config_id: h('c'),
-        bootstrap_url: "http://10.0.0.254:8080".into(),
+        bootstrap_url: "https://10.0.0.254:8443".into(),
         bootstrap_id: h('b'),
         package_list_id: h('l'),
         host_binary: Pinned { path: format!("bootstrap/{}.tarmac-host", h('b')), sha256: h('1') },
@@ -21,6 +21,9 @@ fn sample() -> InstallScript {
         signature: Some(Pinned { path: format!("bootstrap/{}.manifest.json.sig", h('b')), sha256: h('3') }),
         signing_key: Some("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAexample\n-----END PUBLIC KEY-----\n".into()),
         signing_key_fingerprint: Some(format!("sha256:{}", h('f'))),
+        repository_ca: Some("-----BEGIN CERTIFICATE-----\nMIIBexampleCA\n-----END CERTIFICATE-----\n".into()),
+        repository_ca_fingerprint: Some(format!("sha256:{}", h('a'))),
+        repository_ca_source: Some("genconf/tls/ca.pem".into()),
         package_list_json: "[\n  {\n    \"id\": \"etcd--3.5.17\",\n    \"sha256\": \"aaaa\",\n    \"size\": 1234\n  }\n]\n".into(),
         ip_detect: "#!/bin/sh\necho 10.0.0.1\n".into(),
         ports: BTreeMap::from([
@@ -70,6 +73,60 @@ fn unsigned_script_has_no_signature() {
     let t = render(&s).unwrap();
     assert!(t.contains("readonly SIGNATURE_PATH=''\n"));
     assert!(t.contains("signing_key() {\n    cat <<'TARMAC_EOF'\nTARMAC_EOF\n}"));
+}
+
+#[test]
+fn https_script_carries_the_cluster_ca_and_pins_curl_to_it() {
+    let t = render(&sample()).unwrap();
+    assert!(t.contains(
+        "repository_ca() {\n    cat <<'TARMAC_EOF'\n-----BEGIN CERTIFICATE-----\nMIIBexampleCA\n-----END CERTIFICATE-----\nTARMAC_EOF\n}"
+    ));
+    assert!(t.contains(&format!(
+        "readonly REPOSITORY_CA_FINGERPRINT=sha256:{}\n",
+        "a".repeat(64)
+    )));
+    assert!(t.contains("readonly REPOSITORY_CA_SOURCE=genconf/tls/ca.pem\n"));
+    assert!(t.contains("CURL_OPTS=(--proto =https --proto-redir =https --cacert \"$TLS_TMP/repository-ca.pem\"\n        --capath \"$TLS_TMP/no-system-cas\")"));
+    assert!(t.contains("repository_ca | write_file \"$FLAGS_DIR/repository-ca.pem\" 0644"));
+    // Every curl goes through download() and so gets those options.
+    let curls: Vec<&str> = t
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("curl ") || l.contains("$(curl") || l.contains(" curl -")
+        })
+        .collect();
+    assert_eq!(
+        curls,
+        ["    curl -fsSL \"${CURL_OPTS[@]}\" \"$@\" -o \"$dest\" \"$url\" && rc=0 || rc=$?"]
+    );
+    // Plain http: no CA.
+    let mut s = sample();
+    s.bootstrap_url = "http://10.0.0.254:8080".into();
+    s.repository_ca = None;
+    s.repository_ca_fingerprint = None;
+    s.repository_ca_source = None;
+    let t = render(&s).unwrap();
+    assert!(t.contains("readonly REPOSITORY_CA_FINGERPRINT=''\n"));
+    assert!(t.contains("repository_ca() {\n    cat <<'TARMAC_EOF'\nTARMAC_EOF\n}"));
+}
+
+#[test]
+fn https_without_a_ca_is_refused() {
+    let mut s = sample();
+    s.repository_ca = None;
+    s.repository_ca_fingerprint = None;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_script(tmp.path(), &render(&s).unwrap());
+    let cmd = format!(
+        "source <(grep -v '^main \"$@\"' {}); prepare_tls",
+        p.display()
+    );
+    let out = bash(&["-c", &cmd], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        "error: bootstrap_url https://10.0.0.254:8443 is https, but this install.sh carries no cluster CA (run tarmac genconf again)\n"
+    );
 }
 
 #[test]

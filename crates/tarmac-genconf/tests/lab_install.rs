@@ -173,6 +173,8 @@ fn curl_install_sh_brings_up_the_reference_cluster() {
         lab.ctl_command(target_bin("tarmac"))
             .args(["serve", "--genconf-dir"])
             .arg(&gdir)
+            .arg("--dist")
+            .arg(workspace().join("dist/reference"))
             .args(["--listen", &listen])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

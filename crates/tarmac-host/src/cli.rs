@@ -42,6 +42,10 @@ pub struct Global {
     /// Never create users: packages' users must already exist.
     #[arg(long, global = true)]
     pub no_users: bool,
+    /// The only CA trusted for an https repository (PEM)
+    /// [default: <config-dir>/setup-flags/repository-ca.pem, written by install.sh].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub repository_ca: Option<PathBuf>,
     /// Wait for another tarmac-host to finish instead of failing.
     #[arg(long, global = true)]
     pub wait: bool,

@@ -129,6 +129,24 @@ fn report_switch(json: bool, r: &SwitchReport) {
     }
 }
 
+/// The cluster CA in setup-flags/ (install.sh writes it for an https bootstrap_url).
+const REPOSITORY_CA_FILE: &str = "repository-ca.pem";
+
+/// The repository client: https trusts only the cluster CA in `ca_file` (never the system
+/// store); without that file (http or file repositories) https is refused. A `--repository-ca`
+/// that cannot be read is an error; the default file may be absent.
+fn repository_fetcher(ca_file: &std::path::Path, explicit: bool) -> Result<Fetcher> {
+    let fetcher = Fetcher::default();
+    match std::fs::read(ca_file) {
+        Ok(pem) => Ok(fetcher.with_ca_pem(&pem, &ca_file.display().to_string())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(fetcher),
+        Err(e) => Err(anyhow::Error::from(e).context(format!(
+            "cannot read the repository CA {}",
+            ca_file.display()
+        ))),
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     let mut cfg = HostConfig::new(&g.root);
@@ -144,8 +162,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     cfg.add_users = !g.no_users;
     cfg.wait_for_lock = g.wait;
     let json = g.json;
+    let ca_file = g
+        .repository_ca
+        .clone()
+        .unwrap_or_else(|| cfg.setup_flags_dir().join(REPOSITORY_CA_FILE));
+    let fetcher = repository_fetcher(&ca_file, g.repository_ca.is_some())?;
     let host = Host::new(cfg, sink(g.verbose));
-    let fetcher = Fetcher::default();
 
     match cli.command {
         Command::List => {

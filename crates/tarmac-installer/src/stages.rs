@@ -56,7 +56,7 @@ pub enum InstallerError {
     #[error("cannot read the SSH key: {0}")]
     Key(String),
     #[error(
-        "bootstrap_url `{url}` cannot be served by the installer: {why}\nhint: use an http://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push"
+        "bootstrap_url `{url}` cannot be served by the installer: {why}\nhint: use an http(s)://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push"
     )]
     BootstrapUrl { url: String, why: String },
     #[error("no hosts selected: {0}")]
@@ -329,11 +329,38 @@ impl Installer {
                 why,
             })?,
         };
-        Ok(ArtifactServer::bind(&serve.dir, addr)?)
+        Ok(ArtifactServer::bind(&serve.dir, addr, self.server_tls()?)?)
     }
 
-    fn is_http(&self) -> bool {
-        self.cfg.bootstrap_url().starts_with("http://")
+    /// The artifact server's certificate for an https bootstrap_url (`None` for http).
+    pub(crate) fn server_tls(&self) -> Result<Option<crate::serve::TlsConfig>, InstallerError> {
+        match self.cfg.bootstrap_tls(&self.genconf_dir) {
+            Some(t) => Ok(Some(crate::serve::load_tls(&t.cert, &t.key)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The PEM of the CA the hosts pin for an https bootstrap_url (`None` for http).
+    pub(crate) fn repository_ca(&self) -> Result<Option<String>, InstallerError> {
+        let Some(t) = self.cfg.bootstrap_tls(&self.genconf_dir) else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(&t.ca).map(Some).map_err(|e| {
+            InstallerError::Serve(ServeError::Tls {
+                what: "CA certificate",
+                path: t.ca.clone(),
+                message: e.to_string(),
+                hint:
+                    "run `tarmac genconf` (it makes genconf/tls/ca.pem), or check bootstrap_tls_ca"
+                        .into(),
+            })
+        })
+    }
+
+    /// Does the installer serve bootstrap_url itself (http or https)?
+    pub(crate) fn is_served(&self) -> bool {
+        let u = self.cfg.bootstrap_url();
+        u.starts_with("http://") || tarmac_config::tls::is_https(u)
     }
 
     /// preflight: install.sh `--preflight-only` for each host's role, plus OS, architecture,
@@ -343,7 +370,7 @@ impl Installer {
         opts: &PreflightOptions,
     ) -> Result<(StageRun, BTreeMap<HostAddr, Vec<CheckResult>>), InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
-        let server = if self.is_http() && !opts.push {
+        let server = if self.is_served() && !opts.push {
             Some(self.serve(&serve, opts.listen)?)
         } else {
             None
@@ -459,7 +486,7 @@ impl Installer {
     /// `push` over SSH). A host already on the target package list is `unchanged`.
     pub async fn deploy(&self, opts: &DeployOptions) -> Result<StageRun, InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
-        let server = if self.is_http() && !opts.push {
+        let server = if self.is_served() && !opts.push {
             Some(self.serve(&serve, opts.listen)?)
         } else {
             None
@@ -766,22 +793,29 @@ fn walk(dir: &Path) -> Vec<String> {
     out
 }
 
-/// The socket address to serve on for an `http://host:port` bootstrap URL.
+/// The socket address to serve on for an `http(s)://host:port` bootstrap URL (port 80 or 443
+/// when none is given).
 pub fn bootstrap_listen_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs can be served by the installer")?;
+    let (rest, default_port) = match url.strip_prefix("http://") {
+        Some(r) => (r, 80),
+        None => match url.strip_prefix("https://") {
+            Some(r) => (r, 443),
+            None => {
+                return Err("only http:// and https:// URLs can be served by the installer".into());
+            }
+        },
+    };
     let hostport = rest.split('/').next().unwrap_or_default();
     let with_port = if hostport.starts_with('[') {
         if hostport.contains("]:") {
             hostport.to_owned()
         } else {
-            format!("{hostport}:80")
+            format!("{hostport}:{default_port}")
         }
     } else if hostport.contains(':') {
         hostport.to_owned()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{default_port}")
     };
     with_port
         .to_socket_addrs()
@@ -849,6 +883,17 @@ mod tests {
             bootstrap_listen_addr("http://[::1]:9").unwrap(),
             "[::1]:9".parse().unwrap()
         );
-        assert!(bootstrap_listen_addr("https://x").is_err());
+        assert_eq!(
+            bootstrap_listen_addr("https://127.0.0.1:8443").unwrap(),
+            "127.0.0.1:8443".parse().unwrap()
+        );
+        assert_eq!(
+            bootstrap_listen_addr("https://127.0.0.1").unwrap(),
+            "127.0.0.1:443".parse().unwrap()
+        );
+        assert_eq!(
+            bootstrap_listen_addr("ftp://x").unwrap_err(),
+            "only http:// and https:// URLs can be served by the installer"
+        );
     }
 }

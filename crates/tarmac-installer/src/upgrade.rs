@@ -36,6 +36,8 @@ use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr,
 
 /// The setup flags directory on a host.
 pub const FLAGS_DIR: &str = "/etc/tarmac/setup-flags";
+/// The cluster CA on a host (for an https bootstrap_url): the only CA tarmac-host trusts for it.
+pub const REPOSITORY_CA_PATH: &str = tarmac_config::tls::HOST_CA_PATH;
 /// Where the target package list is uploaded on a host.
 pub const UPGRADE_DIR: &str = "/etc/tarmac/upgrade";
 /// The transient systemd unit (timer + service) that reverts an unconfirmed switch.
@@ -993,11 +995,11 @@ impl Installer {
         state.save(&self.state_dir())?;
 
         let server = match &serve {
-            Some(s) if self.cfg.bootstrap_url().starts_with("http://") && !opts.push => {
+            Some(s) if self.is_served() && !opts.push => {
                 let url = self.cfg.bootstrap_url().to_owned();
                 let addr = bootstrap_listen_addr(&url)
                     .map_err(|why| InstallerError::BootstrapUrl { url, why })?;
-                Some(ArtifactServer::bind(&s.dir, addr)?)
+                Some(ArtifactServer::bind(&s.dir, addr, self.server_tls()?)?)
             }
             _ => None,
         };
@@ -1097,10 +1099,17 @@ impl Installer {
                     };
                     let window = opts.confirm_window;
                     let push_from = opts.push.then(|| serve.dir.clone());
+                    // https: the CA the hosts pin, refreshed over SSH (the operator may have
+                    // changed bootstrap_tls_* since the install).
+                    let repo_ca = if opts.push {
+                        None
+                    } else {
+                        self.repository_ca()?
+                    };
                     runner
                         .fleet_run("switch", &wave.hosts, None, |host| {
-                            let (expected, list_file, list_id, url, switched, push_from) =
-                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone());
+                            let (expected, list_file, list_id, url, switched, push_from, repo_ca) =
+                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone());
                             async move {
                                 let r = host.check("inspect", Exec::root(recover_and_inspect_script()).quiet().timeout(Duration::from_secs(600))).await?;
                                 let st = parse_status(&r.stdout);
@@ -1128,6 +1137,9 @@ impl Installer {
                                 let src = UploadSource::file(&list_file)
                                     .map_err(|e| failed(host.addr(), "upload list", format!("cannot read {}: {e}", list_file.display())))?;
                                 host.upload("upload package list", &Upload::new(src, list_path(&list_id)).mode(0o644).root()).await?;
+                                if let Some(pem) = repo_ca {
+                                    host.upload("upload repository CA", &Upload::new(UploadSource::bytes("repository-ca.pem", pem), REPOSITORY_CA_PATH).mode(0o644).root()).await?;
+                                }
                                 if let Some(dir) = &push_from {
                                     let missing: Vec<PackageId> = expected.iter().filter(|id| !st.active.contains(id)).cloned().collect();
                                     push_packages(&host, dir, &missing).await?;

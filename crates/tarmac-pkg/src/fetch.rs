@@ -1,4 +1,9 @@
-//! Reading artifacts from a repository: `file://` (or a plain path) and `http://`.
+//! Reading artifacts from a repository: `file://` (or a plain path), `http://` and
+//! `https://`.
+//!
+//! An https repository is trusted only through the cluster CA given to
+//! [`Fetcher::with_ca_pem`] (never the system's or a built-in root store): a server whose
+//! certificate that CA did not sign is refused at once, naming the URL and the CA file.
 //!
 //! Repository layout (pkgpanda's): `<url>/packages/<name>/<id>.tar.zst` (`.tar.xz` and
 //! `.tar.gz` are tried when the zstd archive is absent).
@@ -11,6 +16,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tarmac_types::PackageId;
@@ -42,9 +48,25 @@ pub enum FetchError {
         source: io::Error,
     },
     #[error(
-        "unsupported repository URL `{url}`\nhint: use http://…, file:///abs/path or a plain directory path"
+        "unsupported repository URL `{url}`\nhint: use http://…, https://…, file:///abs/path or a plain directory path"
     )]
     Scheme { url: String },
+    #[error(
+        "{url}: no cluster CA to check the repository's certificate against\nhint: an https repository is trusted only through the cluster CA: install.sh writes it to /etc/tarmac/setup-flags/repository-ca.pem (tarmac-host also takes --repository-ca FILE)"
+    )]
+    NoCa { url: String },
+    #[error(
+        "{url}: certificate not signed by the cluster CA ({ca})\nhint: whoever answers for this URL is not the cluster's artifact server, or the server's certificate was replaced: serve genconf/serve/ with `tarmac serve` (genconf/tls/server.pem or bootstrap_tls_cert), and rerun install.sh on this host if genconf made a new CA"
+    )]
+    Untrusted { url: String, ca: String },
+    #[error("{url}: the server's certificate is refused: {reason} (cluster CA {ca})")]
+    Certificate {
+        url: String,
+        ca: String,
+        reason: String,
+    },
+    #[error("{ca}: not a usable CA certificate: {message}")]
+    BadCa { ca: String, message: String },
 }
 
 impl FetchError {
@@ -61,6 +83,8 @@ impl FetchError {
 #[derive(Clone)]
 pub struct Fetcher {
     agent: ureq::Agent,
+    /// Names the CA file of [`Fetcher::with_ca_pem`] (`None`: https is refused).
+    ca: Option<Arc<str>>,
     /// Attempts per artifact (first try included), shared by the initial request and resumes.
     pub attempts: u32,
     /// First backoff; doubles each retry, capped at 8 s.
@@ -77,6 +101,7 @@ impl std::fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fetcher")
             .field("attempts", &self.attempts)
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -108,15 +133,49 @@ pub struct Body {
 
 impl Fetcher {
     pub fn new(attempts: u32, backoff: Duration) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout_read(Duration::from_secs(60))
-            .build();
         Fetcher {
-            agent,
+            agent: agent_builder().build(),
+            ca: None,
             attempts: attempts.max(1),
             backoff,
         }
+    }
+
+    /// Trust exactly the CA certificate(s) in `pem` for https (no system or built-in roots);
+    /// `ca` names the file in errors (e.g. `/etc/tarmac/setup-flags/repository-ca.pem`).
+    pub fn with_ca_pem(self, pem: &[u8], ca: &str) -> Result<Fetcher, FetchError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |message: String| FetchError::BadCa {
+            ca: ca.to_owned(),
+            message,
+        };
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not valid PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad("no -----BEGIN CERTIFICATE----- block".into()));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs {
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Fetcher {
+            agent: agent_builder().tls_config(Arc::new(config)).build(),
+            ca: Some(ca.into()),
+            ..self
+        })
+    }
+
+    /// The CA file given to [`Fetcher::with_ca_pem`].
+    pub fn ca(&self) -> Option<&str> {
+        self.ca.as_deref()
     }
 
     fn delay(&self, attempt: u32) -> Duration {
@@ -126,6 +185,11 @@ impl Fetcher {
     /// Open `url` (http://, file:// or a path) for streaming.
     pub fn open(&self, url: &str) -> Result<Body, FetchError> {
         let url = url.trim();
+        if url.starts_with("https://") && self.ca.is_none() {
+            return Err(FetchError::NoCa {
+                url: url.to_owned(),
+            });
+        }
         if url.starts_with("http://") || url.starts_with("https://") {
             let mut r = HttpBody {
                 fetcher: self.clone(),
@@ -191,6 +255,31 @@ impl Fetcher {
     }
 }
 
+fn agent_builder() -> ureq::AgentBuilder {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(60))
+        // A redirect could leave the pinned https origin.
+        .redirects(0)
+}
+
+/// The rustls certificate error inside a transport error, if that is what it is.
+fn certificate_error(t: &ureq::Transport) -> Option<rustls::CertificateError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(e) = cur {
+        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(c)) = found {
+            return Some(c.clone());
+        }
+        cur = e.source();
+    }
+    None
+}
+
 /// `file:///abs`, `file://rel` (relative to the working directory) or a plain path.
 pub fn local_path(url: &str) -> Option<PathBuf> {
     if let Some(rest) = url.strip_prefix("file://") {
@@ -224,6 +313,21 @@ impl HttpBody {
                 req = req.set("Range", &format!("bytes={}-", self.offset));
             }
             let err = match req.call() {
+                Ok(resp) if !matches!(resp.status(), 200 | 206) => {
+                    // Redirects are not followed (they could leave the pinned https origin).
+                    let to = resp
+                        .header("Location")
+                        .map(|l| format!(" to {l}"))
+                        .unwrap_or_default();
+                    return Err(FetchError::Status {
+                        url: self.url.clone(),
+                        status: resp.status(),
+                        text: format!(
+                            "{}{to}: refused (a repository serves its files, it does not redirect)",
+                            resp.status_text()
+                        ),
+                    });
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let len: Option<u64> = resp
@@ -274,6 +378,26 @@ impl HttpBody {
                         text: resp.status_text().to_owned(),
                     });
                 }
+                // A refused certificate is not a transient failure: another try meets the
+                // same certificate, so it fails at once.
+                Err(ureq::Error::Transport(t)) => match certificate_error(&t) {
+                    Some(c) => {
+                        let ca = self.fetcher.ca.as_deref().unwrap_or("none").to_owned();
+                        let url = self.url.clone();
+                        return Err(match c {
+                            rustls::CertificateError::UnknownIssuer
+                            | rustls::CertificateError::BadSignature => {
+                                FetchError::Untrusted { url, ca }
+                            }
+                            other => FetchError::Certificate {
+                                url,
+                                ca,
+                                reason: certificate_reason(&other),
+                            },
+                        });
+                    }
+                    None => ureq::Error::Transport(t),
+                },
                 Err(e) => e,
             };
             self.failures += 1;
@@ -293,6 +417,45 @@ impl HttpBody {
             }
             std::thread::sleep(self.fetcher.delay(self.failures));
         }
+    }
+}
+
+fn certificate_reason(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "it is not for {} (it is for {})",
+            expected.to_str(),
+            presented
+                .iter()
+                .map(|p| {
+                    // webpki's `DnsName("x")` / `IpAddress(x)` as DNS:x / IP:x.
+                    p.strip_prefix("DnsName(\"")
+                        .and_then(|n| n.strip_suffix("\")"))
+                        .map(|n| format!("DNS:{n}"))
+                        .or_else(|| {
+                            p.strip_prefix("IpAddress(")
+                                .and_then(|n| n.strip_suffix(')'))
+                                .map(|n| format!("IP:{n}"))
+                        })
+                        .unwrap_or_else(|| p.clone())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        C::ExpiredContext { not_after, .. } => {
+            format!("it expired at {} (Unix time)", not_after.as_secs())
+        }
+        C::NotValidYetContext { not_before, .. } => {
+            format!(
+                "it is not valid before {} (Unix time)",
+                not_before.as_secs()
+            )
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -363,5 +526,36 @@ mod tests {
         assert_eq!(local_path("file:///srv/x"), Some(PathBuf::from("/srv/x")));
         assert_eq!(local_path("/srv/x"), Some(PathBuf::from("/srv/x")));
         assert_eq!(local_path("ftp://x"), None);
+    }
+
+    #[test]
+    fn https_needs_the_cluster_ca() {
+        let f = Fetcher::new(1, Duration::from_millis(1));
+        let e = f.open("https://127.0.0.1:1/x").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "https://127.0.0.1:1/x: no cluster CA to check the repository's certificate against\nhint: an https repository is trusted only through the cluster CA: install.sh writes it to /etc/tarmac/setup-flags/repository-ca.pem (tarmac-host also takes --repository-ca FILE)"
+        );
+        let e = f
+            .clone()
+            .with_ca_pem(b"not pem\n", "/etc/tarmac/setup-flags/repository-ca.pem")
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "/etc/tarmac/setup-flags/repository-ca.pem: not a usable CA certificate: no -----BEGIN CERTIFICATE----- block"
+        );
+        let e = f
+            .with_ca_pem(
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "ca.pem",
+            )
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("ca.pem: not a usable CA certificate: "),
+            "{e}"
+        );
     }
 }

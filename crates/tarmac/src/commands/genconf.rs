@@ -94,6 +94,9 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
                 if let Some(fp) = &r.signing_key_fingerprint {
                     println!("  signing key          {fp}");
                 }
+                if let Some(fp) = &r.repository_ca_fingerprint {
+                    println!("  repository CA        {fp} (hosts trust only it for https)");
+                }
                 println!(
                     "Install: `tarmac preflight && tarmac deploy` (install.sh goes over SSH). To let a host install itself"
                 );
@@ -106,6 +109,7 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
                         &r.bootstrap_url,
                         &r.install_sh_sha256,
                         r.signing_key_fingerprint.as_deref(),
+                        r.server_key_pin.as_deref(),
                         "<master|agent|agent_public>",
                     )
                 );
