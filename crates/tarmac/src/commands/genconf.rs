@@ -109,7 +109,7 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
                 );
                 if r.secret_files > 0 {
                     println!(
-                        "  (then copy its secret files over SSH first: {}/<config package id>/<path> to /etc/tarmac/secrets/<config package id>/<path>, root 0600)",
+                        "  (first copy the secret files of its role over SSH: {}/<config package id>/.key and /<path> to /etc/tarmac/secrets/<config package id>/, root, 0600)",
                         r.secrets_dir.display()
                     );
                 }
