@@ -6,6 +6,7 @@ pub mod journal;
 pub mod lock;
 pub mod password;
 pub mod plan;
+pub mod secrets;
 pub mod serve;
 pub mod stages;
 pub mod support;
