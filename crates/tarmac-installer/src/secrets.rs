@@ -298,7 +298,7 @@ mod tests {
         let s = g.join("secrets");
         std::fs::create_dir_all(s.join(format!("{id}/etc_master"))).unwrap();
         std::fs::create_dir_all(s.join(format!("{id}/etc"))).unwrap();
-        let key = tarmac_pkg::secrets::key_text(&[1; 32]);
+        let key = secrets::key_text(&[1; 32]);
         std::fs::write(s.join(format!("{id}/.key")), &key).unwrap();
         std::fs::write(s.join(format!("{id}/etc_master/m")), b"m").unwrap();
         std::fs::write(s.join(format!("{id}/etc/all")), b"a").unwrap();
@@ -341,7 +341,7 @@ mod tests {
         std::fs::write(s.join(format!("{id}/etc/all")), b"changed").unwrap();
         let dir = g.display().to_string();
         assert_eq!(
-            Secrets::read(g, &[id.clone()])
+            Secrets::read(g, std::slice::from_ref(&id))
                 .unwrap_err()
                 .to_string()
                 .replace(&dir, "<g>"),
@@ -351,7 +351,7 @@ mod tests {
         m.packages.clear();
         std::fs::write(s.join(MANIFEST_FILE), m.to_json()).unwrap();
         assert_eq!(
-            Secrets::read(g, &[id.clone()])
+            Secrets::read(g, std::slice::from_ref(&id))
                 .unwrap_err()
                 .to_string()
                 .replace(&dir, "<g>"),
