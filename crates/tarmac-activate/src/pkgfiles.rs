@@ -272,7 +272,8 @@ fn ids_of(f: &FilePlan) -> Result<(u32, u32), ActivateError> {
 
 /// Give every planned file its owner, group and mode (after the users exist). The mode is
 /// first narrowed to the owner's bits, so that no one ever has more access than the final
-/// mode grants; directories above secret files become 0711.
+/// mode grants; directories above secret files become 0711, and the configuration directory
+/// gets the search (x) bits for group and others.
 pub fn apply(cfg: &HostConfig, files: &[FilePlan]) -> Result<(), ActivateError> {
     for f in files {
         let (uid, gid) = ids_of(f)?;
@@ -299,6 +300,17 @@ pub fn apply(cfg: &HostConfig, files: &[FilePlan]) -> Result<(), ActivateError> 
                 .map_err(err("chmod"))?;
         }
         if f.secret {
+            // The configuration directory must be traversable too (it is 0755 when
+            // install.sh made it; an upload before that may have left it tighter).
+            let cd = &cfg.config_dir;
+            let m = fs::metadata(cd).map_err(|e| ActivateError::io("stat", cd, e))?;
+            if m.permissions().mode() & 0o011 != 0o011 {
+                fs::set_permissions(
+                    cd,
+                    fs::Permissions::from_mode(m.permissions().mode() & 0o7777 | 0o011),
+                )
+                .map_err(|e| ActivateError::io("chmod", cd, e))?;
+            }
             let top = cfg.secrets_dir();
             let mut d = f.file.parent();
             while let Some(dir) = d {

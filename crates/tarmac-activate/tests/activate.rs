@@ -742,8 +742,14 @@ fn secret_files_are_checked_linked_and_restricted() {
     assert!(f.host.current().unwrap().is_none());
 
     // The right bytes: linked into the tree, then root:<group> 0640 with traversable
-    // (not listable) directories above it.
+    // (not listable) directories above it, up to the configuration directory (here made
+    // 0700, as an upload before install.sh could leave it).
     deliver(&f, "cfg--setup_1", SECRET);
+    fs::set_permissions(
+        f.dir.join("etc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     f.activate(&["cfg--setup_1"]).unwrap();
     let secret = f
         .dir
@@ -768,6 +774,7 @@ fn secret_files_are_checked_linked_and_restricted() {
         assert_eq!(mode(&f.dir.join(d)), 0o711, "{d}");
     }
     assert_eq!(mode(&f.dir.join("etc/secrets/cfg--setup_1/.key")), 0o600);
+    assert_eq!(mode(&f.dir.join("etc")), 0o711);
     // A plain file of the package gets its group and mode in the store.
     let plain = f
         .host

@@ -147,7 +147,8 @@ pub fn host_path(id: &PackageId, path: &str) -> String {
 
 /// Create the package's secrets directories (0700: the umask; existing ones keep their
 /// mode, which activation makes 0711) and print `tarmac-secret-need|<path>` for each file
-/// that is missing or has other bytes than `files` says.
+/// that is missing or has other bytes than `files` says. `/etc/tarmac` itself, made here
+/// before install.sh runs, is 0755 like install.sh makes it (the services must traverse it).
 pub fn prepare_script(id: &PackageId, files: &[(String, Digest)]) -> String {
     let base = format!("{HOST_SECRETS_DIR}/{id}");
     let mut dirs = vec![base.clone()];
@@ -159,10 +160,15 @@ pub fn prepare_script(id: &PackageId, files: &[(String, Digest)]) -> String {
             }
         }
     }
+    let config_dir = HOST_SECRETS_DIR
+        .rsplit_once('/')
+        .map_or(HOST_SECRETS_DIR, |(d, _)| d);
     let mut s = format!(
-        "umask 077 && mkdir -p -- {} && cd -- {} || exit 1\n",
-        dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" "),
-        quote(&base)
+        "[ -d {cd} ] || mkdir -p -m 0755 -- {cd} || exit 1\n\
+         umask 077 && mkdir -p -- {dirs} && cd -- {base} || exit 1\n",
+        cd = quote(config_dir),
+        dirs = dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" "),
+        base = quote(&base)
     );
     for (p, sha) in files {
         let q = quote(p);
@@ -231,7 +237,8 @@ mod tests {
                     ("etc_master/prometheus/web.yml".into(), d),
                 ]
             ),
-            "umask 077 && mkdir -p -- /etc/tarmac/secrets/tarmac-config--setup_ab \
+            "[ -d /etc/tarmac ] || mkdir -p -m 0755 -- /etc/tarmac || exit 1\n\
+             umask 077 && mkdir -p -- /etc/tarmac/secrets/tarmac-config--setup_ab \
              /etc/tarmac/secrets/tarmac-config--setup_ab/etc_master/prometheus && \
              cd -- /etc/tarmac/secrets/tarmac-config--setup_ab || exit 1\n\
              s=$([ -f .key ] && sha256sum < .key); [ \"${s%% *}\" = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad ] || echo 'tarmac-secret-need|.key'\n\
@@ -265,7 +272,8 @@ mod tests {
                 ("etc/c".into(), Digest::of(b"c")),
             ],
         )
-        .replace(HOST_SECRETS_DIR, &base.display().to_string());
+        .replace(HOST_SECRETS_DIR, &base.display().to_string())
+        .replace("/etc/tarmac", &tmp.path().join("etc").display().to_string());
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&script)
@@ -281,6 +289,10 @@ mod tests {
             ["b", "etc/c"]
         );
         assert!(base.join(format!("{id}/etc")).is_dir());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tmp.path().join("etc")), 0o755);
+        assert_eq!(mode(&base.join(format!("{id}/etc"))), 0o700);
         assert!(
             out.stderr.is_empty(),
             "{}",
