@@ -745,11 +745,7 @@ fn secret_files_are_checked_linked_and_restricted() {
     // (not listable) directories above it, up to the configuration directory (here made
     // 0700, as an upload before install.sh could leave it).
     deliver(&f, "cfg--setup_1", SECRET);
-    fs::set_permissions(
-        f.dir.join("etc"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    fs::set_permissions(f.dir.join("etc"), fs::Permissions::from_mode(0o700)).unwrap();
     f.activate(&["cfg--setup_1"]).unwrap();
     let secret = f
         .dir
