@@ -109,6 +109,11 @@ impl HostConfig {
         self.config_dir.join("setup-flags")
     }
 
+    /// `<config-dir>/secrets`: secret files delivered over SSH, by package id.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.config_dir.join("secrets")
+    }
+
     /// `<unit_dir>/tarmac.target.wants`.
     pub fn wants_dir(&self) -> PathBuf {
         self.unit_dir

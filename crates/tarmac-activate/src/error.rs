@@ -88,7 +88,44 @@ pub enum Problem {
         username: String,
         group: String,
     },
+    /// A secret file of the host's roles is missing or differs from what its package lists.
+    SecretFile {
+        package: PackageId,
+        path: String,
+        file: PathBuf,
+        reason: String,
+    },
+    /// The key of a package's secret files is missing or unreadable.
+    SecretKeyMissing {
+        package: PackageId,
+        file: PathBuf,
+        reason: String,
+    },
+    /// A package ships a file its pkginfo declares secret.
+    SecretInPackage {
+        package: PackageId,
+        path: String,
+    },
+    BadFileEntry {
+        package: PackageId,
+        path: String,
+        reason: String,
+    },
+    FileOwnerMissing {
+        package: PackageId,
+        path: String,
+        owner: String,
+    },
+    FileGroupMissing {
+        package: PackageId,
+        path: String,
+        group: String,
+    },
 }
+
+/// What every problem with a secret file tells the operator to do.
+pub const SECRETS_HINT: &str =
+    "re-run deploy/upgrade from the controller (secrets are delivered over SSH)";
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,6 +225,50 @@ impl fmt::Display for Problem {
                     "{package}: existing user `{username}` is not in group `{group}`"
                 )
             }
+            Problem::SecretFile {
+                package,
+                path,
+                file,
+                reason,
+            } => write!(
+                f,
+                "{package}: secret file `{path}` ({}) {reason}: {SECRETS_HINT}",
+                file.display()
+            ),
+            Problem::SecretKeyMissing {
+                package,
+                file,
+                reason,
+            } => write!(
+                f,
+                "{package}: the key of its secret files ({}) is unusable ({reason}): {SECRETS_HINT}",
+                file.display()
+            ),
+            Problem::SecretInPackage { package, path } => write!(
+                f,
+                "{package} ships `{path}` in its archive, but its pkginfo declares it a secret file (secret files are delivered over SSH, never inside a package)"
+            ),
+            Problem::BadFileEntry {
+                package,
+                path,
+                reason,
+            } => write!(f, "{package}: pkginfo files[\"{path}\"] {reason}"),
+            Problem::FileOwnerMissing {
+                package,
+                path,
+                owner,
+            } => write!(
+                f,
+                "{package}: `{path}` is to be owned by `{owner}`, which does not exist and is not a user of a package in the set"
+            ),
+            Problem::FileGroupMissing {
+                package,
+                path,
+                group,
+            } => write!(
+                f,
+                "{package}: `{path}` is to belong to group `{group}`, which does not exist and is not the own group of a package user in the set"
+            ),
         }
     }
 }

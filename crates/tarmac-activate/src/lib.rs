@@ -23,6 +23,7 @@ pub mod fsutil;
 pub mod generation;
 pub mod hostfacts;
 pub mod lock;
+pub mod pkgfiles;
 pub mod plan;
 pub mod render;
 pub mod setup;
@@ -312,6 +313,7 @@ impl Host {
         let mut out = Vec::new();
         for id in ids {
             out.push((id.clone(), self.store.remove(id)?));
+            pkgfiles::remove_secrets(&self.cfg, id)?;
         }
         Ok(out)
     }
@@ -356,12 +358,15 @@ impl Host {
             if self.store.remove(id)? {
                 report.removed_packages.push(id.clone());
             }
+            // Its secret files go with it (a kept generation keeps its own).
+            pkgfiles::remove_secrets(&self.cfg, id)?;
         }
         Ok(report)
     }
 
-    /// Stop and remove every tarmac unit, then the install root. With `purge`, also the
-    /// state directories and the configuration directory.
+    /// Stop and remove every tarmac unit, then the install root and the secret files
+    /// (`<config-dir>/secrets`). With `purge`, also the state directories and the
+    /// configuration directory.
     pub fn uninstall(&self, _lock: &HostLock, purge: bool) -> Result<(), ActivateError> {
         self.cfg.check_root()?;
         let sd = self.systemd();
@@ -387,6 +392,9 @@ impl Host {
         sd.daemon_reload()?;
         fsutil::make_writable_and_remove(&self.cfg.root)
             .map_err(|e| ActivateError::io("remove", &self.cfg.root, e))?;
+        let secrets = self.cfg.secrets_dir();
+        fsutil::make_writable_and_remove(&secrets)
+            .map_err(|e| ActivateError::io("remove", &secrets, e))?;
         if !self.cfg.repository.starts_with(&self.cfg.root) && self.cfg.repository.is_absolute() {
             fsutil::make_writable_and_remove(&self.cfg.repository)
                 .map_err(|e| ActivateError::io("remove", &self.cfg.repository, e))?;

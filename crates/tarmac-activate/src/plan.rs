@@ -14,6 +14,7 @@ use tarmac_types::{PackageId, PackageName, Role};
 
 use crate::config::{HostConfig, TREE_DIRS};
 use crate::error::{ActivateError, Problem};
+use crate::pkgfiles::{self, FilePlan};
 use crate::systemd;
 use crate::users;
 
@@ -66,6 +67,8 @@ pub struct Plan {
     pub sysctl: BTreeMap<String, BTreeMap<String, SysctlValue>>,
     pub users: Vec<UserPlan>,
     pub state_dirs: Vec<StateDirPlan>,
+    /// Files of pkginfo `files` (secret files included) to chown/chmod at activation.
+    pub files: Vec<FilePlan>,
 }
 
 impl Plan {
@@ -343,6 +346,9 @@ pub fn plan(
         });
     }
 
+    // pkginfo `files`: secret files of this host's roles linked in, ownership checked.
+    let files = pkgfiles::plan_files(cfg, &packages, roles, &users, &mut tree, &mut problems);
+
     let state_dirs = packages
         .iter()
         .filter(|p| p.info.state_directory)
@@ -364,6 +370,7 @@ pub fn plan(
         sysctl,
         users,
         state_dirs,
+        files,
     })
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! 1. journal {from, to, stage: prepared, stop: [...]}      (atomic write)
 //! 2. write generations/<to>                                 (new generations only)
-//! 3. users, state directories                              (additive, harmless if undone)
+//! 3. users, state directories, owner/group/mode of pkginfo `files` (additive, harmless if undone)
 //! 4. systemctl stop <units removed or changed>
 //! 5. rename(current.new -> current) + fsync(root)          ← the commit point
 //! 6. copy units of <to> into the unit dir, drop removed ones; journal stage: units_installed
@@ -138,7 +138,8 @@ impl Host {
         self.sink.emit(Event::Notice { level, message });
     }
 
-    /// Users and state directories of `plan` (additive: safe before the flip).
+    /// Users, state directories and file ownership of `plan` (additive: safe before the
+    /// flip).
     fn ensure_users_and_state(&self, plan: &Plan) -> Result<(), ActivateError> {
         let mut ids = BTreeMap::new();
         for u in &plan.users {
@@ -160,7 +161,8 @@ impl Host {
                 users::ensure_state_dir(&s.path, owner)?;
             }
         }
-        Ok(())
+        // Owner, group and mode of pkginfo `files` (secret files: root:<service> 0640, …).
+        crate::pkgfiles::apply(&self.cfg, &plan.files)
     }
 
     /// Switch to `target`. The caller validated it (a [`Plan`] exists only when valid).

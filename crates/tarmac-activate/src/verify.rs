@@ -1,7 +1,9 @@
 //! `tarmac-host verify`: the host's audit. Every stored package is re-hashed against the
 //! file manifest recorded when it was extracted; the current generation is checked for
 //! completeness (links resolve, stable links point through `current`, the installed units
-//! are exactly the generation's copies); every kept generation must still have its packages.
+//! are exactly the generation's copies, and the files its pkginfo `files` lists — secret files
+//! included — have their digest, owner, group and mode); every kept generation must still
+//! have its packages.
 
 use std::fs;
 use std::path::Path;
@@ -58,11 +60,24 @@ impl Host {
         let mut packages = Vec::new();
         for id in self.store.list()? {
             let dir = self.store.path(&id);
+            let pkg = self.store.load(&id).ok();
             let audit = match FileManifest::load(&dir) {
                 Ok(m) => PackageAudit {
                     id: id.clone(),
                     files: m.file_count(),
-                    problems: m.verify(&dir).iter().map(FileProblem::to_string).collect(),
+                    problems: m
+                        .verify(&dir)
+                        .iter()
+                        // pkginfo `files` may set a mode other than the archive's.
+                        .filter(|p| match (p, &pkg) {
+                            (FileProblem::ModeChanged { path, found, .. }, Some(pkg)) => {
+                                crate::pkgfiles::declared_mode(pkg, path)
+                                    .is_none_or(|m| format!("{m:04o}") != *found)
+                            }
+                            _ => true,
+                        })
+                        .map(FileProblem::to_string)
+                        .collect(),
                 },
                 Err(e) => PackageAudit {
                     id: id.clone(),
@@ -117,6 +132,15 @@ impl Host {
                         );
                     }
                     host.extend(self.systemd().drift(&want, &others));
+                    if let Ok(a) = generation::read_active(cfg, g) {
+                        let pkgs: Vec<_> = a
+                            .packages
+                            .iter()
+                            .filter_map(|id| self.store.load(id).ok())
+                            .collect();
+                        let roles = a.roles.iter().copied().collect();
+                        host.extend(crate::pkgfiles::audit(cfg, &pkgs, &roles));
+                    }
                 }
             }
         }

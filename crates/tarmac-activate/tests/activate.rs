@@ -653,3 +653,226 @@ fn second_activation_waits_or_names_the_holder() {
         "{err}"
     );
 }
+
+/// A group this process may give files to: `daemon` as root, else its own primary group.
+fn test_group() -> String {
+    if unsafe { libc::geteuid() } == 0 {
+        return "daemon".into();
+    }
+    let out = std::process::Command::new("id")
+        .arg("-gn")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+const SECRET_KEY: [u8; 32] = [9; 32];
+const SECRET: &[u8] = b"password: hunter2\n";
+
+/// A config package whose pkginfo expects the secret `etc_master/svc/svc.yml` (group, 0640)
+/// and gives its plain `etc/svc/plain.conf` a group and mode.
+fn add_config_package(f: &Fixture, pkg: &str, secret: &[u8], group: &str) {
+    let hmac = tarmac_pkg::secrets::digest(&SECRET_KEY, secret).hex();
+    f.add(
+        pkg,
+        &format!(
+            r#"{{"files": {{"etc_master/svc/svc.yml": {{"secret": true, "hmac_sha256": "{hmac}", "group": "{group}", "mode": "0640"}},
+                "etc/svc/plain.conf": {{"group": "{group}", "mode": "0640"}}}}}}"#
+        ),
+        &[
+            Entry::file("etc/svc/plain.conf", "plain"),
+            Entry::file("etc_master/svc/svc.env", "X=1"),
+        ],
+    );
+}
+
+/// Deliver a secret file (and the key) as `tarmac deploy` does: root, 0600, dirs 0700.
+fn deliver(f: &Fixture, pkg: &str, bytes: &[u8]) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = f.dir.join("etc/secrets").join(pkg);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("etc_master/svc"))
+        .unwrap();
+    fs::write(dir.join(".key"), tarmac_pkg::secrets::key_text(&SECRET_KEY)).unwrap();
+    fs::write(dir.join("etc_master/svc/svc.yml"), bytes).unwrap();
+    for p in [dir.join(".key"), dir.join("etc_master/svc/svc.yml")] {
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn secret_files_are_checked_linked_and_restricted() {
+    use std::os::unix::fs::MetadataExt;
+    let group = test_group();
+    let gid = tarmac_activate::users::lookup_group(&group).unwrap().gid;
+    let f = fixture(&["master"]);
+    add_config_package(&f, "cfg--setup_1", SECRET, &group);
+    let dir = f.dir.display().to_string();
+    let shown = |e: ActivateError| e.to_string().replace(&dir, "<dir>");
+
+    // Nothing delivered: refused, naming the package, the file and what to do.
+    assert_eq!(
+        shown(f.activate(&["cfg--setup_1"]).unwrap_err()),
+        "the package set cannot be activated (1 problem):\n  \
+         - cfg--setup_1: the key of its secret files (<dir>/etc/secrets/cfg--setup_1/.key) is unusable (No such file or directory (os error 2)): re-run deploy/upgrade from the controller (secrets are delivered over SSH)\n\
+         hint: nothing on the host was changed"
+    );
+    // Other bytes than the package lists: refused.
+    deliver(&f, "cfg--setup_1", b"password: guess\n");
+    assert_eq!(
+        shown(f.activate(&["cfg--setup_1"]).unwrap_err()),
+        "the package set cannot be activated (1 problem):\n  \
+         - cfg--setup_1: secret file `etc_master/svc/svc.yml` (<dir>/etc/secrets/cfg--setup_1/etc_master/svc/svc.yml) does not match the package (its hmac-sha256 differs): re-run deploy/upgrade from the controller (secrets are delivered over SSH)\n\
+         hint: nothing on the host was changed"
+    );
+    fs::remove_file(
+        f.dir
+            .join("etc/secrets/cfg--setup_1/etc_master/svc/svc.yml"),
+    )
+    .unwrap();
+    assert!(
+        shown(f.activate(&["cfg--setup_1"]).unwrap_err())
+            .contains("- cfg--setup_1: secret file `etc_master/svc/svc.yml` (<dir>/etc/secrets/cfg--setup_1/etc_master/svc/svc.yml) is missing: re-run deploy/upgrade")
+    );
+    assert!(f.host.current().unwrap().is_none());
+
+    // The right bytes: linked into the tree, then root:<group> 0640 with traversable
+    // (not listable) directories above it, up to the configuration directory (here made
+    // 0700, as an upload before install.sh could leave it).
+    deliver(&f, "cfg--setup_1", SECRET);
+    fs::set_permissions(f.dir.join("etc"), fs::Permissions::from_mode(0o700)).unwrap();
+    f.activate(&["cfg--setup_1"]).unwrap();
+    let secret = f
+        .dir
+        .join("etc/secrets/cfg--setup_1/etc_master/svc/svc.yml");
+    let linked = f.root().join("etc/svc/svc.yml");
+    assert_eq!(fs::read(&linked).unwrap(), SECRET);
+    assert_eq!(
+        fs::canonicalize(&linked).unwrap(),
+        fs::canonicalize(&secret).unwrap()
+    );
+    let m = fs::metadata(&secret).unwrap();
+    assert_eq!(
+        (mode(&secret), m.uid(), m.gid()),
+        (0o640, unsafe { libc::geteuid() }, gid)
+    );
+    for d in [
+        "etc/secrets",
+        "etc/secrets/cfg--setup_1",
+        "etc/secrets/cfg--setup_1/etc_master",
+        "etc/secrets/cfg--setup_1/etc_master/svc",
+    ] {
+        assert_eq!(mode(&f.dir.join(d)), 0o711, "{d}");
+    }
+    assert_eq!(mode(&f.dir.join("etc/secrets/cfg--setup_1/.key")), 0o600);
+    assert_eq!(mode(&f.dir.join("etc")), 0o711);
+    // A plain file of the package gets its group and mode in the store.
+    let plain = f
+        .host
+        .store
+        .path(&id("cfg--setup_1"))
+        .join("etc/svc/plain.conf");
+    assert_eq!(
+        (mode(&plain), fs::metadata(&plain).unwrap().gid()),
+        (0o640, gid)
+    );
+    // The audit is clean (the declared mode is not a store problem) ...
+    let v = f.host.verify().unwrap();
+    assert!(v.ok, "{v:?}");
+    // ... until the secret is readable by others or changed.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
+    let v = f.host.verify().unwrap();
+    assert_eq!(
+        v.host
+            .iter()
+            .map(|h| h.replace(&dir, "<dir>"))
+            .collect::<Vec<_>>(),
+        [
+            "cfg--setup_1: `etc_master/svc/svc.yml` (<dir>/etc/secrets/cfg--setup_1/etc_master/svc/svc.yml) has mode 0644, pkginfo says 0640",
+            "cfg--setup_1: secret file `etc_master/svc/svc.yml` (<dir>/etc/secrets/cfg--setup_1/etc_master/svc/svc.yml) is readable by other users (mode 0644)",
+        ]
+    );
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(&secret, "password: changed\n").unwrap();
+    let v = f.host.verify().unwrap();
+    assert_eq!(v.host.len(), 1, "{v:?}");
+    assert!(v.host[0].ends_with("does not match the package (its hmac-sha256 differs): re-run deploy/upgrade from the controller (secrets are delivered over SSH)"), "{v:?}");
+    fs::write(&secret, SECRET).unwrap();
+
+    // A new config package: the old generation keeps its own secret; rollback finds it;
+    // gc of the old package removes it.
+    add_config_package(&f, "cfg--setup_2", b"password: two\n", &group);
+    deliver(&f, "cfg--setup_2", b"password: two\n");
+    f.activate(&["cfg--setup_2"]).unwrap();
+    assert_eq!(
+        fs::read(f.root().join("etc/svc/svc.yml")).unwrap(),
+        b"password: two\n"
+    );
+    {
+        let (lock, _) = f.host.lock("rollback").unwrap();
+        f.host.rollback(&lock, None).unwrap();
+    }
+    assert_eq!(fs::read(f.root().join("etc/svc/svc.yml")).unwrap(), SECRET);
+    f.activate(&["cfg--setup_2"]).unwrap();
+    {
+        let (lock, _) = f.host.lock("gc").unwrap();
+        let r = f.host.gc(&lock, 1).unwrap();
+        assert_eq!(r.removed_packages, vec![id("cfg--setup_1")]);
+    }
+    assert!(!f.dir.join("etc/secrets/cfg--setup_1").exists());
+    assert!(f.dir.join("etc/secrets/cfg--setup_2").exists());
+    // uninstall removes every secret.
+    {
+        let (lock, _) = f.host.lock("uninstall").unwrap();
+        f.host.uninstall(&lock, false).unwrap();
+    }
+    assert!(!f.dir.join("etc/secrets").exists());
+}
+
+#[test]
+fn an_agent_needs_no_master_secret_and_a_package_cannot_ship_one() {
+    let group = test_group();
+    let f = fixture(&["agent"]);
+    add_config_package(&f, "cfg--setup_1", SECRET, &group);
+    // Nothing delivered, and nothing needed: the secret is a master file.
+    f.activate(&["cfg--setup_1"]).unwrap();
+    assert!(!f.root().join("etc/svc/svc.yml").exists());
+    assert!(f.root().join("etc/svc/plain.conf").exists());
+    assert!(!f.dir.join("etc/secrets").exists());
+
+    // A package carrying the bytes of a file its pkginfo calls secret, and files entries
+    // naming users and groups nobody has.
+    let hmac = tarmac_pkg::secrets::digest(&SECRET_KEY, b"x").hex();
+    f.add(
+        "bad--1",
+        &format!(
+            r#"{{"files": {{"etc/bad/s": {{"secret": true, "hmac_sha256": "{hmac}"}},
+                "etc/bad/o": {{"owner": "tarmac_nobody_here"}},
+                "etc/bad/g": {{"group": "tarmac_nogroup_here"}},
+                "etc/bad/absent": {{"mode": "0600"}}}}}}"#
+        ),
+        &[
+            Entry::file("etc/bad/s", "x"),
+            Entry::file("etc/bad/o", "o"),
+            Entry::file("etc/bad/g", "g"),
+        ],
+    );
+    let e = f.activate(&["bad--1"]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "the package set cannot be activated (4 problems):\n  \
+         - bad--1: pkginfo files[\"etc/bad/absent\"] is not a regular file of the package\n  \
+         - bad--1: `etc/bad/g` is to belong to group `tarmac_nogroup_here`, which does not exist and is not the own group of a package user in the set\n  \
+         - bad--1: `etc/bad/o` is to be owned by `tarmac_nobody_here`, which does not exist and is not a user of a package in the set\n  \
+         - bad--1 ships `etc/bad/s` in its archive, but its pkginfo declares it a secret file (secret files are delivered over SSH, never inside a package)\n\
+         hint: nothing on the host was changed"
+    );
+}

@@ -9,9 +9,11 @@
 //! ```
 //!
 //! `<scope>` is `common` (every host) or a role (`master`, `agent`, `agent_public`). A
-//! template's file mode is 0755 when the source is executable, else 0644; files that use a
-//! secret value are 0700/0600 unless `files:` in the schema says otherwise. Printed values are
-//! escaped for the file's format (shell, env, systemd; see [`FileFormat`]).
+//! template's file mode is 0755 when the source is executable, else 0644 (`files:` in the
+//! schema overrides). A template that reads a secret (or a value calculated from one) must be
+//! declared `secret: true` in `files:` — a schema error otherwise — and is then 0700/0600
+//! unless `files:` says otherwise, kept out of the config package and delivered over SSH.
+//! Printed values are escaped for the file's format (shell, env, systemd; see [`FileFormat`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -138,6 +140,14 @@ pub enum DistError {
     Cycle(String),
     #[error("files: `{0}` names no template")]
     UnknownFile(String),
+    #[error(
+        "template {name} uses `{key}`, which {why}, but the file is not declared secret\nhint: add `{name}: {{secret: true, group: <group of the service that reads it>, mode: \"0640\"}}` under `files:` in schema.yaml; secret files are not packed into the config package (served over HTTP) but delivered over SSH to the hosts of their scope"
+    )]
+    SecretInPublicFile {
+        name: String,
+        key: String,
+        why: &'static str,
+    },
 }
 
 fn suggest(s: &Option<String>) -> String {
@@ -570,6 +580,41 @@ impl Distribution {
                 && schema.derived.contains_key(n)
             {
                 secret_closure.insert(n.clone());
+            }
+        }
+
+        // Every template reading a secret, or anything calculated from one (a derived value,
+        // a calculated default), must be a secret file. This is the static check, with a
+        // clear message when the distribution loads; rendering checks again with the values
+        // a template actually read (see render.rs), so nothing escapes through `{% set %}`,
+        // macros or `{% include %}`.
+        let mut maybe_secret: BTreeSet<String> = known
+            .iter()
+            .filter(|n| schema.is_secret(n))
+            .cloned()
+            .collect();
+        for n in &order {
+            if deps
+                .get(n)
+                .is_some_and(|d| d.iter().any(|x| maybe_secret.contains(x)))
+            {
+                maybe_secret.insert(n.clone());
+            }
+        }
+        for t in &tfiles {
+            if schema.files.get(&t.name).is_some_and(|f| f.secret) {
+                continue;
+            }
+            if let Some(key) = t.vars.iter().find(|v| maybe_secret.contains(*v)) {
+                return Err(DistError::SecretInPublicFile {
+                    name: t.name.clone(),
+                    key: key.clone(),
+                    why: if schema.is_secret(key) {
+                        "is secret"
+                    } else {
+                        "is calculated from a secret"
+                    },
+                });
             }
         }
 

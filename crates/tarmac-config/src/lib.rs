@@ -128,6 +128,7 @@ pub struct ResolvedConfig {
     warnings: Vec<Diagnostic>,
     config_id: Digest,
     secrets: BTreeSet<String>,
+    id_key: Option<IdKey>,
 }
 
 impl ResolvedConfig {
@@ -139,7 +140,7 @@ impl ResolvedConfig {
         warnings: Vec<Diagnostic>,
         secrets: BTreeSet<String>,
     ) -> Self {
-        let config_id = compute_config_id(&dist, &values, &user, None);
+        let config_id = compute_config_id(&dist, &values, &user, &secrets, None);
         ResolvedConfig {
             dist,
             values,
@@ -148,6 +149,7 @@ impl ResolvedConfig {
             warnings,
             config_id,
             secrets,
+            id_key: None,
         }
     }
 
@@ -162,8 +164,52 @@ impl ResolvedConfig {
 
     /// Recompute the config id with secret values keyed by `key` (what genconf publishes).
     pub fn keyed(mut self, key: &IdKey) -> Self {
-        self.config_id = compute_config_id(&self.dist, &self.values, &self.user, Some(key));
+        self.config_id = compute_config_id(
+            &self.dist,
+            &self.values,
+            &self.user,
+            &self.secrets,
+            Some(key),
+        );
+        self.id_key = Some(key.clone());
         self
+    }
+
+    /// True when some secret value (declared secret, calculated from one or sharing an
+    /// anchor with one) is set.
+    pub fn has_secret_values(&self) -> bool {
+        self.secrets.iter().any(|k| {
+            self.values.get(k).is_some_and(|v| !v.is_null())
+                || self.user.get(k).is_some_and(|v| !v.is_null())
+        })
+    }
+
+    /// The key under which config package `package_id` lists the digests of its secret files
+    /// (HMAC-SHA256, see `tarmac_pkg::secrets`): derived from the cluster's [`IdKey`] when a
+    /// secret value is set, so that the published digest of a file holding a password
+    /// cannot be used to guess it offline. Without secret values the file's bytes follow
+    /// from published values anyway, and the key is a public function of the package id
+    /// (two clusters with the same configuration then get the same config package bytes,
+    /// as they get the same id).
+    pub fn secret_files_key(&self, package_id: &str) -> [u8; 32] {
+        const LABEL: &[u8] = b"tarmac secret files\0";
+        match &self.id_key {
+            Some(key) if self.has_secret_values() => {
+                use hmac::Mac;
+                let mut m =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0).expect("any key length");
+                m.update(LABEL);
+                m.update(package_id.as_bytes());
+                m.finalize().into_bytes().into()
+            }
+            _ => {
+                use sha2::Digest as _;
+                let mut h = sha2::Sha256::new();
+                h.update(LABEL);
+                h.update(package_id.as_bytes());
+                h.finalize().into()
+            }
+        }
     }
 
     pub fn distribution(&self) -> &Distribution {
@@ -428,9 +474,12 @@ fn compute_config_id(
     dist: &Distribution,
     values: &BTreeMap<String, Json>,
     user: &BTreeMap<String, Json>,
+    secrets: &BTreeSet<String>,
     key: Option<&IdKey>,
 ) -> Digest {
-    let secret = &dist.inner.secret_closure;
+    // The distribution's secrets and what is calculated from them, plus keys that share a
+    // value with a secret through an anchor and alias in this configuration.
+    let secret: BTreeSet<&String> = dist.inner.secret_closure.iter().chain(secrets).collect();
     let hide = |m: &BTreeMap<String, Json>| -> BTreeMap<String, Json> {
         m.iter()
             .map(|(k, v)| {

@@ -28,9 +28,14 @@
 //!     hint: "…"
 //!     # when: "<expr>"                 # the rule applies only when this is true
 //! files:
-//!   tarmac-config/master/etc/prometheus/prometheus.yml: {mode: "0644"}
+//!   # A file that reads a secret (or a value calculated from one) must say `secret: true`:
+//!   # it is not put in the config package (which is served over HTTP to anyone) but
+//!   # delivered over SSH to the hosts of its scope only, readable by root and `group`.
+//!   tarmac-config/master/etc/prometheus/prometheus.yml: {secret: true, group: tarmac_prometheus, mode: "0640"}
 //!   tarmac-config/common/bin/detect_ip: {format: shell}  # how values are escaped, when the
 //!                                      # path does not say (shell env systemd yaml json text)
+//!   # owner/group (set on the host at activation, once the package users exist) and mode work
+//!   # for any file; a secret file's mode never gives other users access.
 //! ```
 
 use std::collections::BTreeMap;
@@ -103,6 +108,14 @@ pub struct FileSettings {
     /// How printed values are escaped, when the path does not say (`shell`, `env`,
     /// `systemd`, `yaml`, `json`, `text`).
     pub format: Option<crate::escape::FileFormat>,
+    /// The file holds secret values: delivered over SSH to the hosts of its scope, never
+    /// packed into the (served) config package. Required for any template that reads a
+    /// secret.
+    pub secret: bool,
+    /// Owner on the host (`root` or a package user `tarmac_…`), set at activation.
+    pub owner: Option<String>,
+    /// Group on the host (e.g. the service's `tarmac_prometheus`), set at activation.
+    pub group: Option<String>,
 }
 
 /// The merged schema: installer parameters plus the distribution's.
@@ -221,6 +234,12 @@ struct FileSpecEntry {
     mode: Option<String>,
     #[serde(default)]
     format: Option<String>,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// Builtin derived values Tarmac knows how to compute.
@@ -332,7 +351,56 @@ impl Schema {
                     )
                 })?),
             };
-            self.files.insert(path, FileSettings { mode, format });
+            if f.secret
+                && let Some(m) = mode
+                && m & 0o7000 != 0
+            {
+                return Err(entry_err(
+                    &path,
+                    format!("mode `{m:04o}`: a secret file cannot be setuid, setgid or sticky"),
+                ));
+            }
+            if f.secret
+                && let Some(m) = mode
+                && m & 0o007 != 0
+            {
+                return Err(entry_err(
+                    &path,
+                    format!(
+                        "mode `{m:04o}` gives other users access to a secret file: use 0600, or 0640 with `group:` set to the group of the service that reads it"
+                    ),
+                ));
+            }
+            if let Some(o) = &f.owner
+                && !owner_ok(o)
+            {
+                return Err(entry_err(
+                    &path,
+                    format!(
+                        "owner `{o}` is not `root` or a package user (tarmac_[a-z0-9_]+, at most 32 characters)"
+                    ),
+                ));
+            }
+            if let Some(g) = &f.group
+                && !group_ok(g)
+            {
+                return Err(entry_err(
+                    &path,
+                    format!(
+                        "group `{g}` is not a group name (^[a-z_][a-z0-9_-]*$, at most 32 characters)"
+                    ),
+                ));
+            }
+            self.files.insert(
+                path,
+                FileSettings {
+                    mode,
+                    format,
+                    secret: f.secret,
+                    owner: f.owner,
+                    group: f.group,
+                },
+            );
         }
         if spec.config_package.is_some() {
             self.config_package = spec.config_package;
@@ -363,6 +431,28 @@ impl Schema {
         self.params.get(name).is_some_and(|p| p.secret)
             || self.derived.get(name).is_some_and(|d| d.secret)
     }
+}
+
+/// `root`, or a package user: `^tarmac_[a-z0-9_]+$`, at most 32 characters (the rule of
+/// pkginfo's `username`).
+pub fn owner_ok(u: &str) -> bool {
+    u == "root"
+        || u.len() <= 32
+            && u.strip_prefix("tarmac_").is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+}
+
+/// A group name: `^[a-z_][a-z0-9_-]*$`, at most 32 characters (pkginfo's `group` rule).
+pub fn group_ok(g: &str) -> bool {
+    let mut b = g.bytes();
+    g.len() <= 32
+        && b.next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
 fn check_name(name: &str) -> Result<(), String> {

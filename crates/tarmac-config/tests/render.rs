@@ -12,8 +12,14 @@ fn dump(r: &Rendered) -> String {
     for (pkg, scopes) in &r.packages {
         for (scope, files) in scopes {
             for (path, f) in files {
+                let secret = if f.secret { " secret" } else { "" };
+                let group = f
+                    .group
+                    .as_deref()
+                    .map(|g| format!(" group {g}"))
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "===== {pkg} {scope} {path} ({:04o})\n{}\n",
+                    "===== {pkg} {scope} {path} ({:04o}{secret}{group})\n{}\n",
                     f.mode,
                     String::from_utf8_lossy(&f.bytes)
                 ));
@@ -47,8 +53,11 @@ fn single_master_with_remote_write() {
         "ipv6_remote_write_prometheus",
         String::from_utf8_lossy(&prom.bytes)
     );
-    // It holds a secret, but the schema keeps it readable for the prometheus user.
-    assert_eq!(prom.mode, 0o644);
+    // It holds a secret: a secret file, readable by root and the prometheus user's group.
+    assert_eq!(prom.mode, 0o640);
+    assert!(prom.secret);
+    assert_eq!(prom.group.as_deref(), Some("tarmac_prometheus"));
+    assert_eq!(prom.owner, None);
     let etcd = String::from_utf8_lossy(&master["etc/etcd/etcd.env"].bytes).into_owned();
     // Escaped for EnvironmentFile= and `sh` alike (`[` would be a glob in sh).
     assert!(
@@ -85,8 +94,17 @@ fn role_layout_in_packages() {
             ("etc/tarmac-config/user.config.yaml".to_owned(), 0o644),
             ("etc_master/etcd/etcd.env".to_owned(), 0o644),
             ("etc_master/prometheus/prometheus.env".to_owned(), 0o644),
-            ("etc_master/prometheus/prometheus.yml".to_owned(), 0o644),
         ]
+    );
+    // The secret file is not in the package's archive, only in its secret layout.
+    let secret: Vec<(String, u32)> = r
+        .secret_layout(&pkg)
+        .into_iter()
+        .map(|(p, f)| (p, f.mode))
+        .collect();
+    assert_eq!(
+        secret,
+        [("etc_master/prometheus/prometheus.yml".to_owned(), 0o640)]
     );
     // Agents get no master files.
     assert!(!r.for_role(Role::Agent).contains_key("etc/etcd/etcd.env"));

@@ -141,10 +141,48 @@ fn required_parameters_come_from_usage() {
 }
 
 #[test]
-fn secrets_make_files_owner_only_unless_overridden() {
-    let schema = "format: 1\nparameters:\n  token: {type: string, secret: true}\nderived:\n  header: {expr: \"'Bearer ' ~ token\"}\n";
+fn templates_reading_secrets_must_be_secret_files() {
+    let schema = "format: 1\nparameters:\n  token: {type: string, secret: true}\n  plain: {type: string, default: p}\nderived:\n  header: {expr: \"'Bearer ' ~ token\"}\n";
+    let hint = "hint: add `cfg/common/etc/a: {secret: true, group: <group of the service that reads it>, mode: \"0640\"}` under `files:` in schema.yaml; secret files are not packed into the config package (served over HTTP) but delivered over SSH to the hosts of their scope";
+    // Directly, through a derived value, and through a `{% set %}` alias: all refused when
+    // the distribution loads, naming the file and the key.
+    for (src, key, why) in [
+        ("{{ token }}\n", "token", "is secret"),
+        ("{{ header }}\n", "header", "is calculated from a secret"),
+        (
+            "{% set t = token %}{{ plain }} {{ t }}\n",
+            "token",
+            "is secret",
+        ),
+        (
+            "{% macro m() %}{{ token }}{% endmacro %}{{ m() }}\n",
+            "token",
+            "is secret",
+        ),
+    ] {
+        assert_eq!(
+            load(schema, vec![t("cfg/common/etc/a", src)]).unwrap_err(),
+            format!(
+                "template cfg/common/etc/a uses `{key}`, which {why}, but the file is not declared secret\n{hint}"
+            ),
+            "{src}"
+        );
+    }
+    // A calculated default counts as calculated from the secret.
     let d = load(
-        schema,
+        "format: 1\nparameters:\n  token: {type: string, secret: true}\n  alias: {type: string, default_expr: token}\n",
+        vec![t("cfg/common/etc/a", "{{ alias }}\n")],
+    )
+    .unwrap_err();
+    assert!(
+        d.starts_with("template cfg/common/etc/a uses `alias`, which is calculated from a secret,"),
+        "{d}"
+    );
+
+    // Declared secret: owner-only by default, `files:` may set group and mode.
+    let files = "files:\n  cfg/common/etc/a: {secret: true}\n  cfg/common/bin/b: {secret: true}\n  cfg/master/etc/g: {secret: true, group: tarmac_svc, mode: \"0640\"}\n";
+    let d = load(
+        &format!("{schema}{files}"),
         vec![
             t("cfg/common/etc/a", "{{ header }}\n"),
             (
@@ -153,30 +191,112 @@ fn secrets_make_files_owner_only_unless_overridden() {
                 0o755,
             ),
             t("cfg/common/etc/c", "no secret\n"),
+            t("cfg/master/etc/g", "{{ token }}\n"),
         ],
     )
     .unwrap();
     let cfg = run(&d, &format!("{BASE}token: s3cr3t\n")).unwrap();
     let r = cfg.render().unwrap();
     let files = r.for_role(Role::Master);
-    assert_eq!(files["etc/a"].mode, 0o600);
-    assert_eq!(files["bin/b"].mode, 0o700);
-    assert_eq!(files["etc/c"].mode, 0o644);
+    assert_eq!((files["etc/a"].mode, files["etc/a"].secret), (0o600, true));
+    assert_eq!((files["bin/b"].mode, files["bin/b"].secret), (0o700, true));
+    assert_eq!((files["etc/c"].mode, files["etc/c"].secret), (0o644, false));
+    assert_eq!(files["etc/g"].mode, 0o640);
+    assert_eq!(files["etc/g"].group.as_deref(), Some("tarmac_svc"));
     assert_eq!(files["bin/b"].bytes, b"#!/bin/sh\necho s3cr3t\n");
+    let pkg = tarmac_types::PackageName::new("cfg").unwrap();
+    assert_eq!(
+        r.secret_layout(&pkg).keys().collect::<Vec<_>>(),
+        ["bin/b", "etc/a", "etc_master/g"]
+    );
+    assert!(!r.package_layout(&pkg).contains_key("etc/a"));
+    assert!(r.package_layout(&pkg).contains_key("etc/c"));
     // The derived value is secret too.
     assert!(
         cfg.expanded_config_json(true)
             .contains("\"header\": \"**HIDDEN**\"")
     );
+}
+
+#[test]
+fn a_public_template_cannot_read_a_secret_through_an_include() {
+    // The static check sees only the including template's own names; rendering records
+    // what each template actually read.
+    let schema = "format: 1\nparameters:\n  token: {type: string, secret: true}\nfiles:\n  cfg/common/etc/secret: {secret: true}\n";
     let d = load(
-        &format!("{schema}files:\n  cfg/common/etc/a: {{mode: \"0640\"}}\n"),
-        vec![t("cfg/common/etc/a", "{{ header }}\n")],
+        schema,
+        vec![
+            t("cfg/common/etc/secret", "{{ token }}\n"),
+            t(
+                "cfg/common/etc/public",
+                "{% include \"cfg/common/etc/secret\" %}",
+            ),
+        ],
     )
     .unwrap();
     let cfg = run(&d, &format!("{BASE}token: s3cr3t\n")).unwrap();
     assert_eq!(
-        cfg.render().unwrap().for_role(Role::Master)["etc/a"].mode,
-        0o640
+        cfg.render().unwrap_err().to_string(),
+        "template cfg/common/etc/public read `token`, which holds a secret value, but the file is not declared secret\n\
+         hint: declare it `cfg/common/etc/public: {secret: true, group: <group of the service that reads it>, mode: \"0640\"}` under `files:` in schema.yaml"
+    );
+    // `debug()` prints the context: only the names, never a value.
+    let d = load(
+        schema,
+        vec![
+            t("cfg/common/etc/secret", "{{ token }}\n"),
+            t("cfg/common/etc/public", "{{ debug() }}"),
+        ],
+    )
+    .unwrap();
+    let cfg = run(&d, &format!("{BASE}token: s3cr3t\n")).unwrap();
+    match cfg.render() {
+        Ok(r) => {
+            let text =
+                String::from_utf8_lossy(&r.for_role(Role::Agent)["etc/public"].bytes).into_owned();
+            assert!(!text.contains("s3cr3t"), "{text}");
+        }
+        Err(e) => assert!(e.to_string().contains("read `token`"), "{e}"),
+    }
+}
+
+#[test]
+fn secret_file_settings_are_checked() {
+    let schema = "format: 1\nparameters:\n  token: {type: string, secret: true}\n";
+    let tpl = || vec![t("cfg/common/etc/a", "{{ token }}\n")];
+    for (entry, message) in [
+        (
+            "{secret: true, mode: \"0644\"}",
+            "schema.yaml: `cfg/common/etc/a`: mode `0644` gives other users access to a secret file: use 0600, or 0640 with `group:` set to the group of the service that reads it",
+        ),
+        (
+            "{secret: true, mode: \"4750\"}",
+            "schema.yaml: `cfg/common/etc/a`: mode `4750`: a secret file cannot be setuid, setgid or sticky",
+        ),
+        (
+            "{secret: true, owner: prometheus}",
+            "schema.yaml: `cfg/common/etc/a`: owner `prometheus` is not `root` or a package user (tarmac_[a-z0-9_]+, at most 32 characters)",
+        ),
+        (
+            "{secret: true, group: Bad}",
+            "schema.yaml: `cfg/common/etc/a`: group `Bad` is not a group name (^[a-z_][a-z0-9_-]*$, at most 32 characters)",
+        ),
+    ] {
+        assert_eq!(
+            load(
+                &format!("{schema}files:\n  cfg/common/etc/a: {entry}\n"),
+                tpl()
+            )
+            .unwrap_err(),
+            message
+        );
+    }
+    assert!(
+        load(
+            &format!("{schema}files:\n  cfg/common/etc/a: {{secret: true, owner: tarmac_svc, group: tarmac_svc, mode: \"0460\"}}\n"),
+            tpl()
+        )
+        .is_ok()
     );
 }
 

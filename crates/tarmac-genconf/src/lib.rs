@@ -14,7 +14,17 @@
 //! genconf/cluster_packages.json                same as cluster-package-info.json
 //! genconf/user.config.full.yaml                0600: the config with secrets
 //! genconf/expanded.config.full.json            0600: every resolved value with secrets
+//! genconf/secrets/                             0700: secret files, never under serve/
+//!   manifest.json                              every config package and its secret files
+//!   <cfg id>/.key, <cfg id>/<path>             0600: the key of the package's digests, and
+//!                                              the files (etc_master/prometheus/prometheus.yml)
 //! ```
+//!
+//! A template declared `secret: true` in the schema's `files:` is not packed into its config
+//! package: the package's pkginfo lists it (`files`, with its HMAC-SHA256 under the
+//! package's key, mode, owner and group) and the installer uploads it over SSH to the hosts
+//! of its scope, which refuse to activate the package without it. `secrets/` is swapped in
+//! whole like `serve/`, just before it.
 //!
 //! Config package ids hash the resolved configuration (see [`tarmac_config::ResolvedConfig::config_id`]);
 //! the cluster package list id is the sha256 of the sorted package ids, one per line (the
@@ -37,6 +47,8 @@ use tarmac_events::{Event, Level, Sink};
 use tarmac_pkg::PkgInfo;
 use tarmac_pkg::manifest::{self, ArtifactKind, Manifest, ManifestError, PublicKey};
 use tarmac_pkg::pack::{self, PackError, PackOptions};
+use tarmac_pkg::pkginfo::FileSpec;
+use tarmac_pkg::secrets::{self, PackageSecrets, SecretFile, SecretsManifest};
 use tarmac_types::{Digest, PackageId, PackageName, Role};
 
 pub use install_sh::{InstallScript, InstallScriptError, Pinned};
@@ -77,6 +89,10 @@ pub struct GenconfReport {
     /// For an https bootstrap_url: curl's `--pinnedpubkey` for the artifact server's
     /// certificate (the self-install one-liner uses it before the host has the CA).
     pub server_key_pin: Option<String>,
+    /// `genconf/secrets`: the secret files the installer delivers over SSH.
+    pub secrets_dir: PathBuf,
+    /// How many secret files the config packages have (all roles).
+    pub secret_files: usize,
     pub duration_ms: u64,
 }
 
@@ -172,12 +188,21 @@ pub fn genconf(
     let build = read_build(&opts.build_dir, opts.public_key.as_deref(), sink)?;
     let m = &build.manifest;
 
-    // A fresh serve dir next to the old one.
+    // A fresh serve dir next to the old one, and a fresh secrets dir (0700 from the start).
     let tmp = tempfile::Builder::new()
         .prefix(".serve.")
         .tempdir_in(gdir)
         .map_err(io_err("cannot create a temporary directory in", gdir))?;
     let out = tmp.path();
+    let secrets_tmp = tempfile::Builder::new()
+        .prefix(".secrets.")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(gdir)
+        .map_err(io_err("cannot create a temporary directory in", gdir))?;
+    let mut secrets_manifest = SecretsManifest {
+        format: secrets::MANIFEST_FORMAT,
+        packages: BTreeMap::new(),
+    };
 
     // 1. The build's artifacts, hard-linked when possible.
     for a in &m.artifacts {
@@ -206,11 +231,24 @@ pub fn genconf(
         }
         let id = PackageId::from_parts(name, &format!("setup_{cid}"))
             .map_err(|e| GenconfError::NameClash(e.to_string()))?;
-        let (sha, size) = pack_config_package(&rendered, name, &id, out, &opts.pack)?;
+        let key = cfg.secret_files_key(&id.to_string());
+        let (sha, size) = pack_config_package(&rendered, name, &id, out, &opts.pack, &key)?;
+        let files = write_secret_files(&rendered, name, &id, secrets_tmp.path(), &key)?;
         sink.emit(Event::Notice {
             level: Level::Info,
-            message: format!("config package {id} ({size} bytes)"),
+            message: if files.is_empty() {
+                format!("config package {id} ({size} bytes)")
+            } else {
+                format!(
+                    "config package {id} ({size} bytes; {} secret file(s) kept out of it, in {}, delivered over SSH)",
+                    files.len(),
+                    gdir.join("secrets").join(id.to_string()).display()
+                )
+            },
         });
+        secrets_manifest
+            .packages
+            .insert(id.to_string(), PackageSecrets { files });
         list.insert(id.clone(), (sha, size));
         config_packages.push(id);
     }
@@ -304,7 +342,14 @@ pub fn genconf(
         0o600,
     )?;
 
-    // 6. Swap it in.
+    // 6. Swap them in: secrets first, so that an installer reading the new serve/ always
+    // finds its secret files.
+    write_new_private(
+        &secrets_tmp.path().join(secrets::MANIFEST_FILE),
+        secrets_manifest.to_json().as_bytes(),
+    )?;
+    let secrets_dir = gdir.join("secrets");
+    swap_into_place(secrets_tmp, &secrets_dir)?;
     let serve = gdir.join("serve");
     swap_into_place(tmp, &serve)?;
 
@@ -321,6 +366,12 @@ pub fn genconf(
         signing_key_fingerprint: script.signing_key_fingerprint.clone(),
         repository_ca_fingerprint: script.repository_ca_fingerprint.clone(),
         server_key_pin: cluster_tls.as_ref().map(|t| t.server_pin.clone()),
+        secret_files: secrets_manifest
+            .packages
+            .values()
+            .map(|p| p.files.len())
+            .sum(),
+        secrets_dir,
         duration_ms: tarmac_events::millis(started.elapsed()),
     };
     Ok(report)
@@ -501,20 +552,62 @@ fn write_private(gdir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(),
     tarmac_fsx::write_atomic(&path, bytes, mode).map_err(io_err("cannot write", &path))
 }
 
-/// Lay out one config package in a staging dir and pack it deterministically.
+/// The pkginfo of a config package: `files` lists the owner, group and mode of every file
+/// the schema gives them, and every secret file with its digest under `key`.
+pub fn config_pkginfo(
+    rendered: &tarmac_config::Rendered,
+    name: &PackageName,
+    key: &[u8; 32],
+) -> PkgInfo {
+    let mut files = BTreeMap::new();
+    for (path, f) in rendered.package_layout(name) {
+        if f.owner.is_some() || f.group.is_some() {
+            files.insert(
+                path,
+                FileSpec {
+                    owner: f.owner.clone(),
+                    group: f.group.clone(),
+                    mode: Some(f.mode),
+                    ..FileSpec::default()
+                },
+            );
+        }
+    }
+    for (path, f) in rendered.secret_layout(name) {
+        files.insert(
+            path,
+            FileSpec {
+                owner: f.owner.clone(),
+                group: f.group.clone(),
+                mode: Some(f.mode),
+                secret: true,
+                hmac_sha256: Some(secrets::digest(key, &f.bytes)),
+            },
+        );
+    }
+    PkgInfo {
+        files,
+        ..PkgInfo::default()
+    }
+}
+
+/// Lay out one config package in a staging dir and pack it deterministically. Secret files
+/// are not in it (only listed in its pkginfo).
 fn pack_config_package(
     rendered: &tarmac_config::Rendered,
     name: &PackageName,
     id: &PackageId,
     out: &Path,
     opts: &PackOptions,
+    key: &[u8; 32],
 ) -> Result<(Digest, u64), GenconfError> {
     let stage = tempfile::Builder::new()
         .prefix(".stage.")
         .tempdir_in(out)
         .map_err(io_err("cannot create a staging directory in", out))?;
     let root = stage.path();
-    let mut pkginfo = serde_json::to_vec_pretty(&PkgInfo::default()).expect("pkginfo serializes");
+    let mut pkginfo = serde_json::to_vec_pretty(&config_pkginfo(rendered, name, key))
+        .expect("pkginfo serializes");
     pkginfo.push(b'\n');
     write(root, tarmac_pkg::layout::PKGINFO, &pkginfo, 0o644)?;
     for (path, f) in rendered.package_layout(name) {
@@ -527,6 +620,64 @@ fn pack_config_package(
     }
     let packed = pack::pack_dir(root, &dest, opts)?;
     Ok((packed.sha256, packed.size))
+}
+
+/// Write the secret files of config package `id` (and its key, when it has any) below
+/// `dir/<id>/`: directories 0700, files 0600 from their first byte. Returns their manifest
+/// entries.
+fn write_secret_files(
+    rendered: &tarmac_config::Rendered,
+    name: &PackageName,
+    id: &PackageId,
+    dir: &Path,
+    key: &[u8; 32],
+) -> Result<Vec<SecretFile>, GenconfError> {
+    let mut out = Vec::new();
+    let base = dir.join(id.to_string());
+    for (path, f) in rendered.secret_layout(name) {
+        let dest = base.join(&path);
+        write_new_private(&dest, &f.bytes)?;
+        out.push(SecretFile {
+            role: tarmac_pkg::pkginfo::tree_path(&path).and_then(|(_, r)| r),
+            path,
+            sha256: Digest::of(&f.bytes),
+            hmac_sha256: secrets::digest(key, &f.bytes),
+            size: f.bytes.len() as u64,
+            mode: format!("{:04o}", f.mode),
+            owner: f.owner.clone(),
+            group: f.group.clone(),
+        });
+    }
+    if !out.is_empty() {
+        write_new_private(
+            &base.join(secrets::KEY_FILE),
+            secrets::key_text(key).as_bytes(),
+        )?;
+    }
+    Ok(out)
+}
+
+/// Create `path` (which must not exist) with mode 0600 before its first byte, its missing
+/// parents 0700, and fsync it.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), GenconfError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(p) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p)
+            .map_err(io_err("cannot create", p))?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err("cannot create", path))?;
+    f.write_all(bytes).map_err(io_err("cannot write", path))?;
+    f.sync_all().map_err(io_err("cannot fsync", path))
 }
 
 fn package_list_json(list: &BTreeMap<PackageId, (Digest, u64)>) -> String {

@@ -306,3 +306,140 @@ fn missing_build_and_wrong_key() {
         Err(GenconfError::Manifest { .. })
     ));
 }
+
+/// Every file below `dir`, with package archives (`.tar.zst`) decompressed, as one byte
+/// string per path.
+fn served_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(dir)
+        .into_iter()
+        .map(|(p, b)| {
+            let b = if p.ends_with(".tar.zst") {
+                zstd_decode(&b)
+            } else {
+                b
+            };
+            (p, b)
+        })
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn secret_files_stay_out_of_serve_and_the_config_package() {
+    const PASSWORD: &str = "hunter2SECRET";
+    let f = Fixture::new(true);
+    std::fs::write(
+        f.tmp.path().join("genconf/config.yaml"),
+        format!(
+            "{CONFIG}prometheus_remote_write_url: https://m.example.com/w\nprometheus_remote_write_username: bob\nprometheus_remote_write_password: {PASSWORD}\n"
+        ),
+    )
+    .unwrap();
+    let r = f.run().unwrap();
+    assert_eq!(r.secret_files, 1);
+    let id = r.config_packages[0].to_string();
+    let secrets = f.tmp.path().join("genconf/secrets");
+    assert_eq!(r.secrets_dir, secrets);
+    let file = secrets
+        .join(&id)
+        .join("etc_master/prometheus/prometheus.yml");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(contains(&bytes, PASSWORD.as_bytes()));
+    let sha = tarmac_types::Digest::of(&bytes).hex();
+
+    // Nothing served holds the password, nor the plain sha256 of the file holding it (a
+    // reader could test guesses against it).
+    for (path, b) in served_bytes(&f.serve()) {
+        assert!(
+            !contains(&b, PASSWORD.as_bytes()),
+            "{path} holds the secret"
+        );
+        assert!(!contains(&b, sha.as_bytes()), "{path} holds its sha256");
+    }
+    // The config package does not contain the file; its pkginfo lists it, keyed.
+    let pkg = zstd_decode(
+        &std::fs::read(
+            f.serve()
+                .join(format!("packages/tarmac-config/{id}.tar.zst")),
+        )
+        .unwrap(),
+    );
+    let mut pkginfo = None;
+    for e in tar::Archive::new(&pkg[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().display().to_string();
+        assert!(!p.contains("prometheus.yml"), "{p} is in the archive");
+        if p.trim_start_matches("./") == "pkginfo.json" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            pkginfo = Some(s);
+        }
+    }
+    let info = tarmac_pkg::PkgInfo::parse(pkginfo.unwrap().as_bytes(), &id).unwrap();
+    let spec = &info.files["etc_master/prometheus/prometheus.yml"];
+    assert!(spec.secret);
+    assert_eq!(spec.mode, Some(0o640));
+    assert_eq!(spec.group.as_deref(), Some("tarmac_prometheus"));
+    let key = tarmac_pkg::secrets::parse_key(
+        &std::fs::read_to_string(secrets.join(&id).join(".key")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        spec.hmac_sha256,
+        Some(tarmac_pkg::secrets::digest(&key, &bytes))
+    );
+
+    // The secrets dir: 0700 directories, 0600 files, and a manifest naming the role.
+    for p in [
+        secrets.clone(),
+        secrets.join(&id),
+        file.parent().unwrap().to_owned(),
+    ] {
+        assert_eq!(mode_of(&p), 0o700, "{}", p.display());
+    }
+    for p in [
+        file.clone(),
+        secrets.join(&id).join(".key"),
+        secrets.join("manifest.json"),
+    ] {
+        assert_eq!(mode_of(&p), 0o600, "{}", p.display());
+    }
+    let m = tarmac_pkg::secrets::SecretsManifest::parse(
+        &std::fs::read(secrets.join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let files = &m.packages[&id].files;
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].path, "etc_master/prometheus/prometheus.yml");
+    assert_eq!(files[0].role, Some(tarmac_types::Role::Master));
+    assert_eq!(files[0].sha256.hex(), sha);
+    assert_eq!(files[0].mode, "0640");
+
+    // A new password: a new config package id, and the old secrets are gone with the old
+    // serve/.
+    std::fs::write(
+        f.tmp.path().join("genconf/config.yaml"),
+        format!(
+            "{CONFIG}prometheus_remote_write_url: https://m.example.com/w\nprometheus_remote_write_username: bob\nprometheus_remote_write_password: other\n"
+        ),
+    )
+    .unwrap();
+    let r2 = f.run().unwrap();
+    assert_ne!(r2.config_id, r.config_id);
+    assert!(!secrets.join(&id).exists());
+    assert!(secrets.join(r2.config_packages[0].to_string()).is_dir());
+    let leftovers: Vec<_> = std::fs::read_dir(f.tmp.path().join("genconf"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".secrets") || n.starts_with(".serve"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -106,13 +106,17 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
             .unwrap();
     let id = PackageId::parse("etcd--3.5.17").unwrap();
     let sha: Digest = info["etcd"]["sha256"].as_str().unwrap().parse().unwrap();
+    let size = info["etcd"]["size"]
+        .as_u64()
+        .expect("cluster-package-info.json lists the size");
+    let pin = tarmac_pkg::extract::Pin { sha256: sha, size };
     let ca_label = tls_dir.join("ca.pem").display().to_string();
     let pinned = Fetcher::new(2, std::time::Duration::from_millis(10))
         .with_ca_pem(&ca_pem, &ca_label)
         .unwrap();
     let store = Store::new(tmp.path().join("store"));
     assert!(matches!(
-        store.fetch(&pinned, &url, &id, Some(sha)).unwrap(),
+        store.fetch(&pinned, &url, &id, Some(pin)).unwrap(),
         Added::New(_)
     ));
     assert_eq!(store.verify(&id).unwrap(), vec![]);
@@ -151,7 +155,7 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
         )
     );
     let other_store = Store::new(tmp.path().join("store2"));
-    assert!(other_store.fetch(&wrong, &url, &id, Some(sha)).is_err());
+    assert!(other_store.fetch(&wrong, &url, &id, Some(pin)).is_err());
     assert!(!other_store.contains(&id));
 
     // The right CA but the wrong name: the certificate is for 127.0.0.1, not localhost.

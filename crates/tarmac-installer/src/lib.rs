@@ -7,6 +7,7 @@ pub mod lock;
 pub mod password;
 pub mod plan;
 pub mod prereqs;
+pub mod secrets;
 pub mod serve;
 pub mod stages;
 pub mod support;

@@ -9,8 +9,8 @@ use tarmac_types::{PackageId, Role};
 /// Where install.sh puts the host binary.
 pub const HOST_BIN: &str = "/opt/tarmac/tarmac-host";
 /// Where the installer puts install.sh on a host (uploaded over SSH and sha256-checked, in
-/// pull and push mode alike), the secret packages of the host's roles (`private/`), and with
-/// `--push` the copy of the serve directory. Only root can read it.
+/// pull and push mode alike), and with `--push` the copy of the serve directory. Only root can
+/// read it. (Secret files go to `/etc/tarmac/secrets/`, see [`crate::secrets`].)
 pub const PUSH_DIR: &str = "/var/lib/tarmac-push";
 
 /// Run the install.sh the installer uploaded over SSH. Hosts never run a script that came
@@ -351,6 +351,17 @@ mod tests {
         assert_eq!(
             install_command(Role::Master, false),
             "bash /var/lib/tarmac-push/install.sh master"
+        );
+    }
+
+    #[test]
+    fn uninstall_removes_the_secrets_too() {
+        // /etc/tarmac holds /etc/tarmac/secrets (tarmac-host uninstall removes it as well).
+        assert!(
+            uninstall_script(false)
+                .contains("\nrm -rf /opt/tarmac /etc/tarmac /var/lib/tarmac-push\n"),
+            "{}",
+            uninstall_script(false)
         );
     }
 

@@ -23,6 +23,7 @@ use crate::journal::{Journal, JournalError, last_run, new_run_id};
 use crate::lock::{LockError, RunLock};
 use crate::plan::{self, CheckResult, Drift, HostStatus};
 use crate::prereqs::Prereqs;
+use crate::secrets::{self, Secrets};
 use crate::serve::{ArtifactServer, ServeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ pub enum InstallerError {
     BootstrapUrl { url: String, why: String },
     #[error("no hosts selected: {0}")]
     NoHosts(String),
+    #[error("cannot use the secret files in {}: {message}\nhint: run `tarmac genconf` again", dir.display())]
+    Secrets { dir: PathBuf, message: String },
 }
 
 /// What genconf wrote that the installer needs.
@@ -483,9 +486,11 @@ impl Installer {
     }
 
     /// deploy: every host installs from install.sh (pull from the installer's HTTP server, or
-    /// `push` over SSH). A host already on the target package list is `unchanged`.
+    /// `push` over SSH), after the installer uploaded the secret files of its role over SSH
+    /// (see [`crate::secrets`]). A host already on the target package list is `unchanged`.
     pub async fn deploy(&self, opts: &DeployOptions) -> Result<StageRun, InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir)?;
+        let secrets = Arc::new(Secrets::read(&self.genconf_dir, &serve.packages)?);
         let server = if self.is_served() && !opts.push {
             Some(self.serve(&serve, opts.listen)?)
         } else {
@@ -499,6 +504,7 @@ impl Installer {
             .stage(Stage::Deploy, opts.only.clone(), None, |host| {
                 let expected = expected.clone();
                 let serve = serve.clone();
+                let secrets = secrets.clone();
                 async move {
                     let role = host.role().unwrap_or(Role::Agent);
                     let active = host.check("inspect", Exec::root(plan::active_command())).await?;
@@ -513,6 +519,9 @@ impl Installer {
                     if push {
                         push_files(&host, &serve.dir).await?;
                     }
+                    // The secret files of this host's role, over SSH, before tarmac-host
+                    // activates the config package (it refuses to without them).
+                    secrets::deliver(&host, &secrets, role).await?;
                     host.check(
                         "install",
                         Exec::root(plan::install_command(role, false)).timeout(timeout),

@@ -5,8 +5,8 @@
 //! and public agents in batches with a failure budget. Past the budget the run stops and the
 //! hosts not yet touched stay on their version.
 //!
-//! Per host: upload the target package list, `tarmac-host fetch` every package with its
-//! sha256 (services keep running), then the switch: arm a transient systemd timer that
+//! Per host: upload the target package list and (over SSH) the secret files of its role,
+//! `tarmac-host fetch` every package with its sha256 (services keep running), then the switch: arm a transient systemd timer that
 //! rolls the host back to its previous generation unless it is confirmed, point the setup
 //! flags at the new list and `tarmac-host activate` it. After the checks pass the installer
 //! confirms over a *new* SSH connection (a fresh fleet); a host the installer cannot reach
@@ -31,6 +31,7 @@ use crate::fsutil::write_atomic;
 use crate::journal::new_run_id;
 use crate::lock::RunLock;
 use crate::plan::{HOST_BIN, parse_status};
+use crate::secrets::{Secrets, deliver as deliver_secrets};
 use crate::serve::ArtifactServer;
 use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr, poll_checks};
 
@@ -861,6 +862,14 @@ impl Installer {
             }
             archives.insert(id.clone(), info);
         }
+        // Secret files are not in the archives: their sha256 comes from genconf/secrets, so
+        // the plan sees a changed prometheus.yml like any other watched file.
+        let secrets = Secrets::read(&self.genconf_dir, &serve.packages)?;
+        for (id, path, sha) in secrets.digests() {
+            if let Some(a) = archives.get_mut(id) {
+                a.files.insert(path.to_owned(), sha.hex());
+            }
+        }
         type Seen = BTreeMap<HostAddr, (Vec<PackageId>, BTreeMap<String, String>)>;
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let script = Arc::new(plan_inspect_script(&watched));
@@ -1106,11 +1115,13 @@ impl Installer {
                     } else {
                         self.repository_ca()?
                     };
+                    let secrets = Arc::new(Secrets::read(&self.genconf_dir, &serve.packages)?);
                     runner
                         .fleet_run("switch", &wave.hosts, None, |host| {
-                            let (expected, list_file, list_id, url, switched, push_from, repo_ca) =
-                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone());
+                            let (expected, list_file, list_id, url, switched, push_from, repo_ca, secrets) =
+                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone(), secrets.clone());
                             async move {
+                                let role = host.role().unwrap_or(Role::Agent);
                                 let r = host.check("inspect", Exec::root(recover_and_inspect_script()).quiet().timeout(Duration::from_secs(600))).await?;
                                 let st = parse_status(&r.stdout);
                                 let cur = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
@@ -1144,6 +1155,8 @@ impl Installer {
                                     let missing: Vec<PackageId> = expected.iter().filter(|id| !st.active.contains(id)).cloned().collect();
                                     push_packages(&host, dir, &missing).await?;
                                 }
+                                // Secret files of this host's role, over SSH, before the switch.
+                                deliver_secrets(&host, &secrets, role).await?;
                                 host.check("fetch", Exec::root(fetch_command(&url, &list_id)).timeout(Duration::from_secs(900))).await?;
                                 if push_from.is_some() {
                                     host.check("push: clean up", Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR))).await?;

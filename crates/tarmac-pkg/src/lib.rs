@@ -7,6 +7,7 @@
 //! - [`fetch`]: reading from a repository over `file://` or resumable `http://`.
 //! - [`store`]: the local package store `<root>/packages/<id>/`.
 //! - [`files`]: the per-package file manifest and the audit against it.
+//! - [`secrets`]: secret files delivered over SSH instead of in the archive.
 
 pub mod extract;
 pub mod fetch;
@@ -16,6 +17,7 @@ pub mod layout;
 pub mod manifest;
 pub mod pack;
 pub mod pkginfo;
+pub mod secrets;
 pub mod store;
 #[doc(hidden)]
 pub mod testkit;

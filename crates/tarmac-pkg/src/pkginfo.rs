@@ -4,8 +4,17 @@
 //! { "requires": ["openssl", {"name": "python", "variant": null}],
 //!   "environment": {"ETCD_DATA_DIR": "/var/lib/tarmac/etcd"},
 //!   "state_directory": true, "username": "tarmac_etcd", "group": "tarmac_etcd",
-//!   "sysctl": {"etcd": {"vm.swappiness": 1}} }
+//!   "sysctl": {"etcd": {"vm.swappiness": 1}},
+//!   "files": {"etc/etcd/peer.conf": {"group": "tarmac_etcd", "mode": "0640"},
+//!             "etc_master/prometheus/prometheus.yml":
+//!               {"secret": true, "hmac_sha256": "…", "group": "tarmac_prometheus", "mode": "0640"}} }
 //! ```
+//!
+//! `files` gives files of the package's tree an owner, group and mode, applied on the host
+//! at activation once the package users exist. A `secret` file is not in the package at all:
+//! it is delivered over SSH to `/etc/tarmac/secrets/<id>/<path>` (see
+//! [`crate::secrets`]), checked against `hmac_sha256`, and linked into the tree like a
+//! package file.
 //!
 //! Parsing checks each field's shape and syntax; set-level rules (missing requirements,
 //! reserved or repeated environment keys, sysctl conflicts) are checked at activation,
@@ -16,7 +25,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
-use tarmac_types::PackageName;
+use tarmac_types::{Digest, PackageName, Role};
 
 /// A requirement on another package, by name (the variant is informative only).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +100,84 @@ pub struct PkgInfo {
     /// [`PkgInfo::watched_paths`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restart_on_change: Vec<String>,
+    /// Per-file owner, group and mode, and the secret files the package expects, by path
+    /// in the package's tree (`etc_master/prometheus/prometheus.yml`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileSpec>,
+}
+
+/// One entry of pkginfo's `files`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct FileSpec {
+    /// `root` or a package user; unset = root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Unset = root's group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Permission bits; unset = the file's mode in the package (0600 for a secret file).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_mode"
+    )]
+    pub mode: Option<u32>,
+    /// Delivered outside the package (over SSH), never in its archive.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    /// A secret file's HMAC-SHA256 under the package's secret key
+    /// ([`crate::secrets::digest`]); a plain sha256 of a file holding a password would let
+    /// anyone who reads the package guess the password offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_sha256: Option<Digest>,
+}
+
+impl FileSpec {
+    /// The mode the file gets on the host, given its mode in the package (`None` for a
+    /// secret file, which has none).
+    pub fn effective_mode(&self, in_package: Option<u32>) -> u32 {
+        self.mode
+            .or(in_package)
+            .unwrap_or(if self.secret { 0o600 } else { 0o644 })
+    }
+}
+
+fn serialize_mode<S: serde::Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(&format!("{m:04o}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where a `files` path lands: (`etc/prometheus/prometheus.yml`, Some(Master)) for
+/// `etc_master/prometheus/prometheus.yml`. `None` when the path is not below one of the
+/// link directories (`bin`, `etc`, `include`, `lib`, optionally role-suffixed).
+pub fn tree_path(path: &str) -> Option<(String, Option<Role>)> {
+    let (top, rest) = path.split_once('/')?;
+    let (base, role) = Role::split_dir(top);
+    if !crate::layout::LINK_DIRS.contains(&base) || rest.is_empty() {
+        return None;
+    }
+    Some((format!("{base}/{rest}"), role))
+}
+
+/// A `files` path: relative, `/`-separated, below a link directory, no empty, `.` or `..`
+/// components.
+pub fn check_file_path(path: &str) -> Result<(), &'static str> {
+    if path.starts_with('/') {
+        return Err("it must be relative to the package root (no leading `/`)");
+    }
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'))
+    {
+        return Err("it has an empty, `.` or `..` component");
+    }
+    if tree_path(path).is_none() {
+        return Err(
+            "it must be a file below bin/, etc/, include/ or lib/ (optionally role-suffixed, like etc_master/)",
+        );
+    }
+    Ok(())
 }
 
 /// Why a `pkginfo.json` was rejected. `origin` names the file or archive it came from.
@@ -141,6 +228,14 @@ pub enum PkgInfoError {
         index: usize,
         path: String,
         reason: &'static str,
+    },
+    #[error(
+        "{origin}: files[\"{path}\"] is invalid: {reason}\nhint: an entry looks like `\"etc/x.conf\": {{\"group\": \"tarmac_x\", \"mode\": \"0640\"}}`, or for a secret file `{{\"secret\": true, \"hmac_sha256\": \"<64 hex>\", \"group\": …, \"mode\": …}}`"
+    )]
+    BadFile {
+        origin: String,
+        path: String,
+        reason: String,
     },
     #[error("{origin}: sysctl service name `{service}` is invalid")]
     BadSysctlService { origin: String, service: String },
@@ -372,6 +467,22 @@ impl PkgInfo {
             }
             Some(_) => return Err(wrong("restart_on_change", "an array of paths")),
         }
+
+        match obj.get("files") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(files)) => {
+                for (path, spec) in files {
+                    let spec =
+                        parse_file_spec(path, spec).map_err(|reason| PkgInfoError::BadFile {
+                            origin: origin.clone(),
+                            path: path.clone(),
+                            reason,
+                        })?;
+                    info.files.insert(path.clone(), spec);
+                }
+            }
+            Some(_) => return Err(wrong("files", "an object of paths")),
+        }
         Ok(info)
     }
 
@@ -412,6 +523,78 @@ pub fn check_watch_path(path: &str) -> Result<(), &'static str> {
         return Err("it has an empty, `.` or `..` component");
     }
     Ok(())
+}
+
+fn parse_file_spec(path: &str, v: &Value) -> Result<FileSpec, String> {
+    check_file_path(path).map_err(str::to_owned)?;
+    let Value::Object(o) = v else {
+        return Err(format!("expected an object, found {}", type_name(v)));
+    };
+    let mut spec = FileSpec::default();
+    let string = |k: &str| -> Result<Option<&str>, String> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!(
+                "`{k}` must be a string, found {}",
+                type_name(other)
+            )),
+        }
+    };
+    for k in o.keys() {
+        if !["owner", "group", "mode", "secret", "hmac_sha256"].contains(&k.as_str()) {
+            return Err(format!("unknown key `{k}`"));
+        }
+    }
+    if let Some(u) = string("owner")? {
+        if u != "root" && !username_ok(u) {
+            return Err(format!(
+                "owner `{u}` must be `root` or a package user (^tarmac_[a-z0-9_]+$)"
+            ));
+        }
+        spec.owner = Some(u.to_owned());
+    }
+    if let Some(g) = string("group")? {
+        if !group_ok(g) {
+            return Err(format!("group `{g}` must match ^[a-z_][a-z0-9_-]*$"));
+        }
+        spec.group = Some(g.to_owned());
+    }
+    if let Some(m) = string("mode")? {
+        let mode = u32::from_str_radix(m, 8)
+            .ok()
+            .filter(|_| !m.is_empty() && m.len() <= 4)
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                format!("mode `{m}` must be octal permission bits like \"0640\" (no setuid, setgid or sticky)")
+            })?;
+        spec.mode = Some(mode);
+    }
+    match o.get("secret") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => spec.secret = *b,
+        Some(other) => {
+            return Err(format!(
+                "`secret` must be a boolean, found {}",
+                type_name(other)
+            ));
+        }
+    }
+    if let Some(h) = string("hmac_sha256")? {
+        spec.hmac_sha256 = Some(h.parse::<Digest>().map_err(|e| e.to_string())?);
+    }
+    match (spec.secret, spec.hmac_sha256.is_some()) {
+        (true, false) => return Err("a secret file needs `hmac_sha256`".into()),
+        (false, true) => return Err("`hmac_sha256` is only for secret files".into()),
+        _ => {}
+    }
+    if spec.secret && spec.mode.is_some_and(|m| m & 0o007 != 0) {
+        return Err(format!(
+            "mode {:04o} gives other users access to a secret file",
+            spec.mode.unwrap_or_default()
+        ));
+    }
+    Ok(spec)
 }
 
 fn parse_require(v: &Value) -> Result<Require, String> {
@@ -572,6 +755,115 @@ mod tests {
                 "{input}: {err:?} should contain {want:?}"
             );
             assert!(err.starts_with("x--1: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn files_entries() {
+        let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let i = parse(&format!(
+            r#"{{"files": {{"etc/x.conf": {{"group": "tarmac_x", "mode": "0640"}},
+                "etc_master/p/p.yml": {{"secret": true, "hmac_sha256": "{h}", "owner": "root", "group": "tarmac_p", "mode": "640"}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(i.files["etc/x.conf"].mode, Some(0o640));
+        assert!(!i.files["etc/x.conf"].secret);
+        let p = &i.files["etc_master/p/p.yml"];
+        assert!(p.secret);
+        assert_eq!(p.hmac_sha256.unwrap().hex(), h);
+        assert_eq!(p.effective_mode(None), 0o640);
+        assert_eq!(
+            FileSpec {
+                secret: true,
+                ..FileSpec::default()
+            }
+            .effective_mode(None),
+            0o600
+        );
+        assert_eq!(FileSpec::default().effective_mode(Some(0o755)), 0o755);
+        // Serialises back to the same shape (mode as an octal string).
+        assert_eq!(
+            serde_json::to_string(&i.files).unwrap(),
+            format!(
+                r#"{{"etc/x.conf":{{"group":"tarmac_x","mode":"0640"}},"etc_master/p/p.yml":{{"owner":"root","group":"tarmac_p","mode":"0640","secret":true,"hmac_sha256":"{h}"}}}}"#
+            )
+        );
+        assert_eq!(
+            tree_path("etc_master/p/p.yml"),
+            Some(("etc/p/p.yml".into(), Some(Role::Master)))
+        );
+        assert_eq!(tree_path("bin/x"), Some(("bin/x".into(), None)));
+        assert_eq!(tree_path("systemd/x.service"), None);
+        let hint = "\nhint: an entry looks like `\"etc/x.conf\": {\"group\": \"tarmac_x\", \"mode\": \"0640\"}`, or for a secret file `{\"secret\": true, \"hmac_sha256\": \"<64 hex>\", \"group\": …, \"mode\": …}`";
+        for (entry, path, reason) in [
+            (
+                r#""etc/a": {"secret": true}"#,
+                "etc/a",
+                "a secret file needs `hmac_sha256`",
+            ),
+            (
+                &format!(r#""etc/a": {{"hmac_sha256": "{h}"}}"#),
+                "etc/a",
+                "`hmac_sha256` is only for secret files",
+            ),
+            (
+                &format!(r#""etc/a": {{"secret": true, "hmac_sha256": "{h}", "mode": "0644"}}"#),
+                "etc/a",
+                "mode 0644 gives other users access to a secret file",
+            ),
+            (
+                r#""etc/a": {"mode": "4755"}"#,
+                "etc/a",
+                "mode `4755` must be octal permission bits like \"0640\" (no setuid, setgid or sticky)",
+            ),
+            (
+                r#""etc/a": {"mode": "rw"}"#,
+                "etc/a",
+                "mode `rw` must be octal permission bits like \"0640\" (no setuid, setgid or sticky)",
+            ),
+            (
+                r#""etc/a": {"owner": "www-data"}"#,
+                "etc/a",
+                "owner `www-data` must be `root` or a package user (^tarmac_[a-z0-9_]+$)",
+            ),
+            (
+                r#""etc/a": {"group": "Adm"}"#,
+                "etc/a",
+                "group `Adm` must match ^[a-z_][a-z0-9_-]*$",
+            ),
+            (
+                r#""etc/a": {"colour": "red"}"#,
+                "etc/a",
+                "unknown key `colour`",
+            ),
+            (
+                r#""etc/a": "0640""#,
+                "etc/a",
+                "expected an object, found a string",
+            ),
+            (
+                r#""etc/../a": {}"#,
+                "etc/../a",
+                "it has an empty, `.` or `..` component",
+            ),
+            (
+                r#""/etc/a": {}"#,
+                "/etc/a",
+                "it must be relative to the package root (no leading `/`)",
+            ),
+            (
+                r#""pkginfo.json": {}"#,
+                "pkginfo.json",
+                "it must be a file below bin/, etc/, include/ or lib/ (optionally role-suffixed, like etc_master/)",
+            ),
+        ] {
+            assert_eq!(
+                parse(&format!(r#"{{"files": {{{entry}}}}}"#))
+                    .unwrap_err()
+                    .to_string(),
+                format!("x--1: files[\"{path}\"] is invalid: {reason}{hint}"),
+                "{entry}"
+            );
         }
     }
 

@@ -202,7 +202,7 @@ fn an_attacker_answering_for_bootstrap_url_runs_nothing_and_activates_nothing() 
     // 3. The documented self-install one-liner against the attacker: sha256sum -c refuses the
     //    hostile install.sh before bash ever sees it.
     let one_liner =
-        tarmac_genconf::self_install_command(&url, &install_sha, Some(&fingerprint), "agent");
+        tarmac_genconf::self_install_command(&url, &install_sha, Some(&fingerprint), None, "agent");
     let agent = lab.hosts_with_role(tarmac_lab::Role::Agent).next().unwrap();
     let o = lab
         .ssh(&agent.name, &format!("cd /root && {one_liner}"))

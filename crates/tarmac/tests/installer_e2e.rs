@@ -40,6 +40,18 @@ fn installer_end_to_end_on_the_lab() {
             "systemctl is-active tarmac-node-exporter.service || true",
         );
         assert_eq!(node, "active", "{}: node-exporter", h.name);
+        // prometheus.yml (it may hold the remote-write password) came over SSH: root and
+        // prometheus's group only, on the masters only.
+        let yml = ssh(
+            &lab,
+            &h.name,
+            "stat -L -c '%a %U:%G' /opt/tarmac/etc/prometheus/prometheus.yml 2>/dev/null; ls /etc/tarmac/secrets 2>/dev/null | wc -l",
+        );
+        if h.role == Role::Master {
+            assert_eq!(yml, "640 root:tarmac_prometheus\n1", "{}", h.name);
+        } else {
+            assert_eq!(yml, "0", "{}: no secret files on {:?}", h.name, h.role);
+        }
         if h.role == Role::Master {
             assert_eq!(etcd, "active", "{}: etcd", h.name);
             assert_eq!(prom, "active", "{}: prometheus", h.name);

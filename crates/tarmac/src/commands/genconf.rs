@@ -97,12 +97,25 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
                 if let Some(fp) = &r.repository_ca_fingerprint {
                     println!("  repository CA        {fp} (hosts trust only it for https)");
                 }
+                if r.secret_files > 0 {
+                    println!(
+                        "  secret files         {} in {} (not served; deploy and upgrade deliver them over SSH)",
+                        r.secret_files,
+                        r.secrets_dir.display()
+                    );
+                }
                 println!(
                     "Install: `tarmac preflight && tarmac deploy` (install.sh goes over SSH). To let a host install itself"
                 );
                 println!(
                     "(tarmac serve), run on it exactly this, which checks install.sh before running it:"
                 );
+                if r.secret_files > 0 {
+                    println!(
+                        "  (first copy the secret files of its role over SSH: {}/<config package id>/.key and /<path> to /etc/tarmac/secrets/<config package id>/, root, 0600)",
+                        r.secrets_dir.display()
+                    );
+                }
                 println!(
                     "  {}",
                     tarmac_genconf::self_install_command(
