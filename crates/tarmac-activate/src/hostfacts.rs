@@ -112,7 +112,13 @@ mod tests {
         };
         let f = gather(&req);
         assert_eq!(f.architecture, std::env::consts::ARCH);
-        assert!(f.glibc.as_deref().is_some_and(|v| v.starts_with("2.")), "{f:?}");
-        assert_eq!(f.missing_commands, vec!["no-such-command-tarmac".to_owned()]);
+        assert!(
+            f.glibc.as_deref().is_some_and(|v| v.starts_with("2.")),
+            "{f:?}"
+        );
+        assert_eq!(
+            f.missing_commands,
+            vec!["no-such-command-tarmac".to_owned()]
+        );
     }
 }

@@ -104,7 +104,6 @@ pub fn package_need(
     Ok(need)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

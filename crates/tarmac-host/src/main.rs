@@ -511,7 +511,9 @@ fn check_host(manifest: &std::path::Path, json: bool) -> Result<ExitCode> {
             m.bootstrap_id.get(..12).unwrap_or(&m.bootstrap_id),
             facts.architecture,
             facts.kernel,
-            facts.systemd.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+            facts
+                .systemd
+                .map_or_else(|| "none".to_owned(), |v| v.to_string()),
             facts.glibc.as_deref().unwrap_or("none"),
         );
     } else {

@@ -255,3 +255,89 @@ fn downloads_are_pinned_and_checked_before_extraction() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "fetched tool--1\n");
 }
+
+/// A manifest (format as the builder writes it) asking `req` of the host.
+fn manifest_with(dir: &Path, req: serde_json::Value) -> std::path::PathBuf {
+    let ids: Vec<tarmac_types::PackageId> = vec!["etcd--1".parse().unwrap()];
+    let m = serde_json::json!({
+        "format": tarmac_pkg::manifest::MANIFEST_FORMAT,
+        "bootstrap_id": tarmac_pkg::manifest::bootstrap_id(&ids),
+        "bootstrap_packages": ["etcd--1"],
+        "packages": ["etcd--1"],
+        "artifacts": [],
+        "host_requirements": req,
+    });
+    let p = dir.join("manifest.json");
+    fs::write(&p, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn check_host_names_every_unmet_requirement_and_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // This machine meets a modest set: exit 0 and a one-line summary.
+    let ok = manifest_with(
+        dir,
+        serde_json::json!({"architectures": [std::env::consts::ARCH], "min_kernel": "2.6", "commands": ["sh"],
+                           "glibc": [{"package": "etcd", "file": "bin/etcd", "version": "2.17"}]}),
+    );
+    let o = host(dir, &["check-host", "--manifest", ok.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("this host can run bootstrap "),
+        "{}",
+        stdout(&o)
+    );
+    // A glibc no host has, an architecture that is not this one, a missing command.
+    let bad = manifest_with(
+        dir,
+        serde_json::json!({"architectures": ["riscv128"], "commands": ["tarmac-no-such-command"],
+                           "glibc": [{"package": "prometheus", "file": "bin/prometheus", "version": "99.0"}]}),
+    );
+    let o = host(dir, &["check-host", "--manifest", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "architecture {} is not one this build runs on (riscv128)",
+            std::env::consts::ARCH
+        )
+    );
+    assert!(
+        lines[1].starts_with("glibc 2.")
+            && lines[1].ends_with(" < 99.0 needed by prometheus (bin/prometheus)"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2],
+        "missing command: tarmac-no-such-command (install-prereqs or the host's package manager provides them)"
+    );
+    // JSON form.
+    let o = host(
+        dir,
+        &["--json", "check-host", "--manifest", bad.to_str().unwrap()],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["unmet"].as_array().unwrap().len(), 3);
+    assert_eq!(v["facts"]["architecture"], std::env::consts::ARCH);
+    // A manifest that is not one: exit 1 with the file named.
+    fs::write(dir.join("junk.json"), "{").unwrap();
+    let o = host(
+        dir,
+        &[
+            "check-host",
+            "--manifest",
+            dir.join("junk.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("junk.json is not a usable build manifest"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -62,7 +62,9 @@ impl PackageManager {
             PackageManager::Apt => format!(
                 "DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {pkgs}"
             ),
-            PackageManager::Dnf => format!("dnf install -y -q --setopt=install_weak_deps=False {pkgs}"),
+            PackageManager::Dnf => {
+                format!("dnf install -y -q --setopt=install_weak_deps=False {pkgs}")
+            }
             PackageManager::Yum => format!("yum install -y -q {pkgs}"),
             // Never --gpg-auto-import-keys: a repository key the host does not already trust
             // stays untrusted.
@@ -96,9 +98,30 @@ impl Prereqs {
     pub fn standard() -> Prereqs {
         let own = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
         Prereqs {
-            apt: own(&["curl", "ca-certificates", "iproute2", "procps", "tar", "passwd"]),
-            rpm: own(&["curl", "ca-certificates", "iproute", "procps-ng", "tar", "shadow-utils"]),
-            zypper: own(&["curl", "ca-certificates", "iproute2", "procps", "tar", "shadow"]),
+            apt: own(&[
+                "curl",
+                "ca-certificates",
+                "iproute2",
+                "procps",
+                "tar",
+                "passwd",
+            ]),
+            rpm: own(&[
+                "curl",
+                "ca-certificates",
+                "iproute",
+                "procps-ng",
+                "tar",
+                "shadow-utils",
+            ]),
+            zypper: own(&[
+                "curl",
+                "ca-certificates",
+                "iproute2",
+                "procps",
+                "tar",
+                "shadow",
+            ]),
         }
     }
 
@@ -234,6 +257,10 @@ echo "prerequisites installed"
             .arg(&script)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -76,11 +76,25 @@ pub struct HostFacts {
 /// A requirement the host does not meet; `Display` is the reason preflight prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unmet {
-    Architecture { found: String, supported: Vec<String> },
-    Kernel { found: String, needed: String },
-    Systemd { found: Option<u32>, needed: u32 },
-    Glibc { found: Option<String>, need: GlibcNeed },
-    Commands { missing: Vec<String> },
+    Architecture {
+        found: String,
+        supported: Vec<String>,
+    },
+    Kernel {
+        found: String,
+        needed: String,
+    },
+    Systemd {
+        found: Option<u32>,
+        needed: u32,
+    },
+    Glibc {
+        found: Option<String>,
+        need: GlibcNeed,
+    },
+    Commands {
+        missing: Vec<String>,
+    },
 }
 
 impl fmt::Display for Unmet {
@@ -246,11 +260,17 @@ mod tests {
 
     #[test]
     fn versions_compare_numerically() {
-        assert_eq!(compare_versions("5.10.0-28-amd64", "4.19"), Ordering::Greater);
+        assert_eq!(
+            compare_versions("5.10.0-28-amd64", "4.19"),
+            Ordering::Greater
+        );
         assert_eq!(compare_versions("2.31", "2.34"), Ordering::Less);
         assert_eq!(compare_versions("2.4", "2.34"), Ordering::Less);
         assert_eq!(compare_versions("2.17", "2.17.0"), Ordering::Equal);
-        assert_eq!(compare_versions("3.10.0-1160.el7.x86_64", "3.10"), Ordering::Equal);
+        assert_eq!(
+            compare_versions("3.10.0-1160.el7.x86_64", "3.10"),
+            Ordering::Equal
+        );
     }
 
     #[test]
@@ -272,7 +292,10 @@ mod tests {
             glibc: None,
             missing_commands: vec!["useradd".into(), "ip".into()],
         };
-        let text: Vec<String> = check(&req(), &facts).iter().map(|u| u.to_string()).collect();
+        let text: Vec<String> = check(&req(), &facts)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
         assert_eq!(
             text,
             vec![

@@ -350,7 +350,8 @@ mod tests {
     #[test]
     fn a_failed_hosts_error_lines_appear_once() {
         let addr = HostAddr::new("10.0.0.5", None).unwrap();
-        let msg = "tarmac-setup.service failed\n/opt/tarmac/tarmac-host: version `GLIBC_2.34' not found";
+        let msg =
+            "tarmac-setup.service failed\n/opt/tarmac/tarmac-host: version `GLIBC_2.34' not found";
         let h = host(
             Outcome::Failed {
                 exit_code: Some(4),
@@ -373,7 +374,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            headline(&addr, Some(Role::Agent), Some("install.sh"), h.outcome.as_ref().unwrap()),
+            headline(
+                &addr,
+                Some(Role::Agent),
+                Some("install.sh"),
+                h.outcome.as_ref().unwrap()
+            ),
             "✗ 10.0.0.5 (agent) at install.sh: failed (exit 4): tarmac-setup.service failed (details in the summary)"
         );
     }

@@ -141,7 +141,10 @@ fn an_attacker_answering_for_bootstrap_url_runs_nothing_and_activates_nothing() 
     assert!(out.status.success(), "genconf: {}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let install_sha = report["install_sh_sha256"].as_str().unwrap().to_owned();
-    let fingerprint = report["signing_key_fingerprint"].as_str().unwrap().to_owned();
+    let fingerprint = report["signing_key_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // The attacker's tree: the real serve/ with a hostile install.sh and tarmac-host, and every
     // package and the bootstrap archive tampered.
@@ -169,8 +172,14 @@ fn an_attacker_answering_for_bootstrap_url_runs_nothing_and_activates_nothing() 
     for h in lab.hosts() {
         assert!(t.contains(&h.ip.to_string()), "{} is not named:\n{t}", h.ip);
     }
-    assert!(t.contains("sha256 mismatch"), "the mismatch is not named:\n{t}");
-    assert!(t.contains("tarmac-host"), "the refused file is not named:\n{t}");
+    assert!(
+        t.contains("sha256 mismatch"),
+        "the mismatch is not named:\n{t}"
+    );
+    assert!(
+        t.contains("tarmac-host"),
+        "the refused file is not named:\n{t}"
+    );
     assert_untouched(&lab, "hostile tarmac-host");
 
     // 2. The genuine tarmac-host and manifest, but tampered packages: tarmac-host setup
@@ -229,9 +238,16 @@ fn an_attacker_answering_for_bootstrap_url_runs_nothing_and_activates_nothing() 
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(o.status.success(), "the genuine one-liner must install:\n{t}");
+    assert!(
+        o.status.success(),
+        "the genuine one-liner must install:\n{t}"
+    );
     assert_eq!(
-        ssh(&lab, &agent.name, "systemctl is-active tarmac.target || true"),
+        ssh(
+            &lab,
+            &agent.name,
+            "systemctl is-active tarmac.target || true"
+        ),
         "active"
     );
     lab.down().unwrap();
