@@ -1,11 +1,13 @@
 //! Domain nouns shared by every Tarmac crate: package ids, roles, host addresses,
-//! generations, stages and digests. Pure types and parsers; no I/O.
+//! generations, stages and digests, and UTC calendar text (`time`). Pure types and parsers;
+//! no I/O.
 
 mod digest;
 mod host;
 mod package;
 mod role;
 mod stage;
+pub mod time;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use host::{HostAddr, HostAddrError};

@@ -216,11 +216,7 @@ fn an_attacker_answering_for_bootstrap_url_runs_nothing_and_activates_nothing() 
     let o = lab
         .ssh(&agent.name, &format!("cd /root && {one_liner}"))
         .unwrap();
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let t = text(&o);
     assert!(!o.status.success(), "the one-liner must fail:\n{t}");
     assert!(t.contains("FAILED"), "sha256sum -c should say FAILED:\n{t}");
     assert!(!t.contains("pwned"), "the hostile script ran:\n{t}");
@@ -233,11 +229,7 @@ fn an_attacker_answering_for_bootstrap_url_runs_nothing_and_activates_nothing() 
     let o = lab
         .ssh(&agent.name, &format!("cd /root && {one_liner}"))
         .unwrap();
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let t = text(&o);
     assert!(
         o.status.success(),
         "the genuine one-liner must install:\n{t}"
