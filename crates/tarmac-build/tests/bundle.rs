@@ -44,6 +44,9 @@ gcc -O1 -o "$PKG_PATH/bin/greet" /pkg/extra/main.c -L"$PKG_PATH/lib" -l:libgreet
 gcc -O1 -static -o "$PKG_PATH/bin/static" /pkg/extra/hello.c -lm
 "#;
 
+/// `(package, libraries, files, static files)` of a `Bundled` event.
+type Bundled = (String, Vec<String>, Vec<String>, Vec<String>);
+
 fn ensure_tools() {
     let have_static_libc = Path::new("/usr/lib/x86_64-linux-gnu/libc.a").is_file();
     let have = |p: &str| {
@@ -162,7 +165,7 @@ fn dynamically_linked_programs_get_their_libraries_and_loader_bundled() {
     let id = hello.id.to_string();
 
     // The build reports what it bundled, for `hello` only.
-    let bundled: Vec<(String, Vec<String>, Vec<String>, Vec<String>)> = events
+    let bundled: Vec<Bundled> = events
         .events()
         .into_iter()
         .filter_map(|e| match e {

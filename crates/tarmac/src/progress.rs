@@ -301,7 +301,7 @@ impl EventSink for Terminal {
                         files,
                         static_files,
                         ..
-                    } => bundle_line(name, libraries, files, static_files),
+                    } => bundle_line(&name, &libraries, &files, &static_files),
                     BuildPhase::Failed { message } => format!("✗ {name}: {message}"),
                 };
                 self.line(&st, text);
