@@ -289,6 +289,11 @@ fn dynamically_linked_programs_get_their_libraries_and_loader_bundled() {
         Some("/lib64/ld-linux-x86-64.so.2")
     );
     let b = r.bootstrap.as_ref().unwrap();
+    let warned = events.events().into_iter().any(|e| {
+        matches!(e, Event::Notice { level: tarmac_events::Level::Warn, message }
+            if message.starts_with("the bootstrap's tarmac-host will not run on every host") && message.contains("GLIBC_2.34"))
+    });
+    assert!(warned, "a non-portable host binary is warned about");
     assert_eq!(
         fs::read(b.host_binary.as_ref().unwrap()).unwrap(),
         fs::read(fs::canonicalize("/usr/bin/true").unwrap()).unwrap()
