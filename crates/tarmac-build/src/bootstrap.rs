@@ -141,6 +141,12 @@ pub fn make(
             let dest = out.join(&rel);
             if !dest.is_file() {
                 export_host_binary(&r.path, &dest)?;
+                if let Some(message) = portability_warning(&dest) {
+                    sink.emit(Event::Notice {
+                        level: Level::Warn,
+                        message,
+                    });
+                }
             }
             artifacts.push(Artifact::of_file(out, &rel, ArtifactKind::HostBinary)?);
             Some(dest)
@@ -240,6 +246,20 @@ pub fn make(
     })
 }
 
+/// Why the exported host binary at `file` would not run on every host with the glibc
+/// baseline (hosts run it before any package is installed, so it cannot bundle libraries);
+/// `None` when it would, or when it is not an x86-64 ELF file at all (another platform's
+/// build is its builder's business).
+fn portability_warning(file: &Path) -> Option<String> {
+    use crate::elf_versions::{ElfError, GLIBC_BASELINE, check_portable};
+    match check_portable(file, GLIBC_BASELINE) {
+        Err(e @ ElfError::NotPortable { .. }) => Some(format!(
+            "the bootstrap's tarmac-host will not run on every host: {e}"
+        )),
+        _ => None,
+    }
+}
+
 /// Copy `bin/tarmac-host` out of the package archive into `dest` (mode 0755).
 fn export_host_binary(package: &Path, dest: &Path) -> Result<(), BuildError> {
     let f = fs::File::open(package).map_err(io_err("cannot open", package))?;
@@ -264,4 +284,30 @@ fn export_host_binary(package: &Path, dest: &Path) -> Result<(), BuildError> {
         id: package.display().to_string(),
         problem: "package `tarmac-host` has no bin/tarmac-host".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_binary_needing_a_newer_glibc_gets_a_warning() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("script");
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert_eq!(portability_warning(&script), None);
+        // this machine's own programs need glibc 2.34 (the test suite runs on Debian 12+)
+        let w = portability_warning(Path::new("/usr/bin/true")).unwrap();
+        assert!(
+            w.starts_with("the bootstrap's tarmac-host will not run on every host: `/usr/bin/true` does not run on every host with glibc 2.17; it needs:\n"),
+            "{w}"
+        );
+        assert!(w.contains("GLIBC_2.34 (of libc.so.6)"), "{w}");
+        assert!(
+            w.ends_with(
+                "hint: build it with scripts/build-portable.sh (links against glibc 2.17 with zig)"
+            ),
+            "{w}"
+        );
+    }
 }

@@ -488,6 +488,11 @@ fn build_one(ctx: &Ctx<'_>, name: &PackageName) -> Result<PackageReport, BuildEr
 
         validate_output(&result, id)?;
         let bi = &node.buildinfo;
+        let bundled = if bi.bundle_libraries {
+            Some(bundle_package(ctx, name, id, &root, &pkg_path, &result)?)
+        } else {
+            None
+        };
         let write = |file: &str, v: &Value| -> Result<(), BuildError> {
             let p = result.join(file);
             fs::write(&p, pretty_json(v)).map_err(io_err("cannot write", &p))
@@ -511,6 +516,7 @@ fn build_one(ctx: &Ctx<'_>, name: &PackageName) -> Result<PackageReport, BuildEr
                 "package_id": id.to_string(),
                 "build_ids": resolved.build_ids,
                 "sources": sources,
+                "bundle": bundled.as_ref().map(crate::bundle::Report::to_json),
             }),
         )?;
         pack::write_file_list(&result)?;
@@ -547,6 +553,47 @@ fn build_one(ctx: &Ctx<'_>, name: &PackageName) -> Result<PackageReport, BuildEr
         Err(_) => {}
     }
     result
+}
+
+/// Make the package output `result` self-contained ([`crate::bundle`]) and report it.
+fn bundle_package(
+    ctx: &Ctx<'_>,
+    name: &PackageName,
+    id: &PackageId,
+    root: &Path,
+    pkg_path: &str,
+    result: &Path,
+) -> Result<crate::bundle::Report, BuildError> {
+    use crate::bundle::{self, Bundler, View};
+    let wrap = |source| BuildError::Bundle {
+        id: id.to_string(),
+        source,
+    };
+    let files = bundle::scan(result).map_err(wrap)?;
+    if files.is_empty() {
+        return Ok(bundle::Report::default());
+    }
+    let pkg_path = Path::new(pkg_path);
+    let view = View::for_build(&ctx.host, root, pkg_path, result);
+    let plan = Bundler::new(view, pkg_path, sandbox::LD_LIBRARY_PATH)
+        .plan(&files)
+        .map_err(wrap)?;
+    let patchelf = if plan.is_empty() {
+        PathBuf::new()
+    } else {
+        sandbox::ensure_patchelf().map_err(BuildError::Sandbox)?
+    };
+    let report = bundle::apply(&plan, result, &patchelf).map_err(wrap)?;
+    ctx.sink.emit(Event::PackageBuild {
+        name: name.to_string(),
+        phase: BuildPhase::Bundled {
+            id: id.clone(),
+            libraries: report.libraries.iter().map(|l| l.0.clone()).collect(),
+            files: report.files.clone(),
+            static_files: report.static_files.clone(),
+        },
+    });
+    Ok(report)
 }
 
 /// `<out>/.records/<id>.json`: digest and size of a package as built, so a package file

@@ -20,6 +20,7 @@ pub const BUILDINFO_KEYS: &[&str] = &[
     "sysctl",
     "build_script",
     "restart_on_change",
+    "bundle_libraries",
 ];
 
 /// Keys allowed in `treeinfo.json`.
@@ -223,6 +224,10 @@ pub struct BuildInfo {
     pub build_script: String,
     /// Tree paths whose change restarts the package's units (copied to pkginfo.json).
     pub restart_on_change: Vec<String>,
+    /// Bundle the shared-library closure of the package's ELF files ([`crate::bundle`]).
+    /// Default true, except for the `tarmac-host` package (always false: the bootstrap
+    /// exports its `bin/tarmac-host` to run before any package is installed).
+    pub bundle_libraries: bool,
 }
 
 fn parse_object(path: &Path, bytes: &[u8]) -> Result<Map<String, Value>, SpecError> {
@@ -653,6 +658,22 @@ impl BuildInfo {
                 ));
             }
         }
+        let is_host = name.as_str() == crate::bootstrap::HOST_PACKAGE;
+        let bundle_libraries = match obj.get("bundle_libraries") {
+            None => !is_host,
+            Some(Value::Bool(true)) if is_host => {
+                return Err(invalid(
+                    path,
+                    "bundle_libraries",
+                    format!(
+                        "must be false for `{}`: the bootstrap exports its bin/tarmac-host to run before any package is installed, so it cannot load libraries from one\nhint: ship a portable tarmac-host instead (scripts/build-portable.sh, glibc >= 2.17)",
+                        crate::bootstrap::HOST_PACKAGE
+                    ),
+                ));
+            }
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid(path, "bundle_libraries", "must be true or false")),
+        };
         Ok(BuildInfo {
             sources,
             requires,
@@ -663,6 +684,7 @@ impl BuildInfo {
             sysctl,
             build_script,
             restart_on_change,
+            bundle_libraries,
         })
     }
 
@@ -829,6 +851,50 @@ mod tests {
     }
 
     #[test]
+    fn bundle_libraries_defaults_on_except_for_tarmac_host() {
+        assert!(parse("{}").unwrap().bundle_libraries);
+        assert!(
+            !parse(r#"{"bundle_libraries": false}"#)
+                .unwrap()
+                .bundle_libraries
+        );
+        assert_eq!(
+            parse(r#"{"bundle_libraries": "no"}"#)
+                .unwrap_err()
+                .to_string(),
+            "`pkg/buildinfo.json`: `bundle_libraries` must be true or false"
+        );
+        // not in pkginfo.json: hosts have nothing to do with it
+        assert!(
+            parse("{}")
+                .unwrap()
+                .pkginfo_json()
+                .get("bundle_libraries")
+                .is_none()
+        );
+        let host = |json: &str| {
+            BuildInfo::parse(
+                Path::new("tarmac-host/buildinfo.json"),
+                &"tarmac-host".parse().unwrap(),
+                None,
+                json.as_bytes(),
+            )
+        };
+        assert!(!host("{}").unwrap().bundle_libraries);
+        assert!(
+            !host(r#"{"bundle_libraries": false}"#)
+                .unwrap()
+                .bundle_libraries
+        );
+        assert_eq!(
+            host(r#"{"bundle_libraries": true}"#)
+                .unwrap_err()
+                .to_string(),
+            "`tarmac-host/buildinfo.json`: `bundle_libraries` must be false for `tarmac-host`: the bootstrap exports its bin/tarmac-host to run before any package is installed, so it cannot load libraries from one\nhint: ship a portable tarmac-host instead (scripts/build-portable.sh, glibc >= 2.17)"
+        );
+    }
+
+    #[test]
     fn restart_on_change_goes_to_pkginfo() {
         let b = parse(r#"{"restart_on_change": ["etc/cluster/", "bin/detect_ip"]}"#).unwrap();
         assert_eq!(b.restart_on_change, ["etc/cluster", "bin/detect_ip"]);
@@ -858,7 +924,7 @@ mod tests {
         let e = parse(r#"{"requieres": []}"#).unwrap_err().to_string();
         assert_eq!(
             e,
-            "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script, restart_on_change"
+            "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script, restart_on_change, bundle_libraries"
         );
         let e = parse(r#"{"state_dir": true}"#).unwrap_err().to_string();
         assert!(e.contains("(did you mean `state_directory`?)"), "{e}");

@@ -17,6 +17,7 @@
 pub mod bootstrap;
 pub mod builder;
 pub mod buildinfo;
+pub mod bundle;
 pub mod elf_versions;
 pub mod hash;
 pub mod hostneeds;
@@ -33,7 +34,8 @@ pub use tarmac_pkg::manifest::{BootstrapIndex, BootstrapMember};
 pub use tree::{Plan, Tree, TreeError};
 
 /// Identifies how ids are computed; bump when the hashing or the build contract changes.
-pub const BUILDER_FORMAT: &str = "tarmac-build/1";
+/// 2: ELF files get their shared-library closure bundled (`bundle`).
+pub const BUILDER_FORMAT: &str = "tarmac-build/2";
 
 /// Unit names a package may not ship (the host owns them).
 pub const RESERVED_UNITS: &[&str] = &[
@@ -52,6 +54,7 @@ pub const RESERVED_FILES: &[&str] = &[
     "buildinfo.full.json",
     tarmac_pkg::pack::FILE_LIST,
     ".tarmac",
+    bundle::BUNDLE_DIR,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,12 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Sandbox(sources::SourceError),
+    #[error("cannot make `{id}` self-contained")]
+    Bundle {
+        id: String,
+        #[source]
+        source: bundle::BundleError,
+    },
 }
 
 pub(crate) fn io_err(

@@ -25,6 +25,9 @@ pub const HOST_DIRS: &[&str] = &[
     "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
 ];
 
+/// `LD_LIBRARY_PATH` of a build: the dependencies' merged `lib/`.
+pub const LD_LIBRARY_PATH: &str = "/opt/tarmac/lib";
+
 /// Fixed time for tools that honour it (reproducible builds).
 pub const SOURCE_DATE_EPOCH: u64 = tarmac_pkg::pack::MTIME;
 
@@ -169,7 +172,7 @@ pub fn build_env(
         ("HOME".into(), "/tmp".into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("LC_ALL".into(), "C.UTF-8".into()),
-        ("LD_LIBRARY_PATH".into(), "/opt/tarmac/lib".into()),
+        ("LD_LIBRARY_PATH".into(), LD_LIBRARY_PATH.into()),
         ("NUM_CORES".into(), cores.to_string()),
         (
             "PATH".into(),
@@ -190,23 +193,36 @@ pub fn build_env(
 
 /// Find `bwrap`, installing the `bubblewrap` package with apt-get when it is missing.
 pub fn ensure_bwrap() -> Result<PathBuf, SourceError> {
+    ensure_tool(
+        "bwrap",
+        "bubblewrap",
+        "install bubblewrap (`apt-get install bubblewrap`); builds run sandboxed",
+    )
+}
+
+/// Find `patchelf` (it rewrites the ELF files of self-contained packages), installing the
+/// `patchelf` package with apt-get when it is missing.
+pub fn ensure_patchelf() -> Result<PathBuf, SourceError> {
+    ensure_tool(
+        "patchelf",
+        "patchelf",
+        "install patchelf (`apt-get install patchelf`, scripts/prereqs.sh does); it makes packages self-contained, or set \"bundle_libraries\": false in buildinfo.json",
+    )
+}
+
+/// Find `program` on `PATH`, else install the Debian package `package` with apt-get
+/// (quietly) and look again; `hint` goes into the error.
+fn ensure_tool(program: &str, package: &str, hint: &str) -> Result<PathBuf, SourceError> {
     let find = || {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-            .map(|d| d.join("bwrap"))
+            .map(|d| d.join(program))
             .find(|p| p.is_file())
     };
     if let Some(p) = find() {
         return Ok(p);
     }
-    let hint = "install bubblewrap (`apt-get install bubblewrap`); builds run sandboxed";
     let status = Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "bubblewrap",
-        ])
+        .args(["install", "-y", "-q", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -214,7 +230,7 @@ pub fn ensure_bwrap() -> Result<PathBuf, SourceError> {
     match (status, find()) {
         (Ok(s), Some(p)) if s.success() => Ok(p),
         _ => Err(SourceError::MissingTool {
-            program: "bwrap".into(),
+            program: program.into(),
             hint: hint.into(),
         }),
     }

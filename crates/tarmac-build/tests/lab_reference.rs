@@ -1,12 +1,15 @@
-//! The reference distribution on real systemd hosts (a lab of 3 masters and 1 agent):
-//! build it (plus a small cluster-config package with the lab's addresses, standing in
-//! for genconf's), install every host with nothing but the exported `tarmac-host` binary
-//! and the package files listed in the signed manifest, activate, and require: an etcd
+//! The reference distribution on real systemd hosts of three Debian releases (a lab of 3
+//! masters and 1 agent: master-1 bullseye, master-2 bookworm, master-3 trixie, agent-1
+//! bullseye): build it (plus a small cluster-config package with the lab's addresses,
+//! standing in for genconf's), install every host with nothing but the exported `tarmac-host`
+//! binary and the package files listed in the signed manifest, activate, and require: an etcd
 //! quorum of 3 started members, prometheus scraping every node, node-exporter on every
 //! host, units only on the right roles, package users owning their state directories, and
-//! every `check/` passing. Needs root and the lab. `cargo test -p tarmac-build --test
-//! lab_reference`; uses `$TARMAC_HOST_BIN`, else `$TARMAC_PORTABLE_BIN_DIR/tarmac-host` (the
-//! portable build scripts/test.sh makes), else `target/debug/tarmac-host`.
+//! every `check/` passing. The packages are self-contained (built once, on this machine) and
+//! `tarmac-host` is the portable build, so the same artifacts run on every release. Needs
+//! root and the lab. `cargo test -p tarmac-build --test lab_reference`; uses
+//! `$TARMAC_HOST_BIN`, else `$TARMAC_PORTABLE_BIN_DIR/tarmac-host` (the portable build
+//! scripts/test.sh makes), else what `scripts/build-portable.sh` builds.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tarmac_build::{BuildOptions, build};
-use tarmac_lab::{Lab, LabGuard, LabSpec, Role};
+use tarmac_lab::{Lab, LabGuard, LabSpec, Role, Suite, Suites};
 use tarmac_pkg::manifest::{self, ArtifactKind};
 
 const LAB: &str = "tb-refdist";
@@ -28,27 +31,31 @@ fn workspace() -> PathBuf {
         .unwrap()
 }
 
+/// The portable tarmac-host (the bullseye hosts' glibc 2.31 cannot run a build of this
+/// machine's).
 fn host_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TARMAC_HOST_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    // The portable build (glibc >= 2.17) that scripts/test.sh makes and names.
-    if let Some(dir) = std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
-        let p = PathBuf::from(dir).join("tarmac-host");
-        assert!(
-            p.is_file(),
-            "TARMAC_PORTABLE_BIN_DIR is set but {} is missing\nhint: run scripts/build-portable.sh",
-            p.display()
-        );
-        return p;
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let p = target.join("debug/tarmac-host");
+    let dir = match std::env::var_os("TARMAC_PORTABLE_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let script = workspace().join("scripts/build-portable.sh");
+            let out = std::process::Command::new(&script)
+                .current_dir(workspace())
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{} failed", script.display());
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+        }
+    };
+    let p = dir.join("tarmac-host");
     assert!(
         p.is_file(),
-        "{} is missing: run `cargo build -p tarmac-host` first",
+        "{} is missing\nhint: run scripts/build-portable.sh",
         p.display()
     );
     p
@@ -174,8 +181,25 @@ fn config_package(tree: &Path, masters: &[String], all: &[String]) {
 #[test]
 fn reference_distribution_runs_on_the_lab() {
     let _ = Lab::down(LAB);
-    let lab =
-        LabGuard::new(Lab::up(&LabSpec::new(LAB, 3, 1, 0), &tarmac_events::NullSink).unwrap());
+    let suites = Suites {
+        cycle: Suite::ALL.to_vec(),
+        per_role: Vec::new(),
+    };
+    let lab = LabGuard::new(
+        Lab::up_with_suites(
+            &LabSpec::new(LAB, 3, 1, 0),
+            &suites,
+            &tarmac_events::NullSink,
+        )
+        .unwrap(),
+    );
+    // Debian 11, 12 and 13 among the masters; the agent is bullseye again.
+    let versions: Vec<String> = lab
+        .hosts()
+        .iter()
+        .map(|h| sh(&lab, &h.name, ". /etc/os-release && echo $VERSION_ID"))
+        .collect();
+    assert_eq!(versions, ["11", "12", "13", "11"]);
     let masters: Vec<String> = lab
         .hosts_with_role(Role::Master)
         .map(|h| h.ip.to_string())

@@ -1,7 +1,8 @@
 //! Build the reference distribution (`dist/reference`) from scratch twice — from two
 //! different tree locations, with different parallelism — and require identical ids and
-//! byte-identical outputs; then a warm rebuild that builds nothing, and a signed one that
-//! verifies.
+//! byte-identical outputs; every ELF file of every package (but `tarmac-host`, shipped as it
+//! is) static or loading only its package's bundled loader and libraries; then a warm
+//! rebuild that builds nothing, and a signed one that verifies.
 //!
 //! Needs bubblewrap and `apt-get download` for the pinned Debian packages. The `.deb`
 //! downloads are cached in `$TARMAC_TEST_CACHE` (default: `target/tmp/tarmac-build-cache`),
@@ -16,7 +17,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tarmac_build::bundle::{self, BUNDLE_DIR};
 use tarmac_build::{BuildOptions, build};
+use tarmac_events::{BuildPhase, Event, VecSink};
 use tarmac_pkg::manifest::{self, ArtifactKind};
 use tarmac_types::Digest;
 
@@ -114,6 +117,45 @@ fn options(tree: &Path, out: &Path, jobs: usize, host: &Path) -> BuildOptions {
     o
 }
 
+/// Every ELF file of the package archive `archive` (id `id`) is static or loads only the
+/// package's bundled loader and libraries; returns the dynamic ones.
+fn check_self_contained(archive: &Path, id: &str) -> Vec<String> {
+    let x = tempfile::tempdir().unwrap();
+    let f = fs::File::open(archive).unwrap();
+    tar::Archive::new(zstd::stream::read::Decoder::new(f).unwrap())
+        .unpack(x.path())
+        .unwrap();
+    let mut dynamic = Vec::new();
+    for (rel, info) in bundle::scan(x.path()).unwrap() {
+        if rel.starts_with(&format!("{BUNDLE_DIR}/")) || info.is_static() {
+            continue;
+        }
+        let interp = info.interpreter.clone().unwrap_or_default();
+        let loader = interp.rsplit('/').next().unwrap();
+        assert_eq!(
+            interp,
+            format!("/opt/tarmac/packages/{id}/{BUNDLE_DIR}/{loader}"),
+            "{id}: {rel}"
+        );
+        assert!(
+            info.runpath.is_empty() && info.rpath.iter().any(|r| r.ends_with(BUNDLE_DIR)),
+            "{id}: {rel}: {info:?}"
+        );
+        assert!(
+            x.path().join(BUNDLE_DIR).join(loader).is_file(),
+            "{id}: {rel}"
+        );
+        for lib in &info.needed {
+            assert!(
+                x.path().join(BUNDLE_DIR).join(lib).is_file(),
+                "{id}: {rel} needs {lib}, which is not bundled"
+            );
+        }
+        dynamic.push(rel);
+    }
+    dynamic
+}
+
 #[test]
 fn reference_distribution_builds_reproducibly() {
     let d = tempfile::tempdir().unwrap();
@@ -128,7 +170,12 @@ fn reference_distribution_builds_reproducibly() {
 
     let out_a = d.path().join("out-a");
     let out_b = d.path().join("out-b");
-    let ra = build(&options(&tree_a, &out_a, 2, &host), sink.clone()).unwrap();
+    let events = VecSink::new();
+    let ra = build(
+        &options(&tree_a, &out_a, 2, &host),
+        Arc::new(events.clone()),
+    )
+    .unwrap();
     let rb = build(&options(&tree_b, &out_b, 1, &host), sink.clone()).unwrap();
 
     let ids = |r: &tarmac_build::BuildReport| {
@@ -156,6 +203,48 @@ fn reference_distribution_builds_reproducibly() {
     let (oa, ob) = (outputs(&out_a), outputs(&out_b));
     assert_eq!(oa, ob, "two builds from scratch differ");
     assert!(oa.len() >= 5 + 4, "{oa:#?}");
+
+    // Self-contained: Debian's Go binaries are dynamically linked against its glibc, so
+    // each of those packages bundles the C library and the loader.
+    let mut bundled: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events.events() {
+        if let Event::PackageBuild {
+            name,
+            phase: BuildPhase::Bundled { libraries, .. },
+        } = e
+        {
+            bundled.insert(name, libraries);
+        }
+    }
+    let mut dynamic: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &ra.packages {
+        let name = p.id.name().to_string();
+        if name != "tarmac-host" {
+            dynamic.insert(name, check_self_contained(&p.path, &p.id.to_string()));
+        }
+    }
+    let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        dynamic,
+        BTreeMap::from([
+            ("etcd".into(), want(&["bin/etcdctl", "bin_master/etcd"])),
+            ("node-exporter".into(), want(&["bin/node_exporter"])),
+            (
+                "prometheus".into(),
+                want(&["bin_master/prometheus", "bin_master/promtool"])
+            ),
+            ("tarmac-checks".into(), vec![]),
+        ])
+    );
+    for name in ["etcd", "node-exporter", "prometheus"] {
+        let libs = bundled
+            .get(name)
+            .unwrap_or_else(|| panic!("{name}: no Bundled event"));
+        for lib in ["libc.so.6", "ld-linux-x86-64.so.2"] {
+            assert!(libs.contains(&lib.to_owned()), "{name}: {libs:?}");
+        }
+    }
+    assert!(!bundled.contains_key("tarmac-host"), "{bundled:?}");
 
     // Warm: nothing rebuilt, same bootstrap.
     let rw = build(&options(&tree_a, &out_a, 2, &host), sink.clone()).unwrap();

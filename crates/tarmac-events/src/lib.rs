@@ -175,10 +175,29 @@ pub enum Event {
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum BuildPhase {
     Fetching,
-    CacheHit { id: PackageId },
-    Building { id: PackageId },
-    Built { id: PackageId, duration_ms: u64 },
-    Failed { message: String },
+    CacheHit {
+        id: PackageId,
+    },
+    Building {
+        id: PackageId,
+    },
+    Built {
+        id: PackageId,
+        duration_ms: u64,
+    },
+    /// The package's ELF files were made self-contained: `libraries` (file names in the
+    /// package's `tarmac-bundle/`, the dynamic loader included) were copied in from the
+    /// build environment and `files` (package paths) rewritten to load them; `static_files`
+    /// need no libraries and were left alone.
+    Bundled {
+        id: PackageId,
+        libraries: Vec<String>,
+        files: Vec<String>,
+        static_files: Vec<String>,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 /// Where events go. Implementations must be cheap and never block for long.

@@ -94,6 +94,37 @@ impl Terminal {
     }
 }
 
+/// The `tarmac build` line for a package whose ELF files were made self-contained.
+fn bundle_line(
+    name: &str,
+    libraries: &[String],
+    files: &[String],
+    static_files: &[String],
+) -> String {
+    let mut text = if files.is_empty() {
+        format!("  bundle  {name}: nothing to bundle")
+    } else {
+        format!(
+            "  bundle  {name}: {} {} ({}) for {}",
+            libraries.len(),
+            if libraries.len() == 1 {
+                "library"
+            } else {
+                "libraries"
+            },
+            libraries.join(", "),
+            files.join(", ")
+        )
+    };
+    if !static_files.is_empty() {
+        text.push_str(&format!(
+            "; static, left alone: {}",
+            static_files.join(", ")
+        ));
+    }
+    text
+}
+
 fn describe(o: &Outcome) -> String {
     match o {
         Outcome::Ok => "ok".into(),
@@ -308,6 +339,12 @@ impl EventSink for Terminal {
                     BuildPhase::Built { id, duration_ms } => {
                         format!("  built   {id} ({:.1}s)", duration_ms as f64 / 1000.0)
                     }
+                    BuildPhase::Bundled {
+                        libraries,
+                        files,
+                        static_files,
+                        ..
+                    } => bundle_line(&name, &libraries, &files, &static_files),
                     BuildPhase::Failed { message } => format!("✗ {name}: {message}"),
                 };
                 self.line(&st, text);
@@ -388,5 +425,30 @@ mod tests {
     fn succeeded_hosts_have_no_block() {
         let addr = HostAddr::new("10.0.0.6", None).unwrap();
         assert!(failure_block(&addr, &host(Outcome::Ok, &["x"])).is_empty());
+    }
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn bundle_lines() {
+        assert_eq!(
+            bundle_line(
+                "etcd",
+                &v(&["ld-linux-x86-64.so.2", "libc.so.6"]),
+                &v(&["bin/etcdctl", "bin_master/etcd"]),
+                &[]
+            ),
+            "  bundle  etcd: 2 libraries (ld-linux-x86-64.so.2, libc.so.6) for bin/etcdctl, bin_master/etcd"
+        );
+        assert_eq!(
+            bundle_line("a", &v(&["libc.so.6"]), &v(&["lib/x.so"]), &v(&["bin/s"])),
+            "  bundle  a: 1 library (libc.so.6) for lib/x.so; static, left alone: bin/s"
+        );
+        assert_eq!(
+            bundle_line("go", &[], &[], &v(&["bin/static"])),
+            "  bundle  go: nothing to bundle; static, left alone: bin/static"
+        );
     }
 }

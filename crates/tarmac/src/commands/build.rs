@@ -29,7 +29,9 @@ pub struct BuildArgs {
     /// Sign the manifest with this ed25519 secret key (from `tarmac keygen`).
     #[arg(long, env = "TARMAC_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
-    /// The tarmac-host binary to package (sets TARMAC_HOST_BIN for the `tarmac-host` package's local source).
+    /// The tarmac-host binary to package (sets TARMAC_HOST_BIN for the `tarmac-host` package's
+    /// local source) [default: $TARMAC_PORTABLE_BIN_DIR/tarmac-host when that is set, the
+    /// portable build of scripts/build-portable.sh].
     #[arg(long, env = "TARMAC_HOST_BIN")]
     pub host_binary: Option<PathBuf>,
     /// Parallel package builds [default: number of CPUs].
@@ -81,7 +83,11 @@ pub fn run(args: BuildArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         opts.jobs = j.max(1);
     }
     opts.vars = std::env::vars().collect();
-    if let Some(h) = args.host_binary {
+    let host_binary = match args.host_binary {
+        Some(h) => Some(h),
+        None => portable_host_binary(std::env::var_os("TARMAC_PORTABLE_BIN_DIR"))?,
+    };
+    if let Some(h) = host_binary {
         opts.vars.insert(
             "TARMAC_HOST_BIN".into(),
             absolute(h)?.to_string_lossy().into_owned(),
@@ -153,10 +159,51 @@ pub fn run(args: BuildArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `$TARMAC_PORTABLE_BIN_DIR/tarmac-host` (the portable build scripts/build-portable.sh names)
+/// when that variable is set and not empty; an error when it names no such file.
+fn portable_host_binary(dir: Option<std::ffi::OsString>) -> anyhow::Result<Option<PathBuf>> {
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let p = PathBuf::from(dir).join("tarmac-host");
+    if !p.is_file() {
+        anyhow::bail!(
+            "TARMAC_PORTABLE_BIN_DIR is set but {} does not exist\nhint: run scripts/build-portable.sh (it prints the directory), or pass --host-binary",
+            p.display()
+        );
+    }
+    Ok(Some(p))
+}
+
 fn human(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_portable_build_is_the_default_host_binary() {
+        assert_eq!(portable_host_binary(None).unwrap(), None);
+        assert_eq!(portable_host_binary(Some("".into())).unwrap(), None);
+        let d = tempfile::tempdir().unwrap();
+        let e = portable_host_binary(Some(d.path().into())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "TARMAC_PORTABLE_BIN_DIR is set but {}/tarmac-host does not exist\nhint: run scripts/build-portable.sh (it prints the directory), or pass --host-binary",
+                d.path().display()
+            )
+        );
+        std::fs::write(d.path().join("tarmac-host"), "bin").unwrap();
+        assert_eq!(
+            portable_host_binary(Some(d.path().into())).unwrap(),
+            Some(d.path().join("tarmac-host"))
+        );
     }
 }
