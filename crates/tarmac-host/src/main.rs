@@ -509,4 +509,3 @@ fn check_host(manifest: &std::path::Path, json: bool) -> Result<ExitCode> {
         ExitCode::from(3)
     })
 }
-
