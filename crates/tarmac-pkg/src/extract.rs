@@ -776,7 +776,9 @@ impl Extractor<'_> {
                 },
             ));
         }
-        let mode = mode & 0o1777;
+        // Group and other never get write access to anything in the store: a world-writable
+        // binary or config in an immutable, verified package would be neither.
+        let mode = mode & 0o1755;
         if path.is_empty() {
             return if kind == T::Directory {
                 Ok(())

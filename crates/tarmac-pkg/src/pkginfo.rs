@@ -215,7 +215,7 @@ pub enum PkgInfoError {
     )]
     BadUsername { origin: String, username: String },
     #[error(
-        "{origin}: group `{group}` is invalid: must match ^[a-z_][a-z0-9_-]*$ (at most 32 characters)"
+        "{origin}: group `{group}` is invalid: a service may join only a package group (^tarmac_[a-z0-9_]+$) or systemd-journal, never a host group such as disk, shadow or adm"
     )]
     BadGroup { origin: String, group: String },
     #[error("{origin}: `group` ({group}) is set without `username`")]
@@ -260,6 +260,13 @@ pub fn username_ok(u: &str) -> bool {
 }
 
 /// Group rule: `^[a-z_][a-z0-9_-]*$`, at most 32 characters.
+/// The group a package's service user may join: its own kind (`tarmac_*`, created by
+/// activation) or `systemd-journal` (to read its logs). A host group (`disk`, `shadow`, `adm`,
+/// `docker`, …) would hand the service that group's privileges on every host.
+pub fn service_group_ok(g: &str) -> bool {
+    group_ok(g) && (username_ok(g) || g == "systemd-journal")
+}
+
 pub fn group_ok(g: &str) -> bool {
     let mut b = g.bytes();
     g.len() <= 32
@@ -382,7 +389,7 @@ impl PkgInfo {
 
         match obj.get("group") {
             None | Some(Value::Null) => {}
-            Some(Value::String(g)) if group_ok(g) => info.group = Some(g.clone()),
+            Some(Value::String(g)) if service_group_ok(g) => info.group = Some(g.clone()),
             Some(Value::String(g)) => {
                 return Err(PkgInfoError::BadGroup {
                     origin,
@@ -739,7 +746,11 @@ mod tests {
                 r#"{"username": "tarmac_a", "group": "Bad"}"#,
                 "group `Bad` is invalid",
             ),
-            (r#"{"group": "adm"}"#, "without `username`"),
+            (r#"{"group": "tarmac_adm"}"#, "without `username`"),
+            (
+                r#"{"username": "tarmac_a", "group": "disk"}"#,
+                "group `disk` is invalid: a service may join only a package group (^tarmac_[a-z0-9_]+$) or systemd-journal, never a host group such as disk, shadow or adm",
+            ),
             (r#"{"sysctl": {"svc": {"vm.x": 1.5}}}"#, "not an integer"),
             (r#"{"sysctl": {"svc": {"../x": 1}}}"#, "invalid"),
             (
@@ -873,6 +884,10 @@ mod tests {
         assert!(!username_ok("dcos_etcd"));
         assert!(!username_ok(&format!("tarmac_{}", "a".repeat(30))));
         assert!(group_ok("systemd-journal"));
+        assert!(service_group_ok("systemd-journal"));
+        assert!(service_group_ok("tarmac_etcd"));
+        assert!(!service_group_ok("shadow"));
+        assert!(!service_group_ok("disk"));
         assert!(group_ok("_x"));
         assert!(!group_ok("1x"));
         assert!(env_key_ok("A_1"));

@@ -917,3 +917,44 @@ fn clean_temp_removes_a_leftover_spool_file() {
     assert_eq!(store.clean_temp().unwrap().len(), 1);
     assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
 }
+
+#[test]
+fn group_and_other_write_bits_never_reach_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    let entries = vec![
+        Entry::File {
+            path: "pkginfo.json".into(),
+            mode: 0o644,
+            data: b"{}".to_vec(),
+        },
+        Entry::Dir {
+            path: "share".into(),
+            mode: 0o777,
+        },
+        Entry::File {
+            path: "bin/tool".into(),
+            mode: 0o777,
+            data: b"#!/bin/sh\n".to_vec(),
+        },
+        Entry::File {
+            path: "etc/tool.conf".into(),
+            mode: 0o666,
+            data: b"x=1\n".to_vec(),
+        },
+    ];
+    let bytes = testkit::archive(&entries, Compression::Zstd);
+    let (id, _) = add(&store, tmp.path(), "modes--1.tar.zst", &bytes).unwrap();
+    let root = store.path(&id);
+    let mode = |p: &str| {
+        std::fs::symlink_metadata(root.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("bin/tool"), 0o755);
+    assert_eq!(mode("etc/tool.conf"), 0o644);
+    assert_eq!(mode("share"), 0o755);
+}
