@@ -1,4 +1,5 @@
-//! End to end on the lab (root needed): quickstart (build → lab → genconf → preflight →
+//! End to end on a mixed lab of Debian 11, 12 and 13 hosts (root needed): quickstart (build →
+//! lab → genconf → preflight →
 //! deploy → postflight → status) on 3 masters + 2 agents + 1 public agent, then failure cases:
 //! a host whose link is down during deploy, `--retry-failed`, a broken config, a tampered
 //! artifact, and an uninstall that leaves the hosts clean. The lab is torn down even when the
@@ -18,9 +19,19 @@ fn installer_end_to_end_on_the_lab() {
         dir,
         work,
         down: _down,
-    } = QuickLab::up("e2e", 3, 2, 1); // 1. the whole pipeline, keeping the lab
+    } = QuickLab::up_on("e2e", 3, 2, 1, Some("bullseye,bookworm,trixie")); // 1. the whole pipeline on Debian 11, 12 and 13 hosts, keeping the lab
     let genconf = dir.join("genconf");
     let g = genconf.to_str().unwrap();
+
+    // The hosts really are Debian 11, 12 and 13.
+    let mut releases: Vec<String> = lab
+        .hosts()
+        .iter()
+        .map(|h| ssh(&lab, &h.name, ". /etc/os-release; echo $VERSION_ID"))
+        .collect();
+    releases.sort();
+    releases.dedup();
+    assert_eq!(releases, ["11", "12", "13"], "the lab is not mixed");
 
     // 2. Services run on the right roles only.
     for h in lab.hosts() {

@@ -17,7 +17,10 @@ fn preflight_refuses_a_host_that_cannot_run_the_artifact() {
     let newest = needs.max_glibc().expect("cargo's tarmac-host links glibc");
     if newest <= tarmac_build::elf_versions::GlibcVersion([2, 31, 0]) {
         // A build machine as old as bullseye: this case cannot be made here.
-        eprintln!("skipped: {} needs only glibc {newest}", non_portable.display());
+        eprintln!(
+            "skipped: {} needs only glibc {newest}",
+            non_portable.display()
+        );
         return;
     }
     let name = format!("pf{}", std::process::id() % 100000);
@@ -35,7 +38,10 @@ fn preflight_refuses_a_host_that_cannot_run_the_artifact() {
         .output()
         .unwrap();
     let t = text(&out);
-    assert!(!out.status.success(), "quickstart must stop at preflight:\n{t}");
+    assert!(
+        !out.status.success(),
+        "quickstart must stop at preflight:\n{t}"
+    );
     assert!(
         t.contains("that this host can run the artifact"),
         "the failing check is not named:\n{t}"

@@ -116,9 +116,26 @@ pub fn quickstart(
     agents: u32,
     public: u32,
 ) -> tarmac_lab::LabGuard {
+    quickstart_on(name, dir, masters, agents, public, None)
+}
+
+/// [`quickstart`] on the given Debian suites (`bullseye,bookworm,trixie`: cycled over hosts),
+/// or the default suite with `None`.
+pub fn quickstart_on(
+    name: &str,
+    dir: &Path,
+    masters: u32,
+    agents: u32,
+    public: u32,
+    suites: Option<&str>,
+) -> tarmac_lab::LabGuard {
     let (m, a, p) = (masters.to_string(), agents.to_string(), public.to_string());
-    let out = Command::new(tarmac())
-        .args(["quickstart", "--keep", "--name", name, "--masters", &m])
+    let mut cmd = Command::new(tarmac());
+    cmd.args(["quickstart", "--keep", "--name", name, "--masters", &m]);
+    if let Some(s) = suites {
+        cmd.args(["--suites", s]);
+    }
+    let out = cmd
         .args(["--agents", &a, "--public-agents", &p, "--dir"])
         .arg(dir)
         .arg("--host-binary")
@@ -143,12 +160,23 @@ pub struct QuickLab {
 impl QuickLab {
     /// `prefix` + this process's id names the lab (unique across concurrent tests).
     pub fn up(prefix: &str, masters: u32, agents: u32, public: u32) -> QuickLab {
+        QuickLab::up_on(prefix, masters, agents, public, None)
+    }
+
+    /// [`QuickLab::up`] on the given Debian suites (see [`quickstart_on`]).
+    pub fn up_on(
+        prefix: &str,
+        masters: u32,
+        agents: u32,
+        public: u32,
+        suites: Option<&str>,
+    ) -> QuickLab {
         assert!(is_root(), "this test needs root (it brings up a lab)");
         let name = format!("{prefix}{}", std::process::id() % 100000);
         let down = Down(name.clone());
         let work = tempfile::tempdir().unwrap();
         let dir = work.path().join("qs");
-        let lab = quickstart(&name, &dir, masters, agents, public);
+        let lab = quickstart_on(&name, &dir, masters, agents, public, suites);
         QuickLab {
             lab,
             dir,
