@@ -14,6 +14,12 @@ fi
 scripts/prereqs.sh
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# A clean clone gains nothing from incremental caches, which are gigabytes in a debug target.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+disk() { echo "== disk ($1): $(df -h --output=avail,pcent "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -n1 || df -h . | tail -n1)"; }
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+disk start
+trap 'disk end' EXIT
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
@@ -25,6 +31,7 @@ echo "== portable release tarmac + tarmac-host (glibc >= 2.17; scripts/build-por
 # `portable` test checks its ELF symbol versions.
 TARMAC_PORTABLE_BIN_DIR=$(scripts/build-portable.sh)
 export TARMAC_PORTABLE_BIN_DIR
+disk "before tests"
 echo "== cargo test"
 # Lab tests bring up their own uniquely named labs; two test threads keep a 2-core machine sane.
 cargo test --workspace --no-fail-fast -- --test-threads "${TARMAC_TEST_THREADS:-2}"
