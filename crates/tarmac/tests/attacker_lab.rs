@@ -90,6 +90,7 @@ fn serve_in_lab(lab: &tarmac_lab::Lab, dir: &Path, port: u16) -> Reap {
             .ctl_command("curl")
             .args(["-fsS", "-o", "/dev/null"])
             .arg(format!("http://{}:{port}/", lab.ctl_ip()))
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if ok {
