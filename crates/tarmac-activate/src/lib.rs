@@ -10,6 +10,7 @@
 //! /opt/tarmac/current -> generations/<n>   switched by one rename(2)
 //! /opt/tarmac/{bin,lib,etc,include,environment,…} -> current/…
 //! /opt/tarmac/switch-journal.json       only while a switch is in flight
+//! /opt/tarmac/switches.jsonl            every flip of current: to, from, command, installer run
 //! /opt/tarmac/.lock                     flock: one mutating tarmac-host at a time
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod render;
 pub mod setup;
 pub mod switch;
+pub mod switchlog;
 pub mod sysctl;
 pub mod systemd;
 pub mod users;

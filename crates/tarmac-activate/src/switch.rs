@@ -289,6 +289,26 @@ impl Host {
             }
         };
         failpoint::hit("after-stop");
+        // Before the flip: the record of who moved `current` is never missing for a
+        // generation that became current (a record whose flip did not happen is skipped).
+        if let Err(e) = crate::switchlog::append(
+            cfg,
+            &crate::switchlog::SwitchRecord {
+                to,
+                from,
+                command: journal.command.clone(),
+                operation: crate::switchlog::operation(cfg, &journal.command),
+                at_unix: generation::now_unix(),
+            },
+        ) {
+            if let Err(undo) = self.undo_switch(&journal) {
+                self.notice(
+                    Level::Error,
+                    format!("undoing the failed switch failed too: {undo}"),
+                );
+            }
+            return Err(e);
+        }
         let t_flip = Instant::now();
         let link = cfg.current_link();
         if let Err(e) = fsutil::replace_symlink(&generation::link_target(to), &link) {

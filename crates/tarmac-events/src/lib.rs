@@ -43,6 +43,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's one-word name (its serde tag): `ok`, `unchanged`, `failed`, …
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Unreachable { .. } => "unreachable",
+            Outcome::TimedOut { .. } => "timed_out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Skipped { .. } => "skipped",
+        }
+    }
+
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Ok | Outcome::Unchanged)
     }

@@ -3,6 +3,7 @@
 
 pub mod fsutil;
 pub mod journal;
+pub mod ledger;
 pub mod lock;
 pub mod password;
 pub mod plan;
@@ -12,3 +13,4 @@ pub mod serve;
 pub mod stages;
 pub mod support;
 pub mod upgrade;
+pub mod verdict;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use tarmac_ssh::quote::quote;
 use tarmac_types::{PackageId, Role};
 
 /// Where install.sh puts the host binary.
@@ -204,6 +205,8 @@ for u in $(systemctl list-dependencies --plain --no-legend tarmac.target 2>/dev/
 done
 echo "== checks"
 if [ -x {HOST_BIN} ]; then {HOST_BIN} check --json 2>/dev/null || true; fi
+echo "== switches"
+if [ -f /opt/tarmac/switches.jsonl ]; then tail -n 200 /opt/tarmac/switches.jsonl; else echo none; fi
 "#
     )
 }
@@ -217,12 +220,26 @@ pub struct HostStatus {
     pub units: BTreeMap<String, String>,
     /// Names of checks that failed.
     pub failed_checks: Vec<String>,
+    /// The switch-log record that made the current generation current (`None`: the log has
+    /// none for it, or the host has no log: see `switch_log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<tarmac_types::switch::SwitchRecord>,
+    /// The host keeps a switch log (a tarmac-host from before the ledger does not).
+    #[serde(default)]
+    pub switch_log: bool,
+}
+
+/// Prefix a root script so that every `tarmac-host` switch it makes records the installer's
+/// run: `TARMAC_OPERATION` is what tarmac-host writes into its switch log.
+pub fn with_operation(run_id: &str, script: &str) -> String {
+    format!("export TARMAC_OPERATION={}\n{script}", quote(run_id))
 }
 
 pub fn parse_status(out: &str) -> HostStatus {
     let mut st = HostStatus::default();
     let mut section = "";
     let mut checks_json = String::new();
+    let mut switches = String::new();
     for line in out.lines() {
         if let Some(s) = line.strip_prefix("== ") {
             section = match s.trim() {
@@ -230,6 +247,7 @@ pub fn parse_status(out: &str) -> HostStatus {
                 "generation" => "generation",
                 "units" => "units",
                 "checks" => "checks",
+                "switches" => "switches",
                 _ => "",
             };
             continue;
@@ -260,10 +278,24 @@ pub fn parse_status(out: &str) -> HostStatus {
                 checks_json.push_str(line);
                 checks_json.push('\n');
             }
+            "switches" => {
+                if line.trim() != "none" {
+                    st.switch_log = true;
+                    switches.push_str(line);
+                    switches.push('\n');
+                }
+            }
             _ => {}
         }
     }
     st.active.sort();
+    let records = tarmac_types::switch::parse(&switches);
+    st.switch = st
+        .generation
+        .as_deref()
+        .and_then(|g| g.parse::<u64>().ok())
+        .and_then(|g| tarmac_types::switch::explaining(&records, tarmac_types::Generation(g)))
+        .cloned();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&checks_json) {
         let items = v
             .get("checks")

@@ -20,6 +20,7 @@ use tarmac_types::{HostAddr, PackageId, Role, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Journal, JournalError, last_run, new_run_id};
+use crate::ledger::{self, LedgerError};
 use crate::lock::{LockError, RunLock};
 use crate::plan::{self, CheckResult, Drift, HostStatus};
 use crate::prereqs::Prereqs;
@@ -30,6 +31,8 @@ use crate::serve::{ArtifactServer, ServeError};
 pub enum InstallerError {
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
@@ -74,6 +77,8 @@ pub struct ServeInfo {
     pub packages: Vec<PackageId>,
     /// `serve/install.sh`, delivered to hosts over SSH (never fetched by them over HTTP).
     pub install_script: String,
+    /// `serve/bootstrap.latest`.
+    pub bootstrap_id: Option<String>,
 }
 
 impl ServeInfo {
@@ -120,13 +125,44 @@ impl ServeInfo {
                 path: script_path.clone(),
                 source,
             })?;
+        let bootstrap_id = std::fs::read_to_string(dir.join("bootstrap.latest"))
+            .ok()
+            .map(|s| s.trim().to_owned());
         Ok(ServeInfo {
             dir,
             list_id,
             packages,
             install_script,
+            bootstrap_id,
         })
     }
+
+    /// The cluster target this serve directory holds.
+    pub fn target(&self) -> ledger::Target {
+        ledger::Target {
+            list_id: self.list_id.clone(),
+            packages: self.packages.clone(),
+        }
+    }
+
+    /// The config id, from the config packages' `setup_<config id>` versions.
+    pub fn config_id(&self) -> Option<String> {
+        self.packages.iter().find_map(|p| {
+            p.to_string()
+                .split_once("--setup_")
+                .map(|(_, c)| c.to_owned())
+        })
+    }
+}
+
+/// What a stage that moves hosts appends to the ledger when it ends.
+#[derive(Debug, Clone)]
+pub(crate) struct LedgerPlan {
+    pub op: ledger::Op,
+    pub target_before: Option<ledger::Target>,
+    pub target_after: Option<ledger::Target>,
+    pub bootstrap_id: Option<String>,
+    pub config_id: Option<String>,
 }
 
 /// Everything a stage needs: the validated configuration and where to report.
@@ -233,6 +269,22 @@ impl Installer {
         F: Fn(HostSession) -> Fut,
         Fut: Future<Output = Result<Outcome, StepError>>,
     {
+        self.ledgered_stage(stage, only, deadline, None, job).await
+    }
+
+    /// [`Self::stage`], appending a ledger entry under the same lock when `ledger` is given.
+    async fn ledgered_stage<F, Fut>(
+        &self,
+        stage: Stage,
+        only: Option<Vec<HostAddr>>,
+        deadline: Option<Duration>,
+        ledger: Option<LedgerPlan>,
+        job: F,
+    ) -> Result<StageRun, InstallerError>
+    where
+        F: Fn(HostSession) -> Fut,
+        Fut: Future<Output = Result<Outcome, StepError>>,
+    {
         let only = match (only, &self.only) {
             (Some(a), Some(b)) => Some(a.into_iter().filter(|h| b.contains(h)).collect()),
             (a, b) => a.or_else(|| b.clone()),
@@ -247,9 +299,34 @@ impl Installer {
         }
         let run_id = new_run_id(stage);
         let log_dir = self.state_dir().join("logs").join(&run_id);
+        // The ledger must verify before anything moves.
+        let book = ledger::Ledger::new(&self.state_dir());
+        if ledger.is_some() {
+            book.read()?;
+        }
         let (report, journal) = self
-            .journaled_fleet(stage, run_id, targets, &log_dir, deadline, job)
+            .journaled_fleet(stage, run_id.clone(), targets, &log_dir, deadline, job)
             .await?;
+        if let Some(plan) = ledger {
+            let hosts = report
+                .hosts
+                .iter()
+                .map(|h| (h.target.addr.clone(), h.outcome.word().to_owned()))
+                .collect();
+            book.append(
+                &_lock,
+                ledger::NewEntry {
+                    op: plan.op,
+                    runs: vec![run_id],
+                    target_before: plan.target_before,
+                    target_after: plan.target_after,
+                    bootstrap_id: plan.bootstrap_id,
+                    config_id: plan.config_id,
+                    complete: report.all_succeeded(),
+                    hosts,
+                },
+            )?;
+        }
         Ok(StageRun {
             report,
             journal,
@@ -311,6 +388,16 @@ impl Installer {
             });
         }
         Ok((report, journal.path()))
+    }
+
+    /// The cluster's ledger.
+    pub fn ledger(&self) -> ledger::Ledger {
+        ledger::Ledger::new(&self.state_dir())
+    }
+
+    /// The target the ledger says the hosts are on (`None`: no operation recorded yet).
+    pub fn deployed_target(&self) -> Result<Option<ledger::Target>, InstallerError> {
+        Ok(ledger::expectation(&self.ledger().read()?, None).target)
     }
 
     /// Hosts to run on for `--retry-failed`: those that did not succeed in the last run of `stage`.
@@ -499,9 +586,16 @@ impl Installer {
         let expected = Arc::new(serve.packages.clone());
         let push = opts.push;
         let timeout = opts.timeout;
+        let plan = LedgerPlan {
+            op: ledger::Op::Deploy,
+            target_before: self.deployed_target()?,
+            target_after: Some(serve.target()),
+            bootstrap_id: serve.bootstrap_id.clone(),
+            config_id: serve.config_id(),
+        };
         let serve = Arc::new(serve);
         let run = self
-            .stage(Stage::Deploy, opts.only.clone(), None, |host| {
+            .ledgered_stage(Stage::Deploy, opts.only.clone(), None, Some(plan), |host| {
                 let expected = expected.clone();
                 let serve = serve.clone();
                 let secrets = secrets.clone();
@@ -524,7 +618,11 @@ impl Installer {
                     secrets::deliver(&host, &secrets, role).await?;
                     host.check(
                         "install",
-                        Exec::root(plan::install_command(role, false)).timeout(timeout),
+                        Exec::root(plan::with_operation(
+                            host.run_id(),
+                            &plan::install_command(role, false),
+                        ))
+                        .timeout(timeout),
                     )
                     .await?;
                     let active = host.check("verify", Exec::root(plan::active_command())).await?;
@@ -567,7 +665,16 @@ impl Installer {
         purge: bool,
     ) -> Result<StageRun, InstallerError> {
         let script = plan::uninstall_script(purge);
-        self.stage(Stage::Uninstall, only, None, |host| {
+        let before = self.deployed_target()?;
+        let whole = only.is_none() && self.only.is_none();
+        let plan = LedgerPlan {
+            op: ledger::Op::Uninstall,
+            target_after: if whole { None } else { before.clone() },
+            target_before: before,
+            bootstrap_id: None,
+            config_id: None,
+        };
+        self.ledgered_stage(Stage::Uninstall, only, None, Some(plan), |host| {
             let script = script.clone();
             async move {
                 host.check("uninstall", Exec::root(script)).await?;
@@ -578,76 +685,71 @@ impl Installer {
     }
 
     /// status: every host's active packages, generation, units and failed checks compared
-    /// with the cluster package list. A host with drift is reported as failed.
+    /// with the target the cluster ledger says it should be on (entry `at`'s, or the latest),
+    /// or genconf's package list while the ledger is empty. A host with drift, or one changed
+    /// behind the installer's back, is reported as failed; a host still on the target an
+    /// unfinished upgrade or rollback started from is expected for now.
     pub async fn status(
         &self,
         only: Option<Vec<HostAddr>>,
+        at: Option<u64>,
     ) -> Result<(StageRun, StatusReport), InstallerError> {
         let serve = ServeInfo::read(&self.genconf_dir).ok();
-        let expected = Arc::new(
-            serve
-                .as_ref()
-                .map(|s| s.packages.clone())
-                .unwrap_or_default(),
-        );
+        let entries = self.ledger().read()?;
+        if let Some(n) = at
+            && !entries.iter().any(|e| e.seq == n)
+        {
+            return Err(LedgerError::NoEntry {
+                seq: n,
+                count: entries.len() as u64,
+            }
+            .into());
+        }
+        let expectation = ledger::expectation(&entries, at);
+        let fallback = serve
+            .as_ref()
+            .map(|s| s.packages.clone())
+            .unwrap_or_default();
+        let shared = Arc::new((expectation.clone(), fallback, entries));
         let hosts: Arc<std::sync::Mutex<BTreeMap<HostAddr, HostStatusReport>>> = Arc::default();
         let run = self
             .stage(Stage::Status, only, None, |host| {
-                let expected = expected.clone();
+                let shared = shared.clone();
                 let hosts = hosts.clone();
                 async move {
                     let r = host
                         .check("status", Exec::root(plan::status_script()).quiet())
                         .await?;
                     let st = plan::parse_status(&r.stdout);
-                    let drift = Drift::of(&expected, &st);
-                    let clean = drift.is_clean() && st.failed_checks.is_empty();
-                    let outcome = if clean {
-                        Outcome::Ok
-                    } else {
-                        let mut why = Vec::new();
-                        if st.active.is_empty() {
-                            why.push("not installed".to_owned());
-                        } else {
-                            if !drift.missing.is_empty() {
-                                why.push(format!("{} package(s) missing", drift.missing.len()));
-                            }
-                            if !drift.unexpected.is_empty() {
-                                why.push(format!(
-                                    "{} unexpected package(s)",
-                                    drift.unexpected.len()
-                                ));
-                            }
-                        }
-                        if !drift.inactive_units.is_empty() {
-                            why.push(format!(
-                                "units not active: {}",
-                                drift.inactive_units.join(", ")
-                            ));
-                        }
-                        if !st.failed_checks.is_empty() {
-                            why.push(format!("failed checks: {}", st.failed_checks.join(", ")));
-                        }
-                        Outcome::Failed {
-                            exit_code: None,
-                            signal: None,
-                            message: format!("drift: {}", why.join("; ")),
-                        }
-                    };
+                    let (x, fallback, entries) = &*shared;
+                    let v = crate::verdict::judge(x, fallback, entries, &st);
                     hosts.lock().expect("status").insert(
                         host.addr().clone(),
                         HostStatusReport {
                             role: host.role(),
                             status: st,
-                            drift,
+                            drift: v.drift,
+                            standing: v.standing,
+                            placed_by: v.placed_by,
                         },
                     );
-                    Ok(outcome)
+                    Ok(v.outcome)
                 }
             })
             .await?;
+        let x = expectation;
         let report = StatusReport {
-            package_list_id: serve.map(|s| s.list_id),
+            package_list_id: x.target.as_ref().map(|t| t.list_id.clone()).or_else(|| {
+                x.set_by
+                    .is_none()
+                    .then(|| serve.as_ref().map(|s| s.list_id.clone()))
+                    .flatten()
+            }),
+            target_set_by: x.set_by,
+            at,
+            interim_list_id: x.interim.map(|t| t.list_id),
+            resume: x.resume,
+            pending: x.pending.map(|(seq, t)| (seq, t.list_id)),
             hosts: std::mem::take(&mut *hosts.lock().expect("status")),
         };
         Ok((run, report))
@@ -865,12 +967,28 @@ impl Default for DeployOptions {
 pub struct HostStatusReport {
     pub role: Option<Role>,
     pub status: HostStatus,
+    /// Against the target the host is expected on (the interim one while a run is unfinished).
     pub drift: Drift,
+    pub standing: crate::verdict::Standing,
+    /// The operation that put the host on its current generation.
+    pub placed_by: ledger::PlacedBy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// The package list the hosts are compared with.
     pub package_list_id: Option<String>,
+    /// The ledger entry that set it (`None`: the ledger is empty; genconf's list is used).
+    pub target_set_by: Option<u64>,
+    /// `status --at N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// An unfinished upgrade or rollback: hosts on this list are expected for now.
+    pub interim_list_id: Option<String>,
+    /// The run to resume.
+    pub resume: Option<String>,
+    /// A newer list rendered by genconf (ledger entry, list id) but not rolled out yet.
+    pub pending: Option<(u64, String)>,
     pub hosts: BTreeMap<HostAddr, HostStatusReport>,
 }
 

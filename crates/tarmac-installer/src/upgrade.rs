@@ -29,6 +29,7 @@ use tarmac_types::{HostAddr, PackageId, Role, Stage};
 
 use crate::fsutil::write_atomic;
 use crate::journal::new_run_id;
+use crate::ledger;
 use crate::lock::RunLock;
 use crate::plan::{HOST_BIN, parse_status};
 use crate::secrets::{Secrets, deliver as deliver_secrets};
@@ -547,10 +548,12 @@ pub fn fetch_command(repository_url: &str, list_id: &str) -> String {
 
 /// Bring the host back to generation `prev` unless it is already there, and restore the
 /// setup flags saved by the switch. Run by the confirm timer, or at once when checks fail.
-pub fn revert_script(prev: u64) -> String {
+/// The switch log records the rollback as `<op>/revert`.
+pub fn revert_script(prev: u64, op: &str) -> String {
+    let op = quote(&format!("{op}/revert"));
     format!(
         "cur=$(basename \"$(readlink /opt/tarmac/current)\"); \
-         if [ \"$cur\" != {prev} ]; then {HOST_BIN} --wait rollback --to {prev} || exit 1; fi; \
+         if [ \"$cur\" != {prev} ]; then TARMAC_OPERATION={op} {HOST_BIN} --wait rollback --to {prev} || exit 1; fi; \
          if [ -f {FLAGS_DIR}/cluster-package-list.prev ]; then \
          mv -f {FLAGS_DIR}/cluster-package-list.prev {FLAGS_DIR}/cluster-package-list; fi"
     )
@@ -559,9 +562,15 @@ pub fn revert_script(prev: u64) -> String {
 /// The switch: arm the revert timer (`window` seconds), point the setup flags at the new
 /// list (keeping the old one for the revert), activate it and print `GEN <n>`. A failed
 /// activation reverts at once.
-pub fn switch_script(prev: u64, window: Duration, list_id: &str, ids: &[PackageId]) -> String {
+pub fn switch_script(
+    prev: u64,
+    window: Duration,
+    list_id: &str,
+    ids: &[PackageId],
+    op: &str,
+) -> String {
     let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let revert = revert_script(prev);
+    let revert = revert_script(prev, op);
     format!(
         "set -e\n\
          systemctl stop {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
@@ -600,11 +609,11 @@ pub fn confirm_script(generation: u64) -> String {
 
 /// Disarm the timer and revert at once (checks failed). `prev` unknown (a switch left
 /// pending by an interrupted run): run the revert script that switch saved.
-pub fn revert_now_script(prev: Option<u64>) -> String {
+pub fn revert_now_script(prev: Option<u64>, op: &str) -> String {
     match prev {
         Some(prev) => format!(
             "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n{}\n",
-            revert_script(prev)
+            revert_script(prev, op)
         ),
         None => format!(
             "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n/bin/sh {UPGRADE_DIR}/revert.sh\n"
@@ -648,6 +657,9 @@ pub struct UpgradeState {
     pub stopped: Option<String>,
     /// Host → ok | unchanged | failed | reverted | untouched.
     pub hosts: BTreeMap<String, String>,
+    /// The run ids this operation has used so far (an interrupted run, then its resumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_ids: Vec<String>,
 }
 
 impl UpgradeState {
@@ -962,6 +974,16 @@ impl Installer {
             (None, Some(n)) => n.to_string(),
             (None, None) => "previous".to_owned(),
         };
+        // The ledger must verify before anything moves; it also says where a rollback goes.
+        let book = self.ledger();
+        let entries = book.read()?;
+        let target_before = ledger::expectation(&entries, None).target;
+        let target_after = match (&serve, opts.to) {
+            (Some(s), _) => Some(s.target()),
+            (None, None) => ledger::rollback_target(&entries),
+            // `rollback --to N`: generation N is per host; the ledger cannot name its target.
+            (None, Some(_)) => None,
+        };
         let previous = UpgradeState::load(&self.state_dir());
         if opts.resume {
             match &previous {
@@ -1001,6 +1023,14 @@ impl Installer {
                 .hosts
                 .insert(h.to_string(), prior.unwrap_or_else(|| "untouched".into()));
         }
+        if opts.resume {
+            state.run_ids = previous
+                .as_ref()
+                .map(|p| p.run_ids.clone())
+                .unwrap_or_default();
+        }
+        let mut runner = self.runner(opname);
+        state.run_ids.push(runner.run_id.clone());
         state.save(&self.state_dir())?;
 
         let server = match &serve {
@@ -1012,16 +1042,58 @@ impl Installer {
             }
             _ => None,
         };
-        let mut runner = self.runner(opname);
         let result = self
             .roll(op, opts, serve.as_ref(), &hosts, &mut state, &mut runner)
             .await;
         if let Some(s) = server {
             s.stop().await;
         }
+        if result.is_ok() {
+            state.finished = true;
+            state.save(&self.state_dir())?;
+        }
+        // One ledger entry per run that got to move hosts, finished or not (a run killed
+        // before this line is covered by the entry of its `--resume`).
+        let moved = state.hosts.values().any(|w| w != "untouched");
+        if result.is_ok() || moved {
+            let report = UpgradeReport {
+                state: state.clone(),
+                journals: Vec::new(),
+                log_dir: PathBuf::new(),
+            };
+            let complete = result.is_ok() && report.succeeded();
+            let hosts_words = hosts
+                .iter()
+                .filter_map(|(h, _)| {
+                    state
+                        .hosts
+                        .get(&h.to_string())
+                        .map(|w| (h.clone(), w.clone()))
+                })
+                .collect();
+            let appended = book.append(
+                &_lock,
+                ledger::NewEntry {
+                    op: if op == Op::Upgrade {
+                        ledger::Op::Upgrade
+                    } else {
+                        ledger::Op::Rollback
+                    },
+                    runs: state.run_ids.clone(),
+                    target_before,
+                    target_after,
+                    bootstrap_id: serve.as_ref().and_then(|s| s.bootstrap_id.clone()),
+                    config_id: serve.as_ref().and_then(|s| s.config_id()),
+                    complete,
+                    hosts: hosts_words,
+                },
+            );
+            if let Err(e) = appended {
+                result?;
+                return Err(e.into());
+            }
+        }
         result?;
-        state.finished = true;
-        state.save(&self.state_dir())?;
         Ok(UpgradeReport {
             state,
             journals: runner.journals,
@@ -1136,7 +1208,7 @@ impl Installer {
                                     };
                                     switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev: None, now });
                                     if let Err(e) = poll_checks(&host, check_deadline).await {
-                                        let _ = host.run("revert", Exec::root(revert_now_script(None)).timeout(Duration::from_secs(600))).await;
+                                        let _ = host.run("revert", Exec::root(revert_now_script(None, host.run_id())).timeout(Duration::from_secs(600))).await;
                                         return Err(e);
                                     }
                                     return Ok(Outcome::Ok);
@@ -1162,13 +1234,13 @@ impl Installer {
                                     host.check("push: clean up", Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR))).await?;
                                 }
                                 let r = host
-                                    .check("switch", Exec::root(switch_script(prev, window, &list_id, &expected)).timeout(Duration::from_secs(600)))
+                                    .check("switch", Exec::root(crate::plan::with_operation(host.run_id(), &switch_script(prev, window, &list_id, &expected, host.run_id()))).timeout(Duration::from_secs(600)))
                                     .await?;
                                 let now = parse_generation(&r.stdout)
                                     .ok_or_else(|| failed(host.addr(), "switch", "the switch did not report the new generation".into()))?;
                                 switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev: Some(prev), now });
                                 if let Err(e) = poll_checks(&host, check_deadline).await {
-                                    let _ = host.run("revert", Exec::root(revert_now_script(Some(prev))).timeout(Duration::from_secs(600))).await;
+                                    let _ = host.run("revert", Exec::root(revert_now_script(Some(prev), host.run_id())).timeout(Duration::from_secs(600))).await;
                                     return Err(e);
                                 }
                                 Ok(Outcome::Ok)
@@ -1201,8 +1273,11 @@ impl Installer {
                                 let r = host
                                     .check(
                                         "rollback",
-                                        Exec::root(rollback_script(to))
-                                            .timeout(Duration::from_secs(600)),
+                                        Exec::root(crate::plan::with_operation(
+                                            host.run_id(),
+                                            &rollback_script(to),
+                                        ))
+                                        .timeout(Duration::from_secs(600)),
                                     )
                                     .await?;
                                 let now = parse_generation(&r.stdout).unwrap_or(prev);
@@ -1326,7 +1401,8 @@ impl Installer {
                     };
                     host.check(
                         "revert",
-                        Exec::root(revert_now_script(s.prev)).timeout(Duration::from_secs(600)),
+                        Exec::root(revert_now_script(s.prev, host.run_id()))
+                            .timeout(Duration::from_secs(600)),
                     )
                     .await?;
                     Ok(Outcome::Ok)
@@ -1567,14 +1643,15 @@ mod tests {
             "/opt/tarmac/tarmac-host fetch --repository-url http://10.0.0.254:8080 --package-list /etc/tarmac/upgrade/abc.package_list.json --require-sha256"
         );
         assert_eq!(
-            revert_script(3),
-            "cur=$(basename \"$(readlink /opt/tarmac/current)\"); if [ \"$cur\" != 3 ]; then /opt/tarmac/tarmac-host --wait rollback --to 3 || exit 1; fi; if [ -f /etc/tarmac/setup-flags/cluster-package-list.prev ]; then mv -f /etc/tarmac/setup-flags/cluster-package-list.prev /etc/tarmac/setup-flags/cluster-package-list; fi"
+            revert_script(3, "upgrade-1-a-001-switch"),
+            "cur=$(basename \"$(readlink /opt/tarmac/current)\"); if [ \"$cur\" != 3 ]; then TARMAC_OPERATION=upgrade-1-a-001-switch/revert /opt/tarmac/tarmac-host --wait rollback --to 3 || exit 1; fi; if [ -f /etc/tarmac/setup-flags/cluster-package-list.prev ]; then mv -f /etc/tarmac/setup-flags/cluster-package-list.prev /etc/tarmac/setup-flags/cluster-package-list; fi"
         );
         let s = switch_script(
             3,
             Duration::from_secs(120),
             "abc",
             &[id("a--1"), id("b--2")],
+            "op",
         );
         assert!(s.contains("printf '%s\\n' 'cur=$(basename"), "{s}");
         assert!(s.contains("systemd-run --quiet --unit=tarmac-confirm --description='Tarmac: revert to generation 3 unless confirmed' --timer-property=AccuracySec=1s --on-active=120s /bin/sh /etc/tarmac/upgrade/revert.sh\n"), "{s}");
@@ -1591,7 +1668,7 @@ mod tests {
         ));
         assert!(!parse_pending("== active\nactive\n== pending\ninactive\n"));
         assert_eq!(
-            revert_now_script(None),
+            revert_now_script(None, "op"),
             "systemctl stop tarmac-confirm.timer 2>/dev/null || true\n/bin/sh /etc/tarmac/upgrade/revert.sh\n"
         );
         assert_eq!(parse_generation("nothing"), None);
@@ -1604,7 +1681,7 @@ mod tests {
     #[test]
     fn switch_script_runs_in_sh() {
         // The generated script must at least parse.
-        let s = switch_script(3, Duration::from_secs(5), "abc", &[id("a--1")]);
+        let s = switch_script(3, Duration::from_secs(5), "abc", &[id("a--1")], "op");
         let st = std::process::Command::new("sh")
             .arg("-n")
             .arg("-c")
@@ -1614,8 +1691,8 @@ mod tests {
         assert!(st.success());
         for s in [
             confirm_script(2),
-            revert_now_script(Some(1)),
-            revert_now_script(None),
+            revert_now_script(Some(1), "op"),
+            revert_now_script(None, "op"),
             rollback_script(None),
             inspect_script(),
             recover_and_inspect_script(),

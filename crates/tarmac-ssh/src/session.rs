@@ -289,6 +289,11 @@ impl HostSession {
         &self.member.target.addr
     }
 
+    /// The run this session belongs to (the fleet context's run id).
+    pub fn run_id(&self) -> &str {
+        &self.shared.ctx.run_id
+    }
+
     pub fn role(&self) -> Option<Role> {
         self.member.target.role
     }

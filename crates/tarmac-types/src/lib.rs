@@ -7,6 +7,7 @@ mod host;
 mod package;
 mod role;
 mod stage;
+pub mod switch;
 pub mod time;
 
 pub use digest::{Digest, DigestError, Sha256Writer};

@@ -580,10 +580,24 @@ async fn run(
                     pack: tarmac_pkg::pack::PackOptions::default(),
                 };
                 let sink: Sink = app2.hub.clone();
-                tarmac_genconf::genconf(&app2.opts.dist, &opts, &sink).map_err(|e| match e {
-                    tarmac_genconf::GenconfError::Invalid(r) => r.render(),
-                    other => chain(&other),
-                })
+                let r = tarmac_genconf::genconf(&app2.opts.dist, &opts, &sink).map_err(
+                    |e| match e {
+                        tarmac_genconf::GenconfError::Invalid(r) => r.render(),
+                        other => chain(&other),
+                    },
+                )?;
+                tarmac_installer::ledger::Ledger::new(&gdir.join("state"))
+                    .record_genconf(
+                        &_lock,
+                        tarmac_installer::ledger::Target {
+                            list_id: r.cluster_package_list_id.clone(),
+                            packages: r.packages.clone(),
+                        },
+                        &r.bootstrap_id,
+                        &r.config_id,
+                    )
+                    .map_err(|e| chain(&e))?;
+                Ok(r)
             })
             .await;
             match joined {
@@ -652,7 +666,7 @@ async fn run(
             .await
             .map(|r| Some(r.report.summary.clone()))
             .map_err(|e| chain(&e)),
-        Stage::Status => match installer.status(only).await {
+        Stage::Status => match installer.status(only, None).await {
             Ok((run, r)) => {
                 report = serde_json::to_value(&r).ok();
                 Ok(Some(run.report.summary.clone()))

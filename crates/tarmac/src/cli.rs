@@ -57,6 +57,8 @@ pub enum Command {
     Uninstall(commands::stages::UninstallArgs),
     /// Audit every host against the cluster package list (drift, units, checks).
     Status(commands::stages::StatusArgs),
+    /// The cluster ledger: every genconf, deploy, upgrade, rollback and uninstall, verified.
+    History(commands::history::HistoryArgs),
     /// Bundle the installer's journals and per-host logs for support.
     Logs(commands::stages::LogsArgs),
     /// Check genconf/config.yaml against the distribution's schema and explain every mistake.

@@ -70,7 +70,34 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
         public_key: args.inputs.public_key.clone(),
         pack: PackOptions::default(),
     };
-    match tarmac_genconf::genconf(&dist, &opts, &sink) {
+    // The run lock: no genconf while a stage runs from serve/, and the ledger entry below
+    // is appended under it.
+    let state_dir = args.inputs.genconf_dir.join("state");
+    // (A missing genconf/ is genconf's own error to report; nothing is created for it.)
+    let lock = if args.inputs.genconf_dir.is_dir() {
+        Some(tarmac_installer::lock::RunLock::acquire(
+            &state_dir,
+            "tarmac genconf",
+        )?)
+    } else {
+        None
+    };
+    let result = tarmac_genconf::genconf(&dist, &opts, &sink);
+    if let (Ok(r), Some(lock)) = (&result, &lock) {
+        let ledger = tarmac_installer::ledger::Ledger::new(&state_dir);
+        let target = tarmac_installer::ledger::Target {
+            list_id: r.cluster_package_list_id.clone(),
+            packages: r.packages.clone(),
+        };
+        if let Some(e) = ledger.record_genconf(lock, target, &r.bootstrap_id, &r.config_id)? {
+            eprintln!(
+                "ledger entry {}: genconf rendered cluster package list {}",
+                e.seq, r.cluster_package_list_id
+            );
+        }
+    }
+    drop(lock);
+    match result {
         Ok(r) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

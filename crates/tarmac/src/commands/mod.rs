@@ -8,6 +8,7 @@ pub mod build;
 pub mod exec;
 pub mod genconf;
 pub mod hash_password;
+pub mod history;
 pub mod keygen;
 pub mod lab;
 pub mod quickstart;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Postflight(args) => stages::postflight(args, verbose),
         Command::Uninstall(args) => stages::uninstall(args, verbose),
         Command::Status(args) => stages::status(args, verbose),
+        Command::History(args) => history::run(args),
         Command::Logs(args) => stages::logs(args),
         Command::ValidateConfig(args) => validate_config::run(args),
         Command::Genconf(args) => genconf::run(args),

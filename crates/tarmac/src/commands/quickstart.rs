@@ -234,6 +234,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
             stages::StatusArgs {
                 common,
                 json: false,
+                at: None,
             },
             verbose,
         )?,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use tarmac_installer::ledger::PlacedBy;
 use tarmac_installer::stages::{
     DeployOptions, Installer, PreflightOptions, StageRun, StatusReport,
 };
@@ -123,6 +124,10 @@ pub struct StatusArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Compare the hosts with the target of ledger entry N (`tarmac history` lists them)
+    /// instead of the latest.
+    #[arg(long, value_name = "N")]
+    pub at: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -331,7 +336,7 @@ pub fn status(args: StatusArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         common.output = OutputMode::Human;
     }
     let p = prepared!(&common, Stage::Status, verbose);
-    let (run, report) = p.rt.block_on(p.installer.status(p.only.clone()))?;
+    let (run, report) = p.rt.block_on(p.installer.status(p.only.clone(), args.at))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -346,16 +351,43 @@ pub fn status(args: StatusArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 
 fn print_status(r: &StatusReport) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(
+    write!(out, "{}", render_status(r))?;
+    Ok(())
+}
+
+/// The human status report: the target and where it came from, then one row per host.
+pub fn render_status(r: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    use tarmac_installer::verdict::Standing;
+    let mut out = String::new();
+    let source = match (r.target_set_by, r.at) {
+        (Some(n), Some(_)) => format!(" (as of ledger entry {n}, --at)"),
+        (Some(n), None) => format!(" (set by ledger entry {n})"),
+        (None, _) => " (genconf's list; the ledger records no operation yet)".to_owned(),
+    };
+    let _ = writeln!(
         out,
-        "cluster package list: {}",
-        r.package_list_id.as_deref().unwrap_or("(genconf not run)")
-    )?;
-    writeln!(
+        "cluster target: {}{source}",
+        r.package_list_id.as_deref().unwrap_or("none known")
+    );
+    if let (Some(list), Some(run)) = (&r.interim_list_id, &r.resume) {
+        let _ = writeln!(
+            out,
+            "unfinished run {run}: hosts still on {list} are expected for now
+hint: finish it with `tarmac upgrade --resume` (or `tarmac rollback --resume`)"
+        );
+    }
+    if let Some((n, list)) = &r.pending {
+        let _ = writeln!(
+            out,
+            "note: genconf rendered {list} (ledger entry {n}); it is not rolled out yet: `tarmac upgrade`"
+        );
+    }
+    let _ = writeln!(
         out,
-        "{:<22} {:<13} {:>4} {:>8}  {:<6} DRIFT",
-        "HOST", "ROLE", "GEN", "PACKAGES", "UNITS"
-    )?;
+        "{:<22} {:<13} {:>4} {:>8}  {:<6} {:<28} DRIFT",
+        "HOST", "ROLE", "GEN", "PACKAGES", "UNITS", "PLACED BY"
+    );
     for (host, h) in &r.hosts {
         let active_units = h
             .status
@@ -363,36 +395,57 @@ fn print_status(r: &StatusReport) -> anyhow::Result<()> {
             .values()
             .filter(|s| s.as_str() == "active")
             .count();
-        let drift = if h.drift.is_clean() && h.status.failed_checks.is_empty() {
+        let mut v = Vec::new();
+        match h.standing {
+            Standing::Interim => v.push("expected for now (unfinished run)".to_owned()),
+            Standing::NoTarget => v.push("not compared (no known target)".to_owned()),
+            Standing::NotInstalled if !h.drift.missing.is_empty() => {
+                v.push("not installed".to_owned())
+            }
+            _ => {}
+        }
+        if !h.drift.missing.is_empty() && h.standing != Standing::NotInstalled {
+            v.push(format!("missing {}", h.drift.missing.len()));
+        }
+        if !h.drift.unexpected.is_empty() {
+            v.push(format!("unexpected {}", h.drift.unexpected.len()));
+        }
+        if !h.drift.inactive_units.is_empty() {
+            v.push(format!("units: {}", h.drift.inactive_units.join(" ")));
+        }
+        if !h.status.failed_checks.is_empty() {
+            v.push(format!("checks: {}", h.status.failed_checks.join(" ")));
+        }
+        if h.placed_by.is_outside() {
+            v.push("CHANGED OUTSIDE THE INSTALLER".to_owned());
+        }
+        let drift = if v.is_empty() {
             "none".to_owned()
         } else {
-            let mut v = Vec::new();
-            if !h.drift.missing.is_empty() {
-                v.push(format!("missing {}", h.drift.missing.len()));
-            }
-            if !h.drift.unexpected.is_empty() {
-                v.push(format!("unexpected {}", h.drift.unexpected.len()));
-            }
-            if !h.drift.inactive_units.is_empty() {
-                v.push(format!("units: {}", h.drift.inactive_units.join(" ")));
-            }
-            if !h.status.failed_checks.is_empty() {
-                v.push(format!("checks: {}", h.status.failed_checks.join(" ")));
-            }
             v.join("; ")
         };
-        writeln!(
+        let placed = match &h.placed_by {
+            PlacedBy::Entry { seq, op, revert } => {
+                format!("#{seq} {op}{}", if *revert { " (reverted)" } else { "" })
+            }
+            PlacedBy::UnfinishedRun { run } => format!("run {run}"),
+            PlacedBy::SelfInstall => "self-install".to_owned(),
+            PlacedBy::Outside { command } => format!("tarmac-host {command} (by hand)"),
+            PlacedBy::Unknown => "-".to_owned(),
+        };
+        let _ = writeln!(
             out,
-            "{:<22} {:<13} {:>4} {:>8}  {:<6} {}",
+            "{:<22} {:<13} {:>4} {:>8}  {:<6} {:<28} {}",
             host.to_string(),
             h.role.map(|r| r.as_str()).unwrap_or("-"),
             h.status.generation.as_deref().unwrap_or("-"),
             h.status.active.len(),
             format!("{active_units}/{}", h.status.units.len()),
+            placed,
             drift
-        )?;
+        );
     }
-    Ok(())
+    out
 }
 
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
