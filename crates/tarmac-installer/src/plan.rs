@@ -278,12 +278,10 @@ pub fn parse_status(out: &str) -> HostStatus {
                 checks_json.push_str(line);
                 checks_json.push('\n');
             }
-            "switches" => {
-                if line.trim() != "none" {
-                    st.switch_log = true;
-                    switches.push_str(line);
-                    switches.push('\n');
-                }
+            "switches" if line.trim() != "none" => {
+                st.switch_log = true;
+                switches.push_str(line);
+                switches.push('\n');
             }
             _ => {}
         }
@@ -476,6 +474,22 @@ mod tests {
             vec!["node-exporter.service (failed)".to_owned()]
         );
         assert!(!d.is_clean());
+    }
+
+    #[test]
+    fn the_switch_that_explains_the_generation() {
+        let out = "== active\netcd--abc\n== generation\ngenerations/2\n== switches\n\
+            {\"to\":2,\"from\":1,\"command\":\"activate\",\"operation\":\"upgrade-1-002-switch\",\"at_unix\":5}\n\
+            {\"to\":3,\"from\":2,\"command\":\"activate\",\"operation\":\"upgrade-2-001-switch\",\"at_unix\":6}\n\
+            {\"to\":4,\"comm\n";
+        let st = parse_status(out);
+        assert!(st.switch_log);
+        let rec = st.switch.expect("a record for generation 2");
+        assert_eq!(rec.operation.as_deref(), Some("upgrade-1-002-switch"));
+        let none =
+            parse_status("== active\netcd--abc\n== generation\ngenerations/2\n== switches\nnone\n");
+        assert!(!none.switch_log);
+        assert_eq!(none.switch, None);
     }
 
     #[test]

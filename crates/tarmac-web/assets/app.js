@@ -785,7 +785,11 @@ function updateStage(stage) {
       if (audit && audit.status) {
         const st = audit.status;
         const units = Object.values(st.units || {});
-        setText(td[5], 'generation ' + (st.generation || '—') + ' · ' + (st.active || []).length + ' packages · units ' + units.filter((u) => u === 'active').length + '/' + units.length + ' active · no drift');
+        const pb = audit.placed_by || {};
+        const placed = pb.kind === 'entry' ? ' · placed by #' + pb.seq + ' ' + pb.op + (pb.revert ? ' (reverted)' : '')
+          : pb.kind === 'self-install' ? ' · self-install' : pb.kind === 'unfinished-run' ? ' · run ' + pb.run : '';
+        const standing = audit.standing === 'interim' ? ' · expected for now (unfinished run)' : ' · no drift';
+        setText(td[5], 'generation ' + (st.generation || '—') + ' · ' + (st.active || []).length + ' packages · units ' + units.filter((u) => u === 'active').length + '/' + units.length + ' active' + standing + placed);
       } else {
         setText(td[5], r.last_line || '');
       }
@@ -1313,6 +1317,7 @@ async function pageDone(main) {
               h('td', {}, h('span', { class: 'pill ' + statusClass(x.postflight || 'pending') }, x.postflight || '—'))))))))),
       h('h3', {}, 'Packages (cluster package list ' + (c.package_list_id ? c.package_list_id.slice(0, 12) : '—') + ')'),
       h('ul', { class: 'packages mono' }, c.packages.map((p) => h('li', {}, p)))),
+    historyCard(),
     h('section', { class: 'card' },
       h('h2', {}, 'Operate'),
       h('div', { class: 'actions' },
@@ -1320,6 +1325,32 @@ async function pageDone(main) {
         h('a', { id: 'go-upgrade', class: 'button', href: '#/upgrade' }, 'Upgrade…'),
         h('a', { id: 'go-rollback', class: 'button', href: '#/rollback' }, 'Roll back…'),
         h('a', { class: 'button danger', href: '#/uninstall' }, 'Uninstall…'))));
+}
+
+// The cluster ledger (GET /api/v1/history): the same entries as `tarmac history`.
+function historyCard() {
+  const body = h('div', { id: 'history-body' }, h('p', { class: 'muted' }, 'loading…'));
+  const card = h('section', { class: 'card', id: 'history' }, h('h2', {}, 'History'), body);
+  api('GET', '/history').then((r) => {
+    if (!r.ok) { body.replaceChildren(h('pre', { class: 'err-pre' }, errorText(r.data))); return; }
+    const es = r.data.entries || [];
+    if (!es.length) { body.replaceChildren(h('p', { class: 'muted' }, 'The cluster ledger is empty.')); return; }
+    const short = (t) => (t ? t.list_id.slice(0, 12) : 'none');
+    body.replaceChildren(h('table', { class: 'hosts compact' },
+      h('thead', {}, h('tr', {}, ['#', 'When (UTC)', 'Operation', 'Target', 'Result', 'Hosts', 'By'].map((x) => h('th', {}, x)))),
+      h('tbody', {}, es.slice().reverse().map((e) => {
+        const before = short(e.target_before), after = short(e.target_after);
+        const result = e.op === 'genconf' ? 'rendered' : (e.complete ? 'complete' : 'partial');
+        const hosts = Object.entries(e.hosts || {});
+        return h('tr', { dataset: { seq: String(e.seq), op: e.op } },
+          h('td', {}, String(e.seq)), h('td', { class: 'mono' }, e.at), h('td', {}, e.op),
+          h('td', { class: 'mono' }, before !== after && e.target_before ? before + ' → ' + after : after),
+          h('td', {}, h('span', { class: 'pill ' + statusClass(result === 'partial' ? 'failed' : 'ok') }, result)),
+          h('td', { title: hosts.map(([k, v]) => k + ' ' + v).join('\n') }, hosts.length ? hosts.length + ' (' + hosts.filter(([, v]) => v !== 'ok' && v !== 'unchanged').length + ' not ok)' : '—'),
+          h('td', {}, e.who));
+      }))));
+  });
+  return card;
 }
 
 // ---------------------------------------------------------------------------------------

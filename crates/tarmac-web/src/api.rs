@@ -71,6 +71,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/rollback", post(start_rollback))
         .route("/run/cancel", post(cancel_run))
         .route("/runs", get(list_runs))
+        .route("/history", get(history))
         .route("/runs/{run_id}", get(get_run))
         .route("/runs/{run_id}/logs/{host}", get(host_log))
         .route("/logs/archive", get(logs_archive))
@@ -106,6 +107,7 @@ pub fn routes() -> axum::Router<AppState> {
         start_rollback,
         cancel_run,
         list_runs,
+        history,
         get_run,
         host_log,
         logs_archive,
@@ -1568,6 +1570,21 @@ async fn list_runs(State(app): State<AppState>) -> ApiResult<Json<Vec<RunListIte
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(list))
+}
+
+/// The cluster ledger (`genconf/state/ledger.jsonl`), verified: every genconf, deploy,
+/// upgrade, rollback and uninstall, oldest first. A damaged or truncated ledger is a 409 whose
+/// error says which line and how to recover.
+#[utoipa::path(get, path = "/api/v1/history",
+    responses((status = 200, description = "the ledger entries, oldest first"), (status = 409, body = ErrorBody)))]
+async fn history(State(app): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let state = app.state_dir();
+    let entries =
+        tokio::task::spawn_blocking(move || tarmac_installer::ledger::Ledger::new(&state).read())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, chain(&e)))?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
 }
 
 /// One run's journal: per host, role, last step, outcome, failing step, last output lines.

@@ -231,6 +231,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/logout"),
     ("POST", "/api/v1/run/cancel"),
     ("GET", "/api/v1/runs"),
+    ("GET", "/api/v1/history"),
     ("GET", "/api/v1/runs/deploy-1"),
     ("GET", "/api/v1/runs/deploy-1/logs/10.0.0.1"),
     ("GET", "/api/v1/logs/archive"),
@@ -859,6 +860,59 @@ async fn sse_resumes_with_last_event_id() {
 }
 
 #[tokio::test]
+async fn history_is_the_verified_ledger() {
+    use tarmac_installer::ledger::{Ledger, NewEntry, Op, Target};
+    let t = T::new().await;
+    let state = t.genconf.join("state");
+    let r = t.get("/api/v1/history").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"entries": []}));
+    let ledger = Ledger::new(&state);
+    {
+        let lock = tarmac_installer::lock::RunLock::acquire(&state, "test").unwrap();
+        for op in [Op::Genconf, Op::Deploy] {
+            ledger
+                .append(
+                    &lock,
+                    NewEntry {
+                        op,
+                        runs: vec![],
+                        target_before: None,
+                        target_after: Some(Target {
+                            list_id: "abc".into(),
+                            packages: vec![],
+                        }),
+                        bootstrap_id: None,
+                        config_id: None,
+                        complete: true,
+                        hosts: Default::default(),
+                    },
+                )
+                .unwrap();
+        }
+    }
+    let v = t.get("/api/v1/history").await.json();
+    let ops: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["genconf", "deploy"]);
+    let path = state.join("ledger.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"complete\":true", "\"complete\":false", 1),
+    )
+    .unwrap();
+    let r = t.get("/api/v1/history").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let msg = r.json()["error"].as_str().unwrap().to_owned();
+    assert!(msg.contains("is damaged at line 2"), "{msg}");
+}
+
+#[tokio::test]
 async fn logs_runs_and_archive() {
     let t = T::new().await;
     let state = t.genconf.join("state");
@@ -956,6 +1010,7 @@ async fn openapi_documents_every_route() {
         "/api/v1/rollback",
         "/api/v1/run/cancel",
         "/api/v1/runs",
+        "/api/v1/history",
         "/api/v1/runs/{run_id}",
         "/api/v1/runs/{run_id}/logs/{host}",
         "/api/v1/logs/archive",
