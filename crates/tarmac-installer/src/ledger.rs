@@ -428,7 +428,8 @@ pub struct Expectation {
     pub set_by: Option<u64>,
     /// The run to resume when the last operation did not finish.
     pub resume: Option<String>,
-    /// A newer target rendered by genconf but not yet rolled out.
+    /// genconf's latest rendered target, when it is not the hosts' target (not rolled out
+    /// yet, or rolled back from): what `tarmac upgrade` would roll out.
     pub pending: Option<(u64, Target)>,
 }
 
@@ -467,7 +468,6 @@ pub fn expectation(entries: &[Entry], upto: Option<u64>) -> Expectation {
     if let Some(g) = last_genconf
         && let Some(t) = &g.target_after
         && x.target.as_ref().is_none_or(|cur| cur.list_id != t.list_id)
-        && x.set_by.is_none_or(|s| s < g.seq)
     {
         x.pending = Some((g.seq, t.clone()));
     }
@@ -869,6 +869,16 @@ mod tests {
             (Some(target("a")), Some(3), None)
         );
         assert_eq!(rollback_target(&e), None, "nothing below the deploy");
+        let mut g = e.clone();
+        g.insert(0, entries(&[(Genconf, None, Some("b"), true)]).remove(0));
+        for (i, x) in g.iter_mut().enumerate() {
+            x.seq = i as u64 + 1;
+        }
+        assert_eq!(
+            expectation(&g, None).pending,
+            Some((1, target("b"))),
+            "rolled back from genconf's target: still what upgrade would roll out"
+        );
         let e = entries(&[
             (Deploy, None, Some("a"), true),
             (Upgrade, Some("a"), Some("b"), false),

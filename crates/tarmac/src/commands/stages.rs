@@ -380,7 +380,7 @@ hint: finish it with `tarmac upgrade --resume` (or `tarmac rollback --resume`)"
     if let Some((n, list)) = &r.pending {
         let _ = writeln!(
             out,
-            "note: genconf rendered {list} (ledger entry {n}); it is not rolled out yet: `tarmac upgrade`"
+            "note: genconf rendered {list} (ledger entry {n}), which is not the cluster's target; `tarmac upgrade` rolls it out"
         );
     }
     let _ = writeln!(
