@@ -1336,7 +1336,7 @@ function historyCard() {
     const es = r.data.entries || [];
     if (!es.length) { body.replaceChildren(h('p', { class: 'muted' }, 'The cluster ledger is empty.')); return; }
     const short = (t) => (t ? t.list_id.slice(0, 12) : 'none');
-    body.replaceChildren(h('table', { class: 'hosts compact' },
+    body.replaceChildren(h('table', { class: 'history compact' },
       h('thead', {}, h('tr', {}, ['#', 'When (UTC)', 'Operation', 'Target', 'Result', 'Hosts', 'By'].map((x) => h('th', {}, x)))),
       h('tbody', {}, es.slice().reverse().map((e) => {
         const before = short(e.target_before), after = short(e.target_after);
