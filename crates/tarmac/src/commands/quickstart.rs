@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -211,7 +212,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 common: common.clone(),
                 push: false,
                 listen: None,
-                timeout: 900,
+                timeout: Duration::from_secs(15 * 60),
             },
             verbose,
         )?,
@@ -222,7 +223,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         stages::postflight(
             stages::PostflightArgs {
                 common: common.clone(),
-                timeout: 600,
+                timeout: Duration::from_secs(10 * 60),
             },
             verbose,
         )?,

@@ -18,6 +18,7 @@ use tarmac_installer::stages::{
     DeployOptions, Installer, PreflightOptions, StageRun, StatusReport,
 };
 use tarmac_ssh::Selector;
+use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Stage};
 
 use crate::commands::validate_config::load_distribution;
@@ -82,9 +83,9 @@ pub struct DeployArgs {
     /// Serve artifacts on this address instead of bootstrap_url's.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Per-host deadline for install.sh (seconds).
-    #[arg(long, default_value_t = 900)]
-    pub timeout: u64,
+    /// Per-host deadline for install.sh (e.g. 15m, 1h30m; a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "15m")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -100,9 +101,9 @@ pub struct InstallPrereqsArgs {
 pub struct PostflightArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// How long to wait for every check to pass (seconds).
-    #[arg(long, default_value_t = 900)]
-    pub timeout: u64,
+    /// How long to wait for every check to pass (e.g. 15m, 90s; a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "15m")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -283,7 +284,7 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         only: p.only.clone(),
         push: args.push,
         listen: args.listen,
-        timeout: Duration::from_secs(args.timeout),
+        timeout: args.timeout,
     };
     let run = p.rt.block_on(p.installer.deploy(&opts))?;
     Ok(finish(&run))
@@ -291,10 +292,8 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 
 pub fn postflight(args: PostflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let p = prepared!(&args.common, Stage::Postflight, verbose);
-    let run = p.rt.block_on(
-        p.installer
-            .postflight(p.only.clone(), Duration::from_secs(args.timeout)),
-    )?;
+    let run =
+        p.rt.block_on(p.installer.postflight(p.only.clone(), args.timeout))?;
     Ok(finish(&run))
 }
 
