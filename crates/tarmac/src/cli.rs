@@ -61,6 +61,10 @@ pub enum Command {
     History(commands::history::HistoryArgs),
     /// Bundle the installer's journals and per-host logs for support.
     Logs(commands::stages::LogsArgs),
+    /// The configuration reference: every key's type, default and rules (`reference`), or
+    /// one key's (`explain KEY`).
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Check genconf/config.yaml against the distribution's schema and explain every mistake.
     ValidateConfig(commands::validate_config::ValidateConfigArgs),
     /// Validate genconf/config.yaml and write genconf/serve/: config packages, package list, install.sh.
@@ -111,6 +115,76 @@ mod tests {
 
     fn v(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
+    }
+
+    fn parse(a: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(v(a))
+    }
+
+    #[test]
+    fn duration_flags_take_units_or_bare_seconds() {
+        use std::time::Duration;
+        let Command::Deploy(d) = parse(&["tarmac", "deploy"]).unwrap().command else {
+            panic!("not deploy")
+        };
+        assert_eq!(d.timeout, Duration::from_secs(900));
+        let Command::Postflight(p) = parse(&["tarmac", "postflight", "--timeout", "1h30m"])
+            .unwrap()
+            .command
+        else {
+            panic!("not postflight")
+        };
+        assert_eq!(p.timeout, Duration::from_secs(5400));
+        let Command::Upgrade(u) = parse(&[
+            "tarmac",
+            "upgrade",
+            "--check-timeout",
+            "300",
+            "--confirm-window",
+            "500ms",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not upgrade")
+        };
+        assert_eq!(u.check_timeout, Duration::from_secs(300));
+        assert_eq!(u.confirm_window, Duration::from_millis(500));
+        let Command::Rollback(r) = parse(&["tarmac", "rollback"]).unwrap().command else {
+            panic!("not rollback")
+        };
+        assert_eq!(r.check_timeout, Duration::from_secs(300));
+        let Command::Exec(e) = parse(&["tarmac", "exec", "--deadline", "2m", "--", "true"])
+            .unwrap()
+            .command
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(e.deadline, Some(Duration::from_secs(120)));
+        assert_eq!(e.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_bad_duration_flag_says_what_to_type() {
+        let err = parse(&["tarmac", "deploy", "--timeout", "10x"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#"invalid duration "10x": unknown unit "x" (units: ms, s, m, h, d, w); use e.g. 90s, 15m, 1h"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duration_defaults_are_shown_with_units() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("deploy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("[default: 15m]"), "{help}");
     }
 
     #[test]
