@@ -23,7 +23,8 @@ use tarmac_types::{HostAddr, Role, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Host output blocks, a live summary line and a final table.
+    /// Host output blocks, a live summary line and a final table (also `human`).
+    #[value(alias = "human")]
     Text,
     /// Every event as one JSON object per line on stdout.
     Json,
@@ -87,8 +88,14 @@ pub struct ExecArgs {
     /// Run everything N times in a row over the same connections, timing each round.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: usize,
+    /// `text` (or `human`): host output, a live summary and a table. `json`: only JSON on
+    /// stdout: every event as one JSON object per line, or for a failure before anything ran
+    /// one `{"error", "causes", "hint"}` object.
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+    /// Same as `--output json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
     /// The command line.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -118,6 +118,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 level: tarmac_pkg::pack::DEFAULT_LEVEL,
                 keep_work: false,
                 output: OutputMode::Human,
+                json: false,
                 names: Vec::new(),
             },
             verbose,
@@ -176,6 +177,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 build_dir: build_dir.clone(),
                 public_key: Some(keys.join("quickstart.pub")),
             },
+            output: OutputMode::Human,
             json: false,
         })?,
         "genconf",
@@ -190,6 +192,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         hosts: None,
         retry_failed: false,
         output: OutputMode::Human,
+        json: false,
         sudo_password_stdin: false,
     };
     step(5, "preflight");
@@ -231,14 +234,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     )?;
     step(8, "status");
     ok(
-        stages::status(
-            stages::StatusArgs {
-                common,
-                json: false,
-                at: None,
-            },
-            verbose,
-        )?,
+        stages::status(stages::StatusArgs { common, at: None }, verbose)?,
         "status",
     )?;
 
