@@ -21,6 +21,7 @@
 mod dist;
 mod engine;
 mod escape;
+mod reference;
 mod render;
 mod report;
 mod schema;
@@ -41,6 +42,7 @@ pub use dist::{
 };
 pub use engine::{Input, did_you_mean, flow_yaml, resolve, resolve_path};
 pub use escape::{double_quote_escape, env_escape, systemd_escape};
+pub use reference::{UnknownKey, closest_keys, explain, render_reference};
 pub use render::{
     CONFIG_ID_PATH, EXPANDED_CONFIG_PATH, PackageFiles, RenderError, Rendered, RenderedFile,
     USER_CONFIG_PATH, render,

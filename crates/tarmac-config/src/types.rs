@@ -808,58 +808,7 @@ fn check_unique(cx: &Cx, keys: &[String], nodes: &[Node], values: &[Json]) -> Re
     .hint("remove the repeated entries"))
 }
 
-/// Parse `90s`, `10m`, `1h30m`, `500ms`, `2d`, `1w`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "Invalid duration {}: expected a number followed by a unit (ms, s, m, h, d, w)",
-            quote_short(s)
-        )
-    };
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u128 = 0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u128 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = rest[digits..].trim_start();
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = rest[..unit_len].trim_end();
-        rest = &rest[unit_len..];
-        let ms: u128 = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "" => return Err(bad()),
-            other => {
-                return Err(format!(
-                    "Unit '{other}' not in ['ms', 's', 'm', 'h', 'd', 'w'] in duration {}",
-                    quote_short(s)
-                ));
-            }
-        };
-        total = total.saturating_add(n.saturating_mul(ms));
-    }
-    let ms =
-        u64::try_from(total).map_err(|_| format!("Duration {} is too large", quote_short(s)))?;
-    Ok(Duration::from_millis(ms))
-}
+pub use tarmac_types::time::{format_duration, parse_duration};
 
 /// A duration given on the command line or to the API (`120s`, `2m`, `1h30m`, `500ms`, bare
 /// seconds): [`parse_duration`], and more than zero.
@@ -871,29 +820,6 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{t}`: the duration must be positive"));
     }
     Ok(d)
-}
-
-/// Format a duration the way Prometheus and Go read it: `1d2h3m4s500ms`, `0s`.
-pub fn format_duration(d: Duration) -> String {
-    let mut ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000u64),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        let n = ms / size;
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-            ms %= size;
-        }
-    }
-    out
 }
 
 /// Parse `512MiB`, `2GB`, `64k`, `1024`. Decimal units k/KB/M/MB/G/GB/T/TB (powers of 1000),

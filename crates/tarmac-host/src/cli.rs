@@ -117,9 +117,9 @@ pub enum Command {
         /// Only list the checks.
         #[arg(long)]
         list: bool,
-        /// Per-check timeout in seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// Per-check timeout (e.g. 1m, 30s; a bare number is seconds).
+        #[arg(long, value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration, default_value = "1m")]
+        timeout: std::time::Duration,
     },
     /// Bootstrap: fetch and activate what setup-flags/ asks for, then start tarmac.target.
     Setup,

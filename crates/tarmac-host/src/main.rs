@@ -6,7 +6,6 @@ mod cli;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -331,7 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let env = checks::read_environment(&host.cfg.root.join("environment"));
-            let results = checks::run_checks(&specs, Duration::from_secs(timeout), &env);
+            let results = checks::run_checks(&specs, timeout, &env);
             let failed = results
                 .iter()
                 .filter(|r| r.status != CheckStatus::Ok)

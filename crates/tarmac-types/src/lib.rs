@@ -1,6 +1,6 @@
 //! Domain nouns shared by every Tarmac crate: package ids, roles, host addresses,
-//! generations, stages and digests, and UTC calendar text (`time`). Pure types and parsers;
-//! no I/O.
+//! generations, stages and digests, UTC calendar text and durations with units (`time`). Pure
+//! types and parsers; no I/O.
 
 mod digest;
 mod host;

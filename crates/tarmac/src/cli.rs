@@ -2,10 +2,15 @@
 //! implementation in `commands/<name>.rs`.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use crate::commands;
+use crate::commands::exec::OutputFormat;
+use crate::commands::lab::LabCommand;
+use crate::progress::OutputMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +40,7 @@ pub enum Command {
     Keygen(commands::keygen::KeygenArgs),
     /// Real hosts on this machine (network namespaces + systemd-nspawn) for demos and tests.
     #[command(subcommand)]
-    Lab(commands::lab::LabCommand),
+    Lab(LabCommand),
     /// Run a shell command on the cluster's hosts over SSH, with a per-host result table.
     Exec(commands::exec::ExecArgs),
     /// Hash a password with SHA-512 crypt (prompt without echo, or stdin).
@@ -61,6 +66,10 @@ pub enum Command {
     History(commands::history::HistoryArgs),
     /// Bundle the installer's journals and per-host logs for support.
     Logs(commands::stages::LogsArgs),
+    /// The configuration reference: every key's type, default and rules (`reference`), or
+    /// one key's (`explain KEY`).
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Check genconf/config.yaml against the distribution's schema and explain every mistake.
     ValidateConfig(commands::validate_config::ValidateConfigArgs),
     /// Validate genconf/config.yaml and write genconf/serve/: config packages, package list, install.sh.
@@ -72,6 +81,141 @@ pub enum Command {
     Upgrade(commands::upgrade::UpgradeArgs),
     /// Bring hosts back to their previous generation (or --to N), with the same order and gates.
     Rollback(commands::upgrade::RollbackArgs),
+}
+
+/// What a command does when its genconf/ is not found by looking upward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenMissing {
+    /// Fail, saying what was looked for.
+    Fail,
+    /// Keep `./genconf`: the command creates it (`tarmac web`).
+    Create,
+}
+
+impl Cli {
+    /// Fold the hidden `--json` alias into `--output json`, so commands look at `output` only.
+    pub fn normalize_output(&mut self) {
+        let json = OutputMode::Json;
+        match &mut self.command {
+            Command::ValidateConfig(a) if a.json => a.output = json,
+            Command::Genconf(a) if a.json => a.output = json,
+            Command::History(a) if a.json => a.output = json,
+            Command::Build(a) if a.json => a.output = json,
+            Command::Exec(a) if a.json => a.output = OutputFormat::Json,
+            Command::Lab(LabCommand::Status(a)) if a.json => a.output = json,
+            _ => {}
+        }
+        if let Some(c) = self.common_mut()
+            && c.json
+        {
+            c.output = json;
+        }
+    }
+
+    fn common_mut(&mut self) -> Option<&mut commands::stages::CommonArgs> {
+        Some(match &mut self.command {
+            Command::Preflight(a) => &mut a.common,
+            Command::InstallPrereqs(a) => &mut a.common,
+            Command::Deploy(a) => &mut a.common,
+            Command::Postflight(a) => &mut a.common,
+            Command::Uninstall(a) => &mut a.common,
+            Command::Status(a) => &mut a.common,
+            Command::Upgrade(a) => &mut a.common,
+            Command::Rollback(a) => &mut a.common,
+            _ => return None,
+        })
+    }
+
+    /// Whether the operator asked for machine output (`--output json` or `--json`): then
+    /// stdout carries only JSON, errors included. Call after [`Cli::normalize_output`].
+    pub fn machine_output(&self) -> bool {
+        let json = OutputMode::Json;
+        match &self.command {
+            Command::ValidateConfig(a) => a.output == json,
+            Command::Genconf(a) => a.output == json,
+            Command::History(a) => a.output == json,
+            Command::Build(a) => a.output == json,
+            Command::Exec(a) => a.output == OutputFormat::Json,
+            Command::Lab(LabCommand::Status(a)) => a.output == json,
+            Command::Preflight(a) => a.common.output == json,
+            Command::InstallPrereqs(a) => a.common.output == json,
+            Command::Deploy(a) => a.common.output == json,
+            Command::Postflight(a) => a.common.output == json,
+            Command::Uninstall(a) => a.common.output == json,
+            Command::Status(a) => a.common.output == json,
+            Command::Upgrade(a) => a.common.output == json,
+            Command::Rollback(a) => a.common.output == json,
+            _ => false,
+        }
+    }
+
+    /// The `--genconf-dir` of a command that needs an existing genconf/, and what to do when
+    /// none is found.
+    pub fn genconf_dir_mut(&mut self) -> Option<(&mut PathBuf, WhenMissing)> {
+        let fail = WhenMissing::Fail;
+        Some(match &mut self.command {
+            Command::ValidateConfig(a) => (&mut a.genconf_dir, fail),
+            Command::Genconf(a) => (&mut a.inputs.genconf_dir, fail),
+            Command::History(a) => (&mut a.genconf_dir, fail),
+            Command::Logs(a) => (&mut a.genconf_dir, fail),
+            Command::Exec(a) => (&mut a.genconf_dir, fail),
+            Command::Web(a) => (&mut a.inputs.genconf_dir, WhenMissing::Create),
+            Command::Preflight(a) => (&mut a.common.genconf_dir, fail),
+            Command::InstallPrereqs(a) => (&mut a.common.genconf_dir, fail),
+            Command::Deploy(a) => (&mut a.common.genconf_dir, fail),
+            Command::Postflight(a) => (&mut a.common.genconf_dir, fail),
+            Command::Uninstall(a) => (&mut a.common.genconf_dir, fail),
+            Command::Status(a) => (&mut a.common.genconf_dir, fail),
+            Command::Upgrade(a) => (&mut a.common.genconf_dir, fail),
+            Command::Rollback(a) => (&mut a.common.genconf_dir, fail),
+            _ => return None,
+        })
+    }
+}
+
+/// Whether `--genconf-dir` (or its alias) was typed, at any level of the subcommands.
+pub fn genconf_dir_given(m: &ArgMatches) -> bool {
+    let here = m.try_get_raw("genconf_dir").is_ok_and(|v| v.is_some())
+        && m.value_source("genconf_dir") == Some(ValueSource::CommandLine);
+    here || m
+        .subcommand()
+        .is_some_and(|(_, sub)| genconf_dir_given(sub))
+}
+
+/// When `--genconf-dir` was not given and `./genconf` does not exist, use the nearest
+/// parent's `genconf/` that holds a config.yaml (saying so on stderr unless `quiet`), or
+/// fail naming what was looked for. An explicit `--genconf-dir` is used as given.
+pub fn resolve_genconf_dir(
+    cli: &mut Cli,
+    matches: &ArgMatches,
+    cwd: &Path,
+    home: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if genconf_dir_given(matches) {
+        return Ok(());
+    }
+    let Some((dir, when_missing)) = cli.genconf_dir_mut() else {
+        return Ok(());
+    };
+    if cwd.join(&*dir).exists() {
+        return Ok(());
+    }
+    let stop = crate::locate::search_stop(cwd, home);
+    match crate::locate::find_genconf(cwd, &stop) {
+        Some(found) => {
+            if !quiet {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("using genconf/ at {}", found.display());
+                }
+            }
+            *dir = found;
+            Ok(())
+        }
+        None if when_missing == WhenMissing::Create => Ok(()),
+        None => Err(crate::locate::not_found(&stop)),
+    }
 }
 
 /// The original DC/OS installer took its actions as flags (`--genconf`, `--deploy`, …).
@@ -111,6 +255,172 @@ mod tests {
 
     fn v(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
+    }
+
+    fn parse(a: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(v(a))
+    }
+
+    #[test]
+    fn duration_flags_take_units_or_bare_seconds() {
+        use std::time::Duration;
+        let Command::Deploy(d) = parse(&["tarmac", "deploy"]).unwrap().command else {
+            panic!("not deploy")
+        };
+        assert_eq!(d.timeout, Duration::from_secs(900));
+        let Command::Postflight(p) = parse(&["tarmac", "postflight", "--timeout", "1h30m"])
+            .unwrap()
+            .command
+        else {
+            panic!("not postflight")
+        };
+        assert_eq!(p.timeout, Duration::from_secs(5400));
+        let Command::Upgrade(u) = parse(&[
+            "tarmac",
+            "upgrade",
+            "--check-timeout",
+            "300",
+            "--confirm-window",
+            "500ms",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not upgrade")
+        };
+        assert_eq!(u.check_timeout, Duration::from_secs(300));
+        assert_eq!(u.confirm_window, Duration::from_millis(500));
+        let Command::Rollback(r) = parse(&["tarmac", "rollback"]).unwrap().command else {
+            panic!("not rollback")
+        };
+        assert_eq!(r.check_timeout, Duration::from_secs(300));
+        let Command::Exec(e) = parse(&["tarmac", "exec", "--deadline", "2m", "--", "true"])
+            .unwrap()
+            .command
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(e.deadline, Some(Duration::from_secs(120)));
+        assert_eq!(e.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_bad_duration_flag_says_what_to_type() {
+        let err = parse(&["tarmac", "deploy", "--timeout", "10x"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#"invalid duration "10x": unknown unit "x" (units: ms, s, m, h, d, w); use e.g. 90s, 15m, 1h"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duration_defaults_are_shown_with_units() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("deploy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("[default: 15m]"), "{help}");
+    }
+
+    fn normalized(a: &[&str]) -> (Cli, ArgMatches) {
+        use clap::{CommandFactory, FromArgMatches};
+        let m = Cli::command().try_get_matches_from(v(a)).unwrap();
+        let mut cli = Cli::from_arg_matches(&m).unwrap();
+        cli.normalize_output();
+        (cli, m)
+    }
+
+    #[test]
+    fn json_is_a_hidden_alias_of_output_json_everywhere() {
+        for a in [
+            &["tarmac", "validate-config", "--json"][..],
+            &["tarmac", "validate-config", "--output", "json"],
+            &["tarmac", "genconf", "--json"],
+            &["tarmac", "status", "--json"],
+            &["tarmac", "status", "--output", "json"],
+            &["tarmac", "deploy", "--output", "json"],
+            &["tarmac", "upgrade", "--json"],
+            &["tarmac", "history", "--output", "json"],
+            &["tarmac", "history", "show", "2", "--json"],
+            &["tarmac", "lab", "status", "--json"],
+            &["tarmac", "lab", "status", "--output", "json"],
+            &["tarmac", "build", "--json"],
+            &["tarmac", "exec", "--json", "--", "true"],
+        ] {
+            assert!(normalized(a).0.machine_output(), "{a:?}");
+        }
+        for a in [
+            &["tarmac", "validate-config"][..],
+            &["tarmac", "status", "--output", "human"],
+            &["tarmac", "exec", "--output", "human", "--", "true"],
+            &["tarmac", "config", "reference"],
+        ] {
+            assert!(!normalized(a).0.machine_output(), "{a:?}");
+        }
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("validate-config")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--output <OUTPUT>"), "{help}");
+        assert!(!help.contains("--json"), "{help}");
+    }
+
+    #[test]
+    fn an_explicit_genconf_dir_is_seen_at_any_level() {
+        assert!(!genconf_dir_given(&normalized(&["tarmac", "status"]).1));
+        assert!(genconf_dir_given(
+            &normalized(&["tarmac", "status", "--genconf-dir", "g"]).1
+        ));
+        assert!(genconf_dir_given(
+            &normalized(&["tarmac", "history", "show", "1", "--genconf-dir", "g"]).1
+        ));
+        assert!(genconf_dir_given(
+            &normalized(&["tarmac", "genconf", "--genconf", "g"]).1
+        ));
+        assert!(!genconf_dir_given(&normalized(&["tarmac", "history"]).1));
+    }
+
+    #[test]
+    fn genconf_dir_is_looked_for_upward_unless_given() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("genconf")).unwrap();
+        std::fs::write(root.join("genconf/config.yaml"), "").unwrap();
+        let deep = root.join("x/y");
+        std::fs::create_dir_all(&deep).unwrap();
+        let (mut cli, m) = normalized(&["tarmac", "validate-config"]);
+        resolve_genconf_dir(&mut cli, &m, &deep, Some(root), true).unwrap();
+        let Command::ValidateConfig(a) = &cli.command else {
+            panic!()
+        };
+        assert_eq!(a.genconf_dir, root.join("genconf"));
+        // Given: used as is.
+        let (mut cli, m) = normalized(&["tarmac", "validate-config", "--genconf-dir", "genconf"]);
+        resolve_genconf_dir(&mut cli, &m, &deep, Some(root), true).unwrap();
+        let Command::ValidateConfig(a) = &cli.command else {
+            panic!()
+        };
+        assert_eq!(a.genconf_dir, PathBuf::from("genconf"));
+        // Nothing found: the error names the stop; web keeps ./genconf (it creates it).
+        let (mut cli, m) = normalized(&["tarmac", "deploy"]);
+        let err = resolve_genconf_dir(&mut cli, &m, &deep, Some(&deep), true).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "in every parent up to {}\nhint: create genconf/config.yaml",
+                deep.display()
+            )),
+            "{err}"
+        );
+        let (mut cli, m) = normalized(&["tarmac", "web"]);
+        resolve_genconf_dir(&mut cli, &m, &deep, Some(&deep), true).unwrap();
     }
 
     #[test]

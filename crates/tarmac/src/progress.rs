@@ -16,10 +16,10 @@ use tarmac_types::{HostAddr, Role};
 /// How events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum OutputMode {
-    /// Progress bars and tables for people.
+    /// For people: tables and summaries on stdout, progress on stderr.
     #[default]
     Human,
-    /// One JSON object per event per line, on stdout.
+    /// Only JSON on stdout (each command's help says which); errors as one JSON object.
     Json,
 }
 

@@ -43,9 +43,14 @@ pub struct BuildArgs {
     /// Keep the work directory of a failed build.
     #[arg(long)]
     pub keep_work: bool,
-    /// Output format.
+    /// `human`: progress on stderr, a summary on stdout. `json`: only JSON on stdout: one
+    /// JSON event per line, and any failure that stops the build as one
+    /// `{"error", "causes", "hint"}` object.
     #[arg(long, value_enum, default_value_t = OutputMode::Human)]
     pub output: OutputMode,
+    /// Same as `--output json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
     /// Build only these packages (no bootstrap); default: the whole tree and the bootstrap.
     pub names: Vec<PackageName>,
 }

@@ -18,11 +18,13 @@ use tarmac_ssh::{
     Connector, Exec, Fleet, FleetContext, HostKeyPolicy, Limits, LogDir, Secret, Selector,
     SshOptions, StageOptions, StageReport, Target, Upload, UploadSource,
 };
+use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Role, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Host output blocks, a live summary line and a final table.
+    /// Host output blocks, a live summary line and a final table (also `human`).
+    #[value(alias = "human")]
     Text,
     /// Every event as one JSON object per line on stdout.
     Json,
@@ -47,14 +49,16 @@ pub struct ExecArgs {
     /// Hosts worked on at once (default: ssh_parallelism from the config, else 100).
     #[arg(long, short = 'P', value_name = "N")]
     pub parallel: Option<usize>,
-    /// Per-host command timeout (e.g. 30s, 5m); the remote processes are ended when it passes.
-    #[arg(long, value_name = "DUR", value_parser = tarmac_config::types::parse_positive_duration)]
+    /// Per-host command timeout (e.g. 30s, 5m; a bare number is seconds); the remote
+    /// processes are ended when it passes.
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration)]
     pub timeout: Option<Duration>,
-    /// Time allowed to connect and log in to one host.
-    #[arg(long, value_name = "DUR", value_parser = tarmac_config::types::parse_positive_duration, default_value = "10s")]
+    /// Time allowed to connect and log in to one host (e.g. 10s, 1m).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "10s")]
     pub connect_timeout: Duration,
-    /// Deadline for the whole run; hosts still busy then are ended and reported timed out.
-    #[arg(long, value_name = "DUR", value_parser = tarmac_config::types::parse_positive_duration)]
+    /// Deadline for the whole run (e.g. 10m, 1h); hosts still busy then are ended and
+    /// reported timed out.
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration)]
     pub deadline: Option<Duration>,
     /// Directory holding config.yaml.
     #[arg(long, value_name = "DIR", default_value = "genconf")]
@@ -84,8 +88,14 @@ pub struct ExecArgs {
     /// Run everything N times in a row over the same connections, timing each round.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: usize,
+    /// `text` (or `human`): host output, a live summary and a table. `json`: only JSON on
+    /// stdout: every event as one JSON object per line, or for a failure before anything ran
+    /// one `{"error", "causes", "hint"}` object.
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+    /// Same as `--output json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
     /// The command line.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,

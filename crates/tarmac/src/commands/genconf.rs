@@ -15,6 +15,7 @@ use tarmac_genconf::{GenconfError, GenconfOptions};
 use tarmac_pkg::pack::PackOptions;
 
 use super::validate_config::load_distribution;
+use crate::progress::OutputMode;
 
 /// What genconf reads: shared by `tarmac genconf` and `tarmac web` (which runs genconf too).
 #[derive(Debug, Clone, Args)]
@@ -48,8 +49,13 @@ pub struct GenconfInputs {
 pub struct GenconfArgs {
     #[command(flatten)]
     pub inputs: GenconfInputs,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
+    /// `human`: progress on stderr, a summary on stdout. `json`: only JSON on stdout: the
+    /// result (ids, paths, fingerprints), `{key: message}` for an invalid configuration, or
+    /// for any other failure one `{"error", "causes", "hint"}` object.
+    #[arg(long, value_enum, default_value_t = OutputMode::Human)]
+    pub output: OutputMode,
+    /// Same as `--output json`.
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -99,7 +105,7 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
     drop(lock);
     match result {
         Ok(r) => {
-            if args.json {
+            if args.output == OutputMode::Json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("Wrote {} in {} ms", r.serve_dir.display(), r.duration_ms);
@@ -157,7 +163,7 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(GenconfError::Invalid(report)) => {
-            if args.json {
+            if args.output == OutputMode::Json {
                 println!("{}", serde_json::to_string_pretty(&report.to_json_map())?);
                 return Ok(ExitCode::from(1));
             }

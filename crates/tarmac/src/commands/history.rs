@@ -7,15 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use tarmac_installer::ledger::{Ledger, render_entry, render_history};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Output {
-    #[default]
-    Human,
-    Json,
-}
+use crate::progress::OutputMode;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -28,9 +23,14 @@ pub struct HistoryArgs {
         global = true
     )]
     pub genconf_dir: PathBuf,
-    /// `human` (a table) or `json` (the entries as written).
-    #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
-    pub output: Output,
+    /// `human`: a table (or one entry in full). `json`: only JSON on stdout: the entries as
+    /// written (one entry for `show N`), or for any failure one `{"error", "causes", "hint"}`
+    /// object.
+    #[arg(long, value_enum, default_value_t = OutputMode::Human, global = true)]
+    pub output: OutputMode,
+    /// Same as `--output json`.
+    #[arg(long, hide = true, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Option<HistoryCommand>,
 }
@@ -50,15 +50,15 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         None => {
             let entries = ledger.read()?;
             match args.output {
-                Output::Human => print!("{}", render_history(&entries)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                OutputMode::Human => print!("{}", render_history(&entries)),
+                OutputMode::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
             }
         }
         Some(HistoryCommand::Show { n }) => {
             let e = ledger.entry(n)?;
             match args.output {
-                Output::Human => print!("{}", render_entry(&e)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+                OutputMode::Human => print!("{}", render_entry(&e)),
+                OutputMode::Json => println!("{}", serde_json::to_string_pretty(&e)?),
             }
         }
     }

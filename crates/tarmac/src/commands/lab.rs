@@ -99,8 +99,12 @@ pub struct StatusArgs {
     /// Only this lab (default: all labs).
     #[arg(long, short = 'n')]
     pub name: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// `human`: a table. `json`: only JSON on stdout: the labs, or for any failure one
+    /// `{"error", "causes", "hint"}` object.
+    #[arg(long, value_enum, default_value_t = OutputMode::Human)]
+    pub output: OutputMode,
+    /// Same as `--output json`.
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -203,7 +207,7 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(Lab::status)
         .collect::<Result<Vec<_>, _>>()?;
-    if a.json {
+    if a.output == OutputMode::Json {
         out(&format!("{}\n", serde_json::to_string_pretty(&statuses)?));
         return Ok(ExitCode::SUCCESS);
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub mod build;
+pub mod config;
 pub mod exec;
 pub mod genconf;
 pub mod hash_password;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => stages::status(args, verbose),
         Command::History(args) => history::run(args),
         Command::Logs(args) => stages::logs(args),
+        Command::Config(cmd) => config::run(cmd),
         Command::ValidateConfig(args) => validate_config::run(args),
         Command::Genconf(args) => genconf::run(args),
         Command::Web(args) => web::run(args),

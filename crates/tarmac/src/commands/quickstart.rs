@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -117,6 +118,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 level: tarmac_pkg::pack::DEFAULT_LEVEL,
                 keep_work: false,
                 output: OutputMode::Human,
+                json: false,
                 names: Vec::new(),
             },
             verbose,
@@ -175,6 +177,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 build_dir: build_dir.clone(),
                 public_key: Some(keys.join("quickstart.pub")),
             },
+            output: OutputMode::Human,
             json: false,
         })?,
         "genconf",
@@ -189,6 +192,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         hosts: None,
         retry_failed: false,
         output: OutputMode::Human,
+        json: false,
         sudo_password_stdin: false,
     };
     step(5, "preflight");
@@ -211,7 +215,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 common: common.clone(),
                 push: false,
                 listen: None,
-                timeout: 900,
+                timeout: Duration::from_secs(15 * 60),
             },
             verbose,
         )?,
@@ -222,7 +226,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         stages::postflight(
             stages::PostflightArgs {
                 common: common.clone(),
-                timeout: 600,
+                timeout: Duration::from_secs(10 * 60),
             },
             verbose,
         )?,
@@ -230,14 +234,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     )?;
     step(8, "status");
     ok(
-        stages::status(
-            stages::StatusArgs {
-                common,
-                json: false,
-                at: None,
-            },
-            verbose,
-        )?,
+        stages::status(stages::StatusArgs { common, at: None }, verbose)?,
         "status",
     )?;
 

@@ -18,6 +18,7 @@ use tarmac_installer::stages::{
     DeployOptions, Installer, PreflightOptions, StageRun, StatusReport,
 };
 use tarmac_ssh::Selector;
+use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Stage};
 
 use crate::commands::validate_config::load_distribution;
@@ -49,9 +50,15 @@ pub struct CommonArgs {
     /// Re-run the stage only on the hosts that did not succeed in its last run.
     #[arg(long, global = true)]
     pub retry_failed: bool,
-    /// How progress is shown.
+    /// `human`: progress bars and failures on stderr, tables on stdout. `json`: only JSON on
+    /// stdout: one JSON event per line for preflight, install-prereqs, deploy, postflight,
+    /// uninstall, upgrade and rollback; the whole report as one JSON document for status;
+    /// and any failure that stops the command as one `{"error", "causes", "hint"}` object.
     #[arg(long, value_enum, default_value_t = OutputMode::Human, global = true)]
     pub output: OutputMode,
+    /// Same as `--output json`.
+    #[arg(long, hide = true, global = true)]
+    pub json: bool,
     /// Read the sudo password for non-root SSH users from stdin (never echoed or logged).
     #[arg(long, global = true)]
     pub sudo_password_stdin: bool,
@@ -82,9 +89,9 @@ pub struct DeployArgs {
     /// Serve artifacts on this address instead of bootstrap_url's.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Per-host deadline for install.sh (seconds).
-    #[arg(long, default_value_t = 900)]
-    pub timeout: u64,
+    /// Per-host deadline for install.sh (e.g. 15m, 1h30m; a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "15m")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -100,9 +107,9 @@ pub struct InstallPrereqsArgs {
 pub struct PostflightArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// How long to wait for every check to pass (seconds).
-    #[arg(long, default_value_t = 900)]
-    pub timeout: u64,
+    /// How long to wait for every check to pass (e.g. 15m, 90s; a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "15m")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -121,9 +128,6 @@ pub struct UninstallArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
     /// Compare the hosts with the target of ledger entry N (`tarmac history` lists them)
     /// instead of the latest.
     #[arg(long, value_name = "N")]
@@ -150,9 +154,24 @@ pub(crate) fn prepare(
     stage: Stage,
     verbose: bool,
 ) -> anyhow::Result<Result<Prepared, ExitCode>> {
+    prepare_with(common, stage, verbose, common.output)
+}
+
+/// [`prepare`], showing progress as `progress` (which may differ from `--output`: status
+/// prints its report as JSON but its progress for people, on stderr).
+fn prepare_with(
+    common: &CommonArgs,
+    stage: Stage,
+    verbose: bool,
+    progress: OutputMode,
+) -> anyhow::Result<Result<Prepared, ExitCode>> {
     let dist = load_distribution(&common.dist)?;
     let cfg = match tarmac_genconf::validate(&dist, &common.genconf_dir) {
         Ok(c) => c,
+        Err(report) if common.output == OutputMode::Json => {
+            return Err(anyhow::anyhow!("{report}")
+                .context("the configuration is invalid; no host was touched\nhint: `tarmac validate-config --output json` gives every key's mistake"));
+        }
         Err(report) => {
             eprint!("{}", report.render());
             eprintln!("error: the configuration is invalid; no host was touched");
@@ -160,7 +179,7 @@ pub(crate) fn prepare(
         }
     };
     let _ = tarmac_ssh::raise_nofile_limit();
-    let sink = Arc::new(Terminal::new(common.output, verbose));
+    let sink = Arc::new(Terminal::new(progress, verbose));
     let mut installer = Installer::new(&common.genconf_dir, cfg, sink);
     if common.sudo_password_stdin {
         let mut line = String::new();
@@ -283,7 +302,7 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         only: p.only.clone(),
         push: args.push,
         listen: args.listen,
-        timeout: Duration::from_secs(args.timeout),
+        timeout: args.timeout,
     };
     let run = p.rt.block_on(p.installer.deploy(&opts))?;
     Ok(finish(&run))
@@ -291,10 +310,8 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 
 pub fn postflight(args: PostflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let p = prepared!(&args.common, Stage::Postflight, verbose);
-    let run = p.rt.block_on(
-        p.installer
-            .postflight(p.only.clone(), Duration::from_secs(args.timeout)),
-    )?;
+    let run =
+        p.rt.block_on(p.installer.postflight(p.only.clone(), args.timeout))?;
     Ok(finish(&run))
 }
 
@@ -331,13 +348,14 @@ pub fn uninstall(args: UninstallArgs, verbose: bool) -> anyhow::Result<ExitCode>
 }
 
 pub fn status(args: StatusArgs, verbose: bool) -> anyhow::Result<ExitCode> {
-    let mut common = args.common.clone();
-    if args.json {
-        common.output = OutputMode::Human;
-    }
-    let p = prepared!(&common, Stage::Status, verbose);
+    // The report is the machine output: progress stays human, on stderr.
+    let json = args.common.output == OutputMode::Json;
+    let p = match prepare_with(&args.common, Stage::Status, verbose, OutputMode::Human)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
     let (run, report) = p.rt.block_on(p.installer.status(p.only.clone(), args.at))?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_status(&report)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use tarmac_installer::upgrade::{BatchSize, Budget, UpgradeOptions, UpgradeReport, render_plan};
 use tarmac_types::Stage;
+use tarmac_types::time::parse_flag_duration;
 
 use crate::commands::stages::{CommonArgs, prepare};
 
@@ -27,12 +28,13 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub resume: bool,
     /// How long a switched host waits for the installer's confirmation before it reverts
-    /// by itself (`120s`, `2m`, or seconds).
-    #[arg(long, default_value = "120s")]
-    pub confirm_window: String,
-    /// How long node and cluster checks may take to pass after a switch (seconds).
-    #[arg(long, default_value_t = 300)]
-    pub check_timeout: u64,
+    /// by itself (e.g. 2m, 90s; a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "2m")]
+    pub confirm_window: Duration,
+    /// How long node and cluster checks may take to pass after a switch (e.g. 5m, 90s; a
+    /// bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "5m")]
+    pub check_timeout: Duration,
     /// Copy the new packages over SSH instead of letting hosts pull them over HTTP
     /// (hosts cannot reach this machine).
     #[arg(long)]
@@ -52,12 +54,17 @@ pub struct RollbackArgs {
     /// Agents that may fail before the rollback stops: a number or a percentage.
     #[arg(long, default_value = "0")]
     pub max_failures: String,
-    /// How long node and cluster checks may take to pass after a switch (seconds).
-    #[arg(long, default_value_t = 300)]
-    pub check_timeout: u64,
+    /// How long node and cluster checks may take to pass after a switch (e.g. 5m, 90s; a
+    /// bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "5m")]
+    pub check_timeout: Duration,
 }
 
-fn options(batch: &str, max_failures: &str, check_timeout: u64) -> anyhow::Result<UpgradeOptions> {
+fn options(
+    batch: &str,
+    max_failures: &str,
+    check_timeout: Duration,
+) -> anyhow::Result<UpgradeOptions> {
     Ok(UpgradeOptions {
         batch: batch
             .parse::<BatchSize>()
@@ -65,15 +72,14 @@ fn options(batch: &str, max_failures: &str, check_timeout: u64) -> anyhow::Resul
         max_failures: max_failures
             .parse::<Budget>()
             .map_err(|e| anyhow::anyhow!("--max-failures {e}"))?,
-        check_deadline: Duration::from_secs(check_timeout),
+        check_deadline: check_timeout,
         ..UpgradeOptions::default()
     })
 }
 
 pub fn upgrade(args: UpgradeArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let mut opts = options(&args.batch, &args.max_failures, args.check_timeout)?;
-    opts.confirm_window = tarmac_config::types::parse_positive_duration(&args.confirm_window)
-        .map_err(|e| anyhow::anyhow!("--confirm-window {e}"))?;
+    opts.confirm_window = args.confirm_window;
     opts.resume = args.resume;
     opts.push = args.push;
     let mut p = match prepare(&args.common, Stage::Upgrade, verbose)? {

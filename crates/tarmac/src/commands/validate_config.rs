@@ -11,6 +11,8 @@ use anyhow::{Context as _, anyhow};
 use clap::Args;
 use tarmac_config::Distribution;
 
+use crate::progress::OutputMode;
+
 #[derive(Debug, Args)]
 pub struct ValidateConfigArgs {
     /// Directory holding config.yaml and ip-detect.
@@ -24,8 +26,13 @@ pub struct ValidateConfigArgs {
         default_value = "dist/reference"
     )]
     pub dist: PathBuf,
-    /// Print `{key: message}` as JSON on stdout (`{}` when valid).
-    #[arg(long)]
+    /// `human`: a summary line on stdout, the mistakes explained on stderr. `json`: only
+    /// JSON on stdout: `{key: message}` (`{}` when valid), or for any other failure one
+    /// `{"error", "causes", "hint"}` object.
+    #[arg(long, value_enum, default_value_t = OutputMode::Human)]
+    pub output: OutputMode,
+    /// Same as `--output json`.
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -46,7 +53,7 @@ pub fn load_distribution(dist: &Path) -> anyhow::Result<Distribution> {
 pub fn run(args: ValidateConfigArgs) -> anyhow::Result<ExitCode> {
     let dist = load_distribution(&args.dist)?;
     let result = tarmac_config::load_genconf(&args.genconf_dir, &dist);
-    if args.json {
+    if args.output == OutputMode::Json {
         let map = match &result {
             Ok(_) => Default::default(),
             Err(report) => report.to_json_map(),
