@@ -5,6 +5,11 @@
 //! bootstrap.json                 BootstrapIndex: every member with size + sha256
 //! packages/<id>.tar.zst          the packages of bootstrap_package_list's closure
 //! ```
+//! Next to it, `<bootstrap_id>.distribution.tar.zst` packs the tree's `config/` directory
+//! (schema.yaml, templates/, README.md): the distribution genconf, validate-config and the web
+//! installer read, listed in the signed manifest like every other artifact, so an operator
+//! needs no source tree.
+//!
 //! A host needs only `tarmac-host`: it verifies the archive against the signed manifest,
 //! reads `bootstrap.json`, and adds every `packages/<id>.tar.zst` (checking each against
 //! the index) exactly as it would add a downloaded package.
@@ -29,6 +34,17 @@ use crate::{BuildError, io_err};
 
 /// Name of the package whose `bin/tarmac-host` is exported as a raw artifact.
 pub const HOST_PACKAGE: &str = "tarmac-host";
+
+/// The tree's directory that holds the distribution's configuration (schema.yaml, templates/).
+pub const DISTRIBUTION_DIR: &str = "config";
+
+/// The member of the distribution archive that names the distribution (`{"name": …}`).
+pub const DISTRIBUTION_INFO: &str = "distribution.json";
+
+/// Where the distribution's configuration archive of bootstrap `bid` lives in a build.
+pub fn distribution_path(bid: &str) -> String {
+    format!("bootstrap/{bid}.distribution.tar.zst")
+}
 
 /// What `make` produced (paths are absolute).
 #[derive(Debug, Clone)]
@@ -131,6 +147,36 @@ pub fn make(
         Artifact::of_file(out, &archive_rel, ArtifactKind::Bootstrap)?,
         Artifact::of_file(out, &active_rel, ArtifactKind::ActiveList)?,
     ];
+
+    // The distribution's configuration, when the tree has one (reproducible bytes, so an
+    // unchanged config/ rewrites the same file).
+    let config_dir = tree.root.join(DISTRIBUTION_DIR);
+    if config_dir.join("schema.yaml").is_file() {
+        let rel = distribution_path(&bid);
+        let work_root = out.join(".work");
+        fs::create_dir_all(&work_root).map_err(io_err("cannot create", &work_root))?;
+        let stage = tempfile::Builder::new()
+            .prefix("distribution-")
+            .tempdir_in(&work_root)
+            .map_err(io_err("cannot create a work directory in", &work_root))?;
+        copy_tree(&config_dir, stage.path())?;
+        let name = tree
+            .root
+            .file_name()
+            .map_or_else(|| "distribution".into(), |n| n.to_string_lossy());
+        let doc = serde_json::json!({ "format": 1, "name": name });
+        fs::write(stage.path().join(DISTRIBUTION_INFO), pretty_json(&doc))
+            .map_err(io_err("cannot write", stage.path()))?;
+        pack::pack_dir(
+            stage.path(),
+            &out.join(&rel),
+            &PackOptions {
+                level: opts.pack.level,
+                workers: opts.pack.workers,
+            },
+        )?;
+        artifacts.push(Artifact::of_file(out, &rel, ArtifactKind::Distribution)?);
+    }
 
     let host_binary = match members
         .iter()
@@ -258,6 +304,31 @@ fn portability_warning(file: &Path) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Copy the regular files and directories of `src` into `dest` (which exists), keeping the
+/// executable bit; anything else (a symlink, a device) is refused, as the archive could not
+/// carry it faithfully.
+fn copy_tree(src: &Path, dest: &Path) -> Result<(), BuildError> {
+    for e in fs::read_dir(src).map_err(io_err("cannot read", src))? {
+        let e = e.map_err(io_err("cannot read", src))?;
+        let from = e.path();
+        let to = dest.join(e.file_name());
+        let ft = e.file_type().map_err(io_err("cannot stat", &from))?;
+        if ft.is_dir() {
+            fs::create_dir(&to).map_err(io_err("cannot create", &to))?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to).map_err(io_err("cannot copy", &from))?;
+        } else {
+            return Err(BuildError::BadOutput {
+                id: from.display().to_string(),
+                problem: "the distribution's config/ may hold only regular files and directories"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Copy `bin/tarmac-host` out of the package archive into `dest` (mode 0755).

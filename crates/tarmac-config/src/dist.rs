@@ -161,6 +161,7 @@ fn suggest(s: &Option<String>) -> String {
 #[derive(Clone)]
 pub struct Distribution {
     pub(crate) inner: Arc<Inner>,
+    name: Option<Arc<str>>,
 }
 
 pub(crate) struct Inner {
@@ -638,6 +639,7 @@ impl Distribution {
                 digest,
                 dir: None,
             }),
+            name: None,
         })
     }
 
@@ -687,6 +689,33 @@ impl Distribution {
             })
             .map(|p| p.name.clone())
             .collect()
+    }
+
+    /// The distribution's name: set by whoever loaded it ([`Distribution::with_name`]; a build
+    /// records its tree's directory name), else the directory holding its `config/`.
+    pub fn name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.to_string();
+        }
+        let Some(dir) = self.dir() else {
+            return "distribution".to_owned();
+        };
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        let root = if dir.file_name().is_some_and(|n| n == "config") {
+            dir.parent().unwrap_or(&dir)
+        } else {
+            &dir
+        };
+        root.file_name().map_or_else(
+            || "distribution".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// The same distribution under another name.
+    pub fn with_name(mut self, name: &str) -> Distribution {
+        self.name = Some(name.into());
+        self
     }
 
     /// The distribution's config directory, when loaded from disk.

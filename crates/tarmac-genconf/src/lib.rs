@@ -32,6 +32,7 @@
 //! gives identical bytes. `serve/` is built next to the old one and swapped in with one
 //! `renameat2(RENAME_EXCHANGE)`, so a failed run leaves the previous `serve/` untouched.
 
+pub mod distribution;
 pub mod install_sh;
 pub mod tls;
 
@@ -117,6 +118,22 @@ pub enum GenconfError {
         #[source]
         source: ManifestError,
     },
+    #[error(
+        "the build at {dir} carries no distribution configuration ({manifest} lists no distribution artifact)\nhint: rebuild it with this tarmac (`tarmac build` packs the tree's config/ into the build), or, as the distribution's author, pass --dist <DIR>"
+    )]
+    NoDistribution { dir: PathBuf, manifest: PathBuf },
+    #[error("the distribution archive {path} is not usable")]
+    DistributionArchive {
+        path: PathBuf,
+        #[source]
+        source: distribution::ArchiveProblem,
+    },
+    #[error("the distribution in {path} does not load")]
+    Distribution {
+        path: PathBuf,
+        #[source]
+        source: tarmac_config::DistError,
+    },
     #[error("the build output does not match its manifest")]
     Corrupt(#[source] ManifestError),
     #[error(
@@ -139,7 +156,10 @@ pub enum GenconfError {
     Locked { path: PathBuf },
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> GenconfError + 'a {
+pub(crate) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> GenconfError + 'a {
     move |source| GenconfError::Io {
         action,
         path: path.to_owned(),
@@ -414,7 +434,7 @@ pub fn validate(dist: &Distribution, genconf_dir: &Path) -> Result<ResolvedConfi
     tarmac_config::load_genconf(genconf_dir, dist)
 }
 
-struct Build {
+pub(crate) struct Build {
     manifest: Manifest,
     manifest_path: PathBuf,
     manifest_bytes: Vec<u8>,
@@ -424,6 +444,21 @@ struct Build {
 }
 
 fn read_build(dir: &Path, public_key: Option<&Path>, sink: &Sink) -> Result<Build, GenconfError> {
+    let build = read_manifest(dir, public_key, sink)?;
+    build
+        .manifest
+        .check_all(dir)
+        .map_err(GenconfError::Corrupt)?;
+    Ok(build)
+}
+
+/// The build's manifest (its signature checked with `public_key` when given), without
+/// hashing its artifacts.
+pub(crate) fn read_manifest(
+    dir: &Path,
+    public_key: Option<&Path>,
+    sink: &Sink,
+) -> Result<Build, GenconfError> {
     let latest = dir.join("bootstrap.latest");
     let bid = match fs::read_to_string(&latest) {
         Ok(s) => s.trim().to_owned(),
@@ -480,7 +515,6 @@ fn read_build(dir: &Path, public_key: Option<&Path>, sink: &Sink) -> Result<Buil
             computed: bid,
         }));
     }
-    manifest.check_all(dir).map_err(GenconfError::Corrupt)?;
     Ok(Build {
         manifest,
         manifest_path,

@@ -115,6 +115,9 @@ pub enum ArtifactKind {
     HostBinary,
     /// `packages/<name>/<id>.tar.zst`
     Package,
+    /// `bootstrap/<id>.distribution.tar.zst`: the distribution's configuration (schema,
+    /// templates, parameter docs) that genconf, validate-config and the web installer read.
+    Distribution,
 }
 
 /// One file of the output directory, relative to its root.
@@ -399,6 +402,25 @@ pub fn verify(
     sig_bytes: &[u8],
     key: &PublicKey,
 ) -> Result<Manifest, ManifestError> {
+    verify_detached(manifest_bytes, sig_bytes, key)?;
+    Manifest::parse_unverified(manifest_bytes)
+}
+
+/// The key id a detached signature file (from [`SecretKey::sign`]) names, unverified.
+pub fn signature_key_id(sig_bytes: &[u8]) -> Result<String, ManifestError> {
+    let sig: SignatureFile =
+        serde_json::from_slice(sig_bytes).map_err(|e| ManifestError::BadSignatureFile {
+            reason: e.to_string(),
+        })?;
+    Ok(sig.key_id)
+}
+
+/// Verify a detached signature file (from [`SecretKey::sign`]) over `bytes` with `key`.
+pub fn verify_detached(
+    bytes: &[u8],
+    sig_bytes: &[u8],
+    key: &PublicKey,
+) -> Result<(), ManifestError> {
     let sig: SignatureFile =
         serde_json::from_slice(sig_bytes).map_err(|e| ManifestError::BadSignatureFile {
             reason: e.to_string(),
@@ -430,9 +452,8 @@ pub fn verify(
         })?;
     let signature = ed25519_dalek::Signature::from_bytes(&raw);
     key.0
-        .verify(manifest_bytes, &signature)
-        .map_err(|_| ManifestError::BadSignature { key_id: trusted })?;
-    Manifest::parse_unverified(manifest_bytes)
+        .verify(bytes, &signature)
+        .map_err(|_| ManifestError::BadSignature { key_id: trusted })
 }
 
 /// Read `manifest` and `<manifest>.sig` and [`verify`] them. A missing signature file is

@@ -6,6 +6,7 @@ mod commands;
 mod locate;
 mod progress;
 mod render;
+mod source;
 
 use std::process::ExitCode;
 

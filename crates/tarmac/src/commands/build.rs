@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Args;
 use tarmac_build::{BuildOptions, build};
 use tarmac_types::PackageName;
@@ -75,6 +76,20 @@ fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
 
 pub fn run(args: BuildArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let tree = absolute(args.tree)?;
+    // The build carries the distribution's configuration: refuse one that does not load
+    // here rather than at the operator's genconf.
+    if tree
+        .join(tarmac_build::bootstrap::DISTRIBUTION_DIR)
+        .join("schema.yaml")
+        .is_file()
+    {
+        crate::source::load_source_tree(&tree).with_context(|| {
+            format!(
+                "the distribution configuration in {}/config does not load, so it cannot go into the build",
+                tree.display()
+            )
+        })?;
+    }
     let mut opts = BuildOptions::new(&tree, absolute(args.cache.unwrap_or_else(default_cache))?);
     if let Some(out) = args.out {
         opts.out = absolute(out)?;

@@ -6,14 +6,13 @@
 #![allow(clippy::print_stdout)]
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
-use tarmac_config::Distribution;
 
-use crate::commands::validate_config::load_distribution;
+use crate::source::BuildSource;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -24,21 +23,9 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct DistArg {
-    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_DIST",
-        default_value = "dist/reference"
-    )]
-    pub dist: PathBuf,
-}
-
-#[derive(Debug, Args)]
 pub struct ReferenceArgs {
     #[command(flatten)]
-    pub dist: DistArg,
+    pub source: BuildSource,
     /// Write the reference to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -49,7 +36,7 @@ pub struct ExplainArgs {
     /// The key, e.g. `ssh_port` or `etcd_client_port`.
     pub key: String,
     #[command(flatten)]
-    pub dist: DistArg,
+    pub source: BuildSource,
 }
 
 pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
@@ -60,8 +47,8 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn reference(args: ReferenceArgs) -> anyhow::Result<ExitCode> {
-    let dist = load_distribution(&args.dist.dist)?;
-    let text = tarmac_config::render_reference(dist.schema(), &dist_name(&dist));
+    let dist = args.source.load(&crate::source::notice_sink())?.dist;
+    let text = tarmac_config::render_reference(dist.schema(), &dist.name());
     match &args.out {
         Some(out) => tarmac_fsx::write_atomic(out, text.as_bytes(), 0o644).with_context(|| {
             format!(
@@ -77,38 +64,17 @@ fn reference(args: ReferenceArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let dist = load_distribution(&args.dist.dist)?;
-    let entry = tarmac_config::explain(dist.schema(), args.key.trim()).map_err(|e| {
-        anyhow!(
-            "{e}\n(distribution: {})",
-            dist.dir().unwrap_or(Path::new("?")).display()
-        )
-    })?;
+    let loaded = args.source.load(&crate::source::notice_sink())?;
+    let entry = tarmac_config::explain(loaded.dist.schema(), args.key.trim())
+        .map_err(|e| anyhow!("{e}\n(distribution: {})", loaded.origin))?;
     print!("{entry}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The distribution's name: the directory holding its `config/` (`dist/reference` →
-/// `reference`), however the path was spelt.
-pub fn dist_name(dist: &Distribution) -> String {
-    let Some(dir) = dist.dir() else {
-        return "distribution".to_owned();
-    };
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let root = if dir.file_name().is_some_and(|n| n == "config") {
-        dir.parent().unwrap_or(&dir)
-    } else {
-        &dir
-    };
-    root.file_name().map_or_else(
-        || "distribution".to_owned(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::load_source_tree;
 
     fn reference_dist() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference")
@@ -116,18 +82,20 @@ mod tests {
 
     #[test]
     fn the_distribution_is_named_after_its_directory() {
-        let root = load_distribution(&reference_dist()).unwrap();
-        assert_eq!(dist_name(&root), "reference");
-        let config = load_distribution(&reference_dist().join("config/.")).unwrap();
-        assert_eq!(dist_name(&config), "reference");
+        let root = load_source_tree(&reference_dist()).unwrap();
+        assert_eq!(root.name(), "reference");
+        let config = load_source_tree(&reference_dist().join("config/.")).unwrap();
+        assert_eq!(config.name(), "reference");
+        assert_eq!(config.with_name("other").name(), "other");
     }
 
     #[test]
     fn an_unknown_key_names_it_and_suggests_close_ones() {
         let err = explain(ExplainArgs {
             key: "ssh_prot".into(),
-            dist: DistArg {
-                dist: reference_dist(),
+            source: BuildSource {
+                dist: Some(reference_dist()),
+                ..BuildSource::default()
             },
         })
         .unwrap_err()

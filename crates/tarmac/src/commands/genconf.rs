@@ -6,16 +6,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::anyhow;
 use clap::Args;
-use tarmac_events::{Event, Level, Sink};
+use tarmac_events::Sink;
 use tarmac_genconf::{GenconfError, GenconfOptions};
 use tarmac_pkg::pack::PackOptions;
 
-use super::validate_config::load_distribution;
 use crate::progress::OutputMode;
+use crate::source::BuildSource;
 
 /// What genconf reads: shared by `tarmac genconf` and `tarmac web` (which runs genconf too).
 #[derive(Debug, Clone, Args)]
@@ -23,26 +22,9 @@ pub struct GenconfInputs {
     /// Directory holding config.yaml and ip-detect; serve/ and state/ are written inside it.
     #[arg(long, alias = "genconf", value_name = "DIR", default_value = "genconf")]
     pub genconf_dir: PathBuf,
-    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_DIST",
-        default_value = "dist/reference"
-    )]
-    pub dist: PathBuf,
-    /// Output directory of `tarmac build`.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_BUILD_DIR",
-        default_value = "out"
-    )]
-    pub build_dir: PathBuf,
-    /// Trusted public key (from `tarmac keygen`): genconf checks the build manifest's
-    /// signature with it, and install.sh makes every host check it again.
-    #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY")]
-    pub public_key: Option<PathBuf>,
+    /// The build, its distribution and the trusted key.
+    #[command(flatten)]
+    pub source: BuildSource,
 }
 
 #[derive(Debug, Args)]
@@ -60,22 +42,19 @@ pub struct GenconfArgs {
 }
 
 pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
-    let dist = load_distribution(&args.inputs.dist)?;
-    let sink: Sink = Arc::new(|e: Event| {
-        if let Event::Notice { level, message } = e {
-            match level {
-                Level::Warn | Level::Error => eprintln!("warning: {message}"),
-                Level::Info => eprintln!("{message}"),
-                Level::Debug => {}
-            }
-        }
-    });
+    let sink: Sink = crate::source::notice_sink();
+    let loaded = args.inputs.source.load(&sink)?;
+    let build = match loaded.build {
+        Some(b) => b,
+        None => args.inputs.source.build()?,
+    };
     let opts = GenconfOptions {
         genconf_dir: args.inputs.genconf_dir.clone(),
-        build_dir: args.inputs.build_dir.clone(),
-        public_key: args.inputs.public_key.clone(),
+        build_dir: build.dir.clone(),
+        public_key: loaded.public_key.clone(),
         pack: PackOptions::default(),
     };
+    let dist = loaded.dist;
     // The run lock: no genconf while a stage runs from serve/, and the ledger entry below
     // is appended under it.
     let state_dir = args.inputs.genconf_dir.join("state");

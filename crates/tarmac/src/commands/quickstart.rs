@@ -173,9 +173,12 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         genconf::run(genconf::GenconfArgs {
             inputs: genconf::GenconfInputs {
                 genconf_dir: genconf_dir.clone(),
-                dist: args.dist.clone(),
-                build_dir: build_dir.clone(),
-                public_key: Some(keys.join("quickstart.pub")),
+                // The distribution comes out of the signed build, as an operator's does.
+                source: crate::source::BuildSource {
+                    dist: None,
+                    build_dir: Some(build_dir.clone()),
+                    public_key: Some(keys.join("quickstart.pub")),
+                },
             },
             output: OutputMode::Human,
             json: false,
@@ -188,7 +191,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     lab_ref.enter_ctl_netns()?;
     let common = stages::CommonArgs {
         genconf_dir: genconf_dir.clone(),
-        dist: args.dist.clone(),
+        dist: None,
         hosts: None,
         retry_failed: false,
         output: OutputMode::Human,

@@ -11,21 +11,15 @@ use std::process::ExitCode;
 use clap::Args;
 use tarmac_installer::serve::{ArtifactServer, load_tls};
 
-use crate::commands::validate_config::load_distribution;
-
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The genconf directory (its `serve/` subdirectory is served).
     #[arg(long, alias = "genconf", default_value = "genconf")]
     pub genconf_dir: PathBuf,
-    /// The distribution (config.yaml's bootstrap_url says http or https, and which certificate).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_DIST",
-        default_value = "dist/reference"
-    )]
-    pub dist: PathBuf,
+    /// For distribution authors: validate against this source tree instead of the
+    /// distribution genconf wrote into serve/.
+    #[arg(long, value_name = "DIR", env = "TARMAC_DIST")]
+    pub dist: Option<PathBuf>,
     /// Address to listen on [default: 0.0.0.0 on bootstrap_url's port].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -42,7 +36,11 @@ fn default_listen(url: &str) -> SocketAddr {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let dist = load_distribution(&args.dist)?;
+    let dist = crate::source::load_for_stages(
+        args.dist.as_deref(),
+        &args.genconf_dir,
+        &crate::source::notice_sink(),
+    )?;
     let cfg = match tarmac_genconf::validate(&dist, &args.genconf_dir) {
         Ok(c) => c,
         Err(report) => {

@@ -21,7 +21,6 @@ use tarmac_ssh::Selector;
 use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Stage};
 
-use crate::commands::validate_config::load_distribution;
 use crate::progress::{OutputMode, Terminal};
 
 #[derive(Debug, Clone, Args)]
@@ -35,15 +34,10 @@ pub struct CommonArgs {
         global = true
     )]
     pub genconf_dir: PathBuf,
-    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_DIST",
-        default_value = "dist/reference",
-        global = true
-    )]
-    pub dist: PathBuf,
+    /// For distribution authors: validate against this source tree instead of the
+    /// distribution genconf wrote into genconf/serve/ (which is what the hosts get).
+    #[arg(long, value_name = "DIR", env = "TARMAC_DIST", global = true)]
+    pub dist: Option<PathBuf>,
     /// Only these hosts: a comma list of addresses, globs or roles (`@master`).
     #[arg(long, value_name = "SELECTOR", global = true)]
     pub hosts: Option<String>,
@@ -165,7 +159,11 @@ fn prepare_with(
     verbose: bool,
     progress: OutputMode,
 ) -> anyhow::Result<Result<Prepared, ExitCode>> {
-    let dist = load_distribution(&common.dist)?;
+    let dist = crate::source::load_for_stages(
+        common.dist.as_deref(),
+        &common.genconf_dir,
+        &crate::source::notice_sink(),
+    )?;
     let cfg = match tarmac_genconf::validate(&dist, &common.genconf_dir) {
         Ok(c) => c,
         Err(report) if common.output == OutputMode::Json => {

@@ -4,12 +4,12 @@
 //! Exit codes: 0 valid (warnings are printed but do not fail), 1 invalid or unreadable.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::source::BuildSource;
 use anyhow::{Context as _, anyhow};
 use clap::Args;
-use tarmac_config::Distribution;
 
 use crate::progress::OutputMode;
 
@@ -18,14 +18,9 @@ pub struct ValidateConfigArgs {
     /// Directory holding config.yaml and ip-detect.
     #[arg(long, value_name = "DIR", default_value = "genconf")]
     pub genconf_dir: PathBuf,
-    /// The distribution (its root, e.g. dist/reference, or its config/ directory).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TARMAC_DIST",
-        default_value = "dist/reference"
-    )]
-    pub dist: PathBuf,
+    /// The build (and its distribution) to check against.
+    #[command(flatten)]
+    pub source: BuildSource,
     /// `human`: a summary line on stdout, the mistakes explained on stderr. `json`: only
     /// JSON on stdout: `{key: message}` (`{}` when valid), or for any other failure one
     /// `{"error", "causes", "hint"}` object.
@@ -36,22 +31,12 @@ pub struct ValidateConfigArgs {
     pub json: bool,
 }
 
-/// Load the distribution's configuration schema and templates.
-pub fn load_distribution(dist: &Path) -> anyhow::Result<Distribution> {
-    let dir = Distribution::config_dir_of(dist).ok_or_else(|| {
-        anyhow!(
-            "no distribution configuration at {}: expected {}/config/schema.yaml or {}/schema.yaml\nhint: pass --dist <DIR> or set TARMAC_DIST",
-            dist.display(),
-            dist.display(),
-            dist.display()
-        )
-    })?;
-    Distribution::load(&dir)
-        .with_context(|| format!("cannot load the distribution at {}", dir.display()))
-}
-
 pub fn run(args: ValidateConfigArgs) -> anyhow::Result<ExitCode> {
-    let dist = load_distribution(&args.dist)?;
+    let dist = args
+        .source
+        .load(&crate::source::notice_sink())
+        .context("cannot validate genconf/config.yaml")?
+        .dist;
     let result = tarmac_config::load_genconf(&args.genconf_dir, &dist);
     if args.output == OutputMode::Json {
         let map = match &result {

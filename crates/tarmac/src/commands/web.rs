@@ -12,8 +12,6 @@ use clap::Args;
 use tarmac_web::{App, Listener, WebOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::validate_config::load_distribution;
-
 #[derive(Debug, Args)]
 pub struct WebArgs {
     /// Address to listen on. Anything but loopback also needs --allow-remote.
@@ -54,7 +52,12 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
         Ok(w) => w,
         Err(e) => bail!("{e}"),
     };
-    let dist = load_distribution(&args.inputs.dist)?;
+    let loaded = args.inputs.source.load(&crate::source::notice_sink())?;
+    let build = match &loaded.build {
+        Some(b) => b.clone(),
+        None => args.inputs.source.build()?,
+    };
+    let dist = loaded.dist;
     let genconf_dir = std::path::absolute(&args.inputs.genconf_dir)?;
     std::fs::create_dir_all(&genconf_dir)
         .with_context(|| format!("cannot create {}", genconf_dir.display()))?;
@@ -65,9 +68,8 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     let opts = WebOptions {
         genconf_dir: genconf_dir.clone(),
         dist,
-        build_dir: std::path::absolute(&args.inputs.build_dir)?,
-        public_key: args
-            .inputs
+        build_dir: std::path::absolute(&build.dir)?,
+        public_key: loaded
             .public_key
             .as_deref()
             .map(std::path::absolute)
