@@ -36,6 +36,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build the packages of a tree that changed, the bootstrap artifact and its signed manifest.
     Build(commands::build::BuildArgs),
+    /// The operator's one file: the portable tarmac, the signed build and its distribution
+    /// (and offline prerequisites), signed; `create`, `verify` offline, `extract`.
+    #[command(subcommand)]
+    Bundle(commands::bundle::BundleCommand),
     /// Make an ed25519 key pair for signing build manifests.
     Keygen(commands::keygen::KeygenArgs),
     /// Real hosts on this machine (network namespaces + systemd-nspawn) for demos and tests.
@@ -135,6 +139,7 @@ impl Cli {
             Command::Genconf(a) => a.output == json,
             Command::History(a) => a.output == json,
             Command::Build(a) => a.output == json,
+            Command::Bundle(b) => b.machine_output(),
             Command::Exec(a) => a.output == OutputFormat::Json,
             Command::Lab(LabCommand::Status(a)) => a.output == json,
             Command::Preflight(a) => a.common.output == json,

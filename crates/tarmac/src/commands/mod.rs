@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub mod build;
+pub mod bundle;
 pub mod config;
 pub mod exec;
 pub mod genconf;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(args, cli.global.verbose > 0),
         Command::Keygen(args) => keygen::run(args),
+        Command::Bundle(cmd) => bundle::run(cmd),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Exec(args) => exec::run(args),
         Command::HashPassword(args) => hash_password::run(args),
