@@ -137,6 +137,10 @@ impl Cli {
             Command::Build(a) => a.output == json,
             Command::Exec(a) => a.output == OutputFormat::Json,
             Command::Lab(LabCommand::Status(a)) => a.output == json,
+            Command::Lab(LabCommand::Egress(
+                crate::commands::lab::EgressCommand::Start(a)
+                | crate::commands::lab::EgressCommand::Report(a),
+            )) => a.output == json,
             Command::Preflight(a) => a.common.output == json,
             Command::InstallPrereqs(a) => a.common.output == json,
             Command::Deploy(a) => a.common.output == json,
