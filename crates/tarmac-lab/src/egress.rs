@@ -221,8 +221,7 @@ pub fn render_ip_batch(create_link: bool) -> String {
 /// The recorded destinations and the packet count in `nft -j -n list table inet
 /// tarmac_egress` output.
 pub fn parse_nft_table(json: &str) -> Result<(Vec<EgressAttempt>, u64), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
     let items = v
         .get("nftables")
         .and_then(|n| n.as_array())
@@ -274,7 +273,10 @@ fn parse_elem(e: &serde_json::Value, ported: bool) -> Result<EgressAttempt, Stri
         .ok_or_else(|| format!("element {val} is not a concatenation"))?;
     let want = if ported { 3 } else { 2 };
     if parts.len() != want {
-        return Err(format!("element {val} has {} parts, not {want}", parts.len()));
+        return Err(format!(
+            "element {val} has {} parts, not {want}",
+            parts.len()
+        ));
     }
     let address: IpAddr = parts[0]
         .as_str()
@@ -386,6 +388,12 @@ fn start_in(plan: &Plan, netns: &str) -> Result<(), LabError> {
 }
 
 fn report_of(lab: &str, name: &str, netns: &str) -> Result<NamespaceEgress, LabError> {
+    if !sys::netns_exists(netns) {
+        return Err(LabError::NetworkGone {
+            lab: lab.to_owned(),
+            netns: netns.to_owned(),
+        });
+    }
     let mut c = nft(netns);
     c.args(["-j", "-n", "list", "table", "inet", EGRESS_TABLE]);
     let out = sys::run_unchecked(&mut c, None)?;
@@ -393,7 +401,14 @@ fn report_of(lab: &str, name: &str, netns: &str) -> Result<NamespaceEgress, LabE
         return Err(LabError::EgressNotStarted {
             lab: lab.to_owned(),
             namespace: format!("{name} ({netns})"),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            // nft's first line says why (`No such file or directory`); then it points at the
+            // command line it was given.
+            stderr: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
         });
     }
     let (attempts, packets) =

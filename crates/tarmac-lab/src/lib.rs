@@ -52,8 +52,7 @@ mod suite;
 mod sys;
 
 pub use egress::{
-    CONTROLLER, EGRESS_IF, EGRESS_SINK, EGRESS_TABLE, EgressAttempt, EgressReport,
-    NamespaceEgress,
+    CONTROLLER, EGRESS_IF, EGRESS_SINK, EGRESS_TABLE, EgressAttempt, EgressReport, NamespaceEgress,
 };
 pub use error::LabError;
 pub use lab::{

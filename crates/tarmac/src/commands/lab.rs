@@ -578,8 +578,8 @@ mod tests {
             panic!()
         };
         assert_eq!((a.lab_name(), a.output), ("y", OutputMode::Json));
-        let cli = Cli::try_parse_from(["tarmac", "lab", "egress", "report", "--output", "json"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["tarmac", "lab", "egress", "report", "--output", "json"]).unwrap();
         assert!(cli.machine_output());
         assert!(Cli::try_parse_from(["tarmac", "lab", "egress", "stop", "x"]).is_err());
     }
