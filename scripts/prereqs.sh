@@ -7,8 +7,9 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 # container and namespace tools, bubblewrap for sandboxed builds, and Chromium + ChromeDriver
 # for the web GUI's browser test; python3 + python3-venv for scripts/build-portable.sh (zig
 # comes from PyPI into a venv of its own); patchelf for self-contained packages (the builder
-# points ELF files at their bundled libraries) and gcc + libc6-dev + binutils for its tests.
-for p in openssh-client systemd-container debootstrap debian-archive-keyring bubblewrap iproute2 \
+# points ELF files at their bundled libraries) and gcc + libc6-dev + binutils for its tests;
+# nftables for the lab's egress audit (`nft` run inside the lab's namespaces).
+for p in openssh-client systemd-container debootstrap debian-archive-keyring bubblewrap iproute2 nftables \
          zstd xz-utils curl ca-certificates chromium chromium-driver python3 python3-venv \
          patchelf gcc libc6-dev binutils; do
   have "$p" || need+=("$p")

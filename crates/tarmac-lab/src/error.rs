@@ -144,6 +144,29 @@ pub enum LabError {
     )]
     Busy { name: String, path: PathBuf },
 
+    /// A namespace of the lab is missing (the machine rebooted, or someone deleted it).
+    #[error(
+        "lab `{lab}` has no network namespace {netns}: its network is gone\nhint: `tarmac lab down --name {lab}`, then bring it up again"
+    )]
+    NetworkGone { lab: String, netns: String },
+
+    /// `egress report` for a namespace the egress audit does not run in.
+    #[error(
+        "the egress audit of lab `{lab}` does not run in {namespace}{}\nhint: start it with `tarmac lab egress start {lab}` (`Lab::egress_audit_start`) before what you audit",
+        fmt_stderr(.stderr)
+    )]
+    EgressNotStarted {
+        lab: String,
+        namespace: String,
+        stderr: String,
+    },
+
+    /// `nft -j` said something the egress report cannot read.
+    #[error(
+        "cannot read the egress audit of {namespace} from `nft -j -n list table inet tarmac_egress`: {reason}\nhint: the audit needs nftables 0.9.6 or newer (`nft --version`)"
+    )]
+    EgressUnreadable { namespace: String, reason: String },
+
     /// Teardown could not remove everything.
     #[error("teardown of lab `{name}` left things behind: {leftovers}")]
     Leftovers { name: String, leftovers: String },

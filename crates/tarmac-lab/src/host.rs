@@ -20,6 +20,12 @@ use crate::{LabError, sys};
 /// Where a systemd host records how its boot ended (relative to its root).
 pub const BOOT_STATE: &str = "var/lib/tarmac-lab-host/boot-state";
 
+/// systemd-networkd leaves the lab's links alone (`host0`, the egress audit's pair).
+pub const NETWORKD_UNMANAGED: &str = "# Tarmac lab: the lab configures these links from outside the host.\n[Match]\nName=host0 egress0 egress0-sink\n\n[Link]\nUnmanaged=yes\n";
+/// …and keeps routes it did not make (the egress audit's default routes).
+pub const NETWORKD_CONF: &str =
+    "# Tarmac lab: keep the routes the lab set up.\n[Network]\nManageForeignRoutes=no\n";
+
 /// Paths of one host's directory in the lab dir.
 pub struct HostPaths {
     pub upper: PathBuf,
@@ -61,6 +67,21 @@ pub fn prepare(
         0o644,
     )?;
     sys::write_file(&etc.join("hosts"), etc_hosts.as_bytes(), 0o644)?;
+    // The lab sets up the hosts' links and routes from outside (also the egress audit's
+    // default routes): should something enable systemd-networkd on a host (the image does
+    // not), it leaves them alone.
+    let network = sys::mkdir_like_lower(&p.upper, lower, "etc/systemd/network")?;
+    sys::write_file(
+        &network.join("00-tarmac-lab.network"),
+        NETWORKD_UNMANAGED.as_bytes(),
+        0o644,
+    )?;
+    let networkd = sys::mkdir_like_lower(&p.upper, lower, "etc/systemd/networkd.conf.d")?;
+    sys::write_file(
+        &networkd.join("tarmac-lab.conf"),
+        NETWORKD_CONF.as_bytes(),
+        0o644,
+    )?;
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
     sys::write_file(

@@ -417,6 +417,10 @@ impl Lab {
         Ok(report)
     }
 
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// The lab's name.
     pub fn name(&self) -> &str {
         &self.plan.name
@@ -834,7 +838,7 @@ fn bring_up(plan: &Plan, spec: &LabSpec, p: &Progress<'_>, t0: Instant) -> Resul
 }
 
 /// Run `f` over `items` on `threads` threads, keeping order; the first error wins.
-fn parallel<T: Sync, R: Send>(
+pub(crate) fn parallel<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> Result<R, LabError> + Sync,

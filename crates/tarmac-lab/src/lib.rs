@@ -28,12 +28,18 @@
 //! built once and cached; hosts nothing names run [`Suite::machine_default`]
 //! (`TARMAC_LAB_SUITE`, else the machine's release, else bookworm).
 //!
+//! [`Lab::egress_audit_start`] makes every attempt of the controller (the control
+//! namespace) or a host to reach an address outside the lab visible: such packets get a
+//! route into a sink inside their own namespace, and nftables records each destination
+//! (and every DNS query); [`Lab::egress_report`] says what was tried, per namespace.
+//!
 //! The lab directory (`/var/lib/tarmac-lab/<name>/`) holds `id_ed25519` (+ `.pub`),
 //! `known_hosts`, `ssh_config` and `genconf/config.yaml` + `genconf/ip-detect`, so the
 //! installer can be pointed at the lab directly. Needs root.
 
 #![warn(missing_docs)]
 
+mod egress;
 mod error;
 mod events;
 mod host;
@@ -45,6 +51,9 @@ mod sshkey;
 mod suite;
 mod sys;
 
+pub use egress::{
+    CONTROLLER, EGRESS_IF, EGRESS_SINK, EGRESS_TABLE, EgressAttempt, EgressReport, NamespaceEgress,
+};
 pub use error::LabError;
 pub use lab::{
     DownReport, HostStatus, LOG_ROOT, Lab, LabGuard, LabSpec, LabStatus, STATE_ROOT, ctl_command,

@@ -69,6 +69,25 @@ pub fn ensure_tools(
     })
 }
 
+/// Install `nftables` when `nft` is missing (the egress audit runs the machine's `nft`
+/// inside the lab's namespaces).
+pub fn ensure_nft(p: &Progress<'_>) -> Result<(), LabError> {
+    if sys::have_program("nft") {
+        return Ok(());
+    }
+    if !sys::have_program("apt-get") {
+        return Err(LabError::Missing {
+            program: "nft".into(),
+            package: "nftables".into(),
+        });
+    }
+    p.say("installing nftables (apt-get --no-install-recommends)");
+    apt_install(&["nftables"]).map_err(|e| LabError::Prerequisites {
+        packages: "nftables".into(),
+        source: Box::new(e),
+    })
+}
+
 fn apt_install(packages: &[&str]) -> Result<(), LabError> {
     let install = || {
         let mut cmd = Command::new("apt-get");

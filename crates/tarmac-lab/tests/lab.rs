@@ -540,3 +540,135 @@ fn down_cleans_up_after_an_interrupted_up() {
     assert!(report.existed);
     assert_clean(&name, &dir, &pids);
 }
+
+/// `program args` in the machine's root network namespace: (exit code, stdout + stderr).
+fn in_root_ns(program: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(program).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The egress audit records what the controller and the hosts try outside the lab (and
+/// DNS lookups), nothing inside it, and leaves nothing in the machine's root namespace.
+#[test]
+fn egress_audit_records_every_attempt_to_leave_the_lab() {
+    let name = unique("eg");
+    let lab = up(&name, 1, 0, 0, Mode::Systemd);
+    let host = "master-1";
+
+    // The hosts' systemd leaves the links and routes alone: networkd does not run, and
+    // would not manage them if something enabled it.
+    let (_, networkd) = sh(&lab, host, "systemctl is-enabled systemd-networkd.service");
+    assert_ne!(networkd, "enabled", "networkd runs on the lab hosts");
+    assert_eq!(
+        ok(
+            &lab,
+            host,
+            "grep -h -e Unmanaged -e ManageForeignRoutes /etc/systemd/network/00-tarmac-lab.network /etc/systemd/networkd.conf.d/tarmac-lab.conf"
+        ),
+        "Unmanaged=yes\nManageForeignRoutes=no"
+    );
+
+    // No report before the audit runs: an empty one would prove nothing.
+    let err = lab.egress_report().unwrap_err();
+    assert!(
+        matches!(err, LabError::EgressNotStarted { .. }),
+        "report before start: {err}"
+    );
+    assert!(err.to_string().contains("tarmac lab egress start"), "{err}");
+
+    lab.egress_audit_start().unwrap();
+    lab.egress_audit_start().unwrap(); // idempotent
+    let report = lab.egress_report().unwrap();
+    assert!(report.is_empty(), "{report}");
+    assert_eq!(
+        report.to_string(),
+        format!(
+            "lab `{name}`: no attempt to reach an address outside the lab (audited: controller, master-1)\n"
+        )
+    );
+    // Nothing in the machine's root namespace.
+    let (rc, said) = in_root_ns("ip", &["link", "show", "dev", tarmac_lab::EGRESS_IF]);
+    assert_ne!(rc, 0, "egress0 in the root namespace: {said}");
+    let (rc, said) = in_root_ns("nft", &["list", "table", "inet", tarmac_lab::EGRESS_TABLE]);
+    assert_ne!(rc, 0, "the audit table in the root namespace: {said}");
+    // The host's routes: the lab /16 on host0, the default over egress0.
+    assert_eq!(
+        ok(
+            &lab,
+            host,
+            "ip route show default; ip -6 route show default"
+        ),
+        "default dev egress0 scope link \ndefault dev egress0 metric 1024 pref medium"
+    );
+
+    // Inside the lab: host -> controller, controller -> host (ssh itself): not recorded.
+    let (rc, _) = sh(&lab, host, "curl -sS -m 2 http://ctl:8080/");
+    assert_eq!(rc, 7, "nothing listens on ctl:8080: connection refused");
+    let (rc, _) = sh(&lab, host, "curl -sS -m 2 http://127.0.0.1:9/");
+    assert_eq!(rc, 7);
+    assert!(lab.egress_report().unwrap().is_empty());
+
+    // Outside: the host tries an address and a name; the controller an address.
+    let (rc, _) = sh(&lab, host, "curl -sS -m 2 http://203.0.113.7/");
+    assert_eq!(rc, 28, "the connect went nowhere and timed out");
+    let (rc, said) = sh(&lab, host, "getent hosts example.org");
+    assert_ne!(rc, 0, "example.org resolved: {said}");
+    let (rc, _) = sh(&lab, host, "curl -sS -m 2 'http://[2001:db8::7]:8443/'");
+    assert_eq!(rc, 28);
+    let out = lab
+        .ctl_command("curl")
+        .args(["-sS", "-m", "2", "http://198.51.100.9:8080/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(28), "{out:?}");
+
+    let report = lab.egress_report().unwrap();
+    assert!(!report.is_empty());
+    let controller: Vec<String> = report
+        .attempts_of(tarmac_lab::CONTROLLER)
+        .iter()
+        .map(|a| format!("{} {}/{:?} dns={}", a.address, a.protocol, a.port, a.dns))
+        .collect();
+    assert_eq!(
+        controller,
+        ["198.51.100.9 tcp/Some(8080) dns=false"],
+        "{report}"
+    );
+    let on_host = report.attempts_of(host);
+    let (dns, other): (Vec<_>, Vec<_>) = on_host.iter().partition(|a| a.dns);
+    let other: Vec<String> = other
+        .iter()
+        .map(|a| format!("{} {}/{:?}", a.address, a.protocol, a.port))
+        .collect();
+    assert_eq!(
+        other,
+        ["203.0.113.7 tcp/Some(80)", "2001:db8::7 tcp/Some(8443)"],
+        "{report}"
+    );
+    assert!(!dns.is_empty(), "the lookup of example.org: {report}");
+    assert!(dns.iter().all(|a| a.port == Some(53)), "{report}");
+    assert!(on_host.iter().all(|a| a.packets >= 1), "{report}");
+    let text = report.to_string();
+    for want in [
+        "controller: tcp to 198.51.100.9 port 8080 (",
+        "master-1: tcp to 203.0.113.7 port 80 (",
+        "master-1: DNS query over ",
+    ] {
+        assert!(text.contains(want), "`{want}` missing in:\n{text}");
+    }
+
+    // Down removes it all; nothing was ever in the root namespace.
+    let dir = lab.dir().to_path_buf();
+    let pids = lab_pids(&name);
+    lab.down().unwrap();
+    assert_clean(&name, &dir, &pids);
+    let (rc, _) = in_root_ns("ip", &["link", "show", "dev", tarmac_lab::EGRESS_IF]);
+    assert_ne!(rc, 0);
+}

@@ -9,7 +9,7 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::commands::exec::OutputFormat;
-use crate::commands::lab::LabCommand;
+use crate::commands::lab::{EgressCommand, LabCommand};
 use crate::progress::OutputMode;
 
 #[derive(Debug, Parser)]
@@ -142,6 +142,9 @@ impl Cli {
             Command::Bundle(b) => b.machine_output(),
             Command::Exec(a) => a.output == OutputFormat::Json,
             Command::Lab(LabCommand::Status(a)) => a.output == json,
+            Command::Lab(LabCommand::Egress(
+                EgressCommand::Start(a) | EgressCommand::Report(a),
+            )) => a.output == json,
             Command::Preflight(a) => a.common.output == json,
             Command::InstallPrereqs(a) => a.common.output == json,
             Command::Deploy(a) => a.common.output == json,

@@ -24,6 +24,41 @@ pub enum LabCommand {
     Ssh(SshArgs),
     /// Run a command where the lab's hosts are reachable (the lab's control network namespace).
     Exec(ExecArgs),
+    /// Record every attempt of the lab's controller or hosts to reach an address outside the
+    /// lab (air-gapped runs).
+    #[command(subcommand)]
+    Egress(EgressCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EgressCommand {
+    /// Start recording (again: keeps what was recorded). In the control namespace and on
+    /// every host, the default routes lead into a sink that drops the packets, and nftables
+    /// records each destination outside the lab and every DNS query. Ends with `lab down`.
+    Start(EgressArgs),
+    /// What was recorded since `start`, per namespace. Exits 1 when anything was.
+    Report(EgressArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EgressArgs {
+    /// The lab (default: `--name`, else TARMAC_LAB, else `tarmac`).
+    #[arg(value_name = "NAME")]
+    pub lab: Option<String>,
+    #[command(flatten)]
+    pub name: NameArg,
+    /// `human`: one line per attempt. `json`: only JSON on stdout: `start` `{"lab",
+    /// "audit"}`, `report` `{"lab", "namespaces": [{"name", "netns", "attempts":
+    /// [{"address", "protocol", "port", "dns", "packets"}], "packets"}]}`, or for any failure
+    /// one `{"error", "causes", "hint"}` object.
+    #[arg(long, value_enum, default_value_t = OutputMode::Human)]
+    pub output: OutputMode,
+}
+
+impl EgressArgs {
+    fn lab_name(&self) -> &str {
+        self.lab.as_deref().unwrap_or(&self.name.name)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -138,7 +173,40 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::Status(a) => status(a),
         LabCommand::Ssh(a) => ssh(a),
         LabCommand::Exec(a) => exec(a),
+        LabCommand::Egress(EgressCommand::Start(a)) => egress_start(a),
+        LabCommand::Egress(EgressCommand::Report(a)) => egress_report(a),
     }
+}
+
+fn egress_start(a: EgressArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(a.lab_name())?;
+    lab.egress_audit_start()?;
+    if a.output == OutputMode::Json {
+        let v = serde_json::json!({ "lab": lab.name(), "audit": "running" });
+        out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+    } else {
+        out(&format!(
+            "lab {n}: egress audit running in the controller's namespace and on {h} hosts; see it with `tarmac lab egress report {n}`\n",
+            n = lab.name(),
+            h = lab.hosts().len()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn egress_report(a: EgressArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(a.lab_name())?;
+    let report = lab.egress_report()?;
+    if a.output == OutputMode::Json {
+        out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    } else {
+        out(&report.to_string());
+    }
+    Ok(if report.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
@@ -496,6 +564,24 @@ mod tests {
             err.contains("unknown Debian suite `buster` in --suites: the lab supports bullseye (11), bookworm (12) and trixie (13)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn egress_takes_the_lab_by_position_or_name_and_an_output_mode() {
+        let LabCommand::Egress(EgressCommand::Start(a)) = lab(&["egress", "start", "x"]) else {
+            panic!()
+        };
+        assert_eq!((a.lab_name(), a.output), ("x", OutputMode::Human));
+        let LabCommand::Egress(EgressCommand::Report(a)) =
+            lab(&["egress", "report", "--output", "json", "--name", "y"])
+        else {
+            panic!()
+        };
+        assert_eq!((a.lab_name(), a.output), ("y", OutputMode::Json));
+        let cli =
+            Cli::try_parse_from(["tarmac", "lab", "egress", "report", "--output", "json"]).unwrap();
+        assert!(cli.machine_output());
+        assert!(Cli::try_parse_from(["tarmac", "lab", "egress", "stop", "x"]).is_err());
     }
 
     #[test]
