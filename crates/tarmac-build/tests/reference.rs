@@ -266,6 +266,7 @@ fn reference_distribution_builds_reproducibly() {
         ArtifactKind::Bootstrap,
         ArtifactKind::ActiveList,
         ArtifactKind::HostBinary,
+        ArtifactKind::Distribution,
     ] {
         assert!(m.first(kind).is_some(), "{kind:?}");
     }

@@ -215,7 +215,7 @@ case "${{1:-}}" in
   verify|extract) ;;
   *) sed -n '2,11p' "$0" | sed 's/^# \{{0,1\}}//' >&2; exit 2 ;;
 esac
-case "$0" in /*) self=$0 ;; *) self=$PWD/$0 ;; esac
+case "$0" in /*) self=$0 ;; *) self=$PWD/${{0#./}} ;; esac
 tmp=$(mktemp -d "${{TMPDIR:-/tmp}}/tarmac-bundle.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT HUP INT TERM
 tail -c +$((payload + 1)) "$self" | tar -x -f - -C "$tmp" "$name/tarmac"

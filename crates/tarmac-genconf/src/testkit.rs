@@ -71,6 +71,9 @@ pub fn fake_build(out: &Path, sign: bool) -> Option<PathBuf> {
     let host = format!("bootstrap/{bid}.tarmac-host");
     fs::write(out.join(&host), "#!/bin/sh\necho tarmac-host\n").expect("write");
     artifacts.push(Artifact::of_file(out, &host, ArtifactKind::HostBinary).expect("hash"));
+    let dist = format!("bootstrap/{bid}.distribution.tar.zst");
+    write_distribution(&out.join(&dist));
+    artifacts.push(Artifact::of_file(out, &dist, ArtifactKind::Distribution).expect("hash"));
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
     let m = Manifest {
         format: MANIFEST_FORMAT,
@@ -91,4 +94,31 @@ pub fn fake_build(out: &Path, sign: bool) -> Option<PathBuf> {
     let pubp = out.join("signing.pub");
     fs::write(&pubp, key.public().to_pem()).expect("write key");
     Some(pubp)
+}
+
+/// The reference distribution's config/ packed as `tarmac build` packs it (with its
+/// `distribution.json` naming it `reference`), written to `dest`.
+pub fn write_distribution(dest: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference/config");
+    let stage = tempfile::tempdir().expect("tempdir");
+    copy_dir(&src, stage.path());
+    fs::write(
+        stage.path().join("distribution.json"),
+        "{\"format\": 1, \"name\": \"reference\"}\n",
+    )
+    .expect("write");
+    tarmac_pkg::pack::pack_dir(stage.path(), dest, &Default::default()).expect("pack");
+}
+
+fn copy_dir(src: &Path, dest: &Path) {
+    for e in fs::read_dir(src).expect("read dir") {
+        let e = e.expect("entry");
+        let to = dest.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            fs::create_dir_all(&to).expect("mkdir");
+            copy_dir(&e.path(), &to);
+        } else {
+            fs::copy(e.path(), &to).expect("copy");
+        }
+    }
 }

@@ -102,6 +102,7 @@ fn serve_layout() {
             "bootstrap.latest",
             "bootstrap/<bid>.active.json",
             "bootstrap/<bid>.bootstrap.tar.zst",
+            "bootstrap/<bid>.distribution.tar.zst",
             "bootstrap/<bid>.manifest.json",
             "bootstrap/<bid>.manifest.json.sig",
             "bootstrap/<bid>.tarmac-host",

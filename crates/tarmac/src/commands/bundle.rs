@@ -61,7 +61,13 @@ pub struct CreateArgs {
 pub struct TrustArgs {
     /// The public key you trust (from `tarmac keygen`, received through an authenticated
     /// channel).
-    #[arg(long, value_name = "FILE", env = "TARMAC_PUBLIC_KEY", required_unless_present = "key_fingerprint", conflicts_with = "key_fingerprint")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TARMAC_PUBLIC_KEY",
+        required_unless_present = "key_fingerprint",
+        conflicts_with = "key_fingerprint"
+    )]
     pub public_key: Option<PathBuf>,
     /// Or its fingerprint, `sha256:<hex>` (as `tarmac keygen` and `bundle create` print it).
     #[arg(long, value_name = "FP")]
@@ -247,8 +253,12 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             args.sign_key.display()
         )
     })?;
-    m.check_all(&build.dir)
-        .with_context(|| format!("the build at {} does not match its manifest", build.dir.display()))?;
+    m.check_all(&build.dir).with_context(|| {
+        format!(
+            "the build at {} does not match its manifest",
+            build.dir.display()
+        )
+    })?;
     if m.first(ArtifactKind::Distribution).is_none() {
         bail!(
             "the build at {} carries no distribution configuration\nhint: rebuild it with this tarmac (`tarmac build` packs the tree's config/)",
@@ -258,9 +268,14 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
 
     // The tarmac to ship.
     let binary = tarmac_binary(&args)?;
-    match tarmac_build::elf_versions::check_portable(&binary, tarmac_build::elf_versions::GLIBC_BASELINE) {
+    match tarmac_build::elf_versions::check_portable(
+        &binary,
+        tarmac_build::elf_versions::GLIBC_BASELINE,
+    ) {
         Ok(_) => {}
-        Err(e @ tarmac_build::elf_versions::ElfError::NotPortable { .. }) if !args.allow_non_portable => {
+        Err(e @ tarmac_build::elf_versions::ElfError::NotPortable { .. })
+            if !args.allow_non_portable =>
+        {
             return Err(anyhow!(e).context(format!(
                 "{} would not run at every site\nhint: build the portable one with scripts/build-portable.sh and pass --tarmac-binary (or set TARMAC_PORTABLE_BIN_DIR), or --allow-non-portable",
                 binary.display()
@@ -278,7 +293,12 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let stage = tempfile::Builder::new()
         .prefix(".tarmac-bundle-stage.")
         .tempdir_in(&args.out)
-        .with_context(|| format!("cannot create a staging directory in {}", args.out.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create a staging directory in {}",
+                args.out.display()
+            )
+        })?;
     let root = stage.path();
     place(&binary, &root.join(tarmac_bundle::BINARY))?;
     set_mode(&root.join(tarmac_bundle::BINARY), 0o755)?;
@@ -306,7 +326,12 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     )?;
     std::fs::write(
         root.join("README.txt"),
-        readme(&bid, &dist.name(), &public.fingerprint(), &args.with_prereqs),
+        readme(
+            &bid,
+            &dist.name(),
+            &public.fingerprint(),
+            &args.with_prereqs,
+        ),
     )?;
     let mut suites: Vec<String> = args
         .with_prereqs
@@ -317,7 +342,12 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     suites.sort();
     suites.dedup();
     if !suites.is_empty() {
-        download_prereqs(&suites, args.mirror.clone(), &root.join(BUNDLE_PREREQS), &sink)?;
+        download_prereqs(
+            &suites,
+            args.mirror.clone(),
+            &root.join(BUNDLE_PREREQS),
+            &sink,
+        )?;
     }
     let meta = Meta {
         bootstrap_id: bid.clone(),
@@ -365,7 +395,10 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         println!(
             "Give operators the file and, through a channel they trust, the key fingerprint (or public key). At the site:"
         );
-        println!("  sh {file_name} extract --key-fingerprint {}", public.fingerprint());
+        println!(
+            "  sh {file_name} extract --key-fingerprint {}",
+            public.fingerprint()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,7 +77,7 @@ mod tests {
     use crate::source::load_source_tree;
 
     fn reference_dist() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/reference")
     }
 
     #[test]
