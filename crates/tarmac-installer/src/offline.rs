@@ -1159,7 +1159,7 @@ echo "tarmac-prereq|jq|$(present sh -c 'test "$(dpkg-query -W -f='\''${db:Status
         let mut pr = Prereqs::standard();
         pr.apt.push("dpkg".into());
         pr.apt.push("no-such-package-here".into());
-        let out = std::process::Command::new("sh")
+        let out = Command::new("sh")
             .arg("-c")
             .arg(probe_script(&pr))
             .output()
@@ -1300,7 +1300,7 @@ echo "prerequisites installed (offline)"
             offline_install_script(&ix.suites["bookworm"], &Prereqs::standard().apt),
             probe_script(&Prereqs::standard()),
         ] {
-            let out = std::process::Command::new("bash")
+            let out = Command::new("bash")
                 .arg("-n")
                 .arg("-c")
                 .arg(&script)
