@@ -881,11 +881,21 @@ async fn offline_prereqs_check(
 ) -> Result<CheckResult, StepError> {
     let prereqs = Prereqs::standard();
     let r = host
-        .check(
+        .run(
             "offline prerequisites",
             Exec::root(offline::probe_script(&prereqs)).quiet(),
         )
         .await?;
+    if !r.success() {
+        return Ok(CheckResult {
+            name: offline::CHECK_NAME.into(),
+            passed: false,
+            detail: format!(
+                "cannot probe the host's prerequisites as root: {}",
+                r.stderr_tail.join("\n")
+            ),
+        });
+    }
     let found = offline::parse_probe(&r.stdout);
     Ok(offline::preflight_check(
         &host.addr().to_string(),
