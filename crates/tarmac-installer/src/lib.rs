@@ -5,6 +5,7 @@ pub mod fsutil;
 pub mod journal;
 pub mod ledger;
 pub mod lock;
+pub mod offline;
 pub mod password;
 pub mod plan;
 pub mod prereqs;

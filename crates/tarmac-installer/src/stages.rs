@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::journal::{Journal, JournalError, last_run, new_run_id};
 use crate::ledger::{self, LedgerError};
 use crate::lock::{LockError, RunLock};
+use crate::offline::{self, OfflineError, OfflineRepo};
 use crate::plan::{self, CheckResult, Drift, HostStatus};
 use crate::prereqs::Prereqs;
 use crate::secrets::{self, Secrets};
@@ -37,6 +38,8 @@ pub enum InstallerError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
     #[error(
         "`{path}` is missing or unreadable: genconf has not produced the serve directory\nhint: run `tarmac genconf` first"
     )]
@@ -469,11 +472,13 @@ impl Installer {
         let ignore = opts.ignore.clone();
         let push = opts.push;
         let serve = Arc::new(serve);
+        let offline_repo = opts.offline.clone().map(Arc::new);
         let run = self
             .stage(Stage::Preflight, opts.only.clone(), None, |host| {
                 let results = results.clone();
                 let ignore = ignore.clone();
                 let serve = serve.clone();
+                let offline_repo = offline_repo.clone();
                 async move {
                     let role = host.role().unwrap_or(Role::Agent);
                     let mut checks = Vec::new();
@@ -512,6 +517,9 @@ impl Installer {
                         });
                     }
                     checks.extend(script_checks);
+                    if let Some(repo) = &offline_repo {
+                        checks.push(offline_prereqs_check(&host, repo).await?);
+                    }
                     let failed: Vec<&CheckResult> = checks
                         .iter()
                         .filter(|c| {
@@ -564,6 +572,73 @@ impl Installer {
                 host.check(
                     "install prerequisites",
                     Exec::root(script).timeout(Duration::from_secs(900)),
+                )
+                .await?;
+                Ok(Outcome::Ok)
+            }
+        })
+        .await
+    }
+
+    /// install-prereqs --offline: on each host, detect its OS, upload only its suite's files of
+    /// the offline repository over SSH (sha256-checked by the engine, and again on the host
+    /// before apt sees them), and install the prerequisites with that directory as apt's only
+    /// source: no host contacts a network repository. A host whose suite the repository does
+    /// not carry, or without apt, fails with what the repository carries and a hint.
+    pub async fn install_prereqs_offline(
+        &self,
+        only: Option<Vec<HostAddr>>,
+        prereqs: &Prereqs,
+        repo: &OfflineRepo,
+    ) -> Result<StageRun, InstallerError> {
+        let probe = offline::probe_script(prereqs);
+        let packages = Arc::new(prereqs.apt.clone());
+        let repo = Arc::new(repo.clone());
+        self.stage(Stage::InstallPrereqs, only, None, |host| {
+            let probe = probe.clone();
+            let packages = packages.clone();
+            let repo = repo.clone();
+            async move {
+                let r = host.check("detect OS", Exec::root(probe).quiet()).await?;
+                let found = offline::parse_probe(&r.stdout);
+                let (suite, index) =
+                    offline::suite_for_host(&host.addr().to_string(), repo.index(), &found)
+                        .map_err(|why| {
+                            step_failed(
+                                host.addr().clone(),
+                                "detect OS".into(),
+                                None,
+                                why,
+                                Vec::new(),
+                            )
+                        })?;
+                host.check(
+                    "upload prerequisites: prepare",
+                    Exec::root(offline::prepare_remote_command()),
+                )
+                .await?;
+                for (path, f) in repo.files(suite) {
+                    let src = UploadSource::file(&path).map_err(|e| {
+                        step_failed(
+                            host.addr().clone(),
+                            "upload prerequisites".into(),
+                            None,
+                            format!("cannot read {}: {e}", path.display()),
+                            Vec::new(),
+                        )
+                    })?;
+                    host.upload(
+                        &format!("upload prerequisites: {suite}/{}", f.name),
+                        &Upload::new(src, format!("{}/repo/{}", offline::REMOTE_DIR, f.name))
+                            .mode(0o644)
+                            .root(),
+                    )
+                    .await?;
+                }
+                host.check(
+                    "install prerequisites (offline)",
+                    Exec::root(offline::offline_install_script(index, &packages))
+                        .timeout(Duration::from_secs(900)),
                 )
                 .await?;
                 Ok(Outcome::Ok)
@@ -798,6 +873,38 @@ pub(crate) async fn poll_checks(host: &HostSession, deadline: Duration) -> Resul
     }
 }
 
+/// Preflight's check of the host's missing prerequisites against the offline repository
+/// (see [`offline::preflight_check`]).
+async fn offline_prereqs_check(
+    host: &HostSession,
+    repo: &OfflineRepo,
+) -> Result<CheckResult, StepError> {
+    let prereqs = Prereqs::standard();
+    let r = host
+        .run(
+            "offline prerequisites",
+            Exec::root(offline::probe_script(&prereqs)).quiet(),
+        )
+        .await?;
+    if !r.success() {
+        return Ok(CheckResult {
+            name: offline::CHECK_NAME.into(),
+            passed: false,
+            detail: format!(
+                "cannot probe the host's prerequisites as root: {}",
+                r.stderr_tail.join("\n")
+            ),
+        });
+    }
+    let found = offline::parse_probe(&r.stdout);
+    Ok(offline::preflight_check(
+        &host.addr().to_string(),
+        &found,
+        repo.index(),
+        &prereqs,
+    ))
+}
+
 /// A failed step with a reason and the last output lines.
 fn step_failed(
     host: HostAddr,
@@ -941,6 +1048,8 @@ pub struct PreflightOptions {
     pub ignore: Vec<String>,
     pub push: bool,
     pub listen: Option<SocketAddr>,
+    /// Check the hosts' missing prerequisites against this offline repository.
+    pub offline: Option<OfflineRepo>,
 }
 
 #[derive(Debug, Clone)]

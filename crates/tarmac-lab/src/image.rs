@@ -94,87 +94,21 @@ impl Source {
     }
 }
 
+/// The machine's apt mirror for `suite` (the rule lives in [`tarmac_types::apt_source`],
+/// shared with the offline prerequisites repository).
 fn machine_mirror(suite: &str) -> String {
-    let mut texts: Vec<(bool, String)> = Vec::new();
-    if let Ok(rd) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            let ext = p
-                .extension()
-                .and_then(|e| e.to_str())
+    tarmac_types::apt_source::machine_mirror(
+        suite,
+        |d| {
+            fs::read_dir(d)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
                 .unwrap_or_default()
-                .to_owned();
-            if (ext == "sources" || ext == "list")
-                && let Some(t) = sys::read_opt(&p)
-            {
-                texts.push((ext == "sources", t));
-            }
-        }
-    }
-    if let Some(t) = sys::read_opt(Path::new("/etc/apt/sources.list")) {
-        texts.push((false, t));
-    }
-    texts
-        .iter()
-        .find_map(|(deb822, t)| {
-            if *deb822 {
-                mirror_from_deb822(t, suite)
-            } else {
-                mirror_from_list(t, suite)
-            }
-        })
-        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+        },
+        sys::read_opt,
+    )
 }
 
-/// `VERSION_CODENAME` from os-release.
-pub fn os_release_codename(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
-        .map(|v| v.trim().trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// The first `deb` URI serving exactly `suite` in a deb822 `.sources` file.
-pub fn mirror_from_deb822(text: &str, suite: &str) -> Option<String> {
-    for stanza in text.split("\n\n") {
-        let field = |name: &str| -> Option<String> {
-            stanza.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim().eq_ignore_ascii_case(name) && !l.starts_with('#'))
-                    .then(|| v.trim().to_owned())
-            })
-        };
-        let enabled = field("Enabled").is_none_or(|v| v != "no");
-        let types = field("Types").unwrap_or_default();
-        let suites = field("Suites").unwrap_or_default();
-        if enabled
-            && types.split_whitespace().any(|t| t == "deb")
-            && suites.split_whitespace().any(|s| s == suite)
-            && let Some(uri) =
-                field("URIs").and_then(|u| u.split_whitespace().next().map(str::to_owned))
-        {
-            return Some(uri);
-        }
-    }
-    None
-}
-
-/// The first `deb URI suite …` line for `suite` in a one-line-style `.list` file.
-pub fn mirror_from_list(text: &str, suite: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        if words.first() != Some(&"deb") {
-            return None;
-        }
-        let mut i = 1;
-        // Skip an options block like `[arch=amd64 signed-by=…]`.
-        if words.get(1).is_some_and(|w| w.starts_with('[')) {
-            i += words[1..].iter().position(|w| w.ends_with(']'))? + 1;
-        }
-        (words.get(i + 1) == Some(&suite)).then(|| words[i].to_owned())
-    })
-}
+pub use tarmac_types::apt_source::os_release_codename;
 
 /// Check and normalise the extra packages a lab asks for on top of [`PACKAGES`]: each
 /// must be a Debian package name (`[a-z0-9][a-z0-9+.-]+`); the result is sorted, without
@@ -614,45 +548,6 @@ pub fn image_marker(final_path: &Path, extra: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deb822_mirror_is_found_for_the_suite() {
-        let text = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n";
-        assert_eq!(
-            mirror_from_deb822(text, "bookworm").as_deref(),
-            Some("http://deb.debian.org/debian")
-        );
-        assert_eq!(
-            mirror_from_deb822(text, "bookworm-security").as_deref(),
-            Some("http://deb.debian.org/debian-security")
-        );
-        assert_eq!(mirror_from_deb822(text, "trixie"), None);
-        let disabled = "Enabled: no\nTypes: deb\nURIs: http://x/debian\nSuites: bookworm\n";
-        assert_eq!(mirror_from_deb822(disabled, "bookworm"), None);
-    }
-
-    #[test]
-    fn list_mirror_is_found_for_the_suite() {
-        let text = "# comment\ndeb-src http://src/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main contrib\ndeb http://other/debian bookworm-updates main\n";
-        assert_eq!(
-            mirror_from_list(text, "bookworm").as_deref(),
-            Some("http://m.example/debian")
-        );
-        assert_eq!(
-            mirror_from_list(text, "bookworm-updates").as_deref(),
-            Some("http://other/debian")
-        );
-        assert_eq!(mirror_from_list(text, "sid"), None);
-    }
-
-    #[test]
-    fn codename_from_os_release() {
-        assert_eq!(
-            os_release_codename("NAME=\"Debian\"\nVERSION_CODENAME=bookworm\n").as_deref(),
-            Some("bookworm")
-        );
-        assert_eq!(os_release_codename("NAME=x\n"), None);
-    }
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()

@@ -2,6 +2,7 @@
 //! generations, stages and digests, UTC calendar text and durations with units (`time`). Pure
 //! types and parsers; no I/O.
 
+pub mod apt_source;
 mod digest;
 mod host;
 mod package;

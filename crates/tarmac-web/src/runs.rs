@@ -623,6 +623,8 @@ async fn run(
                 ignore: req.ignore_checks.clone(),
                 push: req.push,
                 listen: None,
+                // The web GUI runs online preflight; the offline repository is a CLI flag.
+                offline: None,
             };
             match installer.preflight(&opts).await {
                 Ok((run, c)) => {

@@ -206,6 +206,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 ignore: Vec::new(),
                 push: false,
                 listen: None,
+                prereqs_dir: None,
             },
             verbose,
         )?,

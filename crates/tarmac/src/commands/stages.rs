@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use tarmac_installer::ledger::PlacedBy;
+use tarmac_installer::offline::{self, OfflineRepo};
 use tarmac_installer::stages::{
     DeployOptions, Installer, PreflightOptions, StageRun, StatusReport,
 };
@@ -71,6 +72,10 @@ pub struct PreflightArgs {
     /// Serve artifacts on this address instead of bootstrap_url's.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// An offline prerequisites repository (the bundle's prereqs/): report, per host, the
+    /// missing prerequisites it does not carry for the host's OS.
+    #[arg(long, value_name = "DIR")]
+    pub prereqs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +97,30 @@ pub struct DeployArgs {
 pub struct InstallPrereqsArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Skip installing anything (air-gapped hosts that already have the prerequisites).
+    /// Install from an offline prerequisites repository (--prereqs-dir) uploaded over SSH:
+    /// no host contacts a network repository.
     #[arg(long)]
     pub offline: bool,
+    /// The offline prerequisites repository (the bundle's prereqs/ directory).
+    #[arg(long, value_name = "DIR", requires = "offline")]
+    pub prereqs_dir: Option<PathBuf>,
+}
+
+/// Where the offline prerequisites repository is: `--prereqs-dir`, when given. The one place
+/// that decides it (preflight and install-prereqs --offline both ask here).
+pub(crate) fn prereqs_dir(flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_owned)
+}
+
+/// Open the offline repository at [`prereqs_dir`], checking every file's sha256 (`None`: none
+/// given).
+fn open_prereqs(flag: Option<&Path>) -> anyhow::Result<Option<OfflineRepo>> {
+    let Some(dir) = prereqs_dir(flag) else {
+        return Ok(None);
+    };
+    let repo = OfflineRepo::open(&dir)?;
+    repo.verify()?;
+    Ok(Some(repo))
 }
 
 #[derive(Debug, Args)]
@@ -255,12 +281,14 @@ macro_rules! prepared {
 }
 
 pub fn preflight(args: PreflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let offline = open_prereqs(args.prereqs_dir.as_deref())?;
     let p = prepared!(&args.common, Stage::Preflight, verbose);
     let opts = PreflightOptions {
         only: p.only.clone(),
         ignore: args.ignore,
         push: args.push,
         listen: args.listen,
+        offline,
     };
     let (run, checks) = p.rt.block_on(p.installer.preflight(&opts))?;
     if args.common.output == OutputMode::Human {
@@ -271,7 +299,8 @@ pub fn preflight(args: PreflightArgs, verbose: bool) -> anyhow::Result<ExitCode>
             for c in checks {
                 let mark = if c.passed { "PASS" } else { "FAIL" };
                 writeln!(out, "  {mark}  {}", c.name)?;
-                if !c.passed {
+                // The offline check's notes say what install-prereqs --offline will install.
+                if !c.passed || (c.name == offline::CHECK_NAME && c.detail.starts_with("note: ")) {
                     for l in c.detail.lines() {
                         writeln!(out, "        {l}")?;
                     }
@@ -283,14 +312,28 @@ pub fn preflight(args: PreflightArgs, verbose: bool) -> anyhow::Result<ExitCode>
 }
 
 pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Result<ExitCode> {
-    if args.offline {
-        eprintln!("--offline: skipping install-prereqs");
-        return Ok(ExitCode::SUCCESS);
-    }
+    let offline = if args.offline {
+        match open_prereqs(args.prereqs_dir.as_deref())? {
+            Some(r) => Some(r),
+            None => bail!(
+                "--offline needs the offline prerequisites repository\nhint: pass --prereqs-dir DIR (the bundle's prereqs/ directory; `bundle create --with-prereqs SUITES` makes it)"
+            ),
+        }
+    } else {
+        None
+    };
     let p = prepared!(&args.common, Stage::InstallPrereqs, verbose);
     let prereqs = tarmac_installer::prereqs::Prereqs::standard();
-    let run =
-        p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &prereqs))?;
+    let run = match &offline {
+        Some(repo) => p.rt.block_on(p.installer.install_prereqs_offline(
+            p.only.clone(),
+            &prereqs,
+            repo,
+        ))?,
+        None => {
+            p.rt.block_on(p.installer.install_prereqs(p.only.clone(), &prereqs))?
+        }
+    };
     Ok(finish(&run))
 }
 
