@@ -48,24 +48,24 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
     let dir = t.path();
     signed_build(dir);
     // this test runs the bundle's tarmac on this machine only: the cargo build will do
-    let o = ok(
-        run(Command::new(tarmac())
-            .args(["bundle", "create", "--allow-non-portable", "--output", "json"])
-            .arg("--build-dir")
-            .arg(dir.join("out"))
-            .arg("--sign-key")
-            .arg(dir.join("keys/rel.key"))
-            .arg("--tarmac-binary")
-            .arg(tarmac())
-            .arg("--out")
-            .arg(dir.join("dl"))),
-        "bundle create",
-    );
-    let created: serde_json::Value = serde_json::from_str(o.lines().next_back().map_or("", |_| {
-        o.split_once("\n{").map_or(o.as_str(), |(_, r)| r)
-    }))
-    .or_else(|_| serde_json::from_str(&format!("{{{}", o.split_once("\n{").unwrap().1)))
-    .unwrap_or_else(|_| serde_json::from_str(o.trim_start_matches(|c| c != '{')).unwrap());
+    let o = run(Command::new(tarmac())
+        .args([
+            "bundle",
+            "create",
+            "--allow-non-portable",
+            "--output",
+            "json",
+        ])
+        .arg("--build-dir")
+        .arg(dir.join("out"))
+        .arg("--sign-key")
+        .arg(dir.join("keys/rel.key"))
+        .arg("--tarmac-binary")
+        .arg(tarmac())
+        .arg("--out")
+        .arg(dir.join("dl")));
+    assert!(o.status.success(), "bundle create failed:\n{}", text(&o));
+    let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let file = Path::new(created["file"].as_str().unwrap()).to_path_buf();
     let bid = created["bootstrap_id"].as_str().unwrap();
     assert_eq!(
@@ -99,7 +99,10 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
 
     let good = ok(sh(&["verify", "--public-key", "signing.pub"]), "verify");
     assert!(good.contains(": good. Signed by "), "{good}");
-    ok(sh(&["verify", "--key-fingerprint", &fp]), "verify by fingerprint");
+    ok(
+        sh(&["verify", "--key-fingerprint", &fp]),
+        "verify by fingerprint",
+    );
 
     // One flipped byte: refused as altered.
     let bytes = std::fs::read(&local).unwrap();
@@ -124,7 +127,10 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
     let o = sh(&["verify", "--public-key", "other.pub"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t2 = text(&o);
-    assert!(t2.contains(&format!("is signed by key {fp}, not by the key you trust")), "{t2}");
+    assert!(
+        t2.contains(&format!("is signed by key {fp}, not by the key you trust")),
+        "{t2}"
+    );
     assert!(!t2.contains("altered"), "{t2}");
     std::fs::remove_file(site.join("other.pub")).unwrap();
     std::fs::remove_file(site.join("other.key")).unwrap();
@@ -144,10 +150,19 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
         run(&mut c)
     };
     let v = ok(bundled(&["validate-config"]), "validate-config");
-    assert!(v.contains("genconf/config.yaml is valid: 1 master, 1 agent"), "{v}");
-    let v = ok(bundled(&["validate-config", "--output", "json"]), "validate json");
+    assert!(
+        v.contains("genconf/config.yaml is valid: 1 master, 1 agent"),
+        "{v}"
+    );
+    let v = ok(
+        bundled(&["validate-config", "--output", "json"]),
+        "validate json",
+    );
     assert_eq!(v.trim(), "{}");
-    let e = ok(bundled(&["config", "explain", "etcd_client_port"]), "explain");
+    let e = ok(
+        bundled(&["config", "explain", "etcd_client_port"]),
+        "explain",
+    );
     assert!(e.contains("### `etcd_client_port`"), "{e}");
     let g = ok(bundled(&["genconf"]), "genconf");
     assert!(
@@ -174,7 +189,11 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
         .current_dir(&site)
         .env_remove("TARMAC_DIST")
         .env_remove("TARMAC_BUILD_DIR"));
-    assert!(text(&o).contains("several extracted bundles"), "{}", text(&o));
+    assert!(
+        text(&o).contains("several extracted bundles"),
+        "{}",
+        text(&o)
+    );
     // with nothing around, the error says what was looked for
     let empty = dir.join("empty");
     std::fs::create_dir_all(empty.join("genconf")).unwrap();
@@ -185,5 +204,9 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
         .env_remove("TARMAC_DIST")
         .env_remove("TARMAC_BUILD_DIR"));
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("no build found: looked for"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no build found: looked for"),
+        "{}",
+        text(&o)
+    );
 }

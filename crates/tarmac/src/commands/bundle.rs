@@ -435,8 +435,17 @@ fn download_prereqs(
     dest: &Path,
     sink: &tarmac_events::Sink,
 ) -> anyhow::Result<()> {
-    let _ = (suites, mirror, dest, sink);
-    bail!("--with-prereqs is not available in this build yet")
+    let spec = tarmac_installer::offline::DownloadSpec {
+        mirror,
+        ..tarmac_installer::offline::DownloadSpec::new(
+            &suites.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let repo = tarmac_installer::offline::download(&spec, dest, sink)
+        .context("cannot download the host prerequisites for the bundle")?;
+    repo.verify()
+        .context("the downloaded host prerequisites do not check out")?;
+    Ok(())
 }
 
 /// README.txt at the bundle's root.

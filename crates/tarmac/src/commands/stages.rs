@@ -106,10 +106,15 @@ pub struct InstallPrereqsArgs {
     pub prereqs_dir: Option<PathBuf>,
 }
 
-/// Where the offline prerequisites repository is: `--prereqs-dir`, when given. The one place
-/// that decides it (preflight and install-prereqs --offline both ask here).
+/// Where the offline prerequisites repository is: `--prereqs-dir`, else the `prereqs/` of the
+/// bundle this tarmac runs from (or the one extracted here), when it carries one. The one
+/// place that decides it (preflight and install-prereqs --offline both ask here).
 pub(crate) fn prereqs_dir(flag: Option<&Path>) -> Option<PathBuf> {
-    flag.map(Path::to_owned)
+    flag.map(Path::to_owned).or_else(|| {
+        let bundle = crate::source::BuildSource::default().build().ok()?.bundle?;
+        let dir = bundle.join(crate::source::BUNDLE_PREREQS);
+        dir.join(offline::INDEX_FILE).is_file().then_some(dir)
+    })
 }
 
 /// Open the offline repository at [`prereqs_dir`], checking every file's sha256 (`None`: none
@@ -316,7 +321,7 @@ pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Resul
         match open_prereqs(args.prereqs_dir.as_deref())? {
             Some(r) => Some(r),
             None => bail!(
-                "--offline needs the offline prerequisites repository\nhint: pass --prereqs-dir DIR (the bundle's prereqs/ directory; `bundle create --with-prereqs SUITES` makes it)"
+                "--offline needs the offline prerequisites repository\nhint: run the tarmac of a bundle made with `bundle create --with-prereqs SUITES` (it finds its prereqs/), or pass --prereqs-dir DIR"
             ),
         }
     } else {
