@@ -169,6 +169,37 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
         g.contains("manifest signature   checked, and checked again on every host"),
         "the bundle's key is the trusted key: {g}"
     );
+    // The web installer starts from the bundle too, and answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut web = Command::new(root.join("tarmac"));
+    web.args(["web", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&site)
+        .env_remove("TARMAC_DIST")
+        .env_remove("TARMAC_BUILD_DIR")
+        .env_remove("TARMAC_PUBLIC_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = Reap(web.spawn().unwrap());
+    let mut answered = false;
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read as _, Write as _};
+            s.write_all(b"GET /login HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            answered = r.starts_with("HTTP/1.");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(child);
+    assert!(answered, "tarmac web from the bundle did not answer on port {port}");
+
     // An invalid key in JSON mode: JSON on stdout, per key.
     std::fs::write(
         site.join("genconf/config.yaml"),
