@@ -198,7 +198,10 @@ fn an_operator_gets_one_file_that_verifies_extracts_and_runs_alone() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     drop(child);
-    assert!(answered, "tarmac web from the bundle did not answer on port {port}");
+    assert!(
+        answered,
+        "tarmac web from the bundle did not answer on port {port}"
+    );
 
     // An invalid key in JSON mode: JSON on stdout, per key.
     std::fs::write(
