@@ -40,7 +40,7 @@ mod tests {
             .context("outer")
             .unwrap_err();
         assert_eq!(
-            ErrorReport::of(&**err).to_text(),
+            ErrorReport::of(&*err).to_text(),
             "error: outer\n  caused by: inner\nhint: do this\n"
         );
     }
