@@ -5,7 +5,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use tarmac_pkg::extract::{fsync_dir, make_writable_and_remove, syncfs};
+pub use tarmac_fsx::fsync_dir;
+pub use tarmac_pkg::extract::{make_writable_and_remove, syncfs};
 
 pub use tarmac_fsx::write_atomic;
 

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tarmac_pkg::extract::TMP_PREFIX;
@@ -150,12 +149,7 @@ fn write_into(
     fsutil::syncfs(dir).map_err(io_err("sync", dir))
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use tarmac_types::time::now_unix;
 
 /// The generation `current` points at, if any.
 pub fn current(cfg: &HostConfig) -> Result<Option<Generation>, ActivateError> {

@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use tarmac_types::time::now_unix;
 
 use crate::error::ActivateError;
 
@@ -29,13 +29,6 @@ impl Drop for HostLock {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Describe the holder from the lock file's contents: `pid 123, activate, for 12s`.
 fn describe_holder(contents: &str) -> String {
     let mut pid = "?";
@@ -53,7 +46,7 @@ fn describe_holder(contents: &str) -> String {
     match started {
         Some(s) => format!(
             "pid {pid}, `{command}`, running for {}s",
-            now().saturating_sub(s)
+            now_unix().saturating_sub(s)
         ),
         None => format!("pid {pid}"),
     }
@@ -87,7 +80,7 @@ pub fn acquire(path: &Path, command: &str, wait: bool) -> Result<HostLock, Activ
     let info = format!(
         "pid={} started={} command={}\n",
         std::process::id(),
-        now(),
+        now_unix(),
         command.replace(' ', "_")
     );
     let write = file

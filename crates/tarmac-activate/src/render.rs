@@ -42,26 +42,11 @@ pub fn environment_export(root: &Path, sections: &[EnvSection<'_>]) -> String {
     for sec in sections {
         s.push_str(&format!("# package: {}\n", sec.id));
         for (k, v) in sec.vars {
-            s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+            s.push_str(&format!("export {k}={}\n", tarmac_types::shell::quote(v)));
         }
         s.push('\n');
     }
     s
-}
-
-fn plain(v: &str) -> bool {
-    !v.is_empty()
-        && v.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&c))
-}
-
-/// Quote for POSIX shells when needed: `it's` → `'it'\''s'`.
-pub fn shell_quote(v: &str) -> String {
-    if plain(v) {
-        v.to_owned()
-    } else {
-        format!("'{}'", v.replace('\'', r"'\''"))
-    }
 }
 
 /// Quote for systemd's EnvironmentFile parser when the raw value would be misread.

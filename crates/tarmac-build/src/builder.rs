@@ -296,18 +296,14 @@ pub fn build(opts: &BuildOptions, sink: Sink) -> Result<BuildReport, BuildError>
 fn lock_out(out: &Path, sink: &Sink) -> Result<File, BuildError> {
     let path = out.join(".lock");
     let f = File::create(&path).map_err(io_err("cannot create", &path))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => {
-            sink.emit(Event::Notice {
-                level: Level::Info,
-                message: format!("waiting for another build holding {}", path.display()),
-            });
-            f.lock().map_err(io_err("cannot lock", &path))?;
-            Ok(f)
-        }
-        Err(fs::TryLockError::Error(e)) => Err(io_err("cannot lock", &path)(e)),
+    if !tarmac_fsx::lock_exclusive(&f, false).map_err(io_err("cannot lock", &path))? {
+        sink.emit(Event::Notice {
+            level: Level::Info,
+            message: format!("waiting for another build holding {}", path.display()),
+        });
+        tarmac_fsx::lock_exclusive(&f, true).map_err(io_err("cannot lock", &path))?;
     }
+    Ok(f)
 }
 
 struct Ctx<'a> {

@@ -144,7 +144,7 @@ impl SourceCache {
         fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
         let path = dir.join(format!("{key}.lock"));
         let f = File::create(&path).map_err(io_err("cannot create lock", &path))?;
-        f.lock().map_err(io_err("cannot lock", &path))?;
+        tarmac_fsx::lock_exclusive(&f, true).map_err(io_err("cannot lock", &path))?;
         Ok(EntryLock(f))
     }
 

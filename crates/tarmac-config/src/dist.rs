@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
+use tarmac_types::shell::quote as shquote;
 use tarmac_types::{Digest, PackageName, Role};
 
 pub use crate::escape::FileFormat;
@@ -274,8 +275,6 @@ fn filter_millis(v: Value) -> Result<u64, minijinja::Error> {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
 }
-
-pub use crate::escape::shquote;
 
 /// `shquote`: the result is safe (not escaped again in shell files).
 fn filter_shquote(v: Value) -> Value {

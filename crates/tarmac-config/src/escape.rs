@@ -16,6 +16,7 @@
 use std::fmt;
 
 use minijinja::{AutoEscape, Error, ErrorKind, Value};
+use tarmac_types::shell::quote as shquote;
 
 /// What kind of file a template renders, which decides how values are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,14 +110,6 @@ fn refuse_controls(file: &str, s: &str) -> Result<(), Error> {
             ),
         )),
     }
-}
-
-/// POSIX shell single quoting (unchanged when every character is safe in a word).
-pub fn shquote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(is_word_char) {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// An env file value (systemd `EnvironmentFile=` and `sh` agree on it): every character that

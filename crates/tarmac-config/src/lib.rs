@@ -38,7 +38,6 @@ use tarmac_types::{Digest, HostAddr, Role};
 
 pub use dist::{
     DistError, Distribution, FileFormat, PREFLIGHT_PORTS_PREFIX, Scope, TemplateFile, environment,
-    shquote,
 };
 pub use engine::{Input, did_you_mean, flow_yaml, resolve, resolve_path};
 pub use escape::{double_quote_escape, env_escape, systemd_escape};

@@ -6,6 +6,8 @@
 //!   written, fsynced, renamed over the destination, and the directory is fsynced. Readers see
 //!   the old or the new content, never a mix; a crash leaves at most a temporary file that
 //!   [`is_temp_name`] recognises.
+//! - [`write_new`]: the same, for a file that must not exist yet (published with `link(2)`).
+//! - [`write_atomic_in_private_dir`]: [`write_atomic`] after creating missing parents 0700.
 //! - [`create_private_dir`]: `mkdir -p` whose new directories are 0700, and the leaf 0700.
 //! - [`open_private_append`]: a 0600 append-only log file.
 //! - [`lock_exclusive`] / [`unlock`]: `flock(2)` on an open file.
@@ -116,6 +118,22 @@ impl AtomicFile {
         trace(|| "fsync dir".to_owned());
         Ok(())
     }
+
+    /// Like [`AtomicFile::commit`], but the destination must not exist: the file is published
+    /// with `link(2)` (an error of kind `AlreadyExists` when something is there, which is left
+    /// untouched), then the temporary name is removed and the directory fsynced.
+    pub fn commit_new(self) -> io::Result<()> {
+        self.file.sync_all()?;
+        trace(|| "fsync file".to_owned());
+        fs::hard_link(&self.tmp, &self.path)?;
+        trace(|| format!("link {} {}", name_of(&self.tmp), name_of(&self.path)));
+        // Drop removes the temporary name; the destination keeps the inode.
+        let dir = self.dir.clone();
+        drop(self);
+        fsync_dir(&dir)?;
+        trace(|| "fsync dir".to_owned());
+        Ok(())
+    }
 }
 
 impl Write for AtomicFile {
@@ -145,6 +163,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut f = AtomicFile::create(path, mode)?;
     f.write_all(bytes)?;
     f.commit()
+}
+
+/// Create `path`, which must not exist, with `bytes` and `mode` from the first byte: written
+/// and fsynced under a temporary name, then published whole with one link
+/// ([`AtomicFile::commit_new`]). An existing `path` is an `AlreadyExists` error and is left as
+/// it is; no temporary file is left either way.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut f = AtomicFile::create(path, mode)?;
+    f.write_all(bytes)?;
+    f.commit_new()
+}
+
+/// Write `bytes` to `path` atomically (see [`write_atomic`]), first creating its missing parent
+/// directories 0700 ([`create_private_dir`]); an existing parent keeps its mode. What the
+/// controller writes (journals, keys, config) is private by default.
+pub fn write_atomic_in_private_dir(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = dir_of(path);
+    if !dir.is_dir() {
+        create_private_dir(dir)?;
+    }
+    write_atomic(path, bytes, mode)
 }
 
 /// Is `name` a temporary file left by [`AtomicFile`] (`.<name>.tmp-<pid>-<n>`, or the older
@@ -294,6 +333,49 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec!["a.json"]);
+    }
+
+    #[test]
+    fn write_new_publishes_once_and_never_clobbers() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.key");
+        TRACE.with(|t| t.borrow_mut().clear());
+        write_new(&p, b"first", 0o600).unwrap();
+        let steps = TRACE.with(|t| t.borrow().clone());
+        assert_eq!(steps[1], "fchmod 0600", "{steps:?}");
+        assert!(steps[4].starts_with("link "), "{steps:?}");
+        assert_eq!(steps.last().map(String::as_str), Some("fsync dir"));
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(mode(&p), 0o600);
+        let err = write_new(&p, b"second", 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+    }
+
+    #[test]
+    fn write_in_private_dir_creates_private_parents_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b.json");
+        write_atomic_in_private_dir(&p, b"one", 0o600).unwrap();
+        write_atomic_in_private_dir(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(&d.path().join("a")), 0o700);
+        assert_eq!(
+            fs::read_dir(d.path().join("a")).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+        // An existing parent keeps its mode.
+        fs::set_permissions(d.path().join("a"), fs::Permissions::from_mode(0o755)).unwrap();
+        write_atomic_in_private_dir(&p, b"three", 0o644).unwrap();
+        assert_eq!(mode(&d.path().join("a")), 0o755);
+        assert_eq!(mode(&p), 0o644);
     }
 
     #[test]

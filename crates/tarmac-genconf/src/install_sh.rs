@@ -134,8 +134,8 @@ pub fn render(s: &InstallScript) -> Result<String, InstallScriptError> {
     env.set_keep_trailing_newline(true);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("shquote", |v: minijinja::Value| match v.as_str() {
-        Some(s) => tarmac_config::shquote(s),
-        None => tarmac_config::shquote(&v.to_string()),
+        Some(s) => tarmac_types::shell::quote(s),
+        None => tarmac_types::shell::quote(&v.to_string()),
     });
     let ports: BTreeMap<&str, &Vec<u16>> = s.ports.iter().map(|(r, p)| (r.as_str(), p)).collect();
     let empty = Vec::new();

@@ -419,13 +419,13 @@ pub fn self_install_command(
         .map(|p| {
             format!(
                 " --proto =https --insecure --pinnedpubkey {}",
-                tarmac_config::shquote(p)
+                tarmac_types::shell::quote(p)
             )
         })
         .unwrap_or_default();
     format!(
         "curl -fsSL{pin} -o tarmac-install.sh {url} && echo '{install_sh_sha256}  tarmac-install.sh' | sha256sum -c - && sudo bash tarmac-install.sh{expect} {role}",
-        url = tarmac_config::shquote(&url),
+        url = tarmac_types::shell::quote(&url),
     )
 }
 

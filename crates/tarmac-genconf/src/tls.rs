@@ -14,8 +14,8 @@
 //! not signed by the CA. Keys are 0600 from their first byte.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -286,53 +286,14 @@ fn read_optional(path: &Path) -> Result<Option<String>, TlsError> {
 }
 
 /// Create `path` (which must not exist) with mode 0600 from the first byte; published with
-/// one link so a reader never sees a partial key.
+/// one link so a reader never sees a partial key ([`tarmac_fsx::write_new`]).
 fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    let tmp = temp_path(path);
-    let result = write_temp(&tmp, bytes, 0o600).and_then(|()| fs::hard_link(&tmp, path));
-    let _ = fs::remove_file(&tmp);
-    result.map_err(io_err("cannot create", path))?;
-    fsync_parent(path)
+    tarmac_fsx::write_new(path, bytes, 0o600).map_err(io_err("cannot create", path))
 }
 
-/// Replace `path` atomically; the temp file has `mode` before the first byte is written.
+/// Replace `path` atomically with `mode` from the first byte ([`tarmac_fsx::write_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let tmp = temp_path(path);
-    let result = write_temp(&tmp, bytes, mode).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err("cannot write", path))?;
-    fsync_parent(path)
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-fn write_temp(tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let _ = fs::remove_file(tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(tmp)?;
-    // The umask may have removed bits from `mode`; never adds any.
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-fn fsync_parent(path: &Path) -> Result<(), TlsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot fsync directory", dir))
+    tarmac_fsx::write_atomic(path, bytes, mode).map_err(io_err("cannot write", path))
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
         download,
         format!(
             "curl -fsSL --proto =https --insecure --pinnedpubkey {} -o tarmac-install.sh {url}/install.sh",
-            tarmac_config::shquote(&pin)
+            tarmac_types::shell::quote(&pin)
         )
     );
     let cwd = tmp.path().join("self-install");

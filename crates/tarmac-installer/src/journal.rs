@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tarmac_events::{Event, EventSink, Outcome, Summary};
 use tarmac_types::{HostAddr, Role, Stage};
 
-use crate::fsutil::write_atomic;
+use tarmac_fsx::write_atomic_in_private_dir as write_atomic;
 
 /// The last lines of output kept per host in the journal (the full log is in the log file).
 const TAIL_LINES: usize = 20;
@@ -79,12 +79,7 @@ pub enum JournalError {
     NoPreviousRun { stage: Stage, dir: PathBuf },
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use tarmac_types::time::now_unix;
 
 /// A new run id: time-ordered and unique enough for one operator machine.
 pub fn new_run_id(stage: Stage) -> String {

@@ -390,10 +390,7 @@ fn verify(path: &Path, text: &str, head: Option<&Head>) -> Result<Vec<Entry>, Le
 }
 
 fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    tarmac_types::time::rfc3339_millis(d.as_secs(), d.subsec_millis())
+    tarmac_types::time::rfc3339_of(std::time::SystemTime::now())
 }
 
 fn who() -> String {

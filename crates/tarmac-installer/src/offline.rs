@@ -24,13 +24,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tarmac_events::{Event, Level, Sink};
-use tarmac_ssh::quote::quote;
 use tarmac_types::Digest;
 use tarmac_types::apt_source::{self, DEBIAN_KEYRING};
+use tarmac_types::shell::quote;
 
 use crate::plan::{CheckResult, PUSH_DIR};
 use crate::prereqs::Prereqs;
@@ -742,10 +741,7 @@ fn download_suite(
         .map(|(st, _)| st.clone())
         .collect::<Vec<_>>()
         .join("\n");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = tarmac_types::time::now_unix();
     let release = release_file(suite, architecture, packages.as_bytes(), &release_date(now));
     let mut files: Vec<RepoFile> = entries.into_iter().map(|(_, f)| f).collect();
     for (name, body) in [("Packages", packages), ("Release", release)] {

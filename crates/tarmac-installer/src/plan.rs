@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tarmac_ssh::quote::quote;
+use tarmac_types::shell::quote;
 use tarmac_types::{PackageId, Role};
 
 /// Where install.sh puts the host binary.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use tarmac_ssh::quote::quote;
+use tarmac_types::shell::quote;
 
 /// A host's package manager, in the order the install-prereqs script looks for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tarmac_pkg::secrets::{self, HOST_SECRETS_DIR, KEY_FILE, MANIFEST_FILE, SecretsManifest};
-use tarmac_ssh::quote::quote;
 use tarmac_ssh::{Exec, HostSession, StepError, Upload, UploadSource};
+use tarmac_types::shell::quote;
 use tarmac_types::{Digest, PackageId, Role};
 
 use crate::stages::InstallerError;

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+use tarmac_types::time::now_unix;
 
 use serde::Serialize;
 use tarmac_events::EventSink;
@@ -218,13 +219,6 @@ fn validate(spec: &LabSpec) -> Result<Vec<String>, LabError> {
     Ok(extra)
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// How long `up` waits for the hosts: generous, grows with the number of hosts.
 fn boot_timeout(spec: &LabSpec) -> Duration {
     if let Some(s) = std::env::var("TARMAC_LAB_BOOT_TIMEOUT")
@@ -353,7 +347,7 @@ impl Lab {
                 images,
                 extra_packages: extra.to_vec(),
                 hosts,
-                created: now_secs(),
+                created: now_unix(),
             };
             fs::create_dir_all(&dir).map_err(LabError::io("cannot create", &dir))?;
             let json = serde_json::to_string_pretty(&plan).expect("plan serialises");

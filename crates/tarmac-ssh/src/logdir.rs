@@ -117,8 +117,7 @@ impl Drop for HostLog {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn humantime_utc(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    tarmac_types::time::rfc3339_millis(d.as_secs(), d.subsec_millis())
+    tarmac_types::time::rfc3339_of(t)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tarmac_types::Digest;
 
-use crate::quote::quote;
+use tarmac_types::shell::quote;
 
 /// The marker line the wrapper prints first on stderr.
 pub const PGID_MARKER: &str = "\u{1e}tarmac-pgid:";

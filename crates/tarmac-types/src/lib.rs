@@ -1,12 +1,14 @@
 //! Domain nouns shared by every Tarmac crate: package ids, roles, host addresses,
-//! generations, stages and digests, UTC calendar text and durations with units (`time`). Pure
-//! types and parsers; no I/O.
+//! generations, stages and digests, UTC calendar text and durations with units (`time`), POSIX
+//! shell quoting (`shell`), the error report both binaries print (`error_report`). Pure types and parsers; no I/O.
 
 pub mod apt_source;
 mod digest;
+pub mod error_report;
 mod host;
 mod package;
 mod role;
+pub mod shell;
 mod stage;
 pub mod switch;
 pub mod time;

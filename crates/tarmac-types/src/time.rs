@@ -1,8 +1,32 @@
 //! UTC calendar text from Unix time, without a time-zone database, and durations with
 //! units (`90s`, `15m`, `1h30m`, `500ms`): the one parser behind config values and every
-//! duration flag of `tarmac` and `tarmac-host`. Pure; no I/O.
+//! duration flag of `tarmac` and `tarmac-host`. Pure but for reading the clock ([`now_unix`],
+//! [`now_ms`]); no I/O.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch, now (0 when the clock reads before 1970).
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, now (0 when the clock reads before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `2026-11-21T04:48:34.123Z` (see [`rfc3339_millis`]) of a point in time (the epoch when it
+/// is before 1970).
+pub fn rfc3339_of(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    rfc3339_millis(d.as_secs(), d.subsec_millis())
+}
 
 /// `(year, month, day)` of a day count since 1970-01-01 (Howard Hinnant's civil-from-days,
 /// proleptic Gregorian).

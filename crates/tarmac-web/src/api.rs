@@ -589,7 +589,7 @@ impl App {
         let path = self.config_path();
         let body = text.as_bytes().to_vec();
         tokio::task::spawn_blocking(move || {
-            tarmac_installer::fsutil::write_atomic(&path, &body, 0o600).map_err(|e| (path, e))
+            tarmac_fsx::write_atomic_in_private_dir(&path, &body, 0o600).map_err(|e| (path, e))
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
@@ -831,7 +831,7 @@ async fn put_ip_detect(
     }
     let _g = app.config_lock.lock().await;
     let path = app.opts.genconf_dir.join("ip-detect");
-    tarmac_installer::fsutil::write_atomic(&path, script.as_bytes(), 0o755)
+    tarmac_fsx::write_atomic_in_private_dir(&path, script.as_bytes(), 0o755)
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
     let text = app.read_config()?.unwrap_or_default();
     if app.path_param(&text, "ip_detect_filename").as_deref() != Some(path.as_path()) {
@@ -892,7 +892,7 @@ async fn put_ssh_key(
     }
     let _g = app.config_lock.lock().await;
     let path = app.opts.genconf_dir.join("ssh_key");
-    tarmac_installer::fsutil::write_atomic(&path, key.as_bytes(), 0o600)
+    tarmac_fsx::write_atomic_in_private_dir(&path, key.as_bytes(), 0o600)
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
     let text = app.read_config()?.unwrap_or_default();
     let mut note = None;
@@ -1013,7 +1013,7 @@ async fn put_known_hosts(
         ));
     }
     let _g = app.config_lock.lock().await;
-    tarmac_installer::fsutil::write_atomic(&path, body.as_bytes(), 0o644)
+    tarmac_fsx::write_atomic_in_private_dir(&path, body.as_bytes(), 0o644)
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
     let text = app.read_config()?.unwrap_or_default();
     if app.path_param(&text, "ssh_known_hosts").as_deref() != Some(path.as_path()) {

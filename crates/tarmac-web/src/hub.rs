@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -22,12 +21,7 @@ const LAST_LINE_MAX: usize = 400;
 /// Notices kept in the run state.
 const NOTICES_MAX: usize = 100;
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use tarmac_types::time::now_ms;
 
 /// What an entry of the stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

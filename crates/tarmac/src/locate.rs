@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn not_found_says_what_was_looked_for() {
-        let text = crate::render::ErrorReport::of(&not_found(Path::new("/"))).to_text();
+        let text = crate::render::ErrorReport::of(&*not_found(Path::new("/"))).to_text();
         assert_eq!(
             text,
             "error: no genconf/ directory found: looked for ./genconf/config.yaml and in every parent up to /\nhint: create genconf/config.yaml and genconf/ip-detect here, or pass --genconf-dir DIR\n"

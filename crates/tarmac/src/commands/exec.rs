@@ -672,10 +672,8 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn tarmac_ssh_run_stamp() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}-{:03}", d.as_secs(), d.subsec_millis())
+    let ms = tarmac_types::time::now_ms();
+    format!("{}-{:03}", ms / 1000, ms % 1000)
 }
 
 #[cfg(test)]
