@@ -3,6 +3,7 @@
 //! types and parsers; no I/O.
 
 pub mod apt_source;
+pub mod confirm;
 mod digest;
 mod host;
 mod package;
