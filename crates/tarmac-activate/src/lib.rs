@@ -391,6 +391,8 @@ impl Host {
             units.extend(generation::unit_names(&self.cfg, Some(j.to)).unwrap_or_default());
         }
         let units: Vec<String> = units.into_iter().collect();
+        // The confirm guard first: it must not revert while everything is being removed.
+        sd.stop(&[systemd::CONFIRM_SERVICE.to_owned()])?;
         sd.stop(&units)?;
         sd.sync_units(&Default::default(), &units.iter().cloned().collect())?;
         let ud = &self.cfg.unit_dir;
