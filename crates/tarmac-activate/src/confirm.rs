@@ -245,8 +245,12 @@ impl Host {
                 _ => Ok(Confirmed::NothingPending { current: cur }),
             };
         };
-        let Some(to) = p.to else {
-            // The switch is still running or was interrupted: nothing to keep yet.
+        // `to` is unset when the switch was killed before it could record where it got (an
+        // installer killed mid-switch drops its SSH session). Under the lock, which recovered
+        // that switch first, the switch is over: it got to the current generation unless that
+        // is still `from` (then there is nothing to keep, and the setup flag already names the
+        // new list, so only a revert is right).
+        let Some(to) = p.to.or(cur.filter(|c| *c != p.from)) else {
             return Err(ActivateError::ConfirmMismatch {
                 asked: generation.or(cur).unwrap_or_default(),
                 pending: None,

@@ -327,3 +327,45 @@ fn a_failed_activation_reverts_at_once() {
     assert!(f.host.pending().unwrap().is_none());
     assert_eq!(f.flag(), "[\"alpha--1\"]");
 }
+
+#[test]
+fn a_switch_killed_before_it_recorded_its_generation_can_still_be_confirmed() {
+    let f = fixture();
+    f.switch();
+    // As if the switch died right after its flip: the record has no `to`.
+    let mut rec = f.host.pending().unwrap().unwrap();
+    rec.to = None;
+    fs::write(f.host.pending_path(), serde_json::to_vec(&rec).unwrap()).unwrap();
+    let e = f.confirm(Some(3)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ActivateError::ConfirmMismatch {
+                pending: Some(Generation(2)),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        f.confirm(Some(2)).unwrap(),
+        Confirmed::Confirmed {
+            generation: Generation(2)
+        }
+    );
+    // Died before its flip: the host is still on `from`; nothing can be confirmed.
+    f.switch();
+    let (lock, _) = f.host.lock("rollback").unwrap();
+    f.host.rollback(&lock, Some(Generation(2))).unwrap();
+    drop(lock);
+    let mut rec = f.host.pending().unwrap().unwrap();
+    assert_eq!(rec.from, Generation(2));
+    rec.to = None;
+    fs::write(f.host.pending_path(), serde_json::to_vec(&rec).unwrap()).unwrap();
+    let e = f.confirm(Some(2)).unwrap_err();
+    assert!(
+        matches!(e, ActivateError::ConfirmMismatch { pending: None, .. }),
+        "{e}"
+    );
+    assert!(f.host.pending().unwrap().is_some());
+}
