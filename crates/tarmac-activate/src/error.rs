@@ -312,6 +312,30 @@ pub enum ActivateError {
     NothingActive,
     #[error("generation {generation} does not exist\nhint: `tarmac-host generations` lists them")]
     NoSuchGeneration { generation: Generation },
+    #[error(
+        "the pending switch is to generation {}, not {asked}\nhint: `tarmac-host status` shows what is pending",
+        pending.map_or_else(|| "?".to_owned(), |g| g.to_string())
+    )]
+    ConfirmMismatch {
+        asked: Generation,
+        pending: Option<Generation>,
+    },
+    #[error(
+        "too late to confirm generation {asked}: the host is on generation {}{}",
+        current.map_or_else(|| "none".to_owned(), |g| g.to_string()),
+        if *reverted { " (it reverted the unconfirmed switch)" } else { "" }
+    )]
+    ConfirmTooLate {
+        asked: Generation,
+        current: Option<Generation>,
+        reverted: bool,
+    },
+    #[error("the pending-confirmation record {} is unreadable\nhint: inspect it; `tarmac-host revert` goes back to the generation it names", path.display())]
+    PendingRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("there is no generation before {current} to roll back to")]
     NoPreviousGeneration { current: Generation },
     #[error(

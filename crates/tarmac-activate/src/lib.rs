@@ -12,12 +12,14 @@
 //! /opt/tarmac/switch-journal.json       only while a switch is in flight
 //! /opt/tarmac/switches.jsonl            every flip of current: to, from, command, installer run
 //! /opt/tarmac/.lock                     flock: one mutating tarmac-host at a time
+//! /opt/tarmac/pending.json              a switch waiting for its confirmation (`confirm`)
 //! ```
 //!
 //! [`Host`] is the API; `tarmac-host` is a thin CLI over it.
 
 pub mod checks;
 pub mod config;
+pub mod confirm;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
@@ -183,6 +185,16 @@ impl Host {
         lock: &HostLock,
         to: Option<Generation>,
     ) -> Result<SwitchReport, ActivateError> {
+        self.rollback_logged(lock, to, switch::RollbackLog::rollback())
+    }
+
+    /// [`Host::rollback`], recorded in the switch log as `log` says.
+    pub(crate) fn rollback_logged(
+        &self,
+        lock: &HostLock,
+        to: Option<Generation>,
+        log: switch::RollbackLog,
+    ) -> Result<SwitchReport, ActivateError> {
         self.cfg.check_root()?;
         let cur = self.current()?.ok_or(ActivateError::NothingActive)?;
         let gens = generation::list(&self.cfg)?;
@@ -227,6 +239,7 @@ impl Host {
             switch::Target::Existing {
                 generation: target,
                 plan: Box::new(plan),
+                log,
             },
         )
     }
@@ -378,6 +391,8 @@ impl Host {
             units.extend(generation::unit_names(&self.cfg, Some(j.to)).unwrap_or_default());
         }
         let units: Vec<String> = units.into_iter().collect();
+        // The confirm guard first: it must not revert while everything is being removed.
+        sd.stop(&[systemd::CONFIRM_SERVICE.to_owned()])?;
         sd.stop(&units)?;
         sd.sync_units(&Default::default(), &units.iter().cloned().collect())?;
         let ud = &self.cfg.unit_dir;
@@ -385,8 +400,11 @@ impl Host {
             ud.join("multi-user.target.wants").join(systemd::TARGET),
             ud.join("multi-user.target.wants")
                 .join(systemd::SETUP_SERVICE),
+            ud.join("multi-user.target.wants")
+                .join(systemd::CONFIRM_SERVICE),
             ud.join(systemd::TARGET),
             ud.join(systemd::SETUP_SERVICE),
+            ud.join(systemd::CONFIRM_SERVICE),
         ] {
             fsutil::remove_file_if_exists(&p).map_err(|e| ActivateError::io("remove", &p, e))?;
         }

@@ -255,6 +255,9 @@ impl Host {
 
     /// The bootstrap flow. See the module documentation.
     pub fn setup(&self, lock: &HostLock, fetcher: &Fetcher) -> Result<SetupReport, ActivateError> {
+        // At boot, before the flags are read: a switch still unconfirmed from before the
+        // reboot (or past its deadline) goes back, and restores the flags it replaced.
+        self.enforce_pending(lock, &crate::confirm::SystemClock)?;
         let Some((url, entries)) = self.setup_package_list(fetcher)? else {
             if generation::current(&self.cfg)?.is_none() {
                 return Err(setup_err(format!(

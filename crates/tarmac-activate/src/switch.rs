@@ -92,7 +92,29 @@ pub enum Target {
     Existing {
         generation: Generation,
         plan: Box<Plan>,
+        /// How the switch log names it: `rollback`, or `revert` with its reason and the
+        /// operation of the switch it undoes.
+        log: RollbackLog,
     },
+}
+
+/// The switch-log fields of a switch back to an existing generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackLog {
+    pub command: String,
+    pub reason: Option<tarmac_types::confirm::RevertReason>,
+    /// `None`: the operation of the environment (`TARMAC_OPERATION`).
+    pub operation: Option<String>,
+}
+
+impl RollbackLog {
+    pub fn rollback() -> RollbackLog {
+        RollbackLog {
+            command: "rollback".into(),
+            reason: None,
+            operation: None,
+        }
+    }
 }
 
 impl Host {
@@ -179,11 +201,15 @@ impl Host {
             Some(g) => generation::read_active(cfg, g)?.units,
             None => BTreeMap::new(),
         };
-        let (to, created, plan, command) = match target {
-            Target::New { plan, command } => (self.next_generation(from)?, true, plan, command),
-            Target::Existing { generation, plan } => {
-                (generation, false, plan, "rollback".to_owned())
+        let (to, created, plan, command, log) = match target {
+            Target::New { plan, command } => {
+                (self.next_generation(from)?, true, plan, command, None)
             }
+            Target::Existing {
+                generation,
+                plan,
+                log,
+            } => (generation, false, plan, log.command.clone(), Some(log)),
         };
         // Which running units must stop: removed, moved to another package, or changed.
         let new_units: BTreeMap<String, PathBuf> = if created {
@@ -297,8 +323,12 @@ impl Host {
                 to,
                 from,
                 command: journal.command.clone(),
-                operation: crate::switchlog::operation(cfg, &journal.command),
+                operation: log
+                    .as_ref()
+                    .and_then(|l| l.operation.clone())
+                    .or_else(|| crate::switchlog::operation(cfg, &journal.command)),
                 at_unix: generation::now_unix(),
+                reason: log.as_ref().and_then(|l| l.reason),
             },
         ) {
             if let Err(undo) = self.undo_switch(&journal) {

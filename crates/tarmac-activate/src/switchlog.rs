@@ -65,6 +65,7 @@ mod tests {
             command: "activate".into(),
             operation: op.map(str::to_owned),
             at_unix: 1,
+            reason: None,
         }
     }
 

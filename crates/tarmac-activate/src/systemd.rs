@@ -17,6 +17,9 @@ use crate::fsutil;
 pub const TARGET: &str = "tarmac.target";
 /// The boot-time unit that runs `tarmac-host setup` (recovery first).
 pub const SETUP_SERVICE: &str = "tarmac-setup.service";
+/// The persistent unit that enforces a switch's confirm deadline (`tarmac-host confirm-guard`):
+/// started by every confirmable switch, and at every boot.
+pub const CONFIRM_SERVICE: &str = "tarmac-confirm.service";
 /// Hidden directory in the unit directory where a switch stages changed units.
 pub const STAGING_DIR: &str = ".tarmac-staged";
 
@@ -31,9 +34,10 @@ fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Unit names a package may never ship.
-pub const RESERVED_UNITS: [&str; 4] = [
+pub const RESERVED_UNITS: [&str; 5] = [
     TARGET,
     SETUP_SERVICE,
+    CONFIRM_SERVICE,
     "tarmac-download.service",
     "tarmac-recover.service",
 ];
@@ -72,6 +76,33 @@ pub fn setup_service_unit(binary: &Path) -> String {
          [Install]\n\
          WantedBy=multi-user.target\n",
         binary.display()
+    )
+}
+
+/// Contents of `tarmac-confirm.service`, running the `tarmac-host` at `binary`. A plain
+/// service (not ordered before `tarmac.target`: a revert starts units itself, and an
+/// ordering would make it wait for its own start job). At boot it reverts a pending switch
+/// that survived the reboot; after a switch it sleeps until the deadline.
+pub fn confirm_service_unit(binary: &Path, root: &Path, config_dir: &Path) -> String {
+    format!(
+        "[Unit]\n\
+         Description=Tarmac: revert a switch that is not confirmed in time\n\
+         After=local-fs.target\n\
+         ConditionPathExists={root}/pending.json\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStart={bin} --root {root} --config-dir {config} --wait confirm-guard\n\
+         Restart=on-failure\n\
+         RestartSec=5s\n\
+         StandardOutput=journal+console\n\
+         StandardError=journal+console\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        bin = binary.display(),
+        root = root.display(),
+        config = config_dir.display(),
     )
 }
 
@@ -160,6 +191,32 @@ impl<'a> Systemd<'a> {
                 .map_err(|e| ActivateError::io("link", &link, e))?;
         }
         Ok(())
+    }
+
+    /// Write `tarmac-confirm.service` for `binary`, enable it for boot, and (re)start it
+    /// without waiting (the guard outlives the command that armed it).
+    pub fn arm_confirm_guard(&self, binary: &Path) -> Result<(), ActivateError> {
+        let dir = &self.cfg.unit_dir;
+        let wants = dir.join("multi-user.target.wants");
+        for d in [dir, &wants] {
+            fs::create_dir_all(d).map_err(|e| ActivateError::io("create", d, e))?;
+        }
+        let path = dir.join(CONFIRM_SERVICE);
+        let text = confirm_service_unit(binary, &self.cfg.root, &self.cfg.config_dir);
+        let changed = fs::read(&path).ok().as_deref() != Some(text.as_bytes());
+        if changed {
+            fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+                .map_err(|e| ActivateError::io("write", &path, e))?;
+        }
+        let link = wants.join(CONFIRM_SERVICE);
+        if fs::read_link(&link).ok().as_deref() != Some(path.as_path()) {
+            fsutil::replace_symlink(&path, &link)
+                .map_err(|e| ActivateError::io("link", &link, e))?;
+        }
+        if changed {
+            self.daemon_reload()?;
+        }
+        self.systemctl(&["restart", "--no-block", CONFIRM_SERVICE], &[])
     }
 
     fn staging_dir(&self) -> PathBuf {

@@ -97,12 +97,51 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Activate exactly these packages, and go back by itself unless `confirm` runs within
+    /// --confirm-within (also across a reboot: see `confirm-guard`).
+    Switch {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// How long the switch waits for `tarmac-host confirm` before it reverts (e.g. 2m).
+        #[arg(long, value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration)]
+        confirm_within: std::time::Duration,
+        /// Make this package list the setup flag `cluster-package-list` (a revert restores
+        /// the previous one).
+        #[arg(long, value_name = "FILE")]
+        setup_list: Option<PathBuf>,
+    },
+    /// Keep a pending switch (idempotent).
+    Confirm {
+        /// Refuse unless the pending switch is to this generation and the host is on it.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+    /// Revert the pending switch now (nothing to do when none is pending).
+    Revert,
+    /// The host's state: generations, pending confirmation, units, the last switch.
+    Status {
+        /// Also the sha256 of every file under this path of the current generation
+        /// (repeatable; e.g. etc/etcd).
+        #[arg(long = "watched", value_name = "PATH")]
+        watched: Vec<String>,
+        /// First finish or undo an interrupted switch (takes the lock).
+        #[arg(long)]
+        recover: bool,
+    },
+    /// Enforce a pending switch's deadline (run by tarmac-confirm.service): revert at once
+    /// when the record survived a reboot or its deadline passed, else sleep until the
+    /// deadline and revert unless it was confirmed meanwhile.
+    ConfirmGuard,
     /// Replace the active package of the same name.
     Swap { id: String },
     /// Switch back to the previous generation (or to --to N).
     Rollback {
         #[arg(long)]
         to: Option<u64>,
+        /// Also point the setup flag `cluster-package-list` at what is then active (so that a
+        /// reboot stays there) and drop a pending confirmation.
+        #[arg(long)]
+        set_setup_list: bool,
     },
     /// List generations.
     Generations,

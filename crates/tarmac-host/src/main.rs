@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod confirm_cmd;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -11,9 +12,11 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
 use tarmac_activate::checks::{self, CheckStatus};
+use tarmac_activate::confirm::{Confirmed, GuardOutcome, SystemClock};
 use tarmac_activate::{Host, HostConfig, SwitchReport, sysctl, systemd};
 use tarmac_events::{Event, Level, Sink};
 use tarmac_pkg::{Added, Fetcher, Pin};
+use tarmac_types::confirm::RevertReason;
 use tarmac_types::{Digest, Generation, PackageId};
 
 use cli::{Cli, Command};
@@ -71,17 +74,17 @@ fn sink(verbose: bool) -> Sink {
     })
 }
 
-fn ids(raw: &[String]) -> Result<Vec<PackageId>> {
+pub(crate) fn ids(raw: &[String]) -> Result<Vec<PackageId>> {
     raw.iter()
         .map(|s| PackageId::parse(s).map_err(anyhow::Error::from))
         .collect()
 }
 
-fn print_json(v: &impl Serialize) {
+pub(crate) fn print_json(v: &impl Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
-fn report_switch(json: bool, r: &SwitchReport) {
+pub(crate) fn report_switch(json: bool, r: &SwitchReport) {
     if json {
         print_json(r);
     } else if r.unchanged {
@@ -268,9 +271,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (lock, _) = host.lock("swap")?;
             report_switch(json, &host.swap(&lock, &id)?);
         }
-        Command::Rollback { to } => {
+        Command::Rollback { to, set_setup_list } => {
             let (lock, _) = host.lock("rollback")?;
-            report_switch(json, &host.rollback(&lock, to.map(Generation))?);
+            let r = host.rollback(&lock, to.map(Generation))?;
+            if set_setup_list {
+                host.set_setup_list_to_active(&lock)?;
+                host.discard_pending(&lock)?;
+            }
+            report_switch(json, &r);
+        }
+        Command::Switch {
+            ids: raw,
+            confirm_within,
+            setup_list,
+        } => return confirm_cmd::switch(&host, json, &raw, confirm_within, setup_list),
+        Command::Confirm { generation } => {
+            let (lock, _) = host.lock("confirm")?;
+            let r = host.confirm(&lock, generation.map(Generation))?;
+            if json {
+                print_json(&r);
+            } else {
+                match r {
+                    Confirmed::Confirmed { generation } => {
+                        println!("confirmed generation {generation}")
+                    }
+                    Confirmed::NothingPending { .. } => println!("nothing to confirm"),
+                }
+            }
+        }
+        Command::Revert => {
+            let (lock, _) = host.lock("revert")?;
+            let r = host.revert_pending(&lock, RevertReason::Requested)?;
+            confirm_cmd::report_revert(json, r.as_ref());
+        }
+        Command::Status { watched, recover } => {
+            let recovered = if recover {
+                let (_lock, r) = host.lock("status")?;
+                r.action
+            } else {
+                None
+            };
+            let mut st = host.status(&watched)?;
+            st.recovered = recovered;
+            if json {
+                print_json(&st);
+            } else {
+                confirm_cmd::print_status(&st);
+            }
+        }
+        Command::ConfirmGuard => {
+            let r =
+                host.confirm_guard(&SystemClock, &|| host.lock("confirm-guard").map(|(l, _)| l))?;
+            match r {
+                GuardOutcome::Reverted(r) => confirm_cmd::report_revert(json, Some(&r)),
+                GuardOutcome::NothingPending => {
+                    if json {
+                        print_json(&r);
+                    } else {
+                        println!("nothing pending");
+                    }
+                }
+            }
         }
         Command::Generations => {
             let gens = host.generations()?;

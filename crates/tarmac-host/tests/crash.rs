@@ -379,3 +379,74 @@ fn second_activation_fails_naming_the_holder_or_waits() {
     assert!(slow.wait().unwrap().success());
     assert_eq!(check_consistent(dir, "after waiting"), "A");
 }
+
+/// A confirmable switch to B, then its revert killed at every named point of the revert's
+/// own switch and right after it (before the pending record is removed): the host is
+/// entirely A or B, the record is still there, and `revert` run again ends on A with the
+/// record gone and the setup flag restored.
+#[test]
+fn a_revert_killed_anywhere_finishes_when_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir);
+    let flags = dir.join("etc/setup-flags");
+    fs::create_dir_all(&flags).unwrap();
+    let list_a = serde_json::to_string(&SET_A).unwrap();
+    let list_b = dir.join("list-b.json");
+    fs::write(flags.join("cluster-package-list"), &list_a).unwrap();
+    fs::write(&list_b, serde_json::to_string(&SET_B).unwrap()).unwrap();
+    let pending = dir.join("opt/pending.json");
+    for point in [
+        "after-journal",
+        "after-generation",
+        "after-stop",
+        "after-flip",
+        "after-units",
+        "revert-after-switch",
+    ] {
+        let out = run_ok(
+            cmd(dir)
+                .args([
+                    "--json",
+                    "switch",
+                    "--confirm-within",
+                    "10m",
+                    "--setup-list",
+                ])
+                .arg(&list_b)
+                .args(SET_B),
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["pending"]["to"], v["to"], "{out}");
+        assert_eq!(check_consistent(dir, point), "B");
+        assert!(pending.exists());
+        let st = cmd(dir)
+            .arg("revert")
+            .env("TARMAC_FAILPOINTS", format!("{point}=kill"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!st.success(), "{point}: the failpoint did not fire");
+        run_ok(cmd(dir).arg("recover"));
+        check_consistent(dir, point);
+        assert!(
+            pending.exists(),
+            "{point}: record removed before the revert finished"
+        );
+        run_ok(cmd(dir).arg("revert"));
+        assert_eq!(check_consistent(dir, point), "A", "{point}");
+        assert!(!pending.exists(), "{point}");
+        assert_eq!(
+            fs::read_to_string(flags.join("cluster-package-list")).unwrap(),
+            list_a,
+            "{point}"
+        );
+        // The status says who put the host there.
+        let st: serde_json::Value =
+            serde_json::from_str(&run_ok(cmd(dir).args(["--json", "status"]))).unwrap();
+        assert_eq!(st["pending"], serde_json::Value::Null, "{point}");
+        assert_eq!(st["switch"]["command"], "revert", "{point}: {st}");
+        assert_eq!(st["switch"]["reason"], "requested", "{point}: {st}");
+    }
+}

@@ -953,6 +953,7 @@ mod tests {
             command: "activate".into(),
             operation: op.map(str::to_owned),
             at_unix: 0,
+            reason: None,
         };
         let p = |op| placed_by(&e, Some(&rec(op)));
         assert_eq!(

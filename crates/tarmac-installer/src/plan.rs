@@ -180,9 +180,9 @@ pub fn uninstall_script(purge: bool) -> String {
     format!(
         r#"set -u
 if [ -x {HOST_BIN} ]; then {HOST_BIN} uninstall || echo "tarmac-host uninstall reported an error; removing by hand" >&2; fi
-systemctl stop tarmac.target tarmac-setup.service 2>/dev/null || true
-systemctl disable tarmac-setup.service 2>/dev/null || true
-for u in /etc/systemd/system/tarmac.target /etc/systemd/system/tarmac-setup.service; do rm -f "$u"; done
+systemctl stop tarmac.target tarmac-setup.service tarmac-confirm.service 2>/dev/null || true
+systemctl disable tarmac-setup.service tarmac-confirm.service 2>/dev/null || true
+for u in /etc/systemd/system/tarmac.target /etc/systemd/system/tarmac-setup.service /etc/systemd/system/tarmac-confirm.service; do rm -f "$u"; done
 rm -rf /etc/systemd/system/tarmac.target.wants
 systemctl daemon-reload 2>/dev/null || true
 rm -rf /opt/tarmac /etc/tarmac {PUSH_DIR}

@@ -6,11 +6,15 @@
 //! hosts not yet touched stay on their version.
 //!
 //! Per host: upload the target package list and (over SSH) the secret files of its role,
-//! `tarmac-host fetch` every package with its sha256 (services keep running), then the switch: arm a transient systemd timer that
-//! rolls the host back to its previous generation unless it is confirmed, point the setup
-//! flags at the new list and `tarmac-host activate` it. After the checks pass the installer
-//! confirms over a *new* SSH connection (a fresh fleet); a host the installer cannot reach
-//! any more reverts by itself when the window ends.
+//! `tarmac-host fetch` every package with its sha256 (services keep running), then
+//! `tarmac-host switch --confirm-within W`: the host records the pending confirmation on its
+//! disk, points its setup flags at the new list and activates it, and goes back to its
+//! previous generation by itself unless `tarmac-host confirm --generation N` comes within W
+//! (also across a reboot: see `tarmac_activate::confirm`). After the checks pass the
+//! installer confirms over a *new* SSH connection (a fresh fleet); a host the installer
+//! cannot reach any more reverts by itself when the window ends. Host state is read as
+//! `tarmac-host status --json` ([`HostStatus`]); `--resume` reports a host that reverted by
+//! itself as `reverted`.
 //!
 //! Everything a host runs is built by the pure functions below (exact-string tests).
 
@@ -31,19 +35,17 @@ use crate::fsutil::write_atomic;
 use crate::journal::new_run_id;
 use crate::ledger;
 use crate::lock::RunLock;
-use crate::plan::{HOST_BIN, parse_status};
+use crate::plan::HOST_BIN;
 use crate::secrets::{Secrets, deliver as deliver_secrets};
 use crate::serve::ArtifactServer;
 use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr, poll_checks};
+use tarmac_types::Generation;
+use tarmac_types::confirm::{HostStatus, SwitchOutcome};
 
-/// The setup flags directory on a host.
-pub const FLAGS_DIR: &str = "/etc/tarmac/setup-flags";
 /// The cluster CA on a host (for an https bootstrap_url): the only CA tarmac-host trusts for it.
 pub const REPOSITORY_CA_PATH: &str = tarmac_config::tls::HOST_CA_PATH;
 /// Where the target package list is uploaded on a host.
 pub const UPGRADE_DIR: &str = "/etc/tarmac/upgrade";
-/// The transient systemd unit (timer + service) that reverts an unconfirmed switch.
-pub const CONFIRM_UNIT: &str = "tarmac-confirm";
 
 // ---------------------------------------------------------------------------------------
 // Batches and failure budgets
@@ -463,73 +465,58 @@ fn unit_dir_role(dir: &str) -> Option<Option<Role>> {
 // ---------------------------------------------------------------------------------------
 // What a host runs
 
-/// Active ids and the current generation (sections read by [`plan::parse_status`]), and
-/// whether a switch is waiting for its confirmation (`== pending`).
-pub fn inspect_script() -> String {
-    format!(
-        "echo '== active'; if [ -x {HOST_BIN} ]; then {HOST_BIN} active; fi; \
-         echo '== generation'; readlink /opt/tarmac/current 2>/dev/null || true; \
-         echo '== pending'; systemctl is-active {CONFIRM_UNIT}.timer 2>/dev/null || true"
-    )
-}
-
-/// The switch step's inspection: first finish (or undo) a switch that was interrupted on
-/// the host — an installer killed mid-activation drops its SSH session, which stops
-/// `tarmac-host activate` between its commit point and starting the units — then
-/// [`inspect_script`].
-pub fn recover_and_inspect_script() -> String {
-    format!(
-        "if [ -e /opt/tarmac/switch-journal.json ]; then {HOST_BIN} --wait recover >&2 || exit 1; fi; {}",
-        inspect_script()
-    )
-}
-
-/// A switch of an earlier (interrupted) run is armed and not confirmed yet.
-pub fn parse_pending(out: &str) -> bool {
-    let mut inside = false;
-    for line in out.lines() {
-        if let Some(sec) = line.strip_prefix("== ") {
-            inside = sec.trim() == "pending";
-        } else if inside && line.trim() == "active" {
-            return true;
-        }
+/// `tarmac-host status --json` (typed: [`HostStatus`]), with the sha256 of every file
+/// under `watched` in the current generation. With `recover`, the host first finishes (or
+/// undoes) a switch that was interrupted: an installer killed mid-activation drops its SSH
+/// session, which stops `tarmac-host` between its commit point and starting the units. A host
+/// without tarmac-host prints nothing ([`parse_host_status`] reads that as not installed).
+pub fn status_command(watched: &[String], recover: bool) -> String {
+    let mut s = format!("if [ -x {HOST_BIN} ]; then {HOST_BIN}");
+    if recover {
+        s.push_str(" --wait");
     }
-    false
-}
-
-/// The plan's inspection: active ids and generation, then the sha256 of every file under
-/// `watched` in the current generation (section `== watched`, `sha256sum` format).
-pub fn plan_inspect_script(watched: &[String]) -> String {
-    let mut s = inspect_script();
-    if !watched.is_empty() {
-        let paths: Vec<String> = watched.iter().map(|w| quote(w)).collect();
-        let _ = write!(
-            s,
-            "; echo '== watched'; if [ -d /opt/tarmac/current ]; then cd /opt/tarmac/current && \
-             find -L {} -type f -exec sha256sum {{}} + 2>/dev/null; fi; true",
-            paths.join(" ")
-        );
+    s.push_str(" --json status");
+    if recover {
+        s.push_str(" --recover");
     }
+    for w in watched {
+        let _ = write!(s, " --watched {}", quote(w));
+    }
+    s.push_str("; fi");
     s
 }
 
-/// The `== watched` section: tree path → sha256 hex.
-pub fn parse_watched(out: &str) -> BTreeMap<String, String> {
-    let mut inside = false;
-    let mut m = BTreeMap::new();
-    for line in out.lines() {
-        if let Some(sec) = line.strip_prefix("== ") {
-            inside = sec.trim() == "watched";
-            continue;
-        }
-        if inside && let Some((sum, path)) = line.split_once("  ") {
-            m.insert(
-                path.trim().trim_start_matches("./").to_owned(),
-                sum.trim().to_owned(),
-            );
-        }
+/// Why a host's answer could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HostAnswerError {
+    #[error(
+        "tarmac-host printed no usable {what}: {source}\nhint: the host may run an older tarmac-host; redeploy it with `tarmac deploy`"
+    )]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "tarmac-host answered in format {found}, this installer reads format {}\nhint: use a tarmac and tarmac-host of the same release",
+        tarmac_types::confirm::FORMAT
+    )]
+    Format { found: u32 },
+}
+
+/// The answer of [`status_command`]: `None` when tarmac-host is not installed.
+pub fn parse_host_status(stdout: &str) -> Result<Option<HostStatus>, HostAnswerError> {
+    if stdout.trim().is_empty() {
+        return Ok(None);
     }
-    m
+    let st: HostStatus = serde_json::from_str(stdout).map_err(|source| HostAnswerError::Json {
+        what: "status",
+        source,
+    })?;
+    if st.format != tarmac_types::confirm::FORMAT {
+        return Err(HostAnswerError::Format { found: st.format });
+    }
+    Ok(Some(st))
 }
 
 /// Where the target list goes on a host.
@@ -546,101 +533,65 @@ pub fn fetch_command(repository_url: &str, list_id: &str) -> String {
     )
 }
 
-/// Bring the host back to generation `prev` unless it is already there, and restore the
-/// setup flags saved by the switch. Run by the confirm timer, or at once when checks fail.
-/// The switch log records the rollback as `<op>/revert`.
-pub fn revert_script(prev: u64, op: &str) -> String {
-    let op = quote(&format!("{op}/revert"));
+/// The switch: `tarmac-host switch` activates `ids`, makes the uploaded list the setup flag,
+/// and reverts by itself (also across a reboot) unless confirmed within `window`; a failed
+/// activation reverts at once. Prints a [`SwitchOutcome`].
+pub fn switch_command(window: Duration, list_id: &str, ids: &[PackageId]) -> String {
+    let ids: Vec<String> = ids.iter().map(|i| quote(&i.to_string())).collect();
     format!(
-        "cur=$(basename \"$(readlink /opt/tarmac/current)\"); \
-         if [ \"$cur\" != {prev} ]; then TARMAC_OPERATION={op} {HOST_BIN} --wait rollback --to {prev} || exit 1; fi; \
-         if [ -f {FLAGS_DIR}/cluster-package-list.prev ]; then \
-         mv -f {FLAGS_DIR}/cluster-package-list.prev {FLAGS_DIR}/cluster-package-list; fi"
+        "{HOST_BIN} --wait --json switch --confirm-within {}s --setup-list {} {}",
+        window.as_secs().max(1),
+        list_path(list_id),
+        ids.join(" ")
     )
 }
 
-/// The switch: arm the revert timer (`window` seconds), point the setup flags at the new
-/// list (keeping the old one for the revert), activate it and print `GEN <n>`. A failed
-/// activation reverts at once.
-pub fn switch_script(
-    prev: u64,
-    window: Duration,
-    list_id: &str,
-    ids: &[PackageId],
-    op: &str,
-) -> String {
-    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let revert = revert_script(prev, op);
-    format!(
-        "set -e\n\
-         systemctl stop {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
-         systemctl reset-failed {CONFIRM_UNIT}.timer {CONFIRM_UNIT}.service 2>/dev/null || true\n\
-         mkdir -p {UPGRADE_DIR} && printf '%s\\n' {revert_q} > {UPGRADE_DIR}/revert.sh\n\
-         systemd-run --quiet --unit={CONFIRM_UNIT} --description='Tarmac: revert to generation {prev} unless confirmed' --timer-property=AccuracySec=1s --on-active={secs}s /bin/sh {UPGRADE_DIR}/revert.sh\n\
-         if [ -f {FLAGS_DIR}/cluster-package-list ] && [ ! -f {FLAGS_DIR}/cluster-package-list.prev ]; then cp -p {FLAGS_DIR}/cluster-package-list {FLAGS_DIR}/cluster-package-list.prev; fi\n\
-         cp {list} {FLAGS_DIR}/cluster-package-list.new && mv -f {FLAGS_DIR}/cluster-package-list.new {FLAGS_DIR}/cluster-package-list\n\
-         if ! {HOST_BIN} --wait activate {ids}; then\n  \
-           echo 'activation failed: reverting to generation {prev}' >&2\n  \
-           systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n  \
-           {revert}\n  \
-           exit 1\n\
-         fi\n\
-         echo \"GEN $(basename \"$(readlink /opt/tarmac/current)\")\"\n",
-        secs = window.as_secs().max(1),
-        revert_q = quote(&revert),
-        list = list_path(list_id),
-        ids = ids.join(" "),
-    )
-}
-
-/// Confirm generation `generation`: disarm the timer; fails when the host already reverted
-/// (or is reverting).
-pub fn confirm_script(generation: u64) -> String {
-    format!(
-        "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n\
-         if systemctl is-active --quiet {CONFIRM_UNIT}.service; then echo 'too late: the host is reverting itself' >&2; exit 3; fi\n\
-         cur=$(basename \"$(readlink /opt/tarmac/current)\")\n\
-         if [ \"$cur\" != {generation} ]; then echo \"too late: the host reverted to generation $cur\" >&2; exit 3; fi\n\
-         rm -f {FLAGS_DIR}/cluster-package-list.prev\n\
-         systemctl reset-failed {CONFIRM_UNIT}.service 2>/dev/null || true\n\
-         echo confirmed\n"
-    )
-}
-
-/// Disarm the timer and revert at once (checks failed). `prev` unknown (a switch left
-/// pending by an interrupted run): run the revert script that switch saved.
-pub fn revert_now_script(prev: Option<u64>, op: &str) -> String {
-    match prev {
-        Some(prev) => format!(
-            "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n{}\n",
-            revert_script(prev, op)
-        ),
-        None => format!(
-            "systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n/bin/sh {UPGRADE_DIR}/revert.sh\n"
-        ),
+/// The switch's answer.
+pub fn parse_switch(stdout: &str) -> Result<SwitchOutcome, HostAnswerError> {
+    let out: SwitchOutcome =
+        serde_json::from_str(stdout).map_err(|source| HostAnswerError::Json {
+            what: "switch outcome",
+            source,
+        })?;
+    if out.pending.format != tarmac_types::confirm::FORMAT {
+        return Err(HostAnswerError::Format {
+            found: out.pending.format,
+        });
     }
+    Ok(out)
+}
+
+/// Keep generation `generation`; fails (exit 1, with the reason) when the host already
+/// reverted or the pending switch is to another generation.
+pub fn confirm_command(generation: Generation) -> String {
+    format!("{HOST_BIN} --wait confirm --generation {generation}")
+}
+
+/// Revert the pending switch now (checks failed). The host knows where to go back to; the
+/// switch log records it as `<op>/revert`.
+pub fn revert_command() -> String {
+    format!("{HOST_BIN} --wait revert")
 }
 
 /// `tarmac rollback`: back to the previous generation (or `to`), with the setup flags
-/// pointing at what is then active so that a reboot stays there.
-pub fn rollback_script(to: Option<u64>) -> String {
+/// pointing at what is then active so that a reboot stays there. Prints a switch report.
+pub fn rollback_command(to: Option<u64>) -> String {
     let to = to.map(|n| format!(" --to {n}")).unwrap_or_default();
-    format!(
-        "set -e\n\
-         systemctl stop {CONFIRM_UNIT}.timer 2>/dev/null || true\n\
-         {HOST_BIN} --wait rollback{to}\n\
-         {HOST_BIN} --json active > {FLAGS_DIR}/cluster-package-list.new\n\
-         mv -f {FLAGS_DIR}/cluster-package-list.new {FLAGS_DIR}/cluster-package-list\n\
-         rm -f {FLAGS_DIR}/cluster-package-list.prev\n\
-         echo \"GEN $(basename \"$(readlink /opt/tarmac/current)\")\"\n"
-    )
+    format!("{HOST_BIN} --wait --json rollback{to} --set-setup-list")
 }
 
-/// `GEN <n>` from the switch's output.
-pub fn parse_generation(out: &str) -> Option<u64> {
-    out.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("GEN ")?.trim().parse().ok())
+/// The generation a rollback reached (`to` of its JSON report).
+pub fn parse_rollback(stdout: &str) -> Result<Generation, HostAnswerError> {
+    #[derive(Deserialize)]
+    struct Report {
+        to: Generation,
+    }
+    serde_json::from_str::<Report>(stdout)
+        .map(|r| r.to)
+        .map_err(|source| HostAnswerError::Json {
+            what: "rollback report",
+            source,
+        })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -743,12 +694,11 @@ enum Op {
     Rollback,
 }
 
-/// A host the wave switched: its generations before and after.
+/// A host the wave switched: the generation it now runs, unconfirmed (a revert needs no
+/// more: the host's pending record says where to go back to).
 #[derive(Debug, Clone, Copy)]
 struct Switched {
-    /// None: switched by an interrupted run (its saved revert script knows where to go).
-    prev: Option<u64>,
-    now: u64,
+    now: Generation,
 }
 
 struct Runner<'a> {
@@ -884,7 +834,7 @@ impl Installer {
         }
         type Seen = BTreeMap<HostAddr, (Vec<PackageId>, BTreeMap<String, String>)>;
         let seen: Arc<Mutex<Seen>> = Arc::default();
-        let script = Arc::new(plan_inspect_script(&watched));
+        let script = Arc::new(status_command(&watched, false));
         let mut runner = self.runner("plan");
         runner
             .fleet_run("inspect", &hosts, None, |host| {
@@ -893,10 +843,12 @@ impl Installer {
                     let r = host
                         .check("inspect", Exec::root(script.as_str()).quiet())
                         .await?;
-                    seen.lock().expect("plan").insert(
-                        host.addr().clone(),
-                        (parse_status(&r.stdout).active, parse_watched(&r.stdout)),
-                    );
+                    let st = parse_host_status(&r.stdout)
+                        .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+                        .unwrap_or_default();
+                    seen.lock()
+                        .expect("plan")
+                        .insert(host.addr().clone(), (st.active, st.watched));
                     Ok(Outcome::Ok)
                 }
             })
@@ -1164,6 +1116,13 @@ impl Installer {
                 names.join(", ")
             ));
             let switched: Arc<Mutex<BTreeMap<HostAddr, Switched>>> = Arc::default();
+            // Hosts found reverted by themselves (resume), reported `reverted`.
+            let self_reverted: Arc<Mutex<Vec<HostAddr>>> = Arc::default();
+            let prior_runs: Arc<Vec<String>> = Arc::new(if opts.resume {
+                state.run_ids.clone()
+            } else {
+                Vec::new()
+            });
             let report = match op {
                 Op::Upgrade => {
                     let serve = serve.expect("upgrade has a serve dir");
@@ -1192,30 +1151,40 @@ impl Installer {
                         .fleet_run("switch", &wave.hosts, None, |host| {
                             let (expected, list_file, list_id, url, switched, push_from, repo_ca, secrets) =
                                 (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone(), secrets.clone());
+                            let (self_reverted, prior_runs) = (self_reverted.clone(), prior_runs.clone());
                             async move {
                                 let role = host.role().unwrap_or(Role::Agent);
-                                let r = host.check("inspect", Exec::root(recover_and_inspect_script()).quiet().timeout(Duration::from_secs(600))).await?;
-                                let st = parse_status(&r.stdout);
-                                let cur = st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
+                                let r = host.check("inspect", Exec::root(status_command(&[], true)).quiet().timeout(Duration::from_secs(600))).await?;
+                                let st = parse_host_status(&r.stdout)
+                                    .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?;
+                                let Some(st) = st.filter(|s| s.current.is_some()) else {
+                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into()));
+                                };
+                                let cur = st.current.expect("checked above");
+                                // --resume: a host the interrupted run switched that went back by
+                                // itself (its confirm deadline passed, or it rebooted inside the
+                                // window) is reported reverted, not switched again.
+                                if let Some(rec) = st.reverted_by_itself(&prior_runs) {
+                                    self_reverted.lock().expect("reverted").push(host.addr().clone());
+                                    return Err(failed(host.addr(), "inspect", format!(
+                                        "the host reverted by itself to generation {cur} ({}) after switch {}: it was not confirmed in time",
+                                        rec.reason.map_or("?", |r| r.word()),
+                                        rec.operation.as_deref().unwrap_or("?"),
+                                    )));
+                                }
                                 if st.active == *expected {
-                                    if !parse_pending(&r.stdout) {
+                                    if st.pending.is_none() {
                                         return Ok(Outcome::Unchanged);
                                     }
                                     // An interrupted run switched this host and never confirmed
                                     // it: check it, and confirm below (or revert now).
-                                    let Some(now) = cur else {
-                                        return Err(failed(host.addr(), "inspect", "a confirmation is pending but /opt/tarmac/current is unreadable".into()));
-                                    };
-                                    switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev: None, now });
+                                    switched.lock().expect("switched").insert(host.addr().clone(), Switched { now: cur });
                                     if let Err(e) = poll_checks(&host, check_deadline).await {
-                                        let _ = host.run("revert", Exec::root(revert_now_script(None, host.run_id())).timeout(Duration::from_secs(600))).await;
+                                        let _ = host.run("revert", Exec::root(revert_command()).timeout(Duration::from_secs(600))).await;
                                         return Err(e);
                                     }
                                     return Ok(Outcome::Ok);
                                 }
-                                let Some(prev) = cur else {
-                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into()));
-                                };
                                 host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}"))).await?;
                                 let src = UploadSource::file(&list_file)
                                     .map_err(|e| failed(host.addr(), "upload list", format!("cannot read {}: {e}", list_file.display())))?;
@@ -1234,13 +1203,13 @@ impl Installer {
                                     host.check("push: clean up", Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR))).await?;
                                 }
                                 let r = host
-                                    .check("switch", Exec::root(crate::plan::with_operation(host.run_id(), &switch_script(prev, window, &list_id, &expected, host.run_id()))).timeout(Duration::from_secs(600)))
+                                    .check("switch", Exec::root(crate::plan::with_operation(host.run_id(), &switch_command(window, &list_id, &expected))).timeout(Duration::from_secs(600)))
                                     .await?;
-                                let now = parse_generation(&r.stdout)
-                                    .ok_or_else(|| failed(host.addr(), "switch", "the switch did not report the new generation".into()))?;
-                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { prev: Some(prev), now });
+                                let out = parse_switch(&r.stdout)
+                                    .map_err(|e| failed(host.addr(), "switch", e.to_string()))?;
+                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { now: out.to });
                                 if let Err(e) = poll_checks(&host, check_deadline).await {
-                                    let _ = host.run("revert", Exec::root(revert_now_script(Some(prev), host.run_id())).timeout(Duration::from_secs(600))).await;
+                                    let _ = host.run("revert", Exec::root(revert_command()).timeout(Duration::from_secs(600))).await;
                                     return Err(e);
                                 }
                                 Ok(Outcome::Ok)
@@ -1255,12 +1224,15 @@ impl Installer {
                             let switched = switched.clone();
                             async move {
                                 let r = host
-                                    .check("inspect", Exec::root(inspect_script()).quiet())
+                                    .check(
+                                        "inspect",
+                                        Exec::root(status_command(&[], false)).quiet(),
+                                    )
                                     .await?;
-                                let st = parse_status(&r.stdout);
-                                let cur =
-                                    st.generation.as_deref().and_then(|g| g.parse::<u64>().ok());
-                                if cur.is_some() && cur == to {
+                                let cur = parse_host_status(&r.stdout)
+                                    .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+                                    .and_then(|s| s.current);
+                                if cur.is_some() && cur.map(|g| g.0) == to {
                                     return Ok(Outcome::Unchanged);
                                 }
                                 let Some(prev) = cur else {
@@ -1275,19 +1247,16 @@ impl Installer {
                                         "rollback",
                                         Exec::root(crate::plan::with_operation(
                                             host.run_id(),
-                                            &rollback_script(to),
+                                            &rollback_command(to),
                                         ))
                                         .timeout(Duration::from_secs(600)),
                                     )
                                     .await?;
-                                let now = parse_generation(&r.stdout).unwrap_or(prev);
-                                switched.lock().expect("switched").insert(
-                                    host.addr().clone(),
-                                    Switched {
-                                        prev: Some(prev),
-                                        now,
-                                    },
-                                );
+                                let now = parse_rollback(&r.stdout).unwrap_or(prev);
+                                switched
+                                    .lock()
+                                    .expect("switched")
+                                    .insert(host.addr().clone(), Switched { now });
                                 poll_checks(&host, check_deadline).await?;
                                 Ok(Outcome::Ok)
                             }
@@ -1297,8 +1266,13 @@ impl Installer {
             };
             let mut ok_hosts: Vec<(HostAddr, Role)> = Vec::new();
             let mut wave_failures = 0;
+            let self_reverted = std::mem::take(&mut *self_reverted.lock().expect("reverted"));
             for hr in &report.hosts {
-                let label = hr.outcome.label();
+                let label = if self_reverted.contains(&hr.target.addr) {
+                    "reverted"
+                } else {
+                    hr.outcome.label()
+                };
                 state
                     .hosts
                     .insert(hr.target.addr.to_string(), label.to_owned());
@@ -1343,7 +1317,7 @@ impl Installer {
                             let Some(s) = sw.get(host.addr()).copied() else {
                                 return Ok(Outcome::Unchanged);
                             };
-                            host.check("confirm", Exec::root(confirm_script(s.now)))
+                            host.check("confirm", Exec::root(confirm_command(s.now)))
                                 .await?;
                             Ok(Outcome::Ok)
                         }
@@ -1396,13 +1370,12 @@ impl Installer {
             .fleet_run("revert", hosts, None, |host| {
                 let sw = sw.clone();
                 async move {
-                    let Some(s) = sw.get(host.addr()).copied() else {
+                    if !sw.contains_key(host.addr()) {
                         return Ok(Outcome::Unchanged);
-                    };
+                    }
                     host.check(
                         "revert",
-                        Exec::root(revert_now_script(s.prev, host.run_id()))
-                            .timeout(Duration::from_secs(600)),
+                        Exec::root(revert_command()).timeout(Duration::from_secs(600)),
                     )
                     .await?;
                     Ok(Outcome::Ok)
@@ -1614,18 +1587,25 @@ mod tests {
 
     #[test]
     fn watched_files_and_trees() {
-        let out = "== active\na--1\n== generation\ngenerations/3\n== watched\n\
-                   0123  etc/etcd/etcd.env\nabcd  bin/detect_ip\n";
-        let w = parse_watched(out);
-        assert_eq!(w.len(), 2);
-        assert_eq!(w["etc/etcd/etcd.env"], "0123");
         assert_eq!(
-            plan_inspect_script(&["etc/etcd".into(), "bin/detect ip".into()]),
-            format!(
-                "{}; echo '== watched'; if [ -d /opt/tarmac/current ]; then cd /opt/tarmac/current && find -L etc/etcd 'bin/detect ip' -type f -exec sha256sum {{}} + 2>/dev/null; fi; true",
-                inspect_script()
-            )
+            status_command(&["etc/etcd".into(), "bin/detect ip".into()], false),
+            "if [ -x /opt/tarmac/tarmac-host ]; then /opt/tarmac/tarmac-host --json status --watched etc/etcd --watched 'bin/detect ip'; fi"
         );
+        let st = parse_host_status(
+            r#"{"format":1,"current":3,"previous":2,"active":["a--1"],"pending":null,
+                "units":{"a.service":"active"},"switch":null,
+                "watched":{"etc/etcd/etcd.env":"0123"}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(st.current, Some(Generation(3)));
+        assert_eq!(st.active, vec![id("a--1")]);
+        assert_eq!(st.watched["etc/etcd/etcd.env"], "0123");
+        // No tarmac-host: nothing printed, not installed.
+        assert_eq!(parse_host_status("\n").unwrap(), None);
+        let e = parse_host_status(r#"{"format":2,"current":null}"#).unwrap_err();
+        assert!(e.to_string().contains("format 2"), "{e}");
+        assert!(parse_host_status("== active\n").is_err());
         let a: BTreeMap<String, String> = [("etc/x/a".to_owned(), "1".to_owned())].into();
         let b: BTreeMap<String, String> = [
             ("etc/x/a".to_owned(), "1".to_owned()),
@@ -1643,60 +1623,48 @@ mod tests {
             "/opt/tarmac/tarmac-host fetch --repository-url http://10.0.0.254:8080 --package-list /etc/tarmac/upgrade/abc.package_list.json --require-sha256"
         );
         assert_eq!(
-            revert_script(3, "upgrade-1-a-001-switch"),
-            "cur=$(basename \"$(readlink /opt/tarmac/current)\"); if [ \"$cur\" != 3 ]; then TARMAC_OPERATION=upgrade-1-a-001-switch/revert /opt/tarmac/tarmac-host --wait rollback --to 3 || exit 1; fi; if [ -f /etc/tarmac/setup-flags/cluster-package-list.prev ]; then mv -f /etc/tarmac/setup-flags/cluster-package-list.prev /etc/tarmac/setup-flags/cluster-package-list; fi"
+            switch_command(Duration::from_secs(120), "abc", &[id("a--1"), id("b--2")]),
+            "/opt/tarmac/tarmac-host --wait --json switch --confirm-within 120s --setup-list /etc/tarmac/upgrade/abc.package_list.json a--1 b--2"
         );
-        let s = switch_script(
-            3,
-            Duration::from_secs(120),
-            "abc",
-            &[id("a--1"), id("b--2")],
-            "op",
-        );
-        assert!(s.contains("printf '%s\\n' 'cur=$(basename"), "{s}");
-        assert!(s.contains("systemd-run --quiet --unit=tarmac-confirm --description='Tarmac: revert to generation 3 unless confirmed' --timer-property=AccuracySec=1s --on-active=120s /bin/sh /etc/tarmac/upgrade/revert.sh\n"), "{s}");
-        assert!(
-            s.contains("if ! /opt/tarmac/tarmac-host --wait activate a--1 b--2; then"),
-            "{s}"
-        );
-        assert!(s.contains("cp /etc/tarmac/upgrade/abc.package_list.json /etc/tarmac/setup-flags/cluster-package-list.new"), "{s}");
-        assert!(confirm_script(4).contains("if [ \"$cur\" != 4 ]; then"));
-        assert_eq!(parse_generation("x\nGEN 7\n"), Some(7));
-        assert!(parse_pending("== active\na--1\n== pending\nactive\n"));
-        assert!(recover_and_inspect_script().starts_with(
-            "if [ -e /opt/tarmac/switch-journal.json ]; then /opt/tarmac/tarmac-host --wait recover >&2 || exit 1; fi; echo '== active'"
-        ));
-        assert!(!parse_pending("== active\nactive\n== pending\ninactive\n"));
         assert_eq!(
-            revert_now_script(None, "op"),
-            "systemctl stop tarmac-confirm.timer 2>/dev/null || true\n/bin/sh /etc/tarmac/upgrade/revert.sh\n"
+            status_command(&[], true),
+            "if [ -x /opt/tarmac/tarmac-host ]; then /opt/tarmac/tarmac-host --wait --json status --recover; fi"
         );
-        assert_eq!(parse_generation("nothing"), None);
         assert_eq!(
-            rollback_script(Some(2)).lines().nth(2),
-            Some("/opt/tarmac/tarmac-host --wait rollback --to 2")
+            confirm_command(Generation(4)),
+            "/opt/tarmac/tarmac-host --wait confirm --generation 4"
+        );
+        assert_eq!(revert_command(), "/opt/tarmac/tarmac-host --wait revert");
+        assert_eq!(
+            rollback_command(Some(2)),
+            "/opt/tarmac/tarmac-host --wait --json rollback --to 2 --set-setup-list"
+        );
+        assert_eq!(
+            rollback_command(None),
+            "/opt/tarmac/tarmac-host --wait --json rollback --set-setup-list"
+        );
+        let out = parse_switch(
+            r#"{"from":3,"to":4,"unchanged":false,"pending":{"format":1,"from":3,"to":4,
+                "armed_unix":10,"deadline_unix":130,"boot_id":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!((out.to, out.pending.from), (Generation(4), Generation(3)));
+        assert!(parse_switch("GEN 4\n").is_err());
+        assert_eq!(
+            parse_rollback(r#"{"from":4,"to":3,"unchanged":false}"#).unwrap(),
+            Generation(3)
         );
     }
 
     #[test]
-    fn switch_script_runs_in_sh() {
-        // The generated script must at least parse.
-        let s = switch_script(3, Duration::from_secs(5), "abc", &[id("a--1")], "op");
-        let st = std::process::Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(&s)
-            .status()
-            .unwrap();
-        assert!(st.success());
+    fn host_commands_parse_in_sh() {
         for s in [
-            confirm_script(2),
-            revert_now_script(Some(1), "op"),
-            revert_now_script(None, "op"),
-            rollback_script(None),
-            inspect_script(),
-            recover_and_inspect_script(),
-            plan_inspect_script(&["etc/a".into()]),
+            switch_command(Duration::from_secs(5), "abc", &[id("a--1")]),
+            confirm_command(Generation(2)),
+            revert_command(),
+            rollback_command(None),
+            status_command(&["etc/a".into()], true),
+            crate::plan::with_operation("op", &switch_command(Duration::from_secs(5), "abc", &[])),
         ] {
             let st = std::process::Command::new("sh")
                 .arg("-n")

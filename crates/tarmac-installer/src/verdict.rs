@@ -191,6 +191,7 @@ mod tests {
                 command: "activate".into(),
                 operation: op.map(str::to_owned),
                 at_unix: 0,
+                reason: None,
             }),
             switch_log: true,
         }

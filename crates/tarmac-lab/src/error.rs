@@ -43,6 +43,12 @@ pub enum LabError {
     )]
     AlreadyExists { name: String, dir: PathBuf },
 
+    /// A host could not be powered off or booted.
+    #[error(
+        "cannot power-cycle {host}: {reason}\nhint: `tarmac lab status` shows which hosts run; its console log is in /var/log/tarmac-lab/"
+    )]
+    HostPower { host: String, reason: String },
+
     /// No lab with that name.
     #[error("no lab named `{name}`\nhint: `tarmac lab status` lists the labs on this machine")]
     NotFound { name: String },

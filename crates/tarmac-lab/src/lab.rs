@@ -558,6 +558,72 @@ impl Lab {
         sys::run(&mut c, None).map(|_| ())
     }
 
+    /// Pull the host's power: SIGKILL every process of the host (its cgroup subtree), with
+    /// no shutdown. Its disk (the overlay's upper directory) stays as it was.
+    pub fn power_off(&self, host: &str) -> Result<(), LabError> {
+        sys::require_root()?;
+        let h = self.host(host)?;
+        let dirs: Vec<PathBuf> = sys::cgroup_roots()
+            .iter()
+            .map(|r| sys::lab_cgroup(r, &self.plan.name).join(&h.name))
+            .collect();
+        sys::kill_cgroups(&dirs, Duration::from_secs(20));
+        if host::alive(&self.plan, h) {
+            return Err(LabError::HostPower {
+                host: h.name.clone(),
+                reason: "its processes are still there 20 s after SIGKILL".into(),
+            });
+        }
+        // A fresh cgroup for the next boot (the container's own sub-cgroups go too).
+        for d in &dirs {
+            sys::remove_cgroup_tree(d);
+        }
+        Ok(())
+    }
+
+    /// Boot a host that is powered off (see [`Lab::power_off`]) and wait until it has booted
+    /// and accepts SSH, up to `timeout`.
+    pub fn boot(&self, host: &str, timeout: Duration) -> Result<(), LabError> {
+        sys::require_root()?;
+        let h = self.host(host)?;
+        if host::alive(&self.plan, h) {
+            return Err(LabError::HostPower {
+                host: h.name.clone(),
+                reason: "it is running; power it off first".into(),
+            });
+        }
+        let state = host::HostPaths::new(&self.plan, h)
+            .upper
+            .join(host::BOOT_STATE);
+        let _ = fs::remove_file(&state);
+        let nspawn =
+            which("systemd-nspawn").unwrap_or_else(|| PathBuf::from("/usr/bin/systemd-nspawn"));
+        host::launch(&self.plan, h, &nspawn)?;
+        let t0 = Instant::now();
+        loop {
+            let booted = self.plan.mode == Mode::Plain || host::boot_state(&self.plan, h).is_some();
+            if booted
+                && host::probe_ssh(&self.plan.ctl_netns(), &[h.ip], Duration::from_millis(300))?
+                    .first()
+                    .copied()
+                    .unwrap_or(false)
+            {
+                return Ok(());
+            }
+            if !host::alive(&self.plan, h) || t0.elapsed() > timeout {
+                return Err(LabError::HostPower {
+                    host: h.name.clone(),
+                    reason: format!(
+                        "it did not come up within {} s; console:\n{}",
+                        timeout.as_secs(),
+                        host::console_tail(&self.plan, h, 20)
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Move the calling thread into the control namespace (threads it creates afterwards
     /// inherit it), so in-process code can open sockets to the hosts.
     pub fn enter_ctl_netns(&self) -> Result<(), LabError> {

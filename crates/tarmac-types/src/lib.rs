@@ -3,6 +3,7 @@
 //! shell quoting (`shell`), the error report both binaries print (`error_report`). Pure types and parsers; no I/O.
 
 pub mod apt_source;
+pub mod confirm;
 mod digest;
 pub mod error_report;
 mod host;

@@ -12,12 +12,15 @@ pub struct SwitchRecord {
     pub to: Generation,
     #[serde(default)]
     pub from: Option<Generation>,
-    /// `activate`, `swap`, `setup`, `rollback`.
+    /// `activate`, `swap`, `setup`, `rollback`, `revert`.
     pub command: String,
     /// The installer's run id, or `None` when `tarmac-host` ran without one (by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     pub at_unix: u64,
+    /// Why a revert (command `revert`) went back: see [`crate::confirm::RevertReason`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::confirm::RevertReason>,
 }
 
 /// Every well-formed record of `text`, in order.

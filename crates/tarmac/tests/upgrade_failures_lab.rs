@@ -5,7 +5,10 @@
 //!    checks and confirms that master and finishes the rest;
 //! 3. `tarmac rollback` brings every host back to the generation it came from;
 //! 4. the failure budget: an agent that fails with `--max-failures 0` stops the upgrade
-//!    before the next agent; with `--max-failures 1` the others go on (exit code still ≠ 0).
+//!    before the next agent; with `--max-failures 1` the others go on (exit code still ≠ 0);
+//! 5. a host powered off and booted inside its confirm window (the installer killed too):
+//!    it comes back on its previous generation by itself, and `upgrade --resume` reports it
+//!    `reverted`, not `unchanged`.
 #![allow(clippy::print_stderr)]
 
 use std::path::Path;
@@ -56,7 +59,13 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     let names: Vec<String> = lab.hosts().iter().map(|h| h.name.clone()).collect();
     let gen_of = |h: &str| ssh(&lab, h, "basename $(readlink /opt/tarmac/current)");
     let active_of = |h: &str| ssh(&lab, h, "/opt/tarmac/tarmac-host active");
-    let timer_of = |h: &str| ssh(&lab, h, "systemctl is-active tarmac-confirm.timer || true");
+    let timer_of = |h: &str| {
+        ssh(
+            &lab,
+            h,
+            "if [ -e /opt/tarmac/pending.json ]; then echo active; else echo inactive; fi",
+        )
+    };
     let idx = |h: &str| names.iter().position(|n| n == h).unwrap();
     let gen0: Vec<String> = names.iter().map(|h| gen_of(h)).collect();
     let active0: Vec<String> = names.iter().map(|h| active_of(h)).collect();
@@ -105,7 +114,11 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     for (i, h) in names.iter().enumerate() {
         assert_eq!(gen_of(h), gen0[i], "{h}: not on its old generation");
         assert_eq!(active_of(h), active0[i], "{h}");
-        assert_eq!(timer_of(h), "inactive", "{h}: revert timer left armed");
+        assert_eq!(
+            timer_of(h),
+            "inactive",
+            "{h}: pending confirmation left behind"
+        );
     }
     // The reverted master runs its old node-exporter again.
     let m0 = &masters[0].name;
@@ -147,7 +160,7 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     while timer_of(m1) != "active" || gen_of(m1) == gen0[idx(m1)] {
         assert!(
             t0.elapsed() < Duration::from_secs(240),
-            "{m1} never armed its timer"
+            "{m1} never armed its confirmation"
         );
         assert!(
             child.0.try_wait().unwrap().is_none(),
@@ -164,7 +177,11 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
     for (i, h) in names.iter().enumerate() {
         assert_eq!(active_of(h), new_active, "{h}: not on the new list");
         assert_ne!(gen1[i], gen0[i], "{h}");
-        assert_eq!(timer_of(h), "inactive", "{h}: revert timer left armed");
+        assert_eq!(
+            timer_of(h),
+            "inactive",
+            "{h}: pending confirmation left behind"
+        );
     }
     let out = in_lab(&lab, &["status", "--genconf-dir", g]);
     assert!(out.status.success(), "status shows drift:\n{}", text(&out));
@@ -251,5 +268,71 @@ fn broken_upgrade_resume_rollback_and_budget_on_the_lab() {
         ssh(&lab, a0, "ls /var/lib/tarmac-push/packages 2>&1 || true"),
         "ls: cannot access '/var/lib/tarmac-push/packages': No such file or directory"
     );
+
+    // 5. Reboot inside the confirm window.
+    let prev_gen = gen_of(a1);
+    let prev_active = active_of(a1);
+    set_key(&genconf, "etcd_snapshot_count", "30000");
+    regenconf(&lab, g, b);
+    let a1_ip = agents[1].ip.to_string();
+    let mut child = spawn_in_lab(
+        &lab,
+        &[
+            "upgrade",
+            "--genconf-dir",
+            g,
+            "--hosts",
+            &a1_ip,
+            "--confirm-window",
+            "90s",
+        ],
+    );
+    let t0 = Instant::now();
+    while timer_of(a1) != "active" || gen_of(a1) == prev_gen {
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "{a1} never armed its confirmation"
+        );
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the upgrade ended before {a1} switched"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(child); // the installer dies with the host: nobody will confirm
+    lab.power_off(a1).unwrap();
+    lab.boot(a1, Duration::from_secs(180)).unwrap();
+    let t0 = Instant::now();
+    while gen_of(a1) != prev_gen || timer_of(a1) != "inactive" {
+        if t0.elapsed() > Duration::from_secs(150) {
+            let diag = ssh(
+                &lab,
+                a1,
+                "systemctl status --no-pager tarmac-confirm.service tarmac-setup.service 2>&1; journalctl --no-pager -b -n 80 -u tarmac-confirm.service -u tarmac-setup.service 2>&1; /opt/tarmac/tarmac-host status 2>&1",
+            );
+            panic!(
+                "{a1} did not go back to generation {prev_gen} after the reboot (on {}):\n{diag}",
+                gen_of(a1)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(active_of(a1), prev_active);
+    let log = ssh(&lab, a1, "tail -n 1 /opt/tarmac/switches.jsonl");
+    assert!(log.contains("\"command\":\"revert\""), "{log}");
+    assert!(
+        log.contains("\"reason\":\"reboot\"") || log.contains("\"reason\":\"deadline\""),
+        "{log}"
+    );
+    let out = in_lab(
+        &lab,
+        &["upgrade", "--genconf-dir", g, "--hosts", &a1_ip, "--resume"],
+    );
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("reverted by itself"), "{t}");
+    let st = upgrade_state(&genconf);
+    assert_eq!(st["hosts"][a1_ip.as_str()], "reverted", "{st}");
+    assert_eq!(gen_of(a1), prev_gen, "resume must not switch it again");
     lab.down().unwrap();
 }
