@@ -34,25 +34,10 @@ fn main() -> ExitCode {
 
 /// `error: …`, every `caused by: …`, then the `hint:` lines found anywhere in the chain.
 fn print_error(err: &anyhow::Error) {
-    let mut hints = Vec::new();
-    for (i, cause) in err.chain().enumerate() {
-        let mut body = Vec::new();
-        for line in cause.to_string().lines() {
-            match line.trim_start().strip_prefix("hint:") {
-                Some(h) => hints.push(h.trim().to_owned()),
-                None => body.push(line.to_owned()),
-            }
-        }
-        let body = body.join("\n");
-        if i == 0 {
-            eprintln!("error: {body}");
-        } else if !body.trim().is_empty() {
-            eprintln!("  caused by: {body}");
-        }
-    }
-    for h in hints {
-        eprintln!("hint: {h}");
-    }
+    eprint!(
+        "{}",
+        tarmac_types::error_report::ErrorReport::of(&**err).to_text()
+    );
 }
 
 use tarmac_types::time::utc;
