@@ -8,6 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tarmac_types::{HostAddr, PackageId, Role, Stage};
 
+pub mod rows;
+mod state;
+
+pub use rows::{HostRow, HostRows};
+pub use state::{HostState, Phase, UnknownWord};
+
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tarmac_events::{Event, Level, Outcome};
+use tarmac_events::rows::fleet_run_id;
+use tarmac_events::{Event, HostState, Level, Outcome, Phase};
 use tarmac_ssh::quote::quote;
 use tarmac_ssh::{Exec, HostSession, StageReport, StepError, Target, Upload, UploadSource};
 use tarmac_types::{HostAddr, PackageId, Role, Stage};
@@ -57,7 +58,13 @@ pub enum BatchSize {
     Percent(u32),
 }
 
+/// The default `--batch` (CLI, web API and library): a tenth of the agents.
+pub const DEFAULT_BATCH: &str = "10%";
+
 impl BatchSize {
+    /// [`DEFAULT_BATCH`] parsed.
+    pub const DEFAULT: BatchSize = BatchSize::Percent(10);
+
     /// Hosts per batch out of `total` (at least 1).
     pub fn of(self, total: usize) -> usize {
         match self {
@@ -606,8 +613,8 @@ pub struct UpgradeState {
     pub finished: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
-    /// Host → ok | unchanged | failed | reverted | untouched.
-    pub hosts: BTreeMap<String, String>,
+    /// Host → ok | unchanged | failed | reverted | unconfirmed | untouched | …
+    pub hosts: BTreeMap<String, HostState>,
     /// The run ids this operation has used so far (an interrupted run, then its resumes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_ids: Vec<String>,
@@ -655,7 +662,7 @@ pub struct UpgradeOptions {
 impl Default for UpgradeOptions {
     fn default() -> Self {
         UpgradeOptions {
-            batch: BatchSize::Count(1),
+            batch: BatchSize::DEFAULT,
             max_failures: Budget::Count(0),
             confirm_window: Duration::from_secs(120),
             check_deadline: Duration::from_secs(300),
@@ -680,11 +687,7 @@ impl UpgradeReport {
     pub fn succeeded(&self) -> bool {
         self.state.finished
             && self.state.stopped.is_none()
-            && self
-                .state
-                .hosts
-                .values()
-                .all(|s| s == "ok" || s == "unchanged")
+            && self.state.hosts.values().all(|s| s.is_success())
     }
 }
 
@@ -708,14 +711,14 @@ struct Runner<'a> {
     run_id: String,
     log_dir: PathBuf,
     journals: Vec<PathBuf>,
-    waves_run: usize,
+    waves_run: u32,
 }
 
 impl Runner<'_> {
     /// One fleet over `hosts` (fresh connections), journaled.
     async fn fleet_run<F, Fut>(
         &mut self,
-        what: &str,
+        what: Phase,
         hosts: &[(HostAddr, Role)],
         deadline: Option<Duration>,
         job: F,
@@ -725,7 +728,7 @@ impl Runner<'_> {
         Fut: Future<Output = Result<Outcome, StepError>>,
     {
         self.waves_run += 1;
-        let run_id = format!("{}-{:03}-{what}", self.run_id, self.waves_run);
+        let run_id = fleet_run_id(&self.run_id, self.waves_run, what);
         let targets: Vec<Target> = hosts
             .iter()
             .map(|(h, r)| Target::new(h.clone()).with_role(*r))
@@ -837,7 +840,7 @@ impl Installer {
         let script = Arc::new(status_command(&watched, false));
         let mut runner = self.runner("plan");
         runner
-            .fleet_run("inspect", &hosts, None, |host| {
+            .fleet_run(Phase::Inspect, &hosts, None, |host| {
                 let (seen, script) = (seen.clone(), script.clone());
                 async move {
                     let r = host
@@ -973,7 +976,7 @@ impl Installer {
                 .cloned();
             state
                 .hosts
-                .insert(h.to_string(), prior.unwrap_or_else(|| "untouched".into()));
+                .insert(h.to_string(), prior.unwrap_or(HostState::Untouched));
         }
         if opts.resume {
             state.run_ids = previous
@@ -1006,7 +1009,7 @@ impl Installer {
         }
         // One ledger entry per run that got to move hosts, finished or not (a run killed
         // before this line is covered by the entry of its `--resume`).
-        let moved = state.hosts.values().any(|w| w != "untouched");
+        let moved = state.hosts.values().any(|w| *w != HostState::Untouched);
         if result.is_ok() || moved {
             let report = UpgradeReport {
                 state: state.clone(),
@@ -1020,7 +1023,7 @@ impl Installer {
                     state
                         .hosts
                         .get(&h.to_string())
-                        .map(|w| (h.clone(), w.clone()))
+                        .map(|w| (h.clone(), w.to_string()))
                 })
                 .collect();
             let appended = book.append(
@@ -1089,10 +1092,10 @@ impl Installer {
                 .iter()
                 .filter(|(h, _)| {
                     !(opts.resume
-                        && matches!(
-                            state.hosts.get(&h.to_string()).map(String::as_str),
-                            Some("ok" | "unchanged")
-                        ))
+                        && state
+                            .hosts
+                            .get(&h.to_string())
+                            .is_some_and(|s| s.is_success()))
                 })
                 .cloned()
                 .collect();
@@ -1148,7 +1151,7 @@ impl Installer {
                     };
                     let secrets = Arc::new(Secrets::read(&self.genconf_dir, &serve.packages)?);
                     runner
-                        .fleet_run("switch", &wave.hosts, None, |host| {
+                        .fleet_run(Phase::Switch, &wave.hosts, None, |host| {
                             let (expected, list_file, list_id, url, switched, push_from, repo_ca, secrets) =
                                 (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone(), secrets.clone());
                             let (self_reverted, prior_runs) = (self_reverted.clone(), prior_runs.clone());
@@ -1220,7 +1223,7 @@ impl Installer {
                 Op::Rollback => {
                     let to = opts.to;
                     runner
-                        .fleet_run("rollback", &wave.hosts, None, |host| {
+                        .fleet_run(Phase::Rollback, &wave.hosts, None, |host| {
                             let switched = switched.clone();
                             async move {
                                 let r = host
@@ -1269,13 +1272,11 @@ impl Installer {
             let self_reverted = std::mem::take(&mut *self_reverted.lock().expect("reverted"));
             for hr in &report.hosts {
                 let label = if self_reverted.contains(&hr.target.addr) {
-                    "reverted"
+                    HostState::Reverted
                 } else {
-                    hr.outcome.label()
+                    HostState::from(&hr.outcome)
                 };
-                state
-                    .hosts
-                    .insert(hr.target.addr.to_string(), label.to_owned());
+                state.hosts.insert(hr.target.addr.to_string(), label);
                 if hr.outcome.is_success() {
                     if hr.outcome == Outcome::Ok {
                         ok_hosts.push((
@@ -1290,7 +1291,7 @@ impl Installer {
             // Masters: the whole cluster must be healthy before the next one.
             if wave.masters && wave_failures == 0 && !ok_hosts.is_empty() {
                 let gate = runner
-                    .fleet_run("cluster-checks", &masters, None, |host| async move {
+                    .fleet_run(Phase::ClusterChecks, &masters, None, |host| async move {
                         poll_checks(&host, check_deadline).await?;
                         Ok(Outcome::Ok)
                     })
@@ -1301,7 +1302,7 @@ impl Installer {
                     if op == Op::Upgrade {
                         self.revert_hosts(runner, &ok_hosts, &sw).await?;
                         for (h, _) in &ok_hosts {
-                            state.hosts.insert(h.to_string(), "reverted".into());
+                            state.hosts.insert(h.to_string(), HostState::Reverted);
                         }
                     }
                     ok_hosts.clear();
@@ -1311,7 +1312,7 @@ impl Installer {
             if op == Op::Upgrade && !ok_hosts.is_empty() {
                 let sw = Arc::new(switched.lock().expect("switched").clone());
                 let confirm = runner
-                    .fleet_run("confirm", &ok_hosts, None, |host| {
+                    .fleet_run(Phase::Confirm, &ok_hosts, None, |host| {
                         let sw = sw.clone();
                         async move {
                             let Some(s) = sw.get(host.addr()).copied() else {
@@ -1328,7 +1329,7 @@ impl Installer {
                         wave_failures += 1;
                         state
                             .hosts
-                            .insert(hr.target.addr.to_string(), "unconfirmed".into());
+                            .insert(hr.target.addr.to_string(), HostState::Unconfirmed);
                     }
                 }
             }
@@ -1367,7 +1368,7 @@ impl Installer {
     ) -> Result<(), InstallerError> {
         let sw = Arc::new(sw.clone());
         runner
-            .fleet_run("revert", hosts, None, |host| {
+            .fleet_run(Phase::Revert, hosts, None, |host| {
                 let sw = sw.clone();
                 async move {
                     if !sw.contains_key(host.addr()) {
@@ -1401,6 +1402,8 @@ mod tests {
     #[test]
     fn batches_and_budgets() {
         assert_eq!("10%".parse::<BatchSize>().unwrap().of(50), 5);
+        assert_eq!(DEFAULT_BATCH.parse::<BatchSize>(), Ok(BatchSize::DEFAULT));
+        assert_eq!(UpgradeOptions::default().batch, BatchSize::DEFAULT);
         assert_eq!("10%".parse::<BatchSize>().unwrap().of(3), 1);
         assert_eq!("3".parse::<BatchSize>().unwrap().of(50), 3);
         assert!("0".parse::<BatchSize>().is_err());

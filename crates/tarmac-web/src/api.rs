@@ -32,6 +32,7 @@ use crate::runs::{
 };
 use crate::yamledit::{self, HIDDEN};
 use crate::{ApiError, App, AppState};
+use tarmac_events::HostState;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -1097,7 +1098,8 @@ pub struct UpgradeHost {
     /// From config.yaml (null when the host is not in it any more).
     pub role: Option<String>,
     /// ok, unchanged, failed, reverted, unconfirmed, untouched, unreachable, timed-out, cancelled.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: HostState,
 }
 
 /// The last upgrade or rollback, as `genconf/state/upgrade.json` records it.
@@ -1167,7 +1169,7 @@ fn upgrade_view(app: &App) -> Option<UpgradeView> {
             .map(|(h, s)| UpgradeHost {
                 host: h.clone(),
                 role: roles.get(h).cloned(),
-                status: s.clone(),
+                status: *s,
             })
             .collect(),
         operation: st.operation,
@@ -1830,8 +1832,8 @@ async fn cluster(State(app): State<AppState>) -> ApiResult<Json<ClusterView>> {
                                 h.to_string(),
                                 rec.outcome
                                     .as_ref()
-                                    .map_or("unfinished", |o| o.label())
-                                    .to_owned(),
+                                    .map_or(HostState::Unfinished, HostState::from)
+                                    .to_string(),
                             )
                         })
                         .collect()

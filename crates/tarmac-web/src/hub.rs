@@ -5,19 +5,17 @@
 //! snapshot (`GET /api/v1/state`, which carries the id it is current to) plus the events
 //! after it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use tarmac_events::{Event, EventSink, Level, Outcome, Summary};
+use tarmac_events::{Event, EventSink, HostRows, Level, Summary};
 use tarmac_installer::plan::CheckResult;
 use tarmac_types::{Role, Stage};
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
-/// Longest output line kept as a host's "last line".
-const LAST_LINE_MAX: usize = 400;
 /// Notices kept in the run state.
 const NOTICES_MAX: usize = 100;
 
@@ -102,64 +100,8 @@ pub struct RosterHost {
     pub role: Option<Role>,
 }
 
-/// Runs made of several fleets in sequence (one per wave and step): their per-host rows
-/// keep each host's latest state across the fleets instead of starting over.
-pub fn is_multi_fleet(stage: Stage) -> bool {
-    matches!(stage, Stage::Upgrade | Stage::Rollback)
-}
-
-/// The fleet run ids of an upgrade or rollback are `<run id>-<NNN>-<step>` (e.g.
-/// `upgrade-1700000000-1f2e-003-cluster-checks`): the whole run's id (its log directory
-/// under `genconf/state/logs/`) and the step, or `None` for any other id.
-pub fn split_fleet_run_id(id: &str) -> Option<(&str, &str)> {
-    let b = id.as_bytes();
-    // The last `-<3+ digits>-` followed by a step name of lowercase letters and dashes.
-    let mut found = None;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'-' {
-            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-            let j = i + 1 + digits;
-            if digits >= 3
-                && j + 1 < b.len()
-                && b[j] == b'-'
-                && b[j + 1..]
-                    .iter()
-                    .all(|c| c.is_ascii_lowercase() || *c == b'-')
-                && b[j + 1].is_ascii_lowercase()
-                && i > 0
-            {
-                found = Some((i, j));
-            }
-        }
-        i += 1;
-    }
-    found.map(|(i, j)| (&id[..i], &id[j + 1..]))
-}
-
-/// Steps of an upgrade that check hosts without changing them: a host that is not part of
-/// the wave being rolled out keeps its row (a pass does not make an untouched host `ok`).
-const GATE_STEPS: &[&str] = &["cluster-checks"];
-
-/// One host's row in the live table.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
-pub struct HostRow {
-    pub host: String,
-    #[schema(value_type = Option<String>)]
-    pub role: Option<Role>,
-    /// The step running now, or the last one that ran.
-    pub step: Option<String>,
-    /// pending, running, ok, unchanged, failed, unreachable, timed-out, cancelled, skipped;
-    /// upgrade and rollback also `reverted` (switched, then brought back).
-    pub status: String,
-    pub started_unix_ms: Option<u64>,
-    pub duration_ms: Option<u64>,
-    pub last_line: Option<String>,
-    /// The step that failed.
-    pub failed_step: Option<String>,
-    /// Why the host did not succeed.
-    pub message: Option<String>,
-}
+pub use tarmac_events::HostRow;
+pub use tarmac_events::rows::{is_multi_fleet, split_fleet_run_id};
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct NoticeRow {
@@ -186,44 +128,16 @@ pub struct RunView {
     pub summary: Option<Summary>,
     /// Why the run could not start or stopped early.
     pub error: Option<String>,
-    /// Every host of the run, in config order (masters, agents, public agents).
-    pub hosts: Vec<HostRow>,
+    /// Every host of the run, in config order (masters, agents, public agents), and for
+    /// upgrade and rollback the step of the fleet running now (`phase`) and how many fleets
+    /// the run has started (`fleets`): the fold shared with the terminal.
+    #[serde(flatten)]
+    pub rows: HostRows,
     #[schema(value_type = Object)]
     pub checks: BTreeMap<String, Vec<CheckResult>>,
     #[schema(value_type = Option<Object>)]
     pub report: Option<Json>,
     pub notices: Vec<NoticeRow>,
-    /// Upgrade and rollback: the step of the fleet running now (inspect, switch, rollback,
-    /// cluster-checks, confirm, revert) and how many fleets the run has started.
-    pub phase: Option<String>,
-    pub fleets: u32,
-    #[serde(skip)]
-    index: HashMap<String, usize>,
-    /// Hosts of the current gate fleet that no wave has touched yet.
-    #[serde(skip)]
-    gate: HashSet<String>,
-}
-
-fn describe(o: &Outcome) -> Option<String> {
-    match o {
-        Outcome::Ok | Outcome::Unchanged | Outcome::Cancelled => None,
-        Outcome::Failed {
-            exit_code: Some(c),
-            message,
-            ..
-        } => Some(format!("exit {c}: {}", message.trim())),
-        Outcome::Failed {
-            signal: Some(s),
-            message,
-            ..
-        } => Some(format!("signal {s}: {}", message.trim())),
-        Outcome::Failed { message, .. } => Some(message.trim().to_owned()),
-        Outcome::Unreachable { message } => Some(message.clone()),
-        Outcome::TimedOut { after_ms } => {
-            Some(format!("timed out after {:.1}s", *after_ms as f64 / 1000.0))
-        }
-        Outcome::Skipped { reason } => Some(reason.clone()),
-    }
 }
 
 impl RunView {
@@ -236,125 +150,18 @@ impl RunView {
 
     /// This view is of an upgrade or rollback started by this server.
     fn multi_fleet(&self) -> bool {
-        self.state == "running" && self.stage.is_some_and(is_multi_fleet)
-    }
-
-    fn row(&mut self, host: &str) -> &mut HostRow {
-        let i = match self.index.get(host) {
-            Some(i) => *i,
-            None => {
-                self.hosts.push(HostRow {
-                    host: host.to_owned(),
-                    status: "pending".into(),
-                    ..Default::default()
-                });
-                self.index.insert(host.to_owned(), self.hosts.len() - 1);
-                self.hosts.len() - 1
-            }
-        };
-        &mut self.hosts[i]
+        self.state == "running" && self.rows.rolling()
     }
 
     /// Fold one engine event in.
     pub fn apply(&mut self, e: &Event, now: u64) {
+        self.rows.apply_at(e, now);
         match e {
-            Event::StageStarted {
-                run_id,
-                stage,
-                hosts,
-            } if self.multi_fleet() && is_multi_fleet(*stage) => {
-                // One more fleet of an upgrade or rollback: rows keep their state, the run
-                // keeps its stage (a rollback's fleets may say `upgrade`) and its whole id.
-                let (whole, step) = split_fleet_run_id(run_id).unwrap_or((run_id, ""));
-                self.run_id = Some(whole.to_owned());
-                self.phase = (!step.is_empty()).then(|| step.to_owned());
-                self.fleets += 1;
-                self.gate.clear();
-                let gate = GATE_STEPS.contains(&step);
-                for h in hosts {
-                    let key = h.addr.to_string();
-                    let r = self.row(&key);
-                    r.role = h.role.or(r.role);
-                    if gate && r.status == "pending" {
-                        self.gate.insert(key);
-                    } else if !gate {
-                        // The host is part of this step: its earlier failure (if any) is history.
-                        r.failed_step = None;
-                        r.message = None;
-                    }
+            Event::StageStarted { stage, .. } => {
+                self.run_id = self.rows.run_id().map(str::to_owned);
+                if !(self.rows.rolling() && is_multi_fleet(*stage)) {
+                    self.stage = Some(*stage);
                 }
-            }
-            Event::StageStarted {
-                run_id,
-                stage,
-                hosts,
-            } => {
-                self.run_id = Some(run_id.clone());
-                self.stage = Some(*stage);
-                self.hosts.clear();
-                self.index.clear();
-                for h in hosts {
-                    let r = self.row(&h.addr.to_string());
-                    r.role = h.role;
-                }
-            }
-            Event::StepStarted { host, step } => {
-                let key = host.to_string();
-                let gated = self.gate.contains(&key);
-                let phase = self.phase.clone();
-                let r = self.row(&key);
-                r.step = Some(match (&phase, gated) {
-                    (Some(p), true) => format!("{p}: {step}"),
-                    _ => step.clone(),
-                });
-                if r.status == "pending" && !gated {
-                    r.status = "running".into();
-                    r.started_unix_ms = Some(now);
-                }
-                r.started_unix_ms.get_or_insert(now);
-            }
-            Event::Output { host, line, .. } => {
-                let r = self.row(&host.to_string());
-                let mut l: String = line.chars().take(LAST_LINE_MAX).collect();
-                if l.len() < line.len() {
-                    l.push('…');
-                }
-                r.last_line = Some(l);
-            }
-            Event::StepFinished {
-                host,
-                step,
-                outcome,
-                ..
-            } if !outcome.is_success() => {
-                self.row(&host.to_string())
-                    .failed_step
-                    .get_or_insert_with(|| step.clone());
-            }
-            Event::HostFinished {
-                host,
-                outcome,
-                duration_ms,
-            } => {
-                let key = host.to_string();
-                let gated = self.gate.contains(&key);
-                let reverting = self.phase.as_deref() == Some("revert");
-                let r = self.row(&key);
-                if gated && outcome.is_success() {
-                    // An untouched host passed the cluster checks: still untouched.
-                    return;
-                }
-                r.status = if reverting && *outcome == Outcome::Ok {
-                    "reverted".to_owned()
-                } else {
-                    outcome.label().to_owned()
-                };
-                r.duration_ms = Some(*duration_ms);
-                r.message = if reverting && *outcome == Outcome::Ok {
-                    Some("switched, then reverted to its previous generation: the cluster checks failed".into())
-                } else {
-                    describe(outcome)
-                };
             }
             // A multi-fleet run's summary is the whole run's, set when it finishes.
             Event::StageFinished { summary, .. } if !self.multi_fleet() => {
@@ -393,9 +200,8 @@ impl RunView {
                     started_unix_ms: Some(*started_unix_ms),
                     ..Default::default()
                 };
-                for h in roster {
-                    self.row(&h.host).role = h.role;
-                }
+                self.rows
+                    .begin_run(*stage, roster.iter().map(|h| (h.host.as_str(), h.role)));
             }
             RunChange::Finished {
                 ok: _,
@@ -406,7 +212,6 @@ impl RunView {
                 finished_unix_ms,
                 ..
             } => {
-                let multi = self.multi_fleet();
                 self.state = if error.is_some() {
                     "error".into()
                 } else {
@@ -421,17 +226,7 @@ impl RunView {
                     self.checks = c.clone();
                 }
                 self.report = report.clone();
-                self.phase = None;
-                self.gate.clear();
-                // Hosts still pending or running when a run ends did not finish; an
-                // upgrade or rollback that stopped early leaves its later waves untouched.
-                for r in &mut self.hosts {
-                    if multi && r.status == "pending" {
-                        r.status = "untouched".into();
-                    } else if r.status == "pending" || r.status == "running" {
-                        r.status = "cancelled".into();
-                    }
-                }
+                self.rows.finish_run();
             }
         }
     }
@@ -546,7 +341,7 @@ impl EventSink for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tarmac_events::HostRef;
+    use tarmac_events::{HostRef, Outcome};
 
     fn h(s: &str) -> tarmac_types::HostAddr {
         s.parse().unwrap()
@@ -605,11 +400,11 @@ mod tests {
         let (seq, v) = hub.snapshot();
         assert_eq!(seq, 6);
         assert_eq!(v.run_id.as_deref(), Some("deploy-1"));
-        assert_eq!(v.hosts[0].status, "running");
-        assert_eq!(v.hosts[0].last_line.as_deref(), Some("hello"));
-        assert_eq!(v.hosts[1].status, "unreachable");
-        assert_eq!(v.hosts[1].failed_step.as_deref(), Some("connect"));
-        assert_eq!(v.hosts[1].message.as_deref(), Some("no route"));
+        assert_eq!(v.rows.rows()[0].state.as_str(), "running");
+        assert_eq!(v.rows.rows()[0].last_line.as_deref(), Some("hello"));
+        assert_eq!(v.rows.rows()[1].state.as_str(), "unreachable");
+        assert_eq!(v.rows.rows()[1].failed_step.as_deref(), Some("connect"));
+        assert_eq!(v.rows.rows()[1].message.as_deref(), Some("no route"));
         hub.run_change(RunChange::Finished {
             stage: Stage::Deploy,
             ok: false,
@@ -621,7 +416,7 @@ mod tests {
         });
         let (_, v) = hub.snapshot();
         assert_eq!(v.state, "error");
-        assert_eq!(v.hosts[0].status, "cancelled");
+        assert_eq!(v.rows.rows()[0].state.as_str(), "cancelled");
     }
 
     fn started(hub: &Hub, stage: Stage, roster: &[(&str, Role)]) {
@@ -686,9 +481,10 @@ mod tests {
     fn statuses(hub: &Hub) -> Vec<(String, String)> {
         hub.snapshot()
             .1
-            .hosts
+            .rows
+            .rows()
             .iter()
-            .map(|r| (r.host.clone(), r.status.clone()))
+            .map(|r| (r.host.clone(), r.state.to_string()))
             .collect()
     }
 
@@ -696,22 +492,6 @@ mod tests {
         v.iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect()
-    }
-
-    #[test]
-    fn fleet_run_ids() {
-        assert_eq!(
-            split_fleet_run_id("upgrade-1700000000-1f2e-003-cluster-checks"),
-            Some(("upgrade-1700000000-1f2e", "cluster-checks"))
-        );
-        assert_eq!(
-            split_fleet_run_id("rollback-1700000000-123-012-rollback"),
-            Some(("rollback-1700000000-123", "rollback"))
-        );
-        assert_eq!(split_fleet_run_id("deploy-1700000000-1f2e"), None);
-        assert_eq!(split_fleet_run_id("upgrade-1700000000-123"), None);
-        assert_eq!(split_fleet_run_id("-001-switch"), None);
-        assert_eq!(split_fleet_run_id("up-001-"), None);
     }
 
     #[test]
@@ -734,7 +514,7 @@ mod tests {
             ("10.0.0.4", "pending"),
         ]);
         assert_eq!(statuses(&hub), all_pending);
-        assert_eq!(hub.snapshot().1.hosts[2].role, Some(Role::Agent));
+        assert_eq!(hub.snapshot().1.rows.rows()[2].role, Some(Role::Agent));
         let run = "upgrade-1700000000-1f2e";
         let u = Stage::Upgrade;
         fleet(
@@ -767,9 +547,12 @@ mod tests {
         );
         let v = hub.snapshot().1;
         assert_eq!(v.run_id.as_deref(), Some(run));
-        assert_eq!(v.phase.as_deref(), Some("confirm"));
-        assert_eq!(v.fleets, 3);
-        assert_eq!(v.hosts[1].step.as_deref(), Some("cluster-checks: check"));
+        assert_eq!(v.rows.phase(), Some("confirm"));
+        assert_eq!(v.rows.fleets(), 3);
+        assert_eq!(
+            v.rows.rows()[1].step.as_deref(),
+            Some("cluster-checks: check")
+        );
         // Wave 2 runs: the host switched in wave 1 stays ok.
         hub.emit(Event::StageStarted {
             run_id: format!("{run}-004-switch"),
@@ -792,7 +575,10 @@ mod tests {
                 ("10.0.0.4", "pending"),
             ])
         );
-        assert_eq!(hub.snapshot().1.hosts[1].step.as_deref(), Some("fetch"));
+        assert_eq!(
+            hub.snapshot().1.rows.rows()[1].step.as_deref(),
+            Some("fetch")
+        );
         hub.emit(Event::HostFinished {
             host: h("10.0.0.2"),
             outcome: Outcome::Ok,
@@ -850,9 +636,12 @@ mod tests {
         );
         assert_eq!(v.stage, Some(Stage::Upgrade));
         assert_eq!(v.state, "finished");
-        assert_eq!(v.hosts[3].failed_step.as_deref(), Some("fetch"));
-        assert_eq!(v.hosts[3].message.as_deref(), Some("exit 1: no space left"));
-        assert_eq!(v.phase, None);
+        assert_eq!(v.rows.rows()[3].failed_step.as_deref(), Some("fetch"));
+        assert_eq!(
+            v.rows.rows()[3].message.as_deref(),
+            Some("exit 1: no space left")
+        );
+        assert_eq!(v.rows.phase(), None);
     }
 
     #[test]
@@ -913,7 +702,7 @@ mod tests {
         );
         assert_eq!(v.stage, Some(Stage::Rollback));
         assert_eq!(v.run_id.as_deref(), Some(run));
-        assert_eq!(v.hosts[1].message.as_deref(), Some("etcd: no quorum"));
+        assert_eq!(v.rows.rows()[1].message.as_deref(), Some("etcd: no quorum"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tarmac_events::{Event, Level, Sink};
+use tarmac_events::{Event, HostState, Level, Sink};
 use tarmac_installer::lock::{Holder, LockError, RunLock};
 use tarmac_installer::stages::{DeployOptions, Installer, PreflightOptions};
 use tarmac_installer::upgrade::{BatchSize, Budget, UpgradeOptions};
@@ -103,7 +103,10 @@ pub struct RollbackRequest {
 
 /// `batch` as the installer takes it; the error names the field.
 pub fn parse_batch(v: Option<&CountOrPercent>) -> Result<BatchSize, ApiError> {
-    let t = v.map_or_else(|| "10%".to_owned(), CountOrPercent::text);
+    let t = v.map_or_else(
+        || tarmac_installer::upgrade::DEFAULT_BATCH.to_owned(),
+        CountOrPercent::text,
+    );
     t.parse::<BatchSize>().map_err(|e| {
         ApiError::keys(
             format!("bad `batch`: {e}"),
@@ -497,19 +500,23 @@ pub fn no_serve(e: &dyn std::error::Error) -> ApiError {
 }
 
 /// The upgrade state's per-host words (`UpgradeState::hosts`) as a run summary.
-fn summary_of(hosts: &BTreeMap<String, String>) -> tarmac_events::Summary {
+fn summary_of(hosts: &BTreeMap<String, HostState>) -> tarmac_events::Summary {
     let mut s = tarmac_events::Summary::default();
     for st in hosts.values() {
         s.total += 1;
-        match st.as_str() {
-            "ok" => s.ok += 1,
-            "unchanged" => s.unchanged += 1,
-            "unreachable" => s.unreachable += 1,
-            "timed-out" => s.timed_out += 1,
-            "cancelled" => s.cancelled += 1,
-            "untouched" | "skipped" => s.skipped += 1,
-            // failed, reverted, unconfirmed
-            _ => s.failed += 1,
+        match st {
+            HostState::Ok => s.ok += 1,
+            HostState::Unchanged => s.unchanged += 1,
+            HostState::Unreachable => s.unreachable += 1,
+            HostState::TimedOut => s.timed_out += 1,
+            HostState::Cancelled => s.cancelled += 1,
+            HostState::Untouched | HostState::Skipped => s.skipped += 1,
+            HostState::Failed
+            | HostState::Reverted
+            | HostState::Unconfirmed
+            | HostState::Pending
+            | HostState::Running
+            | HostState::Unfinished => s.failed += 1,
         }
     }
     s
@@ -754,7 +761,7 @@ mod tests {
 
     #[test]
     fn upgrade_state_words_as_a_summary() {
-        let hosts: BTreeMap<String, String> = [
+        let hosts: BTreeMap<String, HostState> = [
             ("a", "ok"),
             ("b", "unchanged"),
             ("c", "failed"),
@@ -766,7 +773,7 @@ mod tests {
             ("i", "cancelled"),
         ]
         .iter()
-        .map(|(h, s)| ((*h).to_owned(), (*s).to_owned()))
+        .map(|(h, s)| ((*h).to_owned(), s.parse().unwrap()))
         .collect();
         let s = summary_of(&hosts);
         assert_eq!(

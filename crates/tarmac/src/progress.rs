@@ -4,13 +4,13 @@
 //! `--output json` prints the same events as JSON lines instead.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tarmac_events::{BuildPhase, Event, EventSink, Level, Outcome, Summary};
+use tarmac_events::{BuildPhase, Event, EventSink, HostRow, HostRows, Level, Outcome, Summary};
 use tarmac_types::{HostAddr, Role};
 
 /// How events are shown.
@@ -23,21 +23,12 @@ pub enum OutputMode {
     Json,
 }
 
-const TAIL: usize = 5;
-
-#[derive(Default)]
-struct HostState {
-    role: Option<Role>,
-    step: Option<String>,
-    failed_step: Option<String>,
-    tail: VecDeque<String>,
-    outcome: Option<Outcome>,
-}
-
 #[derive(Default)]
 struct State {
     bar: Option<ProgressBar>,
-    hosts: BTreeMap<HostAddr, HostState>,
+    /// The per-host fold the web server uses too (one stage at a time here: a rolling
+    /// run's fleets each get their own bar and summary).
+    hosts: HostRows,
     summary: Summary,
     done_by_role: BTreeMap<Role, (usize, usize)>,
     last_plain_report: usize,
@@ -168,7 +159,8 @@ fn headline(host: &HostAddr, role: Option<Role>, step: Option<&str>, o: &Outcome
 /// A failed host in the closing summary: its reason, then those of its last output lines the
 /// reason does not already hold (install.sh and tarmac-host errors usually are the tail), so
 /// each error line appears once.
-fn failure_block(host: &HostAddr, h: &HostState) -> Vec<String> {
+fn failure_block(h: &HostRow) -> Vec<String> {
+    let host = &h.host;
     let Some(o) = &h.outcome else {
         return Vec::new();
     };
@@ -213,17 +205,11 @@ impl EventSink for Terminal {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        match event {
+        match &event {
             Event::StageStarted { stage, hosts, .. } => {
                 *st = State::default();
-                for h in &hosts {
-                    st.hosts.insert(
-                        h.addr.clone(),
-                        HostState {
-                            role: h.role,
-                            ..Default::default()
-                        },
-                    );
+                st.hosts.apply(&event);
+                for h in hosts {
                     if let Some(r) = h.role {
                         st.done_by_role.entry(r).or_default().1 += 1;
                     }
@@ -248,45 +234,30 @@ impl EventSink for Terminal {
                 if self.verbose {
                     self.line(&st, format!("  {host}: {step}"));
                 }
-                st.hosts.entry(host).or_default().step = Some(step);
+                st.hosts.apply(&event);
             }
             Event::Output { host, line, .. } => {
                 if self.verbose {
                     self.line(&st, format!("  {host}| {line}"));
                 }
-                let h = st.hosts.entry(host).or_default();
-                h.tail.push_back(line);
-                if h.tail.len() > TAIL {
-                    h.tail.pop_front();
-                }
+                st.hosts.apply(&event);
             }
-            Event::StepFinished {
-                host,
-                step,
-                outcome,
-                ..
-            } if !outcome.is_success() => {
-                st.hosts
-                    .entry(host)
-                    .or_default()
-                    .failed_step
-                    .get_or_insert(step);
-            }
-            Event::StepFinished { .. } => {}
+            Event::StepFinished { .. } => st.hosts.apply(&event),
             Event::HostFinished { host, outcome, .. } => {
-                st.summary.add(&outcome);
-                let role = st.hosts.get(&host).and_then(|h| h.role);
+                st.summary.add(outcome);
+                let key = host.to_string();
+                let role = st.hosts.get(&key).and_then(|h| h.role);
                 if let Some(r) = role {
                     st.done_by_role.entry(r).or_default().0 += 1;
                 }
                 if !outcome.is_success() {
                     let step = st
                         .hosts
-                        .get(&host)
+                        .get(&key)
                         .and_then(|h| h.failed_step.clone().or(h.step.clone()));
-                    self.line(&st, headline(&host, role, step.as_deref(), &outcome));
+                    self.line(&st, headline(host, role, step.as_deref(), outcome));
                 }
-                st.hosts.entry(host).or_default().outcome = Some(outcome);
+                st.hosts.apply(&event);
                 let msg = Self::counts(&st);
                 if let Some(bar) = &st.bar {
                     bar.inc(1);
@@ -309,7 +280,7 @@ impl EventSink for Terminal {
                 if let Some(bar) = st.bar.take() {
                     bar.finish_and_clear();
                 }
-                let secs = duration_ms as f64 / 1000.0;
+                let secs = *duration_ms as f64 / 1000.0;
                 let ok = summary.ok + summary.unchanged;
                 let mark = if summary.all_succeeded() {
                     "✓"
@@ -325,8 +296,11 @@ impl EventSink for Terminal {
                     "{mark} {stage}: {ok} of {} hosts ok{unchanged} in {secs:.1}s",
                     summary.total
                 );
-                for (host, h) in &st.hosts {
-                    for l in failure_block(host, h) {
+                // In host order, as the summary always listed them.
+                let mut rows: Vec<&HostRow> = st.hosts.rows().iter().collect();
+                rows.sort_by_cached_key(|r| (r.host.parse::<HostAddr>().ok(), r.host.clone()));
+                for h in rows {
+                    for l in failure_block(h) {
                         eprintln!("{l}");
                     }
                 }
@@ -337,14 +311,14 @@ impl EventSink for Terminal {
                     BuildPhase::CacheHit { id } => format!("  cached  {id}"),
                     BuildPhase::Building { id } => format!("  build   {id}"),
                     BuildPhase::Built { id, duration_ms } => {
-                        format!("  built   {id} ({:.1}s)", duration_ms as f64 / 1000.0)
+                        format!("  built   {id} ({:.1}s)", *duration_ms as f64 / 1000.0)
                     }
                     BuildPhase::Bundled {
                         libraries,
                         files,
                         static_files,
                         ..
-                    } => bundle_line(&name, &libraries, &files, &static_files),
+                    } => bundle_line(name, libraries, files, static_files),
                     BuildPhase::Failed { message } => format!("✗ {name}: {message}"),
                 };
                 self.line(&st, text);
@@ -374,13 +348,15 @@ impl EventSink for Terminal {
 mod tests {
     use super::*;
 
-    fn host(outcome: Outcome, tail: &[&str]) -> HostState {
-        HostState {
+    fn host(addr: &str, outcome: Outcome, tail: &[&str]) -> HostRow {
+        HostRow {
+            host: addr.to_owned(),
             role: Some(Role::Agent),
             step: Some("install.sh".into()),
             failed_step: Some("install.sh".into()),
             tail: tail.iter().map(|s| (*s).to_owned()).collect(),
             outcome: Some(outcome),
+            ..Default::default()
         }
     }
 
@@ -390,6 +366,7 @@ mod tests {
         let msg =
             "tarmac-setup.service failed\n/opt/tarmac/tarmac-host: version `GLIBC_2.34' not found";
         let h = host(
+            "10.0.0.5",
             Outcome::Failed {
                 exit_code: Some(4),
                 signal: None,
@@ -402,7 +379,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            failure_block(&addr, &h),
+            failure_block(&h),
             vec![
                 "  10.0.0.5 (agent) [install.sh]: failed (exit 4): tarmac-setup.service failed",
                 "      /opt/tarmac/tarmac-host: version `GLIBC_2.34' not found",
@@ -423,8 +400,7 @@ mod tests {
 
     #[test]
     fn succeeded_hosts_have_no_block() {
-        let addr = HostAddr::new("10.0.0.6", None).unwrap();
-        assert!(failure_block(&addr, &host(Outcome::Ok, &["x"])).is_empty());
+        assert!(failure_block(&host("10.0.0.6", Outcome::Ok, &["x"])).is_empty());
     }
 
     fn v(items: &[&str]) -> Vec<String> {

@@ -19,7 +19,7 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub plan: bool,
     /// Agents upgraded at once: a number or a percentage of the agents.
-    #[arg(long, default_value = "10%")]
+    #[arg(long, default_value = tarmac_installer::upgrade::DEFAULT_BATCH)]
     pub batch: String,
     /// Agents that may fail before the upgrade stops: a number or a percentage.
     #[arg(long, default_value = "0")]
@@ -49,7 +49,7 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub to: Option<u64>,
     /// Agents rolled back at once: a number or a percentage of the agents.
-    #[arg(long, default_value = "10%")]
+    #[arg(long, default_value = tarmac_installer::upgrade::DEFAULT_BATCH)]
     pub batch: String,
     /// Agents that may fail before the rollback stops: a number or a percentage.
     #[arg(long, default_value = "0")]
