@@ -12,8 +12,6 @@ const BAD = ['failed', 'unreachable', 'timed-out', 'cancelled', 'skipped', 'unfi
 const STATUS_ORDER = { failed: 0, unreachable: 0, 'timed-out': 0, reverted: 0, unconfirmed: 0, cancelled: 1, skipped: 1, unfinished: 1, untouched: 1, running: 2, pending: 3, ok: 4, unchanged: 4 };
 // Runs made of several fleets (one per wave and step): rows keep each host's latest state.
 const MULTI_FLEET = ['upgrade', 'rollback'];
-// Steps that check hosts without changing them: an untouched host stays pending.
-const GATE_STEPS = ['cluster-checks'];
 
 const STAGES = {
   preflight: {
@@ -166,9 +164,9 @@ function modal(title, body) {
 function closeModal() { $('#modal').hidden = true; }
 
 // ---------------------------------------------------------------------------------------
-// the event stream and the run state (mirrors RunView::apply in src/hub.rs)
+// the event stream and the run state: host rows come from the server's fold (each entry
+// carries the rows it changed); only run-level fields are kept here
 
-function isSuccess(o) { return o && (o.status === 'ok' || o.status === 'unchanged'); }
 
 function label(o) {
   if (!o) return 'unfinished';
@@ -194,83 +192,16 @@ function indexRun(run) {
   (run.hosts || []).forEach((r, i) => { run._index[r.host] = i; });
 }
 
-function rowOf(run, host) {
-  let i = run._index[host];
-  if (i === undefined) {
-    run.hosts.push({ host, status: 'pending' });
-    i = run.hosts.length - 1;
-    run._index[host] = i;
-  }
-  return run.hosts[i];
-}
-
-/** `<run id>-<NNN>-<step>` → [run id, step] (the fleets of an upgrade or rollback), else null.
- * Mirrors split_fleet_run_id in src/hub.rs. */
-function splitFleetRunId(id) {
-  const m = /^(.+)-\d{3,}-([a-z][a-z-]*)$/.exec(id || '');
-  return m ? [m[1], m[2]] : null;
-}
-
 function multiFleet(run) {
   return run.state === 'running' && MULTI_FLEET.includes(run.stage);
 }
 
 function applyEvent(run, ev) {
-  let r;
-  if (!run._gate) run._gate = {};
-  const gated = ev.host !== undefined && run._gate[ev.host];
   switch (ev.type) {
     case 'stage_started':
-      if (multiFleet(run) && MULTI_FLEET.includes(ev.stage)) {
-        // One more fleet of an upgrade or rollback: rows keep their state, the run its stage.
-        const sp = splitFleetRunId(ev.run_id);
-        run.run_id = sp ? sp[0] : ev.run_id;
-        run.phase = sp ? sp[1] : null;
-        run.fleets = (run.fleets || 0) + 1;
-        run._gate = {};
-        const gate = GATE_STEPS.includes(run.phase);
-        for (const hr of ev.hosts) {
-          r = rowOf(run, hr.addr);
-          if (hr.role) r.role = hr.role;
-          if (gate && r.status === 'pending') run._gate[hr.addr] = true;
-          else if (!gate) { r.failed_step = null; r.message = null; }
-        }
-        break;
-      }
-      run.run_id = ev.run_id;
-      run.stage = ev.stage;
-      run.hosts = [];
-      run._index = {};
-      for (const hr of ev.hosts) rowOf(run, hr.addr).role = hr.role || null;
+      // A rolling run's fleets keep the run's stage (a rollback's fleets may say `upgrade`).
+      if (!(multiFleet(run) && MULTI_FLEET.includes(ev.stage))) run.stage = ev.stage;
       break;
-    case 'step_started':
-      r = rowOf(run, ev.host);
-      r.step = gated && run.phase ? run.phase + ': ' + ev.step : ev.step;
-      if (r.status === 'pending' && !gated) {
-        r.status = 'running';
-        r.started_unix_ms = now();
-      }
-      if (!r.started_unix_ms) r.started_unix_ms = now();
-      break;
-    case 'output':
-      r = rowOf(run, ev.host);
-      r.last_line = ev.line.length > 400 ? ev.line.slice(0, 400) + '…' : ev.line;
-      break;
-    case 'step_finished':
-      if (!isSuccess(ev.outcome)) {
-        r = rowOf(run, ev.host);
-        if (!r.failed_step) r.failed_step = ev.step;
-      }
-      break;
-    case 'host_finished': {
-      r = rowOf(run, ev.host);
-      if (gated && isSuccess(ev.outcome)) break; // an untouched host passed the checks
-      const reverted = run.phase === 'revert' && ev.outcome.status === 'ok';
-      r.status = reverted ? 'reverted' : label(ev.outcome);
-      r.duration_ms = ev.duration_ms;
-      r.message = reverted ? 'switched, then reverted to its previous generation: the cluster checks failed' : describe(ev.outcome);
-      break;
-    }
     case 'stage_finished':
       if (!multiFleet(run)) run.summary = ev.summary;
       break;
@@ -289,24 +220,29 @@ function applyRun(run, c) {
     Object.assign(run, {
       state: 'running', stage: c.stage, retry: c.retry, started_unix_ms: c.started_unix_ms,
       run_id: null, base_run_id: c.base_run_id || null, finished_unix_ms: null, summary: null, error: null, hosts: [], checks: {},
-      report: null, notices: [], _index: {}, phase: null, fleets: 0, _gate: {},
+      report: null, notices: [], _index: {}, phase: null, fleets: 0,
     });
-    for (const x of c.roster || []) rowOf(run, x.host).role = x.role || null;
   } else if (c.state === 'finished') {
-    const multi = multiFleet(run);
-    run.phase = null;
-    run._gate = {};
     run.state = c.error ? 'error' : 'finished';
     run.finished_unix_ms = c.finished_unix_ms;
     if (c.summary) run.summary = c.summary;
     run.error = c.error || null;
     if (c.checks) run.checks = c.checks;
     run.report = c.report || null;
-    for (const r of run.hosts) {
-      if (multi && r.status === 'pending') r.status = 'untouched';
-      else if (r.status === 'pending' || r.status === 'running') r.status = 'cancelled';
-    }
   }
+}
+
+/** The server's rows an entry changed (`all`: the whole list). */
+function applyRows(run, d) {
+  if (!d) return;
+  if (d.all) { run.hosts = []; run._index = {}; }
+  for (const r of d.rows) {
+    const i = run._index[r.host];
+    if (i === undefined) { run._index[r.host] = run.hosts.length; run.hosts.push(r); } else run.hosts[i] = r;
+  }
+  run.phase = d.phase;
+  run.fleets = d.fleets;
+  run.run_id = d.run_id;
 }
 
 function ingest(en) {
@@ -319,6 +255,7 @@ function ingest(en) {
     applyRun(S.state.run, en.data);
     if (en.data.state === 'finished') setTimeout(loadState, 200);
   }
+  applyRows(S.state.run, en.rows);
 }
 
 async function loadState() {

@@ -1710,7 +1710,10 @@ struct EventsQuery {
 
 /// Live events (SSE). Each message (`event: batch`) carries a JSON array of
 /// `{"id", "kind": "event"|"run", "data"}` entries: `event` data is a `tarmac_events::Event`
-/// (the same stream the terminal renders), `run` data a [`RunChange`]. The message id is the
+/// (the same stream the terminal renders), `run` data a [`RunChange`]. An entry that changed
+/// host rows also carries `"rows": {"all", "rows", "phase", "fleets", "run_id"}` (a
+/// [`crate::hub::RowsDelta`]): the server's rows, which the browser shows as they are
+/// (`all`: they replace the whole list). The message id is the
 /// last entry's id; reconnecting with `Last-Event-ID` (or `?after=`) resumes after it. When
 /// the entries asked for are no longer buffered, an `event: reset` tells the client to reload
 /// `/api/v1/state`. At most ~10 messages per second per client.

@@ -31,25 +31,89 @@ pub enum Kind {
     Run,
 }
 
-/// One entry of the stream: its id and its JSON.
+/// One entry of the stream: its id, its JSON and the rows it changed.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub id: u64,
     pub kind: Kind,
     pub data: Arc<str>,
+    /// A [`RowsDelta`]'s JSON: the rows of the server's fold this entry changed, so the
+    /// browser shows the server's rows instead of folding events itself.
+    pub rows: Option<Arc<str>>,
 }
 
 impl Entry {
-    /// `{"id":N,"kind":"event","data":{…}}`
+    /// `{"id":N,"kind":"event","data":{…}}`, with `"rows":{…}` when it changed rows.
     pub fn to_json(&self) -> String {
         let kind = match self.kind {
             Kind::Event => "event",
             Kind::Run => "run",
         };
-        format!(
-            "{{\"id\":{},\"kind\":\"{kind}\",\"data\":{}}}",
-            self.id, self.data
-        )
+        match &self.rows {
+            Some(rows) => format!(
+                "{{\"id\":{},\"kind\":\"{kind}\",\"data\":{},\"rows\":{rows}}}",
+                self.id, self.data
+            ),
+            None => format!(
+                "{{\"id\":{},\"kind\":\"{kind}\",\"data\":{}}}",
+                self.id, self.data
+            ),
+        }
+    }
+}
+
+/// The rows one entry changed, after the server folded it in.
+#[derive(Debug, Serialize)]
+pub struct RowsDelta<'a> {
+    /// The rows replace the whole list (a stage or run starts, a run ends).
+    pub all: bool,
+    /// Changed rows (`all`: every row), in list order.
+    pub rows: Vec<&'a HostRow>,
+    pub phase: Option<&'a str>,
+    pub fleets: u32,
+    /// The run's id (an upgrade's whole id, not its fleet's).
+    pub run_id: Option<&'a str>,
+}
+
+/// Which rows an entry touches.
+enum Touched {
+    None,
+    All,
+    Hosts(Vec<String>),
+}
+
+impl Touched {
+    fn of_event(e: &Event, rows: &HostRows) -> Touched {
+        match e {
+            Event::StageStarted { stage, hosts, .. } => {
+                if rows.rolling() && is_multi_fleet(*stage) {
+                    Touched::Hosts(hosts.iter().map(|h| h.addr.to_string()).collect())
+                } else {
+                    Touched::All
+                }
+            }
+            Event::StepStarted { host, .. }
+            | Event::Output { host, .. }
+            | Event::StepFinished { host, .. }
+            | Event::HostFinished { host, .. } => Touched::Hosts(vec![host.to_string()]),
+            _ => Touched::None,
+        }
+    }
+
+    fn delta(&self, rows: &HostRows) -> Option<String> {
+        let (all, list) = match self {
+            Touched::None => return None,
+            Touched::All => (true, rows.rows().iter().collect()),
+            Touched::Hosts(h) => (false, h.iter().filter_map(|h| rows.get(h)).collect()),
+        };
+        serde_json::to_string(&RowsDelta {
+            all,
+            rows: list,
+            phase: rows.phase(),
+            fleets: rows.fleets(),
+            run_id: rows.run_id(),
+        })
+        .ok()
     }
 }
 
@@ -269,12 +333,12 @@ impl Hub {
         })
     }
 
-    fn push(&self, kind: Kind, data: String, fold: impl FnOnce(&mut RunView)) {
+    fn push(&self, kind: Kind, data: String, fold: impl FnOnce(&mut RunView) -> Touched) {
         let seq = {
             let mut g = self.inner.lock().expect("hub poisoned");
             g.seq += 1;
             let id = g.seq;
-            fold(&mut g.view);
+            let rows = fold(&mut g.view).delta(&g.view.rows).map(Arc::from);
             if g.ring.len() == self.capacity {
                 g.ring.pop_front();
             }
@@ -282,6 +346,7 @@ impl Hub {
                 id,
                 kind,
                 data: data.into(),
+                rows,
             });
             id
         };
@@ -291,7 +356,10 @@ impl Hub {
     /// Record a lifecycle change.
     pub fn run_change(&self, c: RunChange) {
         let data = serde_json::to_string(&c).unwrap_or_else(|_| "{}".into());
-        self.push(Kind::Run, data, |v| v.apply_run(&c));
+        self.push(Kind::Run, data, |v| {
+            v.apply_run(&c);
+            Touched::All
+        });
     }
 
     /// The current state and the id it includes every entry up to.
@@ -334,7 +402,10 @@ impl EventSink for Hub {
             Err(_) => return,
         };
         let now = now_ms();
-        self.push(Kind::Event, data, |v| v.apply(&event, now));
+        self.push(Kind::Event, data, |v| {
+            v.apply(&event, now);
+            Touched::of_event(&event, &v.rows)
+        });
     }
 }
 
@@ -478,7 +549,41 @@ mod tests {
         });
     }
 
+    /// The rows a browser that saw every entry holds (app.js applyRows), and the snapshot's.
+    fn replayed_and_snapshot(hub: &Hub) -> (Json, Json) {
+        let Since::Entries(entries) = hub.since(0) else {
+            panic!("gap")
+        };
+        let mut rows: Vec<Json> = Vec::new();
+        let (mut phase, mut fleets, mut run_id) = (Json::Null, Json::Null, Json::Null);
+        for en in entries {
+            let en: Json = serde_json::from_str(&en.to_json()).unwrap();
+            let Some(d) = en.get("rows") else { continue };
+            if d["all"] == true {
+                rows.clear();
+            }
+            for r in d["rows"].as_array().unwrap() {
+                match rows.iter_mut().find(|b| b["host"] == r["host"]) {
+                    Some(b) => *b = r.clone(),
+                    None => rows.push(r.clone()),
+                }
+            }
+            (phase, fleets, run_id) =
+                (d["phase"].clone(), d["fleets"].clone(), d["run_id"].clone());
+        }
+        let v = serde_json::to_value(hub.snapshot().1).unwrap();
+        (
+            serde_json::json!({"hosts": rows, "phase": phase, "fleets": fleets, "run_id": run_id}),
+            serde_json::json!({"hosts": v["hosts"], "phase": v["phase"], "fleets": v["fleets"], "run_id": v["run_id"]}),
+        )
+    }
+
     fn statuses(hub: &Hub) -> Vec<(String, String)> {
+        let (replayed, snapshot) = replayed_and_snapshot(hub);
+        assert_eq!(
+            replayed, snapshot,
+            "the rows streamed to the browser are the snapshot's"
+        );
         hub.snapshot()
             .1
             .rows

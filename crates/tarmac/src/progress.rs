@@ -427,4 +427,191 @@ mod tests {
             "  bundle  go: nothing to bundle; static, left alone: bin/static"
         );
     }
+
+    /// One event stream into the terminal's fold, the web server's (its `/api/v1/state`
+    /// JSON) and the rows the event stream hands the browser: the same row for the same host
+    /// after every event.
+    #[test]
+    fn terminal_web_api_and_browser_rows_agree_at_every_event() {
+        use serde_json::Value as Json;
+        use tarmac_events::{HostRef, Stream};
+        use tarmac_types::Stage;
+        use tarmac_web::hub::{Hub, RunChange, Since};
+
+        let a = |s: &str| -> HostAddr { s.parse().unwrap() };
+        let hosts = |list: &[(&str, Role)]| -> Vec<HostRef> {
+            list.iter()
+                .map(|(h, r)| HostRef {
+                    addr: a(h),
+                    role: Some(*r),
+                })
+                .collect()
+        };
+        let boom = Outcome::Failed {
+            exit_code: Some(4),
+            signal: None,
+            message: " install.sh failed \n".into(),
+        };
+        let long = "x".repeat(500);
+        let mut events = vec![Event::StageStarted {
+            run_id: "preflight-1".into(),
+            stage: Stage::Preflight,
+            hosts: hosts(&[("10.0.0.9", Role::Agent)]),
+        }];
+        events.push(Event::HostFinished {
+            host: a("10.0.0.9"),
+            outcome: Outcome::Ok,
+            duration_ms: 1,
+        });
+        events.push(Event::StageStarted {
+            run_id: "deploy-1".into(),
+            stage: Stage::Deploy,
+            hosts: hosts(&[
+                ("10.0.0.2", Role::Master),
+                ("10.0.0.1", Role::Agent),
+                ("[fd00::3]:2222", Role::AgentPublic),
+            ]),
+        });
+        for h in ["10.0.0.2", "10.0.0.1", "[fd00::3]:2222"] {
+            events.push(Event::StepStarted {
+                host: a(h),
+                step: "connect".into(),
+            });
+        }
+        for i in 0..7 {
+            events.push(Event::Output {
+                host: a("10.0.0.1"),
+                step: "install.sh".into(),
+                stream: Stream::Stderr,
+                line: if i == 3 {
+                    long.clone()
+                } else {
+                    format!("line {i}")
+                },
+            });
+        }
+        events.push(Event::StepFinished {
+            host: a("10.0.0.1"),
+            step: "install.sh".into(),
+            outcome: boom.clone(),
+            duration_ms: 7,
+        });
+        events.push(Event::HostFinished {
+            host: a("10.0.0.1"),
+            outcome: boom.clone(),
+            duration_ms: 9,
+        });
+        events.push(Event::HostFinished {
+            host: a("10.0.0.2"),
+            outcome: Outcome::Unchanged,
+            duration_ms: 3,
+        });
+        // A host the stage did not name.
+        events.push(Event::StepStarted {
+            host: a("10.0.0.7"),
+            step: "late".into(),
+        });
+        events.push(Event::HostFinished {
+            host: a("[fd00::3]:2222"),
+            outcome: Outcome::TimedOut { after_ms: 1500 },
+            duration_ms: 1500,
+        });
+        events.push(Event::StageFinished {
+            run_id: "deploy-1".into(),
+            stage: Stage::Deploy,
+            summary: Summary::default(),
+            duration_ms: 20,
+        });
+
+        let term = Terminal::new(OutputMode::Human, false);
+        let hub = Hub::new(1000);
+        hub.run_change(RunChange::Started {
+            stage: Stage::Deploy,
+            hosts: None,
+            retry: false,
+            base_run_id: None,
+            started_unix_ms: 1,
+            roster: Vec::new(),
+        });
+        // The browser's copy: its snapshot, then the rows each entry carries (app.js applyRows).
+        let (mut seq, snap) = hub.snapshot();
+        let mut browser: Vec<Json> = serde_json::to_value(&snap).unwrap()["hosts"]
+            .as_array()
+            .unwrap()
+            .clone();
+        // Rows' start times come from each fold's clock.
+        let norm = |mut v: Json| -> Json {
+            for r in v.as_array_mut().unwrap() {
+                if !r["started_unix_ms"].is_null() {
+                    r["started_unix_ms"] = Json::from(0);
+                }
+            }
+            v
+        };
+        for (n, e) in events.iter().enumerate() {
+            term.emit(e.clone());
+            hub.emit(e.clone());
+            let Since::Entries(entries) = hub.since(seq) else {
+                panic!("gap")
+            };
+            for en in entries {
+                seq = en.id;
+                let en: Json = serde_json::from_str(&en.to_json()).unwrap();
+                let Some(d) = en.get("rows") else { continue };
+                if d["all"] == true {
+                    browser.clear();
+                }
+                for r in d["rows"].as_array().unwrap() {
+                    match browser.iter_mut().find(|b| b["host"] == r["host"]) {
+                        Some(b) => *b = r.clone(),
+                        None => browser.push(r.clone()),
+                    }
+                }
+            }
+            let term_rows: Vec<HostRow> = term.state.lock().unwrap().hosts.rows().to_vec();
+            let (_, view) = hub.snapshot();
+            let mut web_rows = view.rows.rows().to_vec();
+            for (t, w) in term_rows.iter().zip(web_rows.iter_mut()) {
+                if t.started_unix_ms.is_some() && w.started_unix_ms.is_some() {
+                    w.started_unix_ms = t.started_unix_ms;
+                }
+            }
+            assert_eq!(
+                term_rows, web_rows,
+                "terminal and web server after event {n}: {e:?}"
+            );
+            let api = serde_json::to_value(&view).unwrap()["hosts"].clone();
+            let term_json = serde_json::to_value(&term_rows).unwrap();
+            assert_eq!(
+                norm(term_json.clone()),
+                norm(api),
+                "web API after event {n}"
+            );
+            assert_eq!(
+                norm(term_json),
+                norm(Json::Array(browser.clone())),
+                "browser rows after event {n}"
+            );
+        }
+        let (_, view) = hub.snapshot();
+        let st: Vec<(&str, &str)> = view
+            .rows
+            .rows()
+            .iter()
+            .map(|r| (r.host.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            st,
+            [
+                ("10.0.0.2", "unchanged"),
+                ("10.0.0.1", "failed"),
+                ("[fd00::3]:2222", "timed-out"),
+                ("10.0.0.7", "running"),
+            ]
+        );
+        let r = view.rows.get("10.0.0.1").unwrap();
+        assert_eq!(r.failed_step.as_deref(), Some("install.sh"));
+        assert_eq!(r.message.as_deref(), Some("exit 4: install.sh failed"));
+        assert_eq!(r.tail.len(), tarmac_events::rows::TAIL_LINES);
+    }
 }
