@@ -508,7 +508,7 @@ function pageStage(main, stage) {
   }
   if (MULTI_FLEET.includes(stage)) {
     opts.append(
-      h('label', { class: 'inline', title: 'Agents at once: a number or a percentage of the agents. Masters always go one at a time.' }, 'Batch ', h('input', { id: 'opt-batch', type: 'text', value: '10%', size: 5 })),
+      h('label', { class: 'inline', title: 'Agents at once: a number or a percentage of the agents. Masters always go one at a time.' }, 'Batch ', h('input', { id: 'opt-batch', type: 'text', value: (S.state && S.state.default_batch) || '', size: 5 })),
       h('label', { class: 'inline', title: 'Agents that may fail before the run stops: a number or a percentage.' }, 'Max failures ', h('input', { id: 'opt-max-failures', type: 'text', value: '0', size: 4 })),
       h('label', { class: 'inline', title: 'How long node and cluster checks may take to pass after a switch.' }, 'Checks within ', h('input', { id: 'opt-check-timeout', type: 'text', value: '300', size: 5, inputmode: 'numeric' }), ' s'));
   }
@@ -759,7 +759,7 @@ function updateStage(stage) {
 /** The options of an upgrade or rollback from the page. */
 function rollingBody(stage) {
   const body = {
-    batch: $('#opt-batch').value.trim() || '10%',
+    batch: $('#opt-batch').value.trim() || undefined,
     max_failures: $('#opt-max-failures').value.trim() || '0',
   };
   const ct = $('#opt-check-timeout').value.trim();

@@ -1089,6 +1089,8 @@ pub struct StateView {
     pub serve: Option<ServeView>,
     /// The last upgrade or rollback (`genconf/state/upgrade.json`), null before the first.
     pub upgrade: Option<UpgradeView>,
+    /// Upgrade and rollback `batch` when none is given (the CLI's `--batch` default too).
+    pub default_batch: &'static str,
 }
 
 /// One host of the last upgrade or rollback.
@@ -1244,6 +1246,7 @@ async fn get_state(State(app): State<AppState>) -> ApiResult<Json<StateView>> {
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(StateView {
+        default_batch: tarmac_installer::upgrade::DEFAULT_BATCH,
         seq,
         now_unix_ms: now_ms(),
         run,

@@ -736,6 +736,11 @@ async fn concurrent_starts_conflict() {
     assert_eq!(s["run"]["hosts"][0]["host"], format!("127.0.0.1:{port}"));
     assert_ne!(s["run"]["hosts"][0]["status"], "ok");
     assert!(s["busy"].is_null(), "{s}");
+    assert_eq!(
+        s["default_batch"],
+        tarmac_installer::upgrade::DEFAULT_BATCH,
+        "{s}"
+    );
     assert_eq!(s["stages"]["status"]["ok"], false);
     assert_eq!(
         t.send("POST", "/api/v1/run/cancel", json!({})).await.status,
