@@ -19,7 +19,7 @@
 
 use std::fs;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -738,7 +738,7 @@ pub fn extract(
                 let out = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode_for(if exec { 0o755 } else { 0o644 })
+                    .mode(if exec { 0o755 } else { 0o644 })
                     .open(&target)
                     .map_err(io_err("cannot create", &target))?;
                 let mut w = tarmac_types::Sha256Writer::new(BufWriter::new(out));
@@ -818,14 +818,4 @@ pub fn extract(
         index,
         replaced,
     })
-}
-
-trait ModeFor {
-    fn mode_for(&mut self, mode: u32) -> &mut Self;
-}
-
-impl ModeFor for fs::OpenOptions {
-    fn mode_for(&mut self, mode: u32) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, mode)
-    }
 }

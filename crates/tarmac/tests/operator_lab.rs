@@ -141,7 +141,7 @@ fn the_readme_operator_steps_install_a_cluster_from_the_bundle_alone_air_gapped(
         )
         .unwrap();
     }
-    drop_source_tree_access(&site);
+    assert_outside_source_tree(&site);
 
     let out = lab
         .ctl_command("bash")
@@ -181,7 +181,7 @@ fn the_readme_operator_steps_install_a_cluster_from_the_bundle_alone_air_gapped(
 }
 
 /// The site directory is not inside the source tree, and the operator's steps never name it.
-fn drop_source_tree_access(site: &Path) {
+fn assert_outside_source_tree(site: &Path) {
     assert!(
         !site.starts_with(workspace()),
         "{} is inside the source tree",

@@ -300,8 +300,15 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     let root = stage.path();
-    place(&binary, &root.join(tarmac_bundle::BINARY))?;
-    set_mode(&root.join(tarmac_bundle::BINARY), 0o755)?;
+    // A copy, not a link: its mode in the bundle is 0755 whatever the source's is.
+    let bin = root.join(tarmac_bundle::BINARY);
+    std::fs::copy(&binary, &bin)
+        .with_context(|| format!("cannot copy {} into the bundle", binary.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", bin.display()))?;
+    }
     let bdir = root.join(BUNDLE_BUILD);
     let mut rels: Vec<String> = m.artifacts.iter().map(|a| a.path.clone()).collect();
     rels.push(manifest_rel.clone());
@@ -411,20 +418,6 @@ fn place(src: &Path, dest: &Path) -> anyhow::Result<()> {
     if std::fs::hard_link(src, dest).is_err() {
         std::fs::copy(src, dest)
             .with_context(|| format!("cannot copy {} into the bundle", src.display()))?;
-    }
-    Ok(())
-}
-
-fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path)?;
-    if meta.permissions().mode() & 0o7777 != mode {
-        // a hard link shares the source's mode: copy instead of changing the source
-        let tmp = path.with_extension("copy");
-        std::fs::copy(path, &tmp)?;
-        std::fs::remove_file(path)?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())
 }
