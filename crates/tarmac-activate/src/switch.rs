@@ -29,6 +29,7 @@ use crate::error::ActivateError;
 use crate::generation::{self, GenerationMeta};
 use crate::lock::HostLock;
 use crate::plan::Plan;
+use tarmac_pkg::pkginfo::OnChange;
 use crate::{Host, failpoint, fsutil, sysctl, users, watch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct Journal {
     pub stage: JournalStage,
     /// Units stopped before the flip (removed, or their package or content changed).
     pub stop: Vec<String>,
+    /// Units reloaded after the start (only files under their `reload_on_change` changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reload: Vec<String>,
     /// Units of `from`.
     pub from_units: Vec<String>,
     pub command: String,
@@ -63,6 +67,9 @@ pub struct SwitchReport {
     pub unchanged: bool,
     pub packages: Vec<PackageId>,
     pub stopped: Vec<String>,
+    /// Units reloaded after the start instead of restarted (`reload_on_change`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reloaded: Vec<String>,
     /// The rename of `current` plus the fsync of the root, in microseconds.
     pub flip_us: u64,
     /// From stopping the first unit to `systemctl start tarmac.target` returning (ms):
@@ -235,16 +242,31 @@ impl Host {
         }
         // Units whose package is unchanged but whose watched files (a config package's
         // `etc/<name>`, say) changed restart too.
+        // Those whose package asks for it (`reload_on_change`) reload instead, after the
+        // flip and the start.
+        let mut reload = Vec::new();
         if let Some(f) = from {
             let previous: Vec<String> = from_units.keys().cloned().collect();
             for r in watch::restarts(&cfg.generation_dir(f), &plan, &previous, &stop) {
-                self.notice(
-                    Level::Info,
-                    format!("restarting {}: {} changed", r.unit, r.path),
-                );
-                stop.push(r.unit);
+                match r.action {
+                    OnChange::Restart => {
+                        self.notice(
+                            Level::Info,
+                            format!("restarting {}: {} changed", r.unit, r.path),
+                        );
+                        stop.push(r.unit);
+                    }
+                    OnChange::Reload => {
+                        self.notice(
+                            Level::Info,
+                            format!("reloading {}: {} changed", r.unit, r.path),
+                        );
+                        reload.push(r.unit);
+                    }
+                }
             }
             stop.sort();
+            reload.sort();
         }
         let blocked = generation::stable_links_blocked(cfg);
         if !blocked.is_empty() {
@@ -267,6 +289,7 @@ impl Host {
             created,
             stage: JournalStage::Prepared,
             stop: stop.clone(),
+            reload: reload.clone(),
             from_units: from_units.keys().cloned().collect(),
             command: command.clone(),
             pid: std::process::id(),
@@ -368,6 +391,7 @@ impl Host {
             unchanged: false,
             packages: plan.ids(),
             stopped: stop,
+            reloaded: reload,
             flip_us,
             downtime_ms,
             total_ms: tarmac_events::millis(t0.elapsed()),
@@ -425,6 +449,15 @@ impl Host {
         sd.start_target()?;
         phases.insert("start".into(), tarmac_events::millis(t.elapsed()));
         failpoint::hit("after-start");
+        if !j.reload.is_empty() {
+            let t = Instant::now();
+            for unit in &j.reload {
+                if let Err(e) = sd.reload_or_restart(unit) {
+                    self.notice(Level::Warn, format!("{unit}: {e}"));
+                }
+            }
+            phases.insert("reload_units".into(), tarmac_events::millis(t.elapsed()));
+        }
         self.remove_journal()
     }
 

@@ -153,6 +153,12 @@ impl<'a> Systemd<'a> {
         self.systemctl(&args, &[5])
     }
 
+    /// `systemctl reload-or-restart UNIT`: the unit's `ExecReload`, or a restart when it
+    /// has none (the new files must take effect either way).
+    pub fn reload_or_restart(&self, unit: &str) -> Result<(), ActivateError> {
+        self.systemctl(&["reload-or-restart", unit], &[])
+    }
+
     pub fn daemon_reload(&self) -> Result<(), ActivateError> {
         self.systemctl(&["daemon-reload"], &[])
     }

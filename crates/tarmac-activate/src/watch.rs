@@ -2,7 +2,8 @@
 //! unit file did not: a new config package from genconf changes `etc/etcd/etcd.env`, and
 //! etcd must restart to read it.
 //!
-//! Each package watches `etc/<name>` plus its pkginfo's `restart_on_change` paths. A watched
+//! Each package watches `etc/<name>` plus its pkginfo's `restart_on_change` paths, and
+//! reloads (instead of restarting) for changes under its `reload_on_change` paths. A watched
 //! path changed when the set of files under it differs between the two generations, or
 //! when a file is provided by another package file whose bytes differ (a link that merely
 //! points into a new package id with the same content is no change).
@@ -11,13 +12,16 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use tarmac_pkg::pkginfo::OnChange;
+
 use crate::plan::{Plan, TreeNode};
 
-/// A unit to restart and the first watched file that changed (for the log).
+/// A unit to restart or reload, and the watched file that decided it (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchRestart {
     pub unit: String,
     pub path: String,
+    pub action: OnChange,
 }
 
 /// Files under `prefix` in a written generation directory: tree key → link target.
@@ -61,19 +65,26 @@ fn leaves_in_plan(plan: &Plan, prefix: &str) -> BTreeMap<String, PathBuf> {
 }
 
 /// The first file under `prefix` that differs, if any.
+#[cfg(test)]
 fn first_change(
     old: &BTreeMap<String, PathBuf>,
     new: &BTreeMap<String, PathBuf>,
 ) -> Option<String> {
+    changed_files(old, new).into_iter().next()
+}
+
+/// Every file that differs between two trees, sorted.
+fn changed_files(old: &BTreeMap<String, PathBuf>, new: &BTreeMap<String, PathBuf>) -> Vec<String> {
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
     keys.sort();
     keys.dedup();
     keys.into_iter()
-        .find(|k| match (old.get(*k), new.get(*k)) {
+        .filter(|k| match (old.get(*k), new.get(*k)) {
             (Some(a), Some(b)) => a != b && !same_bytes(a, b),
             _ => true,
         })
         .cloned()
+        .collect()
 }
 
 fn same_bytes(a: &Path, b: &Path) -> bool {
@@ -85,14 +96,15 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
 
 /// Units of `plan` that were installed before (`previous_units`), are not already
 /// being restarted (`already`), and whose package watches a path that changed between
-/// the generation directory `from_dir` and `plan`.
+/// the generation directory `from_dir` and `plan`: each with restart or reload
+/// ([`tarmac_pkg::pkginfo::on_change`]).
 pub fn restarts(
     from_dir: &Path,
     plan: &Plan,
     previous_units: &[String],
     already: &[String],
 ) -> Vec<WatchRestart> {
-    let mut by_package: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut by_package: BTreeMap<String, Option<(OnChange, String)>> = BTreeMap::new();
     let mut out = Vec::new();
     for (unit, up) in &plan.units {
         if !previous_units.contains(unit) || already.contains(unit) {
@@ -103,18 +115,23 @@ pub fn restarts(
             .entry(key)
             .or_insert_with(|| {
                 let pkg = plan.packages.iter().find(|p| p.id == up.package)?;
-                pkg.info
-                    .watched_paths(pkg.id.name().as_str())
+                let rules = pkg.info.watch_rules(pkg.id.name().as_str());
+                let mut files: Vec<String> = rules
                     .iter()
-                    .find_map(|w| {
-                        first_change(&leaves_on_disk(from_dir, w), &leaves_in_plan(plan, w))
+                    .flat_map(|(w, _)| {
+                        changed_files(&leaves_on_disk(from_dir, w), &leaves_in_plan(plan, w))
                     })
+                    .collect();
+                files.sort();
+                files.dedup();
+                tarmac_pkg::pkginfo::on_change(&rules, files.iter().map(String::as_str))
             })
             .clone();
-        if let Some(path) = changed {
+        if let Some((action, path)) = changed {
             out.push(WatchRestart {
                 unit: unit.clone(),
                 path,
+                action,
             });
         }
     }

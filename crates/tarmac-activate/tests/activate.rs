@@ -370,6 +370,45 @@ fn config_package_changes_restart_the_units_that_read_them() {
 }
 
 #[test]
+fn reload_on_change_reloads_instead_of_restarting() {
+    let f = fixture(&["master"]);
+    f.add(
+        "svc--1",
+        r#"{"reload_on_change": ["etc/svc/scrape"], "restart_on_change": ["etc/cluster"]}"#,
+        &[service("svc.service", "/bin/true")],
+    );
+    let cfg = |v: &str, scrape: &str, env: &str, cluster: &str| {
+        f.add(
+            &format!("cfg--setup_{v}"),
+            "{}",
+            &[
+                Entry::file("etc/svc/scrape/targets.yml", scrape),
+                Entry::file("etc/svc/svc.env", env),
+                Entry::file("etc/cluster/cluster.json", cluster),
+            ],
+        );
+    };
+    cfg("a", "a\n", "X=1\n", "{}");
+    cfg("b", "a b\n", "X=1\n", "{}");
+    cfg("c", "a b c\n", "X=2\n", "{}");
+    cfg("d", "a\n", "X=2\n", "{\"n\": 1}");
+    let set = |v: &str| f.activate(&["svc--1", &format!("cfg--setup_{v}")]).unwrap();
+    set("a");
+    // Only the reload path changed: svc reloads, nothing stops.
+    let r = set("b");
+    assert!(r.stopped.is_empty(), "{:?}", r.stopped);
+    assert_eq!(r.reloaded, vec!["svc.service".to_owned()]);
+    // etc/svc/svc.env (etc/<name>, restart) changed as well: a restart, no reload.
+    let r = set("c");
+    assert_eq!(r.stopped, vec!["svc.service".to_owned()]);
+    assert!(r.reloaded.is_empty(), "{:?}", r.reloaded);
+    // A restart_on_change path changed together with the reload path: restart.
+    let r = set("d");
+    assert_eq!(r.stopped, vec!["svc.service".to_owned()]);
+    assert!(r.reloaded.is_empty());
+}
+
+#[test]
 fn roles_select_directories() {
     let f = fixture(&["agent_public"]);
     base_set(&f);

@@ -20,6 +20,7 @@ pub const BUILDINFO_KEYS: &[&str] = &[
     "sysctl",
     "build_script",
     "restart_on_change",
+    "reload_on_change",
     "bundle_libraries",
 ];
 
@@ -224,6 +225,8 @@ pub struct BuildInfo {
     pub build_script: String,
     /// Tree paths whose change restarts the package's units (copied to pkginfo.json).
     pub restart_on_change: Vec<String>,
+    /// Tree paths whose change reloads the package's units instead (copied to pkginfo.json).
+    pub reload_on_change: Vec<String>,
     /// Bundle the shared-library closure of the package's ELF files ([`crate::bundle`]).
     /// Default true, except for the `tarmac-host` package (always false: the bootstrap
     /// exports its `bin/tarmac-host` to run before any package is installed).
@@ -631,32 +634,47 @@ impl BuildInfo {
                 "must be a file name in the package directory",
             ));
         }
-        let mut restart_on_change = Vec::new();
-        match obj.get("restart_on_change") {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let key = format!("restart_on_change[{i}]");
-                    let Some(p) = item.as_str() else {
-                        return Err(invalid(path, &key, "must be a string"));
-                    };
-                    tarmac_pkg::pkginfo::check_watch_path(p).map_err(|why| {
-                        invalid(
-                            path,
-                            &key,
-                            format!("`{p}`: {why} (paths of the active tree, e.g. `etc/cluster`)"),
-                        )
-                    })?;
-                    restart_on_change.push(p.trim_end_matches('/').to_owned());
+        let watch_list = |key: &str| -> Result<Vec<String>, SpecError> {
+            let mut out = Vec::new();
+            match obj.get(key) {
+                None => {}
+                Some(Value::Array(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let k = format!("{key}[{i}]");
+                        let Some(p) = item.as_str() else {
+                            return Err(invalid(path, &k, "must be a string"));
+                        };
+                        tarmac_pkg::pkginfo::check_watch_path(p).map_err(|why| {
+                            invalid(
+                                path,
+                                &k,
+                                format!(
+                                    "`{p}`: {why} (paths of the active tree, e.g. `etc/cluster`)"
+                                ),
+                            )
+                        })?;
+                        out.push(p.trim_end_matches('/').to_owned());
+                    }
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        path,
+                        key,
+                        "must be a list of paths such as [\"etc/cluster\", \"bin/detect_ip\"]",
+                    ));
                 }
             }
-            Some(_) => {
-                return Err(invalid(
-                    path,
-                    "restart_on_change",
-                    "must be a list of paths such as [\"etc/cluster\", \"bin/detect_ip\"]",
-                ));
-            }
+            Ok(out)
+        };
+        let restart_on_change = watch_list("restart_on_change")?;
+        let reload_on_change = watch_list("reload_on_change")?;
+        if let Some(p) = reload_on_change.iter().find(|p| restart_on_change.contains(p)) {
+            return Err(invalid(
+                path,
+                "reload_on_change",
+                format!("`{p}` is in restart_on_change too; list each path once"),
+            ));
+        }
         }
         let is_host = name.as_str() == crate::bootstrap::HOST_PACKAGE;
         let bundle_libraries = match obj.get("bundle_libraries") {
@@ -684,6 +702,7 @@ impl BuildInfo {
             sysctl,
             build_script,
             restart_on_change,
+            reload_on_change,
             bundle_libraries,
         })
     }
@@ -714,6 +733,12 @@ impl BuildInfo {
             m.insert(
                 "restart_on_change".into(),
                 serde_json::to_value(&self.restart_on_change).expect("list"),
+            );
+        }
+        if !self.reload_on_change.is_empty() {
+            m.insert(
+                "reload_on_change".into(),
+                serde_json::to_value(&self.reload_on_change).expect("list"),
             );
         }
         Value::Object(m)
@@ -924,7 +949,7 @@ mod tests {
         let e = parse(r#"{"requieres": []}"#).unwrap_err().to_string();
         assert_eq!(
             e,
-            "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script, restart_on_change, bundle_libraries"
+            "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script, restart_on_change, reload_on_change, bundle_libraries"
         );
         let e = parse(r#"{"state_dir": true}"#).unwrap_err().to_string();
         assert!(e.contains("(did you mean `state_directory`?)"), "{e}");

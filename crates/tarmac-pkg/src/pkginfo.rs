@@ -100,6 +100,12 @@ pub struct PkgInfo {
     /// [`PkgInfo::watched_paths`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restart_on_change: Vec<String>,
+    /// Paths of the merged tree whose content change makes the package's units *reload*
+    /// (`systemctl reload`, the unit's `ExecReload`) instead of restart, when nothing else
+    /// the package watches changed (prometheus re-reads `etc/prometheus` on SIGHUP). A
+    /// changed file follows the most specific path covering it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reload_on_change: Vec<String>,
     /// Per-file owner, group and mode, and the secret files the package expects, by path
     /// in the package's tree (`etc_master/prometheus/prometheus.yml`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -221,10 +227,11 @@ pub enum PkgInfoError {
     #[error("{origin}: `group` ({group}) is set without `username`")]
     GroupWithoutUser { origin: String, group: String },
     #[error(
-        "{origin}: restart_on_change[{index}] = `{path}` is invalid: {reason}\nhint: give paths of the active tree such as `etc/cluster` or `bin/detect_ip`"
+        "{origin}: {key}[{index}] = `{path}` is invalid: {reason}\nhint: give paths of the active tree such as `etc/cluster` or `bin/detect_ip`"
     )]
     BadRestartPath {
         origin: String,
+        key: &'static str,
         index: usize,
         path: String,
         reason: &'static str,
@@ -453,26 +460,47 @@ impl PkgInfo {
             Some(_) => return Err(wrong("variant", "a string")),
         }
 
-        match obj.get("restart_on_change") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(items)) => {
-                for (index, item) in items.iter().enumerate() {
-                    let Value::String(path) = item else {
-                        return Err(wrong(&format!("restart_on_change[{index}]"), "a string"));
-                    };
-                    if let Err(reason) = check_watch_path(path) {
-                        return Err(PkgInfoError::BadRestartPath {
-                            origin,
-                            index,
-                            path: path.clone(),
-                            reason,
-                        });
+        for key in ["restart_on_change", "reload_on_change"] {
+            let mut paths = Vec::new();
+            match obj.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for (index, item) in items.iter().enumerate() {
+                        let Value::String(path) = item else {
+                            return Err(wrong(&format!("{key}[{index}]"), "a string"));
+                        };
+                        if let Err(reason) = check_watch_path(path) {
+                            return Err(PkgInfoError::BadRestartPath {
+                                origin,
+                                key,
+                                index,
+                                path: path.clone(),
+                                reason,
+                            });
+                        }
+                        paths.push(path.trim_end_matches('/').to_owned());
                     }
-                    info.restart_on_change
-                        .push(path.trim_end_matches('/').to_owned());
                 }
+                Some(_) => return Err(wrong(key, "an array of paths")),
             }
-            Some(_) => return Err(wrong("restart_on_change", "an array of paths")),
+            match key {
+                "restart_on_change" => info.restart_on_change = paths,
+                _ => info.reload_on_change = paths,
+            }
+        }
+        if let Some((index, path)) = info
+            .reload_on_change
+            .iter()
+            .enumerate()
+            .find(|(_, p)| info.restart_on_change.contains(p))
+        {
+            return Err(PkgInfoError::BadRestartPath {
+                origin,
+                key: "reload_on_change",
+                index,
+                path: path.clone(),
+                reason: "it is in restart_on_change too; list each path once",
+            });
         }
 
         match obj.get("files") {
@@ -504,6 +532,64 @@ impl PkgInfo {
         }
         out
     }
+
+    /// Every watched path of package `name` with what its change does: the restart paths
+    /// of [`PkgInfo::watched_paths`] and the `reload_on_change` ones.
+    pub fn watch_rules(&self, name: &str) -> Vec<(String, OnChange)> {
+        let mut out: Vec<(String, OnChange)> = self
+            .watched_paths(name)
+            .into_iter()
+            .map(|p| (p, OnChange::Restart))
+            .collect();
+        for p in &self.reload_on_change {
+            out.push((p.clone(), OnChange::Reload));
+        }
+        out
+    }
+}
+
+/// What a change of a watched file does to a package's running units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChange {
+    /// `systemctl reload` (the unit's `ExecReload`).
+    Reload,
+    /// Stop before the switch, start after it.
+    Restart,
+}
+
+/// What changed files do under `rules` (from [`PkgInfo::watch_rules`]). Each file follows
+/// the most specific path covering it (a `reload_on_change` path equal to the implicit
+/// `etc/<name>` wins over it); then `Restart` if any file says restart, else `Reload` if
+/// any says reload; with the first file that decided.
+pub fn on_change<'a>(
+    rules: &[(String, OnChange)],
+    changed: impl IntoIterator<Item = &'a str>,
+) -> Option<(OnChange, String)> {
+    let under = |file: &str, prefix: &str| {
+        file == prefix
+            || file
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let mut found: Option<(OnChange, String)> = None;
+    for file in changed {
+        // The most specific (longest) rule covering the file decides for it; a reload path
+        // equal to the implicit `etc/<name>` overrides it.
+        let Some(action) = rules
+            .iter()
+            .filter(|(p, _)| under(file, p))
+            .max_by_key(|(p, a)| (p.len(), *a == OnChange::Reload))
+            .map(|(_, a)| *a)
+        else {
+            continue;
+        };
+        match &found {
+            Some((a, _)) if *a >= action => {}
+            _ => found = Some((action, file.to_owned())),
+        }
+    }
+    found
 }
 
 /// The top directories of the merged tree a watched path may be under.
@@ -680,6 +766,40 @@ mod tests {
     #[test]
     fn empty_object_is_defaults() {
         assert_eq!(parse("{}").unwrap(), PkgInfo::default());
+    }
+
+    #[test]
+    fn reload_on_change_follows_the_most_specific_path() {
+        let i = parse(r#"{"restart_on_change": ["etc/cluster"], "reload_on_change": ["etc/prometheus"]}"#)
+            .unwrap();
+        assert_eq!(i.reload_on_change, ["etc/prometheus"]);
+        let rules = i.watch_rules("prometheus");
+        let f = |files: &[&str]| on_change(&rules, files.iter().copied());
+        assert_eq!(
+            f(&["etc/prometheus/prometheus.yml"]),
+            Some((OnChange::Reload, "etc/prometheus/prometheus.yml".into()))
+        );
+        assert_eq!(
+            f(&["etc/prometheus/prometheus.yml", "etc/cluster/cluster.json"]),
+            Some((OnChange::Restart, "etc/cluster/cluster.json".into()))
+        );
+        assert_eq!(f(&["etc/prometheusx/a", "bin/x"]), None);
+        // Without reload_on_change, etc/<name> restarts.
+        let plain = PkgInfo::default().watch_rules("prometheus");
+        assert_eq!(
+            on_change(&plain, ["etc/prometheus/prometheus.yml"]),
+            Some((OnChange::Restart, "etc/prometheus/prometheus.yml".into()))
+        );
+        // A more specific restart path inside a reload path restarts.
+        let i = parse(r#"{"restart_on_change": ["etc/prometheus/prometheus.env"], "reload_on_change": ["etc/prometheus"]}"#).unwrap();
+        assert_eq!(
+            on_change(&i.watch_rules("prometheus"), ["etc/prometheus/prometheus.env"]),
+            Some((OnChange::Restart, "etc/prometheus/prometheus.env".into()))
+        );
+        let e = parse(r#"{"restart_on_change": ["etc/a"], "reload_on_change": ["etc/a"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x--1: reload_on_change[0] = `etc/a` is invalid: it is in restart_on_change too"), "{e}");
     }
 
     #[test]
