@@ -49,11 +49,21 @@ pub struct CheckResult {
 
 /// Every file in `check/` of each package, sorted by package id then name.
 pub fn list_checks(store: &Store, ids: &[PackageId]) -> Result<Vec<CheckSpec>, ActivateError> {
+    list_executables(store, ids, CHECK_DIR)
+}
+
+/// Every file in directory `dir` (`check`, `backup`, …) of each package, sorted by package
+/// id then name.
+pub fn list_executables(
+    store: &Store,
+    ids: &[PackageId],
+    dir: &str,
+) -> Result<Vec<CheckSpec>, ActivateError> {
     let mut out = Vec::new();
     let mut ids = ids.to_vec();
     ids.sort();
     for id in ids {
-        let dir = store.path(&id).join(CHECK_DIR);
+        let dir = store.path(&id).join(dir);
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -101,6 +111,17 @@ pub fn read_environment(path: &Path) -> Vec<(String, String)> {
 const OUTPUT_LIMIT: usize = 64 * 1024;
 
 fn run_one(spec: &CheckSpec, timeout: Duration, env: &[(String, String)]) -> CheckResult {
+    run_with_args(spec, &[], timeout, env)
+}
+
+/// Run one executable with `args`, the environment `env`, stdin closed, killed (its whole
+/// process group) after `timeout`.
+pub fn run_with_args(
+    spec: &CheckSpec,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+    env: &[(String, String)],
+) -> CheckResult {
     let start = Instant::now();
     let result = |status, exit_code, output: String| CheckResult {
         package: spec.package.clone(),
@@ -126,7 +147,8 @@ fn run_one(spec: &CheckSpec, timeout: Duration, env: &[(String, String)]) -> Che
         Err(e) => return result(CheckStatus::Error, None, e.to_string()),
     };
     let mut cmd = Command::new(&spec.path);
-    cmd.stdin(Stdio::null())
+    cmd.args(args)
+        .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer2)
         .process_group(0);

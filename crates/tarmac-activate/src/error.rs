@@ -385,6 +385,21 @@ pub enum ActivateError {
     },
     #[error("setup: {message}")]
     Setup { message: String },
+    #[error(
+        "{kind} hook {hook} of {package} {status}{}",
+        if output.trim().is_empty() { String::new() } else { format!(":\n{}", output.trim_end()) }
+    )]
+    HookFailed {
+        kind: &'static str,
+        package: PackageId,
+        hook: String,
+        status: String,
+        output: String,
+    },
+    #[error(
+        "no active package has a {kind}/ hook (active: {active})\nhint: the distribution's packages must ship executables in {kind}/ (see docs/packages.md)"
+    )]
+    NoHooks { kind: &'static str, active: String },
     #[error("setup: cannot use {what}")]
     SetupSource {
         what: String,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod generation;
+pub mod hooks;
 pub mod hostfacts;
 pub mod lock;
 pub mod pkgfiles;

@@ -29,8 +29,8 @@ use crate::error::ActivateError;
 use crate::generation::{self, GenerationMeta};
 use crate::lock::HostLock;
 use crate::plan::Plan;
-use tarmac_pkg::pkginfo::OnChange;
 use crate::{Host, failpoint, fsutil, sysctl, users, watch};
+use tarmac_pkg::pkginfo::OnChange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -915,3 +915,140 @@ fn an_agent_needs_no_master_secret_and_a_package_cannot_ship_one() {
          hint: nothing on the host was changed"
     );
 }
+
+#[test]
+fn backup_restore_and_membership_hooks() {
+    use tarmac_activate::hooks::{self, RestorePhase};
+    let f = fixture(&["master"]);
+    let log = f.dir.join("hook.log");
+    let data = f.dir.join("kv-data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("db"), "k=v1\n").unwrap();
+    let d = data.display();
+    let l = log.display();
+    f.add(
+        "kv--1",
+        "{}",
+        &[
+            Entry::exe(
+                "backup/kv",
+                format!("#!/bin/sh\nset -e\necho \"backup $1\" >> {l}\ncp {d}/db \"$1/db\"\nmkdir \"$1/sub\"\necho meta > \"$1/sub/meta\"\n"),
+            ),
+            Entry::exe(
+                "restore/kv",
+                format!("#!/bin/sh\nset -e\necho \"restore $1\" >> {l}\ncase $1 in apply) cp \"$2/db\" {d}/db ;; verify) cmp \"$2/db\" {d}/db ;; esac\n"),
+            ),
+            Entry::exe(
+                "membership/kv",
+                format!("#!/bin/sh\necho \"member $*\" >> {l}\n[ \"$1\" = list ] && printf '10.0.0.1\\n10.0.0.2\\n'\n[ \"$1\" = remove ] && [ \"$2\" = bad ] && {{ echo no such member >&2; exit 4; }}\nexit 0\n"),
+            ),
+        ],
+    );
+    f.add("plain--1", "{}", &[Entry::file("etc/plain/x", "x")]);
+    f.activate(&["kv--1", "plain--1"]).unwrap();
+    let active = f.host.active().unwrap();
+    let env: Vec<(String, String)> = Vec::new();
+    let t = std::time::Duration::from_secs(10);
+
+    let out = f.dir.join("backups/snap.tar.zst");
+    let b = hooks::backup(&f.host.store, &active, &env, &out, t).unwrap();
+    assert_eq!(b.packages, vec![id("kv--1")]);
+    assert_eq!(
+        b.files,
+        vec![("kv/db".to_owned(), 5), ("kv/sub/meta".to_owned(), 5)]
+    );
+    let (size, sha) = hooks::hash_file(&out).unwrap();
+    assert_eq!((b.size, b.sha256.clone()), (size, sha));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // No work directories are left next to the snapshot.
+    assert_eq!(fs::read_dir(out.parent().unwrap()).unwrap().count(), 1);
+
+    fs::write(data.join("db"), "k=v2\n").unwrap();
+    for phase in RestorePhase::ALL {
+        hooks::restore(
+            &f.host.store,
+            &active,
+            &env,
+            &out,
+            phase,
+            &f.dir.join("work"),
+            t,
+        )
+        .unwrap();
+    }
+    assert_eq!(fs::read_to_string(data.join("db")).unwrap(), "k=v1\n");
+    assert_eq!(fs::read_dir(f.dir.join("work")).unwrap().count(), 0);
+
+    let m = hooks::membership(&f.host.store, &active, &env, &["list".into()], t).unwrap();
+    assert_eq!(m.lines(), ["10.0.0.1", "10.0.0.2"]);
+    let err = hooks::membership(
+        &f.host.store,
+        &active,
+        &env,
+        &["remove".into(), "bad".into()],
+        t,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "membership hook kv of kv--1 exited with code 4:\nno such member"
+    );
+    let log_text = fs::read_to_string(&log).unwrap();
+    assert!(log_text.starts_with("backup /"), "{log_text}");
+    assert!(log_text.contains("restore stop\nrestore apply\nrestore start\nrestore verify\nmember list\nmember remove bad\n"), "{log_text}");
+
+    // A snapshot with a hostile member is refused before any hook runs.
+    let evil = f.dir.join("evil.tar.zst");
+    {
+        let mut tar =
+            tar::Builder::new(zstd::Encoder::new(fs::File::create(&evil).unwrap(), 1).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_link_name("/etc/passwd").unwrap();
+        h.set_size(0);
+        tar.append_data(&mut h, "kv/db", std::io::empty()).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let before = fs::read_to_string(&log).unwrap();
+    let err = hooks::restore(
+        &f.host.store,
+        &active,
+        &env,
+        &evil,
+        RestorePhase::Apply,
+        &f.dir.join("work"),
+        t,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("is a Symlink; snapshots hold only files and directories"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), before);
+
+    // No package has a hook: a clear error.
+    let g = fixture(&["agent"]);
+    g.add("plain--1", "{}", &[Entry::file("etc/plain/x", "x")]);
+    g.activate(&["plain--1"]).unwrap();
+    let err = hooks::backup(
+        &g.host.store,
+        &g.host.active().unwrap(),
+        &env,
+        &g.dir.join("s"),
+        t,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("no active package has a backup/ hook (active: plain--1)"),
+        "{err}"
+    );
+}

@@ -26,6 +26,15 @@ pub const LINK_DIRS: [&str; 4] = ["bin", "etc", "include", "lib"];
 pub const SYSTEMD_DIR: &str = "systemd";
 /// Directory holding check executables.
 pub const CHECK_DIR: &str = "check";
+/// Directory holding backup executables (`backup/<name> OUTDIR`: write a consistent
+/// snapshot of the package's state into the empty directory OUTDIR).
+pub const BACKUP_DIR: &str = "backup";
+/// Directory holding restore executables (`restore/<name> PHASE DIR`, PHASE one of
+/// `stop`, `apply`, `start`, `verify`; DIR holds what `backup/` wrote).
+pub const RESTORE_DIR: &str = "restore";
+/// Directory holding membership executables of a quorum service (`membership/<name>
+/// ACTION [MEMBER]`, ACTION one of `list`, `add`, `remove`; MEMBER a host address).
+pub const MEMBERSHIP_DIR: &str = "membership";
 /// Metadata file every package has.
 pub const PKGINFO: &str = "pkginfo.json";
 /// Optional build record.

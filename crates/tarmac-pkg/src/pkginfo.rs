@@ -770,8 +770,10 @@ mod tests {
 
     #[test]
     fn reload_on_change_follows_the_most_specific_path() {
-        let i = parse(r#"{"restart_on_change": ["etc/cluster"], "reload_on_change": ["etc/prometheus"]}"#)
-            .unwrap();
+        let i = parse(
+            r#"{"restart_on_change": ["etc/cluster"], "reload_on_change": ["etc/prometheus"]}"#,
+        )
+        .unwrap();
         assert_eq!(i.reload_on_change, ["etc/prometheus"]);
         let rules = i.watch_rules("prometheus");
         let f = |files: &[&str]| on_change(&rules, files.iter().copied());
@@ -793,13 +795,21 @@ mod tests {
         // A more specific restart path inside a reload path restarts.
         let i = parse(r#"{"restart_on_change": ["etc/prometheus/prometheus.env"], "reload_on_change": ["etc/prometheus"]}"#).unwrap();
         assert_eq!(
-            on_change(&i.watch_rules("prometheus"), ["etc/prometheus/prometheus.env"]),
+            on_change(
+                &i.watch_rules("prometheus"),
+                ["etc/prometheus/prometheus.env"]
+            ),
             Some((OnChange::Restart, "etc/prometheus/prometheus.env".into()))
         );
         let e = parse(r#"{"restart_on_change": ["etc/a"], "reload_on_change": ["etc/a"]}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("x--1: reload_on_change[0] = `etc/a` is invalid: it is in restart_on_change too"), "{e}");
+        assert!(
+            e.starts_with(
+                "x--1: reload_on_change[0] = `etc/a` is invalid: it is in restart_on_change too"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod apt_source;
 pub mod confirm;
 mod digest;
 pub mod error_report;
+pub mod hooks;
 mod host;
 mod package;
 mod role;
