@@ -668,13 +668,15 @@ impl BuildInfo {
         };
         let restart_on_change = watch_list("restart_on_change")?;
         let reload_on_change = watch_list("reload_on_change")?;
-        if let Some(p) = reload_on_change.iter().find(|p| restart_on_change.contains(p)) {
+        if let Some(p) = reload_on_change
+            .iter()
+            .find(|p| restart_on_change.contains(p))
+        {
             return Err(invalid(
                 path,
                 "reload_on_change",
                 format!("`{p}` is in restart_on_change too; list each path once"),
             ));
-        }
         }
         let is_host = name.as_str() == crate::bootstrap::HOST_PACKAGE;
         let bundle_libraries = match obj.get("bundle_libraries") {
