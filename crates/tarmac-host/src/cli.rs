@@ -160,6 +160,38 @@ pub enum Command {
         #[arg(long, value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration, default_value = "1m")]
         timeout: std::time::Duration,
     },
+    /// Run the active packages' backup/ hooks and pack what they wrote into one snapshot
+    /// file (`.tar.zst`, mode 0600); prints its size and sha256.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Per-hook timeout.
+        #[arg(long, value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration, default_value = "10m")]
+        timeout: std::time::Duration,
+    },
+    /// Run one phase of the active packages' restore/ hooks with a snapshot from `backup`
+    /// (stop, apply, start, verify: each on every member before the next).
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[arg(long)]
+        phase: tarmac_activate::hooks::RestorePhase,
+        /// Refuse a snapshot whose sha256 is not this.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Per-hook timeout.
+        #[arg(long, value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration, default_value = "10m")]
+        timeout: std::time::Duration,
+    },
+    /// Run the active packages' membership/ hooks: `list`, `add HOST`, `remove HOST`.
+    Membership {
+        #[arg(value_parser = ["list", "add", "remove"])]
+        action: String,
+        member: Option<String>,
+        /// Per-hook timeout.
+        #[arg(long, value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration, default_value = "2m")]
+        timeout: std::time::Duration,
+    },
     /// Bootstrap: fetch and activate what setup-flags/ asks for, then start tarmac.target.
     Setup,
     /// Audit: re-hash every stored package and check the current generation and units.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod confirm_cmd;
+mod hooks_cmd;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -348,6 +349,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.kept_generations.iter().map(|g| g.0).collect::<Vec<_>>()
                 );
             }
+        }
+        Command::Backup { out, timeout } => return hooks_cmd::backup(&host, &out, timeout, json),
+        Command::Restore {
+            from,
+            phase,
+            sha256,
+            timeout,
+        } => {
+            return hooks_cmd::restore(&host, &from, phase, sha256.as_deref(), timeout, json);
+        }
+        Command::Membership {
+            action,
+            member,
+            timeout,
+        } => {
+            let mut args = vec![action.clone()];
+            match (action.as_str(), member) {
+                ("list", None) => {}
+                ("list", Some(_)) => bail!("`membership list` takes no member"),
+                (_, Some(m)) => args.push(m),
+                (a, None) => bail!("`membership {a}` needs the member's host address"),
+            }
+            return hooks_cmd::membership(&host, &args, timeout, json);
         }
         Command::Check { list, timeout } => {
             let active = host.active()?;
