@@ -28,6 +28,7 @@ mod schema;
 pub mod tls;
 pub mod types;
 pub mod yaml;
+pub mod yamledit;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -40,6 +40,14 @@ pub enum Op {
     Upgrade,
     Rollback,
     Uninstall,
+    /// A snapshot of the quorum store was taken (moves no host).
+    Backup,
+    /// The quorum store was restored from a snapshot (moves no host's packages).
+    Restore,
+    /// Hosts left the cluster (uninstalled, or forgotten when unreachable).
+    RemoveHosts,
+    /// A master's quorum membership moved to a new host.
+    ReplaceMaster,
 }
 
 impl Op {
@@ -50,12 +58,17 @@ impl Op {
             Op::Upgrade => "upgrade",
             Op::Rollback => "rollback",
             Op::Uninstall => "uninstall",
+            Op::Backup => "backup",
+            Op::Restore => "restore",
+            Op::RemoveHosts => "remove-hosts",
+            Op::ReplaceMaster => "replace-master",
         }
     }
 
-    /// Does this operation change what the hosts run?
+    /// Does this operation change what the hosts run? (Day-two operations record what they
+    /// did; the deploy and upgrade they lead to move the hosts.)
     pub fn moves_hosts(self) -> bool {
-        !matches!(self, Op::Genconf)
+        matches!(self, Op::Deploy | Op::Upgrade | Op::Rollback | Op::Uninstall)
     }
 }
 
@@ -453,6 +466,9 @@ pub fn expectation(entries: &[Entry], upto: Option<u64>) -> Expectation {
             last_genconf = Some(e);
             continue;
         }
+        if !e.op.moves_hosts() {
+            continue;
+        }
         x.target = e.target_after.clone();
         x.set_by = Some(e.seq);
         x.interim = None;
@@ -478,7 +494,16 @@ pub fn rollback_target(entries: &[Entry]) -> Option<Target> {
     let mut stack: Vec<Target> = Vec::new();
     for e in entries {
         match e.op {
-            Op::Genconf => {}
+            Op::Genconf | Op::Backup | Op::Restore | Op::RemoveHosts | Op::ReplaceMaster => {}
+            // A deploy onto a running cluster (new hosts, then the others upgraded) moves it
+            // forward like an upgrade; a first deploy starts the stack.
+            Op::Deploy if e.target_before.is_some() && stack.last() == e.target_before.as_ref() => {
+                if let Some(t) = &e.target_after
+                    && stack.last() != Some(t)
+                {
+                    stack.push(t.clone());
+                }
+            }
             Op::Deploy => {
                 stack.clear();
                 stack.extend(e.target_after.clone());

@@ -1,6 +1,7 @@
 //! The installer: stages that run on every host of a cluster over the SSH engine,
 //! with a run lock, a per-run journal, per-host logs and typed events.
 
+pub mod daytwo;
 pub mod fsutil;
 pub mod journal;
 pub mod ledger;

@@ -651,6 +651,18 @@ impl Installer {
     /// `push` over SSH), after the installer uploaded the secret files of its role over SSH
     /// (see [`crate::secrets`]). A host already on the target package list is `unchanged`.
     pub async fn deploy(&self, opts: &DeployOptions) -> Result<StageRun, InstallerError> {
+        self.deploy_inner(opts, false).await.map(|(run, _)| run)
+    }
+
+    /// [`Self::deploy`]; with `reconcile`, a host that already runs another package list is
+    /// left alone (`unchanged`) and returned, for the rolling upgrade that follows
+    /// ([`Self::deploy_reconcile`]).
+    pub(crate) async fn deploy_inner(
+        &self,
+        opts: &DeployOptions,
+        reconcile: bool,
+    ) -> Result<(StageRun, Vec<HostAddr>), InstallerError> {
+        let behind: Arc<std::sync::Mutex<Vec<HostAddr>>> = Arc::default();
         let serve = ServeInfo::read(&self.genconf_dir)?;
         let secrets = Arc::new(Secrets::read(&self.genconf_dir, &serve.packages)?);
         let server = if self.is_served() && !opts.push {
@@ -674,11 +686,16 @@ impl Installer {
                 let expected = expected.clone();
                 let serve = serve.clone();
                 let secrets = secrets.clone();
+                let behind = behind.clone();
                 async move {
                     let role = host.role().unwrap_or(Role::Agent);
                     let active = host.check("inspect", Exec::root(plan::active_command())).await?;
                     let active = plan::parse_active(&active.stdout);
                     if active == *expected {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    if !active.is_empty() && reconcile {
+                        behind.lock().expect("deploy").push(host.addr().clone());
                         return Ok(Outcome::Unchanged);
                     }
                     if !active.is_empty() {
@@ -711,7 +728,9 @@ impl Installer {
         if let Some(s) = server {
             s.stop().await;
         }
-        run
+        let mut behind = std::mem::take(&mut *behind.lock().expect("deploy"));
+        behind.sort();
+        Ok((run?, behind))
     }
 
     /// postflight: poll node checks on every host (and cluster checks on masters) with backoff

@@ -44,6 +44,10 @@ pub enum Stage {
     Upgrade,
     Rollback,
     Exec,
+    Backup,
+    Restore,
+    RemoveHosts,
+    ReplaceMaster,
 }
 
 impl Stage {
@@ -60,6 +64,10 @@ impl Stage {
             Stage::Upgrade => "upgrade",
             Stage::Rollback => "rollback",
             Stage::Exec => "exec",
+            Stage::Backup => "backup",
+            Stage::Restore => "restore",
+            Stage::RemoveHosts => "remove-hosts",
+            Stage::ReplaceMaster => "replace-master",
         }
     }
 }

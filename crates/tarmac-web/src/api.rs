@@ -30,7 +30,7 @@ use crate::runs::{
     Busy, CountOrPercent, RollbackRequest, RunManager, StartRequest, UpgradeRequest, chain,
     no_serve, parse_batch, parse_stage, select_hosts,
 };
-use crate::yamledit::{self, HIDDEN};
+use tarmac_config::yamledit::{self, HIDDEN};
 use crate::{ApiError, App, AppState};
 use tarmac_events::HostState;
 

@@ -15,7 +15,6 @@ pub mod auth;
 pub mod files;
 pub mod hub;
 pub mod runs;
-pub mod yamledit;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -41,15 +41,20 @@ pub struct GenconfArgs {
     pub json: bool,
 }
 
-pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
+/// Load the build and its distribution, render genconf/serve/ under the run lock and record
+/// the new target in the ledger. Shared by `tarmac genconf` and the day-two commands that
+/// change config.yaml (remove-hosts, replace-master).
+pub(crate) fn render(
+    inputs: &GenconfInputs,
+) -> anyhow::Result<Result<tarmac_genconf::GenconfReport, GenconfError>> {
     let sink: Sink = crate::source::notice_sink();
-    let loaded = args.inputs.source.load(&sink)?;
+    let loaded = inputs.source.load(&sink)?;
     let build = match loaded.build {
         Some(b) => b,
-        None => args.inputs.source.build()?,
+        None => inputs.source.build()?,
     };
     let opts = GenconfOptions {
-        genconf_dir: args.inputs.genconf_dir.clone(),
+        genconf_dir: inputs.genconf_dir.clone(),
         build_dir: build.dir.clone(),
         public_key: loaded.public_key.clone(),
         pack: PackOptions::default(),
@@ -57,9 +62,9 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
     let dist = loaded.dist;
     // The run lock: no genconf while a stage runs from serve/, and the ledger entry below
     // is appended under it.
-    let state_dir = args.inputs.genconf_dir.join("state");
+    let state_dir = inputs.genconf_dir.join("state");
     // (A missing genconf/ is genconf's own error to report; nothing is created for it.)
-    let lock = if args.inputs.genconf_dir.is_dir() {
+    let lock = if inputs.genconf_dir.is_dir() {
         Some(tarmac_installer::lock::RunLock::acquire(
             &state_dir,
             "tarmac genconf",
@@ -82,6 +87,11 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(lock);
+    Ok(result)
+}
+
+pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
+    let result = render(&args.inputs)?;
     match result {
         Ok(r) => {
             if args.output == OutputMode::Json {

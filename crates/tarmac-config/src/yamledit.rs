@@ -10,10 +10,10 @@
 use std::collections::HashSet;
 
 use serde_json::Value as Json;
-use tarmac_config::yaml::{self, DocError, Entry, Loc, Node, Scalar, is_yaml11_bool_word};
+use crate::yaml::{self, DocError, Entry, Loc, Node, Scalar, is_yaml11_bool_word};
 
 /// What secret values are replaced with in text the API returns.
-pub const HIDDEN: &str = tarmac_config::HIDDEN;
+pub const HIDDEN: &str = crate::HIDDEN;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
