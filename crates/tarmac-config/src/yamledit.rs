@@ -9,8 +9,8 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value as Json;
 use crate::yaml::{self, DocError, Entry, Loc, Node, Scalar, is_yaml11_bool_word};
+use serde_json::Value as Json;
 
 /// What secret values are replaced with in text the API returns.
 pub const HIDDEN: &str = crate::HIDDEN;

@@ -60,7 +60,9 @@ pub enum DayTwoError {
         "cannot reach {hosts}; nothing was changed\nhint: pass --force to forget unreachable hosts without cleaning them (their Tarmac files and units stay until the machines are wiped)"
     )]
     Unreachable { hosts: String },
-    #[error("the new master {host} is unreachable: {message}\nhint: it must be up, with SSH, before its membership moves")]
+    #[error(
+        "the new master {host} is unreachable: {message}\nhint: it must be up, with SSH, before its membership moves"
+    )]
     NewMasterUnreachable { host: HostAddr, message: String },
     #[error(
         "refused: {action} would break the quorum: {healthy} of the remaining masters pass their checks ({names}), and a cluster of {members} members needs {quorum}\nhint: bring the failing masters back first (`tarmac status`, `tarmac postflight`); nothing was changed"
@@ -619,10 +621,17 @@ impl Installer {
                         )
                         .await?;
                         let source = UploadSource::file(src.as_path()).map_err(|e| {
-                            fail(host.addr(), "upload", format!("cannot read {}: {e}", src.display()))
+                            fail(
+                                host.addr(),
+                                "upload",
+                                format!("cannot read {}: {e}", src.display()),
+                            )
                         })?;
-                        host.upload("upload", &Upload::new(source, remote.as_str()).mode(0o600).root())
-                            .await?;
+                        host.upload(
+                            "upload",
+                            &Upload::new(source, remote.as_str()).mode(0o600).root(),
+                        )
+                        .await?;
                         Ok(Outcome::Ok)
                     }
                 },
@@ -633,7 +642,12 @@ impl Installer {
         let logs = run.log_dir.clone();
         runs.push(run);
         if !ok {
-            self.ledger_entry(&lock, ledger::Op::Restore, &runs.iter().collect::<Vec<_>>(), false)?;
+            self.ledger_entry(
+                &lock,
+                ledger::Op::Restore,
+                &runs.iter().collect::<Vec<_>>(),
+                false,
+            )?;
             return Err(DayTwoError::RestoreFailed {
                 phase: "upload".into(),
                 hosts: failed_hosts,
@@ -651,8 +665,11 @@ impl Installer {
                     |host| {
                         let cmd = cmd.clone();
                         async move {
-                            host.check(phase, Exec::root(cmd.as_str()).timeout(Duration::from_secs(900)))
-                                .await?;
+                            host.check(
+                                phase,
+                                Exec::root(cmd.as_str()).timeout(Duration::from_secs(900)),
+                            )
+                            .await?;
                             Ok(Outcome::Ok)
                         }
                     },
@@ -663,7 +680,12 @@ impl Installer {
             let logs = run.log_dir.clone();
             runs.push(run);
             if !ok {
-                self.ledger_entry(&lock, ledger::Op::Restore, &runs.iter().collect::<Vec<_>>(), false)?;
+                self.ledger_entry(
+                    &lock,
+                    ledger::Op::Restore,
+                    &runs.iter().collect::<Vec<_>>(),
+                    false,
+                )?;
                 return Err(DayTwoError::RestoreFailed {
                     phase: phase.into(),
                     hosts: failed_hosts,
@@ -694,7 +716,12 @@ impl Installer {
         let failed_hosts = failed(&run.report);
         let logs = run.log_dir.clone();
         runs.push(run);
-        self.ledger_entry(&lock, ledger::Op::Restore, &runs.iter().collect::<Vec<_>>(), ok)?;
+        self.ledger_entry(
+            &lock,
+            ledger::Op::Restore,
+            &runs.iter().collect::<Vec<_>>(),
+            ok,
+        )?;
         if !ok {
             return Err(DayTwoError::RestoreFailed {
                 phase: "checks".into(),
@@ -702,7 +729,10 @@ impl Installer {
                 logs,
             });
         }
-        Ok(RestoreReport { snapshot: snap, runs })
+        Ok(RestoreReport {
+            snapshot: snap,
+            runs,
+        })
     }
 
     // -----------------------------------------------------------------------------------
@@ -764,7 +794,8 @@ impl Installer {
     ) -> Result<(StageRun, BTreeMap<HostAddr, Result<(), String>>), DayTwoError> {
         let run = self
             .fleet(stage, run_id, hosts, Some(deadline), |host| async move {
-                host.check("reach", Exec::new("true").timeout(deadline)).await?;
+                host.check("reach", Exec::new("true").timeout(deadline))
+                    .await?;
                 Ok(Outcome::Ok)
             })
             .await?;
@@ -797,11 +828,22 @@ impl Installer {
             return Err(InstallerError::NoHosts("no remaining masters".into()).into());
         }
         let run = self
-            .fleet(stage, run_id, candidates, Some(Duration::from_secs(150)), |host| async move {
-                host.check("checks", Exec::root(checks_command()).timeout(Duration::from_secs(120)).quiet())
+            .fleet(
+                stage,
+                run_id,
+                candidates,
+                Some(Duration::from_secs(150)),
+                |host| async move {
+                    host.check(
+                        "checks",
+                        Exec::root(checks_command())
+                            .timeout(Duration::from_secs(120))
+                            .quiet(),
+                    )
                     .await?;
-                Ok(Outcome::Ok)
-            })
+                    Ok(Outcome::Ok)
+                },
+            )
             .await?;
         let ok = candidates
             .iter()
@@ -828,18 +870,27 @@ impl Installer {
         let cmd = Arc::new(membership_command(action, Some(member)));
         let answer: Arc<Mutex<Option<String>>> = Arc::default();
         let run = self
-            .fleet(stage, run_id, std::slice::from_ref(leader), Some(Duration::from_secs(180)), |host| {
-                let (cmd, answer) = (cmd.clone(), answer.clone());
-                async move {
-                    let r = host
-                        .check(&format!("membership {action}"), Exec::root(cmd.as_str()).timeout(Duration::from_secs(150)))
-                        .await?;
-                    if let Ok(a) = serde_json::from_str::<HookAnswer>(&r.stdout) {
-                        *answer.lock().expect("membership") = Some(a.lines().join("; "));
+            .fleet(
+                stage,
+                run_id,
+                std::slice::from_ref(leader),
+                Some(Duration::from_secs(180)),
+                |host| {
+                    let (cmd, answer) = (cmd.clone(), answer.clone());
+                    async move {
+                        let r = host
+                            .check(
+                                &format!("membership {action}"),
+                                Exec::root(cmd.as_str()).timeout(Duration::from_secs(150)),
+                            )
+                            .await?;
+                        if let Ok(a) = serde_json::from_str::<HookAnswer>(&r.stdout) {
+                            *answer.lock().expect("membership") = Some(a.lines().join("; "));
+                        }
+                        Ok(Outcome::Ok)
                     }
-                    Ok(Outcome::Ok)
-                }
-            })
+                },
+            )
             .await?;
         if !run.all_succeeded() {
             return Err(DayTwoError::Membership {
@@ -848,7 +899,12 @@ impl Installer {
                 message: format!("see the log in {}", run.log_dir.display()),
             });
         }
-        if let Some(a) = answer.lock().expect("membership").take().filter(|a| !a.is_empty()) {
+        if let Some(a) = answer
+            .lock()
+            .expect("membership")
+            .take()
+            .filter(|a| !a.is_empty())
+        {
             self.notice(Level::Info, format!("{leader}: {a}"));
         }
         Ok(run)
@@ -1233,17 +1289,16 @@ mod tests {
 
     #[test]
     fn quorum_sizes() {
-        assert_eq!(
-            [1, 2, 3, 4, 5].map(quorum),
-            [1, 2, 2, 3, 3],
-            "⌊n/2⌋+1"
-        );
+        assert_eq!([1, 2, 3, 4, 5].map(quorum), [1, 2, 2, 3, 3], "⌊n/2⌋+1");
     }
 
     #[test]
     fn list_edits() {
         let lists = vec![
-            (Role::Master, vec![h("10.0.0.1"), h("10.0.0.2"), h("10.0.0.3")]),
+            (
+                Role::Master,
+                vec![h("10.0.0.1"), h("10.0.0.2"), h("10.0.0.3")],
+            ),
             (Role::Agent, vec![h("10.0.0.4"), h("10.0.0.5")]),
             (Role::AgentPublic, vec![]),
         ];
@@ -1256,7 +1311,10 @@ mod tests {
         );
         assert_eq!(
             edited_lists(&lists, &[h("10.0.0.5")], None),
-            vec![("agent_list".to_owned(), Some(serde_json::json!(["10.0.0.4"])))]
+            vec![(
+                "agent_list".to_owned(),
+                Some(serde_json::json!(["10.0.0.4"]))
+            )]
         );
         assert!(edited_lists(&lists, &[h("10.9.9.9")], None).is_empty());
     }

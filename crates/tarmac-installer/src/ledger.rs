@@ -68,7 +68,10 @@ impl Op {
     /// Does this operation change what the hosts run? (Day-two operations record what they
     /// did; the deploy and upgrade they lead to move the hosts.)
     pub fn moves_hosts(self) -> bool {
-        matches!(self, Op::Deploy | Op::Upgrade | Op::Rollback | Op::Uninstall)
+        matches!(
+            self,
+            Op::Deploy | Op::Upgrade | Op::Rollback | Op::Uninstall
+        )
     }
 }
 

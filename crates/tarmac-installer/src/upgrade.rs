@@ -657,6 +657,8 @@ pub struct UpgradeOptions {
     pub push: bool,
     /// `rollback --to N`.
     pub to: Option<u64>,
+    /// Do not take a snapshot of the quorum store before touching masters.
+    pub no_backup: bool,
 }
 
 impl Default for UpgradeOptions {
@@ -669,6 +671,7 @@ impl Default for UpgradeOptions {
             resume: false,
             push: false,
             to: None,
+            no_backup: false,
         }
     }
 }

@@ -85,6 +85,17 @@ pub enum Command {
     Upgrade(commands::upgrade::UpgradeArgs),
     /// Bring hosts back to their previous generation (or --to N), with the same order and gates.
     Rollback(commands::upgrade::RollbackArgs),
+    /// Take a consistent snapshot of the quorum store (the distribution's backup/ hooks) and
+    /// pull it to genconf/state/backups/ with its sha256 (--list shows them).
+    Backup(commands::daytwo::BackupArgs),
+    /// Bring the quorum store back from a snapshot on every master, then check it.
+    Restore(commands::daytwo::RestoreArgs),
+    /// Take hosts out of the cluster: leave the quorum (masters), uninstall (or forget when
+    /// unreachable, with --force), drop them from config.yaml, and roll the others.
+    RemoveHosts(commands::daytwo::RemoveHostsArgs),
+    /// Move a (dead) master's quorum membership to a fresh host, install it as a master, and
+    /// roll the others to the new master list.
+    ReplaceMaster(commands::daytwo::ReplaceMasterArgs),
 }
 
 /// What a command does when its genconf/ is not found by looking upward.
@@ -126,6 +137,10 @@ impl Cli {
             Command::Status(a) => &mut a.common,
             Command::Upgrade(a) => &mut a.common,
             Command::Rollback(a) => &mut a.common,
+            Command::Backup(a) => &mut a.common,
+            Command::Restore(a) => &mut a.common,
+            Command::RemoveHosts(a) => &mut a.common,
+            Command::ReplaceMaster(a) => &mut a.common,
             _ => return None,
         })
     }
@@ -153,6 +168,10 @@ impl Cli {
             Command::Status(a) => a.common.output == json,
             Command::Upgrade(a) => a.common.output == json,
             Command::Rollback(a) => a.common.output == json,
+            Command::Backup(a) => a.common.output == json,
+            Command::Restore(a) => a.common.output == json,
+            Command::RemoveHosts(a) => a.common.output == json,
+            Command::ReplaceMaster(a) => a.common.output == json,
             _ => false,
         }
     }
@@ -176,6 +195,10 @@ impl Cli {
             Command::Status(a) => (&mut a.common.genconf_dir, fail),
             Command::Upgrade(a) => (&mut a.common.genconf_dir, fail),
             Command::Rollback(a) => (&mut a.common.genconf_dir, fail),
+            Command::Backup(a) => (&mut a.common.genconf_dir, fail),
+            Command::Restore(a) => (&mut a.common.genconf_dir, fail),
+            Command::RemoveHosts(a) => (&mut a.common.genconf_dir, fail),
+            Command::ReplaceMaster(a) => (&mut a.common.genconf_dir, fail),
             _ => return None,
         })
     }

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 pub mod build;
 pub mod bundle;
 pub mod config;
+pub mod daytwo;
 pub mod exec;
 pub mod genconf;
 pub mod hash_password;
@@ -45,5 +46,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Web(args) => web::run(args),
         Command::Upgrade(args) => upgrade::upgrade(args, verbose),
         Command::Rollback(args) => upgrade::rollback(args, verbose),
+        Command::Backup(args) => daytwo::backup(args, verbose),
+        Command::Restore(args) => daytwo::restore(args, verbose),
+        Command::RemoveHosts(args) => daytwo::remove_hosts(args, verbose),
+        Command::ReplaceMaster(args) => daytwo::replace_master(args, verbose),
     }
 }

@@ -91,6 +91,20 @@ pub struct DeployArgs {
     /// Per-host deadline for install.sh (e.g. 15m, 1h30m; a bare number is seconds).
     #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "15m")]
     pub timeout: Duration,
+    /// Hosts already installed on an older package list (the configuration changed: hosts
+    /// were added) roll to the new one with a confirm-or-revert upgrade in batches of this
+    /// size (a count or a percentage; masters always go one at a time).
+    #[arg(long, default_value = tarmac_installer::upgrade::DEFAULT_BATCH)]
+    pub batch: String,
+    /// How long a switched host waits for its confirmation before it reverts.
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "2m")]
+    pub confirm_window: Duration,
+    /// How long node and cluster checks may take to pass during that upgrade.
+    #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "5m")]
+    pub check_timeout: Duration,
+    /// Do not take a snapshot of the quorum store before that upgrade touches masters.
+    #[arg(long)]
+    pub no_backup: bool,
 }
 
 #[derive(Debug, Args)]
@@ -350,8 +364,49 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         timeout: args.timeout,
     };
-    let run = p.rt.block_on(p.installer.deploy(&opts))?;
-    Ok(finish(&run))
+    let up = tarmac_installer::upgrade::UpgradeOptions {
+        batch: args
+            .batch
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--batch {e}"))?,
+        confirm_window: args.confirm_window,
+        check_deadline: args.check_timeout,
+        push: args.push,
+        no_backup: args.no_backup,
+        ..Default::default()
+    };
+    let report = p.rt.block_on(p.installer.deploy_reconcile(&opts, &up))?;
+    print_deploy(&report);
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        if !report.install.all_succeeded() {
+            eprintln!("hint: fix the hosts above, then re-run with --retry-failed");
+        }
+        ExitCode::from(2)
+    })
+}
+
+/// The journal and logs of a deploy, and of the upgrade that reconciled the hosts already
+/// installed, if one ran.
+pub(crate) fn print_deploy(r: &tarmac_installer::daytwo::DeployReport) {
+    eprintln!(
+        "journal: {}\nlogs:    {}",
+        r.install.journal.display(),
+        r.install.log_dir.display()
+    );
+    if let Some(u) = &r.upgrade {
+        for (host, st) in &u.state.hosts {
+            println!("{host}: {st}");
+        }
+        eprintln!(
+            "upgrade of the installed hosts: logs {}",
+            u.log_dir.display()
+        );
+        if let Some(s) = &u.state.stopped {
+            eprintln!("upgrade stopped: {s}");
+        }
+    }
 }
 
 pub fn postflight(args: PostflightArgs, verbose: bool) -> anyhow::Result<ExitCode> {
