@@ -246,6 +246,7 @@ fn lists(inst: &Installer) -> Vec<(Role, Vec<HostAddr>)> {
 fn regenerate_and_roll(
     common: &CommonArgs,
     regen: &RegenArgs,
+    fresh: &[HostAddr],
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
     let inputs = GenconfInputs {
@@ -268,6 +269,19 @@ fn regenerate_and_roll(
         }
     }
     let p: Prepared = prepared!(common, Stage::Deploy, verbose);
+    if !fresh.is_empty() {
+        // A fresh host gets the prerequisites first, as `install-prereqs` gives them.
+        let prereqs = tarmac_installer::prereqs::Prereqs::standard();
+        let run =
+            p.rt.block_on(p.installer.install_prereqs(Some(fresh.to_vec()), &prereqs))?;
+        if !run.all_succeeded() {
+            eprintln!(
+                "install-prereqs journal: {}\nhint: fix the new host, then run `tarmac deploy`",
+                run.journal.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let up = UpgradeOptions {
         check_deadline: regen.check_timeout,
         confirm_window: regen.confirm_window,
@@ -338,7 +352,7 @@ pub fn remove_hosts(args: RemoveHostsArgs, verbose: bool) -> anyhow::Result<Exit
                 .join(", ")
         );
     }
-    let code = regenerate_and_roll(&args.common, &args.regen, verbose)?;
+    let code = regenerate_and_roll(&args.common, &args.regen, &[], verbose)?;
     Ok(if missed.is_empty() {
         code
     } else {
@@ -381,5 +395,10 @@ pub fn replace_master(args: ReplaceMasterArgs, verbose: bool) -> anyhow::Result<
         &edited_lists(&lists(&p.installer), &[], Some((&args.old, &args.new))),
     )?;
     drop(p);
-    regenerate_and_roll(&args.common, &args.regen, verbose)
+    regenerate_and_roll(
+        &args.common,
+        &args.regen,
+        std::slice::from_ref(&args.new),
+        verbose,
+    )
 }

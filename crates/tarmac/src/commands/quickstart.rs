@@ -26,6 +26,10 @@ pub struct QuickstartArgs {
     pub agents: usize,
     #[arg(long, default_value_t = 1)]
     pub public_agents: usize,
+    /// Extra lab hosts left out of config.yaml, for day-two work (`deploy` of added hosts,
+    /// `replace-master`): fresh servers with SSH, nothing installed.
+    #[arg(long, default_value_t = 0)]
+    pub spare: usize,
     /// Keep the lab (and its cluster) running at the end.
     #[arg(long)]
     pub keep: bool,
@@ -152,7 +156,12 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     }
     let spec = LabSpec {
         mode: Mode::Systemd,
-        ..LabSpec::new(&args.name, args.masters, args.agents, args.public_agents)
+        ..LabSpec::new(
+            &args.name,
+            args.masters,
+            args.agents + args.spare,
+            args.public_agents,
+        )
     };
     let lab = Lab::up_with_suites(&spec, &suites, &sink)?;
     let keep = args.keep;
@@ -168,6 +177,23 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         let src = lab_ref.dir().join("genconf").join(f);
         std::fs::copy(&src, genconf_dir.join(f))
             .with_context(|| format!("cannot copy {}", src.display()))?;
+    }
+    if args.spare > 0 {
+        // The last `spare` agents of the lab stay out of the cluster.
+        let agents: Vec<String> = lab_ref
+            .hosts_with_role(tarmac_lab::Role::Agent)
+            .map(|h| h.ip.to_string())
+            .collect();
+        let (listed, spare) = agents.split_at(agents.len() - args.spare);
+        let path = genconf_dir.join("config.yaml");
+        let text = std::fs::read_to_string(&path)?;
+        let next = tarmac_config::yamledit::set_keys(
+            &text,
+            &[("agent_list".to_owned(), Some(serde_json::json!(listed)))],
+        )
+        .map_err(|e| anyhow::anyhow!("cannot edit {}: {e}", path.display()))?;
+        tarmac_fsx::write_atomic(&path, next.as_bytes(), 0o644)?;
+        eprintln!("spare hosts (not in config.yaml): {}", spare.join(", "));
     }
     ok(
         genconf::run(genconf::GenconfArgs {

@@ -129,9 +129,25 @@ pub fn quickstart_on(
     public: u32,
     suites: Option<&str>,
 ) -> tarmac_lab::LabGuard {
+    quickstart_spare(name, dir, masters, agents, public, 0, suites)
+}
+
+/// [`quickstart_on`] with `spare` extra lab hosts (agents of the lab) left out of
+/// config.yaml: fresh servers for day-two tests.
+pub fn quickstart_spare(
+    name: &str,
+    dir: &Path,
+    masters: u32,
+    agents: u32,
+    public: u32,
+    spare: u32,
+    suites: Option<&str>,
+) -> tarmac_lab::LabGuard {
     let (m, a, p) = (masters.to_string(), agents.to_string(), public.to_string());
+    let spare = spare.to_string();
     let mut cmd = Command::new(tarmac());
     cmd.args(["quickstart", "--keep", "--name", name, "--masters", &m]);
+    cmd.args(["--spare", &spare]);
     if let Some(s) = suites {
         cmd.args(["--suites", s]);
     }
@@ -161,6 +177,22 @@ impl QuickLab {
     /// `prefix` + this process's id names the lab (unique across concurrent tests).
     pub fn up(prefix: &str, masters: u32, agents: u32, public: u32) -> QuickLab {
         QuickLab::up_on(prefix, masters, agents, public, None)
+    }
+
+    /// [`QuickLab::up`] with `spare` hosts outside the cluster (see [`quickstart_spare`]).
+    pub fn up_spare(prefix: &str, masters: u32, agents: u32, public: u32, spare: u32) -> QuickLab {
+        assert!(is_root(), "this test needs root (it brings up a lab)");
+        let name = format!("{prefix}{}", std::process::id() % 100000);
+        let down = Down(name.clone());
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("qs");
+        let lab = quickstart_spare(&name, &dir, masters, agents, public, spare, None);
+        QuickLab {
+            lab,
+            dir,
+            work,
+            down,
+        }
     }
 
     /// [`QuickLab::up`] on the given Debian suites (see [`quickstart_on`]).
