@@ -25,8 +25,14 @@ fn etcdctl(lab: &tarmac_lab::Lab, master: &str, args: &str) -> String {
 }
 
 fn set_list(genconf: &Path, key: &str, hosts: &[String]) {
-    let quoted: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
-    set_key(genconf, key, &format!("[{}]", quoted.join(", ")));
+    let p = genconf.join("config.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let next = tarmac_config::yamledit::set_keys(
+        &text,
+        &[(key.to_owned(), Some(serde_json::json!(hosts)))],
+    )
+    .unwrap();
+    std::fs::write(&p, next).unwrap();
 }
 
 /// `systemctl show -p MainPID` of every tarmac unit on `host`: unit → pid.
