@@ -4,15 +4,16 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde::Serialize;
-use tarmac_activate::SwitchReport;
+use tarmac_activate::{ActivateError, SwitchReport};
 use tarmac_events::{Event, Level, Sink};
 use tarmac_types::PackageId;
+use tarmac_types::error_report::{ErrorReport, as_hint};
 
 /// `error: …`, every `caused by: …`, then the hints found in the chain.
 pub fn print_error(err: &anyhow::Error) {
     eprint!(
         "{}",
-        tarmac_types::error_report::ErrorReport::of(&**err).to_text()
+        ErrorReport::with_hints(&**err, &[as_hint::<ActivateError>]).to_text()
     );
 }
 
