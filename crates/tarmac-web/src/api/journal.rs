@@ -99,8 +99,101 @@ pub(super) async fn history(State(app): State<AppState>) -> ApiResult<Json<serde
 pub(super) async fn get_run(
     State(app): State<AppState>,
     UrlPath(run_id): UrlPath<String>,
-) -> ApiResult<Json<RunRecord>> {
-    read_journal(&app.state_dir(), &run_id).map(Json)
+) -> ApiResult<Json<RunJournal>> {
+    read_journal(&app.state_dir(), &run_id).map(|record| {
+        Json(RunJournal {
+            rows: journal_rows(&record),
+            record,
+        })
+    })
+}
+
+/// A run journal as served: the record, plus its host rows as the shared
+/// [`tarmac_events::HostRows`] fold computes them (what the live view shows).
+#[derive(Serialize)]
+pub struct RunJournal {
+    #[serde(flatten)]
+    pub record: RunRecord,
+    pub rows: Vec<tarmac_events::HostRow>,
+}
+
+/// The rows of a journal: its hosts replayed into [`tarmac_events::HostRows`] as the events
+/// that wrote it (stage start, each host's step, output tail, failed step and end). A host
+/// with no outcome is `unfinished`.
+pub fn journal_rows(rec: &RunRecord) -> Vec<tarmac_events::HostRow> {
+    use tarmac_events::{Event, HostRef, HostRows, Stream};
+    let mut rows = HostRows::new();
+    let at = rec.started_unix * 1000;
+    rows.apply_at(
+        &Event::StageStarted {
+            run_id: rec.run_id.clone(),
+            stage: rec.stage,
+            hosts: rec
+                .hosts
+                .iter()
+                .map(|(addr, h)| HostRef {
+                    addr: addr.clone(),
+                    role: h.role,
+                })
+                .collect(),
+        },
+        at,
+    );
+    for (host, h) in &rec.hosts {
+        if let Some(step) = &h.step {
+            rows.apply_at(
+                &Event::StepStarted {
+                    host: host.clone(),
+                    step: step.clone(),
+                },
+                at,
+            );
+        }
+        for line in &h.tail {
+            rows.apply_at(
+                &Event::Output {
+                    host: host.clone(),
+                    step: h.step.clone().unwrap_or_default(),
+                    stream: Stream::Stdout,
+                    line: line.clone(),
+                },
+                at,
+            );
+        }
+        if let (Some(step), Some(outcome)) = (&h.failed_step, &h.outcome) {
+            rows.apply_at(
+                &Event::StepFinished {
+                    host: host.clone(),
+                    step: step.clone(),
+                    outcome: outcome.clone(),
+                    duration_ms: 0,
+                },
+                at,
+            );
+        }
+        if let Some(outcome) = &h.outcome {
+            rows.apply_at(
+                &Event::HostFinished {
+                    host: host.clone(),
+                    outcome: outcome.clone(),
+                    duration_ms: h.duration_ms.unwrap_or(0),
+                },
+                at,
+            );
+        }
+    }
+    let mut out = rows.rows().to_vec();
+    for r in &mut out {
+        let h = rec.hosts.iter().find(|(a, _)| a.to_string() == r.host);
+        if let Some((_, h)) = h {
+            if h.outcome.is_none() {
+                r.state = HostState::Unfinished;
+            }
+            r.duration_ms = h.duration_ms;
+            r.started_unix_ms = None;
+        }
+    }
+    out
 }
 
 /// A host's full log of one run (text/plain).
@@ -202,4 +295,54 @@ pub(super) async fn logs_archive(State(app): State<AppState>) -> ApiResult<Respo
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tarmac_events::Outcome;
+    use tarmac_installer::journal::HostRecord;
+
+    #[test]
+    fn journal_rows_are_the_shared_fold_of_the_journal() {
+        let host = |role, step: &str, outcome, tail: &[&str]| HostRecord {
+            role: Some(role),
+            step: Some(step.to_owned()),
+            outcome,
+            failed_step: None,
+            duration_ms: Some(1200),
+            tail: tail.iter().map(|s| s.to_string()).collect(),
+        };
+        let rec = RunRecord {
+            run_id: "deploy-1".into(),
+            stage: Stage::Deploy,
+            started_unix: 1_700_000_000,
+            finished_unix: None,
+            summary: None,
+            hosts: [
+                (
+                    "10.0.0.1".parse().unwrap(),
+                    host(Role::Master, "install", Some(Outcome::Ok), &["done"]),
+                ),
+                (
+                    "10.0.0.2".parse().unwrap(),
+                    host(Role::Agent, "fetch", None, &["a", "b"]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let rows = journal_rows(&rec);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].host, "10.0.0.1");
+        assert_eq!(rows[0].state, HostState::Ok);
+        assert_eq!(rows[0].last_line.as_deref(), Some("done"));
+        assert_eq!(rows[0].duration_ms, Some(1200));
+        assert_eq!(rows[1].state, HostState::Unfinished);
+        assert_eq!(rows[1].step.as_deref(), Some("fetch"));
+        assert_eq!(rows[1].last_line.as_deref(), Some("b"));
+        let json = serde_json::to_value(RunJournal { rows, record: rec }).unwrap();
+        assert_eq!(json["rows"][1]["status"], "unfinished");
+        assert_eq!(json["hosts"]["10.0.0.2"]["tail"][1], "b");
+    }
 }
