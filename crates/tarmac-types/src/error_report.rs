@@ -3,10 +3,11 @@
 //! formatting; printing is the binaries' job.
 //!
 //! Hints are data on the error values: an error type implements [`Hint`] and the binary
-//! names it in the [`AsHint`] list it passes to [`ErrorReport::with_hints`]; a message of a
-//! type so named is never searched for `hint:` text. [`Hinted`] gives any message a hint.
-//! Links of types nobody named still have their `hint:` lines taken out of the message text
-//! (the fallback for error types not converted yet).
+//! names it in the [`AsHint`] list it passes to [`ErrorReport::with_hints`]; the message of a
+//! link that gives a typed hint is never searched for `hint:` text. [`Hinted`] gives any
+//! message a hint. Other links (types nobody named, or a named type's variant without a
+//! hint, such as a `#[error(transparent)]` wrapper of an unconverted error) still have their
+//! `hint:` lines taken out of the message text: the fallback for error types not converted yet.
 
 use std::borrow::Cow;
 use std::error::Error;
@@ -79,8 +80,8 @@ impl ErrorReport {
     }
 
     /// Split `err` and its chain; a link whose type one of `typed` recognizes (or a
-    /// [`Hinted`]) gives its [`Hint`], its message is kept whole. Other links have their
-    /// `hint:` lines taken out of their text.
+    /// [`Hinted`]) and that has a [`Hint`] gives it, its message kept whole. Other links
+    /// have their `hint:` lines taken out of their text.
     pub fn with_hints(err: &(dyn Error + 'static), typed: &[AsHint]) -> Self {
         let mut hints = Vec::new();
         let mut error = String::new();
@@ -91,13 +92,13 @@ impl ErrorReport {
             let known = std::iter::once(as_hint::<Hinted> as AsHint)
                 .chain(typed.iter().copied())
                 .find_map(|f| f(cause));
-            let body = match known {
+            let body = match known.and_then(|h| h.hint()) {
                 Some(h) => {
-                    if let Some(h) = h.hint() {
-                        hints.extend(h.lines().map(|l| l.trim().to_owned()));
-                    }
+                    hints.extend(h.lines().map(|l| l.trim().to_owned()));
                     text
                 }
+                // No typed hint (or a type nobody named, or a transparent wrapper of one):
+                // the fallback takes `hint:` lines out of the text.
                 None => {
                     let mut body = Vec::new();
                     for line in text.lines() {
@@ -249,11 +250,23 @@ mod tests {
     fn hint_text_in_a_typed_message_is_not_a_hint() {
         let err = Typed {
             path: "hint: a/dir named so/config.yaml",
-            hint: None,
+            hint: Some("check the path"),
         };
         let r = ErrorReport::with_hints(&err, &[as_hint::<Typed>]);
         assert_eq!(r.error, "cannot read\nhint: a/dir named so/config.yaml");
-        assert_eq!(r.hint, None);
+        assert_eq!(r.hint.as_deref(), Some("check the path"));
+    }
+
+    #[test]
+    fn a_typed_link_without_a_hint_falls_back_to_its_text() {
+        // e.g. a `#[error(transparent)]` variant wrapping an error not converted yet.
+        let err = Typed {
+            path: "/x\nhint: fetch it first",
+            hint: None,
+        };
+        let r = ErrorReport::with_hints(&err, &[as_hint::<Typed>]);
+        assert_eq!(r.error, "cannot read\n/x");
+        assert_eq!(r.hint.as_deref(), Some("fetch it first"));
     }
 
     #[test]
