@@ -1,12 +1,14 @@
 //! Typed errors. Validation problems are collected (all of them, not the first) before
 //! anything on the host is touched.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tarmac_pkg::StoreError;
+use tarmac_types::error_report::Hint;
 use tarmac_types::{Generation, PackageId, PackageName, RoleError};
 
 /// One reason a package set cannot be activated.
@@ -273,7 +275,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Why an activation-side operation failed.
+/// Why an activation-side operation failed. Hints are data ([`Hint`]), not in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
     #[error("{}", invalid_message(problems))]
@@ -281,7 +283,7 @@ pub enum ActivateError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "not in the package store {}: {}\nhint: fetch them first (`tarmac-host fetch --repository-url URL ID…`) or add them (`tarmac-host add FILE`)",
+        "not in the package store {}: {}",
         dir.display(),
         ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
     )]
@@ -300,20 +302,18 @@ pub enum ActivateError {
         source: RoleError,
     },
     #[error(
-        "another tarmac-host ({holder}) holds {}\nhint: pass --wait to wait for it",
+        "another tarmac-host ({holder}) holds {}",
         path.display()
     )]
     Locked { path: PathBuf, holder: String },
     #[error("no package named `{name}` is active, so there is nothing to swap it with")]
     NotActive { name: PackageName },
-    #[error(
-        "nothing is active on this host yet\nhint: run `tarmac-host activate ID…` or `tarmac-host setup`"
-    )]
+    #[error("nothing is active on this host yet")]
     NothingActive,
-    #[error("generation {generation} does not exist\nhint: `tarmac-host generations` lists them")]
+    #[error("generation {generation} does not exist")]
     NoSuchGeneration { generation: Generation },
     #[error(
-        "the pending switch is to generation {}, not {asked}\nhint: `tarmac-host status` shows what is pending",
+        "the pending switch is to generation {}, not {asked}",
         pending.map_or_else(|| "?".to_owned(), |g| g.to_string())
     )]
     ConfirmMismatch {
@@ -330,7 +330,7 @@ pub enum ActivateError {
         current: Option<Generation>,
         reverted: bool,
     },
-    #[error("the pending-confirmation record {} is unreadable\nhint: inspect it; `tarmac-host revert` goes back to the generation it names", path.display())]
+    #[error("the pending-confirmation record {} is unreadable", path.display())]
     PendingRecord {
         path: PathBuf,
         #[source]
@@ -341,7 +341,7 @@ pub enum ActivateError {
     #[error(
         "refusing to remove {id}: it is used by generation(s) {}{}",
         join(generations),
-        if *active { " (active)" } else { "\nhint: `tarmac-host gc --keep 1` drops old generations first" }
+        if *active { " (active)" } else { "" }
     )]
     PackageInUse {
         id: PackageId,
@@ -369,8 +369,7 @@ pub enum ActivateError {
         source: serde_json::Error,
     },
     #[error(
-        "interrupted switch from {from:?} to {to} cannot be recovered: `current` points at {current:?}\nhint: inspect {} and `tarmac-host generations`",
-        journal.display()
+        "interrupted switch from {from:?} to {to} cannot be recovered: `current` points at {current:?}"
     )]
     Unrecoverable {
         from: Option<Generation>,
@@ -397,9 +396,11 @@ pub enum ActivateError {
         output: String,
     },
     #[error(
-        "no active package has a {kind}/ hook (active: {active})\nhint: the distribution's packages must ship executables in {kind}/ (see docs/packages.md)"
+        "no active package has a {kind}/ hook (active: {active})"
     )]
     NoHooks { kind: &'static str, active: String },
+    #[error("setup: no setup flags in {} and nothing is active", dir.display())]
+    NoSetupFlags { dir: PathBuf },
     #[error("setup: cannot use {what}")]
     SetupSource {
         what: String,
@@ -425,8 +426,44 @@ fn invalid_message(problems: &[Problem]) -> String {
         s.push_str("\n  - ");
         s.push_str(&p.to_string());
     }
-    s.push_str("\nhint: nothing on the host was changed");
     s
+}
+
+impl Hint for ActivateError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        let h: Cow<'_, str> = match self {
+            ActivateError::Invalid { .. } => "nothing on the host was changed".into(),
+            ActivateError::MissingPackages { .. } => "fetch them first (`tarmac-host fetch --repository-url URL ID…`) or add them (`tarmac-host add FILE`)".into(),
+            ActivateError::Locked { .. } => "pass --wait to wait for it".into(),
+            ActivateError::NothingActive => {
+                "run `tarmac-host activate ID…` or `tarmac-host setup`".into()
+            }
+            ActivateError::NoSuchGeneration { .. } => "`tarmac-host generations` lists them".into(),
+            ActivateError::ConfirmMismatch { .. } => {
+                "`tarmac-host status` shows what is pending".into()
+            }
+            ActivateError::PendingRecord { .. } => {
+                "inspect it; `tarmac-host revert` goes back to the generation it names".into()
+            }
+            ActivateError::PackageInUse { active: false, .. } => {
+                "`tarmac-host gc --keep 1` drops old generations first".into()
+            }
+            ActivateError::Unrecoverable { journal, .. } => format!(
+                "inspect {} and `tarmac-host generations`",
+                journal.display()
+            )
+            .into(),
+            ActivateError::NoHooks { kind, .. } => format!(
+                "the distribution's packages must ship executables in {kind}/ (see docs/packages.md)"
+            )
+            .into(),
+            ActivateError::NoSetupFlags { .. } => {
+                "install.sh writes repository-url and cluster-package-list there".into()
+            }
+            _ => return None,
+        };
+        Some(h)
+    }
 }
 
 impl ActivateError {

@@ -103,13 +103,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("root/.lock");
         let held = acquire(&p, "activate", false).unwrap();
-        let err = acquire(&p, "gc", false).unwrap_err().to_string();
+        let err = acquire(&p, "gc", false).unwrap_err();
+        let hint = tarmac_types::error_report::Hint::hint(&err).map(|h| h.into_owned());
+        let err = err.to_string();
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
         assert!(err.contains("`activate`, running for 0s"), "{err}");
-        assert!(err.contains("hint: pass --wait"), "{err}");
+        assert_eq!(hint.as_deref(), Some("pass --wait to wait for it"), "{err}");
+        assert!(!err.contains("hint:"), "{err}");
         drop(held);
         let again = acquire(&p, "gc", false).unwrap();
         drop(again);

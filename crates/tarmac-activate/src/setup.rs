@@ -260,10 +260,9 @@ impl Host {
         self.enforce_pending(lock, &crate::confirm::SystemClock)?;
         let Some((url, entries)) = self.setup_package_list(fetcher)? else {
             if generation::current(&self.cfg)?.is_none() {
-                return Err(setup_err(format!(
-                    "no setup flags in {} and nothing is active\nhint: install.sh writes repository-url and cluster-package-list there",
-                    self.cfg.setup_flags_dir().display()
-                )));
+                return Err(ActivateError::NoSetupFlags {
+                    dir: self.cfg.setup_flags_dir(),
+                });
             }
             let sd = self.systemd();
             sd.install_target()?;

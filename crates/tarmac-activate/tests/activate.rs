@@ -10,7 +10,16 @@ use std::sync::Arc;
 use tarmac_activate::{ActivateError, Host, HostConfig, Problem};
 use tarmac_events::NullSink;
 use tarmac_pkg::testkit::{self, Entry};
+use tarmac_types::error_report::Hint;
 use tarmac_types::{Digest, Generation, PackageId};
+
+/// The message with its hint (a datum of the error) below it, as the report prints them.
+fn with_hint(e: &ActivateError) -> String {
+    match e.hint() {
+        Some(h) => format!("{e}\nhint: {h}"),
+        None => e.to_string(),
+    }
+}
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -474,7 +483,7 @@ fn validation_reports_every_problem_and_touches_nothing() {
     let ActivateError::Invalid { problems } = &err else {
         panic!("{err}")
     };
-    let text = err.to_string();
+    let text = with_hint(&err);
     let has = |p: &dyn Fn(&Problem) -> bool| problems.iter().any(p);
     assert!(
         has(&|p| matches!(p, Problem::RepeatedName { name, .. } if name.as_str() == "alpha")),
@@ -754,7 +763,7 @@ fn secret_files_are_checked_linked_and_restricted() {
     let f = fixture(&["master"]);
     add_config_package(&f, "cfg--setup_1", SECRET, &group);
     let dir = f.dir.display().to_string();
-    let shown = |e: ActivateError| e.to_string().replace(&dir, "<dir>");
+    let shown = |e: ActivateError| with_hint(&e).replace(&dir, "<dir>");
 
     // Nothing delivered: refused, naming the package, the file and what to do.
     assert_eq!(
@@ -904,7 +913,7 @@ fn an_agent_needs_no_master_secret_and_a_package_cannot_ship_one() {
             Entry::file("etc/bad/g", "g"),
         ],
     );
-    let e = f.activate(&["bad--1"]).unwrap_err().to_string();
+    let e = with_hint(&f.activate(&["bad--1"]).unwrap_err());
     assert_eq!(
         e,
         "the package set cannot be activated (4 problems):\n  \

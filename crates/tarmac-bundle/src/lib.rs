@@ -154,17 +154,11 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "{file} is not a Tarmac bundle: {why}\nhint: a bundle is the tarmac-<id>.bundle file `tarmac bundle create` wrote"
-    )]
+    #[error("{file} is not a Tarmac bundle: {why}")]
     NotABundle { file: PathBuf, why: String },
-    #[error(
-        "{file} was altered or damaged: {what}\nhint: do not use this copy; fetch the bundle again from where it was published and check it again"
-    )]
+    #[error("{file} was altered or damaged: {what}")]
     Altered { file: PathBuf, what: String },
-    #[error(
-        "{file} is signed by key {signer}, not by the key you trust ({trusted})\nhint: get the bundle from the publisher whose key you trust, or check that --public-key / --key-fingerprint names the right key"
-    )]
+    #[error("{file} is signed by key {signer}, not by the key you trust ({trusted})")]
     OtherKey {
         file: PathBuf,
         signer: String,
@@ -176,14 +170,27 @@ pub enum BundleError {
         member: String,
         why: String,
     },
-    #[error(
-        "{dir} already holds another extraction of this bundle's id\nhint: pass --force to replace it, or extract with --dir elsewhere"
-    )]
+    #[error("{dir} already holds another extraction of this bundle's id")]
     Exists { dir: PathBuf },
     #[error("cannot bundle {path}: {why}")]
     Staging { path: PathBuf, why: String },
     #[error(transparent)]
     Key(#[from] ManifestError),
+}
+
+impl tarmac_types::error_report::Hint for BundleError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(
+            match self {
+                BundleError::NotABundle { .. } => "a bundle is the tarmac-<id>.bundle file `tarmac bundle create` wrote",
+                BundleError::Altered { .. } => "do not use this copy; fetch the bundle again from where it was published and check it again",
+                BundleError::OtherKey { .. } => "get the bundle from the publisher whose key you trust, or check that --public-key / --key-fingerprint names the right key",
+                BundleError::Exists { .. } => "pass --force to replace it, or extract with --dir elsewhere",
+                _ => return None,
+            }
+            .into(),
+        )
+    }
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BundleError + 'a {

@@ -8,6 +8,15 @@ use std::process::Command;
 
 use tarmac_bundle::{BundleError, Meta, Trust, create, extract, verify};
 use tarmac_pkg::manifest::SecretKey;
+use tarmac_types::error_report::Hint;
+
+/// The message with its hint (a datum of the error) below it, as the report prints them.
+fn with_hint(e: &BundleError) -> String {
+    match e.hint() {
+        Some(h) => format!("{e}\nhint: {h}"),
+        None => e.to_string(),
+    }
+}
 
 const BID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -138,7 +147,7 @@ fn every_single_flipped_byte_is_refused_as_altered() {
     let mut b = good.clone();
     b[5000] ^= 0x80;
     fs::write(&bad, &b).unwrap();
-    let e = verify(&bad, &trust).unwrap_err().to_string();
+    let e = with_hint(&verify(&bad, &trust).unwrap_err());
     assert!(
         e.starts_with(&format!(
             "{} was altered or damaged: its contents hash to ",
@@ -178,7 +187,7 @@ fn a_bundle_signed_by_another_key_names_both_keys() {
     let e = verify(&c.path, &Trust::Key(trusted.public())).unwrap_err();
     assert!(matches!(e, BundleError::OtherKey { .. }), "{e:?}");
     assert_eq!(
-        e.to_string(),
+        with_hint(&e),
         format!(
             "{} is signed by key {}, not by the key you trust ({})\nhint: get the bundle from the publisher whose key you trust, or check that --public-key / --key-fingerprint names the right key",
             c.path.display(),

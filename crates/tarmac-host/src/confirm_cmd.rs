@@ -1,4 +1,4 @@
-//! `switch`, `revert` and `status`: the confirm-or-revert commands' output.
+//! `switch`, `confirm`, `revert`, `status`, `confirm-guard`: the confirm-or-revert commands.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tarmac_activate::Host;
-use tarmac_activate::confirm::{Reverted, SystemClock};
+use tarmac_activate::confirm::{Confirmed, GuardOutcome, Reverted, SystemClock};
+use tarmac_types::Generation;
 use tarmac_types::confirm::{HostStatus, RevertReason, SwitchOutcome};
 use tarmac_types::time::{format_duration, utc};
 
-use crate::{ids, print_json, report_switch};
+use crate::output::{ids, print_json, report_switch};
 
 /// `tarmac-host switch IDS --confirm-within DUR [--setup-list FILE]`: the switch, then the
 /// guard that enforces the deadline (`tarmac-confirm.service`). A guard that cannot be
@@ -82,9 +83,7 @@ pub fn report_revert(json: bool, r: Option<&Reverted>) {
 }
 
 pub fn print_status(st: &HostStatus) {
-    let gen_text = |g: Option<tarmac_types::Generation>| {
-        g.map_or_else(|| "none".to_owned(), |g| g.to_string())
-    };
+    let gen_text = |g: Option<Generation>| g.map_or_else(|| "none".to_owned(), |g| g.to_string());
     println!(
         "generation {} (previous {})",
         gen_text(st.current),
@@ -118,4 +117,59 @@ pub fn print_status(st: &HostStatus) {
     for (p, d) in &st.watched {
         println!("  {d}  {p}");
     }
+}
+
+pub fn confirm(host: &Host, json: bool, generation: Option<u64>) -> Result<()> {
+    let (lock, _) = host.lock("confirm")?;
+    let r = host.confirm(&lock, generation.map(Generation))?;
+    if json {
+        print_json(&r);
+    } else {
+        match r {
+            Confirmed::Confirmed { generation } => {
+                println!("confirmed generation {generation}")
+            }
+            Confirmed::NothingPending { .. } => println!("nothing to confirm"),
+        }
+    }
+    Ok(())
+}
+
+pub fn revert(host: &Host, json: bool) -> Result<()> {
+    let (lock, _) = host.lock("revert")?;
+    let r = host.revert_pending(&lock, RevertReason::Requested)?;
+    report_revert(json, r.as_ref());
+    Ok(())
+}
+
+pub fn status(host: &Host, json: bool, watched: &[String], recover: bool) -> Result<()> {
+    let recovered = if recover {
+        let (_lock, r) = host.lock("status")?;
+        r.action
+    } else {
+        None
+    };
+    let mut st = host.status(watched)?;
+    st.recovered = recovered;
+    if json {
+        print_json(&st);
+    } else {
+        print_status(&st);
+    }
+    Ok(())
+}
+
+pub fn confirm_guard(host: &Host, json: bool) -> Result<()> {
+    let r = host.confirm_guard(&SystemClock, &|| host.lock("confirm-guard").map(|(l, _)| l))?;
+    match r {
+        GuardOutcome::Reverted(r) => report_revert(json, Some(&r)),
+        GuardOutcome::NothingPending => {
+            if json {
+                print_json(&r);
+            } else {
+                println!("nothing pending");
+            }
+        }
+    }
+    Ok(())
 }

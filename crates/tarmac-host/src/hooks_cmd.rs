@@ -10,7 +10,7 @@ use tarmac_activate::Host;
 use tarmac_activate::checks::read_environment;
 use tarmac_activate::hooks::{self, HookOutput, RestorePhase};
 
-use crate::print_json;
+use crate::output::print_json;
 
 fn env(host: &Host) -> Vec<(String, String)> {
     read_environment(&host.cfg.root.join("environment"))

@@ -445,12 +445,9 @@ function fromUpgradeState(u, stage) {
 }
 
 function fromJournal(rec) {
-  const hosts = Object.entries(rec.hosts).map(([host, x]) => ({
-    host, role: x.role || null, step: x.step || null,
-    status: x.outcome ? label(x.outcome) : 'unfinished',
-    duration_ms: x.duration_ms, last_line: (x.tail || []).slice(-1)[0] || null,
-    failed_step: x.failed_step || null, message: x.outcome ? describe(x.outcome) : null,
-    tail: x.tail || [],
+  // The server folds the journal into rows with the same HostRows fold as the live view.
+  const hosts = (rec.rows || []).map((r) => Object.assign({}, r, {
+    tail: ((rec.hosts || {})[r.host] || {}).tail || [],
   }));
   return {
     state: rec.finished_unix ? 'finished' : 'unfinished', stage: rec.stage, run_id: rec.run_id,

@@ -4,15 +4,25 @@
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
 pub use tarmac_types::error_report::ErrorReport;
+use tarmac_types::error_report::{AsHint, as_hint};
 
-/// Print `error: …`, every `caused by: …`, then any `hint: …` lines found in the chain.
+/// The error types whose hints are data ([`tarmac_types::error_report::Hint`]); the others'
+/// `hint:` lines are still taken out of their messages.
+pub const TYPED_HINTS: &[AsHint] = &[as_hint::<tarmac_bundle::BundleError>];
+
+/// The report of `err`, hints taken from the error values of [`TYPED_HINTS`].
+pub fn report(err: &anyhow::Error) -> ErrorReport {
+    ErrorReport::with_hints(&**err, TYPED_HINTS)
+}
+
+/// Print `error: …`, every `caused by: …`, then every hint of the chain.
 pub fn print_error(err: &anyhow::Error) {
-    eprint!("{}", ErrorReport::of(&**err).to_text());
+    eprint!("{}", report(err).to_text());
 }
 
 /// Print the error as one JSON object on stdout (see [`ErrorReport::to_json`]).
 pub fn print_error_json(err: &anyhow::Error) {
-    println!("{}", ErrorReport::of(&**err).to_json());
+    println!("{}", report(err).to_json());
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -42,6 +52,18 @@ mod tests {
         assert_eq!(
             ErrorReport::of(&*err).to_text(),
             "error: outer\n  caused by: inner\nhint: do this\n"
+        );
+    }
+
+    #[test]
+    fn a_bundle_error_gives_its_hint_as_data() {
+        let err = anyhow::Error::new(tarmac_bundle::BundleError::Exists {
+            dir: "/tmp/hint: x".into(),
+        })
+        .context("cannot extract");
+        assert_eq!(
+            report(&err).to_text(),
+            "error: cannot extract\n  caused by: /tmp/hint: x already holds another extraction of this bundle's id\nhint: pass --force to replace it, or extract with --dir elsewhere\n"
         );
     }
 }
