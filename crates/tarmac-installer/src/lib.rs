@@ -1,7 +1,6 @@
 //! The installer: stages that run on every host of a cluster over the SSH engine,
 //! with a run lock, a per-run journal, per-host logs and typed events.
 
-pub mod fsutil;
 pub mod journal;
 pub mod ledger;
 pub mod lock;

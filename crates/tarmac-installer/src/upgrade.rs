@@ -28,11 +28,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tarmac_events::rows::fleet_run_id;
 use tarmac_events::{Event, HostState, Level, Outcome, Phase};
-use tarmac_ssh::quote::quote;
 use tarmac_ssh::{Exec, HostSession, StageReport, StepError, Target, Upload, UploadSource};
+use tarmac_types::shell::quote;
 use tarmac_types::{HostAddr, PackageId, Role, Stage};
 
-use crate::fsutil::write_atomic;
 use crate::journal::new_run_id;
 use crate::ledger;
 use crate::lock::RunLock;
@@ -40,6 +39,7 @@ use crate::plan::HOST_BIN;
 use crate::secrets::{Secrets, deliver as deliver_secrets};
 use crate::serve::ArtifactServer;
 use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr, poll_checks};
+use tarmac_fsx::write_atomic_in_private_dir as write_atomic;
 use tarmac_types::Generation;
 use tarmac_types::confirm::{HostStatus, SwitchOutcome};
 
