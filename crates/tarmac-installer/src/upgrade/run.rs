@@ -1,0 +1,773 @@
+//! Execution: the rolling run over waves of hosts (switch, checks, gates, confirm, revert),
+//! its resume, and the ledger entry it leaves.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tarmac_events::rows::fleet_run_id;
+use tarmac_events::{Event, HostState, Level, Outcome, Phase};
+use tarmac_ssh::{Exec, HostSession, StageReport, StepError, Target, Upload, UploadSource};
+use tarmac_types::shell::quote;
+use tarmac_types::{HostAddr, PackageId, Role, Stage};
+
+use crate::journal::new_run_id;
+use crate::ledger;
+use crate::lock::RunLock;
+use crate::secrets::{Secrets, deliver as deliver_secrets};
+use crate::serve::ArtifactServer;
+use crate::stages::{Installer, InstallerError, ServeInfo, bootstrap_listen_addr, poll_checks};
+use tarmac_types::Generation;
+
+use super::{REPOSITORY_CA_PATH, UPGRADE_DIR};
+
+use super::plan::*;
+use super::protocol::*;
+use super::state::*;
+
+/// Options of `tarmac upgrade` / `tarmac rollback`.
+#[derive(Debug, Clone)]
+pub struct UpgradeOptions {
+    pub batch: BatchSize,
+    pub max_failures: Budget,
+    /// How long a switched host waits for its confirmation before it reverts.
+    pub confirm_window: Duration,
+    /// How long node and cluster checks may take to pass.
+    pub check_deadline: Duration,
+    /// Continue the interrupted run recorded in `state/upgrade.json`.
+    pub resume: bool,
+    /// Copy the new packages over SSH instead of letting hosts pull them over HTTP.
+    pub push: bool,
+    /// `rollback --to N`.
+    pub to: Option<u64>,
+}
+
+impl Default for UpgradeOptions {
+    fn default() -> Self {
+        UpgradeOptions {
+            batch: BatchSize::DEFAULT,
+            max_failures: Budget::Count(0),
+            confirm_window: Duration::from_secs(120),
+            check_deadline: Duration::from_secs(300),
+            resume: false,
+            push: false,
+            to: None,
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    pub state: UpgradeState,
+    pub journals: Vec<PathBuf>,
+    pub log_dir: PathBuf,
+}
+
+impl UpgradeReport {
+    /// Finished, not stopped, and every host ok or unchanged (failures within the budget
+    /// still make the run unsuccessful).
+    pub fn succeeded(&self) -> bool {
+        self.state.finished
+            && self.state.stopped.is_none()
+            && self.state.hosts.values().all(|s| s.is_success())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Upgrade,
+    Rollback,
+}
+
+/// A host the wave switched: the generation it now runs, unconfirmed (a revert needs no
+/// more: the host's pending record says where to go back to).
+#[derive(Debug, Clone, Copy)]
+struct Switched {
+    now: Generation,
+}
+
+struct Runner<'a> {
+    inst: &'a Installer,
+    /// `Upgrade` (also for the plan's inspection) or `Rollback`.
+    stage: Stage,
+    run_id: String,
+    log_dir: PathBuf,
+    journals: Vec<PathBuf>,
+    waves_run: u32,
+}
+
+impl Runner<'_> {
+    /// One fleet over `hosts` (fresh connections), journaled.
+    async fn fleet_run<F, Fut>(
+        &mut self,
+        what: Phase,
+        hosts: &[(HostAddr, Role)],
+        deadline: Option<Duration>,
+        job: F,
+    ) -> Result<StageReport, InstallerError>
+    where
+        F: Fn(HostSession) -> Fut,
+        Fut: Future<Output = Result<Outcome, StepError>>,
+    {
+        self.waves_run += 1;
+        let run_id = fleet_run_id(&self.run_id, self.waves_run, what);
+        let targets: Vec<Target> = hosts
+            .iter()
+            .map(|(h, r)| Target::new(h.clone()).with_role(*r))
+            .collect();
+        let (report, journal) = self
+            .inst
+            .journaled_fleet(self.stage, run_id, targets, &self.log_dir, deadline, job)
+            .await?;
+        self.journals.push(journal);
+        Ok(report)
+    }
+
+    fn notice(&self, message: String) {
+        self.inst.sink.emit(Event::Notice {
+            level: Level::Info,
+            message,
+        });
+    }
+}
+
+/// `--push`: copy `ids` from `serve_dir` into the host's push repository
+/// (`/var/lib/tarmac-push/packages/<name>/<id>.tar.zst`, sha256-checked by the upload), from
+/// where `tarmac-host fetch` takes them as from the HTTP server.
+async fn push_packages(
+    host: &HostSession,
+    serve_dir: &Path,
+    ids: &[PackageId],
+) -> Result<(), StepError> {
+    let dirs: Vec<String> = ids
+        .iter()
+        .map(|id| quote(&format!("{}/packages/{}", crate::plan::PUSH_DIR, id.name())))
+        .collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    host.check(
+        "push: prepare",
+        Exec::root(format!("mkdir -p {}", dirs.join(" "))),
+    )
+    .await?;
+    for id in ids {
+        let rel = format!("packages/{}/{id}.tar.zst", id.name());
+        let src = UploadSource::file(serve_dir.join(&rel)).map_err(|e| {
+            failed(
+                host.addr(),
+                "push",
+                format!("cannot read {}: {e}", serve_dir.join(&rel).display()),
+            )
+        })?;
+        host.upload(
+            &format!("push: {rel}"),
+            &Upload::new(src, format!("{}/{rel}", crate::plan::PUSH_DIR))
+                .mode(0o644)
+                .root(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn failed(host: &HostAddr, step: &str, message: String) -> StepError {
+    StepError::Failed {
+        host: host.clone(),
+        step: step.into(),
+        exit_code: None,
+        signal: None,
+        detail: format!("\n{message}"),
+    }
+}
+
+impl Installer {
+    /// The per-host plan of an upgrade to the current `genconf/serve` list (reads the hosts'
+    /// active ids; changes nothing).
+    pub async fn upgrade_plan(
+        &self,
+        batch: BatchSize,
+    ) -> Result<(String, Vec<Wave>, Vec<HostPlan>), InstallerError> {
+        let serve = ServeInfo::read(&self.genconf_dir)?;
+        let hosts = self.selected();
+        let mut archives = BTreeMap::new();
+        let mut watched: Vec<String> = Vec::new();
+        for id in &serve.packages {
+            let p = serve
+                .dir
+                .join("packages")
+                .join(id.name().to_string())
+                .join(format!("{id}.tar.zst"));
+            let info = read_archive(id, &p).map_err(|source| InstallerError::BadArchive {
+                path: p.clone(),
+                source,
+            })?;
+            for w in &info.watched {
+                if !watched.contains(w) {
+                    watched.push(w.clone());
+                }
+            }
+            archives.insert(id.clone(), info);
+        }
+        // Secret files are not in the archives: their sha256 comes from genconf/secrets, so
+        // the plan sees a changed prometheus.yml like any other watched file.
+        let secrets = Secrets::read(&self.genconf_dir, &serve.packages)?;
+        for (id, path, sha) in secrets.digests() {
+            if let Some(a) = archives.get_mut(id) {
+                a.files.insert(path.to_owned(), sha.hex());
+            }
+        }
+        type Seen = BTreeMap<HostAddr, (Vec<PackageId>, BTreeMap<String, String>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let script = Arc::new(status_command(&watched, false));
+        let mut runner = self.runner("plan");
+        runner
+            .fleet_run(Phase::Inspect, &hosts, None, |host| {
+                let (seen, script) = (seen.clone(), script.clone());
+                async move {
+                    let r = host
+                        .check("inspect", Exec::root(script.as_str()).quiet())
+                        .await?;
+                    let st = parse_host_status(&r.stdout)
+                        .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+                        .unwrap_or_default();
+                    seen.lock()
+                        .expect("plan")
+                        .insert(host.addr().clone(), (st.active, st.watched));
+                    Ok(Outcome::Ok)
+                }
+            })
+            .await?;
+        let seen = std::mem::take(&mut *seen.lock().expect("plan"));
+        let plans = hosts
+            .iter()
+            .map(|(h, r)| match seen.get(h) {
+                Some((cur, now)) => host_plan(h, *r, cur, &serve.packages, &archives, Some(now)),
+                // Unreachable: shown as if nothing were installed.
+                None => host_plan(h, *r, &[], &serve.packages, &archives, None),
+            })
+            .collect();
+        Ok((serve.list_id.clone(), waves(&hosts, batch), plans))
+    }
+
+    fn selected(&self) -> Vec<(HostAddr, Role)> {
+        self.hosts()
+            .into_iter()
+            .filter(|(h, _)| self.only.as_ref().is_none_or(|o| o.contains(h)))
+            .collect()
+    }
+
+    fn runner(&self, op: &str) -> Runner<'_> {
+        let stage = if op == "rollback" {
+            Stage::Rollback
+        } else {
+            Stage::Upgrade
+        };
+        let run_id = new_run_id(stage).replacen(stage.as_str(), op, 1);
+        Runner {
+            inst: self,
+            stage,
+            log_dir: self.state_dir().join("logs").join(&run_id),
+            run_id,
+            journals: Vec::new(),
+            waves_run: 0,
+        }
+    }
+
+    /// `tarmac upgrade`: roll the cluster to the current `genconf/serve` package list.
+    pub async fn upgrade(&self, opts: &UpgradeOptions) -> Result<UpgradeReport, InstallerError> {
+        self.rolling(Op::Upgrade, opts).await
+    }
+
+    /// `tarmac rollback`: bring the hosts back to their previous generation (or `opts.to`).
+    pub async fn rollback(&self, opts: &UpgradeOptions) -> Result<UpgradeReport, InstallerError> {
+        self.rolling(Op::Rollback, opts).await
+    }
+
+    async fn rolling(
+        &self,
+        op: Op,
+        opts: &UpgradeOptions,
+    ) -> Result<UpgradeReport, InstallerError> {
+        let opname = if op == Op::Upgrade {
+            "upgrade"
+        } else {
+            "rollback"
+        };
+        let _lock = RunLock::acquire(&self.state_dir(), &format!("tarmac {opname}"))?;
+        let hosts = self.selected();
+        if hosts.is_empty() {
+            return Err(InstallerError::NoHosts(
+                "none of the selected hosts is in config.yaml".into(),
+            ));
+        }
+        let serve = if op == Op::Upgrade {
+            Some(ServeInfo::read(&self.genconf_dir)?)
+        } else {
+            None
+        };
+        let target = match (&serve, opts.to) {
+            (Some(s), _) => s.list_id.clone(),
+            (None, Some(n)) => n.to_string(),
+            (None, None) => "previous".to_owned(),
+        };
+        // The ledger must verify before anything moves; it also says where a rollback goes.
+        let book = self.ledger();
+        let entries = book.read()?;
+        let target_before = ledger::expectation(&entries, None).target;
+        let target_after = match (&serve, opts.to) {
+            (Some(s), _) => Some(s.target()),
+            (None, None) => ledger::rollback_target(&entries),
+            // `rollback --to N`: generation N is per host; the ledger cannot name its target.
+            (None, Some(_)) => None,
+        };
+        let previous = UpgradeState::load(&self.state_dir());
+        if opts.resume {
+            match &previous {
+                Some(p) if p.finished => {
+                    return Err(InstallerError::NoHosts(format!(
+                        "--resume: the last `{} {}` finished; there is nothing to resume\nhint: run without --resume to start a new {opname}",
+                        p.operation, p.target
+                    )));
+                }
+                Some(p) if p.operation == opname && p.target == target => {}
+                Some(p) => {
+                    return Err(InstallerError::NoHosts(format!(
+                        "--resume: the interrupted run was `{} {}`, not `{opname} {target}`\nhint: run without --resume to start a new {opname}",
+                        p.operation, p.target
+                    )));
+                }
+                None => {
+                    return Err(InstallerError::NoHosts(format!(
+                        "--resume: no interrupted run in {}",
+                        UpgradeState::path(&self.state_dir()).display()
+                    )));
+                }
+            }
+        }
+        let mut state = UpgradeState {
+            operation: opname.to_owned(),
+            target: target.clone(),
+            ..UpgradeState::default()
+        };
+        for (h, _) in &hosts {
+            let prior = previous
+                .as_ref()
+                .filter(|_| opts.resume)
+                .and_then(|p| p.hosts.get(&h.to_string()))
+                .cloned();
+            state
+                .hosts
+                .insert(h.to_string(), prior.unwrap_or(HostState::Untouched));
+        }
+        if opts.resume {
+            state.run_ids = previous
+                .as_ref()
+                .map(|p| p.run_ids.clone())
+                .unwrap_or_default();
+        }
+        let mut runner = self.runner(opname);
+        state.run_ids.push(runner.run_id.clone());
+        state.save(&self.state_dir())?;
+
+        let server = match &serve {
+            Some(s) if self.is_served() && !opts.push => {
+                let url = self.cfg.bootstrap_url().to_owned();
+                let addr = bootstrap_listen_addr(&url)
+                    .map_err(|why| InstallerError::BootstrapUrl { url, why })?;
+                Some(ArtifactServer::bind(&s.dir, addr, self.server_tls()?)?)
+            }
+            _ => None,
+        };
+        let result = self
+            .roll(op, opts, serve.as_ref(), &hosts, &mut state, &mut runner)
+            .await;
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        if result.is_ok() {
+            state.finished = true;
+            state.save(&self.state_dir())?;
+        }
+        // One ledger entry per run that got to move hosts, finished or not (a run killed
+        // before this line is covered by the entry of its `--resume`).
+        let moved = state.hosts.values().any(|w| *w != HostState::Untouched);
+        if result.is_ok() || moved {
+            let report = UpgradeReport {
+                state: state.clone(),
+                journals: Vec::new(),
+                log_dir: PathBuf::new(),
+            };
+            let complete = result.is_ok() && report.succeeded();
+            let hosts_words = hosts
+                .iter()
+                .filter_map(|(h, _)| {
+                    state
+                        .hosts
+                        .get(&h.to_string())
+                        .map(|w| (h.clone(), w.to_string()))
+                })
+                .collect();
+            let appended = book.append(
+                &_lock,
+                ledger::NewEntry {
+                    op: if op == Op::Upgrade {
+                        ledger::Op::Upgrade
+                    } else {
+                        ledger::Op::Rollback
+                    },
+                    runs: state.run_ids.clone(),
+                    target_before,
+                    target_after,
+                    bootstrap_id: serve.as_ref().and_then(|s| s.bootstrap_id.clone()),
+                    config_id: serve.as_ref().and_then(|s| s.config_id()),
+                    complete,
+                    hosts: hosts_words,
+                },
+            );
+            if let Err(e) = appended {
+                result?;
+                return Err(e.into());
+            }
+        }
+        result?;
+        Ok(UpgradeReport {
+            state,
+            journals: runner.journals,
+            log_dir: runner.log_dir,
+        })
+    }
+
+    async fn roll(
+        &self,
+        op: Op,
+        opts: &UpgradeOptions,
+        serve: Option<&ServeInfo>,
+        hosts: &[(HostAddr, Role)],
+        state: &mut UpgradeState,
+        runner: &mut Runner<'_>,
+    ) -> Result<(), InstallerError> {
+        let all_waves = waves(hosts, opts.batch);
+        let agents = hosts.iter().filter(|(_, r)| *r != Role::Master).count();
+        let allowed = opts.max_failures.allowed(agents);
+        let masters: Vec<(HostAddr, Role)> = self
+            .hosts()
+            .into_iter()
+            .filter(|(_, r)| *r == Role::Master)
+            .collect();
+        // Checks must pass early enough to confirm before the host reverts by itself.
+        let check_deadline = if op == Op::Upgrade {
+            opts.check_deadline.min(opts.confirm_window.mul_f64(0.75))
+        } else {
+            opts.check_deadline
+        };
+        let mut agent_failures = 0usize;
+        for (i, wave) in all_waves.iter().enumerate() {
+            if self.cancel.is_cancelled() {
+                state.stopped = Some("interrupted".into());
+                break;
+            }
+            // --resume: hosts the interrupted run finished are not touched again (a rollback
+            // would otherwise go back one more generation).
+            let todo: Vec<(HostAddr, Role)> = wave
+                .hosts
+                .iter()
+                .filter(|(h, _)| {
+                    !(opts.resume
+                        && state
+                            .hosts
+                            .get(&h.to_string())
+                            .is_some_and(|s| s.is_success()))
+                })
+                .cloned()
+                .collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let wave = &Wave {
+                masters: wave.masters,
+                hosts: todo,
+            };
+            let names: Vec<String> = wave.hosts.iter().map(|(h, _)| h.to_string()).collect();
+            runner.notice(format!(
+                "{}: step {} of {}: {}",
+                if op == Op::Upgrade {
+                    "upgrade"
+                } else {
+                    "rollback"
+                },
+                i + 1,
+                all_waves.len(),
+                names.join(", ")
+            ));
+            let switched: Arc<Mutex<BTreeMap<HostAddr, Switched>>> = Arc::default();
+            // Hosts found reverted by themselves (resume), reported `reverted`.
+            let self_reverted: Arc<Mutex<Vec<HostAddr>>> = Arc::default();
+            let prior_runs: Arc<Vec<String>> = Arc::new(if opts.resume {
+                state.run_ids.clone()
+            } else {
+                Vec::new()
+            });
+            let report = match op {
+                Op::Upgrade => {
+                    let serve = serve.expect("upgrade has a serve dir");
+                    let expected = Arc::new(serve.packages.clone());
+                    let list_file = serve
+                        .dir
+                        .join("package_lists")
+                        .join(format!("{}.package_list.json", serve.list_id));
+                    let list_id = serve.list_id.clone();
+                    let url = if opts.push {
+                        format!("file://{}", crate::plan::PUSH_DIR)
+                    } else {
+                        self.cfg.bootstrap_url().to_owned()
+                    };
+                    let window = opts.confirm_window;
+                    let push_from = opts.push.then(|| serve.dir.clone());
+                    // https: the CA the hosts pin, refreshed over SSH (the operator may have
+                    // changed bootstrap_tls_* since the install).
+                    let repo_ca = if opts.push {
+                        None
+                    } else {
+                        self.repository_ca()?
+                    };
+                    let secrets = Arc::new(Secrets::read(&self.genconf_dir, &serve.packages)?);
+                    runner
+                        .fleet_run(Phase::Switch, &wave.hosts, None, |host| {
+                            let (expected, list_file, list_id, url, switched, push_from, repo_ca, secrets) =
+                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone(), secrets.clone());
+                            let (self_reverted, prior_runs) = (self_reverted.clone(), prior_runs.clone());
+                            async move {
+                                let role = host.role().unwrap_or(Role::Agent);
+                                let r = host.check("inspect", Exec::root(status_command(&[], true)).quiet().timeout(Duration::from_secs(600))).await?;
+                                let st = parse_host_status(&r.stdout)
+                                    .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?;
+                                let Some(st) = st.filter(|s| s.current.is_some()) else {
+                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into()));
+                                };
+                                let cur = st.current.expect("checked above");
+                                // --resume: a host the interrupted run switched that went back by
+                                // itself (its confirm deadline passed, or it rebooted inside the
+                                // window) is reported reverted, not switched again.
+                                if let Some(rec) = st.reverted_by_itself(&prior_runs) {
+                                    self_reverted.lock().expect("reverted").push(host.addr().clone());
+                                    return Err(failed(host.addr(), "inspect", format!(
+                                        "the host reverted by itself to generation {cur} ({}) after switch {}: it was not confirmed in time",
+                                        rec.reason.map_or("?", |r| r.word()),
+                                        rec.operation.as_deref().unwrap_or("?"),
+                                    )));
+                                }
+                                if st.active == *expected {
+                                    if st.pending.is_none() {
+                                        return Ok(Outcome::Unchanged);
+                                    }
+                                    // An interrupted run switched this host and never confirmed
+                                    // it: check it, and confirm below (or revert now).
+                                    switched.lock().expect("switched").insert(host.addr().clone(), Switched { now: cur });
+                                    if let Err(e) = poll_checks(&host, check_deadline).await {
+                                        let _ = host.run("revert", Exec::root(revert_command()).timeout(Duration::from_secs(600))).await;
+                                        return Err(e);
+                                    }
+                                    return Ok(Outcome::Ok);
+                                }
+                                host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}"))).await?;
+                                let src = UploadSource::file(&list_file)
+                                    .map_err(|e| failed(host.addr(), "upload list", format!("cannot read {}: {e}", list_file.display())))?;
+                                host.upload("upload package list", &Upload::new(src, list_path(&list_id)).mode(0o644).root()).await?;
+                                if let Some(pem) = repo_ca {
+                                    host.upload("upload repository CA", &Upload::new(UploadSource::bytes("repository-ca.pem", pem), REPOSITORY_CA_PATH).mode(0o644).root()).await?;
+                                }
+                                if let Some(dir) = &push_from {
+                                    let missing: Vec<PackageId> = expected.iter().filter(|id| !st.active.contains(id)).cloned().collect();
+                                    push_packages(&host, dir, &missing).await?;
+                                }
+                                // Secret files of this host's role, over SSH, before the switch.
+                                deliver_secrets(&host, &secrets, role).await?;
+                                host.check("fetch", Exec::root(fetch_command(&url, &list_id)).timeout(Duration::from_secs(900))).await?;
+                                if push_from.is_some() {
+                                    host.check("push: clean up", Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR))).await?;
+                                }
+                                let r = host
+                                    .check("switch", Exec::root(crate::plan::with_operation(host.run_id(), &switch_command(window, &list_id, &expected))).timeout(Duration::from_secs(600)))
+                                    .await?;
+                                let out = parse_switch(&r.stdout)
+                                    .map_err(|e| failed(host.addr(), "switch", e.to_string()))?;
+                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { now: out.to });
+                                if let Err(e) = poll_checks(&host, check_deadline).await {
+                                    let _ = host.run("revert", Exec::root(revert_command()).timeout(Duration::from_secs(600))).await;
+                                    return Err(e);
+                                }
+                                Ok(Outcome::Ok)
+                            }
+                        })
+                        .await?
+                }
+                Op::Rollback => {
+                    let to = opts.to;
+                    runner
+                        .fleet_run(Phase::Rollback, &wave.hosts, None, |host| {
+                            let switched = switched.clone();
+                            async move {
+                                let r = host
+                                    .check(
+                                        "inspect",
+                                        Exec::root(status_command(&[], false)).quiet(),
+                                    )
+                                    .await?;
+                                let cur = parse_host_status(&r.stdout)
+                                    .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+                                    .and_then(|s| s.current);
+                                if cur.is_some() && cur.map(|g| g.0) == to {
+                                    return Ok(Outcome::Unchanged);
+                                }
+                                let Some(prev) = cur else {
+                                    return Err(failed(
+                                        host.addr(),
+                                        "inspect",
+                                        "Tarmac is not installed here".into(),
+                                    ));
+                                };
+                                let r = host
+                                    .check(
+                                        "rollback",
+                                        Exec::root(crate::plan::with_operation(
+                                            host.run_id(),
+                                            &rollback_command(to),
+                                        ))
+                                        .timeout(Duration::from_secs(600)),
+                                    )
+                                    .await?;
+                                let now = parse_rollback(&r.stdout).unwrap_or(prev);
+                                switched
+                                    .lock()
+                                    .expect("switched")
+                                    .insert(host.addr().clone(), Switched { now });
+                                poll_checks(&host, check_deadline).await?;
+                                Ok(Outcome::Ok)
+                            }
+                        })
+                        .await?
+                }
+            };
+            let mut ok_hosts: Vec<(HostAddr, Role)> = Vec::new();
+            let mut wave_failures = 0;
+            let self_reverted = std::mem::take(&mut *self_reverted.lock().expect("reverted"));
+            for hr in &report.hosts {
+                let label = if self_reverted.contains(&hr.target.addr) {
+                    HostState::Reverted
+                } else {
+                    HostState::from(&hr.outcome)
+                };
+                state.hosts.insert(hr.target.addr.to_string(), label);
+                if hr.outcome.is_success() {
+                    if hr.outcome == Outcome::Ok {
+                        ok_hosts.push((
+                            hr.target.addr.clone(),
+                            hr.target.role.unwrap_or(Role::Agent),
+                        ));
+                    }
+                } else {
+                    wave_failures += 1;
+                }
+            }
+            // Masters: the whole cluster must be healthy before the next one.
+            if wave.masters && wave_failures == 0 && !ok_hosts.is_empty() {
+                let gate = runner
+                    .fleet_run(Phase::ClusterChecks, &masters, None, |host| async move {
+                        poll_checks(&host, check_deadline).await?;
+                        Ok(Outcome::Ok)
+                    })
+                    .await?;
+                if !gate.all_succeeded() {
+                    wave_failures += ok_hosts.len();
+                    let sw = switched.lock().expect("switched").clone();
+                    if op == Op::Upgrade {
+                        self.revert_hosts(runner, &ok_hosts, &sw).await?;
+                        for (h, _) in &ok_hosts {
+                            state.hosts.insert(h.to_string(), HostState::Reverted);
+                        }
+                    }
+                    ok_hosts.clear();
+                }
+            }
+            // Confirm over new connections.
+            if op == Op::Upgrade && !ok_hosts.is_empty() {
+                let sw = Arc::new(switched.lock().expect("switched").clone());
+                let confirm = runner
+                    .fleet_run(Phase::Confirm, &ok_hosts, None, |host| {
+                        let sw = sw.clone();
+                        async move {
+                            let Some(s) = sw.get(host.addr()).copied() else {
+                                return Ok(Outcome::Unchanged);
+                            };
+                            host.check("confirm", Exec::root(confirm_command(s.now)))
+                                .await?;
+                            Ok(Outcome::Ok)
+                        }
+                    })
+                    .await?;
+                for hr in &confirm.hosts {
+                    if !hr.outcome.is_success() {
+                        wave_failures += 1;
+                        state
+                            .hosts
+                            .insert(hr.target.addr.to_string(), HostState::Unconfirmed);
+                    }
+                }
+            }
+            state.save(&self.state_dir())?;
+            if wave_failures > 0 {
+                if wave.masters {
+                    state.stopped = Some(format!(
+                        "master {} failed: stopped before touching the other hosts",
+                        names.join(", ")
+                    ));
+                    break;
+                }
+                agent_failures += wave_failures;
+                if agent_failures > allowed {
+                    state.stopped = Some(format!(
+                        "{agent_failures} agent(s) failed, more than the budget of {allowed}: stopped"
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(s) = &state.stopped {
+            self.sink.emit(Event::Notice {
+                level: Level::Error,
+                message: s.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn revert_hosts(
+        &self,
+        runner: &mut Runner<'_>,
+        hosts: &[(HostAddr, Role)],
+        sw: &BTreeMap<HostAddr, Switched>,
+    ) -> Result<(), InstallerError> {
+        let sw = Arc::new(sw.clone());
+        runner
+            .fleet_run(Phase::Revert, hosts, None, |host| {
+                let sw = sw.clone();
+                async move {
+                    if !sw.contains_key(host.addr()) {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    host.check(
+                        "revert",
+                        Exec::root(revert_command()).timeout(Duration::from_secs(600)),
+                    )
+                    .await?;
+                    Ok(Outcome::Ok)
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
