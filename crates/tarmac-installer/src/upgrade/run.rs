@@ -464,228 +464,46 @@ impl Installer {
         } else {
             opts.check_deadline
         };
+        // What every host of an upgrade is switched to (built once for all waves).
+        let switch = match op {
+            Op::Upgrade => Some(self.switch_job(
+                opts,
+                serve.expect("upgrade has a serve dir"),
+                check_deadline,
+                state,
+            )?),
+            Op::Rollback => None,
+        };
         let mut agent_failures = 0usize;
         for (i, wave) in all_waves.iter().enumerate() {
             if self.cancel.is_cancelled() {
                 state.stopped = Some("interrupted".into());
                 break;
             }
-            // --resume: hosts the interrupted run finished are not touched again (a rollback
-            // would otherwise go back one more generation).
-            let todo: Vec<(HostAddr, Role)> = wave
-                .hosts
-                .iter()
-                .filter(|(h, _)| {
-                    !(opts.resume
-                        && state
-                            .hosts
-                            .get(&h.to_string())
-                            .is_some_and(|s| s.is_success()))
-                })
-                .cloned()
-                .collect();
-            if todo.is_empty() {
+            let Some(wave) = still_to_do(wave, state, opts.resume) else {
                 continue;
-            }
-            let wave = &Wave {
-                masters: wave.masters,
-                hosts: todo,
             };
             let names: Vec<String> = wave.hosts.iter().map(|(h, _)| h.to_string()).collect();
             runner.notice(format!(
                 "{}: step {} of {}: {}",
-                if op == Op::Upgrade {
-                    "upgrade"
-                } else {
-                    "rollback"
-                },
+                op.word(),
                 i + 1,
                 all_waves.len(),
                 names.join(", ")
             ));
-            let switched: Arc<Mutex<BTreeMap<HostAddr, Switched>>> = Arc::default();
-            // Hosts found reverted by themselves (resume), reported `reverted`.
-            let self_reverted: Arc<Mutex<Vec<HostAddr>>> = Arc::default();
-            let prior_runs: Arc<Vec<String>> = Arc::new(if opts.resume {
-                state.run_ids.clone()
-            } else {
-                Vec::new()
-            });
-            let report = match op {
-                Op::Upgrade => {
-                    let serve = serve.expect("upgrade has a serve dir");
-                    let expected = Arc::new(serve.packages.clone());
-                    let list_file = serve
-                        .dir
-                        .join("package_lists")
-                        .join(format!("{}.package_list.json", serve.list_id));
-                    let list_id = serve.list_id.clone();
-                    let url = if opts.push {
-                        format!("file://{}", crate::plan::PUSH_DIR)
-                    } else {
-                        self.cfg.bootstrap_url().to_owned()
-                    };
-                    let window = opts.confirm_window;
-                    let push_from = opts.push.then(|| serve.dir.clone());
-                    // https: the CA the hosts pin, refreshed over SSH (the operator may have
-                    // changed bootstrap_tls_* since the install).
-                    let repo_ca = if opts.push {
-                        None
-                    } else {
-                        self.repository_ca()?
-                    };
-                    let secrets = Arc::new(Secrets::read(&self.genconf_dir, &serve.packages)?);
-                    runner
-                        .fleet_run(Phase::Switch, &wave.hosts, None, |host| {
-                            let (expected, list_file, list_id, url, switched, push_from, repo_ca, secrets) =
-                                (expected.clone(), list_file.clone(), list_id.clone(), url.clone(), switched.clone(), push_from.clone(), repo_ca.clone(), secrets.clone());
-                            let (self_reverted, prior_runs) = (self_reverted.clone(), prior_runs.clone());
-                            async move {
-                                let role = host.role().unwrap_or(Role::Agent);
-                                let r = host.check("inspect", Exec::root(status_command(&[], true)).quiet().timeout(Duration::from_secs(600))).await?;
-                                let st = parse_host_status(&r.stdout)
-                                    .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?;
-                                let Some(st) = st.filter(|s| s.current.is_some()) else {
-                                    return Err(failed(host.addr(), "inspect", "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into()));
-                                };
-                                let cur = st.current.expect("checked above");
-                                // --resume: a host the interrupted run switched that went back by
-                                // itself (its confirm deadline passed, or it rebooted inside the
-                                // window) is reported reverted, not switched again.
-                                if let Some(rec) = st.reverted_by_itself(&prior_runs) {
-                                    self_reverted.lock().expect("reverted").push(host.addr().clone());
-                                    return Err(failed(host.addr(), "inspect", format!(
-                                        "the host reverted by itself to generation {cur} ({}) after switch {}: it was not confirmed in time",
-                                        rec.reason.map_or("?", |r| r.word()),
-                                        rec.operation.as_deref().unwrap_or("?"),
-                                    )));
-                                }
-                                if st.active == *expected {
-                                    if st.pending.is_none() {
-                                        return Ok(Outcome::Unchanged);
-                                    }
-                                    // An interrupted run switched this host and never confirmed
-                                    // it: check it, and confirm below (or revert now).
-                                    switched.lock().expect("switched").insert(host.addr().clone(), Switched { now: cur });
-                                    if let Err(e) = poll_checks(&host, check_deadline).await {
-                                        let _ = host.run("revert", Exec::root(revert_command()).timeout(Duration::from_secs(600))).await;
-                                        return Err(e);
-                                    }
-                                    return Ok(Outcome::Ok);
-                                }
-                                host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}"))).await?;
-                                let src = UploadSource::file(&list_file)
-                                    .map_err(|e| failed(host.addr(), "upload list", format!("cannot read {}: {e}", list_file.display())))?;
-                                host.upload("upload package list", &Upload::new(src, list_path(&list_id)).mode(0o644).root()).await?;
-                                if let Some(pem) = repo_ca {
-                                    host.upload("upload repository CA", &Upload::new(UploadSource::bytes("repository-ca.pem", pem), REPOSITORY_CA_PATH).mode(0o644).root()).await?;
-                                }
-                                if let Some(dir) = &push_from {
-                                    let missing: Vec<PackageId> = expected.iter().filter(|id| !st.active.contains(id)).cloned().collect();
-                                    push_packages(&host, dir, &missing).await?;
-                                }
-                                // Secret files of this host's role, over SSH, before the switch.
-                                deliver_secrets(&host, &secrets, role).await?;
-                                host.check("fetch", Exec::root(fetch_command(&url, &list_id)).timeout(Duration::from_secs(900))).await?;
-                                if push_from.is_some() {
-                                    host.check("push: clean up", Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR))).await?;
-                                }
-                                let r = host
-                                    .check("switch", Exec::root(crate::plan::with_operation(host.run_id(), &switch_command(window, &list_id, &expected))).timeout(Duration::from_secs(600)))
-                                    .await?;
-                                let out = parse_switch(&r.stdout)
-                                    .map_err(|e| failed(host.addr(), "switch", e.to_string()))?;
-                                switched.lock().expect("switched").insert(host.addr().clone(), Switched { now: out.to });
-                                if let Err(e) = poll_checks(&host, check_deadline).await {
-                                    let _ = host.run("revert", Exec::root(revert_command()).timeout(Duration::from_secs(600))).await;
-                                    return Err(e);
-                                }
-                                Ok(Outcome::Ok)
-                            }
-                        })
-                        .await?
-                }
-                Op::Rollback => {
-                    let to = opts.to;
-                    runner
-                        .fleet_run(Phase::Rollback, &wave.hosts, None, |host| {
-                            let switched = switched.clone();
-                            async move {
-                                let r = host
-                                    .check(
-                                        "inspect",
-                                        Exec::root(status_command(&[], false)).quiet(),
-                                    )
-                                    .await?;
-                                let cur = parse_host_status(&r.stdout)
-                                    .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
-                                    .and_then(|s| s.current);
-                                if cur.is_some() && cur.map(|g| g.0) == to {
-                                    return Ok(Outcome::Unchanged);
-                                }
-                                let Some(prev) = cur else {
-                                    return Err(failed(
-                                        host.addr(),
-                                        "inspect",
-                                        "Tarmac is not installed here".into(),
-                                    ));
-                                };
-                                let r = host
-                                    .check(
-                                        "rollback",
-                                        Exec::root(crate::plan::with_operation(
-                                            host.run_id(),
-                                            &rollback_command(to),
-                                        ))
-                                        .timeout(Duration::from_secs(600)),
-                                    )
-                                    .await?;
-                                let now = parse_rollback(&r.stdout).unwrap_or(prev);
-                                switched
-                                    .lock()
-                                    .expect("switched")
-                                    .insert(host.addr().clone(), Switched { now });
-                                poll_checks(&host, check_deadline).await?;
-                                Ok(Outcome::Ok)
-                            }
-                        })
-                        .await?
-                }
+            let moved = match &switch {
+                Some(job) => switch_wave(runner, &wave, job).await?,
+                None => rollback_wave(runner, &wave, opts.to, check_deadline).await?,
             };
-            let mut ok_hosts: Vec<(HostAddr, Role)> = Vec::new();
-            let mut wave_failures = 0;
-            let self_reverted = std::mem::take(&mut *self_reverted.lock().expect("reverted"));
-            for hr in &report.hosts {
-                let label = if self_reverted.contains(&hr.target.addr) {
-                    HostState::Reverted
-                } else {
-                    HostState::from(&hr.outcome)
-                };
-                state.hosts.insert(hr.target.addr.to_string(), label);
-                if hr.outcome.is_success() {
-                    if hr.outcome == Outcome::Ok {
-                        ok_hosts.push((
-                            hr.target.addr.clone(),
-                            hr.target.role.unwrap_or(Role::Agent),
-                        ));
-                    }
-                } else {
-                    wave_failures += 1;
-                }
-            }
+            let (mut ok_hosts, mut wave_failures) = record_wave(state, &moved);
             // Masters: the whole cluster must be healthy before the next one.
             if wave.masters && wave_failures == 0 && !ok_hosts.is_empty() {
-                let gate = runner
-                    .fleet_run(Phase::ClusterChecks, &masters, None, |host| async move {
-                        poll_checks(&host, check_deadline).await?;
-                        Ok(Outcome::Ok)
-                    })
-                    .await?;
-                if !gate.all_succeeded() {
+                let healthy = cluster_checks(runner, &masters, check_deadline).await?;
+                if !healthy {
                     wave_failures += ok_hosts.len();
-                    let sw = switched.lock().expect("switched").clone();
                     if op == Op::Upgrade {
-                        self.revert_hosts(runner, &ok_hosts, &sw).await?;
+                        self.revert_hosts(runner, &ok_hosts, &moved.switched)
+                            .await?;
                         for (h, _) in &ok_hosts {
                             state.hosts.insert(h.to_string(), HostState::Reverted);
                         }
@@ -695,45 +513,17 @@ impl Installer {
             }
             // Confirm over new connections.
             if op == Op::Upgrade && !ok_hosts.is_empty() {
-                let sw = Arc::new(switched.lock().expect("switched").clone());
-                let confirm = runner
-                    .fleet_run(Phase::Confirm, &ok_hosts, None, |host| {
-                        let sw = sw.clone();
-                        async move {
-                            let Some(s) = sw.get(host.addr()).copied() else {
-                                return Ok(Outcome::Unchanged);
-                            };
-                            host.check("confirm", Exec::root(confirm_command(s.now)))
-                                .await?;
-                            Ok(Outcome::Ok)
-                        }
-                    })
-                    .await?;
-                for hr in &confirm.hosts {
-                    if !hr.outcome.is_success() {
-                        wave_failures += 1;
-                        state
-                            .hosts
-                            .insert(hr.target.addr.to_string(), HostState::Unconfirmed);
-                    }
+                for h in confirm_wave(runner, &ok_hosts, &moved.switched).await? {
+                    wave_failures += 1;
+                    state.hosts.insert(h.to_string(), HostState::Unconfirmed);
                 }
             }
             state.save(&self.state_dir())?;
-            if wave_failures > 0 {
-                if wave.masters {
-                    state.stopped = Some(format!(
-                        "master {} failed: stopped before touching the other hosts",
-                        names.join(", ")
-                    ));
-                    break;
-                }
-                agent_failures += wave_failures;
-                if agent_failures > allowed {
-                    state.stopped = Some(format!(
-                        "{agent_failures} agent(s) failed, more than the budget of {allowed}: stopped"
-                    ));
-                    break;
-                }
+            if let Some(stop) =
+                over_budget(&wave, &names, wave_failures, &mut agent_failures, allowed)
+            {
+                state.stopped = Some(stop);
+                break;
             }
         }
         if let Some(s) = &state.stopped {
@@ -743,6 +533,48 @@ impl Installer {
             });
         }
         Ok(())
+    }
+
+    /// The switch every host of an upgrade gets: the list, where packages come from, the
+    /// confirm window, the secrets and the CA.
+    fn switch_job(
+        &self,
+        opts: &UpgradeOptions,
+        serve: &ServeInfo,
+        check_deadline: Duration,
+        state: &UpgradeState,
+    ) -> Result<Arc<SwitchJob>, InstallerError> {
+        let url = if opts.push {
+            format!("file://{}", crate::plan::PUSH_DIR)
+        } else {
+            self.cfg.bootstrap_url().to_owned()
+        };
+        // https: the CA the hosts pin, refreshed over SSH (the operator may have changed
+        // bootstrap_tls_* since the install).
+        let repo_ca = if opts.push {
+            None
+        } else {
+            self.repository_ca()?
+        };
+        Ok(Arc::new(SwitchJob {
+            expected: serve.packages.clone(),
+            list_file: serve
+                .dir
+                .join("package_lists")
+                .join(format!("{}.package_list.json", serve.list_id)),
+            list_id: serve.list_id.clone(),
+            url,
+            window: opts.confirm_window,
+            push_from: opts.push.then(|| serve.dir.clone()),
+            repo_ca,
+            secrets: Secrets::read(&self.genconf_dir, &serve.packages)?,
+            check_deadline,
+            prior_runs: if opts.resume {
+                state.run_ids.clone()
+            } else {
+                Vec::new()
+            },
+        }))
     }
 
     async fn revert_hosts(
@@ -770,4 +602,380 @@ impl Installer {
             .await?;
         Ok(())
     }
+}
+
+/// What switching one host of an upgrade needs (shared by every wave).
+struct SwitchJob {
+    expected: Vec<PackageId>,
+    list_file: PathBuf,
+    list_id: String,
+    url: String,
+    window: Duration,
+    push_from: Option<PathBuf>,
+    repo_ca: Option<String>,
+    secrets: Secrets,
+    check_deadline: Duration,
+    /// `--resume`: the runs before this one (a host they switched may have reverted by itself).
+    prior_runs: Vec<String>,
+}
+
+/// What a wave did to its hosts.
+struct WaveRun {
+    report: StageReport,
+    /// Hosts switched (or found switched) and not yet confirmed.
+    switched: BTreeMap<HostAddr, Switched>,
+    /// Hosts found reverted by themselves (resume), reported `reverted`.
+    self_reverted: Vec<HostAddr>,
+}
+
+/// Collects, from every host job of a wave, what it switched.
+#[derive(Default)]
+struct WaveLog {
+    switched: Mutex<BTreeMap<HostAddr, Switched>>,
+    self_reverted: Mutex<Vec<HostAddr>>,
+}
+
+impl WaveLog {
+    fn switched(&self, host: &HostAddr, now: Generation) {
+        self.switched
+            .lock()
+            .expect("switched")
+            .insert(host.clone(), Switched { now });
+    }
+
+    fn finish(&self, report: StageReport) -> WaveRun {
+        WaveRun {
+            report,
+            switched: std::mem::take(&mut *self.switched.lock().expect("switched")),
+            self_reverted: std::mem::take(&mut *self.self_reverted.lock().expect("reverted")),
+        }
+    }
+}
+
+impl Op {
+    fn word(self) -> &'static str {
+        match self {
+            Op::Upgrade => "upgrade",
+            Op::Rollback => "rollback",
+        }
+    }
+}
+
+/// `--resume`: the wave without the hosts the interrupted run finished (a rollback would
+/// otherwise go back one more generation); `None` when nothing is left.
+fn still_to_do(wave: &Wave, state: &UpgradeState, resume: bool) -> Option<Wave> {
+    let hosts: Vec<(HostAddr, Role)> = wave
+        .hosts
+        .iter()
+        .filter(|(h, _)| {
+            !(resume
+                && state
+                    .hosts
+                    .get(&h.to_string())
+                    .is_some_and(|s| s.is_success()))
+        })
+        .cloned()
+        .collect();
+    (!hosts.is_empty()).then_some(Wave {
+        masters: wave.masters,
+        hosts,
+    })
+}
+
+/// Every host's word into `state`; the hosts that moved (outcome ok) and the failures.
+fn record_wave(state: &mut UpgradeState, moved: &WaveRun) -> (Vec<(HostAddr, Role)>, usize) {
+    let mut ok_hosts = Vec::new();
+    let mut failures = 0;
+    for hr in &moved.report.hosts {
+        let label = if moved.self_reverted.contains(&hr.target.addr) {
+            HostState::Reverted
+        } else {
+            HostState::from(&hr.outcome)
+        };
+        state.hosts.insert(hr.target.addr.to_string(), label);
+        if !hr.outcome.is_success() {
+            failures += 1;
+        } else if hr.outcome == Outcome::Ok {
+            ok_hosts.push((
+                hr.target.addr.clone(),
+                hr.target.role.unwrap_or(Role::Agent),
+            ));
+        }
+    }
+    (ok_hosts, failures)
+}
+
+/// Why the run stops after this wave, if it does: any master failure, or agents past the
+/// failure budget.
+fn over_budget(
+    wave: &Wave,
+    names: &[String],
+    wave_failures: usize,
+    agent_failures: &mut usize,
+    allowed: usize,
+) -> Option<String> {
+    if wave_failures == 0 {
+        return None;
+    }
+    if wave.masters {
+        return Some(format!(
+            "master {} failed: stopped before touching the other hosts",
+            names.join(", ")
+        ));
+    }
+    *agent_failures += wave_failures;
+    (*agent_failures > allowed).then(|| {
+        format!(
+            "{agent_failures} agent(s) failed, more than the budget of {allowed}: stopped",
+            agent_failures = *agent_failures
+        )
+    })
+}
+
+/// One upgrade wave: every host switched (see [`upgrade_host`]).
+async fn switch_wave(
+    runner: &mut Runner<'_>,
+    wave: &Wave,
+    job: &Arc<SwitchJob>,
+) -> Result<WaveRun, InstallerError> {
+    let log = Arc::new(WaveLog::default());
+    let report = runner
+        .fleet_run(Phase::Switch, &wave.hosts, None, |host| {
+            upgrade_host(host, job.clone(), log.clone())
+        })
+        .await?;
+    Ok(log.finish(report))
+}
+
+/// Revert `host`'s pending switch after its checks failed (best effort: a host the installer
+/// cannot reach reverts by itself when its window ends), and pass the failure on.
+async fn revert_after(host: &HostSession, e: StepError) -> Result<Outcome, StepError> {
+    let _ = host
+        .run(
+            "revert",
+            Exec::root(revert_command()).timeout(Duration::from_secs(600)),
+        )
+        .await;
+    Err(e)
+}
+
+/// One host of an upgrade: inspect (finishing an interrupted switch), upload the list, the
+/// CA and its secrets, fetch, switch, and its node checks. The confirmation comes later.
+async fn upgrade_host(
+    host: HostSession,
+    job: Arc<SwitchJob>,
+    log: Arc<WaveLog>,
+) -> Result<Outcome, StepError> {
+    let role = host.role().unwrap_or(Role::Agent);
+    let r = host
+        .check(
+            "inspect",
+            Exec::root(status_command(&[], true))
+                .quiet()
+                .timeout(Duration::from_secs(600)),
+        )
+        .await?;
+    let st =
+        parse_host_status(&r.stdout).map_err(|e| failed(host.addr(), "inspect", e.to_string()))?;
+    let Some(st) = st.filter(|s| s.current.is_some()) else {
+        return Err(failed(
+            host.addr(),
+            "inspect",
+            "Tarmac is not installed here\nhint: install it with `tarmac deploy`".into(),
+        ));
+    };
+    let cur = st.current.expect("checked above");
+    // --resume: a host the interrupted run switched that went back by itself (its confirm
+    // deadline passed, or it rebooted inside the window) is reported reverted, not switched
+    // again.
+    if let Some(rec) = st.reverted_by_itself(&job.prior_runs) {
+        log.self_reverted
+            .lock()
+            .expect("reverted")
+            .push(host.addr().clone());
+        return Err(failed(
+            host.addr(),
+            "inspect",
+            format!(
+                "the host reverted by itself to generation {cur} ({}) after switch {}: it was not confirmed in time",
+                rec.reason.map_or("?", |r| r.word()),
+                rec.operation.as_deref().unwrap_or("?"),
+            ),
+        ));
+    }
+    if st.active == job.expected {
+        if st.pending.is_none() {
+            return Ok(Outcome::Unchanged);
+        }
+        // An interrupted run switched this host and never confirmed it: check it, and
+        // confirm later (or revert now).
+        log.switched(host.addr(), cur);
+        if let Err(e) = poll_checks(&host, job.check_deadline).await {
+            return revert_after(&host, e).await;
+        }
+        return Ok(Outcome::Ok);
+    }
+    host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}")))
+        .await?;
+    let src = UploadSource::file(&job.list_file).map_err(|e| {
+        failed(
+            host.addr(),
+            "upload list",
+            format!("cannot read {}: {e}", job.list_file.display()),
+        )
+    })?;
+    host.upload(
+        "upload package list",
+        &Upload::new(src, list_path(&job.list_id)).mode(0o644).root(),
+    )
+    .await?;
+    if let Some(pem) = &job.repo_ca {
+        host.upload(
+            "upload repository CA",
+            &Upload::new(
+                UploadSource::bytes("repository-ca.pem", pem.clone()),
+                REPOSITORY_CA_PATH,
+            )
+            .mode(0o644)
+            .root(),
+        )
+        .await?;
+    }
+    if let Some(dir) = &job.push_from {
+        let missing: Vec<PackageId> = job
+            .expected
+            .iter()
+            .filter(|id| !st.active.contains(id))
+            .cloned()
+            .collect();
+        push_packages(&host, dir, &missing).await?;
+    }
+    // Secret files of this host's role, over SSH, before the switch.
+    deliver_secrets(&host, &job.secrets, role).await?;
+    host.check(
+        "fetch",
+        Exec::root(fetch_command(&job.url, &job.list_id)).timeout(Duration::from_secs(900)),
+    )
+    .await?;
+    if job.push_from.is_some() {
+        host.check(
+            "push: clean up",
+            Exec::root(format!("rm -rf {}/packages", crate::plan::PUSH_DIR)),
+        )
+        .await?;
+    }
+    let r = host
+        .check(
+            "switch",
+            Exec::root(crate::plan::with_operation(
+                host.run_id(),
+                &switch_command(job.window, &job.list_id, &job.expected),
+            ))
+            .timeout(Duration::from_secs(600)),
+        )
+        .await?;
+    let out = parse_switch(&r.stdout).map_err(|e| failed(host.addr(), "switch", e.to_string()))?;
+    log.switched(host.addr(), out.to);
+    if let Err(e) = poll_checks(&host, job.check_deadline).await {
+        return revert_after(&host, e).await;
+    }
+    Ok(Outcome::Ok)
+}
+
+/// One rollback wave: every host back one generation (or to `to`), then its node checks.
+async fn rollback_wave(
+    runner: &mut Runner<'_>,
+    wave: &Wave,
+    to: Option<u64>,
+    check_deadline: Duration,
+) -> Result<WaveRun, InstallerError> {
+    let log = Arc::new(WaveLog::default());
+    let report = runner
+        .fleet_run(Phase::Rollback, &wave.hosts, None, |host| {
+            rollback_host(host, to, check_deadline, log.clone())
+        })
+        .await?;
+    Ok(log.finish(report))
+}
+
+async fn rollback_host(
+    host: HostSession,
+    to: Option<u64>,
+    check_deadline: Duration,
+    log: Arc<WaveLog>,
+) -> Result<Outcome, StepError> {
+    let r = host
+        .check("inspect", Exec::root(status_command(&[], false)).quiet())
+        .await?;
+    let cur = parse_host_status(&r.stdout)
+        .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+        .and_then(|s| s.current);
+    if cur.is_some() && cur.map(|g| g.0) == to {
+        return Ok(Outcome::Unchanged);
+    }
+    let Some(prev) = cur else {
+        return Err(failed(
+            host.addr(),
+            "inspect",
+            "Tarmac is not installed here".into(),
+        ));
+    };
+    let r = host
+        .check(
+            "rollback",
+            Exec::root(crate::plan::with_operation(
+                host.run_id(),
+                &rollback_command(to),
+            ))
+            .timeout(Duration::from_secs(600)),
+        )
+        .await?;
+    let now = parse_rollback(&r.stdout).unwrap_or(prev);
+    log.switched(host.addr(), now);
+    poll_checks(&host, check_deadline).await?;
+    Ok(Outcome::Ok)
+}
+
+/// The cluster gate after a master: the checks of every master pass.
+async fn cluster_checks(
+    runner: &mut Runner<'_>,
+    masters: &[(HostAddr, Role)],
+    check_deadline: Duration,
+) -> Result<bool, InstallerError> {
+    let gate = runner
+        .fleet_run(Phase::ClusterChecks, masters, None, |host| async move {
+            poll_checks(&host, check_deadline).await?;
+            Ok(Outcome::Ok)
+        })
+        .await?;
+    Ok(gate.all_succeeded())
+}
+
+/// Confirm the switched hosts of a wave over new connections; the hosts that could not be
+/// confirmed.
+async fn confirm_wave(
+    runner: &mut Runner<'_>,
+    hosts: &[(HostAddr, Role)],
+    switched: &BTreeMap<HostAddr, Switched>,
+) -> Result<Vec<HostAddr>, InstallerError> {
+    let sw = Arc::new(switched.clone());
+    let confirm = runner
+        .fleet_run(Phase::Confirm, hosts, None, |host| {
+            let sw = sw.clone();
+            async move {
+                let Some(s) = sw.get(host.addr()).copied() else {
+                    return Ok(Outcome::Unchanged);
+                };
+                host.check("confirm", Exec::root(confirm_command(s.now)))
+                    .await?;
+                Ok(Outcome::Ok)
+            }
+        })
+        .await?;
+    Ok(confirm
+        .hosts
+        .iter()
+        .filter(|hr| !hr.outcome.is_success())
+        .map(|hr| hr.target.addr.clone())
+        .collect())
 }
