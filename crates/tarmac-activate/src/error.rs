@@ -395,9 +395,7 @@ pub enum ActivateError {
         status: String,
         output: String,
     },
-    #[error(
-        "no active package has a {kind}/ hook (active: {active})"
-    )]
+    #[error("no active package has a {kind}/ hook (active: {active})")]
     NoHooks { kind: &'static str, active: String },
     #[error("setup: no setup flags in {} and nothing is active", dir.display())]
     NoSetupFlags { dir: PathBuf },

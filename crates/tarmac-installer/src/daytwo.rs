@@ -373,7 +373,7 @@ impl Installer {
     }
 
     /// One journaled fleet run under an already held lock.
-    async fn fleet<F, Fut>(
+    async fn day2_fleet<F, Fut>(
         &self,
         stage: Stage,
         run_id: String,
@@ -489,7 +489,7 @@ impl Installer {
         ));
         let run_id = new_run_id(Stage::Backup);
         let run = self
-            .fleet(
+            .day2_fleet(
                 Stage::Backup,
                 run_id,
                 &masters,
@@ -607,7 +607,7 @@ impl Installer {
         // Upload.
         let src = Arc::new(file.clone());
         let run = self
-            .fleet(
+            .day2_fleet(
                 Stage::Restore,
                 format!("{base}-upload"),
                 &masters,
@@ -657,7 +657,7 @@ impl Installer {
         for phase in ["stop", "apply", "start", "verify"] {
             let cmd = Arc::new(restore_command(&remote, phase, &snap.sha256));
             let run = self
-                .fleet(
+                .day2_fleet(
                     Stage::Restore,
                     format!("{base}-{phase}"),
                     &masters,
@@ -696,7 +696,7 @@ impl Installer {
         // The masters' own checks, then the uploaded copies go.
         let remote2 = remote.clone();
         let run = self
-            .fleet(
+            .day2_fleet(
                 Stage::Restore,
                 format!("{base}-checks"),
                 &masters,
@@ -793,7 +793,7 @@ impl Installer {
         deadline: Duration,
     ) -> Result<(StageRun, BTreeMap<HostAddr, Result<(), String>>), DayTwoError> {
         let run = self
-            .fleet(stage, run_id, hosts, Some(deadline), |host| async move {
+            .day2_fleet(stage, run_id, hosts, Some(deadline), |host| async move {
                 host.check("reach", Exec::new("true").timeout(deadline))
                     .await?;
                 Ok(Outcome::Ok)
@@ -828,7 +828,7 @@ impl Installer {
             return Err(InstallerError::NoHosts("no remaining masters".into()).into());
         }
         let run = self
-            .fleet(
+            .day2_fleet(
                 stage,
                 run_id,
                 candidates,
@@ -870,7 +870,7 @@ impl Installer {
         let cmd = Arc::new(membership_command(action, Some(member)));
         let answer: Arc<Mutex<Option<String>>> = Arc::default();
         let run = self
-            .fleet(
+            .day2_fleet(
                 stage,
                 run_id,
                 std::slice::from_ref(leader),
@@ -1037,7 +1037,7 @@ impl Installer {
         if !reachable.is_empty() {
             let script = Arc::new(crate::plan::uninstall_script(false));
             let run = self
-                .fleet(
+                .day2_fleet(
                     Stage::RemoveHosts,
                     format!("{base}-uninstall"),
                     &reachable,
@@ -1161,7 +1161,7 @@ impl Installer {
         if old_reachable {
             let script = Arc::new(crate::plan::uninstall_script(false));
             let run = self
-                .fleet(
+                .day2_fleet(
                     Stage::ReplaceMaster,
                     format!("{base}-uninstall"),
                     std::slice::from_ref(old),

@@ -2,7 +2,6 @@
 //! with a run lock, a per-run journal, per-host logs and typed events.
 
 pub mod daytwo;
-pub mod fsutil;
 pub mod journal;
 pub mod ledger;
 pub mod lock;

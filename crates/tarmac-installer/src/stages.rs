@@ -14,7 +14,8 @@ use tarmac_config::{HostKeyPolicy as CfgPolicy, ResolvedConfig};
 use tarmac_events::{Event, EventSink, Fanout, Level, Outcome, Sink};
 use tarmac_ssh::{
     Exec, Fleet, FleetContext, HostKeyPolicy, HostSession, Limits, LogDir, Secret, SshOptions,
-    StageOptions, StageReport, StepError, Target, Upload, UploadSource, parse_jump_chain,
+    StageOptions, StageReport, StepError, Target, Transport, Upload, UploadSource,
+    parse_jump_chain,
 };
 use tarmac_types::{HostAddr, PackageId, Role, Stage};
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,14 @@ pub enum InstallerError {
     BootstrapUrl { url: String, why: String },
     #[error("no hosts selected: {0}")]
     NoHosts(String),
+    #[error(
+        "the {op} takes a snapshot of the quorum store before it touches masters, and the snapshot failed; no host was switched\nhint: fix the cause (`tarmac backup` alone shows it), or pass --no-backup"
+    )]
+    BackupFirst {
+        op: String,
+        #[source]
+        source: Box<crate::daytwo::DayTwoError>,
+    },
     #[error("cannot use the secret files in {}: {message}\nhint: run `tarmac genconf` again", dir.display())]
     Secrets { dir: PathBuf, message: String },
 }
@@ -179,6 +188,9 @@ pub struct Installer {
     pub sudo_password: Option<Secret>,
     /// Restrict the run to these hosts (`--hosts`).
     pub only: Option<Vec<HostAddr>>,
+    /// How hosts are reached: `None` is SSH with [`Installer::ssh_options`]; anything else
+    /// (see [`Installer::with_transport`]) opens every stage's hosts instead.
+    pub transport: Option<Arc<dyn Transport>>,
 }
 
 /// A finished stage: the engine's report plus per-host details the stage collected.
@@ -212,6 +224,27 @@ impl Installer {
             cancel: CancellationToken::new(),
             sudo_password: None,
             only: None,
+            transport: None,
+        }
+    }
+
+    /// Reach the hosts through `transport` instead of SSH (the options of config.yaml's
+    /// `ssh_*` still apply to what runs over it: user, timeouts, limits).
+    pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The fleet of every stage: SSH, or the injected transport.
+    pub(crate) fn fleet(
+        &self,
+        targets: Vec<Target>,
+        ctx: FleetContext,
+    ) -> Result<Fleet, InstallerError> {
+        let opts = self.ssh_options()?;
+        match &self.transport {
+            Some(t) => Ok(Fleet::with_transport(targets, opts, ctx, t.clone())),
+            None => Fleet::new(targets, opts, ctx).map_err(|e| InstallerError::Key(e.to_string())),
         }
     }
 
@@ -370,8 +403,7 @@ impl Installer {
             .with_log_dir(LogDir::new(log_dir))
             .with_cancel(self.cancel.clone())
             .with_run_id(run_id);
-        let fleet = Fleet::new(targets, self.ssh_options()?, ctx)
-            .map_err(|e| InstallerError::Key(e.to_string()))?;
+        let fleet = self.fleet(targets, ctx)?;
         let report = fleet
             .run_all(
                 stage,

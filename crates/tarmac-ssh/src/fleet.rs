@@ -13,7 +13,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ConnectError, KeyError, StepError};
-use crate::host::Host;
+use crate::host::{Host, Transport};
 use crate::local::LocalHost;
 use crate::logdir::LogDir;
 use crate::options::{Limits, SshOptions};
@@ -80,6 +80,7 @@ pub(crate) enum Backend {
         jumps: Vec<OnceCell<Result<Arc<SshHost>, Arc<ConnectError>>>>,
     },
     Prepared,
+    Transport(Arc<dyn Transport>),
 }
 
 pub(crate) struct Shared {
@@ -172,6 +173,16 @@ impl Fleet {
         Self::build(targets, opts, ctx, Backend::Prepared, |t| {
             Some(Arc::new(LocalHost::new(t.addr.clone())) as Arc<dyn Host>)
         })
+    }
+
+    /// Hosts opened by `transport` (lazily, once each, like SSH connections).
+    pub fn with_transport(
+        targets: Vec<Target>,
+        opts: SshOptions,
+        ctx: FleetContext,
+        transport: Arc<dyn Transport>,
+    ) -> Fleet {
+        Self::build(targets, opts, ctx, Backend::Transport(transport), |_| None)
     }
 
     /// A fleet over already connected hosts of any transport.
@@ -448,6 +459,16 @@ impl Shared {
         &self,
         target: &Target,
     ) -> Result<Arc<dyn Host>, ConnectError> {
+        if let Backend::Transport(t) = &self.backend {
+            let _permit =
+                self.connect_sem
+                    .acquire()
+                    .await
+                    .map_err(|_| ConnectError::Cancelled {
+                        host: target.addr.to_string(),
+                    })?;
+            return t.open(target, &self.opts).await;
+        }
         let Backend::Ssh {
             verifier,
             creds,

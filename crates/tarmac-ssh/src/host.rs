@@ -6,6 +6,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use std::sync::Arc;
+
 use tarmac_types::HostAddr;
 use tokio::io::AsyncWrite;
 
@@ -63,4 +65,16 @@ pub trait Host: Send + Sync {
     -> BoxFuture<'a, Result<Process, TransportError>>;
     fn is_closed(&self) -> bool;
     fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Where a fleet's hosts come from: SSH by default ([`crate::Fleet::new`]); any other
+/// transport (a fake fleet in tests, a container runtime, …) through
+/// [`crate::Fleet::with_transport`]. Called once per target, on first use, within the
+/// fleet's connect limit; an error makes the host unreachable for the fleet's stages.
+pub trait Transport: Send + Sync {
+    fn open<'a>(
+        &'a self,
+        target: &'a crate::Target,
+        opts: &'a crate::SshOptions,
+    ) -> BoxFuture<'a, Result<Arc<dyn Host>, crate::ConnectError>>;
 }

@@ -30,8 +30,8 @@ use crate::runs::{
     Busy, CountOrPercent, RollbackRequest, RunManager, StartRequest, UpgradeRequest, chain,
     no_serve, parse_batch, parse_stage, select_hosts,
 };
-use tarmac_config::yamledit::{self, HIDDEN};
 use crate::{ApiError, App, AppState};
+use tarmac_config::yamledit::{self, HIDDEN};
 use tarmac_events::HostState;
 
 mod cluster;
