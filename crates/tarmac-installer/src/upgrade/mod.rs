@@ -99,6 +99,84 @@ mod tests {
     }
 
     #[test]
+    fn a_new_agent_reloads_prometheus_and_restarts_nothing() {
+        use tarmac_pkg::pkginfo::OnChange;
+        let files = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let mut archives = BTreeMap::new();
+        archives.insert(
+            id("prometheus--2"),
+            ArchiveInfo {
+                units: vec![UnitFile {
+                    role: Some(Role::Master),
+                    name: "tarmac-prometheus.service".into(),
+                }],
+                watched: vec!["etc/prometheus".into(), "etc/prometheus/prometheus.yml".into()],
+                rules: vec![
+                    ("etc/prometheus".into(), OnChange::Restart),
+                    ("etc/prometheus/prometheus.yml".into(), OnChange::Reload),
+                ],
+                files: BTreeMap::new(),
+            },
+        );
+        let cfg = |v: &str, yml: &str, env: &str| {
+            (
+                id(&format!("tarmac-config--setup_{v}")),
+                ArchiveInfo {
+                    files: files(&[
+                        ("etc_master/prometheus/prometheus.yml", yml),
+                        ("etc_master/prometheus/prometheus.env", env),
+                    ]),
+                    ..ArchiveInfo::default()
+                },
+            )
+        };
+        for (i, a) in [cfg("b", "yml2", "env1"), cfg("c", "yml2", "env2")] {
+            archives.insert(i, a);
+        }
+        let now = files(&[
+            ("etc/prometheus/prometheus.yml", "yml1"),
+            ("etc/prometheus/prometheus.env", "env1"),
+        ]);
+        let cur = [id("prometheus--2"), id("tarmac-config--setup_a")];
+        let h: HostAddr = "10.0.0.1".parse().unwrap();
+        let p = host_plan(
+            &h,
+            Role::Master,
+            &cur,
+            &[id("prometheus--2"), id("tarmac-config--setup_b")],
+            &archives,
+            Some(&now),
+        );
+        assert_eq!(p.restarts, Vec::<String>::new());
+        assert_eq!(p.reloads, ["tarmac-prometheus.service"]);
+        assert_eq!(
+            p.reload_reasons["tarmac-prometheus.service"],
+            "etc/prometheus/prometheus.yml changed"
+        );
+        let text = render_plan("L", &waves(&[(h.clone(), Role::Master)], BatchSize::DEFAULT), &[p]);
+        assert!(
+            text.contains("  reload (no restart): tarmac-prometheus.service\n    tarmac-prometheus.service: etc/prometheus/prometheus.yml changed\n"),
+            "{text}"
+        );
+        // prometheus.env (under the restart path only) changed too: a restart, no reload.
+        let p = host_plan(
+            &h,
+            Role::Master,
+            &cur,
+            &[id("prometheus--2"), id("tarmac-config--setup_c")],
+            &archives,
+            Some(&now),
+        );
+        assert_eq!(p.restarts, ["tarmac-prometheus.service"]);
+        assert!(p.reloads.is_empty());
+    }
+
+    #[test]
     fn plan_text() {
         let cur = vec![
             id("etcd--3.5"),
@@ -128,6 +206,7 @@ mod tests {
             ArchiveInfo {
                 units: vec![unit(Some(Role::Master), "etcd.service")],
                 watched: vec!["etc/etcd".into(), "bin/detect_ip".into()],
+                rules: Vec::new(),
                 files: files(&[("bin_master/etcd", "e1")]),
             },
         );
@@ -135,6 +214,7 @@ mod tests {
             id("etcd-config--setup_bbb"),
             ArchiveInfo {
                 watched: vec!["etc/etcd-config".into()],
+                rules: Vec::new(),
                 files: files(&[
                     ("etc_master/etcd/etcd.env", "env2"),
                     ("etc/node-exporter/ne.env", "ne1"),
@@ -148,6 +228,7 @@ mod tests {
             ArchiveInfo {
                 units: vec![unit(None, "node-exporter.service")],
                 watched: vec!["etc/node-exporter".into()],
+                rules: Vec::new(),
                 files: BTreeMap::new(),
             },
         );

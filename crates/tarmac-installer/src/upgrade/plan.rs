@@ -1,6 +1,7 @@
 //! The plan of a rolling upgrade: batches and failure budgets, waves, what changes on
 //! each host, and the archives it is read from.
 
+use tarmac_pkg::pkginfo::OnChange;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -153,6 +154,12 @@ pub struct HostPlan {
     pub restart_reasons: BTreeMap<String, String>,
     /// Packages whose units stop for good.
     pub stops: Vec<PackageId>,
+    /// Units of unchanged packages that only reload (`reload_on_change`): no restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reloads: Vec<String>,
+    /// Unit → why it reloads (`etc/prometheus/prometheus.yml changed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reload_reasons: BTreeMap<String, String>,
 }
 
 impl HostPlan {
@@ -207,6 +214,8 @@ pub fn host_plan(
     }
     // Unchanged packages whose watched files change on this host restart too.
     let mut restart_reasons = BTreeMap::new();
+    let mut reloads = Vec::new();
+    let mut reload_reasons = BTreeMap::new();
     if let Some(now) = watched_now {
         let next = target_tree(role, target, archives);
         for (name, id) in &tgt {
@@ -222,19 +231,32 @@ pub fn host_plan(
             if for_role.is_empty() {
                 continue;
             }
-            if let Some(path) = a
-                .watched
+            let rules = a.rules();
+            let mut files: Vec<String> = rules
                 .iter()
-                .find_map(|w| first_difference(now, &next, w))
-            {
-                for u in for_role {
-                    restarts.push(u.name.clone());
-                    restart_reasons.insert(u.name.clone(), format!("{path} changed"));
+                .flat_map(|(w, _)| differences(now, &next, w))
+                .collect();
+            files.sort();
+            files.dedup();
+            match tarmac_pkg::pkginfo::on_change(&rules, files.iter().map(String::as_str)) {
+                Some((OnChange::Restart, path)) => {
+                    for u in for_role {
+                        restarts.push(u.name.clone());
+                        restart_reasons.insert(u.name.clone(), format!("{path} changed"));
+                    }
                 }
+                Some((OnChange::Reload, path)) => {
+                    for u in for_role {
+                        reloads.push(u.name.clone());
+                        reload_reasons.insert(u.name.clone(), format!("{path} changed"));
+                    }
+                }
+                None => {}
             }
         }
     }
     restarts.sort();
+    reloads.sort();
     HostPlan {
         host: host.clone(),
         role,
@@ -242,7 +264,26 @@ pub fn host_plan(
         restarts,
         restart_reasons,
         stops,
+        reloads,
+        reload_reasons,
     }
+}
+
+/// Every file under `prefix` whose digest differs between two trees (or that only one has).
+pub fn differences(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Vec<String> {
+    let under = format!("{prefix}/");
+    let inside = |k: &String| *k == prefix || k.starts_with(&under);
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| inside(k)).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
 }
 
 /// The first file under `prefix` whose digest differs between two trees (or that only one
@@ -350,6 +391,12 @@ pub fn render_plan(target_list: &str, waves: &[Wave], plans: &[HostPlan]) -> Str
                 let _ = writeln!(s, "    {unit}: {why}");
             }
         }
+        if !p.reloads.is_empty() {
+            let _ = writeln!(s, "  reload (no restart): {}", p.reloads.join(", "));
+            for (unit, why) in &p.reload_reasons {
+                let _ = writeln!(s, "    {unit}: {why}");
+            }
+        }
         if !p.stops.is_empty() {
             let stops: Vec<String> = p.stops.iter().map(|i| i.to_string()).collect();
             let _ = writeln!(s, "  stop the units of: {}", stops.join(", "));
@@ -363,8 +410,11 @@ pub fn render_plan(target_list: &str, waves: &[Wave], plans: &[HostPlan]) -> Str
 pub struct ArchiveInfo {
     /// Entries `systemd/<unit>` or `systemd_<role>/<unit>`.
     pub units: Vec<UnitFile>,
-    /// Tree paths whose change restarts the units (`etc/<name>` + `restart_on_change`).
+    /// Every watched tree path: `etc/<name>`, `restart_on_change`, `reload_on_change` (the
+    /// host reports the digests of the files under them).
     pub watched: Vec<String>,
+    /// What a change under each watched path does (empty: every `watched` path restarts).
+    pub rules: Vec<(String, OnChange)>,
     /// Regular files of the tree directories (`etc_master/etcd/etcd.env`) → sha256 hex.
     pub files: BTreeMap<String, String>,
 }
@@ -412,8 +462,24 @@ pub fn read_archive(id: &PackageId, path: &Path) -> std::io::Result<ArchiveInfo>
         }
     }
     out.units.sort_by(|a, b| a.name.cmp(&b.name));
-    out.watched = info.watched_paths(id.name().as_str());
+    out.rules = info.watch_rules(id.name().as_str());
+    out.watched = out.rules.iter().map(|(p, _)| p.clone()).collect();
+    out.watched.dedup();
     Ok(out)
+}
+
+impl ArchiveInfo {
+    /// [`ArchiveInfo::rules`], or every watched path restarting when none were read.
+    pub fn rules(&self) -> Vec<(String, OnChange)> {
+        if self.rules.is_empty() {
+            self.watched
+                .iter()
+                .map(|w| (w.clone(), OnChange::Restart))
+                .collect()
+        } else {
+            self.rules.clone()
+        }
+    }
 }
 
 /// `systemd` → Some(None), `systemd_master` → Some(Some(Master)), anything else → None.

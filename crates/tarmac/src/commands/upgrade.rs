@@ -39,6 +39,10 @@ pub struct UpgradeArgs {
     /// (hosts cannot reach this machine).
     #[arg(long)]
     pub push: bool,
+    /// Do not take a snapshot of the quorum store before touching masters (by default an
+    /// upgrade whose hosts include masters takes one first and stops if it fails).
+    #[arg(long)]
+    pub no_backup: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +62,9 @@ pub struct RollbackArgs {
     /// bare number is seconds).
     #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "5m")]
     pub check_timeout: Duration,
+    /// Do not take a snapshot of the quorum store before touching masters.
+    #[arg(long)]
+    pub no_backup: bool,
 }
 
 fn options(
@@ -82,6 +89,7 @@ pub fn upgrade(args: UpgradeArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     opts.confirm_window = args.confirm_window;
     opts.resume = args.resume;
     opts.push = args.push;
+    opts.no_backup = args.no_backup;
     let mut p = match prepare(&args.common, Stage::Upgrade, verbose)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
@@ -99,6 +107,7 @@ pub fn upgrade(args: UpgradeArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 pub fn rollback(args: RollbackArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let mut opts = options(&args.batch, &args.max_failures, args.check_timeout)?;
     opts.to = args.to;
+    opts.no_backup = args.no_backup;
     let mut p = match prepare(&args.common, Stage::Rollback, verbose)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
@@ -111,6 +120,9 @@ pub fn rollback(args: RollbackArgs, verbose: bool) -> anyhow::Result<ExitCode> {
 fn finish(what: &str, r: &UpgradeReport) -> ExitCode {
     for (host, st) in &r.state.hosts {
         println!("{host}: {st}");
+    }
+    if let Some(s) = &r.state.snapshot {
+        eprintln!("snapshot taken first: {s}");
     }
     eprintln!(
         "journal: {}",
