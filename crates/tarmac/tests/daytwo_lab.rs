@@ -219,7 +219,16 @@ fn backup_restore_grow_shrink_and_replace_a_master_on_the_lab() {
     assert!(text(&out).contains("pass --force"), "{}", text(&out));
     let out = in_lab(
         &lab,
-        &["remove-hosts", "--genconf-dir", g, "--yes", "--force", gone],
+        &[
+            "remove-hosts",
+            "--genconf-dir",
+            g,
+            "--build-dir",
+            b,
+            "--yes",
+            "--force",
+            gone,
+        ],
     );
     let t = text(&out);
     assert!(out.status.success(), "remove-hosts: {t}");
@@ -242,6 +251,8 @@ fn backup_restore_grow_shrink_and_replace_a_master_on_the_lab() {
             "replace-master",
             "--genconf-dir",
             g,
+            "--build-dir",
+            b,
             "--yes",
             "--check-timeout",
             "4m",
