@@ -277,7 +277,7 @@ fn backup_restore_grow_shrink_and_replace_a_master_on_the_lab() {
         "http://{}:2379,http://{}:2379,http://{fresh}:2379",
         masters[0], masters[1]
     );
-    let health = etcdctl(&lab, m0, &format!("--endpoints={eps} endpoint health"));
+    let health = etcdctl(&lab, m0, &format!("--endpoints={eps} endpoint health 2>&1"));
     assert_eq!(health.matches("is healthy").count(), 3, "{health}");
     assert_eq!(
         etcdctl(&lab, fresh, "get /day2/before-failure --print-value-only"),
