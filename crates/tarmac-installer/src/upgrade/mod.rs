@@ -115,7 +115,10 @@ mod tests {
                     role: Some(Role::Master),
                     name: "tarmac-prometheus.service".into(),
                 }],
-                watched: vec!["etc/prometheus".into(), "etc/prometheus/prometheus.yml".into()],
+                watched: vec![
+                    "etc/prometheus".into(),
+                    "etc/prometheus/prometheus.yml".into(),
+                ],
                 rules: vec![
                     ("etc/prometheus".into(), OnChange::Restart),
                     ("etc/prometheus/prometheus.yml".into(), OnChange::Reload),
@@ -158,7 +161,11 @@ mod tests {
             p.reload_reasons["tarmac-prometheus.service"],
             "etc/prometheus/prometheus.yml changed"
         );
-        let text = render_plan("L", &waves(&[(h.clone(), Role::Master)], BatchSize::DEFAULT), &[p]);
+        let text = render_plan(
+            "L",
+            &waves(&[(h.clone(), Role::Master)], BatchSize::DEFAULT),
+            &[p],
+        );
         assert!(
             text.contains("  reload (no restart): tarmac-prometheus.service\n    tarmac-prometheus.service: etc/prometheus/prometheus.yml changed\n"),
             "{text}"

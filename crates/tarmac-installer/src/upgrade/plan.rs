@@ -1,11 +1,11 @@
 //! The plan of a rolling upgrade: batches and failure budgets, waves, what changes on
 //! each host, and the archives it is read from.
 
-use tarmac_pkg::pkginfo::OnChange;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
+use tarmac_pkg::pkginfo::OnChange;
 
 use serde::{Deserialize, Serialize};
 use tarmac_types::{HostAddr, PackageId, Role};

@@ -58,6 +58,10 @@ pub struct HostModel {
     pub reachable: bool,
     pub behaviour: Behaviour,
     pub boot: u32,
+    /// The uninstall script ran.
+    pub uninstalled: bool,
+    /// `tarmac-host membership` calls: their arguments.
+    pub membership: Vec<Vec<String>>,
 }
 
 impl HostModel {
@@ -112,6 +116,8 @@ impl FakeFleet {
                 reachable: true,
                 behaviour: Behaviour::default(),
                 boot: 0,
+                uninstalled: false,
+                membership: Vec::new(),
             },
         );
     }
@@ -420,6 +426,19 @@ impl FakeFleet {
             h.files.insert(dest, Bytes::copy_from_slice(stdin));
             return Answer::ok("");
         }
+        // The reachability probe of remove-hosts / replace-master.
+        if body.trim() == "true" {
+            log("reach");
+            return Answer::ok("");
+        }
+        // plan::uninstall_script.
+        if body.starts_with(&format!(
+            "set -u\nif [ -x {HOST_BIN} ]; then {HOST_BIN} uninstall"
+        )) {
+            log("uninstall");
+            h.uninstalled = true;
+            return Answer::ok("tarmac removed\n");
+        }
         // backup: `mkdir -p -m 0700 DIR && BIN --json backup --out FILE`.
         if body.contains(&format!("{HOST_BIN} --json backup --out ")) {
             log("backup");
@@ -619,6 +638,16 @@ impl FakeFleet {
                     reason: None,
                 });
                 Answer::ok(format!("{{\"from\":{from},\"to\":{to}}}"))
+            }
+            "membership" => {
+                let args: Vec<String> = w
+                    .iter()
+                    .skip_while(|x| x.as_str() != "membership")
+                    .skip(1)
+                    .cloned()
+                    .collect();
+                h.membership.push(args);
+                Answer::ok(r#"{"kind":"membership","args":[],"hooks":[]}"#)
             }
             _ => {
                 inner.unknown.push((host.clone(), command.to_owned()));
