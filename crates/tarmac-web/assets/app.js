@@ -423,7 +423,7 @@ function mergeRetry(base, run) {
 
 function viewFor(stage) {
   const run = S.state.run;
-  if (stage === 'daytwo') return run && DAYTWO.includes(run.stage) && run.state !== 'idle' ? run : null;
+  if (stage === 'daytwo') return isDayTwoRun(run) && run.state !== 'idle' ? run : null;
   if (run && run.stage === stage && run.state !== 'idle') {
     if (run.base_run_id) {
       const base = journalView(run.base_run_id);
@@ -598,7 +598,7 @@ function updateStage(stage) {
   const view = viewFor(stage);
   const live = S.state.run;
   const running = live && live.state === 'running';
-  const runningHere = running && (live.stage === stage || (stage === 'daytwo' && DAYTWO.includes(live.stage)));
+  const runningHere = running && (live.stage === stage || (stage === 'daytwo' && isDayTwoRun(live)));
   const last = S.state.stages[stage];
   const gate = canRun(stage);
   const busyOther = S.state.busy && S.state.busy.by !== 'this server' && !running;
@@ -1332,6 +1332,14 @@ document.addEventListener('DOMContentLoaded', () => {
 
 // ---------------------------------------------------------------------------------------
 // Day two: snapshots, backup, restore, remove hosts, replace master.
+
+/** A day-two run: its fleets (deploy, upgrade, postflight…) rename the view's stage while it
+ * runs, so the run is also known by when it started. */
+function isDayTwoRun(run) {
+  if (!run) return false;
+  if (DAYTWO.includes(run.stage)) { S.dayTwoStarted = run.started_unix_ms; return true; }
+  return run.started_unix_ms != null && run.started_unix_ms === S.dayTwoStarted;
+}
 
 function dayTwoActions() {
   return h('span', { class: 'daytwo-actions' },
