@@ -12,7 +12,7 @@ const BAD = ['failed', 'unreachable', 'timed-out', 'cancelled', 'skipped', 'unfi
 const STATUS_ORDER = { failed: 0, unreachable: 0, 'timed-out': 0, reverted: 0, unconfirmed: 0, cancelled: 1, skipped: 1, unfinished: 1, untouched: 1, running: 2, pending: 3, ok: 4, unchanged: 4 };
 // Runs made of several fleets (one per wave and step): rows keep each host's latest state.
 const DAYTWO = ['backup', 'restore', 'remove-hosts', 'replace-master'];
-const MULTI_FLEET = ['upgrade', 'rollback', ...DAYTWO];
+const MULTI_FLEET = ['upgrade', 'rollback'];
 
 const STAGES = {
   preflight: {
