@@ -11,6 +11,7 @@ const ROLE_LABEL = { master: 'master', agent: 'agent', agent_public: 'public age
 const BAD = ['failed', 'unreachable', 'timed-out', 'cancelled', 'skipped', 'unfinished', 'reverted', 'unconfirmed', 'untouched'];
 const STATUS_ORDER = { failed: 0, unreachable: 0, 'timed-out': 0, reverted: 0, unconfirmed: 0, cancelled: 1, skipped: 1, unfinished: 1, untouched: 1, running: 2, pending: 3, ok: 4, unchanged: 4 };
 // Runs made of several fleets (one per wave and step): rows keep each host's latest state.
+const DAYTWO = ['backup', 'restore', 'remove-hosts', 'replace-master'];
 const MULTI_FLEET = ['upgrade', 'rollback'];
 
 const STAGES = {
@@ -41,6 +42,10 @@ const STAGES = {
   rollback: {
     title: 'Rollback', verb: 'Roll back…', prev: null, next: null, back: 'done',
     desc: 'Brings every host back to its previous generation (or the one you name), in the same order as an upgrade: masters one at a time gated on the cluster checks, then agents in batches.',
+  },
+  daytwo: {
+    title: 'Day two', verb: 'Day two', prev: null, next: null, back: 'done',
+    desc: 'Back up and restore the quorum store, remove hosts, replace a master. After a membership change config.yaml is edited, genconf runs again, new hosts install and the others roll with a confirm-or-revert upgrade, then postflight.',
   },
   'install-prereqs': {
     title: 'Install prerequisites', verb: 'Install prerequisites', prev: null, next: null, back: 'preflight',
@@ -329,7 +334,7 @@ function stageOk(stage) {
 
 function route() {
   const page = (location.hash.replace(/^#\/?/, '') || 'configure').split('?')[0];
-  return ['configure', 'preflight', 'deploy', 'postflight', 'done', 'status', 'uninstall', 'install-prereqs', 'upgrade', 'rollback'].includes(page) ? page : 'configure';
+  return ['configure', 'preflight', 'deploy', 'postflight', 'done', 'status', 'uninstall', 'install-prereqs', 'upgrade', 'rollback', 'daytwo'].includes(page) ? page : 'configure';
 }
 
 async function navigate() {
@@ -418,6 +423,7 @@ function mergeRetry(base, run) {
 
 function viewFor(stage) {
   const run = S.state.run;
+  if (stage === 'daytwo') return isDayTwoRun(run) && run.state !== 'idle' ? run : null;
   if (run && run.stage === stage && run.state !== 'idle') {
     if (run.base_run_id) {
       const base = journalView(run.base_run_id);
@@ -473,6 +479,7 @@ function statusClass(s) {
 
 function canRun(stage) {
   const info = STAGES[stage];
+  if (stage === 'daytwo') return { ok: true };
   if (!S.state.serve && stage !== 'uninstall' && stage !== 'status' && stage !== 'install-prereqs' && stage !== 'rollback') {
     return { ok: false, why: 'Run genconf first (Configure → Save & generate).' };
   }
@@ -515,9 +522,10 @@ function pageStage(main, stage) {
       h('label', { class: 'inline', title: 'Continue the interrupted upgrade recorded in genconf/state/upgrade.json.' }, h('input', { id: 'opt-resume', type: 'checkbox' }), ' resume the interrupted upgrade'));
   }
   const actions = h('div', { class: 'actions' },
-    h('button', { id: 'run-stage', class: 'primary', onclick: () => startStage(stage, false) }, info.verb),
+    stage === 'daytwo' ? null : h('button', { id: 'run-stage', class: 'primary', onclick: () => startStage(stage, false) }, info.verb),
     stage === 'upgrade' ? h('button', { id: 'show-plan', onclick: showPlan }, 'Plan…') : null,
-    h('button', { id: 'retry-failed', hidden: MULTI_FLEET.includes(stage), onclick: () => startStage(stage, true) }, 'Retry failed hosts'),
+    stage === 'daytwo' ? dayTwoActions() : null,
+    h('button', { id: 'retry-failed', hidden: MULTI_FLEET.includes(stage) || stage === 'daytwo', onclick: () => startStage(stage, true) }, 'Retry failed hosts'),
     h('button', { id: 'cancel-run', class: 'danger', onclick: cancelRun }, 'Cancel run'),
     stage === 'preflight' ? h('button', { id: 'prereqs', class: 'ghost', onclick: () => { location.hash = '#/install-prereqs'; } }, 'Install prerequisites…') : null,
     opts);
@@ -544,6 +552,7 @@ function pageStage(main, stage) {
       h('button', { id: 'next-override', class: 'link', onclick: () => { S.override[info.next] = true; location.hash = '#/' + info.next; } }, '(continue anyway)'))
     : h('div', { id: 'next' }, h('a', { href: '#/' + info.back }, '← back to ' + (info.back === 'done' ? 'Done' : STAGES[info.back].title)));
   main.replaceChildren(
+    stage === 'daytwo' ? dayTwoCard() : '',
     h('section', { class: 'card' },
       h('h1', {}, info.title),
       h('p', { class: 'muted' }, info.desc),
@@ -589,7 +598,7 @@ function updateStage(stage) {
   const view = viewFor(stage);
   const live = S.state.run;
   const running = live && live.state === 'running';
-  const runningHere = running && live.stage === stage;
+  const runningHere = running && (live.stage === stage || (stage === 'daytwo' && isDayTwoRun(live)));
   const last = S.state.stages[stage];
   const gate = canRun(stage);
   const busyOther = S.state.busy && S.state.busy.by !== 'this server' && !running;
@@ -1258,6 +1267,7 @@ async function pageDone(main) {
         h('a', { class: 'button', href: '#/status' }, 'Audit hosts (status)…'),
         h('a', { id: 'go-upgrade', class: 'button', href: '#/upgrade' }, 'Upgrade…'),
         h('a', { id: 'go-rollback', class: 'button', href: '#/rollback' }, 'Roll back…'),
+        h('a', { id: 'go-daytwo', class: 'button', href: '#/daytwo' }, 'Day two…'),
         h('a', { class: 'button danger', href: '#/uninstall' }, 'Uninstall…'))));
 }
 
@@ -1319,3 +1329,135 @@ document.addEventListener('DOMContentLoaded', () => {
   navigate();
   poll();
 });
+
+// ---------------------------------------------------------------------------------------
+// Day two: snapshots, backup, restore, remove hosts, replace master.
+
+/** A day-two run: its fleets (deploy, upgrade, postflight…) rename the view's stage while it
+ * runs, so the run is also known by when it started. */
+function isDayTwoRun(run) {
+  if (!run) return false;
+  if (DAYTWO.includes(run.stage)) { S.dayTwoStarted = run.started_unix_ms; return true; }
+  return run.started_unix_ms != null && run.started_unix_ms === S.dayTwoStarted;
+}
+
+function dayTwoActions() {
+  return h('span', { class: 'daytwo-actions' },
+    h('button', { id: 'dt-backup', class: 'primary', onclick: startBackup }, 'Back up now'),
+    h('label', { class: 'inline', title: 'Keep only the newest N snapshots' }, 'keep ', h('input', { id: 'dt-keep', type: 'text', size: 3, inputmode: 'numeric', placeholder: 'all' })),
+    h('button', { id: 'dt-remove', onclick: removeHostsDialog }, 'Remove hosts…'),
+    h('button', { id: 'dt-replace', onclick: replaceMasterDialog }, 'Replace master…'));
+}
+
+function dayTwoCard() {
+  const card = h('section', { id: 'snapshots-card', class: 'card' },
+    h('div', { class: 'table-head' }, h('h2', {}, 'Snapshots'), h('button', { class: 'ghost', onclick: loadSnapshots }, 'Refresh')),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'snapshots', class: 'hosts' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Taken'), h('th', {}, 'From'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Why'), h('th', {}, ''))),
+      h('tbody', { id: 'snapshot-rows' }, h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Loading…'))))));
+  setTimeout(loadSnapshots, 0);
+  return card;
+}
+
+async function loadSnapshots() {
+  const tb = $('#snapshot-rows');
+  if (!tb) return;
+  const r = await api('GET', '/snapshots');
+  if (!r.ok) { tb.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'err' }, errorText(r.data)))); return; }
+  S.snapshots = r.data;
+  if (!r.data.snapshots.length) {
+    tb.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No snapshots in ' + r.data.dir + ' yet.')));
+    return;
+  }
+  tb.replaceChildren(...r.data.snapshots.slice().reverse().map((sn) => h('tr', { 'data-name': sn.name },
+    h('td', { class: 'mono' }, sn.name), h('td', {}, fmtTime(sn.taken_unix * 1000)), h('td', { class: 'mono' }, sn.host),
+    h('td', { class: 'num' }, String(sn.size)), h('td', {}, sn.reason),
+    h('td', {}, h('button', { class: 'link danger restore', onclick: () => restoreDialog(sn) }, 'Restore…')))));
+}
+
+async function dayTwoPost(path, body, what) {
+  const r = await api('POST', path, body);
+  if (!r.ok) {
+    toast(errorText(r.data), 'error');
+    if (r.status === 409) loadState();
+    return false;
+  }
+  toast(what + ' started', 'info');
+  return true;
+}
+
+async function startBackup() {
+  const keep = parseInt(($('#dt-keep') || {}).value, 10);
+  if (await dayTwoPost('/backup', keep > 0 ? { keep } : {}, 'Backup')) setTimeout(loadSnapshots, 3000);
+}
+
+function confirmDialog(title, lines, verb, onOk) {
+  const body = h('div', {},
+    ...lines.map((l) => h('p', {}, l)),
+    h('div', { class: 'actions' },
+      h('button', { id: 'dt-confirm', class: 'danger', onclick: async () => { if (await onOk()) closeModal(); } }, verb),
+      h('button', { class: 'ghost', onclick: closeModal }, 'Cancel')));
+  modal(title, body);
+}
+
+function restoreDialog(sn) {
+  const masters = (S.snapshots && S.snapshots.masters) || [];
+  confirmDialog('Restore ' + sn.name, [
+    'Replace the quorum store on ' + masters.length + ' masters (' + masters.join(', ') + ') with snapshot ' + sn.name + ', taken ' + fmtTime(sn.taken_unix * 1000) + ' on ' + sn.host + '.',
+    'Every master must be reachable. Each keeps its previous data in member.pre-restore.',
+  ], 'Restore ' + sn.name, () => dayTwoPost('/restore', { snapshot: sn.name, confirm: true }, 'Restore'));
+}
+
+function clusterHosts() {
+  const seen = new Map();
+  const add = (x) => { if (x && x.host && !seen.has(x.host)) seen.set(x.host, x.role || ''); };
+  const run = S.state && S.state.run;
+  (S.config_hosts || []).forEach(add);
+  if (run && run.hosts) Object.values(run.hosts).forEach(add);
+  return Array.from(seen, ([host, role]) => ({ host, role }));
+}
+
+async function configHosts() {
+  const r = await api('GET', '/cluster');
+  const out = [];
+  if (r.ok && r.data && Array.isArray(r.data.hosts)) r.data.hosts.forEach((x) => out.push({ host: x.host, role: x.role }));
+  S.config_hosts = out;
+  return clusterHosts();
+}
+
+async function removeHostsDialog() {
+  const hosts = await configHosts();
+  const list = h('div', { id: 'dt-hosts' }, ...hosts.map((x) => h('label', { class: 'block' },
+    h('input', { type: 'checkbox', value: x.host }), ' ', h('code', {}, x.host), ' ', h('span', { class: 'muted' }, ROLE_LABEL[x.role] || x.role || ''))));
+  const manual = h('input', { id: 'dt-hosts-more', type: 'text', size: 30, placeholder: 'or type hosts, comma-separated' });
+  const force = h('input', { id: 'dt-force', type: 'checkbox' });
+  const body = h('div', {}, list, manual,
+    h('label', { class: 'block' }, force, ' force: forget unreachable hosts without cleaning them'),
+    h('div', { class: 'actions' }, h('button', { id: 'dt-remove-next', class: 'primary', onclick: () => {
+      const picked = $$('#dt-hosts input:checked').map((e) => e.value)
+        .concat(manual.value.split(',').map((v) => v.trim()).filter(Boolean));
+      if (!picked.length) { toast('Pick the hosts to remove', 'error'); return; }
+      confirmDialog('Remove ' + picked.join(', '), [
+        'Uninstall ' + picked.join(', ') + ' where reachable, take removed masters out of the quorum, drop them from config.yaml, then genconf, roll the other hosts and run postflight.',
+        force.checked ? 'Unreachable hosts are forgotten WITHOUT cleaning: their Tarmac files and units stay until the machines are wiped.' : 'If a host is unreachable nothing is changed (tick force to forget unreachable hosts without cleaning them).',
+      ], 'Remove', () => dayTwoPost('/remove-hosts', { hosts: picked, force: force.checked, confirm: true }, 'Remove hosts'));
+    } }, 'Remove…')));
+  modal('Remove hosts', body);
+}
+
+async function replaceMasterDialog() {
+  const masters = (await configHosts()).filter((x) => x.role === 'master');
+  const old = h('select', { id: 'dt-old' }, ...masters.map((x) => h('option', { value: x.host }, x.host)));
+  const neu = h('input', { id: 'dt-new', type: 'text', size: 24, placeholder: 'new host, e.g. 10.0.0.9' });
+  modal('Replace master', h('div', {},
+    h('label', { class: 'block' }, 'Old master ', old),
+    h('label', { class: 'block' }, 'New host ', neu),
+    h('div', { class: 'actions' }, h('button', { id: 'dt-replace-next', class: 'primary', onclick: () => {
+      const o = old.value; const n = neu.value.trim();
+      if (!o || !n) { toast('Pick the old master and type the new host', 'error'); return; }
+      confirmDialog('Replace master ' + o, [
+        'Move ' + o + "'s quorum membership to " + n + ', swap them in config.yaml, genconf, install the prerequisites and Tarmac on ' + n + ' as a master, roll the other hosts and run postflight.',
+        'If ' + o + ' is unreachable it is not cleaned.',
+      ], 'Replace', () => dayTwoPost('/replace-master', { old: o, new: n, confirm: true }, 'Replace master'));
+    } }, 'Replace…'))));
+}

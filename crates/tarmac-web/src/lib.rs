@@ -12,6 +12,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod daytwo;
 pub mod files;
 pub mod hub;
 pub mod runs;

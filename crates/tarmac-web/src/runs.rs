@@ -181,6 +181,7 @@ enum Job {
     Stage(StartRequest),
     Upgrade(UpgradeOptions),
     Rollback(UpgradeOptions),
+    DayTwo(crate::daytwo::DayTwoJob),
 }
 
 /// The stages the web UI can start.
@@ -349,6 +350,15 @@ impl RunManager {
         )
     }
 
+    /// Start a day-two operation (validated by the caller, see [`crate::daytwo`]).
+    pub(crate) fn start_daytwo(
+        app: &Arc<App>,
+        stage: Stage,
+        job: crate::daytwo::DayTwoJob,
+    ) -> Result<RunChange, ApiError> {
+        Self::launch(app, stage, None, Job::DayTwo(job))
+    }
+
     fn launch(
         app: &Arc<App>,
         stage: Stage,
@@ -421,8 +431,9 @@ impl RunManager {
             *g = Some(Current { stage, cancel });
         }
         // Upgrade and rollback show every host they may touch from the start.
-        let roster = match job {
+        let roster = match &job {
             Job::Stage(_) => Vec::new(),
+            Job::DayTwo(j) => j.roster(&installer),
             Job::Upgrade(_) | Job::Rollback(_) => installer
                 .hosts()
                 .into_iter()
@@ -458,6 +469,9 @@ impl RunManager {
             }
             Job::Rollback(opts) => {
                 tokio::spawn(run_rolling(slot, installer, true, only, opts));
+            }
+            Job::DayTwo(j) => {
+                tokio::spawn(run_daytwo(slot, installer, j));
             }
         }
         Ok(started)
@@ -561,6 +575,53 @@ async fn run_rolling(
     slot.finished = true;
 }
 
+async fn run_daytwo(mut slot: Slot, installer: Installer, job: crate::daytwo::DayTwoJob) {
+    let app = slot.app.clone();
+    let stage = slot.stage;
+    let out = crate::daytwo::run(&app, installer, job).await;
+    app.hub.run_change(RunChange::Finished {
+        stage,
+        ok: out.ok,
+        summary: out.summary,
+        error: out.error,
+        checks: None,
+        report: out.report,
+        finished_unix_ms: now_ms(),
+    });
+    slot.finished = true;
+}
+
+/// genconf from config.yaml under the run lock, with its ledger entry (the GUI's genconf
+/// stage and the re-render after a day-two edit of config.yaml).
+pub(crate) fn genconf_now(app: &Arc<App>) -> Result<tarmac_genconf::GenconfReport, String> {
+    let gdir = app.opts.genconf_dir.clone();
+    let lock =
+        RunLock::acquire(&gdir.join("state"), "tarmac web: genconf").map_err(|e| chain(&e))?;
+    let opts = tarmac_genconf::GenconfOptions {
+        genconf_dir: gdir.clone(),
+        build_dir: app.opts.build_dir.clone(),
+        public_key: app.opts.public_key.clone(),
+        pack: tarmac_pkg::pack::PackOptions::default(),
+    };
+    let sink: Sink = app.hub.clone();
+    let r = tarmac_genconf::genconf(&app.opts.dist, &opts, &sink).map_err(|e| match e {
+        tarmac_genconf::GenconfError::Invalid(r) => r.render(),
+        other => chain(&other),
+    })?;
+    tarmac_installer::ledger::Ledger::new(&gdir.join("state"))
+        .record_genconf(
+            &lock,
+            tarmac_installer::ledger::Target {
+                list_id: r.cluster_package_list_id.clone(),
+                packages: r.packages.clone(),
+            },
+            &r.bootstrap_id,
+            &r.config_id,
+        )
+        .map_err(|e| chain(&e))?;
+    Ok(r)
+}
+
 async fn run(
     mut slot: Slot,
     mut installer: Installer,
@@ -576,37 +637,7 @@ async fn run(
     let result: Result<Option<tarmac_events::Summary>, String> = match stage {
         Stage::Genconf => {
             let app2 = app.clone();
-            let gdir = app.opts.genconf_dir.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let _lock = RunLock::acquire(&gdir.join("state"), "tarmac web: genconf")
-                    .map_err(|e| chain(&e))?;
-                let opts = tarmac_genconf::GenconfOptions {
-                    genconf_dir: gdir.clone(),
-                    build_dir: app2.opts.build_dir.clone(),
-                    public_key: app2.opts.public_key.clone(),
-                    pack: tarmac_pkg::pack::PackOptions::default(),
-                };
-                let sink: Sink = app2.hub.clone();
-                let r = tarmac_genconf::genconf(&app2.opts.dist, &opts, &sink).map_err(
-                    |e| match e {
-                        tarmac_genconf::GenconfError::Invalid(r) => r.render(),
-                        other => chain(&other),
-                    },
-                )?;
-                tarmac_installer::ledger::Ledger::new(&gdir.join("state"))
-                    .record_genconf(
-                        &_lock,
-                        tarmac_installer::ledger::Target {
-                            list_id: r.cluster_package_list_id.clone(),
-                            packages: r.packages.clone(),
-                        },
-                        &r.bootstrap_id,
-                        &r.config_id,
-                    )
-                    .map_err(|e| chain(&e))?;
-                Ok(r)
-            })
-            .await;
+            let joined = tokio::task::spawn_blocking(move || genconf_now(&app2)).await;
             match joined {
                 Ok(Ok(r)) => {
                     hub.emit_notice(
@@ -659,11 +690,30 @@ async fn run(
             if let Some(t) = req.timeout_secs {
                 opts.timeout = Duration::from_secs(t);
             }
-            installer
-                .deploy(&opts)
-                .await
-                .map(|r| Some(r.report.summary.clone()))
-                .map_err(|e| chain(&e))
+            // As `tarmac deploy`: install the new hosts, then roll the installed ones that
+            // are on another package list (a membership change) with confirm-or-revert.
+            let up = UpgradeOptions {
+                push: req.push,
+                ..UpgradeOptions::default()
+            };
+            match installer.deploy_reconcile(&opts, &up).await {
+                Ok(r) => {
+                    report = Some(crate::daytwo::deploy_report_json(&r));
+                    let mut s = r.install.report.summary.clone();
+                    if let Some(u) = &r.upgrade {
+                        let us = summary_of(&u.state.hosts);
+                        if !u.succeeded() && us.failed == 0 {
+                            s.failed += 1;
+                        } else {
+                            s.failed += us.failed;
+                        }
+                        s.unreachable += us.unreachable;
+                        s.timed_out += us.timed_out;
+                    }
+                    Ok(Some(s))
+                }
+                Err(e) => Err(chain(&e)),
+            }
         }
         Stage::Postflight => installer
             .postflight(only, Duration::from_secs(req.timeout_secs.unwrap_or(900)))

@@ -228,6 +228,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/upgrade"),
     ("POST", "/api/v1/rollback"),
     ("POST", "/api/v1/upgrade/plan"),
+    ("GET", "/api/v1/snapshots"),
+    ("POST", "/api/v1/backup"),
+    ("POST", "/api/v1/restore"),
+    ("POST", "/api/v1/remove-hosts"),
+    ("POST", "/api/v1/replace-master"),
     ("POST", "/logout"),
     ("POST", "/api/v1/run/cancel"),
     ("GET", "/api/v1/runs"),
@@ -1013,6 +1018,11 @@ async fn openapi_documents_every_route() {
         "/api/v1/upgrade",
         "/api/v1/upgrade/plan",
         "/api/v1/rollback",
+        "/api/v1/snapshots",
+        "/api/v1/backup",
+        "/api/v1/restore",
+        "/api/v1/remove-hosts",
+        "/api/v1/replace-master",
         "/api/v1/run/cancel",
         "/api/v1/runs",
         "/api/v1/history",
@@ -1035,6 +1045,11 @@ async fn openapi_documents_every_route() {
         "RollbackRequest",
         "PlanView",
         "UpgradeView",
+        "BackupRequest",
+        "RestoreRequest",
+        "RemoveHostsRequest",
+        "ReplaceMasterRequest",
+        "SnapshotsView",
     ] {
         assert!(doc["components"]["schemas"][s].is_object(), "{s}");
     }
@@ -1870,4 +1885,228 @@ async fn the_upgrade_plan_is_a_post_that_needs_the_csrf_header() {
         r.json(),
         json!({"error": "missing or wrong X-Tarmac-CSRF header"})
     );
+}
+
+/// config.yaml with two masters and two agents (nothing listens at these addresses; every
+/// request below is refused before a host is contacted).
+fn daytwo_config() -> String {
+    "cluster_name: web-test\nbootstrap_url: http://127.0.0.1:1\nmaster_list:\n- 10.9.0.1\n- 10.9.0.2\n- 10.9.0.4\nagent_list:\n- 10.9.0.11\n- 10.9.0.12\n".to_owned()
+}
+
+/// A snapshot as `tarmac backup` stores it: `<name>.tar.zst` and its `<name>.json` record.
+fn put_snapshot(genconf: &Path, name: &str, taken_unix: u64, body: &[u8]) {
+    let dir = genconf
+        .join("state")
+        .join(tarmac_installer::daytwo::BACKUPS_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.tar.zst"));
+    std::fs::write(&file, body).unwrap();
+    let snap = tarmac_installer::daytwo::Snapshot {
+        name: name.to_owned(),
+        size: body.len() as u64,
+        sha256: tarmac_types::Digest::of_file(&file).unwrap().hex(),
+        taken_unix,
+        host: "10.9.0.1".parse().unwrap(),
+        packages: Vec::new(),
+        files: vec![("member/snap/db".into(), 3)],
+        bootstrap_id: None,
+        config_id: Some("c0ffee".into()),
+        reason: "backup".into(),
+    };
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec(&snap).unwrap(),
+    )
+    .unwrap();
+}
+
+fn error_of(r: &Resp) -> String {
+    r.json()["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn snapshots_lists_the_backup_records() {
+    let t = T::new().await;
+    // No backups directory yet: an empty list, not an error.
+    let r = t.get("/api/v1/snapshots").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["snapshots"], json!([]));
+
+    t.write("config.yaml", &daytwo_config());
+    t.write("ip-detect", IP_DETECT);
+    put_snapshot(&t.genconf, "snap-2", 2_000, b"newer");
+    put_snapshot(&t.genconf, "snap-1", 1_000, b"older");
+    // A record whose archive is missing is not a snapshot (an interrupted backup).
+    put_snapshot(&t.genconf, "half", 3_000, b"x");
+    std::fs::remove_file(t.genconf.join("state/backups/half.tar.zst")).unwrap();
+    // Other files are ignored.
+    std::fs::write(t.genconf.join("state/backups/notes.txt"), "hi").unwrap();
+
+    let v = t.get("/api/v1/snapshots").await.json();
+    let names: Vec<&str> = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["snap-1", "snap-2"], "{v}");
+    assert_eq!(v["snapshots"][1]["size"], 5);
+    assert_eq!(v["snapshots"][1]["host"], "10.9.0.1");
+    assert_eq!(v["snapshots"][1]["taken_unix"], 2_000);
+    assert_eq!(v["snapshots"][1]["reason"], "backup");
+    assert_eq!(v["snapshots"][1]["config_id"], "c0ffee");
+    assert_eq!(v["masters"], json!(["10.9.0.1", "10.9.0.2", "10.9.0.4"]));
+    assert!(v["dir"].as_str().unwrap().ends_with("state/backups"), "{v}");
+}
+
+#[tokio::test]
+async fn restore_validates_the_snapshot_and_needs_confirm() {
+    let t = T::new().await;
+    t.write("config.yaml", &daytwo_config());
+    t.write("ip-detect", IP_DETECT);
+    put_snapshot(&t.genconf, "snap-1", 1_000, b"older");
+
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/restore",
+            json!({"snapshot": "nope", "confirm": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("no snapshot `nope`"), "{}", r.text());
+
+    let r = t
+        .send("POST", "/api/v1/restore", json!({"confirm": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.json()["errors"]["snapshot"].is_string(), "{}", r.text());
+
+    // Only names, never paths (the web does not restore arbitrary files).
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/restore",
+            json!({"snapshot": "../backups/snap-1", "confirm": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("not a path"), "{}", r.text());
+
+    // Known, but not confirmed: the refusal names the snapshot and the masters.
+    let r = t
+        .send("POST", "/api/v1/restore", json!({"snapshot": "snap-1"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let e = error_of(&r);
+    assert!(e.contains("confirm: true"), "{e}");
+    assert!(
+        e.contains("snap-1") && e.contains("10.9.0.1, 10.9.0.2, 10.9.0.4"),
+        "{e}"
+    );
+
+    // A damaged archive is refused before anything starts.
+    std::fs::write(t.genconf.join("state/backups/snap-1.tar.zst"), b"OLDER").unwrap();
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/restore",
+            json!({"snapshot": "snap-1", "confirm": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("altered or damaged"), "{}", r.text());
+    // Nothing was started.
+    assert_eq!(t.get("/api/v1/state").await.json()["busy"], Value::Null);
+}
+
+#[tokio::test]
+async fn remove_hosts_validates_its_input() {
+    let t = T::new().await;
+    t.write("config.yaml", &daytwo_config());
+    t.write("ip-detect", IP_DETECT);
+    let post = |b: Value| t.send("POST", "/api/v1/remove-hosts", b);
+
+    let r = post(json!({"hosts": [], "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("`hosts` is empty"), "{}", r.text());
+
+    let r = post(json!({"hosts": ["10.9.0.11", "10.9.9.9"], "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error_of(&r).contains("`10.9.9.9` is not in config.yaml"),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["errors"]["hosts"].is_string(), "{}", r.text());
+
+    let r = post(json!({"hosts": ["not a host!"], "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+
+    let r = post(json!({"hosts": ["10.9.0.1", "10.9.0.2", "10.9.0.4"], "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("without masters"), "{}", r.text());
+
+    let r = post(json!({"hosts": ["10.9.0.11"], "force": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let e = error_of(&r);
+    assert!(
+        e.contains("confirm: true") && e.contains("10.9.0.11"),
+        "{e}"
+    );
+    assert!(e.contains("without cleaning"), "{e}");
+
+    let r = post(json!({"hosts": ["10.9.0.11"], "confirm": true, "nonsense": 1})).await;
+    assert!(r.status.is_client_error(), "{}", r.text());
+
+    // Nothing ran and config.yaml is untouched.
+    assert_eq!(t.config(), daytwo_config());
+    assert_eq!(t.get("/api/v1/state").await.json()["busy"], Value::Null);
+}
+
+#[tokio::test]
+async fn replace_master_validates_its_input() {
+    let t = T::new().await;
+    t.write("config.yaml", &daytwo_config());
+    t.write("ip-detect", IP_DETECT);
+    let post = |b: Value| t.send("POST", "/api/v1/replace-master", b);
+
+    // NEW already in config.yaml.
+    let r = post(json!({"old": "10.9.0.1", "new": "10.9.0.11", "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error_of(&r).contains("`10.9.0.11` is already in config.yaml as agent"),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["errors"]["new"].is_string(), "{}", r.text());
+    let r = post(json!({"old": "10.9.0.1", "new": "10.9.0.2", "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("as master"), "{}", r.text());
+
+    // OLD unknown, or not a master.
+    let r = post(json!({"old": "10.9.9.9", "new": "10.9.0.3", "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("not in config.yaml"), "{}", r.text());
+    let r = post(json!({"old": "10.9.0.11", "new": "10.9.0.3", "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("not a master"), "{}", r.text());
+
+    // Missing fields, the same host twice, no confirmation.
+    let r = post(json!({"old": "10.9.0.1", "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.json()["errors"]["new"].is_string(), "{}", r.text());
+    let r = post(json!({"old": "10.9.0.1", "new": "10.9.0.1", "confirm": true})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = post(json!({"old": "10.9.0.1", "new": "10.9.0.3"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let e = error_of(&r);
+    assert!(e.contains("confirm: true") && e.contains("10.9.0.3"), "{e}");
+
+    let r = t.send("POST", "/api/v1/backup", json!({"keep": 0})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.json()["errors"]["keep"].is_string(), "{}", r.text());
+
+    assert_eq!(t.config(), daytwo_config());
+    assert_eq!(t.get("/api/v1/state").await.json()["busy"], Value::Null);
 }

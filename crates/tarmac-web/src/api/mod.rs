@@ -36,6 +36,7 @@ use tarmac_events::HostState;
 
 mod cluster;
 mod config;
+mod daytwo;
 mod events;
 mod info;
 mod ip_detect;
@@ -46,6 +47,7 @@ mod stages;
 use self::cluster::*;
 pub use self::config::Validation;
 use self::config::*;
+use self::daytwo::*;
 use self::events::*;
 use self::info::*;
 use self::ip_detect::*;
@@ -89,6 +91,11 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/upgrade", post(start_upgrade))
         .route("/upgrade/plan", post(upgrade_plan))
         .route("/rollback", post(start_rollback))
+        .route("/snapshots", get(list_snapshots))
+        .route("/backup", post(start_backup))
+        .route("/restore", post(start_restore))
+        .route("/remove-hosts", post(start_remove_hosts))
+        .route("/replace-master", post(start_replace_master))
         .route("/run/cancel", post(cancel_run))
         .route("/runs", get(list_runs))
         .route("/history", get(history))
@@ -125,6 +132,11 @@ pub fn routes() -> axum::Router<AppState> {
         start_upgrade,
         upgrade_plan,
         start_rollback,
+        list_snapshots,
+        start_backup,
+        start_restore,
+        start_remove_hosts,
+        start_replace_master,
         cancel_run,
         list_runs,
         history,
@@ -155,6 +167,12 @@ pub fn routes() -> axum::Router<AppState> {
         StartRequest,
         UpgradeRequest,
         RollbackRequest,
+        crate::daytwo::BackupRequest,
+        crate::daytwo::RestoreRequest,
+        crate::daytwo::RemoveHostsRequest,
+        crate::daytwo::ReplaceMasterRequest,
+        crate::daytwo::SnapshotsView,
+        crate::daytwo::SnapshotView,
         PlanRequest,
         PlanView,
         PlanWave,
