@@ -314,4 +314,21 @@ mod tests {
             "error: top\nhint: only a hint\n"
         );
     }
+
+    #[test]
+    fn text_with_hint_appends_one_hint_line_per_line() {
+        let err = Typed {
+            path: "/x",
+            hint: Some("one\n  two"),
+        };
+        assert_eq!(
+            text_with_hint(&err),
+            "cannot read\n/x\nhint: one\nhint: two"
+        );
+        let bare = Typed {
+            path: "/x",
+            hint: None,
+        };
+        assert_eq!(text_with_hint(&bare), "cannot read\n/x");
+    }
 }
