@@ -42,30 +42,20 @@ pub enum DayTwoError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    #[error(
-        "{host} is not in config.yaml (master_list, agent_list or public_agent_list)\nhint: name hosts exactly as config.yaml lists them"
-    )]
+    #[error("{host} is not in config.yaml (master_list, agent_list or public_agent_list)")]
     NotInConfig { host: HostAddr },
-    #[error(
-        "{host} is already in config.yaml as {role}\nhint: the new master must be a host the cluster does not use yet"
-    )]
+    #[error("{host} is already in config.yaml as {role}")]
     AlreadyInConfig { host: HostAddr, role: Role },
-    #[error(
-        "{host} is {role}, not a master\nhint: `tarmac remove-hosts {host}` removes agents; replace-master moves a master's etcd membership"
-    )]
+    #[error("{host} is {role}, not a master")]
     NotAMaster { host: HostAddr, role: Role },
     #[error("refused: removing {hosts} would leave the cluster without masters")]
     LastMasters { hosts: String },
-    #[error(
-        "cannot reach {hosts}; nothing was changed\nhint: pass --force to forget unreachable hosts without cleaning them (their Tarmac files and units stay until the machines are wiped)"
-    )]
+    #[error("cannot reach {hosts}; nothing was changed")]
     Unreachable { hosts: String },
-    #[error(
-        "the new master {host} is unreachable: {message}\nhint: it must be up, with SSH, before its membership moves"
-    )]
+    #[error("the new master {host} is unreachable: {message}")]
     NewMasterUnreachable { host: HostAddr, message: String },
     #[error(
-        "refused: {action} would break the quorum: {healthy} of the remaining masters pass their checks ({names}), and a cluster of {members} members needs {quorum}\nhint: bring the failing masters back first (`tarmac status`, `tarmac postflight`); nothing was changed"
+        "refused: {action} would break the quorum: {healthy} of the remaining masters pass their checks ({names}), and a cluster of {members} members needs {quorum}"
     )]
     Quorum {
         action: String,
@@ -80,15 +70,11 @@ pub enum DayTwoError {
         leader: HostAddr,
         message: String,
     },
-    #[error(
-        "no master could take a snapshot (tried {tried})\nhint: see the per-host logs in {}", logs.display()
-    )]
+    #[error("no master could take a snapshot (tried {tried})")]
     BackupFailed { tried: String, logs: PathBuf },
     #[error("snapshot {}: {why}", path.display())]
     BadSnapshot { path: PathBuf, why: String },
-    #[error(
-        "restore stopped in phase `{phase}`: it failed on {hosts}\nhint: the logs are in {}; each master keeps its previous data in member.pre-restore; fix the cause and run `tarmac restore` again", logs.display()
-    )]
+    #[error("restore stopped in phase `{phase}`: it failed on {hosts}")]
     RestoreFailed {
         phase: String,
         hosts: String,
@@ -101,6 +87,26 @@ pub enum DayTwoError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl tarmac_types::error_report::Hint for DayTwoError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        let h: std::borrow::Cow<'_, str> = match self {
+            DayTwoError::Installer(e) => return e.hint(),
+            DayTwoError::Lock(e) => return e.hint(),
+            DayTwoError::Ledger(e) => return e.hint(),
+            DayTwoError::NotInConfig { .. } => "name hosts exactly as config.yaml lists them".into(),
+            DayTwoError::AlreadyInConfig { .. } => "the new master must be a host the cluster does not use yet".into(),
+            DayTwoError::NotAMaster { host, .. } => format!("`tarmac remove-hosts {host}` removes agents; replace-master moves a master's etcd membership").into(),
+            DayTwoError::Unreachable { .. } => "pass --force to forget unreachable hosts without cleaning them (their Tarmac files and units stay until the machines are wiped)".into(),
+            DayTwoError::NewMasterUnreachable { .. } => "it must be up, with SSH, before its membership moves".into(),
+            DayTwoError::Quorum { .. } => "bring the failing masters back first (`tarmac status`, `tarmac postflight`); nothing was changed".into(),
+            DayTwoError::BackupFailed { logs, .. } => format!("see the per-host logs in {}", logs.display()).into(),
+            DayTwoError::RestoreFailed { logs, .. } => format!("the logs are in {}; each master keeps its previous data in member.pre-restore; fix the cause and run `tarmac restore` again", logs.display()).into(),
+            _ => return None,
+        };
+        Some(h)
+    }
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DayTwoError {

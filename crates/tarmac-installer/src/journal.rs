@@ -73,9 +73,7 @@ pub enum JournalError {
     },
     #[error("the run journal `{path}` is not valid JSON: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error(
-        "no earlier `{stage}` run is recorded in `{dir}`\nhint: run `tarmac {stage}` first; --retry-failed re-runs the hosts that did not succeed last time"
-    )]
+    #[error("no earlier `{stage}` run is recorded in `{dir}`")]
     NoPreviousRun { stage: Stage, dir: PathBuf },
 }
 
@@ -275,6 +273,17 @@ pub fn last_run(state_dir: &Path, stage: Stage) -> Result<RunRecord, JournalErro
         path,
         message: e.to_string(),
     })
+}
+
+impl tarmac_types::error_report::Hint for JournalError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            JournalError::NoPreviousRun { stage, .. } => Some(format!(
+                "run `tarmac {stage}` first; --retry-failed re-runs the hosts that did not succeed last time"
+            ).into()),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

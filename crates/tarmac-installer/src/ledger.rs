@@ -157,21 +157,15 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "the cluster ledger `{path}` is damaged at line {line}: {why}\nhint: the ledger is append-only; restore it from a backup of genconf/state/ (an edited or reordered entry cannot be repaired)"
-    )]
+    #[error("the cluster ledger `{path}` is damaged at line {line}: {why}")]
     Damaged {
         path: PathBuf,
         line: usize,
         why: String,
     },
-    #[error(
-        "the cluster ledger `{path}` is truncated: {why}\nhint: entries were removed from its end; restore genconf/state/ledger.jsonl from a backup"
-    )]
+    #[error("the cluster ledger `{path}` is truncated: {why}")]
     Truncated { path: PathBuf, why: String },
-    #[error(
-        "the cluster ledger has no entry {seq} (it has {count})\nhint: `tarmac history` lists the entries"
-    )]
+    #[error("the cluster ledger has no entry {seq} (it has {count})")]
     NoEntry { seq: u64, count: u64 },
 }
 
@@ -700,6 +694,17 @@ pub fn render_entry(e: &Entry) -> String {
     }
     out.push_str(&format!("  previous   sha256 {}\n", e.prev_sha256));
     out
+}
+
+impl tarmac_types::error_report::Hint for LedgerError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(match self {
+            LedgerError::Damaged { .. } => "the ledger is append-only; restore it from a backup of genconf/state/ (an edited or reordered entry cannot be repaired)".into(),
+            LedgerError::Truncated { .. } => "entries were removed from its end; restore genconf/state/ledger.jsonl from a backup".into(),
+            LedgerError::NoEntry { .. } => "`tarmac history` lists the entries".into(),
+            LedgerError::Io { .. } => return None,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub struct Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "another tarmac run holds `{path}`: pid {pid} on {host} (`{command}`), running for {age}\nhint: wait for it to finish, or stop it (kill {pid}) if it is stuck",
+        "another tarmac run holds `{path}`: pid {pid} on {host} (`{command}`), running for {age}",
         pid = holder.pid, host = holder.host, command = holder.command, age = human_age(holder.since_unix)
     )]
     Held { path: PathBuf, holder: Holder },
@@ -113,6 +113,21 @@ impl Drop for RunLock {
     }
 }
 
+impl tarmac_types::error_report::Hint for LockError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            LockError::Held { holder, .. } => Some(
+                format!(
+                    "wait for it to finish, or stop it (kill {}) if it is stuck",
+                    holder.pid
+                )
+                .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +143,10 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("`tarmac deploy`"), "{msg}");
-        assert!(msg.contains("hint: wait for it"), "{msg}");
+        assert!(
+            tarmac_types::error_report::text_with_hint(&err).contains("\nhint: wait for it"),
+            "{msg}"
+        );
         drop(lock);
         RunLock::acquire(d.path(), "tarmac preflight").unwrap();
     }

@@ -45,23 +45,15 @@ pub const CHECK_NAME: &str = "offline prerequisites";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
-    #[error(
-        "`{name}` is not a Debian suite name (lowercase letters, digits and `-`)\nhint: name codenames, e.g. bookworm,trixie"
-    )]
+    #[error("`{name}` is not a Debian suite name (lowercase letters, digits and `-`)")]
     BadSuite { name: String },
-    #[error(
-        "`{name}` is not a Debian package name\nhint: package names are lowercase letters, digits and `+.-`"
-    )]
+    #[error("`{name}` is not a Debian package name")]
     BadPackage { name: String },
-    #[error("no suite to download\nhint: name at least one, e.g. --with-prereqs bookworm")]
+    #[error("no suite to download")]
     NoSuites,
-    #[error(
-        "`{tool}` is not on this machine: {why}\nhint: download the prerequisites on a Debian or Ubuntu machine (`apt-get install apt debian-archive-keyring`)"
-    )]
+    #[error("`{tool}` is not on this machine: {why}")]
     MissingTool { tool: String, why: String },
-    #[error(
-        "apt-get {step} for suite {suite} failed ({status}){tail}\nhint: check the mirror `{mirror}` serves {suite}, {suite}-updates and {suite}-security (or pass another mirror), and that this machine reaches it"
-    )]
+    #[error("apt-get {step} for suite {suite} failed ({status}){tail}")]
     Apt {
         suite: String,
         step: &'static str,
@@ -69,11 +61,9 @@ pub enum OfflineError {
         status: String,
         tail: String,
     },
-    #[error(
-        "suite {suite}: {file} is not listed in the archive's indexes\nhint: this is a bug or a mirror serving inconsistent indexes; try again"
-    )]
+    #[error("suite {suite}: {file} is not listed in the archive's indexes")]
     Unindexed { suite: String, file: String },
-    #[error("cannot {what} `{}`\nhint: check the directory exists and is writable", path.display())]
+    #[error("cannot {what} `{}`", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -81,12 +71,12 @@ pub enum OfflineError {
         source: std::io::Error,
     },
     #[error(
-        "`{}` is not an offline prerequisites repository: {why}\nhint: point --prereqs-dir at the bundle's prereqs/ directory (or create it with `bundle create --with-prereqs SUITES`)",
+        "`{}` is not an offline prerequisites repository: {why}",
         path.display()
     )]
     BadIndex { path: PathBuf, why: String },
     #[error(
-        "{suite}/{file} in `{}` does not match prereqs.json: {why}\nhint: the repository was changed or damaged; extract or create the bundle again",
+        "{suite}/{file} in `{}` does not match prereqs.json: {why}",
         dir.display()
     )]
     Damaged {
@@ -95,6 +85,31 @@ pub enum OfflineError {
         file: String,
         why: String,
     },
+}
+
+impl tarmac_types::error_report::Hint for OfflineError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(match self {
+            OfflineError::BadSuite { .. } => "name codenames, e.g. bookworm,trixie".into(),
+            OfflineError::BadPackage { .. } => {
+                "package names are lowercase letters, digits and `+.-`".into()
+            }
+            OfflineError::NoSuites => "name at least one, e.g. --with-prereqs bookworm".into(),
+            OfflineError::MissingTool { .. } => "download the prerequisites on a Debian or Ubuntu machine (`apt-get install apt debian-archive-keyring`)".into(),
+            OfflineError::Apt { suite, mirror, .. } => format!(
+                "check the mirror `{mirror}` serves {suite}, {suite}-updates and {suite}-security (or pass another mirror), and that this machine reaches it"
+            )
+            .into(),
+            OfflineError::Unindexed { .. } => {
+                "this is a bug or a mirror serving inconsistent indexes; try again".into()
+            }
+            OfflineError::Io { .. } => "check the directory exists and is writable".into(),
+            OfflineError::BadIndex { .. } => "point --prereqs-dir at the bundle's prereqs/ directory (or create it with `bundle create --with-prereqs SUITES`)".into(),
+            OfflineError::Damaged { .. } => {
+                "the repository was changed or damaged; extract or create the bundle again".into()
+            }
+        })
+    }
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
@@ -1313,7 +1328,8 @@ echo "prerequisites installed (offline)"
     #[test]
     fn open_rejects_what_it_cannot_use() {
         let d = tempfile::tempdir().unwrap();
-        let e = OfflineRepo::open(d.path()).unwrap_err().to_string();
+        let e =
+            tarmac_types::error_report::text_with_hint(&OfflineRepo::open(d.path()).unwrap_err());
         assert!(e.contains("cannot read prereqs.json"), "{e}");
         assert!(e.contains("\nhint: "), "{e}");
         let mut ix = index();

@@ -7,10 +7,19 @@ pub const ROUNDS: usize = 656_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    #[error("the password is empty\nhint: type a non-empty password")]
+    #[error("the password is empty")]
     Empty,
     #[error("cannot hash the password: {0}")]
     Hash(String),
+}
+
+impl tarmac_types::error_report::Hint for PasswordError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            PasswordError::Empty => Some("type a non-empty password".into()),
+            PasswordError::Hash(_) => None,
+        }
+    }
 }
 
 /// Hash `password` with SHA-512 crypt and a random salt.

@@ -353,20 +353,20 @@ mod tests {
         std::fs::write(s.join(format!("{id}/etc/all")), b"changed").unwrap();
         let dir = g.display().to_string();
         assert_eq!(
-            Secrets::read(g, std::slice::from_ref(&id))
-                .unwrap_err()
-                .to_string()
-                .replace(&dir, "<g>"),
+            tarmac_types::error_report::text_with_hint(
+                &Secrets::read(g, std::slice::from_ref(&id)).unwrap_err()
+            )
+            .replace(&dir, "<g>"),
             "cannot use the secret files in <g>/secrets: <g>/secrets/cfg--setup_1/etc/all does not have the sha256 <g>/secrets/manifest.json lists\nhint: run `tarmac genconf` again"
         );
         // serve/ from another genconf run than secrets/.
         m.packages.clear();
         std::fs::write(s.join(MANIFEST_FILE), m.to_json()).unwrap();
         assert_eq!(
-            Secrets::read(g, std::slice::from_ref(&id))
-                .unwrap_err()
-                .to_string()
-                .replace(&dir, "<g>"),
+            tarmac_types::error_report::text_with_hint(
+                &Secrets::read(g, std::slice::from_ref(&id)).unwrap_err()
+            )
+            .replace(&dir, "<g>"),
             "cannot use the secret files in <g>/secrets: <g>/secrets/manifest.json does not list the config package cfg--setup_1 of genconf/serve (the two are from different genconf runs)\nhint: run `tarmac genconf` again"
         );
         std::fs::remove_file(s.join(MANIFEST_FILE)).unwrap();

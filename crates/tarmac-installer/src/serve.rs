@@ -16,7 +16,7 @@ use tower_http::services::ServeDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("nothing to serve: `{dir}` does not exist\nhint: run `tarmac genconf` first")]
+    #[error("nothing to serve: `{dir}` does not exist")]
     NoServeDir { dir: PathBuf },
     #[error("cannot listen on {addr}")]
     Bind {
@@ -24,7 +24,7 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot use the TLS {what} {path}: {message}\nhint: {hint}")]
+    #[error("cannot use the TLS {what} {path}: {message}")]
     Tls {
         what: &'static str,
         path: PathBuf,
@@ -163,6 +163,16 @@ impl ArtifactServer {
     }
 }
 
+impl tarmac_types::error_report::Hint for ServeError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            ServeError::NoServeDir { .. } => Some("run `tarmac genconf` first".into()),
+            ServeError::Tls { hint, .. } => Some(hint.as_str().into()),
+            ServeError::Bind { .. } => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,14 +217,15 @@ mod tests {
 
     #[test]
     fn missing_dir_is_explained() {
-        let err = ArtifactServer::bind(
-            Path::new("/nonexistent/serve"),
-            "127.0.0.1:0".parse().unwrap(),
-            None,
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = tarmac_types::error_report::text_with_hint(
+            &ArtifactServer::bind(
+                Path::new("/nonexistent/serve"),
+                "127.0.0.1:0".parse().unwrap(),
+                None,
+            )
+            .err()
+            .unwrap(),
+        );
         assert!(err.contains("run `tarmac genconf` first"), "{err}");
     }
 
@@ -222,10 +233,11 @@ mod tests {
     fn missing_certificate_is_explained() {
         let d = tempfile::tempdir().unwrap();
         let cert = d.path().join("tls/server.pem");
-        let err = load_tls(&cert, &d.path().join("tls/server.key"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = tarmac_types::error_report::text_with_hint(
+            &load_tls(&cert, &d.path().join("tls/server.key"))
+                .err()
+                .unwrap(),
+        );
         assert!(
             err.starts_with(&format!(
                 "cannot use the TLS certificate {}: ",

@@ -41,44 +41,63 @@ pub enum InstallerError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Offline(#[from] OfflineError),
-    #[error(
-        "`{path}` is missing or unreadable: genconf has not produced the serve directory\nhint: run `tarmac genconf` first"
-    )]
+    #[error("`{path}` is missing or unreadable: genconf has not produced the serve directory")]
     NoServe {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "cannot read the package archive `{path}`\nhint: run `tarmac genconf` again to rebuild genconf/serve"
-    )]
+    #[error("cannot read the package archive `{path}`")]
     BadArchive {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("`{path}` is not a valid package list: {message}\nhint: run `tarmac genconf` again")]
+    #[error("`{path}` is not a valid package list: {message}")]
     BadPackageList { path: PathBuf, message: String },
     #[error("bad `ssh_jump` value `{value}`: {message}")]
     Jump { value: String, message: String },
     #[error("cannot read the SSH key: {0}")]
-    Key(String),
-    #[error(
-        "bootstrap_url `{url}` cannot be served by the installer: {why}\nhint: use an http(s)://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push"
-    )]
+    Key(tarmac_ssh::KeyError),
+    #[error("bootstrap_url `{url}` cannot be served by the installer: {why}")]
     BootstrapUrl { url: String, why: String },
     #[error("no hosts selected: {0}")]
     NoHosts(String),
     #[error(
-        "the {op} takes a snapshot of the quorum store before it touches masters, and the snapshot failed; no host was switched\nhint: fix the cause (`tarmac backup` alone shows it), or pass --no-backup"
+        "the {op} takes a snapshot of the quorum store before it touches masters, and the snapshot failed; no host was switched"
     )]
     BackupFirst {
         op: String,
         #[source]
         source: Box<crate::daytwo::DayTwoError>,
     },
-    #[error("cannot use the secret files in {}: {message}\nhint: run `tarmac genconf` again", dir.display())]
+    #[error("cannot use the secret files in {}: {message}", dir.display())]
     Secrets { dir: PathBuf, message: String },
+}
+
+impl tarmac_types::error_report::Hint for InstallerError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            InstallerError::Lock(e) => e.hint(),
+            InstallerError::Ledger(e) => e.hint(),
+            InstallerError::Journal(e) => e.hint(),
+            InstallerError::Serve(e) => e.hint(),
+            InstallerError::Offline(e) => e.hint(),
+            InstallerError::NoServe { .. } => Some("run `tarmac genconf` first".into()),
+            InstallerError::BadArchive { .. } => {
+                Some("run `tarmac genconf` again to rebuild genconf/serve".into())
+            }
+            InstallerError::BadPackageList { .. } | InstallerError::Secrets { .. } => {
+                Some("run `tarmac genconf` again".into())
+            }
+            InstallerError::Key(e) => e.hint(),
+            InstallerError::BootstrapUrl { .. } => Some("use an http(s)://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push".into()),
+            InstallerError::BackupFirst { .. } => {
+                Some("fix the cause (`tarmac backup` alone shows it), or pass --no-backup".into())
+            }
+            InstallerError::Jump { .. } | InstallerError::NoHosts(_) => None,
+        }
+    }
 }
 
 /// What genconf wrote that the installer needs.
@@ -244,7 +263,7 @@ impl Installer {
         let opts = self.ssh_options()?;
         match &self.transport {
             Some(t) => Ok(Fleet::with_transport(targets, opts, ctx, t.clone())),
-            None => Fleet::new(targets, opts, ctx).map_err(|e| InstallerError::Key(e.to_string())),
+            None => Fleet::new(targets, opts, ctx).map_err(InstallerError::Key),
         }
     }
 

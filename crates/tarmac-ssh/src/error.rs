@@ -1,6 +1,7 @@
 //! Errors of the SSH engine. Each names the host (and file, key, step) it is about; where the
-//! operator can act, the message ends with a `hint:` line.
+//! operator can act, the type gives a hint ([`Hint`]), shown after the message.
 
+use std::borrow::Cow;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,13 +9,13 @@ use std::time::Duration;
 
 use tarmac_events::Outcome;
 use tarmac_types::HostAddr;
+use tarmac_types::error_report::{Hint, text_with_hint};
 
 /// A host key was not acceptable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HostKeyError {
     #[error(
-        "host key for {host} has CHANGED: {known} is recorded, but the host presented {presented} ({key_type})\n\
-         hint: if {host} was reinstalled, remove the old key with `ssh-keygen -R {name} -f {file}` and connect again; otherwise someone may be intercepting the connection"
+        "host key for {host} has CHANGED: {known} is recorded, but the host presented {presented} ({key_type})"
     )]
     Changed {
         host: String,
@@ -26,8 +27,7 @@ pub enum HostKeyError {
         file: String,
     },
     #[error(
-        "host key for {host} is not known ({presented}, {key_type}) and host key checking is strict\n\
-         hint: check the fingerprint and add the key to {file} (e.g. `ssh-keyscan -p {port} {hostname} >> {file}`), or set ssh_host_key_policy: accept-new to record keys on first contact"
+        "host key for {host} is not known ({presented}, {key_type}) and host key checking is strict"
     )]
     Unknown {
         host: String,
@@ -63,7 +63,7 @@ pub enum ConnectError {
         source: io::Error,
     },
     #[error(
-        "no SSH connection to {host} within {}s\nhint: check that the host is up and its SSH port is reachable from here (firewall, routing, ssh_port)",
+        "no SSH connection to {host} within {}s",
         after.as_secs_f64()
     )]
     Timeout { host: String, after: Duration },
@@ -75,10 +75,7 @@ pub enum ConnectError {
     },
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
-    #[error(
-        "authentication as `{user}` on {host} failed (tried: {tried})\n\
-         hint: check ssh_user and ssh_key_path, and that the public key is in ~{user}/.ssh/authorized_keys on the host"
-    )]
+    #[error("authentication as `{user}` on {host} failed (tried: {tried})")]
     Auth {
         host: String,
         user: String,
@@ -128,19 +125,13 @@ impl ConnectError {
 /// Loading key files failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error(
-        "SSH key {path} is encrypted and no passphrase was given\n\
-         hint: load it into ssh-agent (`ssh-add {path}`), or give the passphrase in the environment variable TARMAC_SSH_PASSPHRASE"
-    )]
+    #[error("SSH key {path} is encrypted and no passphrase was given")]
     Encrypted { path: PathBuf },
     #[error("wrong passphrase for SSH key {path}")]
     WrongPassphrase { path: PathBuf },
     #[error("cannot read SSH key {path}: {message}")]
     Unreadable { path: PathBuf, message: String },
-    #[error(
-        "no way to authenticate: no usable key file and no ssh-agent\n\
-         hint: set ssh_key_path, or start ssh-agent and set SSH_AUTH_SOCK"
-    )]
+    #[error("no way to authenticate: no usable key file and no ssh-agent")]
     NoMethod,
     #[error("cannot read known_hosts file {path}: {source}")]
     KnownHosts {
@@ -183,7 +174,12 @@ pub enum StepError {
         message: String,
     },
     #[error("sudo on {host} failed: {message}")]
-    Sudo { host: HostAddr, message: String },
+    Sudo {
+        host: HostAddr,
+        message: String,
+        /// What to do about it, when known.
+        hint: Option<String>,
+    },
     #[error("transfer `{step}` to/from {host} failed: {message}")]
     Transfer {
         host: HostAddr,
@@ -207,7 +203,7 @@ impl StepError {
     pub fn outcome(&self) -> Outcome {
         match self {
             StepError::Unreachable { source, .. } => Outcome::Unreachable {
-                message: source.to_string(),
+                message: text_with_hint(&**source),
             },
             StepError::ConnectionLost { message, .. } => Outcome::Unreachable {
                 message: format!("connection lost: {message}"),
@@ -227,9 +223,64 @@ impl StepError {
                 Outcome::Failed {
                     exit_code: None,
                     signal: None,
-                    message: self.to_string(),
+                    message: text_with_hint(self),
                 }
             }
+        }
+    }
+}
+
+impl Hint for HostKeyError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            HostKeyError::Changed { host, name, file, .. } => Some(format!(
+                "if {host} was reinstalled, remove the old key with `ssh-keygen -R {name} -f {file}` and connect again; otherwise someone may be intercepting the connection"
+            ).into()),
+            HostKeyError::Unknown { hostname, port, file, .. } => Some(format!(
+                "check the fingerprint and add the key to {file} (e.g. `ssh-keyscan -p {port} {hostname} >> {file}`), or set ssh_host_key_policy: accept-new to record keys on first contact"
+            ).into()),
+            _ => None,
+        }
+    }
+}
+
+impl Hint for ConnectError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            ConnectError::Timeout { .. } => Some(
+                "check that the host is up and its SSH port is reachable from here (firewall, routing, ssh_port)".into(),
+            ),
+            ConnectError::HostKey(e) => e.hint(),
+            ConnectError::Auth { user, .. } => Some(format!(
+                "check ssh_user and ssh_key_path, and that the public key is in ~{user}/.ssh/authorized_keys on the host"
+            ).into()),
+            _ => None,
+        }
+    }
+}
+
+impl Hint for KeyError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            KeyError::Encrypted { path } => Some(format!(
+                "load it into ssh-agent (`ssh-add {}`), or give the passphrase in the environment variable TARMAC_SSH_PASSPHRASE",
+                path.display()
+            ).into()),
+            KeyError::NoMethod => {
+                Some("set ssh_key_path, or start ssh-agent and set SSH_AUTH_SOCK".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Only [`StepError::Sudo`] has a hint of its own; an unreachable host's hint is its
+/// [`ConnectError`]'s, the next link of the chain.
+impl Hint for StepError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            StepError::Sudo { hint: Some(h), .. } => Some(h.as_str().into()),
+            _ => None,
         }
     }
 }

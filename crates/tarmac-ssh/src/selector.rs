@@ -30,12 +30,21 @@ pub enum SelectorError {
     Empty(String),
     #[error("unknown role `{0}` in host selector: expected @master, @agent or @agent_public")]
     Role(String),
-    #[error(
-        "no host matches `{item}` (hosts: {known})\nhint: check the spelling, or use a glob such as 10.0.0.*"
-    )]
+    #[error("no host matches `{item}` (hosts: {known})")]
     NoMatch { item: String, known: String },
     #[error("the selector `{0}` matches no host")]
     Nothing(String),
+}
+
+impl tarmac_types::error_report::Hint for SelectorError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            SelectorError::NoMatch { .. } => {
+                Some("check the spelling, or use a glob such as 10.0.0.*".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 fn parse_item(s: &str, whole: &str) -> Result<Item, SelectorError> {
@@ -207,7 +216,7 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(
-            names("10.0.0.9").unwrap_err().to_string(),
+            tarmac_types::error_report::text_with_hint(&names("10.0.0.9").unwrap_err()),
             "no host matches `10.0.0.9` (hosts: 10.0.0.1, 10.0.0.2, 10.0.1.1:2222, [fd00::5]:22)\n\
              hint: check the spelling, or use a glob such as 10.0.0.*"
         );

@@ -451,6 +451,7 @@ impl HostSession {
             SudoStatus::Unavailable(m) => Err(StepError::Sudo {
                 host: self.addr().clone(),
                 message: m,
+                hint: None,
             }),
         }
     }
@@ -525,6 +526,7 @@ impl HostSession {
                 return Err(StepError::Sudo {
                     host: self.addr().clone(),
                     message: format!("the sudo password for {} was rejected", self.user()),
+                    hint: None,
                 });
             }
         }
@@ -851,28 +853,26 @@ fn failed_outcome(host: &HostAddr, step: &str, res: &CommandResult) -> StepError
 fn sudo_error(host: &HostAddr, user: &str, out: &RunOutput) -> StepError {
     let err = out.stderr_tail.join("\n");
     let hint = if err.contains("password is required") {
-        format!(
-            "\nhint: allow passwordless sudo for {user} on the host, or give the sudo password (tarmac exec --ask-become-pass, or TARMAC_BECOME_PASSWORD)"
-        )
+        Some(format!(
+            "allow passwordless sudo for {user} on the host, or give the sudo password (tarmac exec --ask-become-pass, or TARMAC_BECOME_PASSWORD)"
+        ))
     } else if err.contains("tty") {
-        "\nhint: sudo on this host requires a terminal (Defaults requiretty); remove requiretty for this user".to_owned()
+        Some("sudo on this host requires a terminal (Defaults requiretty); remove requiretty for this user".to_owned())
     } else if out.status.code == Some(127) || err.contains("not found") {
-        format!(
-            "\nhint: install sudo on the host or log in as root (ssh_user: root) instead of {user}"
-        )
+        Some(format!(
+            "install sudo on the host or log in as root (ssh_user: root) instead of {user}"
+        ))
     } else {
-        String::new()
+        None
     };
     StepError::Sudo {
         host: host.clone(),
-        message: format!(
-            "{}{hint}",
-            if err.is_empty() {
-                format!("exit code {:?}", out.status.code)
-            } else {
-                err
-            }
-        ),
+        message: if err.is_empty() {
+            format!("exit code {:?}", out.status.code)
+        } else {
+            err
+        },
+        hint,
     }
 }
 

@@ -667,7 +667,7 @@ mod tests {
         let p = data("id_ed25519_encrypted");
         let e = load_key(&p, None).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            tarmac_types::error_report::text_with_hint(&e),
             format!(
                 "SSH key {0} is encrypted and no passphrase was given\nhint: load it into ssh-agent \
                  (`ssh-add {0}`), or give the passphrase in the environment variable TARMAC_SSH_PASSPHRASE",

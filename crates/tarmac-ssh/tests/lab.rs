@@ -664,7 +664,7 @@ async fn sudo_for_non_root_users() {
         "{e}"
     );
     assert!(
-        e.to_string()
+        tarmac_types::error_report::text_with_hint(&e)
             .contains("hint: allow passwordless sudo for pwuser"),
         "{e}"
     );

@@ -62,6 +62,19 @@ impl Hint for Hinted {
     }
 }
 
+/// `e`'s message followed by a `hint: …` line for each line of its [`Hint`]: the one-string
+/// form, for places that show an error as a single text (per-host outcomes, logs).
+pub fn text_with_hint<E: fmt::Display + Hint + ?Sized>(e: &E) -> String {
+    let mut s = e.to_string();
+    if let Some(h) = e.hint() {
+        for l in h.lines() {
+            s.push_str("\nhint: ");
+            s.push_str(l.trim());
+        }
+    }
+    s
+}
+
 /// An error split for display: the top message, every cause below it, and the hints of
 /// every link of the chain.
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -300,5 +313,22 @@ mod tests {
             ErrorReport::of(&err).to_text(),
             "error: top\nhint: only a hint\n"
         );
+    }
+
+    #[test]
+    fn text_with_hint_appends_one_hint_line_per_line() {
+        let err = Typed {
+            path: "/x",
+            hint: Some("one\n  two"),
+        };
+        assert_eq!(
+            text_with_hint(&err),
+            "cannot read\n/x\nhint: one\nhint: two"
+        );
+        let bare = Typed {
+            path: "/x",
+            hint: None,
+        };
+        assert_eq!(text_with_hint(&bare), "cannot read\n/x");
     }
 }
