@@ -18,9 +18,19 @@ pub const REVERTED_MESSAGE: &str =
     "switched, then reverted to its previous generation: the cluster checks failed";
 
 /// Runs made of several fleets in sequence (one per wave and step): their per-host rows
-/// keep each host's latest state across the fleets instead of starting over.
+/// keep each host's latest state across the fleets instead of starting over. Once such a run
+/// started, every later fleet of it (an upgrade's snapshot, a remove-hosts' deploy and
+/// postflight) is one more step of the same run.
 pub fn is_multi_fleet(stage: Stage) -> bool {
-    matches!(stage, Stage::Upgrade | Stage::Rollback)
+    matches!(
+        stage,
+        Stage::Upgrade
+            | Stage::Rollback
+            | Stage::Backup
+            | Stage::Restore
+            | Stage::RemoveHosts
+            | Stage::ReplaceMaster
+    )
 }
 
 /// The fleet run ids of an upgrade or rollback are `<run id>-<NNN>-<step>` (e.g.
@@ -238,7 +248,7 @@ impl HostRows {
                 run_id,
                 stage,
                 hosts,
-            } if self.rolling && is_multi_fleet(*stage) => {
+            } if self.rolling => {
                 // One more fleet: rows keep their state, the run keeps its whole id.
                 let (whole, step) = split_fleet_run_id(run_id).unwrap_or((run_id, ""));
                 self.run_id = Some(whole.to_owned());

@@ -26,8 +26,8 @@ pub(super) enum Touched {
 impl Touched {
     pub(super) fn of_event(e: &Event, rows: &HostRows) -> Touched {
         match e {
-            Event::StageStarted { stage, hosts, .. } => {
-                if rows.rolling() && is_multi_fleet(*stage) {
+            Event::StageStarted { hosts, .. } => {
+                if rows.rolling() {
                     Touched::Hosts(hosts.iter().map(|h| h.addr.to_string()).collect())
                 } else {
                     Touched::All
@@ -164,7 +164,7 @@ impl RunView {
         match e {
             Event::StageStarted { stage, .. } => {
                 self.run_id = self.rows.run_id().map(str::to_owned);
-                if !(self.rows.rolling() && is_multi_fleet(*stage)) {
+                if !self.rows.rolling() {
                     self.stage = Some(*stage);
                 }
             }
