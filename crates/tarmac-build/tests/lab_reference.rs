@@ -306,6 +306,9 @@ fn reference_distribution_runs_on_the_lab() {
                 sh(&lab, n, "stat -c %U /var/lib/tarmac/prometheus"),
                 "tarmac_prometheus"
             );
+            // etcd-start first asks the other members whether they already list this one
+            // (a replaced master joins as `existing`), then execs etcd.
+            wait_for(&lab, n, "pgrep -x etcd", Duration::from_secs(60));
             assert_eq!(sh(&lab, n, "ps -o user= -C etcd"), "tarmac_etcd");
         } else {
             assert!(
