@@ -21,7 +21,8 @@ async fn an_unreachable_agent_needs_force_and_is_then_forgotten_not_cleaned() {
         .await
         .unwrap_err();
     assert!(matches!(err, DayTwoError::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains("pass --force"), "{err}");
+    let text = tarmac_types::error_report::text_with_hint(&err);
+    assert!(text.contains("pass --force"), "{text}");
     let r = c
         .installer()
         .remove_hosts(&[h(AGENTS[0]), h(AGENTS[1])], true)

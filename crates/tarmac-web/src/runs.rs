@@ -31,6 +31,10 @@ pub struct StartRequest {
     pub ignore_checks: Vec<String>,
     /// preflight/deploy: copy artifacts over SSH instead of letting hosts pull them.
     pub push: bool,
+    /// deploy: do not take a snapshot of the quorum store before the reconciling upgrade
+    /// touches masters.
+    #[serde(default)]
+    pub no_backup: bool,
     /// deploy: per-host deadline of install.sh; postflight: how long to wait for the checks.
     pub timeout_secs: Option<u64>,
     /// uninstall: also delete the state directories.
@@ -77,6 +81,9 @@ pub struct UpgradeRequest {
     pub resume: bool,
     /// Copy the new packages over SSH instead of letting hosts pull them over HTTP.
     pub push: bool,
+    /// Do not take a snapshot of the quorum store before touching masters.
+    #[serde(default)]
+    pub no_backup: bool,
     /// Only these hosts (addresses as in config.yaml); default every host.
     pub hosts: Option<Vec<String>>,
 }
@@ -99,6 +106,9 @@ pub struct RollbackRequest {
     pub hosts: Option<Vec<String>>,
     /// Must be true (the GUI asks first).
     pub confirm: bool,
+    /// Do not take a snapshot of the quorum store before touching masters.
+    #[serde(default)]
+    pub no_backup: bool,
 }
 
 /// `batch` as the installer takes it; the error names the field.
@@ -158,6 +168,7 @@ impl UpgradeRequest {
             check_deadline: check_deadline(self.check_timeout_secs)?,
             resume: self.resume,
             push: self.push,
+            no_backup: self.no_backup,
             ..UpgradeOptions::default()
         })
     }
@@ -171,6 +182,7 @@ impl RollbackRequest {
             max_failures: parse_budget(self.max_failures.as_ref())?,
             check_deadline: check_deadline(self.check_timeout_secs)?,
             to: self.to,
+            no_backup: self.no_backup,
             ..UpgradeOptions::default()
         })
     }
@@ -265,17 +277,37 @@ impl Drop for Slot {
     }
 }
 
-/// An error with its causes, one per line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str("\ncaused by: ");
-            s.push_str(&t);
-        }
-        src = c.source();
+/// The error types whose hints are data ([`tarmac_types::error_report::Hint`]).
+const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
+    use tarmac_types::error_report::as_hint;
+    &[
+        as_hint::<tarmac_installer::stages::InstallerError>,
+        as_hint::<LockError>,
+        as_hint::<tarmac_installer::ledger::LedgerError>,
+        as_hint::<tarmac_installer::journal::JournalError>,
+        as_hint::<tarmac_installer::serve::ServeError>,
+        as_hint::<tarmac_installer::offline::OfflineError>,
+        as_hint::<tarmac_installer::daytwo::DayTwoError>,
+        as_hint::<tarmac_installer::password::PasswordError>,
+        as_hint::<tarmac_ssh::HostKeyError>,
+        as_hint::<tarmac_ssh::ConnectError>,
+        as_hint::<tarmac_ssh::KeyError>,
+        as_hint::<tarmac_ssh::StepError>,
+        as_hint::<tarmac_ssh::SelectorError>,
+    ]
+};
+
+/// An error with its causes, one per line, then its hints (`hint: …`).
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let r = tarmac_types::error_report::ErrorReport::with_hints(e, TYPED_HINTS);
+    let mut s = r.error.clone();
+    for c in &r.causes {
+        s.push_str("\ncaused by: ");
+        s.push_str(c);
+    }
+    for h in r.hint.iter().flat_map(|h| h.lines()) {
+        s.push_str("\nhint: ");
+        s.push_str(h);
     }
     s
 }
@@ -506,7 +538,7 @@ pub fn select_hosts(
 }
 
 /// 400 for a missing or unreadable `genconf/serve` (upgrade and plan need it).
-pub fn no_serve(e: &dyn std::error::Error) -> ApiError {
+pub fn no_serve(e: &(dyn std::error::Error + 'static)) -> ApiError {
     ApiError::bad_request(format!(
         "{}\nhint: in the web GUI, Configure → Save & generate writes genconf/serve/",
         chain(e)
@@ -694,6 +726,7 @@ async fn run(
             // are on another package list (a membership change) with confirm-or-revert.
             let up = UpgradeOptions {
                 push: req.push,
+                no_backup: req.no_backup,
                 ..UpgradeOptions::default()
             };
             match installer.deploy_reconcile(&opts, &up).await {
@@ -785,11 +818,13 @@ mod tests {
             check_timeout_secs: Some(60),
             resume: true,
             push: true,
+            no_backup: true,
             hosts: None,
         }
         .options()
         .unwrap();
         assert_eq!(o.batch, BatchSize::Count(3));
+        assert!(o.no_backup);
         assert_eq!(o.max_failures, Budget::Percent(20));
         assert_eq!(o.confirm_window, Duration::from_secs(120));
         assert!(o.push && o.resume);

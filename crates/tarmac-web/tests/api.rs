@@ -1324,7 +1324,7 @@ async fn rollback_runs_like_a_stage_with_lock_conflict_and_cancel() {
         .send(
             "POST",
             "/api/v1/rollback",
-            json!({"confirm": true, "batch": 2, "max_failures": "10%", "check_timeout_secs": 30}),
+            json!({"confirm": true, "batch": 2, "max_failures": "10%", "check_timeout_secs": 30, "no_backup": true}),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
