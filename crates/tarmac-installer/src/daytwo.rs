@@ -118,15 +118,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DayTw
     }
 }
 
-fn fail(host: &HostAddr, step: &str, message: String) -> StepError {
-    StepError::Failed {
-        host: host.clone(),
-        step: step.into(),
-        exit_code: None,
-        signal: None,
-        detail: format!("\n{message}"),
-    }
-}
+use crate::upgrade::run::failed as fail;
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items
@@ -823,6 +815,24 @@ impl Installer {
         Ok((run, m))
     }
 
+    /// Uninstall Tarmac from `hosts` (the uninstall stage's script; state directories stay).
+    async fn uninstall_hosts(
+        &self,
+        stage: Stage,
+        run_id: String,
+        hosts: &[HostAddr],
+    ) -> Result<StageRun, DayTwoError> {
+        let script = Arc::new(crate::plan::uninstall_script(false));
+        self.day2_fleet(stage, run_id, hosts, None, |host| {
+            let script = script.clone();
+            async move {
+                host.check("uninstall", Exec::root(script.as_str())).await?;
+                Ok(Outcome::Ok)
+            }
+        })
+        .await
+    }
+
     /// The masters among `candidates` whose checks pass now (one try each).
     async fn healthy(
         &self,
@@ -1041,21 +1051,8 @@ impl Installer {
             .cloned()
             .collect();
         if !reachable.is_empty() {
-            let script = Arc::new(crate::plan::uninstall_script(false));
             let run = self
-                .day2_fleet(
-                    Stage::RemoveHosts,
-                    format!("{base}-uninstall"),
-                    &reachable,
-                    None,
-                    |host| {
-                        let script = script.clone();
-                        async move {
-                            host.check("uninstall", Exec::root(script.as_str())).await?;
-                            Ok(Outcome::Ok)
-                        }
-                    },
-                )
+                .uninstall_hosts(Stage::RemoveHosts, format!("{base}-uninstall"), &reachable)
                 .await?;
             for h in &run.report.hosts {
                 if h.outcome.is_success() {
@@ -1165,20 +1162,11 @@ impl Installer {
             .await?,
         );
         if old_reachable {
-            let script = Arc::new(crate::plan::uninstall_script(false));
             let run = self
-                .day2_fleet(
+                .uninstall_hosts(
                     Stage::ReplaceMaster,
                     format!("{base}-uninstall"),
                     std::slice::from_ref(old),
-                    None,
-                    |host| {
-                        let script = script.clone();
-                        async move {
-                            host.check("uninstall", Exec::root(script.as_str())).await?;
-                            Ok(Outcome::Ok)
-                        }
-                    },
                 )
                 .await?;
             runs.push(run);

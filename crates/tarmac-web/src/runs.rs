@@ -277,29 +277,9 @@ impl Drop for Slot {
     }
 }
 
-/// The error types whose hints are data ([`tarmac_types::error_report::Hint`]).
-const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
-    use tarmac_types::error_report::as_hint;
-    &[
-        as_hint::<tarmac_installer::stages::InstallerError>,
-        as_hint::<LockError>,
-        as_hint::<tarmac_installer::ledger::LedgerError>,
-        as_hint::<tarmac_installer::journal::JournalError>,
-        as_hint::<tarmac_installer::serve::ServeError>,
-        as_hint::<tarmac_installer::offline::OfflineError>,
-        as_hint::<tarmac_installer::daytwo::DayTwoError>,
-        as_hint::<tarmac_installer::password::PasswordError>,
-        as_hint::<tarmac_ssh::HostKeyError>,
-        as_hint::<tarmac_ssh::ConnectError>,
-        as_hint::<tarmac_ssh::KeyError>,
-        as_hint::<tarmac_ssh::StepError>,
-        as_hint::<tarmac_ssh::SelectorError>,
-    ]
-};
-
 /// An error with its causes, one per line, then its hints (`hint: …`).
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let r = tarmac_types::error_report::ErrorReport::with_hints(e, TYPED_HINTS);
+    let r = tarmac_types::error_report::ErrorReport::with_hints(e, tarmac_installer::TYPED_HINTS);
     let mut s = r.error.clone();
     for c in &r.causes {
         s.push_str("\ncaused by: ");

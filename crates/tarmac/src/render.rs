@@ -8,26 +8,15 @@ use tarmac_types::error_report::{AsHint, as_hint};
 
 /// The error types whose hints are data ([`tarmac_types::error_report::Hint`]); the others'
 /// `hint:` lines are still taken out of their messages.
-pub const TYPED_HINTS: &[AsHint] = &[
-    as_hint::<tarmac_bundle::BundleError>,
-    as_hint::<tarmac_installer::stages::InstallerError>,
-    as_hint::<tarmac_installer::lock::LockError>,
-    as_hint::<tarmac_installer::ledger::LedgerError>,
-    as_hint::<tarmac_installer::journal::JournalError>,
-    as_hint::<tarmac_installer::serve::ServeError>,
-    as_hint::<tarmac_installer::offline::OfflineError>,
-    as_hint::<tarmac_installer::daytwo::DayTwoError>,
-    as_hint::<tarmac_installer::password::PasswordError>,
-    as_hint::<tarmac_ssh::HostKeyError>,
-    as_hint::<tarmac_ssh::ConnectError>,
-    as_hint::<tarmac_ssh::KeyError>,
-    as_hint::<tarmac_ssh::StepError>,
-    as_hint::<tarmac_ssh::SelectorError>,
-];
+pub static TYPED_HINTS: std::sync::LazyLock<Vec<AsHint>> = std::sync::LazyLock::new(|| {
+    let mut v: Vec<AsHint> = vec![as_hint::<tarmac_bundle::BundleError>];
+    v.extend_from_slice(tarmac_installer::TYPED_HINTS);
+    v
+});
 
 /// The report of `err`, hints taken from the error values of [`TYPED_HINTS`].
 pub fn report(err: &anyhow::Error) -> ErrorReport {
-    ErrorReport::with_hints(&**err, TYPED_HINTS)
+    ErrorReport::with_hints(&**err, &TYPED_HINTS)
 }
 
 /// Print `error: …`, every `caused by: …`, then every hint of the chain.

@@ -23,7 +23,7 @@
 
 pub mod plan;
 pub mod protocol;
-mod run;
+pub(crate) mod run;
 mod state;
 
 pub use plan::*;

@@ -177,7 +177,8 @@ async fn push_packages(
     Ok(())
 }
 
-fn failed(host: &HostAddr, step: &str, message: String) -> StepError {
+/// A step that failed on the controller's side (a bad answer, a local file), for the host.
+pub(crate) fn failed(host: &HostAddr, step: &str, message: String) -> StepError {
     StepError::Failed {
         host: host.clone(),
         step: step.into(),
