@@ -404,7 +404,7 @@ impl Installer {
         })
     }
 
-    fn notice(&self, level: Level, message: String) {
+    pub(crate) fn notice(&self, level: Level, message: String) {
         self.sink.emit(Event::Notice { level, message });
     }
 
@@ -771,7 +771,15 @@ impl Installer {
         );
         let mut inst = self.clone();
         inst.only = Some(behind.clone());
-        let up = inst.upgrade(upgrade).await?;
+        let mut upgrade = upgrade.clone();
+        // `--resume` continues the rollout only when the recorded one is an unfinished
+        // upgrade to this same list; anything else starts a new one.
+        if upgrade.resume {
+            let target = ServeInfo::read(&self.genconf_dir)?.list_id;
+            upgrade.resume = crate::upgrade::UpgradeState::load(&self.state_dir())
+                .is_some_and(|s| !s.finished && s.operation == "upgrade" && s.target == target);
+        }
+        let up = inst.upgrade(&upgrade).await?;
         Ok(DeployReport {
             install,
             behind,

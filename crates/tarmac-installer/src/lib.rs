@@ -1,6 +1,7 @@
 //! The installer: stages that run on every host of a cluster over the SSH engine,
 //! with a run lock, a per-run journal, per-host logs and typed events.
 
+pub mod change;
 pub mod daytwo;
 pub mod journal;
 pub mod ledger;
@@ -29,6 +30,7 @@ pub const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
         as_hint::<serve::ServeError>,
         as_hint::<offline::OfflineError>,
         as_hint::<daytwo::DayTwoError>,
+        as_hint::<change::ChangeError>,
         as_hint::<password::PasswordError>,
         as_hint::<tarmac_ssh::HostKeyError>,
         as_hint::<tarmac_ssh::ConnectError>,

@@ -516,6 +516,14 @@ function pageStage(main, stage) {
       h('label', { class: 'inline', title: 'Agents that may fail before the run stops: a number or a percentage.' }, 'Max failures ', h('input', { id: 'opt-max-failures', type: 'text', value: '0', size: 4 })),
       h('label', { class: 'inline', title: 'How long node and cluster checks may take to pass after a switch.' }, 'Checks within ', h('input', { id: 'opt-check-timeout', type: 'text', value: '300', size: 5, inputmode: 'numeric' }), ' s'));
   }
+  if (stage === 'daytwo') {
+    // The rollout after a membership change (remove hosts, replace master).
+    opts.append(
+      h('label', { class: 'inline', title: 'Rollout after a membership change: agents at once, a number or a percentage. Masters always go one at a time.' }, 'Batch ', h('input', { id: 'dt-batch', type: 'text', value: (S.state && S.state.default_batch) || '', size: 5 })),
+      h('label', { class: 'inline', title: 'How long node and cluster checks may take to pass during the rollout.' }, 'Checks within ', h('input', { id: 'dt-check-timeout', type: 'text', value: '300', size: 5, inputmode: 'numeric' }), ' s'),
+      h('label', { class: 'inline', title: 'A switched host reverts by itself unless the installer confirms it within this window.' }, 'Confirm window ', h('input', { id: 'dt-confirm-window', type: 'text', value: '120', size: 5, inputmode: 'numeric' }), ' s'),
+      h('label', { class: 'inline', title: 'Do not take a snapshot of the quorum store before the rollout touches masters.' }, h('input', { id: 'dt-no-backup', type: 'checkbox' }), ' no snapshot first'));
+  }
   if (stage === 'upgrade') {
     opts.append(
       h('label', { class: 'inline', title: 'A switched host reverts by itself unless the installer confirms it within this window.' }, 'Confirm window ', h('input', { id: 'opt-confirm-window', type: 'text', value: '120s', size: 6 })),
@@ -1351,6 +1359,7 @@ function dayTwoActions() {
 
 function dayTwoCard() {
   const card = h('section', { id: 'snapshots-card', class: 'card' },
+    h('div', { id: 'change-banner', class: 'banner warn', hidden: true }),
     h('div', { class: 'table-head' }, h('h2', {}, 'Snapshots'), h('button', { class: 'ghost', onclick: loadSnapshots }, 'Refresh')),
     h('div', { class: 'table-wrap' }, h('table', { id: 'snapshots', class: 'hosts' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Taken'), h('th', {}, 'From'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Why'), h('th', {}, ''))),
@@ -1359,12 +1368,43 @@ function dayTwoCard() {
   return card;
 }
 
+/** The rollout options of the Day two page, or null (after a toast) when one is bad. */
+function dayTwoRollout() {
+  const body = { no_backup: !!($('#dt-no-backup') || {}).checked };
+  const batch = (($('#dt-batch') || {}).value || '').trim();
+  if (batch) body.batch = batch;
+  for (const [id, key, label] of [['#dt-check-timeout', 'check_timeout_secs', 'Checks within'], ['#dt-confirm-window', 'confirm_window_secs', 'Confirm window']]) {
+    const v = (($(id) || {}).value || '').trim();
+    if (v && !/^[1-9]\d*$/.test(v)) { toast(label + ': a number of seconds', 'error'); return null; }
+    if (v) body[key] = Number(v);
+  }
+  return body;
+}
+
+/** The unfinished membership change, with a button that continues it. */
+function showChange(change) {
+  const box = $('#change-banner');
+  if (!box) return;
+  if (!change || !change.unfinished) { box.replaceChildren(); box.hidden = true; return; }
+  box.hidden = false;
+  box.dataset.step = change.step;
+  box.replaceChildren(
+    h('p', {}, 'Unfinished: ', h('code', {}, 'tarmac ' + change.command), ' stopped at its ', h('strong', {}, change.step), ' step (started ' + fmtTime(change.started_unix * 1000) + ', ' + change.attempts + ' attempt' + (change.attempts === 1 ? '' : 's') + '). Another membership change waits until it is finished.'),
+    h('button', { id: 'dt-resume', class: 'primary', onclick: () => {
+      const body = dayTwoRollout();
+      if (!body) return;
+      confirmDialog('Continue ' + change.command, ['Continue `tarmac ' + change.command + '` at its ' + change.step + ' step; the steps before it are not run again.'],
+        'Continue', () => dayTwoPost('/change/resume', Object.assign(body, { confirm: true }), 'Continue ' + change.command));
+    } }, 'Continue the unfinished change…'));
+}
+
 async function loadSnapshots() {
   const tb = $('#snapshot-rows');
   if (!tb) return;
   const r = await api('GET', '/snapshots');
   if (!r.ok) { tb.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'err' }, errorText(r.data)))); return; }
   S.snapshots = r.data;
+  showChange(r.data.change);
   if (!r.data.snapshots.length) {
     tb.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No snapshots in ' + r.data.dir + ' yet.')));
     return;
@@ -1440,7 +1480,7 @@ async function removeHostsDialog() {
       confirmDialog('Remove ' + picked.join(', '), [
         'Uninstall ' + picked.join(', ') + ' where reachable, take removed masters out of the quorum, drop them from config.yaml, then genconf, roll the other hosts and run postflight.',
         force.checked ? 'Unreachable hosts are forgotten WITHOUT cleaning: their Tarmac files and units stay until the machines are wiped.' : 'If a host is unreachable nothing is changed (tick force to forget unreachable hosts without cleaning them).',
-      ], 'Remove', () => dayTwoPost('/remove-hosts', { hosts: picked, force: force.checked, confirm: true }, 'Remove hosts'));
+      ], 'Remove', () => { const ro = dayTwoRollout(); return ro ? dayTwoPost('/remove-hosts', Object.assign(ro, { hosts: picked, force: force.checked, confirm: true }), 'Remove hosts') : false; });
     } }, 'Remove…')));
   modal('Remove hosts', body);
 }
@@ -1458,6 +1498,6 @@ async function replaceMasterDialog() {
       confirmDialog('Replace master ' + o, [
         'Move ' + o + "'s quorum membership to " + n + ', swap them in config.yaml, genconf, install the prerequisites and Tarmac on ' + n + ' as a master, roll the other hosts and run postflight.',
         'If ' + o + ' is unreachable it is not cleaned.',
-      ], 'Replace', () => dayTwoPost('/replace-master', { old: o, new: n, confirm: true }, 'Replace master'));
+      ], 'Replace', () => { const ro = dayTwoRollout(); return ro ? dayTwoPost('/replace-master', Object.assign(ro, { old: o, new: n, confirm: true }), 'Replace master') : false; });
     } }, 'Replace…'))));
 }

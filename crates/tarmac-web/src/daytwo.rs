@@ -11,8 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tarmac_events::Summary;
-use tarmac_installer::daytwo::{BackupOptions, DeployReport, Snapshot, edited_lists};
-use tarmac_installer::stages::{DeployOptions, Installer, StageRun};
+use tarmac_installer::change::{
+    Change, ChangeOptions, ChangeReport, ChangeState, Regenerate, Regenerated,
+};
+use tarmac_installer::daytwo::{BackupOptions, DeployReport, Snapshot};
+use tarmac_installer::stages::{Installer, StageRun};
 use tarmac_installer::upgrade::UpgradeOptions;
 use tarmac_types::{HostAddr, Role, Stage};
 use utoipa::ToSchema;
@@ -43,18 +46,6 @@ pub struct RestoreRequest {
     pub confirm: bool,
 }
 
-/// The rollout after a membership change.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(default)]
-pub struct RegenRequest {
-    /// How long node and cluster checks may take to pass during the rollout (seconds, default 300).
-    pub check_timeout_secs: Option<u64>,
-    /// How long a switched host waits for its confirmation before it reverts (seconds, default 120).
-    pub confirm_window_secs: Option<u64>,
-    /// Do not take a snapshot before the rollout touches masters.
-    pub no_backup: bool,
-}
-
 /// Remove hosts from the cluster.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -65,9 +56,14 @@ pub struct RemoveHostsRequest {
     pub force: bool,
     /// Must be true (the GUI asks first).
     pub confirm: bool,
+    /// How long node and cluster checks may take to pass during the rollout (seconds, default 300).
     pub check_timeout_secs: Option<u64>,
+    /// How long a switched host waits for its confirmation before it reverts (seconds, default 120).
     pub confirm_window_secs: Option<u64>,
+    /// Do not take a snapshot before the rollout touches masters.
     pub no_backup: bool,
+    /// The rollout's batch size for agents: a count or a percentage (default 10%).
+    pub batch: Option<String>,
 }
 
 /// Move a master's quorum membership to a fresh host.
@@ -83,6 +79,50 @@ pub struct ReplaceMasterRequest {
     pub check_timeout_secs: Option<u64>,
     pub confirm_window_secs: Option<u64>,
     pub no_backup: bool,
+    pub batch: Option<String>,
+}
+
+/// Continue the membership change recorded in `state/change.json` (like `--resume`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResumeChangeRequest {
+    /// Must be true (the GUI asks first).
+    pub confirm: bool,
+    pub check_timeout_secs: Option<u64>,
+    pub confirm_window_secs: Option<u64>,
+    pub no_backup: bool,
+    pub batch: Option<String>,
+}
+
+/// The membership change recorded in `state/change.json`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChangeView {
+    /// The command it is: `remove-hosts 10.0.0.5`, `replace-master 10.0.0.1 10.0.0.9`.
+    pub command: String,
+    /// The next step: membership, config, genconf, prereqs, deploy, postflight or done.
+    pub step: String,
+    pub unfinished: bool,
+    pub started_unix: u64,
+    pub updated_unix: u64,
+    pub forgotten: Vec<String>,
+    pub missed: Vec<String>,
+    pub attempts: u32,
+}
+
+impl From<&ChangeState> for ChangeView {
+    fn from(s: &ChangeState) -> Self {
+        let strs = |v: &[HostAddr]| v.iter().map(ToString::to_string).collect();
+        ChangeView {
+            command: s.change.command(),
+            step: s.step.to_string(),
+            unfinished: s.unfinished(),
+            started_unix: s.started_unix,
+            updated_unix: s.updated_unix,
+            forgotten: strs(&s.forgotten),
+            missed: strs(&s.missed),
+            attempts: s.attempts,
+        }
+    }
 }
 
 /// One snapshot in `genconf/state/backups/`.
@@ -126,13 +166,8 @@ pub struct SnapshotsView {
     pub dir: String,
     /// master_list of config.yaml (empty when it is invalid).
     pub masters: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Regen {
-    check_deadline: Duration,
-    confirm_window: Duration,
-    no_backup: bool,
+    /// The last membership change (remove hosts, replace a master), finished or not.
+    pub change: Option<ChangeView>,
 }
 
 /// A validated day-two operation.
@@ -143,15 +178,10 @@ pub(crate) enum DayTwoJob {
         file: PathBuf,
         check_deadline: Duration,
     },
-    RemoveHosts {
-        hosts: Vec<HostAddr>,
-        force: bool,
-        regen: Regen,
-    },
-    ReplaceMaster {
-        old: HostAddr,
-        new: HostAddr,
-        regen: Regen,
+    /// A membership change; `None` continues the recorded one.
+    Change {
+        change: Option<Change>,
+        opts: ChangeOptions,
     },
 }
 
@@ -166,12 +196,56 @@ fn secs(name: &str, v: Option<u64>, default: u64) -> Result<Duration, ApiError> 
     }
 }
 
-fn regen(check: Option<u64>, window: Option<u64>, no_backup: bool) -> Result<Regen, ApiError> {
-    Ok(Regen {
-        check_deadline: secs("check_timeout_secs", check, 300)?,
-        confirm_window: secs("confirm_window_secs", window, 120)?,
-        no_backup,
+fn change_options(
+    app: &App,
+    check: Option<u64>,
+    window: Option<u64>,
+    no_backup: bool,
+    batch: Option<&str>,
+) -> Result<ChangeOptions, ApiError> {
+    let batch = match batch.map(str::trim).filter(|b| !b.is_empty()) {
+        None => tarmac_installer::upgrade::BatchSize::DEFAULT,
+        Some(b) => b
+            .parse::<tarmac_installer::upgrade::BatchSize>()
+            .map_err(|e| {
+                ApiError::keys(
+                    format!("bad `batch` `{b}`: {e}"),
+                    vec![("batch".into(), e.to_string())],
+                )
+            })?,
+    };
+    Ok(ChangeOptions {
+        rollout: UpgradeOptions {
+            batch,
+            check_deadline: secs("check_timeout_secs", check, 300)?,
+            confirm_window: secs("confirm_window_secs", window, 120)?,
+            no_backup,
+            ..UpgradeOptions::default()
+        },
+        prereqs: app.opts.prereqs.clone(),
+        ..ChangeOptions::default()
     })
+}
+
+/// The unfinished change recorded in state/change.json.
+fn unfinished(i: &Installer) -> Result<Option<ChangeState>, ApiError> {
+    Ok(i.recorded_change()
+        .map_err(|e| ApiError::internal(chain(&e)))?
+        .filter(ChangeState::unfinished))
+}
+
+/// Refuse a change while another one is unfinished; `Ok(true)` when `asked` is that one.
+fn check_unfinished(i: &Installer, asked: &Change) -> Result<bool, ApiError> {
+    match unfinished(i)? {
+        Some(r) if &r.change == asked => Ok(true),
+        Some(r) => Err(ApiError::bad_request(format!(
+            "`{}` stopped at its {} step and is not finished; refusing to start `{}` before it is\nhint: finish it first (Day two → Continue the unfinished change)",
+            r.change.command(),
+            r.step,
+            asked.command()
+        ))),
+        None => Ok(false),
+    }
 }
 
 /// The installer over the saved configuration (400 when it is invalid).
@@ -225,10 +299,15 @@ pub(crate) fn list(app: &App) -> Result<SnapshotsView, ApiError> {
         // The records are readable without a valid configuration.
         Err(_) => (read_records(&dir)?, Vec::new()),
     };
+    let change = ChangeState::load(&app.state_dir())
+        .map_err(|e| ApiError::internal(chain(&e)))?
+        .as_ref()
+        .map(ChangeView::from);
     Ok(SnapshotsView {
         snapshots: snaps.iter().map(SnapshotView::from).collect(),
         dir: dir.display().to_string(),
         masters: masters.iter().map(ToString::to_string).collect(),
+        change,
     })
 }
 
@@ -321,10 +400,12 @@ pub(crate) fn start_restore(app: &Arc<App>, req: RestoreRequest) -> Result<RunCh
 }
 
 pub(crate) fn start_remove(app: &Arc<App>, req: RemoveHostsRequest) -> Result<RunChange, ApiError> {
-    let regen = regen(
+    let opts = change_options(
+        app,
         req.check_timeout_secs,
         req.confirm_window_secs,
         req.no_backup,
+        req.batch.as_deref(),
     )?;
     if req.hosts.is_empty() {
         return Err(ApiError::keys(
@@ -336,24 +417,33 @@ pub(crate) fn start_remove(app: &Arc<App>, req: RemoveHostsRequest) -> Result<Ru
     let mut hosts: Vec<HostAddr> = Vec::new();
     for s in &req.hosts {
         let h = host("hosts", s)?;
-        if role_of(&i, &h).is_none() {
-            return Err(ApiError::keys(
-                format!(
-                    "host `{h}` is not in config.yaml (master_list, agent_list or public_agent_list)"
-                ),
-                vec![("hosts".into(), format!("`{h}` is not in config.yaml"))],
-            ));
-        }
         if !hosts.contains(&h) {
             hosts.push(h);
         }
     }
-    let masters = i.cfg.hosts(Role::Master);
-    if !masters.is_empty() && masters.iter().all(|m| hosts.contains(m)) {
-        return Err(ApiError::bad_request(format!(
-            "refused: removing {} would leave the cluster without masters",
-            names(&masters)
-        )));
+    let change = Change::RemoveHosts {
+        hosts: hosts.clone(),
+        force: req.force,
+    };
+    // The same change again continues it: its hosts may have left config.yaml already.
+    if !check_unfinished(&i, &change)? {
+        for h in &hosts {
+            if role_of(&i, h).is_none() {
+                return Err(ApiError::keys(
+                    format!(
+                        "host `{h}` is not in config.yaml (master_list, agent_list or public_agent_list)"
+                    ),
+                    vec![("hosts".into(), format!("`{h}` is not in config.yaml"))],
+                ));
+            }
+        }
+        let masters = i.cfg.hosts(Role::Master);
+        if !masters.is_empty() && masters.iter().all(|m| hosts.contains(m)) {
+            return Err(ApiError::bad_request(format!(
+                "refused: removing {} would leave the cluster without masters",
+                names(&masters)
+            )));
+        }
     }
     if !req.confirm {
         return Err(ApiError::bad_request(format!(
@@ -369,10 +459,9 @@ pub(crate) fn start_remove(app: &Arc<App>, req: RemoveHostsRequest) -> Result<Ru
     RunManager::start_daytwo(
         app,
         Stage::RemoveHosts,
-        DayTwoJob::RemoveHosts {
-            hosts,
-            force: req.force,
-            regen,
+        DayTwoJob::Change {
+            change: Some(change),
+            opts,
         },
     )
 }
@@ -381,10 +470,12 @@ pub(crate) fn start_replace(
     app: &Arc<App>,
     req: ReplaceMasterRequest,
 ) -> Result<RunChange, ApiError> {
-    let regen = regen(
+    let opts = change_options(
+        app,
         req.check_timeout_secs,
         req.confirm_window_secs,
         req.no_backup,
+        req.batch.as_deref(),
     )?;
     let old = host("old", &req.old)?;
     let new = host("new", &req.new)?;
@@ -395,33 +486,39 @@ pub(crate) fn start_replace(
         ));
     }
     let i = installer(app)?;
-    match (role_of(&i, &old), role_of(&i, &new)) {
-        // Run again after an interruption: the membership already moved; roll out.
-        (None, Some(Role::Master)) => {}
-        (None, _) => {
-            return Err(ApiError::keys(
-                format!("host `{old}` is not in config.yaml's master_list"),
-                vec![("old".into(), format!("`{old}` is not in config.yaml"))],
-            ));
+    let change = Change::ReplaceMaster {
+        old: old.clone(),
+        new: new.clone(),
+    };
+    if !check_unfinished(&i, &change)? {
+        match (role_of(&i, &old), role_of(&i, &new)) {
+            // Run again after the membership moved: roll out.
+            (None, Some(Role::Master)) => {}
+            (None, _) => {
+                return Err(ApiError::keys(
+                    format!("host `{old}` is not in config.yaml's master_list"),
+                    vec![("old".into(), format!("`{old}` is not in config.yaml"))],
+                ));
+            }
+            (Some(r), _) if r != Role::Master => {
+                return Err(ApiError::keys(
+                    format!("`{old}` is {r}, not a master; remove agents with remove-hosts"),
+                    vec![("old".into(), format!("`{old}` is {r}, not a master"))],
+                ));
+            }
+            (_, Some(r)) => {
+                return Err(ApiError::keys(
+                    format!(
+                        "`{new}` is already in config.yaml as {r}: the new master must be a host the cluster does not use yet"
+                    ),
+                    vec![(
+                        "new".into(),
+                        format!("`{new}` is already in config.yaml as {r}"),
+                    )],
+                ));
+            }
+            _ => {}
         }
-        (Some(r), _) if r != Role::Master => {
-            return Err(ApiError::keys(
-                format!("`{old}` is {r}, not a master; remove agents with remove-hosts"),
-                vec![("old".into(), format!("`{old}` is {r}, not a master"))],
-            ));
-        }
-        (_, Some(r)) => {
-            return Err(ApiError::keys(
-                format!(
-                    "`{new}` is already in config.yaml as {r}: the new master must be a host the cluster does not use yet"
-                ),
-                vec![(
-                    "new".into(),
-                    format!("`{new}` is already in config.yaml as {r}"),
-                )],
-            ));
-        }
-        _ => {}
     }
     if !req.confirm {
         return Err(ApiError::bad_request(format!(
@@ -431,7 +528,43 @@ pub(crate) fn start_replace(
     RunManager::start_daytwo(
         app,
         Stage::ReplaceMaster,
-        DayTwoJob::ReplaceMaster { old, new, regen },
+        DayTwoJob::Change {
+            change: Some(change),
+            opts,
+        },
+    )
+}
+
+pub(crate) fn start_resume(
+    app: &Arc<App>,
+    req: ResumeChangeRequest,
+) -> Result<RunChange, ApiError> {
+    let mut opts = change_options(
+        app,
+        req.check_timeout_secs,
+        req.confirm_window_secs,
+        req.no_backup,
+        req.batch.as_deref(),
+    )?;
+    opts.resume = true;
+    let i = installer(app)?;
+    let Some(recorded) = unfinished(&i)? else {
+        return Err(ApiError::bad_request(format!(
+            "no unfinished membership change is recorded in {}",
+            ChangeState::path(&i.state_dir()).display()
+        )));
+    };
+    if !req.confirm {
+        return Err(ApiError::bad_request(format!(
+            "this continues `{}` at its {} step: send `confirm: true` to go ahead",
+            recorded.change.command(),
+            recorded.step
+        )));
+    }
+    RunManager::start_daytwo(
+        app,
+        recorded.change.stage(),
+        DayTwoJob::Change { change: None, opts },
     )
 }
 
@@ -446,14 +579,22 @@ impl DayTwoJob {
             DayTwoJob::Backup(_) | DayTwoJob::Restore { .. } => {
                 i.cfg.hosts(Role::Master).iter().map(row).collect()
             }
-            DayTwoJob::RemoveHosts { hosts, .. } => hosts.iter().map(row).collect(),
-            DayTwoJob::ReplaceMaster { old, new, .. } => vec![
-                row(old),
-                RosterHost {
-                    host: new.to_string(),
-                    role: Some(Role::Master),
-                },
-            ],
+            DayTwoJob::Change { change, .. } => {
+                let change = change
+                    .clone()
+                    .or_else(|| i.recorded_change().ok().flatten().map(|s| s.change));
+                match change {
+                    Some(Change::RemoveHosts { hosts, .. }) => hosts.iter().map(row).collect(),
+                    Some(Change::ReplaceMaster { old, new }) => vec![
+                        row(&old),
+                        RosterHost {
+                            host: new.to_string(),
+                            role: Some(Role::Master),
+                        },
+                    ],
+                    None => Vec::new(),
+                }
+            }
         }
     }
 }
@@ -485,123 +626,71 @@ pub(crate) fn deploy_report_json(r: &DeployReport) -> Value {
     })
 }
 
-fn lists(i: &Installer) -> Vec<(Role, Vec<HostAddr>)> {
-    Role::ALL.iter().map(|r| (*r, i.cfg.hosts(*r))).collect()
-}
-
-/// Write config.yaml with `changes` (layout and comments kept), atomically.
-fn edit_config(app: &App, changes: &[(String, Option<Value>)]) -> Result<Vec<String>, String> {
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let path = app.opts.genconf_dir.join("config.yaml");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let next = tarmac_config::yamledit::set_keys(&text, changes)
-        .map_err(|e| format!("cannot edit {}: {e}", path.display()))?;
-    let mode = {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(&path)
-            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
-            .permissions()
-            .mode()
-            & 0o7777
-    };
-    tarmac_fsx::write_atomic(&path, next.as_bytes(), mode)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(changes
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "config.yaml: {k} = {}",
-                v.as_ref()
-                    .map_or("(removed)".to_owned(), ToString::to_string)
-            )
-        })
-        .collect())
-}
-
 fn notice(app: &App, level: tarmac_events::Level, message: String) {
     tarmac_events::EventSink::emit(&*app.hub, tarmac_events::Event::Notice { level, message });
 }
 
-/// After config.yaml changed: genconf again, install-prereqs on `fresh`, deploy (new hosts
-/// install, the others roll to the new configuration), then postflight on everyone.
-async fn regenerate_and_roll(
-    app: &Arc<App>,
-    cancel: tokio_util::sync::CancellationToken,
-    regen: &Regen,
-    fresh: &[HostAddr],
-    steps: &mut Vec<Value>,
-) -> Result<(bool, Option<Summary>), String> {
-    let app2 = app.clone();
-    let r = tokio::task::spawn_blocking(move || genconf_now(&app2))
-        .await
-        .map_err(|e| format!("genconf failed: {e}"))?
-        .map_err(|e| {
-            format!(
-                "config.yaml was changed but genconf failed: {e}\nhint: fix the cause, then run genconf and deploy (Install → Generate, Deploy)"
-            )
-        })?;
-    notice(
-        app,
-        tarmac_events::Level::Info,
-        format!(
-            "genconf: config {} → cluster package list {}",
-            r.config_id, r.cluster_package_list_id
-        ),
-    );
-    steps.push(json!({"step": "genconf", "config_id": r.config_id, "cluster_package_list_id": r.cluster_package_list_id}));
-    let app3 = app.clone();
-    let mut inst = tokio::task::spawn_blocking(move || installer(&app3))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            e.body
-                .get("error")
-                .and_then(Value::as_str)
-                .map_or_else(|| e.body.to_string(), str::to_owned)
-        })?;
-    inst.cancel = cancel;
-    if !fresh.is_empty() {
-        let run = inst
-            .install_prereqs(Some(fresh.to_vec()), &app.opts.prereqs)
-            .await
-            .map_err(|e| chain(&e))?;
-        steps.push(json!({"step": "install-prereqs", "run": run_json(&run)}));
-        if !run.all_succeeded() {
-            return Err(format!(
-                "install-prereqs failed on the new host (journal {})\nhint: fix the new host, then run Deploy",
-                run.journal.display()
-            ));
+/// genconf from the saved config.yaml (the GUI's genconf), then the configuration validated
+/// again for the rest of the change.
+struct WebRegen(Arc<App>);
+
+impl Regenerate for WebRegen {
+    fn regenerate(&self) -> Result<Regenerated, String> {
+        let r = genconf_now(&self.0)?;
+        let cfg = tarmac_genconf::validate(&self.0.opts.dist, &self.0.opts.genconf_dir)
+            .map_err(|report| report.render())?;
+        Ok(Regenerated {
+            cfg,
+            config_id: r.config_id,
+            cluster_package_list_id: r.cluster_package_list_id,
+        })
+    }
+}
+
+/// The run's `report` of a membership change.
+fn change_json(r: &ChangeReport) -> Value {
+    let strs = |v: &[HostAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let mut steps: Vec<Value> = Vec::new();
+    if let Some(rm) = &r.removed {
+        for run in &rm.runs {
+            steps.push(json!({"step": "remove-hosts", "run": run_json(run)}));
+        }
+        steps.push(json!({
+            "members_removed": names(&rm.members_removed),
+            "cleaned": strs(&rm.cleaned),
+            "forgotten": strs(&rm.forgotten),
+            "missed": strs(&r.state.missed),
+        }));
+    }
+    if let Some(rp) = &r.replaced {
+        for run in &rp.runs {
+            steps.push(json!({"step": "replace-master", "run": run_json(run)}));
         }
     }
-    let up = UpgradeOptions {
-        check_deadline: regen.check_deadline,
-        confirm_window: regen.confirm_window,
-        no_backup: regen.no_backup,
-        ..UpgradeOptions::default()
-    };
-    let d = inst
-        .deploy_reconcile(&DeployOptions::default(), &up)
-        .await
-        .map_err(|e| chain(&e))?;
-    steps.push(json!({"step": "deploy", "report": deploy_report_json(&d)}));
-    if !d.succeeded() {
-        return Ok((false, Some(d.install.report.summary.clone())));
+    if let Some((config_id, list)) = &r.regenerated {
+        steps.push(
+            json!({"step": "genconf", "config_id": config_id, "cluster_package_list_id": list}),
+        );
     }
-    let post = inst
-        .postflight(None, regen.check_deadline)
-        .await
-        .map_err(|e| chain(&e))?;
-    steps.push(json!({"step": "postflight", "run": run_json(&post)}));
-    Ok((post.all_succeeded(), Some(post.report.summary.clone())))
+    if let Some(run) = &r.prereqs {
+        steps.push(json!({"step": "install-prereqs", "run": run_json(run)}));
+    }
+    if let Some(d) = &r.deploy {
+        steps.push(json!({"step": "deploy", "report": deploy_report_json(d)}));
+    }
+    if let Some(run) = &r.postflight {
+        steps.push(json!({"step": "postflight", "run": run_json(run)}));
+    }
+    json!({
+        "steps": steps,
+        "change": ChangeView::from(&r.state),
+        "resumed": r.resumed,
+    })
 }
 
 /// Run `job` to its end (the caller reports it on the hub).
 pub(crate) async fn run(app: &Arc<App>, installer: Installer, job: DayTwoJob) -> Outcome {
     let mut steps: Vec<Value> = Vec::new();
-    let cancel = installer.cancel.clone();
     let r: Result<(bool, Option<Summary>), String> = match &job {
         DayTwoJob::Backup(opts) => match installer.backup(opts).await {
             Ok((run, snap)) => {
@@ -632,110 +721,49 @@ pub(crate) async fn run(app: &Arc<App>, installer: Installer, job: DayTwoJob) ->
             }
             Err(e) => Err(chain(&e)),
         },
-        DayTwoJob::RemoveHosts {
-            hosts,
-            force,
-            regen,
-        } => match installer.remove_hosts(hosts, *force).await {
-            Err(e) => Err(chain(&e)),
-            Ok(rep) => {
-                for run in &rep.runs {
-                    steps.push(json!({"step": "remove-hosts", "run": run_json(run)}));
-                }
-                let gone: Vec<HostAddr> =
-                    rep.cleaned.iter().chain(&rep.forgotten).cloned().collect();
-                let missed: Vec<HostAddr> = hosts
-                    .iter()
-                    .filter(|h| !gone.contains(h))
-                    .cloned()
-                    .collect();
-                steps.push(json!({
-                    "members_removed": names(&rep.members_removed),
-                    "cleaned": rep.cleaned.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "forgotten": rep.forgotten.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "missed": missed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                }));
-                for h in &rep.forgotten {
-                    notice(
-                        app,
-                        tarmac_events::Level::Warn,
-                        format!("{h}: forgotten (unreachable; not cleaned)"),
-                    );
-                }
-                let edited = edit_config(app, &edited_lists(&lists(&installer), &gone, None));
-                drop(installer);
-                match edited {
-                    Err(e) => Err(e),
-                    Ok(lines) => {
-                        for l in lines {
-                            notice(app, tarmac_events::Level::Info, l);
-                        }
-                        let rolled = regenerate_and_roll(app, cancel, regen, &[], &mut steps).await;
-                        match rolled {
-                            Ok(_) if !missed.is_empty() => Err(format!(
-                                "{} could not be uninstalled and stay in config.yaml\nhint: see the host logs; fix them and remove them again (or with force)",
-                                names(&missed)
-                            )),
-                            other => other,
-                        }
-                    }
-                }
-            }
-        },
-        DayTwoJob::ReplaceMaster { old, new, regen } => {
-            match installer.replace_master(old, new).await {
+        DayTwoJob::Change { change, opts } => {
+            let regen: Arc<dyn Regenerate> = Arc::new(WebRegen(app.clone()));
+            match installer.change(change.as_ref(), opts, regen).await {
                 Err(e) => Err(chain(&e)),
                 Ok(rep) => {
-                    match &rep {
-                        Some(r) => {
-                            for run in &r.runs {
-                                steps.push(json!({"step": "replace-master", "run": run_json(run)}));
-                            }
-                            notice(
-                                app,
-                                tarmac_events::Level::Info,
-                                format!(
-                                    "{}: etcd membership moved to {} (hooks ran on {})",
-                                    r.old, r.new, r.leader
-                                ),
-                            );
-                            if !r.old_reachable {
-                                notice(
-                                    app,
-                                    tarmac_events::Level::Warn,
-                                    format!("{}: unreachable; not cleaned", r.old),
-                                );
-                            }
-                        }
-                        None => notice(
-                            app,
-                            tarmac_events::Level::Info,
-                            format!(
-                                "{new} already replaced {old} in config.yaml: continuing with the rollout"
-                            ),
-                        ),
-                    }
-                    let edited = edit_config(
-                        app,
-                        &edited_lists(&lists(&installer), &[], Some((old, new))),
-                    );
-                    drop(installer);
-                    match edited {
-                        Err(e) => Err(e),
-                        Ok(lines) => {
-                            for l in lines {
-                                notice(app, tarmac_events::Level::Info, l);
-                            }
-                            regenerate_and_roll(
-                                app,
-                                cancel,
-                                regen,
-                                std::slice::from_ref(new),
-                                &mut steps,
-                            )
-                            .await
-                        }
-                    }
+                    let json = change_json(&rep);
+                    let summary = rep
+                        .postflight
+                        .as_ref()
+                        .map(|p| p.report.summary.clone())
+                        .or_else(|| {
+                            rep.deploy
+                                .as_ref()
+                                .map(|d| d.install.report.summary.clone())
+                        });
+                    let outcome = if rep.state.unfinished() {
+                        Err(format!(
+                            "`{}` stopped at its {} step\nhint: fix the hosts, then continue it (Day two → Continue the unfinished change)",
+                            rep.state.change.command(),
+                            rep.state.step
+                        ))
+                    } else if !rep.state.missed.is_empty() {
+                        Err(format!(
+                            "{} could not be uninstalled and stay in config.yaml\nhint: see the host logs; fix them and remove them again (or with force)",
+                            names(&rep.state.missed)
+                        ))
+                    } else {
+                        Ok((true, summary))
+                    };
+                    return match outcome {
+                        Ok((ok, summary)) => Outcome {
+                            ok,
+                            summary,
+                            error: None,
+                            report: Some(json),
+                        },
+                        Err(e) => Outcome {
+                            ok: false,
+                            summary: None,
+                            error: Some(e),
+                            report: Some(json),
+                        },
+                    };
                 }
             }
         }

@@ -1,9 +1,10 @@
-//! `/snapshots`, `/backup`, `/restore`, `/remove-hosts` and `/replace-master`: day two.
+//! `/snapshots`, `/backup`, `/restore`, `/remove-hosts`, `/replace-master` and
+//! `/change/resume`: day two.
 
 use super::*;
 use crate::daytwo::{
     self as d2, BackupRequest, RemoveHostsRequest, ReplaceMasterRequest, RestoreRequest,
-    SnapshotsView,
+    ResumeChangeRequest, SnapshotsView,
 };
 
 async fn blocking<T: Send + 'static>(
@@ -83,5 +84,22 @@ pub(super) async fn start_replace_master(
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let app2 = app.clone();
     let started = blocking(move || d2::start_replace(&app2, req)).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Continue the membership change recorded in `state/change.json` (like `tarmac
+/// remove-hosts --resume` / `replace-master --resume`) from the step it stopped at.
+/// `GET /api/v1/snapshots` shows it as `change`. Needs `confirm: true`.
+#[utoipa::path(post, path = "/api/v1/change/resume", request_body = ResumeChangeRequest,
+    responses((status = 202, body = RunChange),
+        (status = 400, description = "not confirmed, or no unfinished change", body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn resume_change(
+    State(app): State<AppState>,
+    body: Option<Json<ResumeChangeRequest>>,
+) -> ApiResult<(StatusCode, Json<RunChange>)> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let app2 = app.clone();
+    let started = blocking(move || d2::start_resume(&app2, req)).await?;
     Ok((StatusCode::ACCEPTED, Json(started)))
 }

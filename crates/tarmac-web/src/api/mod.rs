@@ -96,6 +96,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/restore", post(start_restore))
         .route("/remove-hosts", post(start_remove_hosts))
         .route("/replace-master", post(start_replace_master))
+        .route("/change/resume", post(resume_change))
         .route("/run/cancel", post(cancel_run))
         .route("/runs", get(list_runs))
         .route("/history", get(history))
@@ -137,6 +138,7 @@ pub fn routes() -> axum::Router<AppState> {
         start_restore,
         start_remove_hosts,
         start_replace_master,
+        resume_change,
         cancel_run,
         list_runs,
         history,
@@ -171,6 +173,8 @@ pub fn routes() -> axum::Router<AppState> {
         crate::daytwo::RestoreRequest,
         crate::daytwo::RemoveHostsRequest,
         crate::daytwo::ReplaceMasterRequest,
+        crate::daytwo::ResumeChangeRequest,
+        crate::daytwo::ChangeView,
         crate::daytwo::SnapshotsView,
         crate::daytwo::SnapshotView,
         PlanRequest,

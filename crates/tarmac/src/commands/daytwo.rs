@@ -1,27 +1,27 @@
 //! Day two on the command line: `backup`, `restore`, `remove-hosts` and `replace-master`
-//! (and the reconciling `deploy` in `stages.rs`). The library does the remote work; this
-//! module adds what only the front end does: confirmations, the config.yaml edit and the
-//! re-render of genconf/serve/ between the membership change and the rollout.
+//! (and the reconciling `deploy` in `stages.rs`). The library runs them, membership changes
+//! step by step with `--resume` (`tarmac_installer::change`); this module adds what only the
+//! front end does: confirmations, genconf from the CLI's build, and the printed summary.
 //!
 //! Exit codes, as for the other stages: 0 done, 1 refused or invalid input (nothing
 //! changed), 2 ran and some host failed.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufRead, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use tarmac_installer::daytwo::{BackupOptions, edited_lists};
-use tarmac_installer::stages::{DeployOptions, Installer};
+use tarmac_installer::change::{Change, ChangeOptions, Regenerate, Regenerated};
+use tarmac_installer::daytwo::BackupOptions;
 use tarmac_installer::upgrade::UpgradeOptions;
 use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Role, Stage};
 
 use super::genconf::GenconfInputs;
-use super::stages::{CommonArgs, Prepared, prepare};
+use super::stages::{CommonArgs, prepare};
 use crate::source::BuildSource;
 
 #[derive(Debug, Args)]
@@ -66,12 +66,23 @@ pub struct RegenArgs {
     /// How long node and cluster checks may take to pass during the rollout.
     #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "5m")]
     pub check_timeout: Duration,
+    /// The rollout's batch size for agents (a count or a percentage; masters always go one
+    /// at a time).
+    #[arg(long, default_value = tarmac_installer::upgrade::DEFAULT_BATCH)]
+    pub batch: String,
     /// How long a switched host waits for its confirmation before it reverts.
     #[arg(long, value_name = "DUR", value_parser = parse_flag_duration, default_value = "2m")]
     pub confirm_window: Duration,
     /// Do not take a snapshot before the rollout touches masters.
     #[arg(long)]
     pub no_backup: bool,
+    /// Give a fresh master its prerequisites from the offline repository (see
+    /// `install-prereqs --offline`).
+    #[arg(long)]
+    pub offline: bool,
+    /// The offline prerequisites repository (the bundle's prereqs/ directory).
+    #[arg(long, value_name = "DIR", requires = "offline")]
+    pub prereqs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -79,8 +90,12 @@ pub struct RemoveHostsArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The hosts to remove, as config.yaml lists them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "resume")]
     pub remove: Vec<HostAddr>,
+    /// Continue the membership change recorded in genconf/state/change.json after it was
+    /// interrupted or failed (the same command again does too).
+    #[arg(long)]
+    pub resume: bool,
     /// Forget unreachable hosts without cleaning them.
     #[arg(long)]
     pub force: bool,
@@ -96,9 +111,15 @@ pub struct ReplaceMasterArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The master to replace (dead or alive), as master_list lists it.
-    pub old: HostAddr,
+    #[arg(required_unless_present = "resume")]
+    pub old: Option<HostAddr>,
     /// A fresh host that takes its place.
-    pub new: HostAddr,
+    #[arg(required_unless_present = "resume")]
+    pub new: Option<HostAddr>,
+    /// Continue the membership change recorded in genconf/state/change.json after it was
+    /// interrupted or failed (the same command again does too).
+    #[arg(long)]
+    pub resume: bool,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
@@ -208,197 +229,207 @@ pub fn restore(args: RestoreArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Write config.yaml with `changes` (layout and comments kept), atomically.
-fn edit_config(
-    genconf_dir: &Path,
-    changes: &[(String, Option<serde_json::Value>)],
-) -> anyhow::Result<()> {
-    if changes.is_empty() {
-        return Ok(());
+/// genconf again from the CLI's build and distribution (`tarmac genconf`'s code), then the
+/// configuration validated again for the rest of the change.
+struct CliRegen {
+    inputs: GenconfInputs,
+    dist: Option<PathBuf>,
+}
+
+impl Regenerate for CliRegen {
+    fn regenerate(&self) -> Result<Regenerated, String> {
+        let chain = |e: anyhow::Error| format!("{e:#}");
+        let r = match super::genconf::render(&self.inputs).map_err(chain)? {
+            Ok(r) => r,
+            Err(e) => return Err(chain(anyhow::Error::from(e))),
+        };
+        let gdir = &self.inputs.genconf_dir;
+        let dist = crate::source::load_for_stages(
+            self.dist.as_deref(),
+            gdir,
+            &crate::source::notice_sink(),
+        )
+        .map_err(chain)?;
+        let cfg = tarmac_genconf::validate(&dist, gdir).map_err(|report| report.render())?;
+        Ok(Regenerated {
+            cfg,
+            config_id: r.config_id,
+            cluster_package_list_id: r.cluster_package_list_id,
+        })
     }
-    let path = genconf_dir.join("config.yaml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let next = tarmac_config::yamledit::set_keys(&text, changes)
-        .map_err(|e| anyhow::anyhow!("cannot edit {}: {e}", path.display()))?;
-    let mode = {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(&path)?.permissions().mode() & 0o7777
+}
+
+fn change_options(regen: &RegenArgs, resume: bool) -> anyhow::Result<ChangeOptions> {
+    let offline = if regen.offline {
+        match super::stages::open_prereqs(regen.prereqs_dir.as_deref())? {
+            Some(r) => Some(r),
+            None => bail!(
+                "--offline needs the offline prerequisites repository\nhint: run the tarmac of a bundle made with `bundle create --with-prereqs SUITES` (it finds its prereqs/), or pass --prereqs-dir DIR"
+            ),
+        }
+    } else {
+        None
     };
-    tarmac_fsx::write_atomic(&path, next.as_bytes(), mode)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    for (k, v) in changes {
-        eprintln!(
-            "{}: {k} = {}",
-            path.display(),
-            v.as_ref().map_or("(removed)".to_owned(), |v| v.to_string())
-        );
-    }
-    Ok(())
+    Ok(ChangeOptions {
+        rollout: UpgradeOptions {
+            batch: regen
+                .batch
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--batch {e}"))?,
+            check_deadline: regen.check_timeout,
+            confirm_window: regen.confirm_window,
+            no_backup: regen.no_backup,
+            ..UpgradeOptions::default()
+        },
+        offline,
+        resume,
+        ..ChangeOptions::default()
+    })
 }
 
-fn lists(inst: &Installer) -> Vec<(Role, Vec<HostAddr>)> {
-    Role::ALL.iter().map(|r| (*r, inst.cfg.hosts(*r))).collect()
-}
-
-/// After config.yaml changed: genconf again, then `deploy` (new hosts install, the others
-/// roll to the new configuration), then postflight on everyone.
-fn regenerate_and_roll(
+/// Run a membership change (or `--resume` the recorded one) and say what it did.
+fn run_change(
     common: &CommonArgs,
     regen: &RegenArgs,
-    fresh: &[HostAddr],
+    change: Option<Change>,
+    resume: bool,
+    yes: bool,
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
-    let inputs = GenconfInputs {
-        genconf_dir: common.genconf_dir.clone(),
-        source: BuildSource {
-            dist: common.dist.clone(),
-            build_dir: regen.build_dir.clone(),
-            public_key: regen.public_key.clone(),
-        },
+    let opts = change_options(regen, resume)?;
+    let stage = change.as_ref().map_or(Stage::RemoveHosts, Change::stage);
+    let p = prepared!(common, stage, verbose);
+    let recorded = p.installer.recorded_change()?.filter(|s| s.unfinished());
+    let continuing = match (&recorded, &change) {
+        (Some(r), None) => Some(r),
+        (Some(r), Some(c)) if &r.change == c => Some(r),
+        _ => None,
     };
-    match super::genconf::render(&inputs)? {
-        Ok(r) => eprintln!(
-            "genconf: config {} → cluster package list {}",
-            r.config_id, r.cluster_package_list_id
+    let question = match (continuing, &change) {
+        (Some(r), _) => format!(
+            "Continue `tarmac {}` at its {} step",
+            r.change.command(),
+            r.step
         ),
-        Err(e) => {
-            return Err(anyhow::Error::from(e).context(
-                "config.yaml was changed but genconf failed; fix the cause, then run `tarmac genconf` and `tarmac deploy`",
-            ));
+        (None, Some(Change::RemoveHosts { hosts, force })) => format!(
+            "Remove {} from the cluster (uninstalling them where reachable{})",
+            names(hosts),
+            if *force {
+                ", forgetting the unreachable ones"
+            } else {
+                ""
+            }
+        ),
+        (None, Some(Change::ReplaceMaster { old, new })) => {
+            format!("Move master {old}'s quorum membership to {new} and install {new} as a master")
         }
-    }
-    let p: Prepared = prepared!(common, Stage::Deploy, verbose);
-    if !fresh.is_empty() {
-        // A fresh host gets the prerequisites first, as `install-prereqs` gives them.
-        let prereqs = tarmac_installer::prereqs::Prereqs::standard();
-        let run =
-            p.rt.block_on(p.installer.install_prereqs(Some(fresh.to_vec()), &prereqs))?;
-        if !run.all_succeeded() {
-            eprintln!(
-                "install-prereqs journal: {}\nhint: fix the new host, then run `tarmac deploy`",
-                run.journal.display()
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let up = UpgradeOptions {
-        check_deadline: regen.check_timeout,
-        confirm_window: regen.confirm_window,
-        no_backup: regen.no_backup,
-        ..UpgradeOptions::default()
+        // The library says there is nothing to resume.
+        (None, None) => String::new(),
     };
-    let report =
-        p.rt.block_on(p.installer.deploy_reconcile(&DeployOptions::default(), &up))?;
-    super::stages::print_deploy(&report);
-    if !report.succeeded() {
+    if !question.is_empty() && !confirm(yes, &question)? {
+        eprintln!("aborted; no host was touched");
+        return Ok(ExitCode::from(1));
+    }
+    let cli_regen = CliRegen {
+        inputs: GenconfInputs {
+            genconf_dir: common.genconf_dir.clone(),
+            source: BuildSource {
+                dist: common.dist.clone(),
+                build_dir: regen.build_dir.clone(),
+                public_key: regen.public_key.clone(),
+            },
+        },
+        dist: common.dist.clone(),
+    };
+    let report = p.rt.block_on(p.installer.change(
+        change.as_ref(),
+        &opts,
+        std::sync::Arc::new(cli_regen),
+    ))?;
+    if let Some(r) = &report.removed {
+        for h in &r.members_removed {
+            println!("{h}: removed from the quorum");
+        }
+        for h in &r.cleaned {
+            println!("{h}: uninstalled");
+        }
+        for h in &r.forgotten {
+            println!("{h}: forgotten (unreachable; not cleaned)");
+        }
+    }
+    if let Some(r) = &report.replaced {
+        println!(
+            "{}: etcd membership moved to {} (hooks ran on {})",
+            r.old, r.new, r.leader
+        );
+        if !r.old_reachable {
+            println!("{}: unreachable; not cleaned", r.old);
+        }
+    }
+    if let (true, Change::ReplaceMaster { old, new }) =
+        (report.already_replaced, &report.state.change)
+    {
+        eprintln!("{new} already replaced {old} in config.yaml: continuing with the rollout");
+    }
+    if let Some(d) = &report.deploy {
+        super::stages::print_deploy(d);
+    }
+    if let Some(post) = &report.postflight {
+        eprintln!("postflight journal: {}", post.journal.display());
+    }
+    let command = report.state.change.command();
+    if report.state.unfinished() {
+        eprintln!(
+            "error: `tarmac {command}` stopped at its {} step\nhint: fix the hosts above, then run `tarmac {} --resume`",
+            report.state.step,
+            command.split(' ').next().unwrap_or_default()
+        );
         return Ok(ExitCode::from(2));
     }
-    let post =
-        p.rt.block_on(p.installer.postflight(None, regen.check_timeout))?;
-    eprintln!("postflight journal: {}", post.journal.display());
-    Ok(if post.all_succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    if !report.state.missed.is_empty() {
+        eprintln!(
+            "error: {} could not be uninstalled and stay in config.yaml\nhint: see the log above; fix them and run `tarmac remove-hosts` again (or --force)",
+            names(&report.state.missed)
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn names(hosts: &[HostAddr]) -> String {
+    hosts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn remove_hosts(args: RemoveHostsArgs, verbose: bool) -> anyhow::Result<ExitCode> {
-    let p = prepared!(&args.common, Stage::RemoveHosts, verbose);
-    let names = args
-        .remove
-        .iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !confirm(
+    let change = (!args.remove.is_empty()).then(|| Change::RemoveHosts {
+        hosts: args.remove.clone(),
+        force: args.force,
+    });
+    run_change(
+        &args.common,
+        &args.regen,
+        change,
+        args.resume,
         args.yes,
-        &format!("Remove {names} from the cluster (uninstalling them where reachable)"),
-    )? {
-        eprintln!("aborted; no host was touched");
-        return Ok(ExitCode::from(1));
-    }
-    let report =
-        p.rt.block_on(p.installer.remove_hosts(&args.remove, args.force))?;
-    for h in &report.members_removed {
-        println!("{h}: removed from the quorum");
-    }
-    for h in &report.cleaned {
-        println!("{h}: uninstalled");
-    }
-    for h in &report.forgotten {
-        println!("{h}: forgotten (unreachable; not cleaned)");
-    }
-    let gone: Vec<HostAddr> = report
-        .cleaned
-        .iter()
-        .chain(&report.forgotten)
-        .cloned()
-        .collect();
-    let missed: Vec<&HostAddr> = args.remove.iter().filter(|h| !gone.contains(h)).collect();
-    edit_config(
-        &args.common.genconf_dir,
-        &edited_lists(&lists(&p.installer), &gone, None),
-    )?;
-    drop(p);
-    if !missed.is_empty() {
-        eprintln!(
-            "error: {} could not be uninstalled and stay in config.yaml\nhint: see the log above; fix them and run `tarmac remove-hosts` again (or --force)",
-            missed
-                .iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let code = regenerate_and_roll(&args.common, &args.regen, &[], verbose)?;
-    Ok(if missed.is_empty() {
-        code
-    } else {
-        ExitCode::from(2)
-    })
+        verbose,
+    )
 }
 
 pub fn replace_master(args: ReplaceMasterArgs, verbose: bool) -> anyhow::Result<ExitCode> {
-    let p = prepared!(&args.common, Stage::ReplaceMaster, verbose);
-    if !confirm(
-        args.yes,
-        &format!(
-            "Move master {}'s quorum membership to {} and install {} as a master",
-            args.old, args.new, args.new
-        ),
-    )? {
-        eprintln!("aborted; no host was touched");
-        return Ok(ExitCode::from(1));
-    }
-    match p
-        .rt
-        .block_on(p.installer.replace_master(&args.old, &args.new))?
-    {
-        Some(r) => {
-            println!(
-                "{}: etcd membership moved to {} (hooks ran on {})",
-                r.old, r.new, r.leader
-            );
-            if !r.old_reachable {
-                println!("{}: unreachable; not cleaned", r.old);
-            }
-        }
-        None => eprintln!(
-            "{} already replaced {} in config.yaml: continuing with the rollout",
-            args.new, args.old
-        ),
-    }
-    edit_config(
-        &args.common.genconf_dir,
-        &edited_lists(&lists(&p.installer), &[], Some((&args.old, &args.new))),
-    )?;
-    drop(p);
-    regenerate_and_roll(
+    let change = match (args.old, args.new) {
+        (Some(old), Some(new)) => Some(Change::ReplaceMaster { old, new }),
+        _ => None,
+    };
+    run_change(
         &args.common,
         &args.regen,
-        std::slice::from_ref(&args.new),
+        change,
+        args.resume,
+        args.yes,
         verbose,
     )
 }

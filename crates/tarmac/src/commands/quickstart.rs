@@ -250,6 +250,7 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
                 confirm_window: Duration::from_secs(120),
                 check_timeout: Duration::from_secs(300),
                 no_backup: false,
+                resume: false,
             },
             verbose,
         )?,

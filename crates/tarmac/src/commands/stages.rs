@@ -105,6 +105,10 @@ pub struct DeployArgs {
     /// Do not take a snapshot of the quorum store before that upgrade touches masters.
     #[arg(long)]
     pub no_backup: bool,
+    /// Continue the reconciling upgrade of an interrupted deploy (state/upgrade.json), so a
+    /// host that reverted by itself meanwhile is found; new hosts install either way.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -133,7 +137,7 @@ pub(crate) fn prereqs_dir(flag: Option<&Path>) -> Option<PathBuf> {
 
 /// Open the offline repository at [`prereqs_dir`], checking every file's sha256 (`None`: none
 /// given).
-fn open_prereqs(flag: Option<&Path>) -> anyhow::Result<Option<OfflineRepo>> {
+pub(crate) fn open_prereqs(flag: Option<&Path>) -> anyhow::Result<Option<OfflineRepo>> {
     let Some(dir) = prereqs_dir(flag) else {
         return Ok(None);
     };
@@ -373,6 +377,7 @@ pub fn deploy(args: DeployArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         check_deadline: args.check_timeout,
         push: args.push,
         no_backup: args.no_backup,
+        resume: args.resume,
         ..Default::default()
     };
     let report = p.rt.block_on(p.installer.deploy_reconcile(&opts, &up))?;
