@@ -526,6 +526,28 @@ fn sorted_json(v: &Json) -> Json {
 
 /// Read and validate `<genconf_dir>/config.yaml` against `dist`. Relative paths in the
 /// config are resolved against the parent of `genconf_dir` (DC/OS's `genconf/ip-detect`).
+/// `text` validated as if it were `genconf_dir`'s config.yaml (paths relative to where
+/// genconf/ is), without reading or writing anything there: what an edit of config.yaml
+/// would give, checked before it is made.
+pub fn resolve_genconf_text(
+    genconf_dir: &Path,
+    dist: &Distribution,
+    text: &str,
+) -> Result<ResolvedConfig, Report> {
+    let base_dir = match genconf_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    resolve(
+        dist,
+        &Input {
+            text,
+            file_label: genconf_dir.join("config.yaml").display().to_string(),
+            base_dir,
+        },
+    )
+}
+
 pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedConfig, Report> {
     let path = genconf_dir.join("config.yaml");
     let label = path.display().to_string();
@@ -550,18 +572,7 @@ pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedC
             return Err(r);
         }
     };
-    let base_dir = match genconf_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let resolved = resolve(
-        dist,
-        &Input {
-            text: &text,
-            file_label: label.clone(),
-            base_dir,
-        },
-    )?;
+    let resolved = resolve_genconf_text(genconf_dir, dist, &text)?;
     match IdKey::load_or_create(genconf_dir) {
         Ok(key) => Ok(resolved.keyed(&key)),
         Err(message) => {

@@ -213,6 +213,10 @@ pub enum ChangeError {
     },
     #[error("cannot edit {}: {message}", path.display())]
     Edit { path: PathBuf, message: String },
+    #[error(
+        "refused: `{command}` would leave config.yaml invalid; nothing was changed:\n{message}"
+    )]
+    WouldBeInvalid { command: String, message: String },
     #[error("config.yaml was changed but genconf failed: {message}")]
     Regenerate { message: String, command: String },
     #[error("install-prereqs failed on the new host {hosts} (journal {})", journal.display())]
@@ -238,6 +242,7 @@ impl tarmac_types::error_report::Hint for ChangeError {
                 "run the command with its hosts, without --resume".into()
             }
             ChangeError::Busy { .. } => "wait for it to finish".into(),
+            ChangeError::WouldBeInvalid { .. } => "change the cluster so that the result is valid (for example add a master first, so that an odd number remains), then run it again".into(),
             ChangeError::BadState { path, .. } => format!(
                 "the file is written by tarmac only; if it was damaged, look at the ledger (`tarmac ledger`) and remove {} to start afresh",
                 path.display()
@@ -260,6 +265,9 @@ impl tarmac_types::error_report::Hint for ChangeError {
 /// build and the distribution are). It renders serve/ under the run lock, records the new
 /// target in the ledger and returns the configuration the rest of the change runs with.
 pub trait Regenerate: Send + Sync {
+    /// Validate `config_yaml` (config.yaml as the change will write it) against the
+    /// distribution's rules; the message names the key and says what is wrong.
+    fn check(&self, config_yaml: &str) -> Result<(), String>;
     fn regenerate(&self) -> Result<Regenerated, String>;
 }
 
@@ -387,6 +395,17 @@ fn pick(
     }
 }
 
+fn host_lists(inst: &Installer) -> Vec<(Role, Vec<HostAddr>)> {
+    Role::ALL.iter().map(|r| (*r, inst.cfg.hosts(*r))).collect()
+}
+
+fn swap_of(change: &Change) -> Option<(&HostAddr, &HostAddr)> {
+    match change {
+        Change::ReplaceMaster { old, new } => Some((old, new)),
+        Change::RemoveHosts { .. } => None,
+    }
+}
+
 fn journals(runs: &[StageRun]) -> impl Iterator<Item = PathBuf> + '_ {
     runs.iter().map(|r| r.journal.clone())
 }
@@ -444,6 +463,40 @@ impl Installer {
         let mut inst = self.clone();
 
         if st.step == ChangeStep::Membership {
+            // The configuration this change leaves must be valid before any host is
+            // touched (etcd wants an odd number of masters, for one).
+            let cfg_path = inst.genconf_dir.join("config.yaml");
+            let text = std::fs::read_to_string(&cfg_path).map_err(|source| ChangeError::Io {
+                action: "read",
+                path: cfg_path.clone(),
+                source,
+            })?;
+            let planned = match &st.change {
+                Change::RemoveHosts { hosts, .. } => hosts.clone(),
+                Change::ReplaceMaster { .. } => Vec::new(),
+            };
+            let edits = edited_lists(&host_lists(&inst), &planned, swap_of(&st.change));
+            let next = tarmac_config::yamledit::set_keys(&text, &edits).map_err(|e| {
+                ChangeError::Edit {
+                    path: cfg_path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            let r = regen.clone();
+            tokio::task::spawn_blocking(move || r.check(&next))
+                .await
+                .map_err(|e| ChangeError::WouldBeInvalid {
+                    command: command.clone(),
+                    message: e.to_string(),
+                })?
+                .map_err(|message| {
+                    // Nothing happened: the record goes so another change may start.
+                    let _ = std::fs::remove_file(&path);
+                    ChangeError::WouldBeInvalid {
+                        command: command.clone(),
+                        message,
+                    }
+                })?;
             match &st.change {
                 Change::RemoveHosts { hosts, force } => {
                     let r = inst.remove_hosts(hosts, *force).await?;
@@ -473,13 +526,7 @@ impl Installer {
         }
 
         if st.step == ChangeStep::Config {
-            let lists: Vec<(Role, Vec<HostAddr>)> =
-                Role::ALL.iter().map(|r| (*r, inst.cfg.hosts(*r))).collect();
-            let swap = match &st.change {
-                Change::ReplaceMaster { old, new } => Some((old, new)),
-                Change::RemoveHosts { .. } => None,
-            };
-            let edits = edited_lists(&lists, &st.gone, swap);
+            let edits = edited_lists(&host_lists(&inst), &st.gone, swap_of(&st.change));
             let cfg_path = inst.genconf_dir.join("config.yaml");
             edit_config_yaml(&cfg_path, &edits)?;
             for (k, v) in &edits {

@@ -635,6 +635,16 @@ fn notice(app: &App, level: tarmac_events::Level, message: String) {
 struct WebRegen(Arc<App>);
 
 impl Regenerate for WebRegen {
+    fn check(&self, config_yaml: &str) -> Result<(), String> {
+        tarmac_config::resolve_genconf_text(
+            &self.0.opts.genconf_dir,
+            &self.0.opts.dist,
+            config_yaml,
+        )
+        .map(drop)
+        .map_err(|report| report.render())
+    }
+
     fn regenerate(&self) -> Result<Regenerated, String> {
         let r = genconf_now(&self.0)?;
         let cfg = tarmac_genconf::validate(&self.0.opts.dist, &self.0.opts.genconf_dir)

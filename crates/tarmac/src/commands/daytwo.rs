@@ -237,6 +237,19 @@ struct CliRegen {
 }
 
 impl Regenerate for CliRegen {
+    fn check(&self, config_yaml: &str) -> Result<(), String> {
+        let gdir = &self.inputs.genconf_dir;
+        let dist = crate::source::load_for_stages(
+            self.dist.as_deref(),
+            gdir,
+            &crate::source::notice_sink(),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        tarmac_config::resolve_genconf_text(gdir, &dist, config_yaml)
+            .map(drop)
+            .map_err(|report| report.render())
+    }
+
     fn regenerate(&self) -> Result<Regenerated, String> {
         let chain = |e: anyhow::Error| format!("{e:#}");
         let r = match super::genconf::render(&self.inputs).map_err(chain)? {
