@@ -74,6 +74,14 @@ impl Change {
         }
     }
 
+    /// The same change, perhaps with other flags (`--force` may be added on a rerun).
+    pub fn same_as(&self, other: &Change) -> bool {
+        match (self, other) {
+            (Change::RemoveHosts { hosts: a, .. }, Change::RemoveHosts { hosts: b, .. }) => a == b,
+            (a, b) => a == b,
+        }
+    }
+
     /// Hosts that join the cluster with this change (they need the prerequisites).
     pub fn fresh(&self) -> Vec<HostAddr> {
         match self {
@@ -361,8 +369,12 @@ fn pick(
     let recorded = recorded.filter(ChangeState::unfinished);
     match (recorded, asked) {
         (Some(r), None) if resume => Ok((r, true)),
-        // The same command again continues it, with or without --resume.
-        (Some(r), Some(a)) if &r.change == a => Ok((r, true)),
+        // The same command again continues it, with or without --resume (and takes the
+        // flags given now).
+        (Some(mut r), Some(a)) if r.change.same_as(a) => {
+            r.change = a.clone();
+            Ok((r, true))
+        }
         (Some(r), a) => Err(ChangeError::Unfinished {
             recorded: r.change.command(),
             step: r.step,
@@ -497,9 +509,16 @@ impl Installer {
                         message,
                     }
                 })?;
+            // A refusal changed nothing: the record goes, so that another change may start.
+            let refused = |e: DayTwoError| {
+                if !resumed && e.changed_nothing() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                ChangeError::DayTwo(e)
+            };
             match &st.change {
                 Change::RemoveHosts { hosts, force } => {
-                    let r = inst.remove_hosts(hosts, *force).await?;
+                    let r = inst.remove_hosts(hosts, *force).await.map_err(refused)?;
                     st.gone = r.cleaned.iter().chain(&r.forgotten).cloned().collect();
                     st.forgotten = r.forgotten.clone();
                     st.missed = hosts
@@ -510,16 +529,18 @@ impl Installer {
                     st.journals.extend(journals(&r.runs));
                     report.removed = Some(r);
                 }
-                Change::ReplaceMaster { old, new } => match inst.replace_master(old, new).await? {
-                    Some(r) => {
-                        if !r.old_reachable {
-                            st.forgotten = vec![old.clone()];
+                Change::ReplaceMaster { old, new } => {
+                    match inst.replace_master(old, new).await.map_err(refused)? {
+                        Some(r) => {
+                            if !r.old_reachable {
+                                st.forgotten = vec![old.clone()];
+                            }
+                            st.journals.extend(journals(&r.runs));
+                            report.replaced = Some(r);
                         }
-                        st.journals.extend(journals(&r.runs));
-                        report.replaced = Some(r);
+                        None => report.already_replaced = true,
                     }
-                    None => report.already_replaced = true,
-                },
+                }
             }
             st.step = ChangeStep::Config;
             st.save(&state_dir)?;

@@ -109,6 +109,24 @@ impl tarmac_types::error_report::Hint for DayTwoError {
     }
 }
 
+impl DayTwoError {
+    /// A refusal before anything ran on a host (bad input, unreachable hosts without
+    /// `--force`, the quorum gate).
+    pub fn changed_nothing(&self) -> bool {
+        matches!(
+            self,
+            DayTwoError::NotInConfig { .. }
+                | DayTwoError::AlreadyInConfig { .. }
+                | DayTwoError::NotAMaster { .. }
+                | DayTwoError::LastMasters { .. }
+                | DayTwoError::Unreachable { .. }
+                | DayTwoError::NewMasterUnreachable { .. }
+                | DayTwoError::Quorum { .. }
+                | DayTwoError::Lock(_)
+        )
+    }
+}
+
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DayTwoError {
     let path = path.to_path_buf();
     move |source| DayTwoError::Io {

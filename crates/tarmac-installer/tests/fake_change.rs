@@ -235,3 +235,60 @@ async fn a_change_that_would_leave_an_invalid_config_is_refused_before_any_host_
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_refused_change_leaves_no_record_and_the_same_hosts_with_force_go_ahead() {
+    let c = Arc::new(Cluster::new());
+    let gone = AGENTS[2];
+    c.fleet.set_reachable(gone, false);
+    let plain = Change::RemoveHosts {
+        hosts: vec![h(gone)],
+        force: false,
+    };
+    let err = c
+        .installer()
+        .change(Some(&plain), &ChangeOptions::default(), regen(&c, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChangeError::DayTwo(tarmac_installer::daytwo::DayTwoError::Unreachable { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        ChangeState::load(&c.genconf().join("state"))
+            .unwrap()
+            .is_none()
+    );
+    // With --force: forgotten, then genconf fails (the fake's first call); the record
+    // keeps `force`, and the same hosts without --force continue it.
+    let forced = Change::RemoveHosts {
+        hosts: vec![h(gone)],
+        force: true,
+    };
+    let r = regen(&c, 1);
+    let err = c
+        .installer()
+        .change(Some(&forced), &ChangeOptions::default(), r.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChangeError::Regenerate { .. }), "{err}");
+    let st = ChangeState::load(&c.genconf().join("state"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.forgotten, vec![h(gone)]);
+    assert_eq!(st.step, ChangeStep::Genconf);
+    let again = c
+        .installer()
+        .change(Some(&plain), &ChangeOptions::default(), r)
+        .await;
+    // The fake fleet may not run the whole rollout; what matters is that it continued.
+    let st = ChangeState::load(&c.genconf().join("state"))
+        .unwrap()
+        .unwrap();
+    assert!(st.step > ChangeStep::Genconf, "{again:?}");
+    assert_eq!(st.attempts, 2);
+    assert!(!config(&c).contains(gone));
+}

@@ -237,7 +237,7 @@ fn unfinished(i: &Installer) -> Result<Option<ChangeState>, ApiError> {
 /// Refuse a change while another one is unfinished; `Ok(true)` when `asked` is that one.
 fn check_unfinished(i: &Installer, asked: &Change) -> Result<bool, ApiError> {
     match unfinished(i)? {
-        Some(r) if &r.change == asked => Ok(true),
+        Some(r) if r.change.same_as(asked) => Ok(true),
         Some(r) => Err(ApiError::bad_request(format!(
             "`{}` stopped at its {} step and is not finished; refusing to start `{}` before it is\nhint: finish it first (Day two → Continue the unfinished change)",
             r.change.command(),

@@ -673,6 +673,156 @@ async fn drive(input: GuiInput) {
         t0.elapsed().as_secs_f64()
     );
 
+    // Day two from the GUI: back up, delete a key, restore it; then remove an agent, with the
+    // rollout options of the page.
+    let etcdctl = |args: &str| {
+        let out = lab
+            .ssh(
+                &lab.hosts_with_role(Role::Master).next().unwrap().name,
+                &format!(
+                    "ETCDCTL_API=3 /opt/tarmac/bin/etcdctl --endpoints=http://127.0.0.1:2379 {args}"
+                ),
+            )
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    etcdctl("put /gui/kept yes");
+    b.client.goto(&page("/#/daytwo")).await.unwrap();
+    b.wait_for(
+        "document.querySelector('main').dataset.page === 'daytwo' && document.querySelector('#dt-backup') && document.querySelector('#dt-batch')",
+        UI,
+        "day two page",
+    )
+    .await;
+    let before = b
+        .js("return document.querySelectorAll('#snapshot-rows tr[data-name]').length")
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    let day_two_run = |what: &'static str, secs: u64| {
+        let b = &b;
+        async move {
+            b.wait_for(
+                "document.querySelector('main').dataset.runState === 'running'",
+                UI,
+                &format!("{what} running"),
+            )
+            .await;
+            b.wait_for(
+                "['finished', 'error'].includes(document.querySelector('main').dataset.runState)",
+                Duration::from_secs(secs),
+                &format!("{what} finished"),
+            )
+            .await;
+            let state = b
+                .js("return document.querySelector('main').dataset.runState")
+                .await;
+            if state != "finished"
+                || b.js("return document.querySelector('#run-error').hidden")
+                    .await
+                    != true
+            {
+                let shot = b.screenshot(&format!("e2e-daytwo-{what}.png")).await;
+                let text = b
+                    .js("return document.querySelector('main').innerText")
+                    .await;
+                panic!(
+                    "{what} did not succeed (screenshot {}):\n{}",
+                    shot.display(),
+                    text.as_str().unwrap_or_default()
+                );
+            }
+        }
+    };
+    b.click("#dt-backup").await;
+    day_two_run("backup", 300).await;
+    b.click("#snapshots-card .table-head button").await;
+    b.wait_for(
+        &format!(
+            "document.querySelectorAll('#snapshot-rows tr[data-name]').length === {}",
+            before + 1
+        ),
+        UI,
+        "the new snapshot listed",
+    )
+    .await;
+    etcdctl("del /gui/kept");
+    assert_eq!(etcdctl("get /gui/kept --print-value-only"), "");
+    // The newest snapshot is the first row.
+    b.click("#snapshot-rows tr[data-name] button.restore").await;
+    b.wait_for(
+        "document.querySelector('#dt-confirm')",
+        UI,
+        "restore confirmation",
+    )
+    .await;
+    b.click("#dt-confirm").await;
+    day_two_run("restore", 600).await;
+    assert_eq!(etcdctl("get /gui/kept --print-value-only"), "yes");
+    eprintln!(
+        "[{:>5.1}s] backup and restore from the GUI",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let removed = agents.last().unwrap().clone();
+    b.fill("#dt-batch", "1").await;
+    b.fill("#dt-check-timeout", "240").await;
+    b.click("#dt-remove").await;
+    b.wait_for(
+        "document.querySelector('#dt-hosts input')",
+        UI,
+        "remove-hosts dialog",
+    )
+    .await;
+    b.click(&format!("#dt-hosts input[value='{removed}']"))
+        .await;
+    b.click("#dt-remove-next").await;
+    b.wait_for(
+        "document.querySelector('#dt-confirm')",
+        UI,
+        "remove confirmation",
+    )
+    .await;
+    b.click("#dt-confirm").await;
+    day_two_run("remove-hosts", 900).await;
+    b.screenshot("e2e-daytwo.png").await;
+    let removed_host = lab
+        .hosts()
+        .iter()
+        .find(|h| h.ip.to_string() == removed)
+        .unwrap()
+        .name
+        .clone();
+    let out = lab
+        .ssh(
+            &removed_host,
+            "test -e /opt/tarmac && echo present || echo absent",
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "absent");
+    // The change is recorded finished: no banner.
+    b.click("#snapshots-card .table-head button").await;
+    b.wait_for(
+        "document.querySelector('#change-banner').hidden === true",
+        UI,
+        "no unfinished change",
+    )
+    .await;
+    let snaps = b
+        .js("return fetch('/api/v1/snapshots').then(r => r.json())")
+        .await;
+    assert_eq!(snaps["change"]["step"], "done", "{snaps}");
+    assert_eq!(
+        snaps["change"]["command"],
+        format!("remove-hosts {removed}").as_str(),
+        "{snaps}"
+    );
+    eprintln!(
+        "[{:>5.1}s] removed {removed} from the GUI",
+        t0.elapsed().as_secs_f64()
+    );
+    let hosts = hosts - 1;
+
     // Uninstall asks first, then leaves the hosts clean.
     b.client.goto(&page("/#/uninstall")).await.unwrap();
     b.wait_for("document.querySelector('main').dataset.page === 'uninstall' && !document.querySelector('#run-stage').disabled", UI, "uninstall page").await;
@@ -701,7 +851,7 @@ async fn drive(input: GuiInput) {
     )
     .await;
     b.wait_for(
-        "document.querySelector('#run-status').textContent.includes('5 of 5 hosts ok')",
+        &format!("document.querySelector('#run-status').textContent.includes('{hosts} of {hosts} hosts ok')"),
         UI,
         "uninstall ok",
     )

@@ -6,6 +6,10 @@
 //! 3. Remove an agent that is powered off: it is forgotten with a note; the run succeeds.
 //! 4. Power a master off for good and `replace-master` it onto a spare: etcd has 3 healthy
 //!    members, a key written before the failure is still there, `status` shows no drift.
+//! 5. Removing one master of three (an even count remains) is refused before anything runs.
+//! 6. Remove two masters, genconf failing after the membership step: the change stops there,
+//!    another change is refused, `--resume` finishes it; etcd has one member, the key is
+//!    still there, `status` shows no drift.
 #![allow(clippy::print_stderr)]
 
 use std::path::Path;
@@ -286,6 +290,121 @@ fn backup_restore_grow_shrink_and_replace_a_master_on_the_lab() {
     }
     assert_eq!(
         etcdctl(&lab, fresh, "get /day2/before-failure --print-value-only"),
+        "kept"
+    );
+    let out = in_lab(&lab, &["status", "--genconf-dir", g]);
+    assert!(out.status.success(), "status: {}", text(&out));
+
+    // 5. Removing one master of three would leave an even count: refused before any host
+    //    is touched.
+    let out = in_lab(
+        &lab,
+        &[
+            "remove-hosts",
+            "--genconf-dir",
+            g,
+            "--build-dir",
+            b,
+            "--yes",
+            fresh,
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("would leave config.yaml invalid; nothing was changed"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Must have 1, 3, 5, 7, or 9 masters. Found 2"),
+        "{t}"
+    );
+    assert_eq!(etcdctl(&lab, m0, "member list").lines().count(), 3);
+    assert!(!genconf.join("state/change.json").exists());
+
+    // 6. Shrink to one master, with genconf failing half-way (a build directory that is
+    //    not there): the membership step is done, `--resume` finishes the rest.
+    let m1 = masters[1].as_str();
+    let out = in_lab(
+        &lab,
+        &[
+            "remove-hosts",
+            "--genconf-dir",
+            g,
+            "--build-dir",
+            "/nonexistent-build",
+            "--yes",
+            m1,
+            fresh,
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("config.yaml was changed but genconf failed"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("`tarmac remove-hosts {m1} {fresh} --resume`")),
+        "{t}"
+    );
+    let members = etcdctl(&lab, m0, "member list");
+    assert_eq!(members.lines().count(), 1, "{members}");
+    // Another change waits for this one.
+    let out = in_lab(
+        &lab,
+        &[
+            "remove-hosts",
+            "--genconf-dir",
+            g,
+            "--build-dir",
+            b,
+            "--yes",
+            &agents[0],
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is not finished"), "{}", text(&out));
+    let out = in_lab(
+        &lab,
+        &[
+            "remove-hosts",
+            "--genconf-dir",
+            g,
+            "--build-dir",
+            b,
+            "--yes",
+            "--resume",
+            "--check-timeout",
+            "4m",
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "remove-hosts --resume: {t}");
+    assert!(t.contains("at its genconf step"), "{t}");
+    assert!(
+        !t.contains(": uninstalled"),
+        "the membership step ran again: {t}"
+    );
+    let change: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(genconf.join("state/change.json")).unwrap()).unwrap();
+    assert_eq!(change["step"], "done", "{change}");
+    assert_eq!(change["attempts"], 2, "{change}");
+    let cfg = std::fs::read_to_string(genconf.join("config.yaml")).unwrap();
+    assert!(!cfg.contains(m1) && !cfg.contains(fresh), "{cfg}");
+    for h in [m1, fresh] {
+        assert_eq!(
+            ssh(
+                &lab,
+                h,
+                "test -e /opt/tarmac && echo present || echo absent"
+            ),
+            "absent",
+            "{h}"
+        );
+    }
+    assert_eq!(
+        etcdctl(&lab, m0, "get /day2/before-failure --print-value-only"),
         "kept"
     );
     let out = in_lab(&lab, &["status", "--genconf-dir", g]);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use tarmac_installer::change::{Change, ChangeOptions, Regenerate, Regenerated};
+use tarmac_installer::change::{Change, ChangeError, ChangeOptions, Regenerate, Regenerated};
 use tarmac_installer::daytwo::BackupOptions;
 use tarmac_installer::upgrade::UpgradeOptions;
 use tarmac_types::time::parse_flag_duration;
@@ -315,7 +315,7 @@ fn run_change(
     let recorded = p.installer.recorded_change()?.filter(|s| s.unfinished());
     let continuing = match (&recorded, &change) {
         (Some(r), None) => Some(r),
-        (Some(r), Some(c)) if &r.change == c => Some(r),
+        (Some(r), Some(c)) if r.change.same_as(c) => Some(r),
         _ => None,
     };
     let question = match (continuing, &change) {
@@ -354,11 +354,19 @@ fn run_change(
         },
         dist: common.dist.clone(),
     };
-    let report = p.rt.block_on(p.installer.change(
+    let report = match p.rt.block_on(p.installer.change(
         change.as_ref(),
         &opts,
         std::sync::Arc::new(cli_regen),
-    ))?;
+    )) {
+        Ok(r) => r,
+        // After hosts changed: exit 2 like a run where a host failed (1 means nothing changed).
+        Err(e @ (ChangeError::Regenerate { .. } | ChangeError::Prereqs { .. })) => {
+            crate::render::print_error(&anyhow::Error::from(e));
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(r) = &report.removed {
         for h in &r.members_removed {
             println!("{h}: removed from the quorum");
