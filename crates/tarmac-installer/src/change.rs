@@ -235,6 +235,22 @@ pub enum ChangeError {
     },
 }
 
+impl ChangeError {
+    /// Refused before anything changed on a host or in config.yaml (the other errors come
+    /// after some step did something: `--resume` continues from there).
+    pub fn changed_nothing(&self) -> bool {
+        match self {
+            ChangeError::DayTwo(e) => e.changed_nothing(),
+            ChangeError::Unfinished { .. }
+            | ChangeError::NothingToResume { .. }
+            | ChangeError::Busy { .. }
+            | ChangeError::BadState { .. }
+            | ChangeError::WouldBeInvalid { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 impl tarmac_types::error_report::Hint for ChangeError {
     fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
         let h: std::borrow::Cow<'_, str> = match self {

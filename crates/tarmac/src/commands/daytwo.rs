@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use tarmac_installer::change::{Change, ChangeError, ChangeOptions, Regenerate, Regenerated};
+use tarmac_installer::change::{Change, ChangeOptions, Regenerate, Regenerated};
 use tarmac_installer::daytwo::BackupOptions;
 use tarmac_installer::upgrade::UpgradeOptions;
 use tarmac_types::time::parse_flag_duration;
@@ -360,12 +360,30 @@ fn run_change(
         std::sync::Arc::new(cli_regen),
     )) {
         Ok(r) => r,
-        // After hosts changed: exit 2 like a run where a host failed (1 means nothing changed).
-        Err(e @ (ChangeError::Regenerate { .. } | ChangeError::Prereqs { .. })) => {
+        Err(e) if e.changed_nothing() => return Err(e.into()),
+        // After something changed: exit 2 like a run where a host failed (1 means nothing
+        // changed), and say how to go on.
+        Err(e) => {
+            let command = change
+                .as_ref()
+                .or(recorded.as_ref().map(|r| &r.change))
+                .map(Change::command)
+                .unwrap_or_default();
+            // Those two hints already say it.
+            let says_resume = matches!(
+                e,
+                tarmac_installer::change::ChangeError::Regenerate { .. }
+                    | tarmac_installer::change::ChangeError::Prereqs { .. }
+            );
             crate::render::print_error(&anyhow::Error::from(e));
+            if !command.is_empty() && !says_resume {
+                eprintln!(
+                    "the change is recorded in genconf/state/change.json; after fixing the cause: tarmac {} --resume",
+                    command.split(' ').next().unwrap_or_default()
+                );
+            }
             return Ok(ExitCode::from(2));
         }
-        Err(e) => return Err(e.into()),
     };
     if let Some(r) = &report.removed {
         for h in &r.members_removed {
