@@ -233,6 +233,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/restore"),
     ("POST", "/api/v1/remove-hosts"),
     ("POST", "/api/v1/replace-master"),
+    ("POST", "/api/v1/change/resume"),
     ("POST", "/logout"),
     ("POST", "/api/v1/run/cancel"),
     ("GET", "/api/v1/runs"),
@@ -1023,6 +1024,7 @@ async fn openapi_documents_every_route() {
         "/api/v1/restore",
         "/api/v1/remove-hosts",
         "/api/v1/replace-master",
+        "/api/v1/change/resume",
         "/api/v1/run/cancel",
         "/api/v1/runs",
         "/api/v1/history",
@@ -2108,5 +2110,76 @@ async fn replace_master_validates_its_input() {
     assert!(r.json()["errors"]["keep"].is_string(), "{}", r.text());
 
     assert_eq!(t.config(), daytwo_config());
+    assert_eq!(t.get("/api/v1/state").await.json()["busy"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_unfinished_membership_change_is_shown_refuses_others_and_can_be_resumed() {
+    let t = T::new().await;
+    t.write("config.yaml", &daytwo_config());
+    t.write("ip-detect", IP_DETECT);
+    // Nothing recorded: nothing to resume.
+    let r = t
+        .send("POST", "/api/v1/change/resume", json!({"confirm": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error_of(&r).contains("no unfinished membership change"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        t.get("/api/v1/snapshots").await.json()["change"],
+        Value::Null
+    );
+
+    // A remove-hosts that stopped at genconf.
+    std::fs::create_dir_all(t.genconf.join("state")).unwrap();
+    std::fs::write(
+        t.genconf.join("state/change.json"),
+        json!({
+            "change": {"op": "remove-hosts", "hosts": ["10.9.0.11"], "force": false},
+            "step": "genconf", "started_unix": 1000, "updated_unix": 1010,
+            "gone": ["10.9.0.11"], "attempts": 1
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let v = t.get("/api/v1/snapshots").await.json();
+    assert_eq!(v["change"]["command"], "remove-hosts 10.9.0.11", "{v}");
+    assert_eq!(v["change"]["step"], "genconf", "{v}");
+    assert_eq!(v["change"]["unfinished"], true, "{v}");
+
+    // Another change is refused, naming the unfinished one.
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/remove-hosts",
+            json!({"hosts": ["10.9.0.12"], "confirm": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let e = error_of(&r);
+    assert!(
+        e.contains("`remove-hosts 10.9.0.11` stopped at its genconf step and is not finished"),
+        "{e}"
+    );
+    // Resume needs a confirmation and a valid batch.
+    let r = t.send("POST", "/api/v1/change/resume", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error_of(&r).contains("continues `remove-hosts 10.9.0.11` at its genconf step"),
+        "{}",
+        r.text()
+    );
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/change/resume",
+            json!({"confirm": true, "batch": "lots"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.json()["errors"]["batch"].is_string(), "{}", r.text());
     assert_eq!(t.get("/api/v1/state").await.json()["busy"], Value::Null);
 }
