@@ -616,3 +616,131 @@ async fn status_is_clean_after_deploy_and_names_each_change_behind_the_installer
         assert_eq!(outcome_of(&srun, host), &Outcome::Ok, "{host}");
     }
 }
+
+/// A config package with a master-only secret file (like the reference distribution's
+/// prometheus.yml): genconf's secrets directory and manifest, and the list serving it.
+fn with_secret(c: &Cluster) -> (String, Vec<u8>, Vec<u8>) {
+    use tarmac_pkg::secrets::{PackageSecrets, SecretFile, SecretsManifest, digest, key_text};
+    use tarmac_types::{Digest, Role};
+    let id = "tarmac-config--setup_abc".to_owned();
+    let key = [7u8; 32];
+    let body = b"scrape_configs: []\n# password: hunter2\n".to_vec();
+    let dir = c.genconf().join("secrets").join(&id);
+    std::fs::create_dir_all(dir.join("etc_master/prometheus")).unwrap();
+    std::fs::write(dir.join(".key"), key_text(&key)).unwrap();
+    std::fs::write(dir.join("etc_master/prometheus/prometheus.yml"), &body).unwrap();
+    let manifest = SecretsManifest {
+        format: tarmac_pkg::secrets::MANIFEST_FORMAT,
+        packages: BTreeMap::from([(
+            id.clone(),
+            PackageSecrets {
+                files: vec![SecretFile {
+                    path: "etc_master/prometheus/prometheus.yml".into(),
+                    role: Some(Role::Master),
+                    sha256: Digest::of(&body),
+                    hmac_sha256: digest(&key, &body),
+                    size: body.len() as u64,
+                    mode: "0640".into(),
+                    owner: None,
+                    group: None,
+                }],
+            },
+        )]),
+    };
+    std::fs::write(
+        c.genconf().join("secrets/manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    c.serve("list-secret", &["app--2", "exporter--1", &id]);
+    (id, key_text(&key).into_bytes(), body)
+}
+
+#[tokio::test]
+async fn deploy_delivers_each_roles_secret_files_once_before_install_sh() {
+    let c = Cluster::bare();
+    let (id, key, body) = with_secret(&c);
+    let run = c
+        .installer()
+        .deploy(&DeployOptions::default())
+        .await
+        .unwrap();
+    no_unknown(&c);
+    assert!(run.all_succeeded(), "{:?}", words(&run));
+    let key_path = format!("/etc/tarmac/secrets/{id}/.key");
+    let file_path = format!("/etc/tarmac/secrets/{id}/etc_master/prometheus/prometheus.yml");
+    for host in all_hosts() {
+        let m = c.fleet.host(host);
+        let secrets: BTreeMap<String, Vec<u8>> = m
+            .files
+            .iter()
+            .filter(|(p, _)| p.starts_with("/etc/tarmac/secrets/"))
+            .map(|(p, b)| (p.clone(), b.to_vec()))
+            .collect();
+        if MASTERS.contains(&host) {
+            assert_eq!(
+                secrets,
+                BTreeMap::from([
+                    (key_path.clone(), key.clone()),
+                    (file_path.clone(), body.clone())
+                ]),
+                "{host}"
+            );
+            // Checked, uploaded (install.sh, the key, the file), then install.sh ran.
+            assert_eq!(
+                verbs_of(&c, host),
+                [
+                    "active",
+                    "mkdir",
+                    "upload",
+                    "secrets-check",
+                    "upload",
+                    "upload",
+                    "install",
+                    "active"
+                ],
+                "{host}"
+            );
+        } else {
+            assert_eq!(secrets, BTreeMap::new(), "{host}: got a master's secret");
+            assert_eq!(
+                verbs_of(&c, host),
+                ["active", "mkdir", "upload", "install", "active"],
+                "{host}"
+            );
+        }
+    }
+    // A master that lost its file and was uninstalled by hand gets only what it lacks.
+    c.fleet.edit(MASTERS[0], |m| {
+        m.files.remove(&file_path);
+        m.current = 0;
+    });
+    c.fleet.clear_log();
+    let run = c
+        .installer()
+        .deploy(&DeployOptions::default())
+        .await
+        .unwrap();
+    no_unknown(&c);
+    assert_eq!(outcome_of(&run, MASTERS[0]), &Outcome::Ok);
+    assert_eq!(
+        verbs_of(&c, MASTERS[0]),
+        [
+            "active",
+            "mkdir",
+            "upload",
+            "secrets-check",
+            "upload",
+            "install",
+            "active"
+        ]
+    );
+    assert_eq!(
+        c.fleet
+            .host(MASTERS[0])
+            .files
+            .get(&file_path)
+            .map(|b| b.to_vec()),
+        Some(body)
+    );
+}

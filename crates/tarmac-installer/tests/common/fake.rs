@@ -584,6 +584,43 @@ impl FakeFleet {
                 ..Answer::ok(checks + "Tarmac is installed\n")
             };
         }
+        // secrets::prepare_script: `cd -- BASE`, then one sha256 test per file; print
+        // `tarmac-secret-need|PATH` for each file the host lacks or has other bytes of.
+        if body.starts_with("[ -d /etc/tarmac ] || mkdir -p -m 0755 -- /etc/tarmac || exit 1\n") {
+            log("secrets-check");
+            let mut lines = body.lines().skip(1);
+            let base = lines
+                .next()
+                .map(shell_words)
+                .and_then(|w| {
+                    w.iter()
+                        .position(|x| x == "cd")
+                        .and_then(|i| w.get(i + 2).cloned())
+                })
+                .unwrap_or_default();
+            let mut out = String::new();
+            for l in lines {
+                let w = shell_words(l);
+                let want = w
+                    .iter()
+                    .position(|x| x == "=")
+                    .and_then(|i| w.get(i + 1))
+                    .cloned()
+                    .unwrap_or_default();
+                let Some(path) = w.last().and_then(|x| x.strip_prefix("tarmac-secret-need|"))
+                else {
+                    continue;
+                };
+                let have = h
+                    .files
+                    .get(&format!("{base}/{path}"))
+                    .map(|b| Digest::of(b).hex());
+                if have.as_deref() != Some(want.as_str()) {
+                    out.push_str(&format!("tarmac-secret-need|{path}\n"));
+                }
+            }
+            return Answer::ok(out);
+        }
         // The engine's upload script: stdin into the file after `mv -f -- "$t"`.
         if body.starts_with("mkdir -p -- ") && body.contains("cat >\"$t\"") {
             let dest = body
