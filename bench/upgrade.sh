@@ -130,6 +130,12 @@ echo "all at once: ${secs2}s, longest failing interval ${longest2}s ($ticks2 tic
 # the installer's audit shows no drift.
 "$T" lab exec --name "$LAB" -- "$T" postflight --genconf-dir "$G" >"$W/postflight.log" 2>&1 \
   || { echo "postflight after the all-at-once upgrade failed:" >&2; tail -20 "$W/postflight.log" >&2; exit 1; }
+# The all-at-once switch bypassed the installer, so the cluster ledger's target is still the
+# rolling upgrade's list and `status` would report every host as drifted. `tarmac upgrade`
+# now finds every host already on the new list (unchanged: nothing is switched) and records
+# that list as the target, as it does after any upgrade.
+"$T" lab exec --name "$LAB" -- "$T" upgrade --genconf-dir "$G" --batch "$BATCH" >"$W/record.log" 2>&1 \
+  || { echo "recording the all-at-once upgrade in the ledger failed:" >&2; tail -20 "$W/record.log" >&2; exit 1; }
 "$T" lab exec --name "$LAB" -- "$T" status --genconf-dir "$G" >"$W/status.log" 2>&1 \
   || { echo "status after the all-at-once upgrade shows drift:" >&2; grep -v ' none$' "$W/status.log" | tail -20 >&2; exit 1; }
 

@@ -744,3 +744,59 @@ async fn deploy_delivers_each_roles_secret_files_once_before_install_sh() {
         Some(body)
     );
 }
+
+/// bench/upgrade.sh's all-at-once path: every host runs `tarmac-host setup` on a new list
+/// behind the installer (recording the operation flag install.sh left: the deploy's run).
+/// status then reports drift against the ledger's target; a `tarmac upgrade` switches
+/// nothing, records the new list, and status is clean.
+#[tokio::test]
+async fn an_upgrade_after_an_out_of_band_switch_records_it_and_status_is_clean() {
+    let c = Cluster::bare();
+    let deploy = c
+        .installer()
+        .deploy(&DeployOptions::default())
+        .await
+        .unwrap();
+    assert!(deploy.all_succeeded());
+    let newer = ["app--3", "exporter--1"];
+    c.serve("list-3", &newer);
+    for host in all_hosts() {
+        c.fleet.switch_recording(
+            host,
+            &ids(&newer),
+            "setup",
+            Some(deploy.report.run_id.clone()),
+        );
+    }
+    let (srun, report) = c.installer().status(None, None).await.unwrap();
+    no_unknown(&c);
+    assert_eq!(report.package_list_id.as_deref(), Some("list-new"));
+    assert_eq!(srun.report.summary.failed, 8);
+    assert_eq!(
+        outcome_of(&srun, AGENTS[0]),
+        &Outcome::Failed {
+            exit_code: None,
+            signal: None,
+            message: "drift: 1 package(s) missing; 1 unexpected package(s)".into()
+        }
+    );
+    c.fleet.clear_log();
+    let up = c
+        .installer()
+        .upgrade(&UpgradeOptions {
+            check_deadline: Duration::from_millis(600),
+            no_backup: true,
+            ..UpgradeOptions::default()
+        })
+        .await
+        .unwrap();
+    no_unknown(&c);
+    assert!(up.succeeded());
+    for host in all_hosts() {
+        assert_eq!(c.word(host), "unchanged", "{host}");
+        assert_eq!(c.fleet.count(host, "switch"), 0, "{host}");
+    }
+    let (srun, report) = c.installer().status(None, None).await.unwrap();
+    assert_eq!(report.package_list_id.as_deref(), Some("list-3"));
+    assert_eq!(exit_class(&srun), 0, "{:?}", words(&srun));
+}

@@ -183,6 +183,18 @@ impl FakeFleet {
     /// Someone runs `tarmac-host switch` by hand on the host (no installer operation): a new
     /// generation with `active`, recorded in its switch log without an operation.
     pub fn switch_by_hand(&self, addr: &str, active: &[PackageId]) {
+        self.switch_recording(addr, active, "switch", None);
+    }
+
+    /// `tarmac-host COMMAND` on the host switches it to a new generation with `active`,
+    /// recording `operation` (for `setup`: the operation flag install.sh left).
+    pub fn switch_recording(
+        &self,
+        addr: &str,
+        active: &[PackageId],
+        command: &str,
+        operation: Option<String>,
+    ) {
         self.edit(addr, |h| {
             let from = h.current;
             let mut ids = active.to_vec();
@@ -195,8 +207,8 @@ impl FakeFleet {
                 SwitchRecord {
                     to: Generation(h.current),
                     from: Some(Generation(from)),
-                    command: "switch".into(),
-                    operation: None,
+                    command: command.into(),
+                    operation,
                     at_unix: now_unix(),
                     reason: None,
                 },
