@@ -430,12 +430,18 @@ mod tests {
 
     /// One event stream into the terminal's fold, the web server's (its `/api/v1/state`
     /// JSON) and the rows the event stream hands the browser: the same row for the same host
-    /// after every event.
+    /// after every event. The stream is also recorded as the installer records a run (one
+    /// journal per stage, persisted under state/runs/), and the web's journal view of it
+    /// (`/api/v1/runs/{id}`'s rows) shows the live rows after every event, except that a host
+    /// with no outcome yet is `unfinished` and rows carry no start time; at the end of each
+    /// run the persisted journal's rows are checked the same way.
     #[test]
     fn terminal_web_api_and_browser_rows_agree_at_every_event() {
         use serde_json::Value as Json;
-        use tarmac_events::{HostRef, Stream};
+        use tarmac_events::{HostRef, HostState, Stream};
+        use tarmac_installer::journal::{Journal, RunRecord};
         use tarmac_types::Stage;
+        use tarmac_web::api::journal_rows;
         use tarmac_web::hub::{Hub, RunChange, Since};
 
         let a = |s: &str| -> HostAddr { s.parse().unwrap() };
@@ -548,7 +554,52 @@ mod tests {
             }
             v
         };
+        // The journal view of a run as the live rows predict it: by host; a host without an
+        // outcome in the journal is `unfinished`; no start times.
+        let by_host = |rows: Vec<HostRow>| -> BTreeMap<String, HostRow> {
+            rows.into_iter().map(|r| (r.host.clone(), r)).collect()
+        };
+        let journal_view_of = |live: &[HostRow], rec: &RunRecord| -> BTreeMap<String, HostRow> {
+            by_host(
+                live.iter()
+                    .map(|r| {
+                        let mut r = r.clone();
+                        r.started_unix_ms = None;
+                        let done = rec
+                            .hosts
+                            .iter()
+                            .any(|(a, h)| a.to_string() == r.host && h.outcome.is_some());
+                        if !done {
+                            r.state = HostState::Unfinished;
+                        }
+                        r
+                    })
+                    .collect(),
+            )
+        };
+        let state = tempfile::tempdir().unwrap();
+        let mut journal: Option<Journal> = None;
+        let mut journals_checked = Vec::new();
         for (n, e) in events.iter().enumerate() {
+            // The installer journals each stage's run from its start (journaled_fleet).
+            if let Event::StageStarted {
+                run_id,
+                stage,
+                hosts,
+            } = e
+            {
+                journal = Some(Journal::new(
+                    state.path(),
+                    run_id,
+                    *stage,
+                    &hosts
+                        .iter()
+                        .map(|h| (h.addr.clone(), h.role))
+                        .collect::<Vec<_>>(),
+                ));
+            }
+            let journal = journal.as_ref().expect("the stream starts with a stage");
+            journal.emit(e.clone());
             term.emit(e.clone());
             hub.emit(e.clone());
             let Since::Entries(entries) = hub.since(seq) else {
@@ -592,7 +643,27 @@ mod tests {
                 norm(Json::Array(browser.clone())),
                 "browser rows after event {n}"
             );
+            let rec = journal.snapshot();
+            assert_eq!(
+                by_host(journal_rows(&rec)),
+                journal_view_of(&term_rows, &rec),
+                "journal view after event {n}: {e:?}"
+            );
+            // At a run's end, the journal as persisted: the view the web serves afterwards.
+            if let Event::StageFinished { run_id, .. } = e {
+                journal.flush().unwrap();
+                let path = state.path().join(format!("runs/{run_id}.json"));
+                let rec: RunRecord =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                assert_eq!(
+                    by_host(journal_rows(&rec)),
+                    journal_view_of(&term_rows, &rec),
+                    "persisted journal {run_id}"
+                );
+                journals_checked.push(run_id.clone());
+            }
         }
+        assert_eq!(journals_checked, ["deploy-1"]);
         let (_, view) = hub.snapshot();
         let st: Vec<(&str, &str)> = view
             .rows

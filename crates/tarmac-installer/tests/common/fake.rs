@@ -8,13 +8,16 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use tarmac_installer::plan;
 use tarmac_ssh::{
     ConnectError, ExitStatus, Host, ProcControl, ProcEvent, Process, SshOptions, Target, Transport,
     TransportError,
@@ -42,6 +45,8 @@ pub struct Behaviour {
     pub hang_on: Option<String>,
     /// `tarmac-host backup` fails (the quorum store is down).
     pub backup_fails: bool,
+    /// install.sh (not `--preflight-only`) fails after its preflight, with this message.
+    pub install_fails: Option<String>,
 }
 
 /// One host's state, as tarmac-host keeps it on disk.
@@ -62,12 +67,38 @@ pub struct HostModel {
     pub uninstalled: bool,
     /// `tarmac-host membership` calls: their arguments.
     pub membership: Vec<Vec<String>>,
+    /// `/opt/tarmac/switches.jsonl`: every switch, in order (the last one is `last_switch`).
+    pub switches: Vec<SwitchRecord>,
+    /// `/etc/os-release`'s ID, VERSION_ID and ID_LIKE.
+    pub os: (String, String, String),
+    /// `uname -m`.
+    pub arch: String,
+    /// Commands install.sh's "required commands" check does not find.
+    pub missing_commands: Vec<String>,
+    /// Ports in LISTEN state (install.sh's "free TCP ports" check).
+    pub listening: Vec<u16>,
+    /// Units of tarmac.target and their `systemctl is-active` word.
+    pub units: BTreeMap<String, String>,
 }
 
 impl HostModel {
+    /// The active packages (none when Tarmac is not installed: generation 0).
     pub fn active(&self) -> Vec<PackageId> {
+        if self.current == 0 {
+            return Vec::new();
+        }
         self.generations[(self.current - 1) as usize].clone()
     }
+
+    pub fn installed(&self) -> bool {
+        self.current != 0
+    }
+}
+
+/// Record a switch as tarmac-host does: the last one, and a line of the switch log.
+fn record(h: &mut HostModel, rec: SwitchRecord) {
+    h.switches.push(rec.clone());
+    h.last_switch = Some(rec);
 }
 
 /// One command a host ran (its tarmac-host verb or the shell command's first word).
@@ -83,6 +114,12 @@ struct Inner {
     log: Vec<Ran>,
     unknown: Vec<(String, String)>,
     clock: u64,
+    /// What install.sh's `BOOTSTRAP_URL` (a `file://` URL) points at: the serve directory.
+    repository: Option<PathBuf>,
+    /// install.sh (not `--preflight-only`) takes this long: how many run at once is measured.
+    install_time: Option<Duration>,
+    installing: usize,
+    max_installing: usize,
 }
 
 /// The fleet: a [`Transport`] and the state of every host.
@@ -103,12 +140,21 @@ impl FakeFleet {
 
     /// A host running tarmac-host on generation 1 with `active`.
     pub fn add(&self, addr: &str, active: &[PackageId]) {
+        self.add_host(addr, vec![active.to_vec()], 1);
+    }
+
+    /// A supported host (Debian 12, x86_64, every command there) without Tarmac.
+    pub fn add_bare(&self, addr: &str) {
+        self.add_host(addr, Vec::new(), 0);
+    }
+
+    fn add_host(&self, addr: &str, generations: Vec<Vec<PackageId>>, current: u64) {
         let mut g = self.inner.lock().unwrap();
         g.hosts.insert(
             addr.parse::<HostAddr>().unwrap(),
             HostModel {
-                generations: vec![active.to_vec()],
-                current: 1,
+                generations,
+                current,
                 came_from: BTreeMap::new(),
                 pending: None,
                 last_switch: None,
@@ -118,8 +164,71 @@ impl FakeFleet {
                 boot: 0,
                 uninstalled: false,
                 membership: Vec::new(),
+                switches: Vec::new(),
+                os: ("debian".into(), "12".into(), String::new()),
+                arch: "x86_64".into(),
+                missing_commands: Vec::new(),
+                listening: Vec::new(),
+                units: BTreeMap::new(),
             },
         );
+    }
+
+    /// Change a host's state by hand (as someone on the host would).
+    pub fn edit(&self, addr: &str, f: impl FnOnce(&mut HostModel)) {
+        let mut g = self.inner.lock().unwrap();
+        f(g.hosts.get_mut(&addr.parse::<HostAddr>().unwrap()).unwrap());
+    }
+
+    /// Someone runs `tarmac-host switch` by hand on the host (no installer operation): a new
+    /// generation with `active`, recorded in its switch log without an operation.
+    pub fn switch_by_hand(&self, addr: &str, active: &[PackageId]) {
+        self.switch_recording(addr, active, "switch", None);
+    }
+
+    /// `tarmac-host COMMAND` on the host switches it to a new generation with `active`,
+    /// recording `operation` (for `setup`: the operation flag install.sh left).
+    pub fn switch_recording(
+        &self,
+        addr: &str,
+        active: &[PackageId],
+        command: &str,
+        operation: Option<String>,
+    ) {
+        self.edit(addr, |h| {
+            let from = h.current;
+            let mut ids = active.to_vec();
+            ids.sort();
+            h.generations.push(ids);
+            h.current = h.generations.len() as u64;
+            h.came_from.insert(h.current, from);
+            record(
+                h,
+                SwitchRecord {
+                    to: Generation(h.current),
+                    from: Some(Generation(from)),
+                    command: command.into(),
+                    operation,
+                    at_unix: now_unix(),
+                    reason: None,
+                },
+            );
+        });
+    }
+
+    /// The directory install.sh's `file://` BOOTSTRAP_URL stands for (genconf's serve dir).
+    pub fn set_repository(&self, dir: PathBuf) {
+        self.inner.lock().unwrap().repository = Some(dir);
+    }
+
+    /// install.sh takes `t` on every host (so that how many run at once can be seen).
+    pub fn set_install_time(&self, t: Duration) {
+        self.inner.lock().unwrap().install_time = Some(t);
+    }
+
+    /// The most install.sh runs (not preflight) that were in progress at once.
+    pub fn max_installing(&self) -> usize {
+        self.inner.lock().unwrap().max_installing
     }
 
     pub fn behave(&self, addr: &str, f: impl FnOnce(&mut Behaviour)) {
@@ -202,14 +311,17 @@ fn revert_pending(h: &mut HostModel, reason: RevertReason) -> bool {
     };
     let from = h.current;
     h.current = p.from.0;
-    h.last_switch = Some(SwitchRecord {
-        to: p.from,
-        from: Some(Generation(from)),
-        command: tarmac_types::confirm::REVERT_COMMAND.into(),
-        operation: p.operation.map(|o| format!("{o}/revert")),
-        at_unix: now_unix(),
-        reason: Some(reason),
-    });
+    record(
+        h,
+        SwitchRecord {
+            to: p.from,
+            from: Some(Generation(from)),
+            command: tarmac_types::confirm::REVERT_COMMAND.into(),
+            operation: p.operation.map(|o| format!("{o}/revert")),
+            at_unix: now_unix(),
+            reason: Some(reason),
+        },
+    );
     true
 }
 
@@ -320,6 +432,8 @@ struct Answer {
     /// The connection goes away instead of answering.
     lost: bool,
     hang: bool,
+    /// Counted as an install in progress for this long before answering.
+    installing: Option<Duration>,
 }
 
 impl Answer {
@@ -330,6 +444,7 @@ impl Answer {
             stderr: String::new(),
             lost: false,
             hang: false,
+            installing: None,
         }
     }
     fn fail(code: u32, stderr: impl Into<String>) -> Self {
@@ -339,6 +454,7 @@ impl Answer {
             stderr: stderr.into(),
             lost: false,
             hang: false,
+            installing: None,
         }
     }
 }
@@ -406,6 +522,116 @@ impl FakeFleet {
                 recovered: None,
             };
             return Answer::ok(serde_json::to_string(&st).unwrap());
+        }
+        // Preflight's own host checks (plan::host_checks_script), from the host's os-release
+        // and architecture, as the script's `case`s decide.
+        if body == plan::host_checks_script() {
+            log("host-checks");
+            return Answer::ok(host_checks(h));
+        }
+        // deploy's inspect and verify (plan::active_command).
+        if body == plan::active_command() {
+            log("active");
+            let mut out = String::new();
+            for id in h.active() {
+                out.push_str(&format!("{id}\n"));
+            }
+            return Answer::ok(out);
+        }
+        // status (plan::status_script): its sections, from the host's state.
+        if body == plan::status_script() {
+            log("status");
+            return Answer::ok(status_sections(h));
+        }
+        // The uploaded install.sh: `bash PUSH_DIR/install.sh [--preflight-only] ROLE`.
+        let script = format!("{}/install.sh", plan::PUSH_DIR);
+        if w.first().map(String::as_str) == Some("bash") && w.get(1) == Some(&script) {
+            let preflight_only = w.get(2).map(String::as_str) == Some("--preflight-only");
+            log(if preflight_only {
+                "preflight"
+            } else {
+                "install"
+            });
+            let Some(text) = h.files.get(&script).cloned() else {
+                return Answer::fail(127, format!("bash: {script}: No such file or directory"));
+            };
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let (checks, failed) = install_sh_preflight(h);
+            if preflight_only || failed > 0 {
+                let mut a = if failed > 0 {
+                    Answer::fail(2, format!("{failed} preflight check(s) failed"))
+                } else {
+                    Answer::ok("")
+                };
+                a.stdout = checks;
+                return a;
+            }
+            if let Some(why) = h.behaviour.install_fails.clone() {
+                return Answer {
+                    stdout: checks,
+                    ..Answer::fail(1, why)
+                };
+            }
+            let ids = match install_sh_packages(&text, inner.repository.as_deref()) {
+                Ok(ids) => ids,
+                Err(e) => return Answer::fail(1, e),
+            };
+            h.generations.push(ids);
+            h.current = h.generations.len() as u64;
+            record(
+                h,
+                SwitchRecord {
+                    to: Generation(h.current),
+                    from: None,
+                    command: "setup".into(),
+                    operation: Some(
+                        operation.unwrap_or_else(|| tarmac_installer::ledger::SELF_INSTALL.into()),
+                    ),
+                    at_unix: now_unix(),
+                    reason: None,
+                },
+            );
+            return Answer {
+                installing: inner.install_time,
+                ..Answer::ok(checks + "Tarmac is installed\n")
+            };
+        }
+        // secrets::prepare_script: `cd -- BASE`, then one sha256 test per file; print
+        // `tarmac-secret-need|PATH` for each file the host lacks or has other bytes of.
+        if body.starts_with("[ -d /etc/tarmac ] || mkdir -p -m 0755 -- /etc/tarmac || exit 1\n") {
+            log("secrets-check");
+            let mut lines = body.lines().skip(1);
+            let base = lines
+                .next()
+                .map(shell_words)
+                .and_then(|w| {
+                    w.iter()
+                        .position(|x| x == "cd")
+                        .and_then(|i| w.get(i + 2).cloned())
+                })
+                .unwrap_or_default();
+            let mut out = String::new();
+            for l in lines {
+                let w = shell_words(l);
+                let want = w
+                    .iter()
+                    .position(|x| x == "=")
+                    .and_then(|i| w.get(i + 1))
+                    .cloned()
+                    .unwrap_or_default();
+                let Some(path) = w.last().and_then(|x| x.strip_prefix("tarmac-secret-need|"))
+                else {
+                    continue;
+                };
+                let have = h
+                    .files
+                    .get(&format!("{base}/{path}"))
+                    .map(|b| Digest::of(b).hex());
+                if have.as_deref() != Some(want.as_str()) {
+                    out.push_str(&format!("tarmac-secret-need|{path}\n"));
+                }
+            }
+            return Answer::ok(out);
         }
         // The engine's upload script: stdin into the file after `mv -f -- "$t"`.
         if body.starts_with("mkdir -p -- ") && body.contains("cat >\"$t\"") {
@@ -558,14 +784,17 @@ impl FakeFleet {
                     setup_list: Some(Some(list)),
                 };
                 h.pending = Some(pending.clone());
-                h.last_switch = Some(SwitchRecord {
-                    to: Generation(to),
-                    from: Some(Generation(from)),
-                    command: "switch".into(),
-                    operation,
-                    at_unix: now_unix(),
-                    reason: None,
-                });
+                record(
+                    h,
+                    SwitchRecord {
+                        to: Generation(to),
+                        from: Some(Generation(from)),
+                        command: "switch".into(),
+                        operation,
+                        at_unix: now_unix(),
+                        reason: None,
+                    },
+                );
                 if h.behaviour.cut_after_switch {
                     h.reachable = false;
                 }
@@ -629,14 +858,17 @@ impl FakeFleet {
                 let from = h.current;
                 h.current = to;
                 h.pending = None;
-                h.last_switch = Some(SwitchRecord {
-                    to: Generation(to),
-                    from: Some(Generation(from)),
-                    command: "rollback".into(),
-                    operation,
-                    at_unix: now_unix(),
-                    reason: None,
-                });
+                record(
+                    h,
+                    SwitchRecord {
+                        to: Generation(to),
+                        from: Some(Generation(from)),
+                        command: "rollback".into(),
+                        operation,
+                        at_unix: now_unix(),
+                        reason: None,
+                    },
+                );
                 Answer::ok(format!("{{\"from\":{from},\"to\":{to}}}"))
             }
             "membership" => {
@@ -732,6 +964,15 @@ impl Host for FakeHost {
                 }
                 let data = std::mem::take(&mut *input.lock().unwrap());
                 let a = fleet.answer(&addr, &command, &data);
+                if let Some(t) = a.installing {
+                    {
+                        let mut g = fleet.inner.lock().unwrap();
+                        g.installing += 1;
+                        g.max_installing = g.max_installing.max(g.installing);
+                    }
+                    tokio::time::sleep(t).await;
+                    fleet.inner.lock().unwrap().installing -= 1;
+                }
                 if a.hang {
                     fleet.killed.notify_one();
                     std::future::pending::<()>().await;
@@ -779,4 +1020,163 @@ impl Host for FakeHost {
     fn close(&self) -> BoxFuture<'_, ()> {
         async {}.boxed()
     }
+}
+
+/// What plan::host_checks_script prints on `h`.
+fn host_checks(h: &HostModel) -> String {
+    let (id, version, like) = &h.os;
+    let mut out = String::new();
+    match h.arch.as_str() {
+        "x86_64" | "aarch64" => out.push_str(&format!("tarmac-check|architecture|ok|{}\n", h.arch)),
+        a => out.push_str(&format!(
+            "tarmac-check|architecture|fail|{a} is not supported (x86_64 or aarch64)\n"
+        )),
+    }
+    let os = format!("{id} {version}");
+    let family = format!("{id} {like}");
+    let supported = [
+        "debian", "ubuntu", "rhel", "fedora", "centos", "rocky", "alma",
+    ]
+    .iter()
+    .any(|f| family.contains(f));
+    if supported {
+        out.push_str(&format!("tarmac-check|operating system|ok|{os}\n"));
+    } else {
+        out.push_str(&format!(
+            "tarmac-check|operating system|fail|{os} is not a supported distribution (Debian/Ubuntu or RHEL family)\n"
+        ));
+    }
+    // The host's clock: the controller's (the fake has no skew).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    out.push_str(&format!("tarmac-clock|{now:.6}\n"));
+    out
+}
+
+/// install.sh's preflight on `h` (the checks that depend on the fake's state; the others
+/// pass): its output lines and how many failed.
+fn install_sh_preflight(h: &HostModel) -> (String, usize) {
+    let mut out = String::from("Running preflight checks\n");
+    let mut failed = 0;
+    let mut check = |name: &str, problem: Option<String>| match problem {
+        None => out.push_str(&format!("{:<58} PASS\n", format!("Checking {name}"))),
+        Some(p) => {
+            failed += 1;
+            out.push_str(&format!("{:<58} FAIL\n", format!("Checking {name}")));
+            for l in p.lines() {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
+    };
+    check(
+        "for an existing installation",
+        h.installed().then(|| {
+            "Tarmac is already installed on this host (/opt/tarmac/current or /etc/systemd/system/tarmac.target exists).\nUninstall it first (tarmac uninstall), or upgrade instead of reinstalling.".to_owned()
+        }),
+    );
+    check("systemd (>= 245)", None);
+    check(
+        "required commands",
+        (!h.missing_commands.is_empty())
+            .then(|| format!("missing commands: {}", h.missing_commands.join(" "))),
+    );
+    check("free disk space", None);
+    check(
+        "free TCP ports (2379 9100)",
+        (!h.listening.is_empty()).then(|| {
+            format!(
+                "in use: {}",
+                h.listening
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        }),
+    );
+    if failed == 0 {
+        out.push_str("Preflight checks passed\n");
+    }
+    (out, failed)
+}
+
+/// The package ids install.sh installs: its `PACKAGE_LIST_ID`'s list in the repository its
+/// `file://` BOOTSTRAP_URL names (the fake's repository directory).
+fn install_sh_packages(
+    script: &str,
+    repository: Option<&std::path::Path>,
+) -> Result<Vec<PackageId>, String> {
+    let var = |name: &str| {
+        script.lines().find_map(|l| {
+            l.strip_prefix(&format!("readonly {name}="))
+                .map(|v| shell_words(v).concat())
+        })
+    };
+    let url = var("BOOTSTRAP_URL").ok_or("install.sh has no BOOTSTRAP_URL")?;
+    if !url.starts_with("file://") {
+        return Err(format!(
+            "the fake serves only file:// repositories, not {url}"
+        ));
+    }
+    let list = var("PACKAGE_LIST_ID").ok_or("install.sh has no PACKAGE_LIST_ID")?;
+    let dir = repository.ok_or("the fake fleet has no repository (set_repository)")?;
+    let path = dir.join(format!("package_lists/{list}.package_list.json"));
+    let body = std::fs::read(&path)
+        .map_err(|e| format!("curl: (37) Couldn't open file {}: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let mut ids: Vec<PackageId> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            PackageId::parse(
+                i.get("id")
+                    .and_then(|x| x.as_str())
+                    .or(i.as_str())
+                    .unwrap_or(""),
+            )
+            .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    ids.sort();
+    Ok(ids)
+}
+
+/// What plan::status_script prints on `h`.
+fn status_sections(h: &HostModel) -> String {
+    let mut out = String::from("== active\n");
+    for id in h.active() {
+        out.push_str(&format!("{id}\n"));
+    }
+    out.push_str("== generation\n");
+    if h.installed() {
+        out.push_str(&format!("/opt/tarmac/generations/{}\n", h.current));
+    }
+    out.push_str("== units\n");
+    for (u, st) in &h.units {
+        out.push_str(&format!("{u} {st}\n"));
+    }
+    out.push_str("== checks\n");
+    if h.installed() {
+        let checks: Vec<serde_json::Value> = if h.behaviour.checks_fail {
+            vec![
+                serde_json::json!({"package": "exporter--1", "check": "node-exporter", "ok": false}),
+            ]
+        } else {
+            Vec::new()
+        };
+        out.push_str(&serde_json::json!({ "checks": checks }).to_string());
+        out.push('\n');
+    }
+    out.push_str("== switches\n");
+    if h.switches.is_empty() {
+        out.push_str("none\n");
+    }
+    for r in &h.switches {
+        out.push_str(&serde_json::to_string(r).unwrap());
+        out.push('\n');
+    }
+    out
 }

@@ -42,6 +42,15 @@ pub const NEW: [&str; 2] = ["app--2", "exporter--1"];
 
 impl Cluster {
     pub fn new() -> Self {
+        Self::with_hosts(|fleet, h| fleet.add(h, &ids(&OLD)))
+    }
+
+    /// The same cluster before `deploy`: no host has Tarmac yet.
+    pub fn bare() -> Self {
+        Self::with_hosts(|fleet, h| fleet.add_bare(h))
+    }
+
+    fn with_hosts(add: impl Fn(&fake::FakeFleet, &str)) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let g = tmp.path().join("genconf");
         std::fs::create_dir_all(g.join("serve/package_lists")).unwrap();
@@ -61,11 +70,11 @@ impl Cluster {
             r#"{"format":1,"packages":{}}"#,
         )
         .unwrap();
-        std::fs::write(g.join("serve/install.sh"), "#!/bin/sh\n").unwrap();
         std::fs::write(g.join("ip-detect"), "#!/bin/sh\necho 10.0.0.1\n").unwrap();
         let fleet = fake::FakeFleet::new();
+        fleet.set_repository(g.join("serve"));
         for h in MASTERS.iter().chain(&AGENTS).chain(&PUBLIC) {
-            fleet.add(h, &ids(&OLD));
+            add(&fleet, h);
         }
         let c = Cluster {
             tmp,
@@ -90,6 +99,23 @@ impl Cluster {
         )
         .unwrap();
         std::fs::write(s.join("cluster-package-list.latest"), list_id).unwrap();
+        // genconf renders install.sh for the list it serves.
+        std::fs::write(
+            s.join("install.sh"),
+            format!(
+                "#!/bin/bash\nreadonly BOOTSTRAP_URL='file:///srv/tarmac'\nreadonly PACKAGE_LIST_ID='{list_id}'\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Add a line to config.yaml (before [`Self::installer`]).
+    pub fn config_line(&self, line: &str) {
+        let p = self.genconf().join("config.yaml");
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(p, text).unwrap();
     }
 
     pub fn installer(&self) -> Installer {

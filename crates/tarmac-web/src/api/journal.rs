@@ -160,12 +160,24 @@ pub fn journal_rows(rec: &RunRecord) -> Vec<tarmac_events::HostRow> {
                 at,
             );
         }
-        if let (Some(step), Some(outcome)) = (&h.failed_step, &h.outcome) {
+        // The journal keeps the first step that finished unsuccessfully, also while the host
+        // has no outcome yet (it is still running, or the run was interrupted): replay it
+        // as the failed step it was (the fold reads only that it did not succeed).
+        if let Some(step) = &h.failed_step {
+            let outcome = h
+                .outcome
+                .clone()
+                .filter(|o| !o.is_success())
+                .unwrap_or_else(|| tarmac_events::Outcome::Failed {
+                    exit_code: None,
+                    signal: None,
+                    message: format!("{step} failed"),
+                });
             rows.apply_at(
                 &Event::StepFinished {
                     host: host.clone(),
                     step: step.clone(),
-                    outcome: outcome.clone(),
+                    outcome,
                     duration_ms: 0,
                 },
                 at,

@@ -52,6 +52,8 @@ use self::events::*;
 use self::info::*;
 use self::ip_detect::*;
 use self::journal::*;
+/// The journal view's rows of a run (what `/api/v1/runs/{run_id}` serves as `rows`).
+pub use self::journal::{RunJournal, journal_rows};
 use self::ssh::*;
 use self::stages::*;
 
