@@ -652,6 +652,14 @@ impl FakeFleet {
             h.files.insert(dest, Bytes::copy_from_slice(stdin));
             return Answer::ok("");
         }
+        // prereqs::Prereqs::script: the first package manager found installs the list.
+        if body.starts_with("set -e\nif command -v ") && body.contains("package manager: ") {
+            log("install-prereqs");
+            if h.missing_commands.iter().any(|c| c == "apt-get") {
+                return Answer::fail(3, "no supported package manager on this host (fake)");
+            }
+            return Answer::ok("package manager: apt\nprerequisites installed\n");
+        }
         // The reachability probe of remove-hosts / replace-master.
         if body.trim() == "true" {
             log("reach");
