@@ -129,8 +129,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: sim_fleet HOST_KEY_FILE [LISTEN]")?;
     let listen = args.next().unwrap_or_else(|| "0.0.0.0:2222".into());
-    let key = russh::keys::load_secret_key(&key_file, None)
-        .map_err(|e| format!("{key_file}: {e}"))?;
+    let key =
+        russh::keys::load_secret_key(&key_file, None).map_err(|e| format!("{key_file}: {e}"))?;
     let config = Arc::new(russh::server::Config {
         keys: vec![key],
         auth_rejection_time: Duration::from_millis(10),
