@@ -429,6 +429,9 @@ impl Installer {
                 StageOptions {
                     deadline,
                     only: None,
+                    // One stage per fleet: a host's connection is freed as soon as its job
+                    // ends, so sockets and memory follow the hosts at work, not the fleet.
+                    release: true,
                 },
                 job,
             )

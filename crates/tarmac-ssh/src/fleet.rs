@@ -64,13 +64,50 @@ impl FleetContext {
     }
 }
 
-type HostCell = OnceCell<Result<Arc<dyn Host>, Arc<ConnectError>>>;
+pub(crate) type HostCell = OnceCell<Result<Arc<dyn Host>, Arc<ConnectError>>>;
 
 pub(crate) struct Member {
     pub(crate) target: Target,
-    pub(crate) host: HostCell,
+    /// The host's connection, made on first use. [`Member::release`] puts a fresh cell here,
+    /// so that a later use connects again.
+    host: std::sync::Mutex<Arc<HostCell>>,
+    /// The slot of `Shared::open_sem` an open SSH connection holds.
+    pub(crate) open_permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    /// False for hosts handed over already connected: they cannot be reconnected.
+    pub(crate) reconnectable: bool,
     pub(crate) sudo: OnceCell<SudoStatus>,
     pub(crate) channels: Semaphore,
+}
+
+impl Member {
+    /// The current connection cell (connected, failed, or not yet tried).
+    pub(crate) fn cell(&self) -> Arc<HostCell> {
+        self.host.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Close the host's connection, if one is open, and free its slot; the next use
+    /// connects again. A failed connection stays failed (later steps fail fast), and a
+    /// host handed over connected is kept.
+    pub(crate) async fn release(&self) {
+        if !self.reconnectable {
+            return;
+        }
+        let old = {
+            let mut cur = self.host.lock().unwrap_or_else(|e| e.into_inner());
+            match cur.get() {
+                Some(Ok(_)) => std::mem::replace(&mut *cur, Arc::new(OnceCell::new())),
+                _ => return,
+            }
+        };
+        if let Some(Ok(h)) = old.get() {
+            h.close().await;
+        }
+        drop(old);
+        self.open_permit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
 }
 
 pub(crate) enum Backend {
@@ -90,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) connect_sem: Semaphore,
     pub(crate) command_sem: Semaphore,
     pub(crate) transfer_sem: Semaphore,
+    /// One permit per open connection (`Limits::open`).
+    pub(crate) open_sem: Arc<Semaphore>,
     pub(crate) backend: Backend,
 }
 
@@ -100,6 +139,10 @@ pub struct StageOptions {
     pub deadline: Option<Duration>,
     /// Only these hosts (default: all).
     pub only: Option<Vec<HostAddr>>,
+    /// Close each host's connection as soon as its job ends (its sockets and memory are
+    /// freed at once). Always done when the stage has more hosts than `Limits::open`;
+    /// otherwise connections stay open for a later stage on the same fleet.
+    pub release: bool,
 }
 
 /// How one host did in a stage.
@@ -217,13 +260,15 @@ impl Fleet {
         let members = targets
             .into_iter()
             .map(|target| {
-                let host = match prepared(&target) {
-                    Some(h) => OnceCell::new_with(Some(Ok(h))),
-                    None => OnceCell::new(),
+                let (host, reconnectable) = match prepared(&target) {
+                    Some(h) => (OnceCell::new_with(Some(Ok(h))), false),
+                    None => (OnceCell::new(), true),
                 };
                 Arc::new(Member {
                     target,
-                    host,
+                    host: std::sync::Mutex::new(Arc::new(host)),
+                    open_permit: std::sync::Mutex::new(None),
+                    reconnectable,
                     sudo: OnceCell::new(),
                     channels: Semaphore::new(limits.channels_per_host),
                 })
@@ -233,6 +278,7 @@ impl Fleet {
             connect_sem: Semaphore::new(limits.connect),
             command_sem: Semaphore::new(limits.commands),
             transfer_sem: Semaphore::new(limits.transfers),
+            open_sem: Arc::new(Semaphore::new(limits.open)),
             limits,
             opts,
             ctx,
@@ -346,6 +392,7 @@ impl Fleet {
             })
             .map(|(i, m)| (i, m.clone()))
             .collect();
+        let release = opts.release || members.len() > self.shared.limits.open;
         let sink = &self.shared.ctx.sink;
         sink.emit(Event::StageStarted {
             run_id: self.shared.ctx.run_id.clone(),
@@ -378,6 +425,9 @@ impl Fleet {
                         duration
                     ));
                     session.close_log();
+                    if release {
+                        session.release().await;
+                    }
                     session.shared().ctx.sink.emit(Event::HostFinished {
                         host: session.addr().clone(),
                         outcome: outcome.clone(),
@@ -428,8 +478,13 @@ impl Fleet {
         let futs: FuturesUnordered<_> = self
             .members
             .iter()
-            .filter_map(|m| m.host.get().and_then(|r| r.as_ref().ok()).cloned())
-            .map(|h| async move { h.close().await })
+            .map(|m| async move {
+                if m.reconnectable {
+                    m.release().await;
+                } else if let Some(Ok(h)) = m.cell().get() {
+                    h.close().await;
+                }
+            })
             .collect();
         futs.collect::<Vec<_>>().await;
         if let Backend::Ssh { jumps, .. } = &self.shared.backend {

@@ -51,6 +51,10 @@ pub struct Limits {
     pub transfers: usize,
     /// Channels open at once on one connection (sshd `MaxSessions` defaults to 10).
     pub channels_per_host: usize,
+    /// Connections open at once, over all hosts. A stage over more hosts than this closes
+    /// each host's connection when its job ends, so the controller's sockets (and memory)
+    /// stay bounded by this, not by the fleet's size.
+    pub open: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +64,7 @@ impl Default for Limits {
             commands: 500,
             transfers: 50,
             channels_per_host: 8,
+            open: 4096,
         }
     }
 }
@@ -78,15 +83,20 @@ impl Limits {
 
     /// Shrink the limits so the process cannot run out of file descriptors: every connection
     /// holds one socket, every running step one log file, plus headroom for the process.
+    /// Open connections get half of what is left (a socket and a log file each); the
+    /// concurrency limits a third.
     pub fn fit_fd_limit(self, nofile: u64) -> Self {
-        let budget = usize::try_from(nofile.saturating_sub(128) / 3)
-            .unwrap_or(usize::MAX)
-            .max(4);
+        let spare = nofile.saturating_sub(128);
+        let budget = usize::try_from(spare / 3).unwrap_or(usize::MAX).max(4);
+        let open_budget = usize::try_from(spare / 2).unwrap_or(usize::MAX).max(4);
+        let commands = self.commands.min(budget);
         Limits {
             connect: self.connect.min(budget),
-            commands: self.commands.min(budget),
+            commands,
             transfers: self.transfers.min(budget),
             channels_per_host: self.channels_per_host.max(1),
+            // Never fewer open connections than commands may run at once.
+            open: self.open.max(commands).min(open_budget).max(1),
         }
     }
 }
@@ -199,8 +209,16 @@ mod tests {
     #[test]
     fn limits_fit_fds() {
         let l = Limits::parallel(1000).fit_fd_limit(1024);
-        assert_eq!((l.connect, l.commands, l.transfers), (200, 298, 50));
+        assert_eq!(
+            (l.connect, l.commands, l.transfers, l.open),
+            (200, 298, 50, 448)
+        );
         let l = Limits::parallel(50).fit_fd_limit(1 << 20);
-        assert_eq!((l.connect, l.commands, l.transfers), (50, 50, 50));
+        assert_eq!(
+            (l.connect, l.commands, l.transfers, l.open),
+            (50, 50, 50, 4096)
+        );
+        let l = Limits::parallel(5000).fit_fd_limit(1 << 20);
+        assert_eq!((l.commands, l.open), (5000, 5000));
     }
 }

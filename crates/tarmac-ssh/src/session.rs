@@ -355,15 +355,31 @@ impl HostSession {
         }
     }
 
-    /// The host's connection, set up on first use (once per fleet; failures are kept).
+    /// The host's connection, set up on first use (once per fleet, or again after
+    /// [`HostSession::release`]; failures are kept).
     pub async fn connect(&self) -> Result<Arc<dyn Host>, StepError> {
-        if let Some(r) = self.member.host.get() {
+        let cell = self.member.cell();
+        if let Some(r) = cell.get() {
             return r.clone().map_err(|source| StepError::Unreachable {
                 host: self.addr().clone(),
                 source,
             });
         }
-        let fut = self.member.host.get_or_init(|| async {
+        let fut = cell.get_or_init(|| async {
+            // A slot among the connections open at once (`Limits::open`), held until the
+            // connection is released.
+            if self.member.reconnectable {
+                let Ok(permit) = self.shared.open_sem.clone().acquire_owned().await else {
+                    return Err(Arc::new(crate::error::ConnectError::Cancelled {
+                        host: self.addr().to_string(),
+                    }));
+                };
+                *self
+                    .member
+                    .open_permit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(permit);
+            }
             let t0 = Instant::now();
             self.emit(Event::StepStarted {
                 host: self.addr().clone(),
@@ -375,6 +391,14 @@ impl HostSession {
                 .connect_target(&self.member.target)
                 .await
                 .map_err(Arc::new);
+            if r.is_err() {
+                // No connection, no slot held.
+                self.member
+                    .open_permit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+            }
             let outcome = match &r {
                 Ok(_) => Outcome::Ok,
                 Err(e) => Outcome::Unreachable {
@@ -400,6 +424,12 @@ impl HostSession {
             r = fut => r.clone().map_err(|source| StepError::Unreachable { host: self.addr().clone(), source }),
             _ = self.stage.stop.cancelled() => Err(self.stopped("connect")),
         }
+    }
+
+    /// Close this host's connection now and free its slot among the open connections; a
+    /// later step connects again.
+    pub async fn release(&self) {
+        self.member.release().await;
     }
 
     /// Probe sudo once per host (`sudo -n true`); cached for the fleet.

@@ -441,3 +441,143 @@ fn sink_is_object_safe() {
         message: "x".into(),
     });
 }
+
+/// A transport over `LocalHost` that counts the connections open at once.
+struct Counting {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct CountedHost {
+    inner: LocalHost,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Host for CountedHost {
+    fn addr(&self) -> &tarmac_types::HostAddr {
+        self.inner.addr()
+    }
+    fn user(&self) -> &str {
+        self.inner.user()
+    }
+    fn spawn<'a>(
+        &'a self,
+        command_line: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<tarmac_ssh::Process, tarmac_ssh::TransportError>>
+    {
+        self.inner.spawn(command_line)
+    }
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn close(&self) -> futures::future::BoxFuture<'_, ()> {
+        use futures::FutureExt;
+        async move {
+            if !self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        .boxed()
+    }
+}
+
+impl tarmac_ssh::Transport for Counting {
+    fn open<'a>(
+        &'a self,
+        target: &'a Target,
+        _opts: &'a SshOptions,
+    ) -> futures::future::BoxFuture<'a, Result<Arc<dyn Host>, tarmac_ssh::ConnectError>> {
+        use futures::FutureExt;
+        use std::sync::atomic::Ordering::SeqCst;
+        async move {
+            let now = self.open.fetch_add(1, SeqCst) + 1;
+            self.peak.fetch_max(now, SeqCst);
+            self.opened.fetch_add(1, SeqCst);
+            Ok(Arc::new(CountedHost {
+                inner: LocalHost::new(target.addr.clone()),
+                open: self.open.clone(),
+                closed: false.into(),
+            }) as Arc<dyn Host>)
+        }
+        .boxed()
+    }
+}
+
+fn counting_fleet(n: usize, open: usize, logs: &Path) -> (Fleet, Arc<Counting>) {
+    let t = Arc::new(Counting {
+        open: Arc::default(),
+        peak: Arc::default(),
+        opened: Arc::default(),
+    });
+    let ctx = FleetContext::new(Arc::new(VecSink::new()))
+        .with_log_dir(LogDir::new(logs))
+        .with_run_id("t-open");
+    let opts = SshOptions {
+        limits: tarmac_ssh::Limits {
+            open,
+            ..tarmac_ssh::Limits::parallel(open)
+        },
+        ..SshOptions::default()
+    };
+    (Fleet::with_transport(targets(n), opts, ctx, t.clone()), t)
+}
+
+/// More hosts than `Limits::open`: every host still runs, but never more connections are
+/// open at once than the limit, and none is left open.
+#[tokio::test]
+async fn open_connections_stay_within_the_limit() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let logs = tempfile::tempdir().unwrap();
+    let (fleet, t) = counting_fleet(40, 3, logs.path());
+    let report = fleet
+        .run_all(Stage::Exec, StageOptions::default(), |h| async move {
+            h.check("work", Exec::new("sleep 0.02")).await?;
+            Ok(Outcome::Ok)
+        })
+        .await;
+    assert_eq!(report.summary.ok, 40, "{report:?}");
+    assert!(t.peak.load(SeqCst) <= 3, "peak {}", t.peak.load(SeqCst));
+    assert_eq!(t.opened.load(SeqCst), 40);
+    assert_eq!(t.open.load(SeqCst), 0, "connections left open");
+}
+
+/// Within the limit, connections stay open for the next stage unless `release` is asked;
+/// with `release` each is closed when its host is done, and a later stage reconnects.
+#[tokio::test]
+async fn release_frees_connections_and_later_stages_reconnect() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let logs = tempfile::tempdir().unwrap();
+    let (fleet, t) = counting_fleet(5, 100, logs.path());
+    let job = |h: tarmac_ssh::HostSession| async move {
+        h.check("work", Exec::new("true")).await?;
+        Ok(Outcome::Ok)
+    };
+    let r = fleet
+        .run_all(Stage::Exec, StageOptions::default(), job)
+        .await;
+    assert_eq!(r.summary.ok, 5);
+    assert_eq!(
+        (t.open.load(SeqCst), t.opened.load(SeqCst)),
+        (5, 5),
+        "kept for reuse"
+    );
+    let r = fleet
+        .run_all(Stage::Exec, StageOptions::default(), job)
+        .await;
+    assert_eq!(r.summary.ok, 5);
+    assert_eq!(t.opened.load(SeqCst), 5, "the second stage reused them");
+    let release = StageOptions {
+        release: true,
+        ..Default::default()
+    };
+    let r = fleet.run_all(Stage::Exec, release.clone(), job).await;
+    assert_eq!(r.summary.ok, 5);
+    assert_eq!(t.open.load(SeqCst), 0, "released when done");
+    let r = fleet.run_all(Stage::Exec, release, job).await;
+    assert_eq!(r.summary.ok, 5);
+    assert_eq!(t.opened.load(SeqCst), 10, "reconnected after release");
+    fleet.close().await;
+    assert_eq!(t.open.load(SeqCst), 0);
+}

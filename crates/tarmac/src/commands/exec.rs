@@ -618,6 +618,8 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                     StageOptions {
                         deadline: args.deadline,
                         only: None,
+                        // The last round frees each host's connection as soon as it is done.
+                        release: round == args.repeat.max(1),
                     },
                     |h| {
                         let exec = exec.clone();
