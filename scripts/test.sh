@@ -12,6 +12,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 scripts/prereqs.sh
+# An S3-compatible server for the external-store lab test (bootstrap_serve: false): s3s-fs,
+# built once from crates.io into a cache of its own (a few minutes the first time).
+S3S_FS_ROOT=${TARMAC_S3S_FS_ROOT:-/var/cache/tarmac-tools/s3s-fs}
+if [ ! -x "$S3S_FS_ROOT/bin/s3s-fs" ]; then
+  echo "== cargo install s3s-fs 0.14.1 (into $S3S_FS_ROOT)"
+  cargo install s3s-fs --version 0.14.1 --locked --features binary --root "$S3S_FS_ROOT" --quiet
+fi
+export TARMAC_S3S_FS="$S3S_FS_ROOT/bin/s3s-fs"
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # A clean clone gains nothing from incremental caches, which are gigabytes in a debug target.

@@ -372,6 +372,8 @@ impl<'a> Resolver<'a> {
         // 3b. An operator's certificate for an https bootstrap_url: readable, PEM, matching
         // key, signed by its CA, valid now and for bootstrap_url's host.
         self.bootstrap_tls();
+        // 3c. An external store (bootstrap_serve: false) is reached over http://.
+        self.external_store();
 
         // 4. Cross-field rules, skipped when any value they use is in error.
         for (i, rule) in schema.rules.iter().enumerate() {
@@ -607,6 +609,32 @@ impl<'a> Resolver<'a> {
                 },
             },
         }
+    }
+
+    fn external_store(&mut self) {
+        if !matches!(self.states.get("bootstrap_serve"), Some(State::Ok(Json::Bool(false)))) {
+            return;
+        }
+        let Some(State::Ok(Json::String(url))) = self.states.get("bootstrap_url").cloned() else {
+            return;
+        };
+        if url.starts_with("http://") {
+            return;
+        }
+        let loc = self.user.get("bootstrap_serve").map(|e| e.value.loc());
+        let mut d = Diagnostic::new(
+            "bootstrap_serve",
+            loc,
+            format!(
+                "bootstrap_serve is false, but bootstrap_url `{url}` is not an http:// URL: an external store is reached over http:// (hosts pin every file's sha256, which install.sh brings over SSH)"
+            ),
+        );
+        d.hint = Some(if url.starts_with("https://") {
+            "give the store's plain-http endpoint as bootstrap_url, or remove bootstrap_serve and let tarmac serve https itself".into()
+        } else {
+            "remove bootstrap_serve: a file:// bootstrap_url is never served".into()
+        });
+        self.report.errors.push(d);
     }
 
     fn bootstrap_tls(&mut self) {

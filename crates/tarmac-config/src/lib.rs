@@ -268,6 +268,12 @@ impl ResolvedConfig {
         self.get_str("bootstrap_url").unwrap_or_default()
     }
 
+    /// Does tarmac serve bootstrap_url itself (`bootstrap_serve`, default true)? False when
+    /// it is a store the operator publishes genconf/serve/ to.
+    pub fn bootstrap_serve(&self) -> bool {
+        !matches!(self.get("bootstrap_serve"), Some(Json::Bool(false)))
+    }
+
     /// The certificate the artifact server presents and the CA the hosts pin, for an
     /// `https://` bootstrap_url (`None` for http and file URLs): the operator's
     /// `bootstrap_tls_*` files, else the per-cluster ones genconf makes in `genconf_dir/tls/`.

@@ -755,3 +755,52 @@ fn urls_are_stored_normalised() {
         "file:///opt/tarmac_install_tmp"
     );
 }
+
+#[test]
+fn bootstrap_serve_external_store() {
+    let cfg = |u: &str, serve: &str| {
+        format!("master_list: [10.0.0.1]\nbootstrap_url: {u}\nbootstrap_serve: {serve}\n")
+    };
+    // An external store over plain http: hosts pin every sha256, so it need not be trusted.
+    let ok = Genconf::new(&cfg("http://10.0.0.9:9000/bucket/prefix", "false"))
+        .load()
+        .unwrap();
+    assert!(!ok.bootstrap_serve());
+    let served = Genconf::new(&cfg("http://10.0.0.254:8080", "true")).load().unwrap();
+    assert!(served.bootstrap_serve());
+    assert!(Genconf::new(MIN).load().unwrap().bootstrap_serve());
+
+    let https = Genconf::new(&cfg("https://store.example.com/b", "false"))
+        .load()
+        .unwrap_err();
+    assert_eq!(
+        https
+            .errors
+            .iter()
+            .map(|e| (
+                e.key.as_str(),
+                e.loc().unwrap().to_string(),
+                e.message.as_str(),
+                e.hint.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        [(
+            "bootstrap_serve",
+            "3:18".to_owned(),
+            "bootstrap_serve is false, but bootstrap_url `https://store.example.com/b` is not an http:// URL: an external store is reached over http:// (hosts pin every file's sha256, which install.sh brings over SSH)",
+            Some("give the store's plain-http endpoint as bootstrap_url, or remove bootstrap_serve and let tarmac serve https itself")
+        )]
+    );
+    let file = Genconf::new(&cfg("file:///opt/cache", "false"))
+        .load()
+        .unwrap_err();
+    assert_eq!(file.errors.len(), 1);
+    assert_eq!(
+        file.errors[0].hint.as_deref(),
+        Some("remove bootstrap_serve: a file:// bootstrap_url is never served")
+    );
+    // Not a bool: the type error, on its line.
+    let typo = diags(&cfg("http://10.0.0.9:9000/b", "nope"));
+    assert_eq!(typo.len(), 1, "{typo:?}");
+    assert_eq!((typo[0].0.as_str(), typo[0].1.as_str()), ("bootstrap_serve", "3:18"));
+}

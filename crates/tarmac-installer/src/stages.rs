@@ -504,10 +504,11 @@ impl Installer {
         })
     }
 
-    /// Does the installer serve bootstrap_url itself (http or https)?
+    /// Does the installer serve bootstrap_url itself (http or https, unless `bootstrap_serve`
+    /// is false: an external store)?
     pub(crate) fn is_served(&self) -> bool {
         let u = self.cfg.bootstrap_url();
-        u.starts_with("http://") || tarmac_config::tls::is_https(u)
+        self.cfg.bootstrap_serve() && (u.starts_with("http://") || tarmac_config::tls::is_https(u))
     }
 
     /// preflight: install.sh `--preflight-only` for each host's role, plus OS, architecture,
