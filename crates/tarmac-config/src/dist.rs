@@ -181,6 +181,10 @@ pub(crate) struct Inner {
     pub secret_closure: BTreeSet<String>,
     pub digest: Digest,
     pub dir: Option<PathBuf>,
+    /// The installer's schema without its distribution ([`Distribution::installer_only`]):
+    /// keys it does not know belong to the distribution, which is not at hand, and are
+    /// neither checked nor refused.
+    pub open: bool,
 }
 
 impl fmt::Debug for Distribution {
@@ -637,9 +641,28 @@ impl Distribution {
                 secret_closure,
                 digest,
                 dir: None,
+                open: false,
             }),
             name: None,
         })
+    }
+
+    /// The installer's own keys alone (hosts, `ssh_*`, `bootstrap_*`, timeouts): for a
+    /// command that reaches the hosts before any build exists (`tarmac exec`). Keys of the
+    /// distribution are passed over, neither checked nor refused.
+    pub fn installer_only() -> Distribution {
+        let mut d =
+            Distribution::from_parts("no distribution", "format: 1\nparameters: {}\n", Vec::new())
+                .expect("the installer schema is valid on its own");
+        if let Some(inner) = Arc::get_mut(&mut d.inner) {
+            inner.open = true;
+        }
+        d
+    }
+
+    /// Is this [`Distribution::installer_only`]?
+    pub fn is_installer_only(&self) -> bool {
+        self.inner.open
     }
 
     /// The config directory of a distribution given either the distribution root

@@ -289,6 +289,18 @@ impl<'a> Resolver<'a> {
                         d => format!("delete this line; {} is {}", e.key, lower_first(d)),
                     }),
                 );
+            } else if self.dist.inner.open {
+                // A key of the distribution, which is not at hand: not ours to judge, unless
+                // it looks like a misspelt installer key.
+                if let Some(s) = did_you_mean(&e.key, schema.params.keys().map(String::as_str)) {
+                    let mut d = Diagnostic::new(
+                        &e.key,
+                        Some(e.key_loc),
+                        format!("`{}` is not an installer parameter", e.key),
+                    );
+                    d.hint = Some(format!("did you mean `{s}`?"));
+                    self.report.warnings.push(d);
+                }
             } else {
                 let hint = match did_you_mean(&e.key, schema.params.keys().map(String::as_str)) {
                     Some(s) => format!("did you mean `{s}`?"),
@@ -612,7 +624,10 @@ impl<'a> Resolver<'a> {
     }
 
     fn external_store(&mut self) {
-        if !matches!(self.states.get("bootstrap_serve"), Some(State::Ok(Json::Bool(false)))) {
+        if !matches!(
+            self.states.get("bootstrap_serve"),
+            Some(State::Ok(Json::Bool(false)))
+        ) {
             return;
         }
         let Some(State::Ok(Json::String(url))) = self.states.get("bootstrap_url").cloned() else {

@@ -554,11 +554,21 @@ pub fn resolve_genconf_text(
     )
 }
 
-pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedConfig, Report> {
+/// The installer's keys of `<genconf_dir>/config.yaml` (hosts, `ssh_*`, `bootstrap_*`),
+/// checked against the installer's schema alone: what a command needs to reach the hosts
+/// when no build is at hand. The distribution's keys are passed over.
+/// Nothing is written (no config-id key is made).
+pub fn load_installer_settings(genconf_dir: &Path) -> Result<ResolvedConfig, Report> {
+    let text = read_config(genconf_dir)?;
+    resolve_genconf_text(genconf_dir, &Distribution::installer_only(), &text)
+}
+
+/// The text of `<genconf_dir>/config.yaml`, or the report of why it cannot be read.
+fn read_config(genconf_dir: &Path) -> Result<String, Report> {
     let path = genconf_dir.join("config.yaml");
     let label = path.display().to_string();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(t),
         Err(e) => {
             let mut r = Report::new(&label, "");
             let d = if e.kind() == std::io::ErrorKind::NotFound {
@@ -575,9 +585,14 @@ pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedC
                 )
             };
             r.errors.push(d);
-            return Err(r);
+            Err(r)
         }
-    };
+    }
+}
+
+pub fn load_genconf(genconf_dir: &Path, dist: &Distribution) -> Result<ResolvedConfig, Report> {
+    let label = genconf_dir.join("config.yaml").display().to_string();
+    let text = read_config(genconf_dir)?;
     let resolved = resolve_genconf_text(genconf_dir, dist, &text)?;
     match IdKey::load_or_create(genconf_dir) {
         Ok(key) => Ok(resolved.keyed(&key)),

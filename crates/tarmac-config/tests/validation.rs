@@ -766,7 +766,9 @@ fn bootstrap_serve_external_store() {
         .load()
         .unwrap();
     assert!(!ok.bootstrap_serve());
-    let served = Genconf::new(&cfg("http://10.0.0.254:8080", "true")).load().unwrap();
+    let served = Genconf::new(&cfg("http://10.0.0.254:8080", "true"))
+        .load()
+        .unwrap();
     assert!(served.bootstrap_serve());
     assert!(Genconf::new(MIN).load().unwrap().bootstrap_serve());
 
@@ -788,7 +790,9 @@ fn bootstrap_serve_external_store() {
             "bootstrap_serve",
             "3:18".to_owned(),
             "bootstrap_serve is false, but bootstrap_url `https://store.example.com/b` is not an http:// URL: an external store is reached over http:// (hosts pin every file's sha256, which install.sh brings over SSH)",
-            Some("give the store's plain-http endpoint as bootstrap_url, or remove bootstrap_serve and let tarmac serve https itself")
+            Some(
+                "give the store's plain-http endpoint as bootstrap_url, or remove bootstrap_serve and let tarmac serve https itself"
+            )
         )]
     );
     let file = Genconf::new(&cfg("file:///opt/cache", "false"))
@@ -802,5 +806,8 @@ fn bootstrap_serve_external_store() {
     // Not a bool: the type error, on its line.
     let typo = diags(&cfg("http://10.0.0.9:9000/b", "nope"));
     assert_eq!(typo.len(), 1, "{typo:?}");
-    assert_eq!((typo[0].0.as_str(), typo[0].1.as_str()), ("bootstrap_serve", "3:18"));
+    assert_eq!(
+        (typo[0].0.as_str(), typo[0].1.as_str()),
+        ("bootstrap_serve", "3:18")
+    );
 }

@@ -132,7 +132,11 @@ fn deploy_from_an_s3_compatible_store() {
     assert!(keys.iter().any(|k| k.ends_with(".tar.zst")), "{keys:?}");
 
     let out = in_lab(&lab, &["deploy", "--genconf-dir", g]);
-    assert!(out.status.success(), "deploy from the store:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "deploy from the store:\n{}",
+        text(&out)
+    );
     let out = in_lab(
         &lab,
         &["postflight", "--genconf-dir", g, "--timeout", "300"],
@@ -146,6 +150,23 @@ fn deploy_from_an_s3_compatible_store() {
             h.name
         );
     }
+    // `tarmac exec` reaches the same hosts with the installer's SSH settings of config.yaml.
+    let out = in_lab(
+        &lab,
+        &[
+            "exec",
+            "--genconf-dir",
+            g,
+            "--role",
+            "master",
+            "--",
+            "cat /etc/tarmac/setup-flags/repository-url",
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "exec: {t}");
+    assert!(t.contains(&base), "{t}");
+    assert!(t.contains("1 ok"), "{t}");
     // The objects came through the S3 API into the store's own layout.
     assert!(root.join("tarmac/clusters/c1").is_dir());
 
@@ -164,7 +185,10 @@ fn deploy_from_an_s3_compatible_store() {
     );
     let out = in_lab(&lab, &["deploy", "--genconf-dir", g]);
     let t = text(&out);
-    assert!(!out.status.success(), "deploy took a tampered package:\n{t}");
+    assert!(
+        !out.status.success(),
+        "deploy took a tampered package:\n{t}"
+    );
     assert!(t.contains("sha256"), "{t}");
     for h in lab.hosts() {
         assert_eq!(

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
 use tarmac_events::{Event, EventSink, Level, Outcome, Stream};
 use tarmac_ssh::{
     Connector, Exec, Fleet, FleetContext, HostKeyPolicy, Limits, LogDir, Secret, Selector,
@@ -46,11 +45,11 @@ pub struct ExecArgs {
     /// Only the hosts of this role (master, agent, agent_public).
     #[arg(long, value_name = "ROLE")]
     pub role: Option<Role>,
-    /// Hosts worked on at once (default: ssh_parallelism from the config, else 100).
+    /// Hosts worked on at once (default: ssh_parallelism from config.yaml).
     #[arg(long, short = 'P', value_name = "N")]
     pub parallel: Option<usize>,
-    /// Per-host command timeout (e.g. 30s, 5m; a bare number is seconds); the remote
-    /// processes are ended when it passes.
+    /// Per-host command timeout (e.g. 30s, 5m; a bare number is seconds; default:
+    /// process_timeout from config.yaml); the remote processes are ended when it passes.
     #[arg(long, value_name = "DUR", value_parser = parse_flag_duration)]
     pub timeout: Option<Duration>,
     /// Time allowed to connect and log in to one host (e.g. 10s, 1m).
@@ -99,127 +98,6 @@ pub struct ExecArgs {
     /// The command line.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-/// The SSH part of config.yaml. Parsed minimally here; kept in one function so the full
-/// validator (tarmac-config) can replace it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClusterSsh {
-    pub targets: Vec<Target>,
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub key_path: Option<PathBuf>,
-    pub known_hosts: Vec<PathBuf>,
-    pub policy: Option<HostKeyPolicy>,
-    pub jump: Vec<Target>,
-    pub parallelism: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn items(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => s
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct RawConfig {
-    #[serde(default)]
-    master_list: Option<Vec<String>>,
-    #[serde(default)]
-    agent_list: Option<Vec<String>>,
-    #[serde(default)]
-    public_agent_list: Option<Vec<String>>,
-    #[serde(default)]
-    ssh_user: Option<String>,
-    #[serde(default)]
-    ssh_port: Option<u16>,
-    #[serde(default)]
-    ssh_key_path: Option<String>,
-    #[serde(default)]
-    ssh_known_hosts: Option<OneOrMany>,
-    #[serde(default)]
-    ssh_host_key_policy: Option<String>,
-    #[serde(default)]
-    ssh_jump: Option<OneOrMany>,
-    #[serde(default)]
-    ssh_parallelism: Option<usize>,
-}
-
-/// Parse the SSH-related keys of config.yaml. Relative paths are taken relative to `base`
-/// (the directory that holds `genconf/`, as with the DC/OS installer).
-pub fn parse_cluster_ssh(yaml: &str, base: &Path) -> anyhow::Result<ClusterSsh> {
-    let raw: RawConfig = serde_saphyr::from_str(yaml)
-        .context("config.yaml is not valid YAML for the SSH settings")?;
-    let resolve = |p: &str| {
-        let p = PathBuf::from(p);
-        if p.is_absolute() { p } else { base.join(p) }
-    };
-    let mut targets = Vec::new();
-    for (key, list, role) in [
-        ("master_list", raw.master_list, Role::Master),
-        ("agent_list", raw.agent_list, Role::Agent),
-        (
-            "public_agent_list",
-            raw.public_agent_list,
-            Role::AgentPublic,
-        ),
-    ] {
-        for h in list.unwrap_or_default() {
-            let t: Target = h
-                .parse()
-                .with_context(|| format!("{key}: invalid host `{h}`"))?;
-            if targets.iter().any(|o: &Target| o.addr == t.addr) {
-                anyhow::bail!(
-                    "{key}: host {} is listed twice\nhint: every host has exactly one role",
-                    t.addr
-                );
-            }
-            targets.push(t.with_role(role));
-        }
-    }
-    let policy = raw
-        .ssh_host_key_policy
-        .map(|p| p.parse::<HostKeyPolicy>().map_err(anyhow::Error::msg))
-        .transpose()
-        .context("ssh_host_key_policy")?;
-    let jump = match raw.ssh_jump {
-        Some(j) => j
-            .items()
-            .iter()
-            .map(|s| {
-                s.parse::<Target>()
-                    .with_context(|| format!("ssh_jump: invalid host `{s}`"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    Ok(ClusterSsh {
-        targets,
-        user: raw.ssh_user,
-        port: raw.ssh_port,
-        key_path: raw.ssh_key_path.as_deref().map(resolve),
-        known_hosts: raw
-            .ssh_known_hosts
-            .map(|k| k.items().iter().map(|p| resolve(p)).collect())
-            .unwrap_or_default(),
-        policy,
-        jump,
-        parallelism: raw.ssh_parallelism,
-    })
 }
 
 /// Ansible-like exit codes: 0 all ok, 2 failures, 4 only unreachable.
@@ -468,20 +346,25 @@ fn default_identity_files(genconf: &Path) -> Vec<PathBuf> {
     v
 }
 
-pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+/// The hosts and SSH options of an exec run: the installer's (config.yaml's `ssh_*`, checked
+/// by tarmac-config), with the command line's overrides.
+pub fn plan(
+    cfg: tarmac_config::ResolvedConfig,
+    args: &ExecArgs,
+) -> anyhow::Result<(Vec<Target>, SshOptions)> {
     let config_path = args.genconf_dir.join("config.yaml");
-    let yaml = std::fs::read_to_string(&config_path).with_context(|| {
-        format!("cannot read {}\nhint: run from the directory that holds genconf/, or pass --genconf-dir", config_path.display())
-    })?;
-    let base = args
-        .genconf_dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."));
-    let cluster =
-        parse_cluster_ssh(&yaml, &base).with_context(|| format!("in {}", config_path.display()))?;
-    if cluster.targets.is_empty() {
+    let key_set = cfg.user_values().contains_key("ssh_key_path");
+    let installer = tarmac_installer::stages::Installer::new(
+        &args.genconf_dir,
+        cfg,
+        Arc::new(tarmac_events::NullSink),
+    );
+    let hosts: Vec<Target> = installer
+        .hosts()
+        .into_iter()
+        .map(|(h, r)| Target::new(h).with_role(r))
+        .collect();
+    if hosts.is_empty() {
         anyhow::bail!(
             "{} lists no hosts\nhint: fill master_list, agent_list or public_agent_list",
             config_path.display()
@@ -492,28 +375,51 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         (None, Some(r)) => Selector::role(r),
         (None, None) => Selector::all(),
     };
-    let targets = selector.select(&cluster.targets)?;
-
-    let mut opts = SshOptions::default();
-    if let Some(u) = &cluster.user {
-        opts.user = u.clone();
+    let targets = selector.select(&hosts)?;
+    let mut opts = installer.ssh_options()?;
+    // ssh_key_path left at its default and no genconf/ssh_key: the user's own keys, as ssh does.
+    if !key_set && opts.identity_files.iter().all(|p| !p.exists()) {
+        opts.identity_files = default_identity_files(&args.genconf_dir);
     }
-    if let Some(p) = cluster.port {
-        opts.port = p;
+    if let Some(p) = args.host_key_policy {
+        opts.host_key_policy = p;
     }
-    opts.identity_files = match &cluster.key_path {
-        Some(p) => vec![p.clone()],
-        None => default_identity_files(&args.genconf_dir),
-    };
-    if !cluster.known_hosts.is_empty() {
-        opts.known_hosts = cluster.known_hosts.clone();
-    }
-    opts.host_key_policy = args.host_key_policy.or(cluster.policy).unwrap_or_default();
-    opts.jump = cluster.jump.clone();
     opts.connect_timeout = args.connect_timeout;
-    opts.command_timeout = args.timeout;
-    let parallel = args.parallel.or(cluster.parallelism).unwrap_or(100);
-    opts.limits = Limits::parallel(parallel);
+    if args.timeout.is_some() {
+        opts.command_timeout = args.timeout;
+    }
+    if let Some(p) = args.parallel {
+        opts.limits = Limits::parallel(p.max(1));
+    }
+    Ok((targets, opts))
+}
+
+pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let json_out = args.output == OutputFormat::Json;
+    let cfg = match tarmac_config::load_installer_settings(&args.genconf_dir) {
+        Ok(c) => c,
+        Err(report) if json_out => {
+            return Err(anyhow::anyhow!("{report}").context(
+                "the configuration is invalid; no host was touched\nhint: `tarmac validate-config` gives every key's mistake",
+            ));
+        }
+        Err(report) => {
+            eprint!("{}", report.render());
+            eprintln!("error: the configuration is invalid; no host was touched");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !json_out {
+        for w in cfg.warnings() {
+            let hint = w
+                .hint
+                .as_deref()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
+            eprintln!("warning: {}: {}{hint}", w.key, w.message);
+        }
+    }
+    let (targets, mut opts) = plan(cfg, &args)?;
     let interactive = std::io::stdin().is_terminal();
     opts.passphrase = Some(Arc::new(move |path: &Path| {
         if let Ok(p) = std::env::var(tarmac_ssh::PASSPHRASE_ENV) {
@@ -684,63 +590,140 @@ mod tests {
     use tarmac_events::Summary;
     use tarmac_ssh::HostResult;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        exec: ExecArgs,
+    }
+
+    /// `config.yaml` (plus an ip-detect) in a fresh genconf/, and exec's args for it.
+    fn genconf(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, ExecArgs) {
+        use clap::Parser as _;
+        let t = tempfile::tempdir().unwrap();
+        let g = t.path().join("genconf");
+        std::fs::create_dir(&g).unwrap();
+        std::fs::write(g.join("config.yaml"), yaml).unwrap();
+        std::fs::write(g.join("ip-detect"), "#!/bin/sh\necho 10.0.0.1\n").unwrap();
+        let mut argv = vec!["exec", "--genconf-dir", g.to_str().unwrap()];
+        argv.extend(extra);
+        argv.extend(["--", "uptime"]);
+        (t, Cli::parse_from(argv).exec)
+    }
+
     #[test]
-    fn config_parsing() {
-        let yaml = "cluster_name: x\nbootstrap_url: http://10.0.0.254\nmaster_list:\n- 10.0.0.1\n- 10.0.0.2:2222\nagent_list: [core@10.0.1.1]\n\
+    fn the_installer_settings_reach_the_hosts() {
+        let yaml = "cluster_name: x\nbootstrap_url: http://10.0.0.254\nmaster_list:\n- 10.0.0.1\n- 10.0.0.2:2222\nagent_list: [10.0.1.1]\n\
                     public_agent_list: []\nssh_user: centos\nssh_port: 2200\nssh_key_path: genconf/ssh_key\n\
-                    ssh_known_hosts: [/etc/kh, genconf/known_hosts]\nssh_host_key_policy: accept-new\nssh_jump: ops@bastion:2222,10.9.9.9\n\
-                    ssh_parallelism: 40\nsome_other_key: {a: [1, 2]}\n";
-        let c = parse_cluster_ssh(yaml, Path::new("/work")).unwrap();
-        let t: Vec<String> = c
-            .targets
-            .iter()
-            .map(|t| format!("{t} {:?}", t.role))
-            .collect();
+                    ssh_known_hosts: genconf/known_hosts\nssh_host_key_policy: accept-new\nssh_jump: ops@bastion:2222,10.9.9.9\n\
+                    ssh_parallelism: 40\nsome_distribution_key: {a: [1, 2]}\n";
+        let (t, args) = genconf(yaml, &[]);
+        let cfg = tarmac_config::load_installer_settings(&args.genconf_dir).unwrap();
+        assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+        let (targets, o) = plan(cfg, &args).unwrap();
+        let t_ = |v: &[Target]| {
+            v.iter()
+                .map(|t| format!("{t} {:?}", t.role))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            t,
+            t_(&targets),
             [
                 "10.0.0.1 Some(Master)",
                 "10.0.0.2:2222 Some(Master)",
-                "core@10.0.1.1 Some(Agent)"
+                "10.0.1.1 Some(Agent)"
             ]
         );
-        assert_eq!(c.user.as_deref(), Some("centos"));
-        assert_eq!(c.port, Some(2200));
-        assert_eq!(c.key_path, Some(PathBuf::from("/work/genconf/ssh_key")));
+        assert_eq!(o.user, "centos");
+        assert_eq!(o.port, 2200);
+        let base = t
+            .path()
+            .canonicalize()
+            .unwrap_or_else(|_| t.path().to_owned());
+        let strip = |p: &PathBuf| {
+            p.strip_prefix(&base)
+                .or_else(|_| p.strip_prefix(t.path()))
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.clone())
+        };
         assert_eq!(
-            c.known_hosts,
-            [
-                PathBuf::from("/etc/kh"),
-                PathBuf::from("/work/genconf/known_hosts")
-            ]
+            o.identity_files.iter().map(strip).collect::<Vec<_>>(),
+            [PathBuf::from("genconf/ssh_key")]
         );
-        assert_eq!(c.policy, Some(HostKeyPolicy::AcceptNew));
         assert_eq!(
-            c.jump.iter().map(|j| j.to_string()).collect::<Vec<_>>(),
+            o.known_hosts.iter().map(strip).collect::<Vec<_>>(),
+            [PathBuf::from("genconf/known_hosts")]
+        );
+        assert_eq!(o.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(
+            o.jump.iter().map(|j| j.to_string()).collect::<Vec<_>>(),
             ["ops@bastion:2222", "10.9.9.9"]
         );
-        assert_eq!(c.parallelism, Some(40));
+        assert_eq!(o.limits, Limits::parallel(40));
+        assert_eq!(o.command_timeout, Some(Duration::from_secs(600)));
 
-        let c =
-            parse_cluster_ssh("ssh_known_hosts: /kh\nssh_jump: [a, b]\n", Path::new("/")).unwrap();
-        assert_eq!(c.known_hosts, [PathBuf::from("/kh")]);
-        assert_eq!(c.jump.len(), 2);
-        let e = parse_cluster_ssh(
-            "master_list: [10.0.0.1]\nagent_list: [10.0.0.1]\n",
-            Path::new("/"),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "agent_list: host 10.0.0.1 is listed twice\nhint: every host has exactly one role"
+        // The command line wins over config.yaml.
+        let (_t, args) = genconf(
+            yaml,
+            &[
+                "--role",
+                "agent",
+                "-P",
+                "7",
+                "--host-key-policy",
+                "off",
+                "--timeout",
+                "5s",
+            ],
         );
-        let e = parse_cluster_ssh("ssh_host_key_policy: maybe\n", Path::new("/")).unwrap_err();
+        let cfg = tarmac_config::load_installer_settings(&args.genconf_dir).unwrap();
+        let (targets, o) = plan(cfg, &args).unwrap();
+        assert_eq!(t_(&targets), ["10.0.1.1 Some(Agent)"]);
+        assert_eq!(o.limits, Limits::parallel(7));
+        assert_eq!(o.host_key_policy, HostKeyPolicy::Off);
+        assert_eq!(o.command_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn config_mistakes_are_the_validators() {
+        let load = |yaml: &str| {
+            let (_t, args) = genconf(yaml, &[]);
+            tarmac_config::load_installer_settings(&args.genconf_dir)
+        };
+        let errors = |yaml: &str| {
+            load(yaml)
+                .unwrap_err()
+                .errors
+                .iter()
+                .map(|d| (d.key.clone(), d.loc().map(|l| l.to_string())))
+                .collect::<Vec<_>>()
+        };
+        let url = "bootstrap_url: http://10.0.0.254\n";
         assert_eq!(
-            format!("{e:#}"),
-            "ssh_host_key_policy: unknown host key policy `maybe`: expected strict, accept-new or off"
+            errors(&format!(
+                "{url}master_list: [10.0.0.1]\nagent_list: [10.0.0.1]\n"
+            )),
+            [
+                ("master_list".to_owned(), Some("2:15".to_owned())),
+                ("agent_list".to_owned(), Some("3:14".to_owned()))
+            ]
         );
-        let e = parse_cluster_ssh("master_list: [not a host]\n", Path::new("/")).unwrap_err();
-        assert_eq!(e.to_string(), "master_list: invalid host `not a host`");
+        assert_eq!(
+            errors(&format!(
+                "{url}master_list: [10.0.0.1]\nssh_host_key_policy: maybe\n"
+            )),
+            [("ssh_host_key_policy".to_owned(), Some("3:22".to_owned()))]
+        );
+        assert_eq!(
+            errors(&format!("{url}master_list: [not a host]\n"))[0].0,
+            "master_list"
+        );
+        // A misspelt installer key is a warning here (the distribution's keys are not known).
+        let cfg = load(&format!("{url}master_list: [10.0.0.1]\nssh_uesr: centos\n")).unwrap();
+        let w = &cfg.warnings()[0];
+        assert_eq!(
+            (w.key.as_str(), w.hint.as_deref()),
+            ("ssh_uesr", Some("did you mean `ssh_user`?"))
+        );
     }
 
     fn report() -> StageReport {
