@@ -262,12 +262,32 @@ impl Host {
     /// see [`Store::fetch`].
     pub fn fetch(
         &self,
-        _lock: &HostLock,
+        lock: &HostLock,
         fetcher: &Fetcher,
         repository: &str,
         items: &[(PackageId, Option<Pin>)],
         parallel: usize,
     ) -> Vec<Result<Added, ActivateError>> {
+        self.fetch_from(lock, fetcher, &[], repository, items, parallel)
+    }
+
+    /// [`Self::fetch`], trying each of `mirrors` (peers that already hold the packages,
+    /// `tarmac-host relay`) before `repository`. Only pinned packages come from a mirror, and
+    /// a mirror that fails or serves other bytes is passed over for the next one: the pin,
+    /// not the source, is what is trusted.
+    pub fn fetch_from(
+        &self,
+        _lock: &HostLock,
+        fetcher: &Fetcher,
+        mirrors: &[String],
+        repository: &str,
+        items: &[(PackageId, Option<Pin>)],
+        parallel: usize,
+    ) -> Vec<Result<Added, ActivateError>> {
+        // A peer that is gone should not cost the whole retry budget of each package.
+        let mut mirror_fetcher = fetcher.clone();
+        mirror_fetcher.attempts = 2;
+        let mirror_fetcher = &mirror_fetcher;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<Result<Added, ActivateError>>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -283,10 +303,27 @@ impl Host {
                                 format!("{id}: no sha256 given; the download is not verified"),
                             );
                         }
-                        let r = self
-                            .store
-                            .fetch(fetcher, repository, id, *pin)
-                            .map_err(ActivateError::from);
+                        let from_mirror = pin.is_some().then(|| {
+                            mirrors.iter().find_map(|m| {
+                                match self.store.fetch(mirror_fetcher, m, id, *pin) {
+                                    Ok(a) => Some(a),
+                                    Err(e) => {
+                                        self.notice(
+                                            Level::Warn,
+                                            format!("{id}: not from mirror {m} ({e}); trying the next source"),
+                                        );
+                                        None
+                                    }
+                                }
+                            })
+                        });
+                        let r = match from_mirror.flatten() {
+                            Some(a) => Ok(a),
+                            None => self
+                                .store
+                                .fetch(fetcher, repository, id, *pin)
+                                .map_err(ActivateError::from),
+                        };
                         *results[i].lock().expect("poisoned") = Some(r);
                     }
                 });

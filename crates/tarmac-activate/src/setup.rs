@@ -253,6 +253,22 @@ impl Host {
         Ok(Some((url, entries)))
     }
 
+    /// Peers to fetch from before repository-url (`repository-mirrors`, one http:// URL per
+    /// line, written by install.sh for this run only; absent: none).
+    pub fn mirrors(&self) -> Result<Vec<String>, ActivateError> {
+        let path = self.cfg.setup_flags_dir().join(MIRRORS_FLAG);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("http://"))
+                .map(str::to_owned)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ActivateError::io("read", &path, e)),
+        }
+    }
+
     /// The bootstrap flow. See the module documentation.
     pub fn setup(&self, lock: &HostLock, fetcher: &Fetcher) -> Result<SetupReport, ActivateError> {
         // At boot, before the flags are read: a switch still unconfirmed from before the
@@ -279,10 +295,11 @@ impl Host {
             .filter(|e| !self.store.contains(&e.id))
             .map(|e| (e.id.clone(), e.pin))
             .collect();
+        let mirrors = self.mirrors()?;
         let mut fetched = Vec::new();
         for ((id, _), r) in missing
             .iter()
-            .zip(self.fetch(lock, fetcher, &url, &missing, 4))
+            .zip(self.fetch_from(lock, fetcher, &mirrors, &url, &missing, 4))
         {
             r?;
             fetched.push(id.clone());
@@ -302,6 +319,9 @@ impl Host {
         })
     }
 }
+
+/// Peers tried before repository-url (see [`Host::mirrors`]).
+pub const MIRRORS_FLAG: &str = "repository-mirrors";
 
 /// The operator's expected signing-key fingerprint, when install.sh was given one
 /// (`--expect-key-fingerprint`): `setup` then refuses a manifest signed by any other key.

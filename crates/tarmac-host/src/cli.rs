@@ -213,6 +213,21 @@ pub enum Command {
         #[arg(long)]
         manifest: PathBuf,
     },
+    /// Serve this host's verified package archives (`packages/<name>/<id>.tar.zst`) and the
+    /// `--file`s to peers over HTTP, for the installer's relay tree during a deploy. Ends
+    /// after --for (or when the installer ends it); peers check every byte against their pins.
+    Relay {
+        /// Address and port to listen on (the host's cluster address, from detect_ip).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// Also serve a local file under a repository path, as REL=PATH (repeatable), e.g.
+        /// the tarmac-host binary install.sh fetches.
+        #[arg(long = "file", value_name = "REL=PATH")]
+        files: Vec<String>,
+        /// Stop serving after this long.
+        #[arg(long = "for", value_name = "DUR", value_parser = tarmac_types::time::parse_flag_duration, default_value = "1h")]
+        ttl: std::time::Duration,
+    },
     /// Print the tarmac-setup.service unit.
     PrintSetupUnit {
         /// Path of the tarmac-host binary the unit runs [default: this binary].

@@ -8,6 +8,7 @@ mod confirm_cmd;
 mod generation_cmd;
 mod hooks_cmd;
 mod output;
+mod relay_cmd;
 mod store_cmd;
 mod system_cmd;
 
@@ -131,6 +132,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::ApplySysctl { service } => system_cmd::apply_sysctl(&host, &service)?,
         Command::CheckHost { manifest } => return audit_cmd::check_host(&manifest, json),
         Command::PrintSetupUnit { binary } => system_cmd::print_setup_unit(binary)?,
+        Command::Relay { listen, files, ttl } => relay_cmd::relay(&host, listen, &files, ttl)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -508,6 +508,11 @@ pub struct Expect {
     pub announced: Option<u64>,
 }
 
+/// The name of the kept archive inside a stored package's [`META_DIR`].
+pub fn archive_file_name(c: Compression) -> String {
+    format!("{}{}", crate::layout::ARCHIVE_STEM, c.suffix())
+}
+
 /// Copy the compressed archive from `reader` into a private, unlinked temporary file of
 /// the store while hashing it, reading at most `expect.size + 1` bytes; then check size and
 /// sha256. Nothing is decompressed here, and nothing is left on any error.
@@ -993,6 +998,10 @@ pub fn extract_package(
         .map_err(|e| store_err(target.store_dir, e))?;
 
     let limit = unpacked_limit(size);
+    // A second handle on the spooled archive: kept in the package once it is extracted.
+    let mut keep = file
+        .try_clone()
+        .map_err(|e| store_err(target.store_dir, e))?;
     let (tx, rx) = mpsc::sync_channel(4);
     let (result, pumped) = std::thread::scope(|s| {
         let producer = s.spawn(move || pump(file, compression, limit, tx));
@@ -1063,8 +1072,17 @@ pub fn extract_package(
         entries: entries.into_values().collect(),
     };
     let meta = tmp.path.join(META_DIR);
-    let write_meta = || -> io::Result<()> {
+    let mut write_meta = || -> io::Result<()> {
         fs::DirBuilder::new().mode(0o755).create(&meta)?;
+        // The verified archive itself, for peers (`tarmac-host relay`); in the same syncfs
+        // and rename as the package, so a package is never without it.
+        keep.rewind()?;
+        let mut a = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(meta.join(archive_file_name(compression)))?;
+        io::copy(&mut keep, &mut a)?;
         let mut bytes = serde_json::to_vec(&manifest)?;
         bytes.push(b'\n');
         let mut f = File::create(meta.join(crate::files::FILES_JSON))?;

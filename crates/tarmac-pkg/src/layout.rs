@@ -41,6 +41,9 @@ pub const PKGINFO: &str = "pkginfo.json";
 pub const BUILDINFO_FULL: &str = "buildinfo.full.json";
 /// Reserved directory written by tarmac-host inside each stored package.
 pub const META_DIR: &str = ".tarmac";
+/// The verified archive a package was extracted from, kept inside [`META_DIR`] as
+/// `archive<suffix>` (e.g. `archive.tar.zst`): what `tarmac-host relay` serves to peers.
+pub const ARCHIVE_STEM: &str = "archive";
 
 /// What a special top-level directory of a package is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -353,6 +353,38 @@ impl Store {
                 dir: self.dir.clone(),
             });
         }
-        Ok(FileManifest::load(&path)?.verify(&path))
+        let manifest = FileManifest::load(&path)?;
+        let mut problems = manifest.verify(&path);
+        // The kept archive (what relays serve) must still be the verified one.
+        if let Some((archive, _)) = self.archive(id) {
+            let rel = archive
+                .strip_prefix(&path)
+                .unwrap_or(&archive)
+                .display()
+                .to_string();
+            match Digest::of_file(&archive) {
+                Ok(d) if d == manifest.archive_sha256 => {}
+                Ok(found) => problems.push(FileProblem::ContentChanged {
+                    path: rel,
+                    expected: manifest.archive_sha256,
+                    found,
+                }),
+                Err(e) => problems.push(FileProblem::Unreadable {
+                    path: rel,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok(problems)
+    }
+
+    /// The verified archive a stored package was extracted from, when it was kept (packages
+    /// stored by older versions have none), and its compression.
+    pub fn archive(&self, id: &PackageId) -> Option<(PathBuf, Compression)> {
+        let meta = self.path(id).join(crate::layout::META_DIR);
+        Compression::ALL.into_iter().find_map(|c| {
+            let p = meta.join(extract::archive_file_name(c));
+            p.is_file().then_some((p, c))
+        })
     }
 }

@@ -958,3 +958,33 @@ fn group_and_other_write_bits_never_reach_the_store() {
     assert_eq!(mode("etc/tool.conf"), 0o644);
     assert_eq!(mode("share"), 0o755);
 }
+
+#[test]
+fn the_verified_archive_is_kept_for_peers_and_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("packages"));
+    for (i, c) in Compression::ALL.into_iter().enumerate() {
+        let bytes = testkit::archive(&good_entries(), c);
+        let name = format!("hello--{i}{}", c.suffix());
+        let (id, _) = add(&store, tmp.path(), &name, &bytes).unwrap();
+        let (kept, kc) = store.archive(&id).expect("archive kept");
+        assert_eq!(kc, c);
+        assert_eq!(
+            kept,
+            store.path(&id).join(".tarmac").join(format!("archive{}", c.suffix()))
+        );
+        assert_eq!(std::fs::read(&kept).unwrap(), bytes, "{c:?}: the same bytes");
+        assert!(store.verify(&id).unwrap().is_empty());
+    }
+    // A changed archive (what a relay would serve) is found by verify.
+    let id = PackageId::parse("hello--0").unwrap();
+    let (kept, _) = store.archive(&id).unwrap();
+    let mut b = std::fs::read(&kept).unwrap();
+    b[0] ^= 1;
+    std::fs::write(&kept, b).unwrap();
+    let problems = store.verify(&id).unwrap();
+    assert!(
+        matches!(&problems[..], [FileProblem::ContentChanged { path, .. }] if path == ".tarmac/archive.tar.zst"),
+        "{problems:?}"
+    );
+}
