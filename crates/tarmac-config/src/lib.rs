@@ -323,6 +323,21 @@ impl ResolvedConfig {
         v
     }
 
+    /// The deploy's peer relay: `(fanout, port)` when `relay_fanout` is on.
+    pub fn relay(&self) -> Option<(usize, u16)> {
+        let fanout = self.get("relay_fanout").and_then(Json::as_i64).unwrap_or(0);
+        let port = self
+            .get("relay_port")
+            .and_then(Json::as_i64)
+            .unwrap_or(8089);
+        (fanout > 0).then(|| {
+            (
+                usize::try_from(fanout).unwrap_or(1),
+                u16::try_from(port).unwrap_or(8089),
+            )
+        })
+    }
+
     /// A path parameter resolved against the directory containing genconf/.
     pub fn path(&self, name: &str) -> Option<PathBuf> {
         self.get_str(name).map(|p| resolve_path(&self.base_dir, p))

@@ -122,7 +122,10 @@ fn serve_one(
     served: &AtomicU64,
     bytes: &AtomicU64,
 ) {
-    let get = matches!(req.method(), tiny_http::Method::Get | tiny_http::Method::Head);
+    let get = matches!(
+        req.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    );
     if req.url() == "/healthz" {
         let _ = req.respond(tiny_http::Response::from_string("ok\n"));
         return;
@@ -157,7 +160,13 @@ mod tests {
             ok.get("bootstrap/tarmac-host"),
             Some(&PathBuf::from("/opt/tarmac/tarmac-host"))
         );
-        for bad in ["../etc/shadow=/etc/shadow", "a//b=/x", "=/x", "a=rel", "a/./b=/x"] {
+        for bad in [
+            "../etc/shadow=/etc/shadow",
+            "a//b=/x",
+            "=/x",
+            "a=rel",
+            "a/./b=/x",
+        ] {
             assert!(parse_files(&[bad.into()]).is_err(), "{bad}");
         }
     }
@@ -176,7 +185,10 @@ mod tests {
             r("/packages/etcd/etcd--0123456789abcdef.tar.zst"),
             Some(meta.join("archive.tar.zst"))
         );
-        assert_eq!(r("/bootstrap/h?x=1"), Some(PathBuf::from("/opt/tarmac/tarmac-host")));
+        assert_eq!(
+            r("/bootstrap/h?x=1"),
+            Some(PathBuf::from("/opt/tarmac/tarmac-host"))
+        );
         // Another name, another compression, unknown ids, traversal: nothing.
         for u in [
             "/packages/prometheus/etcd--0123456789abcdef.tar.zst",

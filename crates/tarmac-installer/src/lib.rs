@@ -10,6 +10,7 @@ pub mod offline;
 pub mod password;
 pub mod plan;
 pub mod prereqs;
+pub mod relay;
 pub mod secrets;
 pub mod serve;
 pub mod stages;

@@ -9,6 +9,8 @@ use tarmac_types::{PackageId, Role};
 
 /// Where install.sh puts the host binary.
 pub const HOST_BIN: &str = "/opt/tarmac/tarmac-host";
+/// The cluster address script install.sh writes from ip-detect.
+pub const DETECT_IP: &str = "/opt/tarmac/bin/detect_ip";
 /// Where the installer puts install.sh on a host (uploaded over SSH and sha256-checked, in
 /// pull and push mode alike), and with `--push` the copy of the serve directory. Only root can
 /// read it. (Secret files go to `/etc/tarmac/secrets/`, see [`crate::secrets`].)
@@ -231,6 +233,17 @@ pub struct HostStatus {
 
 /// Prefix a root script so that every `tarmac-host` switch it makes records the installer's
 /// run: `TARMAC_OPERATION` is what tarmac-host writes into its switch log.
+/// `script` with the peers install.sh tries before bootstrap_url (the relay tree's).
+pub fn with_mirrors(mirrors: &[String], script: &str) -> String {
+    if mirrors.is_empty() {
+        return script.to_owned();
+    }
+    format!(
+        "export TARMAC_MIRRORS={}\n{script}",
+        quote(&mirrors.join(" "))
+    )
+}
+
 pub fn with_operation(run_id: &str, script: &str) -> String {
     format!("export TARMAC_OPERATION={}\n{script}", quote(run_id))
 }

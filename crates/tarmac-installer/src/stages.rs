@@ -26,6 +26,7 @@ use crate::lock::{LockError, RunLock};
 use crate::offline::{self, OfflineError, OfflineRepo};
 use crate::plan::{self, CheckResult, Drift, HostStatus};
 use crate::prereqs::Prereqs;
+use crate::relay;
 use crate::secrets::{self, Secrets};
 use crate::serve::{ArtifactServer, ServeError};
 
@@ -210,6 +211,8 @@ pub struct Installer {
     /// How hosts are reached: `None` is SSH with [`Installer::ssh_options`]; anything else
     /// (see [`Installer::with_transport`]) opens every stage's hosts instead.
     pub transport: Option<Arc<dyn Transport>>,
+    /// Told when each host of the next stage is done (the deploy's relay tree).
+    pub(crate) finish_hook: Option<tarmac_ssh::FinishHook>,
 }
 
 /// A finished stage: the engine's report plus per-host details the stage collected.
@@ -244,6 +247,7 @@ impl Installer {
             sudo_password: None,
             only: None,
             transport: None,
+            finish_hook: None,
         }
     }
 
@@ -432,6 +436,7 @@ impl Installer {
                     // One stage per fleet: a host's connection is freed as soon as its job
                     // ends, so sockets and memory follow the hosts at work, not the fleet.
                     release: true,
+                    on_finish: self.finish_hook.clone(),
                 },
                 job,
             )
@@ -736,17 +741,50 @@ impl Installer {
             config_id: serve.config_id(),
         };
         let serve = Arc::new(serve);
-        let run = self
+        // The peer relay: a tree over the hosts of this run, in the stage's order.
+        let mut this = self.clone();
+        let tree = self.cfg.relay().map(|(fanout, port)| {
+            let only = match (opts.only.clone(), &self.only) {
+                (Some(a), Some(b)) => Some(a.into_iter().filter(|h| b.contains(h)).collect()),
+                (a, b) => a.or_else(|| b.clone()),
+            };
+            let order: Vec<HostAddr> = self
+                .targets(only.as_deref())
+                .into_iter()
+                .map(|t| t.addr)
+                .collect();
+            Arc::new(relay::RelayTree::new(&order, fanout, port))
+        });
+        if let Some(t) = &tree {
+            let t = t.clone();
+            this.finish_hook = Some(tarmac_ssh::FinishHook(Arc::new(move |h, _| t.finished(h))));
+        }
+        let install_timeout = timeout;
+        let relay_ttl = install_timeout.max(Duration::from_secs(300))
+            * u32::try_from(tree.as_ref().map_or(1, |t| t.depth()) + 1).unwrap_or(u32::MAX);
+        let run = this
             .ledgered_stage(Stage::Deploy, opts.only.clone(), None, Some(plan), |host| {
                 let expected = expected.clone();
                 let serve = serve.clone();
                 let secrets = secrets.clone();
                 let behind = behind.clone();
+                let tree = tree.clone();
                 async move {
                     let role = host.role().unwrap_or(Role::Agent);
                     let active = host.check("inspect", Exec::root(plan::active_command())).await?;
                     let active = plan::parse_active(&active.stdout);
+                    // A host already on the list holds the archives too: it relays as well.
+                    let relay_for_children = |tree: Option<Arc<relay::RelayTree>>| {
+                        let host = host.clone();
+                        let script = serve.install_script.clone();
+                        async move {
+                            if let Some(t) = tree.filter(|t| t.has_children(host.addr())) {
+                                relay::serve_children(&host, &t, &script, relay_ttl).await;
+                            }
+                        }
+                    };
                     if active == *expected {
+                        relay_for_children(tree).await;
                         return Ok(Outcome::Unchanged);
                     }
                     if !active.is_empty() && reconcile {
@@ -763,11 +801,18 @@ impl Installer {
                     // The secret files of this host's role, over SSH, before tarmac-host
                     // activates the config package (it refuses to without them).
                     secrets::deliver(&host, &secrets, role).await?;
+                    let mirrors = match &tree {
+                        Some(t) => t.sources(host.addr()).await,
+                        None => Vec::new(),
+                    };
                     host.check(
                         "install",
-                        Exec::root(plan::with_operation(
-                            host.run_id(),
-                            &plan::install_command(role, false),
+                        Exec::root(plan::with_mirrors(
+                            &mirrors,
+                            &plan::with_operation(
+                                host.run_id(),
+                                &plan::install_command(role, false),
+                            ),
                         ))
                         .timeout(timeout),
                     )
@@ -776,6 +821,7 @@ impl Installer {
                     if plan::parse_active(&active.stdout) != *expected {
                         return Err(step_failed(host.addr().clone(), "verify".into(), None, "after install.sh the active packages differ from the cluster package list".into(), Vec::new()));
                     }
+                    relay_for_children(tree).await;
                     Ok(Outcome::Ok)
                 }
             })

@@ -971,9 +971,16 @@ fn the_verified_archive_is_kept_for_peers_and_audited() {
         assert_eq!(kc, c);
         assert_eq!(
             kept,
-            store.path(&id).join(".tarmac").join(format!("archive{}", c.suffix()))
+            store
+                .path(&id)
+                .join(".tarmac")
+                .join(format!("archive{}", c.suffix()))
         );
-        assert_eq!(std::fs::read(&kept).unwrap(), bytes, "{c:?}: the same bytes");
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            bytes,
+            "{c:?}: the same bytes"
+        );
         assert!(store.verify(&id).unwrap().is_empty());
     }
     // A changed archive (what a relay would serve) is found by verify.

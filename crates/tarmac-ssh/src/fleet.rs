@@ -143,6 +143,22 @@ pub struct StageOptions {
     /// freed at once). Always done when the stage has more hosts than `Limits::open`;
     /// otherwise connections stay open for a later stage on the same fleet.
     pub release: bool,
+    /// Called once for every host of the stage when it is done, whatever its outcome
+    /// (unreachable and never-started hosts included): for jobs that wait on each other.
+    pub on_finish: Option<FinishHook>,
+}
+
+/// See [`StageOptions::on_finish`].
+#[derive(Clone)]
+pub struct FinishHook(pub Arc<FinishFn>);
+
+/// What a [`FinishHook`] calls: the host, and how it ended.
+pub type FinishFn = dyn Fn(&HostAddr, &Outcome) + Send + Sync;
+
+impl std::fmt::Debug for FinishHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinishHook")
+    }
 }
 
 /// How one host did in a stage.
@@ -400,6 +416,7 @@ impl Fleet {
             hosts: members.iter().map(|(_, m)| m.target.host_ref()).collect(),
         });
         let job = &job;
+        let on_finish = &opts.on_finish;
         let mut futs: FuturesUnordered<_> = members
             .iter()
             .map(|(i, m)| {
@@ -427,6 +444,9 @@ impl Fleet {
                     session.close_log();
                     if release {
                         session.release().await;
+                    }
+                    if let Some(h) = on_finish {
+                        (h.0)(session.addr(), &outcome);
                     }
                     session.shared().ctx.sink.emit(Event::HostFinished {
                         host: session.addr().clone(),

@@ -45,7 +45,7 @@ mod target;
 
 pub use connector::{Connect, Connector, NetnsConnector};
 pub use error::{ConnectError, HostKeyError, KeyError, StepError};
-pub use fleet::{Fleet, FleetContext, HostResult, StageOptions, StageReport};
+pub use fleet::{FinishHook, Fleet, FleetContext, HostResult, StageOptions, StageReport};
 pub use host::{ExitStatus, Host, ProcControl, ProcEvent, Process, Transport, TransportError};
 pub use known_hosts::HostKeyPolicy;
 pub use local::LocalHost;

@@ -450,6 +450,7 @@ impl HostSession {
                 Some(Duration::from_secs(30)),
                 true,
                 None,
+                None,
             )
             .await?;
         let err = lossy(&out.stderr);
@@ -497,15 +498,29 @@ impl HostSession {
         timeout: Option<Duration>,
         quiet: bool,
         transfer: Option<(&str, u64)>,
+        until: Option<&CancellationToken>,
     ) -> Result<RunOutput, StepError> {
         if self.stage.stop.is_cancelled() {
             return Err(self.stopped(step));
         }
         let host = self.connect().await?;
-        let _permit = tokio::select! {
-            p = self.shared.command_sem.acquire() => p.map_err(|_| self.stopped(step))?,
-            _ = self.stage.stop.cancelled() => return Err(self.stopped(step)),
+        // A service command (`until`) waits on other hosts: it must not hold one of the
+        // stage's command permits, which those hosts need.
+        let _permit = match until {
+            Some(_) => None,
+            None => Some(tokio::select! {
+                p = self.shared.command_sem.acquire() => p.map_err(|_| self.stopped(step))?,
+                _ = self.stage.stop.cancelled() => return Err(self.stopped(step)),
+            }),
         };
+        let stop = self.stage.stop.child_token();
+        let _until = until.map(|u| {
+            let (u, stop) = (u.clone(), stop.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                u.cancelled().await;
+                stop.cancel();
+            }))
+        });
         let _channel = tokio::select! {
             p = self.member.channels.acquire() => p.map_err(|_| self.stopped(step))?,
             _ = self.stage.stop.cancelled() => return Err(self.stopped(step)),
@@ -523,7 +538,7 @@ impl HostSession {
             input,
             output,
             timeout,
-            stop: &self.stage.stop,
+            stop: &stop,
             stop_deadline: self.stage.deadline,
             kill_grace: self.shared.opts.kill_grace,
         };
@@ -544,6 +559,10 @@ impl HostSession {
                     after: *after,
                 });
             }
+            // Ended as asked: a service's normal end.
+            Ended::Cancelled
+                if until.is_some_and(CancellationToken::is_cancelled)
+                    && !self.stage.stop.is_cancelled() => {}
             Ended::Cancelled => return Err(self.stopped(step)),
             Ended::ConnectionLost(m) => {
                 return Err(StepError::ConnectionLost {
@@ -586,6 +605,28 @@ impl HostSession {
     /// Run a command. A non-zero exit is a result, not an error (see [`check`](Self::check));
     /// errors are timeouts, cancellation, a lost connection and sudo problems.
     pub async fn run(&self, step: &str, exec: Exec) -> Result<CommandResult, StepError> {
+        self.run_inner(step, exec, None).await
+    }
+
+    /// Run a long-lived service command (a relay, say) until `until` is cancelled, which ends
+    /// it on the host like any cancelled command; that end is `Ok`. It holds no command
+    /// permit, since what it waits for may need them; the stage's own cancellation and
+    /// deadline still end it as a failure.
+    pub async fn run_until(
+        &self,
+        step: &str,
+        exec: Exec,
+        until: &CancellationToken,
+    ) -> Result<CommandResult, StepError> {
+        self.run_inner(step, exec, Some(until)).await
+    }
+
+    async fn run_inner(
+        &self,
+        step: &str,
+        exec: Exec,
+        until: Option<&CancellationToken>,
+    ) -> Result<CommandResult, StepError> {
         let t0 = Instant::now();
         self.emit(Event::StepStarted {
             host: self.addr().clone(),
@@ -612,6 +653,7 @@ impl HostSession {
                 timeout,
                 exec.quiet,
                 None,
+                until,
             )
             .await
         }
@@ -690,6 +732,7 @@ impl HostSession {
                     up.timeout,
                     false,
                     Some((&up.source.name, up.source.size)),
+                    None,
                 )
                 .await?;
             match out.status.code {
@@ -800,6 +843,7 @@ impl HostSession {
                 OutputMode::Raw(Box::pin(writer)),
                 None,
                 true,
+                None,
                 None,
             )
             .await;
@@ -956,5 +1000,14 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -526,6 +526,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                         only: None,
                         // The last round frees each host's connection as soon as it is done.
                         release: round == args.repeat.max(1),
+                        on_finish: None,
                     },
                     |h| {
                         let exec = exec.clone();
