@@ -137,9 +137,16 @@ fn serve_one(
     match found {
         Some(f) => {
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let what = req.url().to_owned();
+            let peer = req
+                .remote_addr()
+                .map_or_else(|| "?".to_owned(), ToString::to_string);
             if req.respond(tiny_http::Response::from_file(f)).is_ok() {
                 served.fetch_add(1, Ordering::SeqCst);
                 bytes.fetch_add(len, Ordering::SeqCst);
+                // One line per file served: the installer's host log is the audit of who
+                // fetched what from whom.
+                println!("relay served {what} ({len} bytes) to {peer}");
             }
         }
         None => {

@@ -40,6 +40,17 @@ pub fn children(i: usize, k: usize, n: usize) -> Range<usize> {
     start..(start + k).min(n)
 }
 
+/// How many hosts are below each host of the tree.
+pub fn descendants(k: usize, n: usize) -> Vec<usize> {
+    let mut d = vec![0; n];
+    for i in (0..n).rev() {
+        if let Some(p) = parent(i, k) {
+            d[p] += 1 + d[i];
+        }
+    }
+    d
+}
+
 /// Levels of the tree (1 for `n <= k`).
 pub fn depth(n: usize, k: usize) -> usize {
     let mut d = 0;
@@ -58,7 +69,8 @@ pub struct RelayTree {
     fanout: usize,
     port: u16,
     peers: Vec<watch::Sender<Peer>>,
-    /// Children of each host not yet done.
+    /// Hosts below each host not yet done: a host relays until its whole subtree is done,
+    /// since a child whose parent is gone falls back to the grandparent.
     pending: Vec<watch::Sender<usize>>,
 }
 
@@ -75,8 +87,9 @@ impl RelayTree {
             fanout: k,
             port,
             peers: (0..n).map(|_| watch::channel(Peer::Pending).0).collect(),
-            pending: (0..n)
-                .map(|i| watch::channel(children(i, k, n).len()).0)
+            pending: descendants(k, n)
+                .into_iter()
+                .map(|d| watch::channel(d).0)
                 .collect(),
         }
     }
@@ -144,12 +157,14 @@ impl RelayTree {
     /// `host` is done, whatever its outcome (called for every host of the stage).
     pub fn finished(&self, host: &HostAddr) {
         self.gone(host);
-        if let Some(p) = self.parent_of(host) {
+        let mut at = self.parent_of(host);
+        while let Some(p) = at {
             self.pending[p].send_modify(|n| *n = n.saturating_sub(1));
+            at = parent(p, self.fanout);
         }
     }
 
-    /// Until every child of `host` is done.
+    /// Until every host below `host` is done.
     pub async fn children_done(&self, host: &HostAddr) {
         if let Some(&i) = self.index.get(host) {
             let _ = self.pending[i].subscribe().wait_for(|n| *n == 0).await;
@@ -295,6 +310,8 @@ mod tests {
                 }
             }
         }
+        assert_eq!(descendants(2, 7), [3, 2, 1, 0, 0, 0, 0]);
+        assert_eq!(descendants(1, 4), [3, 2, 1, 0]);
         assert_eq!(depth(10, 10), 1);
         assert_eq!(depth(11, 10), 2);
         assert_eq!(depth(110, 10), 2);
@@ -353,15 +370,20 @@ mod tests {
             t.sources(&h(7)).await,
             ["http://10.0.0.3:8089", "http://10.0.0.1:8089"]
         );
-        // A parent relays until each child is finished, whatever the child's outcome.
+        // A host relays until each host below it is finished, whatever the outcome: 10.0.0.1
+        // has 10.0.0.3, 10.0.0.4 and (under 10.0.0.3) 10.0.0.7.
         let done = tokio::spawn({
             let t = t.clone();
             async move { t.children_done(&h(1)).await }
         });
         t.finished(&h(3));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!done.is_finished());
         t.finished(&h(4));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !done.is_finished(),
+            "10.0.0.7 may still fall back to 10.0.0.1"
+        );
+        t.finished(&h(7));
         done.await.unwrap();
         assert!(t.has_children(&h(3)) && !t.has_children(&h(7)));
     }
