@@ -800,3 +800,80 @@ async fn an_upgrade_after_an_out_of_band_switch_records_it_and_status_is_clean()
     assert_eq!(report.package_list_id.as_deref(), Some("list-3"));
     assert_eq!(exit_class(&srun), 0, "{:?}", words(&srun));
 }
+
+#[tokio::test]
+async fn deploy_through_the_relay_tree_falls_back_past_unreachable_and_failed_parents() {
+    let c = Cluster::bare();
+    c.config_line("ssh_parallelism: 2");
+    c.config_line("relay_fanout: 2");
+    c.config_line("relay_port: 8089");
+    c.fleet.set_install_time(Duration::from_millis(20));
+    // The tree over the config order, k = 2: 10.0.0.1 and 10.0.0.2 pull from bootstrap_url;
+    // 10.0.0.3 and 10.0.1.1 under 10.0.0.1; 10.0.1.2 and 10.0.1.3 under 10.0.0.2;
+    // 10.0.1.4 and 10.0.2.1 under 10.0.0.3.
+    c.fleet.set_reachable("10.0.0.2", false);
+    c.fleet.behave("10.0.0.3", |b| {
+        b.install_fails = Some("disk full".into());
+    });
+    let run = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.installer().deploy(&DeployOptions::default()),
+    )
+    .await
+    .expect("no host waits forever on a parent that is gone")
+    .expect("deploy runs");
+    no_unknown(&c);
+    assert_eq!(
+        words(&run),
+        expect_words(&[
+            ("10.0.0.1", "ok"),
+            ("10.0.0.2", "unreachable"),
+            ("10.0.0.3", "failed"),
+            ("10.0.1.1", "ok"),
+            ("10.0.1.2", "ok"),
+            ("10.0.1.3", "ok"),
+            ("10.0.1.4", "ok"),
+            ("10.0.2.1", "ok"),
+        ])
+    );
+    let peer = "http://10.0.0.1:8089";
+    for (host, mirrors) in [
+        ("10.0.0.1", ""),
+        ("10.0.0.3", peer),
+        ("10.0.1.1", peer),
+        // Under the unreachable 10.0.0.2, which has no parent: bootstrap_url.
+        ("10.0.1.2", ""),
+        ("10.0.1.3", ""),
+        // Under the failed 10.0.0.3: its parent, 10.0.0.1.
+        ("10.0.1.4", peer),
+        ("10.0.2.1", peer),
+    ] {
+        assert_eq!(c.fleet.host(host).mirrors, [mirrors], "{host}");
+    }
+    // Only hosts with children that installed relay; the relay is ended with the deploy.
+    assert_eq!(
+        c.fleet.host("10.0.0.1").relayed_on.as_deref(),
+        Some("10.0.0.1:8089")
+    );
+    for host in ["10.0.0.3", "10.0.1.1", "10.0.1.4"] {
+        assert_eq!(c.fleet.host(host).relayed_on, None, "{host}");
+    }
+    // The relay and its readiness probe run at once: either may reach the host first.
+    let mut v = verbs_of(&c, "10.0.0.1");
+    v[6..].sort();
+    assert_eq!(
+        v,
+        [
+            "active",
+            "mkdir",
+            "upload",
+            "install",
+            "active",
+            "detect_ip",
+            "relay",
+            "relay-ready"
+        ]
+    );
+    // The relay's end is a normal end: 10.0.0.1 is ok, and its journal names the relay.
+    assert!(matches!(outcome_of(&run, "10.0.0.1"), Outcome::Ok));
+}

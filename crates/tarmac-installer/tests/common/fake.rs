@@ -79,6 +79,10 @@ pub struct HostModel {
     pub listening: Vec<u16>,
     /// Units of tarmac.target and their `systemctl is-active` word.
     pub units: BTreeMap<String, String>,
+    /// TARMAC_MIRRORS of each install.sh run (the relay tree's peers), in order.
+    pub mirrors: Vec<String>,
+    /// `tarmac-host relay` was started here (on this address).
+    pub relayed_on: Option<String>,
 }
 
 impl HostModel {
@@ -170,6 +174,8 @@ impl FakeFleet {
                 missing_commands: Vec::new(),
                 listening: Vec::new(),
                 units: BTreeMap::new(),
+                mirrors: Vec::new(),
+                relayed_on: None,
             },
         );
     }
@@ -480,6 +486,16 @@ impl FakeFleet {
                 ..Answer::fail(255, "")
             };
         }
+        // `export TARMAC_MIRRORS=<peers>` first (plan::with_mirrors), then the rest.
+        let (mirrors, command) = match command.split_once('\n') {
+            Some((first, rest)) if first.starts_with("export TARMAC_MIRRORS=") => (
+                shell_words(&first["export ".len()..])
+                    .first()
+                    .and_then(|kv| kv.split_once('=').map(|(_, v)| v.to_owned())),
+                rest,
+            ),
+            _ => (None, command),
+        };
         // `export TARMAC_OPERATION=<run>` then the command (plan::with_operation).
         let (operation, body) = match command.split_once('\n') {
             Some((first, rest)) if first.starts_with("export TARMAC_OPERATION=") => (
@@ -497,6 +513,25 @@ impl FakeFleet {
             })
         };
         let w = shell_words(body);
+        // The relay tree: the cluster address, the relay (runs until ended), its readiness.
+        if body == plan::DETECT_IP {
+            log("detect_ip");
+            return Answer::ok(format!("{}\n", addr.host()));
+        }
+        if w.first().map(String::as_str) == Some("exec")
+            && w.get(2).map(String::as_str) == Some("relay")
+        {
+            log("relay");
+            h.relayed_on = arg(&w, "--listen").map(str::to_owned);
+            return Answer {
+                hang: true,
+                ..Answer::ok("")
+            };
+        }
+        if body.contains("/healthz") {
+            log("relay-ready");
+            return Answer::ok("");
+        }
         // status: `if [ -x BIN ]; then BIN [--wait] --json status [--recover] …; fi`
         if body.starts_with(&format!("if [ -x {HOST_BIN} ]; then {HOST_BIN}"))
             && w.iter().any(|x| x.trim_end_matches(';') == "status")
@@ -566,6 +601,7 @@ impl FakeFleet {
                 a.stdout = checks;
                 return a;
             }
+            h.mirrors.push(mirrors.clone().unwrap_or_default());
             if let Some(why) = h.behaviour.install_fails.clone() {
                 return Answer {
                     stdout: checks,
