@@ -40,7 +40,9 @@ echo "building the reference distribution…" >&2
 
 "$TARMAC" lab down --name $LAB >/dev/null 2>&1 || true
 echo "lab of $N systemd hosts…" >&2
-"$TARMAC" lab up --name $LAB --masters 3 --agents $((N - 3)) >"$W/lab.log" 2>&1 || { tail -20 "$W/lab.log" >&2; exit 1; }
+# zstd for the floor's `curl | zstd -d | tar -x` (the default image has no zstd: tarmac-host
+# decompresses by itself); the first `up` with it builds and caches that image.
+"$TARMAC" lab up --name $LAB --masters 3 --agents $((N - 3)) --extra-packages zstd >"$W/lab.log" 2>&1 || { tail -20 "$W/lab.log" >&2; exit 1; }
 LD=/var/lib/tarmac-lab/$LAB
 G=$W/genconf
 mkdir -p "$G"
@@ -70,6 +72,7 @@ echo "deploy, no relay…" >&2
 b0=$(tx); s=$(ns)
 ip netns exec "$CTL" "$TARMAC" deploy --genconf-dir "$G" >"$W/direct.log" 2>&1 || { tail -30 "$W/direct.log" >&2; exit 1; }
 t_direct=$(secs "$s" "$(ns)"); mb_direct=$(mb "$b0" "$(tx)")
+echo "  no relay: ${t_direct} s, ${mb_direct} MB from the bootstrap node" >&2
 uninstall
 
 # 2. relay
@@ -79,6 +82,7 @@ genconf
 b0=$(tx); s=$(ns)
 ip netns exec "$CTL" "$TARMAC" deploy --genconf-dir "$G" >"$W/relay.log" 2>&1 || { tail -30 "$W/relay.log" >&2; exit 1; }
 t_relay=$(secs "$s" "$(ns)"); mb_relay=$(mb "$b0" "$(tx)")
+echo "  relay: ${t_relay} s, ${mb_relay} MB from the bootstrap node" >&2
 uninstall
 sed -i '/^relay_fanout:/d' "$G/config.yaml"
 genconf
