@@ -101,6 +101,22 @@ T
 sec relay.md relay.sh
 cat <<'T'
 
+T
+sec relay-100mbit.md relay.sh
+cat <<'T'
+
+How to read the relay rows: on this machine the 100 systemd hosts share 2 cores, and an
+unlimited `tarmac deploy` to them takes about 128 s (the Deploy section), all of it the hosts'
+own CPU work. With the relay the bootstrap node sends one copy per root (K = 10 copies, ~0.6 GB,
+against ~6 GB), and the relayed deploy runs at that CPU floor: at 200 Mbit/s it is 2.1× faster
+than direct, which is as far as the machine allows there, since direct is only ~2× above the
+floor at that rate. With the link at 100 Mbit/s (the node standing in for a larger fleet) the
+direct deploy doubles while the relayed one does not (second table). tarmac's direct deploy
+sends ~61 MB per host against the floor's ~47 MB: the 6 MB tarmac-host binary, which every host
+fetches, plus about 8 MB per host not yet accounted for (likely TCP retransmissions under the
+shaper, which counts frames it re-sends: each host fetches 4 packages at once, the floor one; not
+yet checked).
+
 ### A model for 10,000 hosts
 
 Inputs, all measured above or in the sections before: S = 43 MB of archives per host (the
