@@ -75,15 +75,15 @@ per() { awk -v a="$1" -v n="$N" -v m="$2" 'BEGIN { printf "%.2f", a * m / n }'; 
 
 echo "tarmac exec…" >&2
 b0=$(bytes)
-read -r e_rss e_cpu e_wall e_fd e_rc < <(measure exec in_ctl "$TARMAC" exec --genconf-dir "$G" --parallel "$P" --quiet -- true)
+read -r e_rss e_cpu e_wall e_fd e_rc < <(measure exec ip netns exec "$CTL" "$TARMAC" exec --genconf-dir "$G" --parallel "$P" --quiet -- true)
 [ "$e_rc" -eq 0 ] || { tail -20 "$W/exec.err" "$W/exec.out" >&2; exit 1; }
 b1=$(bytes)
 echo "tarmac preflight…" >&2
-read -r p_rss p_cpu p_wall p_fd p_rc < <(measure preflight in_ctl "$TARMAC" preflight --genconf-dir "$G")
+read -r p_rss p_cpu p_wall p_fd p_rc < <(measure preflight ip netns exec "$CTL" "$TARMAC" preflight --genconf-dir "$G")
 b2=$(bytes)
 checked=$(grep -c 'check(s) failed\|✓' "$W/preflight.err" 2>/dev/null || true)
 echo "OpenSSH…" >&2
-read -r o_rss o_cpu o_wall o_fd o_rc < <(measure openssh in_ctl bash -c "xargs -P $P -I{} ssh -q -F '$LD/ssh_config' -o BatchMode=yes -o ControlMaster=no -o ControlPath=none {} true <'$W/hosts'")
+read -r o_rss o_cpu o_wall o_fd o_rc < <(measure openssh ip netns exec "$CTL" bash -c "xargs -P $P -I{} ssh -q -F '$LD/ssh_config' -o BatchMode=yes -o ControlMaster=no -o ControlPath=none {} true <'$W/hosts'")
 [ "$o_rc" -eq 0 ] || { tail -20 "$W/openssh.err" >&2; exit 1; }
 
 out=$(
