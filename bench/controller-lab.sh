@@ -68,15 +68,18 @@ measure() {
   cpid=$(pgrep -P "$tpid" | head -1 || true)
   [ -z "$cpid" ] || fds=$(fd_peak "$cpid")
   wait "$tpid" || rc=$?
-  awk -v f="$fds" -v rc="$rc" '{ printf "%s %.2f %s %s %s\n", $1, $2 + $3, $4, f, rc }' "$W/$name.time"
+  # GNU time puts "Command exited with non-zero status N" first: the figures are the last line.
+  tail -n 1 "$W/$name.time" | awk -v f="$fds" -v rc="$rc" '{ printf "%s %.2f %s %s %s\n", $1, $2 + $3, $4, f, rc }'
 }
-bytes() { du -sb "$G/state" "$G/logs" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+bytes() { { du -sb "$G/state" "$G/logs" 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}'; }
 per() { awk -v a="$1" -v n="$N" -v m="$2" 'BEGIN { printf "%.2f", a * m / n }'; }
 
 echo "tarmac exec…" >&2
 b0=$(bytes)
 read -r e_rss e_cpu e_wall e_fd e_rc < <(measure exec ip netns exec "$CTL" "$TARMAC" exec --genconf-dir "$G" --parallel "$P" --quiet -- true)
-[ "$e_rc" -eq 0 ] || { tail -20 "$W/exec.err" "$W/exec.out" >&2; exit 1; }
+# exec's own summary line: how many hosts answered.
+e_sum=$(grep -E '^[0-9]+ hosts:' "$W/exec.out" | tail -n 1 || true)
+[ "$e_rc" -eq 0 ] || { echo "exec exited $e_rc: $e_sum" >&2; tail -n 20 "$W/exec.err" >&2; }
 b1=$(bytes)
 echo "tarmac preflight…" >&2
 read -r p_rss p_cpu p_wall p_fd p_rc < <(measure preflight ip netns exec "$CTL" "$TARMAC" preflight --genconf-dir "$G")
@@ -84,7 +87,7 @@ b2=$(bytes)
 checked=$(grep -c 'check(s) failed\|✓' "$W/preflight.err" 2>/dev/null || true)
 echo "OpenSSH…" >&2
 read -r o_rss o_cpu o_wall o_fd o_rc < <(measure openssh ip netns exec "$CTL" bash -c "xargs -P $P -I{} ssh -q -F '$LD/ssh_config' -o BatchMode=yes -o ControlMaster=no -o ControlPath=none {} true <'$W/hosts'")
-[ "$o_rc" -eq 0 ] || { tail -20 "$W/openssh.err" >&2; exit 1; }
+[ "$o_rc" -eq 0 ] || { echo "OpenSSH fan-out exited $o_rc" >&2; tail -n 20 "$W/openssh.err" >&2; }
 
 out=$(
   echo "## Controller cost per host on $N plain lab hosts ($(date -u +%Y-%m-%d))"
@@ -92,7 +95,8 @@ out=$(
   echo "\`tarmac lab up --mode plain\` of $N hosts took ${up_s} s. Each host is its own network namespace"
   echo "with its own sshd; the controller runs in the lab's control namespace. preflight serves the"
   echo "bootstrap and runs install.sh --preflight-only on every host (exit $p_rc: plain hosts have no systemd,"
-  echo "so those checks fail; $checked host lines reported). The OpenSSH row counts every ssh process."
+  echo "so those checks fail; $checked host lines reported). exec: exit $e_rc, '$e_sum'; the OpenSSH"
+  echo "fan-out exited $o_rc. The OpenSSH row counts every ssh process."
   echo
   echo "| hosts | what | wall | memory per host / total | CPU per host | fd peak | journal+log per host |"
   echo "|---|---|---|---|---|---|---|"

@@ -787,6 +787,16 @@ fn bring_up(plan: &Plan, spec: &LabSpec, p: &Progress<'_>, t0: Instant) -> Resul
         0o644,
     )?;
 
+    // The kernel's neighbour (ARP) table is one for all namespaces: a lab's control
+    // namespace holds an entry per host and each host one per peer, so past a few hundred
+    // hosts the default thresholds (512/1024) make entries thrash and hosts unreachable.
+    let all_hosts: usize = all_plans()
+        .iter()
+        .filter(|o| o.name != plan.name)
+        .map(|o| o.hosts.len())
+        .sum::<usize>()
+        + plan.hosts.len();
+    prereq::ensure_neighbours(all_hosts, p)?;
     if plan.mode == Mode::Systemd {
         let others: usize = all_plans()
             .iter()

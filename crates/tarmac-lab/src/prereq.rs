@@ -140,3 +140,22 @@ pub fn ensure_inotify(systemd_hosts: usize, p: &Progress<'_>) -> Result<(), LabE
     }
     Ok(())
 }
+
+/// Raise the neighbour table's garbage-collection thresholds
+/// (`net.ipv4.neigh.default.gc_thresh{1,2,3}`, shared by every namespace) for `hosts` lab
+/// hosts on the machine: four entries per host, with headroom. Never lowers them.
+pub fn ensure_neighbours(hosts: usize, p: &Progress<'_>) -> Result<(), LabError> {
+    let n = hosts as u64;
+    for (key, want) in [
+        ("net.ipv4.neigh.default.gc_thresh1", 1_024 + 2 * n),
+        ("net.ipv4.neigh.default.gc_thresh2", 2_048 + 4 * n),
+        ("net.ipv4.neigh.default.gc_thresh3", 4_096 + 8 * n),
+    ] {
+        let have = sys::sysctl_get(key).unwrap_or(0);
+        if have < want {
+            p.say(format!("raising {key} from {have} to {want} for {hosts} lab hosts"));
+            sys::sysctl_set(key, want)?;
+        }
+    }
+    Ok(())
+}
