@@ -153,7 +153,9 @@ pub fn ensure_neighbours(hosts: usize, p: &Progress<'_>) -> Result<(), LabError>
     ] {
         let have = sys::sysctl_get(key).unwrap_or(0);
         if have < want {
-            p.say(format!("raising {key} from {have} to {want} for {hosts} lab hosts"));
+            p.say(format!(
+                "raising {key} from {have} to {want} for {hosts} lab hosts"
+            ));
             sys::sysctl_set(key, want)?;
         }
     }
