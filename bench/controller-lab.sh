@@ -48,29 +48,8 @@ echo "ssh_parallelism: $P" >>"$G/config.yaml"
 grep '^Host [a-z]' "$LD/ssh_config" | cut -d' ' -f2 >"$W/hosts"
 [ "$(wc -l <"$W/hosts")" -eq "$N" ] || { echo "expected $N hosts in $LD/ssh_config" >&2; exit 1; }
 
-# Peak of a process's open fds, sampled every 50 ms until it ends.
-fd_peak() {
-  local pid=$1 peak=0 n
-  while kill -0 "$pid" 2>/dev/null; do
-    n=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
-    [ "$n" -le "$peak" ] || peak=$n
-    sleep 0.05
-  done
-  echo "$peak"
-}
-
-# measure NAME CMD… → "rss_kb cpu_s wall_s fd_peak rc" (the command runs under /usr/bin/time).
-measure() {
-  local name=$1; shift
-  /usr/bin/time -f '%M %U %S %e' -o "$W/$name.time" "$@" >"$W/$name.out" 2>"$W/$name.err" &
-  local tpid=$! cpid fds=0 rc=0
-  sleep 0.2
-  cpid=$(pgrep -P "$tpid" | head -1 || true)
-  [ -z "$cpid" ] || fds=$(fd_peak "$cpid")
-  wait "$tpid" || rc=$?
-  # GNU time puts "Command exited with non-zero status N" first: the figures are the last line.
-  tail -n 1 "$W/$name.time" | awk -v f="$fds" -v rc="$rc" '{ printf "%s %.2f %s %s %s\n", $1, $2 + $3, $4, f, rc }'
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh  # the scripts run from the repository root (cd above)
 bytes() { { du -sb "$G/state" "$G/logs" 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}'; }
 per() { awk -v a="$1" -v n="$N" -v m="$2" 'BEGIN { printf "%.2f", a * m / n }'; }
 

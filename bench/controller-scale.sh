@@ -59,30 +59,8 @@ print("\n".join(out))
 PY
 }
 
-# Peak of a process's open fds, sampled every 50 ms until it ends.
-fd_peak() {
-  local pid=$1 peak=0 n
-  while kill -0 "$pid" 2>/dev/null; do
-    n=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
-    [ "$n" -le "$peak" ] || peak=$n
-    sleep 0.05
-  done
-  echo "$peak"
-}
-
-# measure NAME CMD… → "rss_kb cpu_s wall_s fd_peak" (the command runs under /usr/bin/time).
-measure() {
-  local name=$1; shift
-  /usr/bin/time -f '%M %U %S %e' -o "$W/$name.time" "$@" >"$W/$name.out" 2>"$W/$name.err" &
-  local tpid=$!
-  sleep 0.2
-  local cpid
-  cpid=$(pgrep -P "$tpid" | head -1 || true)
-  local fds=0
-  [ -z "$cpid" ] || fds=$(fd_peak "$cpid")
-  wait "$tpid" || { echo "$name failed:" >&2; tail -20 "$W/$name.err" >&2; exit 1; }
-  awk -v f="$fds" '{ printf "%s %.2f %s %s\n", $1, $2 + $3, $4, f }' "$W/$name.time"
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh  # the scripts run from the repository root (cd above)
 
 rows=()
 for n in $NS; do
@@ -105,15 +83,18 @@ for n in $NS; do
     || { tail -20 "$W/genconf-$n.log" >&2; exit 1; }
 
   before=$(du -sb "$G/state" 2>/dev/null | cut -f1 || echo 0)
-  read -r e_rss e_cpu e_wall e_fd < <(measure "exec-$n" "$TARMAC" exec --genconf-dir "$G" --parallel "$P" --quiet -- true)
+  read -r e_rss e_cpu e_wall e_fd e_rc < <(measure "exec-$n" "$TARMAC" exec --genconf-dir "$G" --parallel "$P" --quiet -- true)
   after=$(du -sb "$G/state" "$G/logs" 2>/dev/null | awk '{s += $1} END {print s + 0}')
   e_bytes=$((after - before))
   before=$after
-  read -r p_rss p_cpu p_wall p_fd < <(measure "preflight-$n" "$TARMAC" preflight --genconf-dir "$G" --push)
+  read -r p_rss p_cpu p_wall p_fd p_rc < <(measure "preflight-$n" "$TARMAC" preflight --genconf-dir "$G" --push)
   after=$(du -sb "$G/state" "$G/logs" 2>/dev/null | awk '{s += $1} END {print s + 0}')
   p_bytes=$((after - before))
   # The peer: the OpenSSH client, one process per host, P at a time, same hosts, same command.
-  read -r o_rss o_cpu o_wall o_fd < <(measure "openssh-$n" bash -c "xargs -P $P -I{} ssh -q -p 2222 -i $W/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=no root@{} true <'$W/hosts-$n'")
+  read -r o_rss o_cpu o_wall o_fd o_rc < <(measure "openssh-$n" bash -c "xargs -P $P -I{} ssh -q -p 2222 -i $W/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=no root@{} true <'$W/hosts-$n'")
+  for rc in "$e_rc" "$p_rc" "$o_rc"; do
+    [ "$rc" -eq 0 ] || { echo "a measured stage failed at $n hosts (exit $rc); see $W" >&2; exit 1; }
+  done
   per() { awk -v a="$1" -v n="$n" -v m="$2" 'BEGIN { printf "%.2f", a * m / n }'; }
   rows+=("| $n | tarmac exec true (P $P) | ${e_wall} s | $(per "$e_rss" 0.001) MB/$((e_rss / 1024)) MB | $(per "$e_cpu" 1000) ms | $e_fd | $(per "$e_bytes" 1) B |")
   rows+=("| $n | tarmac preflight --push (P $P) | ${p_wall} s | $(per "$p_rss" 0.001) MB/$((p_rss / 1024)) MB | $(per "$p_cpu" 1000) ms | $p_fd | $(per "$p_bytes" 1) B |")

@@ -80,17 +80,7 @@ fn deploy_from_an_s3_compatible_store() {
     assert!(out.status.success(), "{}", text(&out));
 
     // The store: s3s-fs on the control namespace's address, its objects under work/s3.
-    let cfg = std::fs::read_to_string(genconf.join("config.yaml")).unwrap();
-    let ctl = cfg
-        .lines()
-        .find_map(|l| l.strip_prefix("bootstrap_url: "))
-        .unwrap()
-        .trim()
-        .trim_start_matches("http://")
-        .split(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let ctl = lab.ctl_ip().to_string();
     let root = work.path().join("s3");
     std::fs::create_dir_all(&root).unwrap();
     let log = std::fs::File::create(work.path().join("s3s-fs.log")).unwrap();
