@@ -660,11 +660,6 @@ impl Distribution {
         d
     }
 
-    /// Is this [`Distribution::installer_only`]?
-    pub fn is_installer_only(&self) -> bool {
-        self.inner.open
-    }
-
     /// The config directory of a distribution given either the distribution root
     /// (`dist/reference`, holding `config/schema.yaml`) or the config directory itself.
     pub fn config_dir_of(path: &Path) -> Option<PathBuf> {

@@ -324,18 +324,11 @@ impl ResolvedConfig {
     }
 
     /// The deploy's peer relay: `(fanout, port)` when `relay_fanout` is on.
+    /// Both defaults live in the installer schema.
     pub fn relay(&self) -> Option<(usize, u16)> {
-        let fanout = self.get("relay_fanout").and_then(Json::as_i64).unwrap_or(0);
-        let port = self
-            .get("relay_port")
-            .and_then(Json::as_i64)
-            .unwrap_or(8089);
-        (fanout > 0).then(|| {
-            (
-                usize::try_from(fanout).unwrap_or(1),
-                u16::try_from(port).unwrap_or(8089),
-            )
-        })
+        let fanout = usize::try_from(self.get("relay_fanout")?.as_i64()?).ok()?;
+        let port = u16::try_from(self.get("relay_port")?.as_i64()?).ok()?;
+        (fanout > 0).then_some((fanout, port))
     }
 
     /// A path parameter resolved against the directory containing genconf/.

@@ -231,8 +231,6 @@ pub struct HostStatus {
     pub switch_log: bool,
 }
 
-/// Prefix a root script so that every `tarmac-host` switch it makes records the installer's
-/// run: `TARMAC_OPERATION` is what tarmac-host writes into its switch log.
 /// `script` with the peers install.sh tries before bootstrap_url (the relay tree's).
 pub fn with_mirrors(mirrors: &[String], script: &str) -> String {
     if mirrors.is_empty() {
@@ -244,6 +242,8 @@ pub fn with_mirrors(mirrors: &[String], script: &str) -> String {
     )
 }
 
+/// Prefix a root script so that every `tarmac-host` switch it makes records the installer's
+/// run: `TARMAC_OPERATION` is what tarmac-host writes into its switch log.
 pub fn with_operation(run_id: &str, script: &str) -> String {
     format!("export TARMAC_OPERATION={}\n{script}", quote(run_id))
 }

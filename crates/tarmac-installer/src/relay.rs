@@ -255,7 +255,8 @@ pub async fn serve_children(
     let until = CancellationToken::new();
     let relay = host.run_until(
         "relay",
-        Exec::new(relay_command(listen, &files, ttl)),
+        // Its own lifetime, not process_timeout: a root serves until its whole subtree is done.
+        Exec::new(relay_command(listen, &files, ttl)).timeout(ttl + Duration::from_secs(60)),
         &until,
     );
     tokio::pin!(relay);

@@ -280,6 +280,14 @@ impl Installer {
         self.cfg.all_hosts()
     }
 
+    /// The hosts a stage restricted to `only` runs on, within `--hosts` ([`Self::only`]).
+    fn within_hosts(&self, only: Option<Vec<HostAddr>>) -> Option<Vec<HostAddr>> {
+        match (only, &self.only) {
+            (Some(a), Some(b)) => Some(a.into_iter().filter(|h| b.contains(h)).collect()),
+            (a, b) => a.or_else(|| b.clone()),
+        }
+    }
+
     fn targets(&self, only: Option<&[HostAddr]>) -> Vec<Target> {
         self.hosts()
             .into_iter()
@@ -344,10 +352,7 @@ impl Installer {
         F: Fn(HostSession) -> Fut,
         Fut: Future<Output = Result<Outcome, StepError>>,
     {
-        let only = match (only, &self.only) {
-            (Some(a), Some(b)) => Some(a.into_iter().filter(|h| b.contains(h)).collect()),
-            (a, b) => a.or_else(|| b.clone()),
-        };
+        let only = self.within_hosts(only);
         let _lock = RunLock::acquire(&self.state_dir(), &format!("tarmac {stage}"))?;
         let targets = self.targets(only.as_deref());
         if targets.is_empty() {
@@ -744,12 +749,8 @@ impl Installer {
         // The peer relay: a tree over the hosts of this run, in the stage's order.
         let mut this = self.clone();
         let tree = self.cfg.relay().map(|(fanout, port)| {
-            let only = match (opts.only.clone(), &self.only) {
-                (Some(a), Some(b)) => Some(a.into_iter().filter(|h| b.contains(h)).collect()),
-                (a, b) => a.or_else(|| b.clone()),
-            };
             let order: Vec<HostAddr> = self
-                .targets(only.as_deref())
+                .targets(self.within_hosts(opts.only.clone()).as_deref())
                 .into_iter()
                 .map(|t| t.addr)
                 .collect();
@@ -759,8 +760,7 @@ impl Installer {
             let t = t.clone();
             this.finish_hook = Some(tarmac_ssh::FinishHook(Arc::new(move |h, _| t.finished(h))));
         }
-        let install_timeout = timeout;
-        let relay_ttl = install_timeout.max(Duration::from_secs(300))
+        let relay_ttl = timeout.max(Duration::from_secs(300))
             * u32::try_from(tree.as_ref().map_or(1, |t| t.depth()) + 1).unwrap_or(u32::MAX);
         let run = this
             .ledgered_stage(Stage::Deploy, opts.only.clone(), None, Some(plan), |host| {
