@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use std::collections::BTreeSet;
 use tarmac_pkg::Store;
 use tarmac_pkg::layout::CHECK_DIR;
-use tarmac_types::PackageId;
+use tarmac_types::{PackageId, Role};
 
 use crate::error::ActivateError;
 
@@ -47,23 +48,33 @@ pub struct CheckResult {
     pub output: String,
 }
 
-/// Every file in `check/` of each package, sorted by package id then name.
-pub fn list_checks(store: &Store, ids: &[PackageId]) -> Result<Vec<CheckSpec>, ActivateError> {
-    list_executables(store, ids, CHECK_DIR)
+/// Every file in `check/` (and `check_<role>/` for each of `roles`) of each package, sorted
+/// by package id then name.
+pub fn list_checks(
+    store: &Store,
+    ids: &[PackageId],
+    roles: &BTreeSet<Role>,
+) -> Result<Vec<CheckSpec>, ActivateError> {
+    list_executables(store, ids, CHECK_DIR, roles)
 }
 
-/// Every file in directory `dir` (`check`, `backup`, …) of each package, sorted by package
-/// id then name.
+/// Every file in directory `base` (`check`, `backup`, …) and in `<base>_<role>` for each of
+/// `roles` (`check_master`) of each package, sorted by package id, then directory (the
+/// role-independent one first), then name.
 pub fn list_executables(
     store: &Store,
     ids: &[PackageId],
-    dir: &str,
+    base: &str,
+    roles: &BTreeSet<Role>,
 ) -> Result<Vec<CheckSpec>, ActivateError> {
     let mut out = Vec::new();
     let mut ids = ids.to_vec();
     ids.sort();
-    for id in ids {
-        let dir = store.path(&id).join(dir);
+    let dirs: Vec<String> = std::iter::once(base.to_owned())
+        .chain(roles.iter().map(|r| format!("{base}{}", r.dir_suffix())))
+        .collect();
+    for (id, dir) in ids.iter().flat_map(|id| dirs.iter().map(move |d| (id, d))) {
+        let dir = store.path(id).join(dir);
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -80,7 +91,7 @@ pub fn list_executables(
             }
             let executable = meta.permissions().mode() & 0o111 != 0;
             out.push(CheckSpec {
-                package: id.clone(),
+                package: (*id).clone(),
                 check: name,
                 path,
                 executable,

@@ -56,6 +56,9 @@ pub struct HostConfig {
     pub manage_state_dirs: bool,
     /// Wait for the host lock instead of failing.
     pub wait_for_lock: bool,
+    /// Extract every fetched package, even those no role of this host uses (by default
+    /// they are kept as verified archives; `tarmac_pkg::layout::used_by`).
+    pub extract_all: bool,
 }
 
 impl HostConfig {
@@ -72,6 +75,7 @@ impl HostConfig {
             add_users: true,
             manage_state_dirs: true,
             wait_for_lock: false,
+            extract_all: false,
         }
     }
 

@@ -400,12 +400,19 @@ impl Host {
                 hash_tree(&base, &base.join(w.trim_start_matches('/')), &mut files);
             }
         }
+        let mut archived = Vec::new();
+        for id in self.store.list()? {
+            if self.store.archived(&id)?.is_some() {
+                archived.push(id);
+            }
+        }
         Ok(HostStatus {
             format: FORMAT,
             current,
             previous,
             active,
             pending: self.pending()?,
+            archived,
             units,
             switch: self.last_switch(current),
             watched: files,

@@ -42,6 +42,10 @@ pub enum Problem {
     SysctlWithoutService {
         package: PackageId,
     },
+    /// Kept as its archive only, but this host's roles use it.
+    NotExtracted {
+        package: PackageId,
+    },
     /// Two packages (or two directories of one package) provide the same path.
     FileConflict {
         path: String,
@@ -165,6 +169,10 @@ impl fmt::Display for Problem {
             Problem::SysctlWithoutService { package } => write!(
                 f,
                 "{package} declares sysctl settings but ships no .service unit they could apply to"
+            ),
+            Problem::NotExtracted { package } => write!(
+                f,
+                "{package} is kept as its verified archive only, but this host's roles use it (`tarmac-host activate` extracts it first)"
             ),
             Problem::FileConflict {
                 path,

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use tarmac_pkg::Store;
 use tarmac_pkg::layout::{BACKUP_DIR, MEMBERSHIP_DIR, RESTORE_DIR};
-use tarmac_types::PackageId;
+use tarmac_types::{PackageId, Role};
 
 use crate::checks::{self, CheckResult, CheckSpec, CheckStatus};
 use crate::error::ActivateError;
@@ -105,9 +106,10 @@ fn output_of(r: CheckResult) -> HookOutput {
 pub fn list(
     store: &Store,
     ids: &[PackageId],
+    roles: &BTreeSet<Role>,
     kind: HookKind,
 ) -> Result<Vec<CheckSpec>, ActivateError> {
-    checks::list_executables(store, ids, kind.dir())
+    checks::list_executables(store, ids, kind.dir(), roles)
 }
 
 fn run_all(
@@ -170,11 +172,12 @@ fn private_dir(path: &Path) -> Result<(), ActivateError> {
 pub fn backup(
     store: &Store,
     ids: &[PackageId],
+    roles: &BTreeSet<Role>,
     env: &[(String, String)],
     out: &Path,
     timeout: Duration,
 ) -> Result<BackupReport, ActivateError> {
-    let specs = list(store, ids, HookKind::Backup)?;
+    let specs = list(store, ids, roles, HookKind::Backup)?;
     if specs.is_empty() {
         return Err(no_hooks(HookKind::Backup, ids));
     }
@@ -402,13 +405,14 @@ pub const SNAPSHOT_UNPACK_LIMIT: u64 = 64 << 30;
 pub fn restore(
     store: &Store,
     ids: &[PackageId],
+    roles: &BTreeSet<Role>,
     env: &[(String, String)],
     snapshot: &Path,
     phase: RestorePhase,
     work_parent: &Path,
     timeout: Duration,
 ) -> Result<HookReport, ActivateError> {
-    let specs = list(store, ids, HookKind::Restore)?;
+    let specs = list(store, ids, roles, HookKind::Restore)?;
     if specs.is_empty() {
         return Err(no_hooks(HookKind::Restore, ids));
     }
@@ -459,11 +463,12 @@ pub fn restore(
 pub fn membership(
     store: &Store,
     ids: &[PackageId],
+    roles: &BTreeSet<Role>,
     env: &[(String, String)],
     args: &[String],
     timeout: Duration,
 ) -> Result<HookReport, ActivateError> {
-    let specs = list(store, ids, HookKind::Membership)?;
+    let specs = list(store, ids, roles, HookKind::Membership)?;
     if specs.is_empty() {
         return Err(no_hooks(HookKind::Membership, ids));
     }

@@ -45,7 +45,7 @@ use std::path::Path;
 use serde::Serialize;
 use tarmac_events::{Level, Sink};
 use tarmac_pkg::{Added, Fetcher, Pin, Store};
-use tarmac_types::{Digest, Generation, PackageId};
+use tarmac_types::{Digest, Generation, PackageId, Role};
 
 pub use config::HostConfig;
 pub use error::{ActivateError, Problem};
@@ -90,6 +90,18 @@ impl Host {
         generation::current(&self.cfg)
     }
 
+    /// The roles of the current generation (what its checks and hooks run for); without
+    /// one, the host's configured roles.
+    pub fn active_roles(&self) -> Result<BTreeSet<Role>, ActivateError> {
+        match self.current()? {
+            Some(g) => Ok(generation::read_active(&self.cfg, g)?
+                .roles
+                .into_iter()
+                .collect()),
+            None => self.cfg.roles(),
+        }
+    }
+
     /// Package ids of the current generation, sorted.
     pub fn active(&self) -> Result<Vec<PackageId>, ActivateError> {
         match self.current()? {
@@ -126,6 +138,42 @@ impl Host {
         Ok(names)
     }
 
+    /// The store as packages are added to it on this host: extracting only those its roles
+    /// use, unless `extract_all` or the host has no role yet.
+    pub fn adding_store(&self) -> Result<Store, ActivateError> {
+        let roles = self.cfg.roles()?;
+        Ok(if self.cfg.extract_all || roles.is_empty() {
+            self.store.clone()
+        } else {
+            self.store.clone().extracting_for(roles)
+        })
+    }
+
+    /// Extract the archived packages among `ids` that a host with `roles` uses (a role was
+    /// added, or they were fetched under other roles). Returns the ids extracted.
+    pub fn extract_used(
+        &self,
+        _lock: &HostLock,
+        ids: &[PackageId],
+        roles: &BTreeSet<Role>,
+    ) -> Result<Vec<PackageId>, ActivateError> {
+        let mut done = Vec::new();
+        for id in ids {
+            if !self.store.contains(id) {
+                continue; // reported by the plan, with every other missing one
+            }
+            if self.store.load(id)?.needs_extraction(roles) {
+                self.store.extract(id)?;
+                self.notice(
+                    Level::Info,
+                    format!("{id}: extracted from its kept archive (this host's roles use it)"),
+                );
+                done.push(id.clone());
+            }
+        }
+        Ok(done)
+    }
+
     /// Validate `ids` for this host and build the plan; nothing is written.
     pub fn plan(&self, ids: &[PackageId]) -> Result<plan::Plan, ActivateError> {
         let packages = plan::load_packages(&self.store, ids)?;
@@ -141,6 +189,7 @@ impl Host {
         command: &str,
     ) -> Result<SwitchReport, ActivateError> {
         self.cfg.check_root()?;
+        self.extract_used(lock, ids, &self.cfg.roles()?)?;
         let plan = self.plan(ids)?;
         if let Some(cur) = self.current()? {
             let active = generation::read_active(&self.cfg, cur)?;
@@ -234,8 +283,9 @@ impl Host {
             });
         }
         // Re-validate against today's host (users, foreign units) before touching anything.
-        let packages = plan::load_packages(&self.store, &active.packages)?;
         let roles = active.roles.iter().copied().collect();
+        self.extract_used(lock, &active.packages, &roles)?;
+        let packages = plan::load_packages(&self.store, &active.packages)?;
         let plan = plan::plan(&self.cfg, packages, &roles, &self.managed_units()?)?;
         self.switch_to(
             lock,
@@ -254,7 +304,7 @@ impl Host {
         file: &Path,
         sha256: Option<Digest>,
     ) -> Result<(PackageId, Added), ActivateError> {
-        Ok(self.store.add_file(file, sha256)?)
+        Ok(self.adding_store()?.add_file(file, sha256)?)
     }
 
     /// Fetch packages from a repository, up to `parallel` at a time. Returns one result
@@ -284,6 +334,9 @@ impl Host {
         items: &[(PackageId, Option<Pin>)],
         parallel: usize,
     ) -> Vec<Result<Added, ActivateError>> {
+        // Unreadable roles: extract everything (activation reports the roles directory).
+        let store = self.adding_store().unwrap_or_else(|_| self.store.clone());
+        let store = &store;
         // A peer that is gone should not cost the whole retry budget of each package.
         let mut mirror_fetcher = fetcher.clone();
         mirror_fetcher.attempts = 2;
@@ -305,7 +358,7 @@ impl Host {
                         }
                         let from_mirror = pin.is_some().then(|| {
                             mirrors.iter().find_map(|m| {
-                                match self.store.fetch(mirror_fetcher, m, id, *pin) {
+                                match store.fetch(mirror_fetcher, m, id, *pin) {
                                     Ok(a) => Some(a),
                                     Err(e) => {
                                         self.notice(
@@ -319,8 +372,7 @@ impl Host {
                         });
                         let r = match from_mirror.flatten() {
                             Some(a) => Ok(a),
-                            None => self
-                                .store
+                            None => store
                                 .fetch(fetcher, repository, id, *pin)
                                 .map_err(ActivateError::from),
                         };

@@ -141,6 +141,9 @@ pub fn plan_files(
 ) -> Vec<FilePlan> {
     let mut out = Vec::new();
     for p in packages {
+        if p.archived.is_some() {
+            continue; // no role of this host uses it, so none of its files apply
+        }
         let dir = secrets_dir_of(cfg, &p.id);
         let mut key: Option<Option<[u8; 32]>> = None;
         for (path, spec) in &p.info.files {
@@ -334,6 +337,9 @@ pub fn apply(cfg: &HostConfig, files: &[FilePlan]) -> Result<(), ActivateError> 
 pub fn audit(cfg: &HostConfig, packages: &[Package], roles: &BTreeSet<Role>) -> Vec<String> {
     let mut out = Vec::new();
     for p in packages {
+        if p.archived.is_some() {
+            continue; // no role of this host uses it, so none of its files apply
+        }
         let dir = secrets_dir_of(cfg, &p.id);
         let key = read_key(&dir.join(secrets::KEY_FILE));
         for (path, spec) in &p.info.files {

@@ -183,6 +183,16 @@ pub fn plan(
         }
     }
 
+    // Kept as archives: fine when no role of this host uses them; otherwise activation
+    // extracts them first (`Host::activate`), and a plan alone cannot look inside.
+    for p in &packages {
+        if p.needs_extraction(roles) {
+            problems.push(Problem::NotExtracted {
+                package: p.id.clone(),
+            });
+        }
+    }
+
     // Link trees and units.
     let mut tree: BTreeMap<String, TreeNode> = TREE_DIRS
         .iter()
@@ -271,10 +281,11 @@ pub fn plan(
                         );
                     }
                 }
-                DirKind::Link(_) => {}
+                DirKind::Link(_) | DirKind::Exec(_) => {}
             }
         }
-        if !p.info.sysctl.is_empty() && !any_service {
+        // An archived package's units are not on disk to look at (none applies here).
+        if !p.info.sysctl.is_empty() && !any_service && p.archived.is_none() {
             problems.push(Problem::SysctlWithoutService {
                 package: p.id.clone(),
             });

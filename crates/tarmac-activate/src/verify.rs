@@ -20,6 +20,8 @@ use crate::{Host, generation};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PackageAudit {
     pub id: PackageId,
+    /// Kept as its verified archive only (no role of this host uses it).
+    pub archived: bool,
     pub files: usize,
     pub problems: Vec<String>,
 }
@@ -61,13 +63,22 @@ impl Host {
         for id in self.store.list()? {
             let dir = self.store.path(&id);
             let pkg = self.store.load(&id).ok();
+            let archived = pkg.as_ref().is_some_and(|p| p.archived.is_some());
             let audit = match FileManifest::load(&dir) {
                 Ok(m) => PackageAudit {
                     id: id.clone(),
+                    archived,
                     files: m.file_count(),
                     problems: m
                         .verify(&dir)
-                        .iter()
+                        .into_iter()
+                        .chain(match self.store.verify_archive(&id, &m) {
+                            Ok(p) => p,
+                            Err(e) => Some(FileProblem::Unreadable {
+                                path: tarmac_pkg::layout::META_DIR.into(),
+                                error: e.to_string(),
+                            }),
+                        })
                         // pkginfo `files` may set a mode other than the archive's.
                         .filter(|p| match (p, &pkg) {
                             (FileProblem::ModeChanged { path, found, .. }, Some(pkg)) => {
@@ -76,11 +87,12 @@ impl Host {
                             }
                             _ => true,
                         })
-                        .map(FileProblem::to_string)
+                        .map(|p| p.to_string())
                         .collect(),
                 },
                 Err(e) => PackageAudit {
                     id: id.clone(),
+                    archived,
                     files: 0,
                     problems: vec![e.to_string()],
                 },
@@ -139,6 +151,12 @@ impl Host {
                             .filter_map(|id| self.store.load(id).ok())
                             .collect();
                         let roles = a.roles.iter().copied().collect();
+                        for p in pkgs.iter().filter(|p| p.needs_extraction(&roles)) {
+                            host.push(format!(
+                                "generation {g} uses {} on this host's roles, but it is only an archive; run `tarmac-host activate` (or `setup`) to extract it",
+                                p.id
+                            ));
+                        }
                         host.extend(crate::pkgfiles::audit(cfg, &pkgs, &roles));
                     }
                 }

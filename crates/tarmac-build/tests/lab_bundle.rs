@@ -197,7 +197,7 @@ fn reference_binaries_run_on_a_bullseye_host() {
             "etcd Version: 3.4.23",
         ),
         (
-            format!("ETCDCTL_API=3 {pkgs}/{etcd}/bin/etcdctl version"),
+            format!("ETCDCTL_API=3 {pkgs}/{etcd}/bin_master/etcdctl version"),
             "etcdctl version: 3.4.23",
         ),
         (

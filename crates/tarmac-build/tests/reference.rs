@@ -227,7 +227,10 @@ fn reference_distribution_builds_reproducibly() {
     assert_eq!(
         dynamic,
         BTreeMap::from([
-            ("etcd".into(), want(&["bin/etcdctl", "bin_master/etcd"])),
+            (
+                "etcd".into(),
+                want(&["bin_master/etcd", "bin_master/etcdctl"])
+            ),
             ("node-exporter".into(), want(&["bin/node_exporter"])),
             (
                 "prometheus".into(),

@@ -14,7 +14,7 @@ use crate::output::print_json;
 
 pub fn check(host: &Host, json: bool, list: bool, timeout: Duration) -> Result<ExitCode> {
     let active = host.active()?;
-    let specs = checks::list_checks(&host.store, &active)?;
+    let specs = checks::list_checks(&host.store, &active, &host.active_roles()?)?;
     if list {
         if json {
             print_json(&specs);
@@ -100,8 +100,9 @@ pub fn verify(host: &Host, json: bool) -> Result<ExitCode> {
             println!("host: {h}");
         }
         let files: usize = r.packages.iter().map(|p| p.files).sum();
+        let archived = r.packages.iter().filter(|p| p.archived).count();
         println!(
-            "{}: {} packages, {files} files, generation {}",
+            "{}: {} packages ({archived} kept as verified archives only), {files} files, generation {}",
             if r.ok { "ok" } else { "FAILED" },
             r.packages.len(),
             r.current

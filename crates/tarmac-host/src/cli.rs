@@ -49,6 +49,10 @@ pub struct Global {
     /// Wait for another tarmac-host to finish instead of failing.
     #[arg(long, global = true)]
     pub wait: bool,
+    /// Extract every package fetched or added, also those no role of this host uses
+    /// (they are otherwise kept as verified archives, extracted when a role needs them).
+    #[arg(long, global = true, env = "TARMAC_EXTRACT_ALL")]
+    pub extract_all: bool,
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,

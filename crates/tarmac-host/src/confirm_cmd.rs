@@ -111,6 +111,16 @@ pub fn print_status(st: &HostStatus) {
                 .unwrap_or_default()
         );
     }
+    if !st.archived.is_empty() {
+        println!(
+            "kept as verified archives (no role here uses them): {}",
+            st.archived
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for (u, s) in &st.units {
         println!("  {u}: {s}");
     }

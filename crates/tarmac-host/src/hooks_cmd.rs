@@ -28,7 +28,14 @@ fn print_outputs(hooks: &[HookOutput]) {
 pub(crate) fn backup(host: &Host, out: &Path, timeout: Duration, json: bool) -> Result<ExitCode> {
     let (_lock, _) = host.lock("backup")?;
     let active = host.active()?;
-    let r = hooks::backup(&host.store, &active, &env(host), out, timeout)?;
+    let r = hooks::backup(
+        &host.store,
+        &active,
+        &host.active_roles()?,
+        &env(host),
+        out,
+        timeout,
+    )?;
     if json {
         print_json(&r);
     } else {
@@ -72,6 +79,7 @@ pub(crate) fn restore(
     let r = hooks::restore(
         &host.store,
         &active,
+        &host.active_roles()?,
         &env(host),
         from,
         phase,
@@ -95,7 +103,14 @@ pub(crate) fn membership(
 ) -> Result<ExitCode> {
     let (_lock, _) = host.lock("membership")?;
     let active = host.active()?;
-    let r = hooks::membership(&host.store, &active, &env(host), args, timeout)?;
+    let r = hooks::membership(
+        &host.store,
+        &active,
+        &host.active_roles()?,
+        &env(host),
+        args,
+        timeout,
+    )?;
     if json {
         print_json(&r);
     } else {

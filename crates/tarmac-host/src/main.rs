@@ -45,6 +45,7 @@ fn host_config(g: &Global) -> HostConfig {
     cfg.manage_systemd = !g.no_systemd;
     cfg.add_users = !g.no_users;
     cfg.wait_for_lock = g.wait;
+    cfg.extract_all = g.extract_all;
     cfg
 }
 

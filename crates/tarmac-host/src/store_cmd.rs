@@ -35,10 +35,15 @@ pub fn list(host: &Host, json: bool) -> Result<()> {
     } else {
         let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in &ids {
+            let kept = if host.store.archived(id)?.is_some() {
+                " (archive only: no role of this host uses it)"
+            } else {
+                ""
+            };
             by_name
                 .entry(id.name().to_string())
                 .or_default()
-                .push(id.version().to_owned());
+                .push(format!("{}{kept}", id.version()));
         }
         for (name, versions) in by_name {
             if versions.len() == 1 {
@@ -71,6 +76,9 @@ pub fn add(host: &Host, file: &Path, sha256: Option<String>) -> Result<()> {
     let (lock, _) = host.lock("add")?;
     let (id, added) = host.add(&lock, file, sha)?;
     match added {
+        Added::New(ex) if ex.archived => {
+            println!("added {id} (kept as its verified archive: no role of this host uses it)")
+        }
         Added::New(ex) => println!("added {id} ({} files)", ex.manifest.file_count()),
         Added::AlreadyPresent => println!("{id} is already in the store"),
     }

@@ -18,7 +18,7 @@
 //! expose `<store>/<id>`. On any failure the temporary directory is removed: nothing is left
 //! behind.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use sha2::{Digest as _, Sha256};
-use tarmac_types::{Digest, PackageId, Sha256Writer};
+use tarmac_types::{Digest, PackageId, Role, Sha256Writer};
 
 use crate::files::{FileEntry, FileManifest};
-use crate::layout::{META_DIR, PKGINFO};
+use crate::layout::{ARCHIVED_JSON, BUILDINFO_FULL, META_DIR, PKGINFO, SpecialDir};
 use crate::pkginfo::{PkgInfo, PkgInfoError};
 
 /// Compression of a package archive.
@@ -235,6 +235,14 @@ pub struct ExtractTarget<'a> {
     pub id: &'a PackageId,
     /// Name shown in errors (file path or URL).
     pub origin: &'a str,
+    /// Extract only if a host with these roles uses the package ([`crate::layout::used_by`]);
+    /// otherwise keep it as its verified archive with `pkginfo.json`, `buildinfo.full.json`
+    /// and [`ARCHIVED_JSON`]. `None` extracts every package. Either way every entry of the
+    /// archive is checked as in a full extraction.
+    pub scope: Option<&'a BTreeSet<Role>>,
+    /// `<store>/<id>` exists (an archived package being extracted): exchange it atomically
+    /// (`renameat2(RENAME_EXCHANGE)`) instead of creating it.
+    pub replace: bool,
 }
 
 /// What an archive must be, known before the first byte is read (from the cluster package
@@ -299,6 +307,8 @@ pub struct Extracted {
     pub path: PathBuf,
     pub info: PkgInfo,
     pub manifest: FileManifest,
+    /// Kept as its verified archive only (see [`ExtractTarget::scope`]).
+    pub archived: bool,
 }
 
 /// Prefix of temporary directories in the store (removed by recovery).
@@ -688,6 +698,25 @@ struct Extractor<'a> {
     symlinks: HashSet<String>,
     dir_modes: Vec<(String, u32)>,
     buf: Vec<u8>,
+    /// [`ExtractTarget::scope`]: write only once an entry of a special directory these roles
+    /// use shows the package is used.
+    decide: Option<&'a BTreeSet<Role>>,
+    /// Entries are written (always without `decide`).
+    writing: bool,
+    /// Some entry was checked but not written.
+    skipped: bool,
+    /// Checked, not written (so not in the file manifest).
+    unwritten: HashSet<String>,
+    /// The special top-level directories seen.
+    special: BTreeSet<String>,
+}
+
+/// What the extractor does after an entry.
+enum Flow {
+    Next,
+    /// Entries were skipped before the package turned out to be used: extract it again,
+    /// all of it (rare: archives are sorted, so `bin/` and the like come first).
+    Redo,
 }
 
 impl Extractor<'_> {
@@ -708,8 +737,9 @@ impl Extractor<'_> {
         }
     }
 
-    /// Make sure every parent of `path` is a directory we created (never a symlink).
-    fn ensure_parents(&mut self, path: &str) -> Result<(), ExtractError> {
+    /// Make sure every parent of `path` is a directory we created (never a symlink); when
+    /// not `write`ing, only in the record.
+    fn ensure_parents(&mut self, path: &str, write: bool) -> Result<(), ExtractError> {
         let parent = parent_of(path);
         if parent.is_empty() {
             return Ok(());
@@ -740,10 +770,14 @@ impl Extractor<'_> {
                     ));
                 }
                 None => {
-                    fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(self.root.join(&prefix))
-                        .map_err(|e| self.write_err(path, e))?;
+                    if write {
+                        fs::DirBuilder::new()
+                            .mode(0o755)
+                            .create(self.root.join(&prefix))
+                            .map_err(|e| self.write_err(path, e))?;
+                    } else {
+                        self.unwritten.insert(prefix.clone());
+                    }
                     self.entries.insert(
                         prefix.clone(),
                         FileEntry::Dir {
@@ -757,7 +791,37 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<(), ExtractError> {
+    /// Should this entry be written? Decides, for a scoped extraction, whether the package
+    /// is used (see [`ExtractTarget::scope`]).
+    fn decide(&mut self, path: &str, kind: tar::EntryType) -> Option<bool> {
+        let top = path.split('/').next().unwrap_or_default();
+        let special = SpecialDir::classify(top);
+        if special.is_some() {
+            self.special.insert(top.to_owned());
+        }
+        let Some(roles) = self.decide else {
+            return Some(true);
+        };
+        if self.writing {
+            return Some(true);
+        }
+        if special.is_some_and(|d| d.applies_to(roles)) {
+            if self.skipped {
+                return None;
+            }
+            self.writing = true;
+            return Some(true);
+        }
+        if path == PKGINFO || path == BUILDINFO_FULL {
+            // Metadata is always written; an odd one (a link) takes the plain way.
+            return matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous)
+                .then_some(true);
+        }
+        self.skipped = true;
+        Some(false)
+    }
+
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<Flow, ExtractError> {
         use tar::EntryType as T;
         let raw = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -766,7 +830,7 @@ impl Extractor<'_> {
             kind,
             T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
         ) {
-            return Ok(());
+            return Ok(Flow::Next);
         }
         let path = normalize(&raw).map_err(|r| self.unsafe_entry(&shown, r))?;
         let mode = e.header().mode().map_err(|source| ExtractError::Read {
@@ -786,7 +850,7 @@ impl Extractor<'_> {
         let mode = mode & 0o1755;
         if path.is_empty() {
             return if kind == T::Directory {
-                Ok(())
+                Ok(Flow::Next)
             } else {
                 Err(self.unsafe_entry(&shown, UnsafeReason::RootNotDirectory))
             };
@@ -830,19 +894,43 @@ impl Extractor<'_> {
                 return Err(self.unsafe_entry(&path, UnsafeReason::Duplicate));
             }
         }
-        self.ensure_parents(&path)?;
+        let Some(write) = self.decide(&path, kind) else {
+            return Ok(Flow::Redo);
+        };
+        self.ensure_parents(&path, write)?;
         let full = self.root.join(&path);
+        if !write {
+            self.unwritten.insert(path.clone());
+        }
         match kind {
             T::Directory => {
-                if !self.entries.contains_key(&path) {
+                if write && !self.entries.contains_key(&path) {
                     fs::DirBuilder::new()
                         .mode(0o755)
                         .create(&full)
                         .map_err(|err| self.write_err(&path, err))?;
                 }
-                self.dir_modes.push((path.clone(), mode));
+                if write {
+                    self.dir_modes.push((path.clone(), mode));
+                }
                 self.entries
                     .insert(path.clone(), FileEntry::Dir { path, mode });
+            }
+            T::Regular | T::Continuous if !write => {
+                // Checked like every entry; its bytes are decompressed past, not kept.
+                let size = e.header().size().map_err(|source| ExtractError::Read {
+                    archive: self.archive.to_owned(),
+                    source,
+                })?;
+                self.entries.insert(
+                    path.clone(),
+                    FileEntry::File {
+                        path,
+                        mode: mode & 0o777,
+                        size,
+                        sha256: Digest([0; 32]),
+                    },
+                );
             }
             T::Regular | T::Continuous => {
                 let file = OpenOptions::new()
@@ -921,8 +1009,10 @@ impl Extractor<'_> {
                         _ => depth += 1,
                     }
                 }
-                std::os::unix::fs::symlink(&target, &full)
-                    .map_err(|err| self.write_err(&path, err))?;
+                if write {
+                    std::os::unix::fs::symlink(&target, &full)
+                        .map_err(|err| self.write_err(&path, err))?;
+                }
                 self.symlinks.insert(path.clone());
                 self.entries
                     .insert(path.clone(), FileEntry::Symlink { path, target });
@@ -942,8 +1032,10 @@ impl Extractor<'_> {
                 else {
                     return Err(self.unsafe_entry(&path, bad(shown_target)));
                 };
-                fs::hard_link(self.root.join(&target), &full)
-                    .map_err(|err| self.write_err(&path, err))?;
+                if write {
+                    fs::hard_link(self.root.join(&target), &full)
+                        .map_err(|err| self.write_err(&path, err))?;
+                }
                 self.entries.insert(
                     path.clone(),
                     FileEntry::File {
@@ -956,7 +1048,7 @@ impl Extractor<'_> {
             }
             _ => unreachable!("filtered above"),
         }
-        Ok(())
+        Ok(Flow::Next)
     }
 
     fn finish(&mut self) -> Result<(), ExtractError> {
@@ -1018,6 +1110,11 @@ pub fn extract_package(
             symlinks: HashSet::new(),
             dir_modes: Vec::new(),
             buf: vec![0u8; 256 * 1024],
+            decide: target.scope,
+            writing: target.scope.is_none(),
+            skipped: false,
+            unwritten: HashSet::new(),
+            special: BTreeSet::new(),
         };
         let result = (|| -> Result<_, ExtractError> {
             let read_err = |source| ExtractError::Read {
@@ -1027,13 +1124,23 @@ pub fn extract_package(
             {
                 let mut ar = tar::Archive::new(&mut input);
                 for e in ar.entries().map_err(read_err)? {
-                    ex.entry(e.map_err(read_err)?)?;
+                    if let Flow::Redo = ex.entry(e.map_err(read_err)?)? {
+                        return Ok(None);
+                    }
                 }
             }
             // Let the decompressor reach the end: a corrupt tail is still an error.
             io::copy(&mut input, &mut io::sink()).map_err(read_err)?;
             ex.finish()?;
-            Ok(ex.entries)
+            // Not used by these roles: stays an archive. Used, but with entries skipped
+            // before that was known (or no special directory at all): all of it again.
+            let archived = ex.decide.is_some() && !ex.writing && !ex.special.is_empty();
+            if ex.skipped && !archived {
+                return Ok(None);
+            }
+            let unwritten = std::mem::take(&mut ex.unwritten);
+            ex.entries.retain(|p, _| !unwritten.contains(p));
+            Ok(Some((ex.entries, archived, ex.special)))
         })();
         drop(input); // unblocks the producer if we stopped early
         (
@@ -1050,7 +1157,20 @@ pub fn extract_package(
             limit,
         });
     }
-    let entries = result?;
+    let Some((entries, archived, special)) = result? else {
+        drop(tmp);
+        keep.rewind().map_err(|e| store_err(target.store_dir, e))?;
+        let again = Spooled {
+            file: keep,
+            sha256: digest,
+            size,
+        };
+        let all = ExtractTarget {
+            scope: None,
+            ..target.clone()
+        };
+        return extract_package(again, compression, &all);
+    };
     let info = match entries.get(PKGINFO) {
         Some(FileEntry::File { .. }) => {
             let bytes = fs::read(tmp.path.join(PKGINFO)).map_err(|e| ExtractError::Read {
@@ -1087,18 +1207,54 @@ pub fn extract_package(
         bytes.push(b'\n');
         let mut f = File::create(meta.join(crate::files::FILES_JSON))?;
         f.write_all(&bytes)?;
+        if archived {
+            let mut bytes = serde_json::to_vec(&special)?;
+            bytes.push(b'\n');
+            File::create(meta.join(ARCHIVED_JSON))?.write_all(&bytes)?;
+        }
         syncfs(&tmp.path)?;
         Ok(())
     };
     write_meta().map_err(|e| store_err(&meta, e))?;
-    fs::rename(&tmp.path, &final_path).map_err(|e| store_err(&final_path, e))?;
-    tmp.disarm();
-    fsync_dir(target.store_dir).map_err(|e| store_err(target.store_dir, e))?;
+    if target.replace {
+        // The archived package and the extracted one trade places in one step; what was
+        // there is then removed under the temporary name (recovery removes it after a crash).
+        exchange(&tmp.path, &final_path).map_err(|e| store_err(&final_path, e))?;
+        fsync_dir(target.store_dir).map_err(|e| store_err(target.store_dir, e))?;
+        drop(tmp);
+    } else {
+        fs::rename(&tmp.path, &final_path).map_err(|e| store_err(&final_path, e))?;
+        tmp.disarm();
+        fsync_dir(target.store_dir).map_err(|e| store_err(target.store_dir, e))?;
+    }
     Ok(Extracted {
         path: final_path,
         info,
         manifest,
+        archived,
     })
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)`: swap two existing paths atomically.
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

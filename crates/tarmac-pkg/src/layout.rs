@@ -8,10 +8,20 @@
 //! <dir>_<role>/           the same, only on hosts with that role (bin_master, etc_agent,
 //!                         systemd_agent_public, …)
 //! check/                  executables run by `tarmac-host check`
+//! backup/ restore/        day-two hooks (`tarmac-host backup`, `restore`, `membership`)
+//! membership/
+//! <exec dir>_<role>/      the same, only on hosts with that role (check_master, …)
 //! anything else           not linked; reached as /opt/tarmac/packages/<id>/… or
 //!                         /opt/tarmac/active/<name>/…
-//! .tarmac/                reserved: written by tarmac-host at extraction (file manifest)
+//! .tarmac/                reserved: written by tarmac-host at extraction (file manifest,
+//!                         the verified archive, `archived.json` for an unextracted package)
 //! ```
+//!
+//! **Which hosts use a package** ([`used_by`]): a host uses a package when one of its special
+//! directories (the link, unit and executable directories above) applies to the host's roles,
+//! or when the package has no special directory at all (its files are reached by path from
+//! other packages). A host keeps every package's verified archive but extracts only the
+//! packages it uses; the others stay archives until a role that uses them is added.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -45,6 +55,14 @@ pub const META_DIR: &str = ".tarmac";
 /// `archive<suffix>` (e.g. `archive.tar.zst`): what `tarmac-host relay` serves to peers.
 pub const ARCHIVE_STEM: &str = "archive";
 
+/// Marker of a package kept as its verified archive only (inside [`META_DIR`]): the JSON list
+/// of the archive's special top-level directories, so a host can tell which roles use it
+/// without extracting it.
+pub const ARCHIVED_JSON: &str = "archived.json";
+
+/// Directories of executables tarmac-host runs, each also in a per-role form (`check_master`).
+pub const EXEC_DIRS: [&str; 4] = [CHECK_DIR, BACKUP_DIR, RESTORE_DIR, MEMBERSHIP_DIR];
+
 /// What a special top-level directory of a package is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DirKind {
@@ -52,12 +70,14 @@ pub enum DirKind {
     Link(&'static str),
     /// [`SYSTEMD_DIR`].
     Systemd,
+    /// One of [`EXEC_DIRS`].
+    Exec(&'static str),
 }
 
 impl DirKind {
     pub fn base(self) -> &'static str {
         match self {
-            DirKind::Link(b) => b,
+            DirKind::Link(b) | DirKind::Exec(b) => b,
             DirKind::Systemd => SYSTEMD_DIR,
         }
     }
@@ -66,11 +86,30 @@ impl DirKind {
         if base == SYSTEMD_DIR {
             return Some(DirKind::Systemd);
         }
+        if let Some(d) = EXEC_DIRS.iter().find(|d| **d == base) {
+            return Some(DirKind::Exec(d));
+        }
         LINK_DIRS
             .iter()
             .find(|d| **d == base)
             .map(|d| DirKind::Link(d))
     }
+}
+
+/// Does a host with `roles` use a package whose special top-level directories are named
+/// `special` (`bin_master`, `check`, …; other names are ignored)? Yes when one of them applies
+/// to the roles, or when there is none (see the module documentation).
+pub fn used_by<'a>(special: impl IntoIterator<Item = &'a str>, roles: &BTreeSet<Role>) -> bool {
+    let mut any = false;
+    for name in special {
+        if let Some(d) = SpecialDir::classify(name) {
+            if d.applies_to(roles) {
+                return true;
+            }
+            any = true;
+        }
+    }
+    !any
 }
 
 /// A special directory found at the top of a package: `bin`, `systemd_master`, …
@@ -180,7 +219,15 @@ mod tests {
         assert_eq!((d.kind, d.role), (DirKind::Systemd, Some(Role::Master)));
         let d = SpecialDir::classify("etc").unwrap();
         assert_eq!((d.kind, d.role), (DirKind::Link("etc"), None));
-        assert!(SpecialDir::classify("check").is_none());
+        let d = SpecialDir::classify("check_master").unwrap();
+        assert_eq!(
+            (d.kind, d.role),
+            (DirKind::Exec("check"), Some(Role::Master))
+        );
+        assert_eq!(
+            SpecialDir::classify("membership").unwrap().kind,
+            DirKind::Exec("membership")
+        );
         assert!(SpecialDir::classify("usr").is_none());
         assert!(SpecialDir::classify("bin_slave").is_none());
         assert!(SpecialDir::classify("share_master").is_none());
@@ -211,13 +258,39 @@ mod tests {
         };
         assert_eq!(
             names(&[Role::Master]),
-            ["bin", "bin_master", "include", "lib"]
+            ["bin", "bin_master", "include", "lib", "check"]
         );
         assert_eq!(
             names(&[Role::AgentPublic]),
-            ["bin", "include", "lib", "systemd_agent_public"]
+            ["bin", "include", "lib", "systemd_agent_public", "check"]
         );
-        assert_eq!(names(&[]), ["bin", "include", "lib"]);
+        assert_eq!(names(&[]), ["bin", "include", "lib", "check"]);
+    }
+
+    #[test]
+    fn which_hosts_use_a_package() {
+        let roles = |r: &[Role]| r.iter().copied().collect::<BTreeSet<Role>>();
+        let prometheus = [
+            "bin_master",
+            "check_master",
+            "libexec",
+            "share",
+            "systemd_master",
+        ];
+        assert!(used_by(prometheus, &roles(&[Role::Master])));
+        assert!(!used_by(prometheus, &roles(&[Role::Agent])));
+        assert!(!used_by(
+            prometheus,
+            &roles(&[Role::Agent, Role::AgentPublic])
+        ));
+        assert!(used_by(prometheus, &roles(&[Role::Agent, Role::Master])));
+        // Any role-independent special directory: every host.
+        assert!(used_by(["bin_master", "check"], &roles(&[Role::Agent])));
+        assert!(used_by(["etc"], &roles(&[])));
+        // No special directory at all: reached by path, so every host.
+        assert!(used_by(["share", "tarmac-bundle"], &roles(&[Role::Agent])));
+        assert!(used_by([], &roles(&[Role::Agent])));
+        assert!(!used_by(["systemd_agent_public"], &roles(&[Role::Agent])));
     }
 
     #[test]

@@ -3,18 +3,19 @@
 //! they disappear by renaming them aside first, so a crash never leaves a half package
 //! under a valid id.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tarmac_types::{Digest, PackageId, PackageIdError};
+use tarmac_types::{Digest, PackageId, PackageIdError, Role};
 
 use crate::extract::{
     self, Compression, Expect, ExtractError, ExtractTarget, Extracted, Pin, TMP_PREFIX,
 };
 use crate::fetch::{self as fetch_mod, FetchError, Fetcher};
 use crate::files::{FileManifest, FileManifestError, FileProblem};
-use crate::layout::PKGINFO;
+use crate::layout::{ARCHIVED_JSON, META_DIR, PKGINFO};
 use crate::pkginfo::{PkgInfo, PkgInfoError};
 
 /// A package in the store.
@@ -23,6 +24,19 @@ pub struct Package {
     pub id: PackageId,
     pub path: PathBuf,
     pub info: PkgInfo,
+    /// `Some(special top-level directories)` when the package is kept as its verified
+    /// archive only (no host role of the time used it); `None` when extracted.
+    pub archived: Option<Vec<String>>,
+}
+
+impl Package {
+    /// Kept as an archive, but used by a host with `roles`: it must be extracted
+    /// ([`Store::extract`]) before it is activated.
+    pub fn needs_extraction(&self, roles: &BTreeSet<Role>) -> bool {
+        self.archived.as_ref().is_some_and(|special| {
+            crate::layout::used_by(special.iter().map(String::as_str), roles)
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +83,12 @@ pub enum StoreError {
     Unpinned { id: PackageId, repository: String },
     #[error(transparent)]
     Manifest(#[from] FileManifestError),
+    #[error("{path}: the record of an archived package is unreadable")]
+    Archived {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("cannot remove {path}")]
     Remove {
         path: PathBuf,
@@ -90,15 +110,95 @@ pub enum Added {
     AlreadyPresent,
 }
 
-/// The local package store.
+/// The local package store. Each package is either *extracted* (its whole tree) or
+/// *archived* (its verified archive, `pkginfo.json` and the list of its special directories,
+/// [`crate::layout::ARCHIVED_JSON`]); both keep the archive and a file manifest.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Extract only packages a host with these roles uses (the rest stay archived).
+    roles: Option<BTreeSet<Role>>,
 }
 
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+        Store {
+            dir: dir.into(),
+            roles: None,
+        }
+    }
+
+    /// Packages added from now on are extracted only if a host with `roles` uses them
+    /// ([`crate::layout::used_by`]); the others are kept as verified archives.
+    pub fn extracting_for(mut self, roles: BTreeSet<Role>) -> Store {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// Is the stored package `id` kept as an archive only? The special top-level
+    /// directories of its archive, then.
+    pub fn archived(&self, id: &PackageId) -> Result<Option<Vec<String>>, StoreError> {
+        let path = self.path(id).join(META_DIR).join(ARCHIVED_JSON);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Archived { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Read { path, source }),
+        }
+    }
+
+    /// Extract an archived package in place, from its kept archive, re-verified against the
+    /// sha256 and size recorded when it was fetched. The archived entry and the extracted one
+    /// trade places in one `renameat2(RENAME_EXCHANGE)`. Returns false when it was extracted
+    /// already.
+    pub fn extract(&self, id: &PackageId) -> Result<bool, StoreError> {
+        if self.archived(id)?.is_none() {
+            if !self.contains(id) {
+                return Err(StoreError::NotFound {
+                    id: id.clone(),
+                    dir: self.dir.clone(),
+                });
+            }
+            return Ok(false);
+        }
+        let m = FileManifest::load(&self.path(id))?;
+        let Some((file, compression)) = self.archive(id) else {
+            return Err(StoreError::Read {
+                path: self.path(id).join(META_DIR),
+                source: io::Error::new(io::ErrorKind::NotFound, "the kept archive is missing"),
+            });
+        };
+        let origin = file.display().to_string();
+        let read_err = |source| StoreError::Read {
+            path: file.clone(),
+            source,
+        };
+        let f = fs::File::open(&file).map_err(read_err)?;
+        let announced = f.metadata().map_err(read_err)?.len();
+        let spooled = extract::spool(
+            f,
+            &self.dir,
+            id,
+            &origin,
+            Expect {
+                size: m.archive_size,
+                sha256: Some(m.archive_sha256),
+                announced: Some(announced),
+            },
+        )?;
+        extract::extract_package(
+            spooled,
+            compression,
+            &ExtractTarget {
+                store_dir: &self.dir,
+                id,
+                origin: &origin,
+                scope: None,
+                replace: true,
+            },
+        )?;
+        Ok(true)
     }
 
     pub fn dir(&self) -> &Path {
@@ -162,10 +262,12 @@ impl Store {
             source,
         })?;
         let info = PkgInfo::parse(&bytes, &id.to_string())?;
+        let archived = self.archived(id)?;
         Ok(Package {
             id: id.clone(),
             path,
             info,
+            archived,
         })
     }
 
@@ -234,6 +336,8 @@ impl Store {
                 store_dir: &self.dir,
                 id: &id,
                 origin: &origin,
+                scope: self.roles.as_ref(),
+                replace: false,
             },
         )?;
         Ok((id, Added::New(Box::new(ex))))
@@ -290,6 +394,8 @@ impl Store {
                 store_dir: &self.dir,
                 id,
                 origin: &url,
+                scope: self.roles.as_ref(),
+                replace: false,
             },
         )?;
         Ok(Added::New(Box::new(ex)))
@@ -355,33 +461,50 @@ impl Store {
         }
         let manifest = FileManifest::load(&path)?;
         let mut problems = manifest.verify(&path);
-        // The kept archive (what relays serve) must still be the verified one.
-        if let Some((archive, _)) = self.archive(id) {
-            let rel = archive
-                .strip_prefix(&path)
-                .unwrap_or(&archive)
-                .display()
-                .to_string();
-            match Digest::of_file(&archive) {
-                Ok(d) if d == manifest.archive_sha256 => {}
-                Ok(found) => problems.push(FileProblem::ContentChanged {
-                    path: rel,
-                    expected: manifest.archive_sha256,
-                    found,
-                }),
-                Err(e) => problems.push(FileProblem::Unreadable {
-                    path: rel,
-                    error: e.to_string(),
-                }),
-            }
-        }
+        problems.extend(self.verify_archive(id, &manifest)?);
         Ok(problems)
+    }
+
+    /// Is the kept archive (what relays serve, what an archived package is) still the one
+    /// `manifest` recorded? An archived package must have it; an extracted one stored by an
+    /// older version may have none.
+    pub fn verify_archive(
+        &self,
+        id: &PackageId,
+        manifest: &FileManifest,
+    ) -> Result<Option<FileProblem>, StoreError> {
+        let path = self.path(id);
+        let Some((archive, _)) = self.archive(id) else {
+            return Ok(self.archived(id)?.map(|_| FileProblem::Missing {
+                path: format!(
+                    "{META_DIR}/{}",
+                    extract::archive_file_name(Compression::Zstd)
+                ),
+            }));
+        };
+        let rel = archive
+            .strip_prefix(&path)
+            .unwrap_or(&archive)
+            .display()
+            .to_string();
+        Ok(match Digest::of_file(&archive) {
+            Ok(d) if d == manifest.archive_sha256 => None,
+            Ok(found) => Some(FileProblem::ContentChanged {
+                path: rel,
+                expected: manifest.archive_sha256,
+                found,
+            }),
+            Err(e) => Some(FileProblem::Unreadable {
+                path: rel,
+                error: e.to_string(),
+            }),
+        })
     }
 
     /// The verified archive a stored package was extracted from, when it was kept (packages
     /// stored by older versions have none), and its compression.
     pub fn archive(&self, id: &PackageId) -> Option<(PathBuf, Compression)> {
-        let meta = self.path(id).join(crate::layout::META_DIR);
+        let meta = self.path(id).join(META_DIR);
         Compression::ALL.into_iter().find_map(|c| {
             let p = meta.join(extract::archive_file_name(c));
             p.is_file().then_some((p, c))

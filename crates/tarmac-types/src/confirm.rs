@@ -142,6 +142,10 @@ pub struct HostStatus {
     /// A switch waiting for its confirmation.
     #[serde(default)]
     pub pending: Option<PendingConfirm>,
+    /// Stored packages kept as their verified archives only (no role of this host uses
+    /// them), sorted; every other stored package is extracted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archived: Vec<PackageId>,
     /// Units of the current generation → `active`, `failed`, … (empty without systemd).
     #[serde(default)]
     pub units: UnitStates,
