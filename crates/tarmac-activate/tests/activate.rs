@@ -607,7 +607,12 @@ fn checks_run_with_the_generation_environment() {
     base_set(&f);
     f.activate(&["alpha--1", "beta--1"]).unwrap();
     let specs =
-        tarmac_activate::checks::list_checks(&f.host.store, &f.host.active().unwrap()).unwrap();
+        tarmac_activate::checks::list_checks(
+            &f.host.store,
+            &f.host.active().unwrap(),
+            &f.host.active_roles().unwrap(),
+        )
+        .unwrap();
     assert_eq!(specs.len(), 1);
     let env = tarmac_activate::checks::read_environment(&f.root().join("environment"));
     let r = tarmac_activate::checks::run_checks(&specs, std::time::Duration::from_secs(10), &env);
@@ -956,11 +961,12 @@ fn backup_restore_and_membership_hooks() {
     f.add("plain--1", "{}", &[Entry::file("etc/plain/x", "x")]);
     f.activate(&["kv--1", "plain--1"]).unwrap();
     let active = f.host.active().unwrap();
+    let roles = f.host.active_roles().unwrap();
     let env: Vec<(String, String)> = Vec::new();
     let t = std::time::Duration::from_secs(10);
 
     let out = f.dir.join("backups/snap.tar.zst");
-    let b = hooks::backup(&f.host.store, &active, &env, &out, t).unwrap();
+    let b = hooks::backup(&f.host.store, &active, &roles, &env, &out, t).unwrap();
     assert_eq!(b.packages, vec![id("kv--1")]);
     assert_eq!(
         b.files,
@@ -981,6 +987,7 @@ fn backup_restore_and_membership_hooks() {
         hooks::restore(
             &f.host.store,
             &active,
+            &roles,
             &env,
             &out,
             phase,
@@ -992,11 +999,12 @@ fn backup_restore_and_membership_hooks() {
     assert_eq!(fs::read_to_string(data.join("db")).unwrap(), "k=v1\n");
     assert_eq!(fs::read_dir(f.dir.join("work")).unwrap().count(), 0);
 
-    let m = hooks::membership(&f.host.store, &active, &env, &["list".into()], t).unwrap();
+    let m = hooks::membership(&f.host.store, &active, &roles, &env, &["list".into()], t).unwrap();
     assert_eq!(m.lines(), ["10.0.0.1", "10.0.0.2"]);
     let err = hooks::membership(
         &f.host.store,
         &active,
+        &roles,
         &env,
         &["remove".into(), "bad".into()],
         t,
@@ -1029,6 +1037,7 @@ fn backup_restore_and_membership_hooks() {
     let err = hooks::restore(
         &f.host.store,
         &active,
+        &roles,
         &env,
         &evil,
         RestorePhase::Apply,
@@ -1050,6 +1059,7 @@ fn backup_restore_and_membership_hooks() {
     let err = hooks::backup(
         &g.host.store,
         &g.host.active().unwrap(),
+        &g.host.active_roles().unwrap(),
         &env,
         &g.dir.join("s"),
         t,
@@ -1060,4 +1070,115 @@ fn backup_restore_and_membership_hooks() {
         err.starts_with("no active package has a backup/ hook (active: plain--1)"),
         "{err}"
     );
+}
+
+/// A master-only package on an agent stays an archive: activation needs nothing from it, its
+/// checks do not run, verify and status say so. Adding the master role extracts it in place
+/// at the next activation; its units, checks and `_master` hooks then apply.
+#[test]
+fn an_agent_keeps_master_only_packages_as_archives_until_it_becomes_a_master() {
+    let f = fixture(&["agent"]);
+    f.add(
+        "db--1",
+        r#"{"state_directory": true}"#,
+        &[
+            Entry::exe("bin_master/db", "#!/bin/sh\necho db\n"),
+            Entry::exe("check_master/db", "#!/bin/sh\necho db ok\n"),
+            Entry::exe("membership_master/db", "#!/bin/sh\necho 10.0.0.9\n"),
+            Entry::file("libexec/db-start", "x"),
+            Entry::file(
+                "systemd_master/db.service",
+                "[Service]\nExecStart=/bin/true\n",
+            ),
+        ],
+    );
+    f.add(
+        "node--1",
+        "{}",
+        &[
+            Entry::exe("bin/node", "n"),
+            Entry::exe("check/node", "#!/bin/sh\necho node ok\n"),
+            service("node.service", "/bin/true"),
+        ],
+    );
+    let db = id("db--1");
+    assert!(f.host.store.archived(&db).unwrap().is_some());
+    assert!(!f.host.store.path(&db).join("bin_master").exists());
+    assert!(f.host.store.archived(&id("node--1")).unwrap().is_none());
+    f.activate(&["db--1", "node--1"]).unwrap();
+    assert!(fs::symlink_metadata(f.root().join("bin/node")).is_ok());
+    assert!(!f.units().join("db.service").exists());
+    assert!(f.units().join("node.service").exists());
+    // The package's state directory is made on every host, as before.
+    assert!(f.host.cfg.state_dir_root.join("db").is_dir());
+    let checks = tarmac_activate::checks::list_checks(
+        &f.host.store,
+        &f.host.active().unwrap(),
+        &f.host.active_roles().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        checks.iter().map(|c| c.check.as_str()).collect::<Vec<_>>(),
+        ["node"]
+    );
+    let v = f.host.verify().unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(
+        v.packages
+            .iter()
+            .map(|p| (p.id.to_string(), p.archived))
+            .collect::<Vec<_>>(),
+        [("db--1".to_owned(), true), ("node--1".to_owned(), false)]
+    );
+    assert_eq!(f.host.status(&[]).unwrap().archived, vec![db.clone()]);
+
+    // The host becomes a master too: the next activation extracts db first.
+    fs::write(f.dir.join("etc/roles/master"), "").unwrap();
+    f.activate(&["db--1", "node--1"]).unwrap();
+    assert!(f.host.store.archived(&db).unwrap().is_none());
+    assert!(fs::symlink_metadata(f.root().join("bin/db")).is_ok());
+    assert!(f.units().join("db.service").exists());
+    let roles = f.host.active_roles().unwrap();
+    let active = f.host.active().unwrap();
+    let checks = tarmac_activate::checks::list_checks(&f.host.store, &active, &roles).unwrap();
+    assert_eq!(
+        checks.iter().map(|c| c.check.as_str()).collect::<Vec<_>>(),
+        ["db", "node"]
+    );
+    let env = Vec::new();
+    let m = tarmac_activate::hooks::membership(
+        &f.host.store,
+        &active,
+        &roles,
+        &env,
+        &["list".into()],
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(m.lines(), ["10.0.0.9"]);
+    let v = f.host.verify().unwrap();
+    assert!(v.ok, "{v:?}");
+    assert!(v.packages.iter().all(|p| !p.archived));
+    assert!(f.host.status(&[]).unwrap().archived.is_empty());
+
+    // Back to the agent-only generation: nothing needs extracting, db stays extracted.
+    let (lock, _) = f.host.lock("rollback").unwrap();
+    f.host.rollback(&lock, None).unwrap();
+    assert!(!f.units().join("db.service").exists());
+}
+
+/// `extract_all` (tarmac-host --extract-all) keeps the old behaviour: everything extracted.
+#[test]
+fn extract_all_extracts_packages_no_role_uses() {
+    let mut f = fixture(&["agent"]);
+    f.host = Host::new(
+        HostConfig {
+            extract_all: true,
+            ..f.host.cfg.clone()
+        },
+        Arc::new(NullSink),
+    );
+    f.add("db--1", "{}", &[Entry::exe("bin_master/db", "d")]);
+    assert!(f.host.store.archived(&id("db--1")).unwrap().is_none());
+    assert!(f.host.store.path(&id("db--1")).join("bin_master/db").exists());
 }
