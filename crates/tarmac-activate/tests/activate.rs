@@ -606,13 +606,12 @@ fn checks_run_with_the_generation_environment() {
     let f = fixture(&["master"]);
     base_set(&f);
     f.activate(&["alpha--1", "beta--1"]).unwrap();
-    let specs =
-        tarmac_activate::checks::list_checks(
-            &f.host.store,
-            &f.host.active().unwrap(),
-            &f.host.active_roles().unwrap(),
-        )
-        .unwrap();
+    let specs = tarmac_activate::checks::list_checks(
+        &f.host.store,
+        &f.host.active().unwrap(),
+        &f.host.active_roles().unwrap(),
+    )
+    .unwrap();
     assert_eq!(specs.len(), 1);
     let env = tarmac_activate::checks::read_environment(&f.root().join("environment"));
     let r = tarmac_activate::checks::run_checks(&specs, std::time::Duration::from_secs(10), &env);
@@ -1180,5 +1179,11 @@ fn extract_all_extracts_packages_no_role_uses() {
     );
     f.add("db--1", "{}", &[Entry::exe("bin_master/db", "d")]);
     assert!(f.host.store.archived(&id("db--1")).unwrap().is_none());
-    assert!(f.host.store.path(&id("db--1")).join("bin_master/db").exists());
+    assert!(
+        f.host
+            .store
+            .path(&id("db--1"))
+            .join("bin_master/db")
+            .exists()
+    );
 }

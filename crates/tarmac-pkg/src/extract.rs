@@ -601,9 +601,20 @@ pub fn spool<R: Read>(
     Ok(Spooled { file, sha256, size })
 }
 
-/// A 0600 file created with `O_EXCL|O_NOFOLLOW` in `dir` and unlinked at once: its bytes
-/// are reachable only through the returned descriptor and vanish with it, even on a crash.
+/// A 0600 file in `dir` with no name: its bytes are reachable only through the returned
+/// descriptor and vanish with it, even on a crash. `O_TMPFILE` where the filesystem has it
+/// (so the verified bytes can later be linked into the package as its kept archive, not
+/// copied: [`keep_archive`]); else created with `O_EXCL|O_NOFOLLOW` and unlinked at once.
 fn private_unlinked_file(dir: &Path, id: &PackageId) -> io::Result<File> {
+    if let Ok(f) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        return Ok(f);
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -1196,13 +1207,7 @@ pub fn extract_package(
         fs::DirBuilder::new().mode(0o755).create(&meta)?;
         // The verified archive itself, for peers (`tarmac-host relay`); in the same syncfs
         // and rename as the package, so a package is never without it.
-        keep.rewind()?;
-        let mut a = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(meta.join(archive_file_name(compression)))?;
-        io::copy(&mut keep, &mut a)?;
+        keep_archive(&mut keep, &meta.join(archive_file_name(compression)))?;
         let mut bytes = serde_json::to_vec(&manifest)?;
         bytes.push(b'\n');
         let mut f = File::create(meta.join(crate::files::FILES_JSON))?;
@@ -1233,6 +1238,50 @@ pub fn extract_package(
         manifest,
         archived,
     })
+}
+
+/// Give the spooled (verified, nameless) archive the name `dest`, mode 0644: linked when the
+/// spool is an `O_TMPFILE` (no second copy of the bytes is written), else copied.
+fn keep_archive(spool: &mut File, dest: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let cdest = std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    spool.set_permissions(fs::Permissions::from_mode(0o644))?;
+    let fd = spool.as_raw_fd();
+    // SAFETY: valid descriptor and NUL-terminated paths that outlive the calls.
+    let linked = unsafe {
+        libc::linkat(
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            cdest.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        ) == 0
+    } || {
+        // Without CAP_DAC_READ_SEARCH, through /proc.
+        let proc =
+            std::ffi::CString::new(format!("/proc/self/fd/{fd}")).map_err(io::Error::other)?;
+        unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc.as_ptr(),
+                libc::AT_FDCWD,
+                cdest.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            ) == 0
+        }
+    };
+    if linked {
+        return Ok(());
+    }
+    spool.rewind()?;
+    let mut a = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(dest)?;
+    io::copy(spool, &mut a)?;
+    Ok(())
 }
 
 /// `renameat2(a, b, RENAME_EXCHANGE)`: swap two existing paths atomically.

@@ -1,0 +1,97 @@
+#!/bin/bash
+# Agent deploy work, before and after role-aware extraction (issue 18): what one host spends
+# taking the reference distribution into its store — read every pinned archive, verify it,
+# keep it, and extract it — measured with `tarmac-host fetch` of the genconf package list
+# from the serve directory (file:// repository, so no network in the figure).
+#   before  TARMAC_EXTRACT_ALL=1: every package extracted (the behaviour until now)
+#   after   the default: only packages the host's roles use are extracted; the others stay
+#           verified archives (etcd and prometheus on an agent)
+# For roles agent and master, $ROUNDS rounds each (median): CPU seconds (user + sys), bytes
+# the process wrote (write_bytes, GNU time's %O × 512), bytes the store holds, wall time.
+# Activation after the fetch (links, units) is the same in both and is measured in
+# bench/activation.sh. Prints a markdown table and writes $OUT (bench/results/agent-work.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+OUT=${OUT:-bench/results/agent-work.md}
+mkdir -p bench/results
+if [ -z "${TARMAC:-}" ]; then
+  cargo build --release -q --bins
+  TARMAC=$PWD/target/release/tarmac
+fi
+HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
+HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
+[ -x "$HOST_BIN" ] || { echo "error: $HOST_BIN is missing" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
+W=$(mktemp -d /var/tmp/tarmac-bench-agent.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+
+echo "building the reference distribution…" >&2
+"$TARMAC" keygen --dir "$W/keys" --name bench >/dev/null
+"$TARMAC" build --tree dist/reference --out "$W/build" --sign-key "$W/keys/bench.key" \
+  --host-binary "$HOST_BIN" >"$W/build.log" 2>&1 || { tail -20 "$W/build.log" >&2; exit 1; }
+G=$W/genconf
+mkdir -p "$G"
+cat >"$G/config.yaml" <<'EOF'
+cluster_name: bench
+bootstrap_url: http://10.0.0.254:8080
+master_list: [10.0.0.1, 10.0.0.2, 10.0.0.3]
+agent_list: [10.0.1.1]
+EOF
+printf '#!/bin/sh\necho 10.0.0.1\n' >"$G/ip-detect"
+"$TARMAC" genconf --genconf-dir "$G" --build-dir "$W/build" --public-key "$W/keys/bench.pub" >"$W/genconf.log" 2>&1 \
+  || { tail -20 "$W/genconf.log" >&2; exit 1; }
+SERVE=$G/serve
+LIST=$SERVE/package_lists/$(cat "$SERVE/cluster-package-list.latest").package_list.json
+archives=$(find "$SERVE/packages" -name '*.tar.zst' -printf '%s\n' | awk '{ s += $1 } END { print s }')
+
+# one ROLE MODE → "cpu_s write_bytes store_bytes wall_s"
+one() {
+  local role=$1 mode=$2 r=$W/host
+  rm -rf "$r"
+  mkdir -p "$r/etc/roles" "$r/opt"
+  : >"$r/etc/roles/$role"
+  local env=()
+  [ "$mode" = before ] && env=(TARMAC_EXTRACT_ALL=1)
+  sync
+  # GNU time: %O is the file system outputs (the process's write_bytes / 512).
+  env "${env[@]}" /usr/bin/time -f '%U %S %e %O' -o "$W/time" "$HOST_BIN" --root "$r/opt" --config-dir "$r/etc" \
+    --state-dir-root "$r/state" --rooted-systemd --no-systemd --no-users \
+    fetch --repository-url "file://$SERVE" --package-list "$LIST" >"$W/fetch.out" 2>&1 \
+    || { cat "$W/fetch.out" >&2; exit 1; }
+  local store
+  store=$(du -sb "$r/opt/packages" | cut -f1)
+  # GNU time puts "Command exited…" first on a failure: the figures are the last line.
+  tail -n 1 "$W/time" | awk -v s="$store" '{ printf "%.2f %d %d %.2f\n", $1 + $2, $4 * 512, s, $3 }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+rows=()
+declare -A res
+for role in agent master; do
+  for mode in before after; do
+    : >"$W/r.txt"
+    for _ in $(seq "$ROUNDS"); do one "$role" "$mode" >>"$W/r.txt"; done
+    cpu=$(cut -d' ' -f1 "$W/r.txt" | median)
+    wb=$(cut -d' ' -f2 "$W/r.txt" | median)
+    store=$(cut -d' ' -f3 "$W/r.txt" | median)
+    wall=$(cut -d' ' -f4 "$W/r.txt" | median)
+    res[$role-$mode]="$cpu $wb"
+    rows+=("| $role | $mode | $cpu | $(awk -v b="$wb" 'BEGIN { printf "%.0f", b / 1e6 }') | $(awk -v b="$store" 'BEGIN { printf "%.0f", b / 1e6 }') | $wall |")
+  done
+done
+ratio() { # role field → after / before
+  awk -v b="$(cut -d' ' -f"$2" <<<"${res[$1-before]}")" -v a="$(cut -d' ' -f"$2" <<<"${res[$1-after]}")" 'BEGIN { printf "%.2f", a / b }'
+}
+{
+  echo "## Agent deploy work, before and after role-aware extraction"
+  echo
+  echo "One host takes the reference distribution into its store ($(awk -v b="$archives" 'BEGIN { printf "%.0f", b / 1e6 }') MB of pinned archives, \`tarmac-host fetch\` from a file:// serve directory; median of $ROUNDS; $(nproc) CPUs, $(uname -r))."
+  echo "*before*: every package extracted (\`TARMAC_EXTRACT_ALL=1\`); *after*: only those the host's roles use."
+  echo
+  echo "| role | extraction | CPU s | written MB | store MB | wall s |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "Agent, after / before: CPU $(ratio agent 1)×, bytes written $(ratio agent 2)× (goal ≤ 0.5×). Master: CPU $(ratio master 1)×, bytes written $(ratio master 2)× (a master uses every package)."
+} | tee "$OUT"
