@@ -335,7 +335,12 @@ impl Host {
         parallel: usize,
     ) -> Vec<Result<Added, ActivateError>> {
         // Unreadable roles: extract everything (activation reports the roles directory).
-        let store = self.adding_store().unwrap_or_else(|_| self.store.clone());
+        // Every package is staged and the set is flushed once (one syncfs, then the renames).
+        let staging = std::sync::Arc::new(tarmac_pkg::extract::Staging::new());
+        let store = self
+            .adding_store()
+            .unwrap_or_else(|_| self.store.clone())
+            .staged_in(staging.clone());
         let store = &store;
         // A peer that is gone should not cost the whole retry budget of each package.
         let mut mirror_fetcher = fetcher.clone();
@@ -381,12 +386,25 @@ impl Host {
                 });
             }
         });
+        let committed = staging.commit(store.dir());
         results
             .into_iter()
-            .map(|m| {
-                m.into_inner()
+            .zip(items)
+            .map(|(m, (id, _))| {
+                let r = m
+                    .into_inner()
                     .expect("poisoned")
-                    .expect("every item fetched")
+                    .expect("every item fetched");
+                match (&committed, r) {
+                    (Err(e), Ok(Added::New(_))) => {
+                        Err(ActivateError::from(tarmac_pkg::store::StoreError::Commit {
+                            id: id.clone(),
+                            dir: store.dir().to_owned(),
+                            source: std::io::Error::new(e.kind(), e.to_string()),
+                        }))
+                    }
+                    (_, r) => r,
+                }
             })
             .collect()
     }

@@ -243,6 +243,66 @@ pub struct ExtractTarget<'a> {
     /// `<store>/<id>` exists (an archived package being extracted): exchange it atomically
     /// (`renameat2(RENAME_EXCHANGE)`) instead of creating it.
     pub replace: bool,
+    /// Stage the package instead of exposing it: written completely under a temporary name,
+    /// but synced and renamed into place only by [`Staging::commit`], with the other packages
+    /// of the same set (one `syncfs` for all of them). Not used with `replace`.
+    pub staging: Option<&'a Staging>,
+}
+
+/// Packages written completely under temporary names in the store and not yet exposed.
+/// [`Staging::commit`] makes them durable with one `syncfs(2)` and then renames each into
+/// place (fsyncing the store directory once): a set of packages costs one flush, not one per
+/// package. Crash safety is the same as one by one: before the flush nothing is exposed (the
+/// temporary directories are removed by recovery, [`crate::store::Store::clean_temp`]); every
+/// rename happens after it, so an exposed package is always complete. Dropping a `Staging`
+/// without committing removes what it holds.
+#[derive(Default)]
+pub struct Staging {
+    staged: std::sync::Mutex<Vec<(TempDir, PathBuf)>>,
+}
+
+impl fmt::Debug for Staging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.staged.lock().map(|v| v.len()).unwrap_or(0);
+        write!(f, "Staging({n} packages)")
+    }
+}
+
+impl Staging {
+    pub fn new() -> Staging {
+        Staging::default()
+    }
+
+    fn push(&self, tmp: TempDir, final_path: PathBuf) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((tmp, final_path));
+    }
+
+    /// Make every staged package durable (one `syncfs` of `store_dir`), then rename each into
+    /// place and fsync `store_dir`. A package that appeared meanwhile under the same id (the
+    /// same id staged twice) keeps the first copy. On error, what was not renamed is removed.
+    pub fn commit(&self, store_dir: &Path) -> io::Result<()> {
+        let staged = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|p| p.into_inner()));
+        if staged.is_empty() {
+            return Ok(());
+        }
+        syncfs(store_dir)?;
+        for (tmp, final_path) in staged {
+            match fs::rename(&tmp.path, &final_path) {
+                Ok(()) => tmp.disarm(),
+                Err(e)
+                    if final_path.is_dir()
+                        && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) =>
+                {
+                    drop(tmp)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        fsync_dir(store_dir)
+    }
 }
 
 /// What an archive must be, known before the first byte is read (from the cluster package
@@ -301,7 +361,8 @@ pub fn unpacked_limit(compressed: u64) -> u64 {
         .saturating_add(RATIO_SLACK)
 }
 
-/// A package that was extracted and exposed in the store.
+/// A package that was extracted and exposed in the store (or staged for [`Staging::commit`],
+/// which exposes it at `path`).
 #[derive(Debug, Clone)]
 pub struct Extracted {
     pub path: PathBuf,
@@ -1217,11 +1278,15 @@ pub fn extract_package(
             bytes.push(b'\n');
             File::create(meta.join(ARCHIVED_JSON))?.write_all(&bytes)?;
         }
-        syncfs(&tmp.path)?;
+        if target.staging.is_none() || target.replace {
+            syncfs(&tmp.path)?;
+        }
         Ok(())
     };
     write_meta().map_err(|e| store_err(&meta, e))?;
-    if target.replace {
+    if let Some(staging) = target.staging.filter(|_| !target.replace) {
+        staging.push(tmp, final_path.clone());
+    } else if target.replace {
         // The archived package and the extracted one trade places in one step; what was
         // there is then removed under the temporary name (recovery removes it after a crash).
         exchange(&tmp.path, &final_path).map_err(|e| store_err(&final_path, e))?;

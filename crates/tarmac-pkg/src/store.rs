@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tarmac_types::{Digest, PackageId, PackageIdError, Role};
 
 use crate::extract::{
-    self, Compression, Expect, ExtractError, ExtractTarget, Extracted, Pin, TMP_PREFIX,
+    self, Compression, Expect, ExtractError, ExtractTarget, Extracted, Pin, Staging, TMP_PREFIX,
 };
 use crate::fetch::{self as fetch_mod, FetchError, Fetcher};
 use crate::files::{FileManifest, FileManifestError, FileProblem};
@@ -89,6 +89,13 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{id}: cannot expose the staged package in {dir} (syncfs, rename)")]
+    Commit {
+        id: PackageId,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot remove {path}")]
     Remove {
         path: PathBuf,
@@ -118,6 +125,8 @@ pub struct Store {
     dir: PathBuf,
     /// Extract only packages a host with these roles uses (the rest stay archived).
     roles: Option<BTreeSet<Role>>,
+    /// Packages added go here, exposed only by [`Staging::commit`] (one flush for the set).
+    staging: Option<std::sync::Arc<Staging>>,
 }
 
 impl Store {
@@ -125,7 +134,16 @@ impl Store {
         Store {
             dir: dir.into(),
             roles: None,
+            staging: None,
         }
+    }
+
+    /// Packages added or fetched through the returned store are written completely but
+    /// exposed only when `staging` is committed ([`Staging::commit`] with [`Self::dir`]):
+    /// one `syncfs` for the whole set instead of one per package.
+    pub fn staged_in(mut self, staging: std::sync::Arc<Staging>) -> Store {
+        self.staging = Some(staging);
+        self
     }
 
     /// Packages added from now on are extracted only if a host with `roles` uses them
@@ -196,6 +214,7 @@ impl Store {
                 origin: &origin,
                 scope: None,
                 replace: true,
+                staging: None,
             },
         )?;
         Ok(true)
@@ -338,6 +357,7 @@ impl Store {
                 origin: &origin,
                 scope: self.roles.as_ref(),
                 replace: false,
+                staging: self.staging.as_deref(),
             },
         )?;
         Ok((id, Added::New(Box::new(ex))))
@@ -396,6 +416,7 @@ impl Store {
                 origin: &url,
                 scope: self.roles.as_ref(),
                 replace: false,
+                staging: self.staging.as_deref(),
             },
         )?;
         Ok(Added::New(Box::new(ex)))

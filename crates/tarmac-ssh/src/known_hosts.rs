@@ -5,6 +5,7 @@
 //! `HashKnownHosts yes`), `@cert-authority` lines (host certificates signed by a trusted CA) and
 //! `@revoked` lines. Unparseable lines are skipped and reported, like OpenSSH does.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -140,10 +141,21 @@ pub enum CertCheck {
 }
 
 /// All entries of one or more known_hosts files.
+///
+/// Lookups are indexed, so a fleet's known_hosts of N lines costs O(1) per host rather than
+/// O(N): lines whose patterns are all plain names sit in a map from the lowercased name; only
+/// lines with wildcards, negations or hashed names are scanned (OpenSSH scans every line), and
+/// `@revoked` lines are kept apart. Matches come back in file order either way.
 #[derive(Debug, Clone, Default)]
 pub struct KnownHosts {
     entries: Vec<Entry>,
     skipped: Vec<Skipped>,
+    /// Lowercased plain name → indices of the lines naming it, in file order.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Lines that must be matched one by one: wildcards, negations, hashed names.
+    scan: Vec<usize>,
+    /// `@revoked` lines.
+    revoked: Vec<usize>,
 }
 
 impl KnownHosts {
@@ -159,7 +171,7 @@ impl KnownHosts {
                 line: i + 1,
             };
             match parse_line(raw) {
-                Ok(Some((marker, hosts, key))) => self.entries.push(Entry {
+                Ok(Some((marker, hosts, key))) => self.push(Entry {
                     source,
                     marker,
                     hosts,
@@ -191,8 +203,45 @@ impl KnownHosts {
         &self.skipped
     }
 
-    fn matching<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(move |e| e.hosts.matches(name))
+    fn push(&mut self, e: Entry) {
+        let i = self.entries.len();
+        if e.marker == Marker::Revoked {
+            self.revoked.push(i);
+        }
+        match e.hosts.plain_names() {
+            Some(names) => {
+                for n in names {
+                    let slot = self.by_name.entry(n).or_default();
+                    if slot.last() != Some(&i) {
+                        slot.push(i);
+                    }
+                }
+            }
+            None => self.scan.push(i),
+        }
+        self.entries.push(e);
+    }
+
+    /// The lines whose host patterns match `name`, in file order.
+    fn matching(&self, name: &str) -> Vec<&Entry> {
+        let exact = self
+            .by_name
+            .get(&name.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut idx: Vec<usize> = exact.to_vec();
+        idx.extend(
+            self.scan
+                .iter()
+                .copied()
+                .filter(|&i| self.entries[i].hosts.matches(name)),
+        );
+        idx.sort_unstable();
+        idx.into_iter().map(|i| &self.entries[i]).collect()
+    }
+
+    fn revoked_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.revoked.iter().map(|&i| &self.entries[i])
     }
 
     /// Look up a plain host key presented by `host:port`.
@@ -200,14 +249,17 @@ impl KnownHosts {
         let name = lookup_name(host, port);
         // A revoked key is refused whatever host line it is on.
         if let Some(e) = self
-            .entries
-            .iter()
-            .find(|e| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
+            .revoked_entries()
+            .find(|e| e.key.key_data() == key.key_data())
         {
             return Check::Revoked(e.source.clone());
         }
         let mut others = Vec::new();
-        for e in self.matching(&name).filter(|e| e.marker == Marker::None) {
+        for e in self
+            .matching(&name)
+            .into_iter()
+            .filter(|e| e.marker == Marker::None)
+        {
             if e.key.key_data() == key.key_data() {
                 return Check::Known(e.source.clone());
             }
@@ -225,14 +277,15 @@ impl KnownHosts {
         let name = lookup_name(host, port);
         let signer = cert.signature_key();
         let certified = cert.public_key();
-        if let Some(e) = self.entries.iter().find(|e| {
-            e.marker == Marker::Revoked
-                && (e.key.key_data() == signer || e.key.key_data() == certified)
-        }) {
+        if let Some(e) = self
+            .revoked_entries()
+            .find(|e| e.key.key_data() == signer || e.key.key_data() == certified)
+        {
             return CertCheck::Revoked(e.source.clone());
         }
         let Some(ca) = self
             .matching(&name)
+            .into_iter()
             .find(|e| e.marker == Marker::CertAuthority && e.key.key_data() == signer)
         else {
             return CertCheck::UntrustedCa;
@@ -267,6 +320,7 @@ impl KnownHosts {
     pub fn has_cert_authority(&self, host: &str, port: u16) -> bool {
         let name = lookup_name(host, port);
         self.matching(&name)
+            .iter()
             .any(|e| e.marker == Marker::CertAuthority)
     }
 
@@ -276,7 +330,11 @@ impl KnownHosts {
     pub fn known_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
         let name = lookup_name(host, port);
         let mut out: Vec<Algorithm> = Vec::new();
-        for e in self.matching(&name).filter(|e| e.marker == Marker::None) {
+        for e in self
+            .matching(&name)
+            .into_iter()
+            .filter(|e| e.marker == Marker::None)
+        {
             let alg = e.key.algorithm();
             if !out.contains(&alg) {
                 out.push(alg);
@@ -287,7 +345,7 @@ impl KnownHosts {
 
     /// Add an in-memory entry (after it was written with [`append_entry`]).
     pub fn insert(&mut self, source: Source, name: &str, key: PublicKey) {
-        self.entries.push(Entry {
+        self.push(Entry {
             source,
             marker: Marker::None,
             hosts: Hosts::Patterns(vec![name.to_owned()]),
@@ -297,6 +355,24 @@ impl KnownHosts {
 }
 
 impl Hosts {
+    /// The lowercased names, when every pattern is a plain name (no wildcard, no negation, not
+    /// hashed): such a line matches exactly those names.
+    fn plain_names(&self) -> Option<Vec<String>> {
+        match self {
+            Hosts::Hashed { .. } => None,
+            Hosts::Patterns(pats) => {
+                if pats
+                    .iter()
+                    .any(|p| p.starts_with('!') || p.contains(['*', '?']))
+                {
+                    None
+                } else {
+                    Some(pats.iter().map(|p| p.to_ascii_lowercase()).collect())
+                }
+            }
+        }
+    }
+
     fn matches(&self, name: &str) -> bool {
         match self {
             Hosts::Hashed { salt, hash } => hmac_sha1(salt, name.as_bytes()).as_slice() == hash,
@@ -466,7 +542,11 @@ pub fn append_entry(path: &Path, name: &str, key: &PublicKey) -> io::Result<usiz
 impl KnownHosts {
     /// Like [`check`](Self::check) with a ready-made lookup name.
     fn check_name(&self, name: &str, key: &PublicKey) -> Check {
-        for e in self.matching(name).filter(|e| e.marker == Marker::None) {
+        for e in self
+            .matching(name)
+            .into_iter()
+            .filter(|e| e.marker == Marker::None)
+        {
             if e.key.key_data() == key.key_data() {
                 return Check::Known(e.source.clone());
             }
@@ -572,6 +652,49 @@ mod tests {
             vec![key(KEY_C).algorithm(), key(KEY_A).algorithm()]
         );
         assert!(k.known_algorithms("other", 22).is_empty());
+    }
+
+    #[test]
+    fn indexed_and_scanned_lines_keep_file_order() {
+        // Line 1 is scanned (wildcard), 2 indexed, 3 hashed (scanned), 4 indexed: the changed-key
+        // report lists them in file order whichever way each was found.
+        let k = kh(&format!(
+            "10.0.0.* {KEY_C}\n10.0.0.1 {KEY_B}\n\
+             |1|fdrdu78bQl6MWL3+5qsbeE2GlcM=|fPXIHOeJRmmmHDCaxL/+uAusH20= {KEY_B}\n\
+             10.0.0.1,10.0.0.1 {KEY_C}\n"
+        ));
+        assert_eq!(
+            k.check("10.0.0.1", 22, &key(KEY_A)),
+            Check::Changed(vec![
+                (FP_C.into(), "ecdsa-sha2-nistp256".into(), src(1)),
+                (FP_B.into(), "ssh-ed25519".into(), src(2)),
+                (FP_B.into(), "ssh-ed25519".into(), src(3)),
+                (FP_C.into(), "ecdsa-sha2-nistp256".into(), src(4)),
+            ])
+        );
+        assert_eq!(k.check("10.0.0.1", 22, &key(KEY_C)), Check::Known(src(1)));
+        assert_eq!(k.check("10.0.0.2", 22, &key(KEY_C)), Check::Known(src(1)));
+    }
+
+    #[test]
+    fn a_fleet_sized_file_finds_each_host() {
+        let mut text = String::new();
+        for i in 0..20_000u32 {
+            let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            text.push_str(&format!("[{ip}]:2222 {KEY_A}\n{ip} {KEY_B}\n"));
+        }
+        let k = kh(&text);
+        // Host 19999 = 10.0.78.31: its port-22 line is line 2 × 19999 + 2.
+        assert_eq!(
+            k.check("10.0.78.31", 22, &key(KEY_B)),
+            Check::Known(src(40_000))
+        );
+        assert_eq!(
+            k.check("10.0.78.31", 2222, &key(KEY_A)),
+            Check::Known(src(39_999))
+        );
+        assert_eq!(k.check("10.0.78.32", 22, &key(KEY_B)), Check::Unknown);
+        assert!(!k.has_cert_authority("10.0.0.1", 22));
     }
 
     #[test]

@@ -555,6 +555,7 @@ impl FakeFleet {
                 switch: h.last_switch.clone(),
                 watched,
                 recovered: None,
+                archived: Vec::new(),
             };
             return Answer::ok(serde_json::to_string(&st).unwrap());
         }
