@@ -135,6 +135,9 @@ impl FromStr for HostState {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum Phase {
     Inspect,
+    /// Every host takes the new packages (through the peer relay) before any wave switches:
+    /// a gate, since nothing changes what the host runs.
+    Prefetch,
     Switch,
     Rollback,
     /// Checks every master without changing it: hosts no wave touched keep their row.
@@ -144,8 +147,9 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Inspect,
+        Phase::Prefetch,
         Phase::Switch,
         Phase::Rollback,
         Phase::ClusterChecks,
@@ -156,6 +160,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Inspect => "inspect",
+            Phase::Prefetch => "prefetch",
             Phase::Switch => "switch",
             Phase::Rollback => "rollback",
             Phase::ClusterChecks => "cluster-checks",
@@ -166,7 +171,7 @@ impl Phase {
 
     /// A step that checks hosts without changing them.
     pub fn is_gate(self) -> bool {
-        self == Phase::ClusterChecks
+        matches!(self, Phase::ClusterChecks | Phase::Prefetch)
     }
 }
 
@@ -257,6 +262,7 @@ mod tests {
         for p in Phase::ALL {
             match p {
                 Phase::Inspect
+                | Phase::Prefetch
                 | Phase::Switch
                 | Phase::Rollback
                 | Phase::ClusterChecks

@@ -89,6 +89,11 @@ pub enum Command {
         /// Refuse packages without a known sha256 and size (even from a local repository).
         #[arg(long)]
         require_sha256: bool,
+        /// A peer that already holds the packages (`tarmac-host relay`), tried before
+        /// --repository-url (repeatable, in order). Only pinned packages come from a peer,
+        /// checked against the pin like any download; a peer that fails is passed over.
+        #[arg(long = "mirror", value_name = "URL")]
+        mirrors: Vec<String>,
         ids: Vec<String>,
     },
     /// Remove packages from the store (refuses packages any generation uses).

@@ -69,6 +69,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sha256,
             package_list,
             require_sha256,
+            mirrors,
             ids,
         } => store_cmd::fetch(
             &host,
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 sha256,
                 package_list,
                 require_sha256,
+                mirrors,
                 ids,
             },
         )?,

@@ -90,6 +90,7 @@ pub struct FetchArgs {
     pub sha256: Vec<String>,
     pub package_list: Option<PathBuf>,
     pub require_sha256: bool,
+    pub mirrors: Vec<String>,
     pub ids: Vec<String>,
 }
 
@@ -115,6 +116,15 @@ pub fn fetch(host: &Host, fetcher: &Fetcher, a: FetchArgs) -> Result<()> {
     if want.is_empty() {
         bail!("nothing to fetch: give package ids or --package-list");
     }
+    if let Some(m) = a
+        .mirrors
+        .iter()
+        .find(|m| !(m.starts_with("http://") || m.starts_with("https://")))
+    {
+        bail!(
+            "--mirror {m}: a mirror is the http:// or https:// URL of a peer's `tarmac-host relay`"
+        );
+    }
     if a.require_sha256
         && let Some((id, _)) = want.iter().find(|(_, d)| d.is_none())
     {
@@ -123,9 +133,10 @@ pub fn fetch(host: &Host, fetcher: &Fetcher, a: FetchArgs) -> Result<()> {
     let items: Vec<(PackageId, Option<Pin>)> = want.into_iter().collect();
     let (lock, _) = host.lock("fetch")?;
     let mut failed = 0;
-    for ((id, _), r) in items
-        .iter()
-        .zip(host.fetch(&lock, fetcher, &a.repository_url, &items, 4))
+    for ((id, _), r) in
+        items
+            .iter()
+            .zip(host.fetch_from(&lock, fetcher, &a.mirrors, &a.repository_url, &items, 4))
     {
         match r {
             Ok(Added::New(_)) => println!("fetched {id}"),

@@ -112,29 +112,26 @@ impl RelayTree {
             .is_some_and(|&i| !children(i, self.fanout, self.peers.len()).is_empty())
     }
 
-    /// The peers `host` should try first: its parent (waited for) and grandparent, those
-    /// that serve. Empty for the first K hosts, and when every ancestor is gone.
+    /// The peers `host` should try first: the nearest two of its ancestors that serve,
+    /// nearest first (its parent, then the grandparent, past any that are gone). Each
+    /// ancestor is waited for until it serves or is gone, so a host whose parent failed early
+    /// still gets the ancestor above it rather than bootstrap_url. Ancestors never wait for
+    /// their descendants, so this ends. Empty for the first K hosts, and when every ancestor
+    /// is gone.
     pub async fn sources(&self, host: &HostAddr) -> Vec<String> {
-        let Some(p) = self.parent_of(host) else {
-            return Vec::new();
-        };
-        let mut rx = self.peers[p].subscribe();
-        let first = rx
-            .wait_for(|s| *s != Peer::Pending)
-            .await
-            .map(|s| s.clone())
-            .unwrap_or(Peer::Gone);
         let mut out = Vec::new();
-        if let Peer::Serving(url) = first {
-            out.push(url);
-        }
-        // Ancestors above, as they stand now: each resolved before the one below it.
-        let mut at = parent(p, self.fanout);
+        let mut at = self.parent_of(host);
         while let Some(a) = at {
             if out.len() == 2 {
                 break;
             }
-            if let Peer::Serving(url) = self.peers[a].borrow().clone() {
+            let mut rx = self.peers[a].subscribe();
+            let state = rx
+                .wait_for(|s| *s != Peer::Pending)
+                .await
+                .map(|s| s.clone())
+                .unwrap_or(Peer::Gone);
+            if let Peer::Serving(url) = state {
                 out.push(url);
             }
             at = parent(a, self.fanout);

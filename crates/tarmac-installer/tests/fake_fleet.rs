@@ -541,3 +541,68 @@ async fn a_failed_snapshot_stops_the_upgrade_before_any_switch_unless_no_backup(
     // An agents-only upgrade needs no snapshot.
     no_unknown(&c);
 }
+
+#[tokio::test]
+async fn with_the_relay_every_host_prefetches_through_the_tree_before_the_first_switch() {
+    let c = Cluster::new();
+    c.config_line("relay_fanout: 1");
+    c.config_line("relay_port: 8089");
+    // A chain in wave order: m1 → m2 → m3 → a1 → a2 → a3 → a4 → p1. a1 cannot prepare its
+    // upgrade directory: its prefetch fails (a warning), a2 falls back past it, and a1's own
+    // wave fails it (within the budget of 1).
+    c.fleet.behave(AGENTS[0], |b| b.prepare_fails = true);
+    let r = tokio::time::timeout(Duration::from_secs(30), upgrade(&c, &opts(2, 1)))
+        .await
+        .expect("no host waits forever on a parent that is gone");
+    no_unknown(&c);
+    assert_eq!(r.state.stopped, None);
+    assert_eq!(c.word(AGENTS[0]), "failed");
+    let first_switch = all_hosts()
+        .iter()
+        .filter(|h| **h != AGENTS[0])
+        .map(|h| at(&c, h, "switch"))
+        .min()
+        .unwrap();
+    let url = |h: &str| format!("http://{h}:8089");
+    let expect_first = [
+        (MASTERS[0], String::new()),
+        (MASTERS[1], url(MASTERS[0])),
+        (
+            MASTERS[2],
+            format!("{} {}", url(MASTERS[1]), url(MASTERS[0])),
+        ),
+        // a1's parent is m3 (a1 itself never fetched).
+        (
+            AGENTS[1],
+            format!("{} {}", url(MASTERS[2]), url(MASTERS[1])),
+        ),
+        // a3: its parent, then the nearest ancestor still serving (past the failed a1).
+        (AGENTS[2], format!("{} {}", url(AGENTS[1]), url(MASTERS[2]))),
+        (AGENTS[3], format!("{} {}", url(AGENTS[2]), url(AGENTS[1]))),
+        (PUBLIC[0], format!("{} {}", url(AGENTS[3]), url(AGENTS[2]))),
+    ];
+    for (h, peers) in expect_first {
+        assert_eq!(c.word(h), "ok", "{h}");
+        assert_eq!(c.active_of(h), ids(&NEW), "{h}");
+        // The prefetch (from peers), before any host switched; then the wave's own fetch
+        // (the packages are there already) from bootstrap_url alone.
+        assert!(at(&c, h, "fetch") < first_switch, "{h} prefetched late");
+        assert_eq!(c.fleet.host(h).fetch_mirrors, [peers, String::new()], "{h}");
+    }
+    // Hosts with children relayed; the last of the chain and the failed one did not.
+    for h in [
+        MASTERS[0], MASTERS[1], MASTERS[2], AGENTS[1], AGENTS[2], AGENTS[3],
+    ] {
+        assert_eq!(c.fleet.host(h).relayed_on, Some(format!("{h}:8089")), "{h}");
+        assert!(at(&c, h, "relay") < first_switch, "{h}");
+    }
+    for h in [AGENTS[0], PUBLIC[0]] {
+        assert_eq!(c.fleet.host(h).relayed_on, None, "{h}");
+    }
+    assert_eq!(c.fleet.count(AGENTS[0], "switch"), 0);
+    let warned = c.events.0.lock().unwrap().iter().any(|e| {
+        matches!(e, tarmac_events::Event::Notice { message, .. }
+            if message.contains(AGENTS[0]) && message.contains("prefetch failed"))
+    });
+    assert!(warned, "no warning for the failed prefetch");
+}

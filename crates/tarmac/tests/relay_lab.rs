@@ -12,8 +12,8 @@ use std::path::Path;
 
 use common::*;
 
-/// The per-host log of the last deploy for `ip`.
-fn deploy_log(genconf: &Path, ip: &str) -> String {
+/// Every per-host log of the last `op` run (`deploy`, `upgrade`) for `ip`, joined.
+fn run_log(genconf: &Path, op: &str, ip: &str) -> String {
     let logs = genconf.join("state/logs");
     let mut runs: Vec<_> = std::fs::read_dir(&logs)
         .unwrap()
@@ -23,12 +23,13 @@ fn deploy_log(genconf: &Path, ip: &str) -> String {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("deploy-")
+                .starts_with(&format!("{op}-"))
         })
         .collect();
     runs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    let run = runs.last().expect("a deploy run");
-    // <run>/<stage>/<host>.log
+    let run = runs.last().unwrap_or_else(|| panic!("no {op} run"));
+    // <run>/<stage or fleet>/<host>.log
+    let mut out = String::new();
     for stage in std::fs::read_dir(run).unwrap().flatten() {
         for e in std::fs::read_dir(stage.path())
             .into_iter()
@@ -39,11 +40,25 @@ fn deploy_log(genconf: &Path, ip: &str) -> String {
                 .to_string_lossy()
                 .starts_with(&format!("{ip}."))
             {
-                return std::fs::read_to_string(e.path()).unwrap();
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap());
             }
         }
     }
-    panic!("no log for {ip} in {}", run.display());
+    assert!(!out.is_empty(), "no log for {ip} in {}", run.display());
+    out
+}
+
+fn deploy_log(genconf: &Path, ip: &str) -> String {
+    run_log(genconf, "deploy", ip)
+}
+
+/// `ip`'s relay served a whole archive to `child`.
+fn served(log: &str, child: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("relay served /packages/")
+            && l.contains(".tar.zst (")
+            && l.contains(&format!("to {child}:"))
+    })
 }
 
 #[test]
@@ -111,9 +126,7 @@ fn deploy_through_a_relay_chain_with_a_broken_link() {
         let log = deploy_log(&genconf, &hosts[i].1);
         let child = &hosts[i + 1].1;
         assert!(
-            log.lines().any(|l| l.contains("relay served /packages/")
-                && l.contains(".tar.zst (")
-                && l.contains(&format!("to {child}:"))),
+            served(&log, child),
             "{}: no package served to {child} in\n{log}",
             hosts[i].0
         );
@@ -147,6 +160,56 @@ fn deploy_through_a_relay_chain_with_a_broken_link() {
                 .output()
                 .unwrap();
             assert_eq!(o.status.code(), Some(7), "{name} still serves on 8089");
+        }
+    }
+
+    // The upgrade's prefetch goes through the same tree before any host switches: the
+    // changed package reaches agent-1 and agent-2 from master-1 (agent-1's relay still
+    // cannot listen) and agent-3 from agent-2. Every host ends on the new list.
+    set_key(&genconf, "etcd_snapshot_count", "20000");
+    regenconf(&lab, g, b);
+    let out = in_lab(&lab, &["upgrade", "--genconf-dir", g]);
+    let t = text(&out);
+    assert!(out.status.success(), "upgrade with the relay:\n{t}");
+    assert!(t.contains("prefetch on 4 hosts"), "{t}");
+    let m1 = run_log(&genconf, "upgrade", &hosts[0].1);
+    for child in [&hosts[1].1, &hosts[2].1] {
+        assert!(
+            served(&m1, child),
+            "master-1 served nothing to {child}:\n{m1}"
+        );
+    }
+    let a2 = run_log(&genconf, "upgrade", &hosts[2].1);
+    assert!(
+        served(&a2, &hosts[3].1),
+        "agent-2 served nothing to agent-3:\n{a2}"
+    );
+    // Every host on the new list (status exits non-zero on drift).
+    let out = in_lab(&lab, &["status", "--genconf-dir", g]);
+    assert!(
+        out.status.success(),
+        "status after the upgrade:\n{}",
+        text(&out)
+    );
+    for (name, ip) in &hosts {
+        let v = lab.ssh(name, "/opt/tarmac/tarmac-host verify").unwrap();
+        assert!(v.status.success(), "{name}: {}", text(&v));
+        if name != "agent-1" {
+            let o = lab
+                .ctl_command("curl")
+                .args([
+                    "-s",
+                    "--max-time",
+                    "2",
+                    &format!("http://{ip}:8089/healthz"),
+                ])
+                .output()
+                .unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(7),
+                "{name} still serves after the upgrade"
+            );
         }
     }
 }

@@ -368,6 +368,14 @@ mod tests {
             "/opt/tarmac/tarmac-host fetch --repository-url http://10.0.0.254:8080 --package-list /etc/tarmac/upgrade/abc.package_list.json --require-sha256"
         );
         assert_eq!(
+            fetch_command_from(
+                "http://10.0.0.254:8080",
+                "abc",
+                &["http://10.0.0.5:8089".into(), "http://10.0.0.1:8089".into()]
+            ),
+            "/opt/tarmac/tarmac-host fetch --repository-url http://10.0.0.254:8080 --package-list /etc/tarmac/upgrade/abc.package_list.json --require-sha256 --mirror http://10.0.0.5:8089 --mirror http://10.0.0.1:8089"
+        );
+        assert_eq!(
             switch_command(Duration::from_secs(120), "abc", &[id("a--1"), id("b--2")]),
             "/opt/tarmac/tarmac-host --wait --json switch --confirm-within 120s --setup-list /etc/tarmac/upgrade/abc.package_list.json a--1 b--2"
         );

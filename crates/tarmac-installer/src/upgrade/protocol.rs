@@ -76,11 +76,21 @@ pub fn list_path(list_id: &str) -> String {
 
 /// Download and verify every package of the list (nothing is activated; services keep running).
 pub fn fetch_command(repository_url: &str, list_id: &str) -> String {
-    format!(
+    fetch_command_from(repository_url, list_id, &[])
+}
+
+/// [`fetch_command`], trying the peers `mirrors` (relays) first.
+pub fn fetch_command_from(repository_url: &str, list_id: &str, mirrors: &[String]) -> String {
+    let mut cmd = format!(
         "{HOST_BIN} fetch --repository-url {} --package-list {} --require-sha256",
         quote(repository_url),
         list_path(list_id)
-    )
+    );
+    for m in mirrors {
+        cmd.push_str(" --mirror ");
+        cmd.push_str(&quote(m));
+    }
+    cmd
 }
 
 /// The switch: `tarmac-host switch` activates `ids`, makes the uploaded list the setup flag,

@@ -115,14 +115,41 @@ impl Runner<'_> {
         F: Fn(HostSession) -> Fut,
         Fut: Future<Output = Result<Outcome, StepError>>,
     {
+        self.fleet_run_hooked(what, hosts, deadline, None, job)
+            .await
+    }
+
+    /// [`Self::fleet_run`], calling `hook` as each host finishes (the relay tree's
+    /// bookkeeping).
+    async fn fleet_run_hooked<F, Fut>(
+        &mut self,
+        what: Phase,
+        hosts: &[(HostAddr, Role)],
+        deadline: Option<Duration>,
+        hook: Option<tarmac_ssh::FinishHook>,
+        job: F,
+    ) -> Result<StageReport, InstallerError>
+    where
+        F: Fn(HostSession) -> Fut,
+        Fut: Future<Output = Result<Outcome, StepError>>,
+    {
         self.waves_run += 1;
         let run_id = fleet_run_id(&self.run_id, self.waves_run, what);
         let targets: Vec<Target> = hosts
             .iter()
             .map(|(h, r)| Target::new(h.clone()).with_role(*r))
             .collect();
-        let (report, journal) = self
-            .inst
+        let hooked;
+        let inst = match hook {
+            Some(h) => {
+                let mut i = self.inst.clone();
+                i.finish_hook = Some(h);
+                hooked = i;
+                &hooked
+            }
+            None => self.inst,
+        };
+        let (report, journal) = inst
             .journaled_fleet(self.stage, run_id, targets, &self.log_dir, deadline, job)
             .await?;
         self.journals.push(journal);
@@ -507,6 +534,18 @@ impl Installer {
             )?),
             Op::Rollback => None,
         };
+        // With the peer relay, every host still to do takes the new packages before the
+        // first wave switches: the bootstrap node sends K copies, not one per host.
+        if let (Some(job), Some((fanout, port)), false) = (&switch, self.cfg.relay(), opts.push) {
+            let todo: Vec<(HostAddr, Role)> = all_waves
+                .iter()
+                .filter_map(|w| still_to_do(w, state, opts.resume))
+                .flat_map(|w| w.hosts)
+                .collect();
+            if !todo.is_empty() && !self.cancel.is_cancelled() {
+                prefetch(runner, job, &todo, fanout, port).await?;
+            }
+        }
         let mut agent_failures = 0usize;
         for (i, wave) in all_waves.iter().enumerate() {
             if self.cancel.is_cancelled() {
@@ -848,32 +887,7 @@ async fn upgrade_host(
         }
         return Ok(Outcome::Ok);
     }
-    host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}")))
-        .await?;
-    let src = UploadSource::file(&job.list_file).map_err(|e| {
-        failed(
-            host.addr(),
-            "upload list",
-            format!("cannot read {}: {e}", job.list_file.display()),
-        )
-    })?;
-    host.upload(
-        "upload package list",
-        &Upload::new(src, list_path(&job.list_id)).mode(0o644).root(),
-    )
-    .await?;
-    if let Some(pem) = &job.repo_ca {
-        host.upload(
-            "upload repository CA",
-            &Upload::new(
-                UploadSource::bytes("repository-ca.pem", pem.clone()),
-                REPOSITORY_CA_PATH,
-            )
-            .mode(0o644)
-            .root(),
-        )
-        .await?;
-    }
+    upload_list(&host, &job).await?;
     if let Some(dir) = &job.push_from {
         let missing: Vec<PackageId> = job
             .expected
@@ -913,6 +927,102 @@ async fn upgrade_host(
         return revert_after(&host, e).await;
     }
     Ok(Outcome::Ok)
+}
+
+/// The package list (with its pins) and the repository CA, over SSH: what `tarmac-host
+/// fetch` needs to take the packages from anywhere and trust only the pinned bytes.
+async fn upload_list(host: &HostSession, job: &SwitchJob) -> Result<(), StepError> {
+    host.check("prepare", Exec::root(format!("mkdir -p {UPGRADE_DIR}")))
+        .await?;
+    let src = UploadSource::file(&job.list_file).map_err(|e| {
+        failed(
+            host.addr(),
+            "upload list",
+            format!("cannot read {}: {e}", job.list_file.display()),
+        )
+    })?;
+    host.upload(
+        "upload package list",
+        &Upload::new(src, list_path(&job.list_id)).mode(0o644).root(),
+    )
+    .await?;
+    if let Some(pem) = &job.repo_ca {
+        host.upload(
+            "upload repository CA",
+            &Upload::new(
+                UploadSource::bytes("repository-ca.pem", pem.clone()),
+                REPOSITORY_CA_PATH,
+            )
+            .mode(0o644)
+            .root(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The prefetch (`relay_fanout`): a relay tree over `hosts`, in wave order. Each host takes
+/// the new packages from its parent (or grandparent, falling back to bootstrap_url), then
+/// serves them to its own children until its whole subtree is done, and no longer. Nothing
+/// switches here, and a host whose prefetch fails only warns: its wave fetches again.
+async fn prefetch(
+    runner: &mut Runner<'_>,
+    job: &Arc<SwitchJob>,
+    hosts: &[(HostAddr, Role)],
+    fanout: usize,
+    port: u16,
+) -> Result<(), InstallerError> {
+    let order: Vec<HostAddr> = hosts.iter().map(|(h, _)| h.clone()).collect();
+    let tree = Arc::new(crate::relay::RelayTree::new(&order, fanout, port));
+    runner.notice(format!(
+        "upgrade: prefetch on {} hosts through a relay tree (fan-out {fanout}, {} levels)",
+        hosts.len(),
+        tree.depth()
+    ));
+    let fetch_timeout = Duration::from_secs(900);
+    let ttl = fetch_timeout * u32::try_from(tree.depth() + 1).unwrap_or(u32::MAX);
+    let hook = {
+        let t = tree.clone();
+        tarmac_ssh::FinishHook(Arc::new(move |h, _| t.finished(h)))
+    };
+    runner
+        .fleet_run_hooked(Phase::Prefetch, hosts, None, Some(hook), |host| {
+            let tree = tree.clone();
+            let job = job.clone();
+            async move {
+                let fetched = async {
+                    upload_list(&host, &job).await?;
+                    let mirrors = tree.sources(host.addr()).await;
+                    host.check(
+                        "fetch",
+                        Exec::root(fetch_command_from(&job.url, &job.list_id, &mirrors))
+                            .timeout(fetch_timeout),
+                    )
+                    .await
+                }
+                .await;
+                match fetched {
+                    Ok(_) if tree.has_children(host.addr()) => {
+                        crate::relay::serve_children(&host, &tree, "", ttl).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tree.gone(host.addr());
+                        host.emit(Event::Notice {
+                            level: Level::Warn,
+                            message: format!(
+                                "{}: prefetch failed ({e}); its wave fetches again",
+                                host.addr()
+                            ),
+                        });
+                    }
+                }
+                // A gate: the host's row stays as it was (nothing switched).
+                Ok(Outcome::Ok)
+            }
+        })
+        .await?;
+    Ok(())
 }
 
 /// One rollback wave: every host back one generation (or to `to`), then its node checks.

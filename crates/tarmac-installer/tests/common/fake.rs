@@ -83,6 +83,8 @@ pub struct HostModel {
     pub mirrors: Vec<String>,
     /// `tarmac-host relay` was started here (on this address).
     pub relayed_on: Option<String>,
+    /// The `--mirror` peers of each `tarmac-host fetch` (space-separated), in order.
+    pub fetch_mirrors: Vec<String>,
 }
 
 impl HostModel {
@@ -175,6 +177,7 @@ impl FakeFleet {
                 listening: Vec::new(),
                 units: BTreeMap::new(),
                 mirrors: Vec::new(),
+                fetch_mirrors: Vec::new(),
                 relayed_on: None,
             },
         );
@@ -797,6 +800,13 @@ impl FakeFleet {
                 if !h.files.contains_key(list) {
                     return Answer::fail(1, format!("tarmac-host: cannot read {list}"));
                 }
+                let peers: Vec<&str> = w
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| *x == "--mirror")
+                    .filter_map(|(i, _)| w.get(i + 1).map(String::as_str))
+                    .collect();
+                h.fetch_mirrors.push(peers.join(" "));
                 Answer::ok("")
             }
             "switch" => {
