@@ -1349,14 +1349,19 @@ fn keep_archive(spool: &mut File, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `renameat2(a, b, RENAME_EXCHANGE)`: swap two existing paths atomically.
+/// `renameat2(a, b, RENAME_EXCHANGE)`: swap two existing paths atomically. Called through
+/// `syscall(2)`, since the glibc the portable binaries link against (2.17) has no wrapper
+/// (Linux has the call since 3.15). On a file system without RENAME_EXCHANGE the swap takes
+/// three renames (`b` aside, `a` to `b`, the old `b` to `a`): a crash between the first two
+/// leaves the package absent until it is fetched again, never half-written.
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: both are valid NUL-terminated paths that outlive the call.
     let rc = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             ca.as_ptr(),
             libc::AT_FDCWD,
@@ -1365,10 +1370,21 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
         )
     };
     if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        return Ok(());
     }
+    let e = io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+        return Err(e);
+    }
+    let mut aside = a.as_os_str().to_owned();
+    aside.push(".old");
+    let aside = PathBuf::from(aside);
+    fs::rename(b, &aside)?;
+    if let Err(e) = fs::rename(a, b) {
+        let _ = fs::rename(&aside, b);
+        return Err(e);
+    }
+    fs::rename(&aside, a)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Browser tests without a lab: the real server in process on loopback, headless Chromium
 //! through chromedriver. The Configure page (validation as you type, uploads, save, the YAML
-//! editor) and a stage page fed 1,000 hosts' events (pagination, filters, failed first,
+//! editor) and a stage page fed 10,000 hosts' events (pagination, filters, failed first,
 //! batched renders, state after a reload). Screenshots go to target/e2e-artifacts/.
 
 mod common;
@@ -18,7 +18,7 @@ use tarmac_web::{App, AuthLimits, HostAllowlist, Listener, WebOptions};
 const T: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configure_page_and_a_thousand_hosts() {
+async fn configure_page_and_ten_thousand_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let genconf = dir.path().join("genconf");
     std::fs::create_dir_all(&genconf).unwrap();
@@ -196,12 +196,18 @@ async fn configure_page_and_a_thousand_hosts() {
     );
     b.screenshot("browser-configure-yaml.png").await;
 
-    // A run on 1,000 hosts, fed as engine events: 12 fail, 3 still running.
-    let hosts: Vec<(HostAddr, Role)> = (0..1000)
+    // A run on N hosts, fed as engine events: every 83rd fails, the last 3 still run.
+    const N: usize = 10_000;
+    let agents_end = N * 9 / 10;
+    let fails = |i: usize| i % 83 == 5;
+    let failed = (0..N - 3).filter(|&i| fails(i)).count();
+    let agent_failed = (3..agents_end).filter(|&i| fails(i)).count();
+    let agent_bar = format!("{}/{} ok", agents_end - 3 - agent_failed, agents_end - 3);
+    let hosts: Vec<(HostAddr, Role)> = (0..N)
         .map(|i| {
             let role = if i < 3 {
                 Role::Master
-            } else if i < 900 {
+            } else if i < agents_end {
                 Role::Agent
             } else {
                 Role::AgentPublic
@@ -222,7 +228,7 @@ async fn configure_page_and_a_thousand_hosts() {
         roster: Vec::new(),
     });
     hub.emit(Event::StageStarted {
-        run_id: "preflight-1000".into(),
+        run_id: "preflight-10000".into(),
         stage: Stage::Preflight,
         hosts: hosts
             .iter()
@@ -257,10 +263,10 @@ async fn configure_page_and_a_thousand_hosts() {
             stream: tarmac_events::Stream::Stdout,
             line: format!("Checking disk on {h} … PASS"),
         });
-        if i >= 997 {
+        if i >= N - 3 {
             continue; // still running
         }
-        let outcome = if i % 83 == 5 {
+        let outcome = if fails(i) {
             Outcome::Failed {
                 exit_code: Some(1),
                 signal: None,
@@ -288,12 +294,16 @@ async fn configure_page_and_a_thousand_hosts() {
         }
     }
     b.wait_for(
-        "document.querySelector('#bars').textContent.includes('886/897 ok')",
+        &format!("document.querySelector('#bars').textContent.includes('{agent_bar}')"),
         T,
         "agent bar",
     )
     .await;
-    b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden])[data-status=\"failed\"]').length === 12", T, "failed first").await;
+    let failed_rows = format!(
+        "document.querySelectorAll('#hosts tbody tr:not([hidden])[data-status=\"failed\"]').length === {}",
+        failed.min(50)
+    );
+    b.wait_for(&failed_rows, T, "failed first").await;
     let first = b
         .js("return document.querySelector('#hosts tbody tr').dataset.status")
         .await;
@@ -301,7 +311,10 @@ async fn configure_page_and_a_thousand_hosts() {
     let pager = b
         .js("return document.querySelector('#pager').textContent")
         .await;
-    assert!(pager.as_str().unwrap().contains("1–50 of 1000"), "{pager}");
+    assert!(
+        pager.as_str().unwrap().contains(&format!("1–50 of {N}")),
+        "{pager}"
+    );
     // Renders are batched: never more than one per 100 ms (plus a few from the clicks).
     let elapsed = b
         .js("return window.performance.now()")
@@ -321,7 +334,7 @@ async fn configure_page_and_a_thousand_hosts() {
         .await
         .unwrap();
     b.wait_for(
-        "document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === 12",
+        &format!("document.querySelectorAll('#hosts tbody tr:not([hidden]):not(#empty-row)').length === {}", failed.min(50)),
         T,
         "status filter",
     )
@@ -359,22 +372,22 @@ async fn configure_page_and_a_thousand_hosts() {
     .await;
     b.click("#pager-next").await;
     b.wait_for(
-        "document.querySelector('#pager').textContent.includes('51–100 of 1000')",
+        &format!("document.querySelector('#pager').textContent.includes('51–100 of {N}')"),
         T,
         "page 2",
     )
     .await;
-    b.screenshot("browser-preflight-1000-hosts.png").await;
+    b.screenshot("browser-preflight-10000-hosts.png").await;
 
     // A reload (or a second tab) starts from the server's state: the same table.
     b.client.refresh().await.unwrap();
-    b.wait_for("document.querySelectorAll('#hosts tbody tr:not([hidden])[data-status=\"failed\"]').length === 12", T, "state after reload").await;
+    b.wait_for(&failed_rows, T, "state after reload").await;
     let running = b
         .js("return document.querySelector('main').dataset.runState")
         .await;
     assert_eq!(running, "running");
     // The stage ends; the page follows live.
-    for (h, _) in &hosts[997..] {
+    for (h, _) in &hosts[N - 3..] {
         summary.add(&Outcome::Ok);
         hub.emit(Event::HostFinished {
             host: h.clone(),
@@ -383,7 +396,7 @@ async fn configure_page_and_a_thousand_hosts() {
         });
     }
     hub.emit(Event::StageFinished {
-        run_id: "preflight-1000".into(),
+        run_id: "preflight-10000".into(),
         stage: Stage::Preflight,
         summary: summary.clone(),
         duration_ms: 3000,
@@ -404,7 +417,10 @@ async fn configure_page_and_a_thousand_hosts() {
     )
     .await;
     b.wait_for(
-        "document.querySelector('#run-status').textContent.includes('988 of 1000 hosts ok')",
+        &format!(
+            "document.querySelector('#run-status').textContent.includes('{} of {N} hosts ok')",
+            N - failed
+        ),
         T,
         "summary line",
     )
