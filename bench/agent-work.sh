@@ -3,7 +3,7 @@
 # taking the reference distribution into its store — read every pinned archive, verify it,
 # keep it, and extract it — measured with `tarmac-host fetch` of the genconf package list
 # from the serve directory (file:// repository, so no network in the figure).
-#   before  TARMAC_EXTRACT_ALL=1: every package extracted (the behaviour until now)
+#   before  --extract-all: every package extracted (the behaviour until now)
 #   after   the default: only packages the host's roles use are extracted; the others stay
 #           verified archives (etcd and prometheus on an agent)
 # For roles agent and master, $ROUNDS rounds each (median): CPU seconds (user + sys), bytes
@@ -50,11 +50,11 @@ one() {
   rm -rf "$r"
   mkdir -p "$r/etc/roles" "$r/opt"
   : >"$r/etc/roles/$role"
-  local env=()
-  [ "$mode" = before ] && env=(TARMAC_EXTRACT_ALL=1)
+  local flags=()
+  [ "$mode" = before ] && flags=(--extract-all)
   sync
   # GNU time: %O is the file system outputs (the process's write_bytes / 512).
-  env "${env[@]}" /usr/bin/time -f '%U %S %e %O' -o "$W/time" "$HOST_BIN" --root "$r/opt" --config-dir "$r/etc" \
+  /usr/bin/time -f '%U %S %e %O' -o "$W/time" "$HOST_BIN" "${flags[@]}" --root "$r/opt" --config-dir "$r/etc" \
     --state-dir-root "$r/state" --rooted-systemd --no-systemd --no-users \
     fetch --repository-url "file://$SERVE" --package-list "$LIST" >"$W/fetch.out" 2>&1 \
     || { cat "$W/fetch.out" >&2; exit 1; }
@@ -87,7 +87,7 @@ ratio() { # role field → after / before
   echo "## Agent deploy work, before and after role-aware extraction"
   echo
   echo "One host takes the reference distribution into its store ($(awk -v b="$archives" 'BEGIN { printf "%.0f", b / 1e6 }') MB of pinned archives, \`tarmac-host fetch\` from a file:// serve directory; median of $ROUNDS; $(nproc) CPUs, $(uname -r))."
-  echo "*before*: every package extracted (\`TARMAC_EXTRACT_ALL=1\`); *after*: only those the host's roles use."
+  echo "*before*: every package extracted (\`--extract-all\`); *after*: only those the host's roles use."
   echo
   echo "| role | extraction | CPU s | written MB | store MB | wall s |"
   echo "|---|---|---|---|---|---|"

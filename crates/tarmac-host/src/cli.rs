@@ -51,7 +51,14 @@ pub struct Global {
     pub wait: bool,
     /// Extract every package fetched or added, also those no role of this host uses
     /// (they are otherwise kept as verified archives, extracted when a role needs them).
-    #[arg(long, global = true, env = "TARMAC_EXTRACT_ALL")]
+    /// TARMAC_EXTRACT_ALL=1 (or true, yes, on) sets it too.
+    #[arg(
+        long,
+        global = true,
+        env = "TARMAC_EXTRACT_ALL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
     pub extract_all: bool,
     /// Print results as JSON.
     #[arg(long, global = true)]

@@ -341,3 +341,39 @@ fn check_host_names_every_unmet_requirement_and_exits_3() {
         stderr(&o)
     );
 }
+
+#[test]
+fn an_agent_keeps_a_master_only_package_archived_unless_extract_all_is_set() {
+    for (env, extracted) in [(None, false), (Some("1"), true), (Some("0"), false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::create_dir_all(dir.join("etc/roles")).unwrap();
+        fs::write(dir.join("etc/roles/agent"), "").unwrap();
+        let p = dir.join("db--1.tar.zst");
+        fs::write(
+            &p,
+            testkit::package("{}", &[Entry::exe("bin_master/db", "d")]),
+        )
+        .unwrap();
+        let mut c = Command::new(BIN);
+        c.arg("--root")
+            .arg(dir.join("opt"))
+            .arg("--config-dir")
+            .arg(dir.join("etc"))
+            .args(["--no-systemd", "--no-users", "add"])
+            .arg(&p);
+        match env {
+            Some(v) => c.env("TARMAC_EXTRACT_ALL", v),
+            None => c.env_remove("TARMAC_EXTRACT_ALL"),
+        };
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{env:?}: {}", stderr(&o));
+        let archived_word = stdout(&o).contains("kept as its verified archive");
+        assert_eq!(archived_word, !extracted, "{env:?}: {}", stdout(&o));
+        assert_eq!(
+            dir.join("opt/packages/db--1/bin_master/db").exists(),
+            extracted,
+            "TARMAC_EXTRACT_ALL={env:?}"
+        );
+    }
+}
