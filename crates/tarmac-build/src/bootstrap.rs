@@ -300,7 +300,8 @@ fn portability_warning(file: &Path) -> Option<String> {
     use crate::elf_versions::{ElfError, GLIBC_BASELINE, check_portable};
     match check_portable(file, GLIBC_BASELINE) {
         Err(e @ ElfError::NotPortable { .. }) => Some(format!(
-            "the bootstrap's tarmac-host will not run on every host: {e}"
+            "the bootstrap's tarmac-host will not run on every host: {}",
+            tarmac_types::error_report::text_with_hint(&e)
         )),
         _ => None,
     }

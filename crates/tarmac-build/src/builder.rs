@@ -621,13 +621,11 @@ fn check_record(
     };
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if v["sha256"].as_str() != Some(sha256.hex().as_str()) || v["size"].as_u64() != Some(size) {
-        return Err(BuildError::BadOutput {
+        return Err(BuildError::ChangedOutput {
             id: id.to_string(),
-            problem: format!(
-                "`{}` changed after it was built (recorded sha256 {}, now {sha256})\nhint: delete the file to rebuild it",
-                file.display(),
-                v["sha256"].as_str().unwrap_or("?")
-            ),
+            file: file.to_owned(),
+            recorded: v["sha256"].as_str().unwrap_or("?").to_owned(),
+            now: sha256.to_string(),
         });
     }
     Ok(())

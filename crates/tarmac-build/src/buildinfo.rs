@@ -51,7 +51,7 @@ pub enum SpecError {
     },
     #[error("`{path}` must contain a JSON object")]
     NotObject { path: PathBuf },
-    #[error("`{path}`: unknown key `{key}`{}\nhint: allowed keys are {}", did_you_mean(suggestion), allowed.join(", "))]
+    #[error("`{path}`: unknown key `{key}`{}", did_you_mean(suggestion))]
     UnknownKey {
         path: PathBuf,
         key: String,
@@ -63,7 +63,20 @@ pub enum SpecError {
         path: PathBuf,
         key: String,
         problem: String,
+        hint: Option<String>,
     },
+}
+
+impl tarmac_types::error_report::Hint for SpecError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            SpecError::UnknownKey { allowed, .. } => {
+                Some(format!("allowed keys are {}", allowed.join(", ")).into())
+            }
+            SpecError::Invalid { hint, .. } => hint.as_deref().map(Into::into),
+            SpecError::Read { .. } | SpecError::Json { .. } | SpecError::NotObject { .. } => None,
+        }
+    }
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -273,6 +286,21 @@ fn invalid(path: &Path, key: &str, problem: impl Into<String>) -> SpecError {
         path: path.to_owned(),
         key: key.to_owned(),
         problem: problem.into(),
+        hint: None,
+    }
+}
+
+fn invalid_with_hint(
+    path: &Path,
+    key: &str,
+    problem: impl Into<String>,
+    hint: impl Into<String>,
+) -> SpecError {
+    SpecError::Invalid {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        problem: problem.into(),
+        hint: Some(hint.into()),
     }
 }
 
@@ -305,10 +333,11 @@ fn req_str(
 
 fn get_sha256(path: &Path, obj: &Map<String, Value>, ctx: &str) -> Result<Digest, SpecError> {
     let s = req_str(path, obj, "sha256", ctx).map_err(|_| {
-        invalid(
+        invalid_with_hint(
             path,
             &format!("{ctx}sha256"),
-            "is required (64 hex characters)\nhint: compute it with `sha256sum <file>`; downloads are never trusted without a checksum",
+            "is required (64 hex characters)",
+            "compute it with `sha256sum <file>`; downloads are never trusted without a checksum",
         )
     })?;
     s.parse().map_err(|_| {
@@ -343,12 +372,11 @@ pub fn parse_source(path: &Path, ctx: &str, v: &Value) -> Result<SourceSpec, Spe
             check_keys(path, obj, &["kind", "git", "ref", "ref_origin"], ctx)?;
             let commit = req_str(path, obj, "ref", ctx)?;
             if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(invalid(
+                return Err(invalid_with_hint(
                     path,
                     &format!("{ctx}ref"),
-                    format!(
-                        "`{commit}` must be a full 40-hex commit id\nhint: put the branch or tag in `ref_origin` and its commit (`git rev-parse <branch>`) in `ref`"
-                    ),
+                    format!("`{commit}` must be a full 40-hex commit id"),
+                    "put the branch or tag in `ref_origin` and its commit (`git rev-parse <branch>`) in `ref`",
                 ));
             }
             SourceSpec::Git {
@@ -682,13 +710,14 @@ impl BuildInfo {
         let bundle_libraries = match obj.get("bundle_libraries") {
             None => !is_host,
             Some(Value::Bool(true)) if is_host => {
-                return Err(invalid(
+                return Err(invalid_with_hint(
                     path,
                     "bundle_libraries",
                     format!(
-                        "must be false for `{}`: the bootstrap exports its bin/tarmac-host to run before any package is installed, so it cannot load libraries from one\nhint: ship a portable tarmac-host instead (scripts/build-portable.sh, glibc >= 2.17)",
+                        "must be false for `{}`: the bootstrap exports its bin/tarmac-host to run before any package is installed, so it cannot load libraries from one",
                         crate::bootstrap::HOST_PACKAGE
                     ),
+                    "ship a portable tarmac-host instead (scripts/build-portable.sh, glibc >= 2.17)",
                 ));
             }
             Some(Value::Bool(b)) => *b,
@@ -855,6 +884,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tarmac_types::error_report::text_with_hint;
 
     fn parse(json: &str) -> Result<BuildInfo, SpecError> {
         BuildInfo::parse(
@@ -914,9 +944,7 @@ mod tests {
                 .bundle_libraries
         );
         assert_eq!(
-            host(r#"{"bundle_libraries": true}"#)
-                .unwrap_err()
-                .to_string(),
+            text_with_hint(&host(r#"{"bundle_libraries": true}"#).unwrap_err()),
             "`tarmac-host/buildinfo.json`: `bundle_libraries` must be false for `tarmac-host`: the bootstrap exports its bin/tarmac-host to run before any package is installed, so it cannot load libraries from one\nhint: ship a portable tarmac-host instead (scripts/build-portable.sh, glibc >= 2.17)"
         );
     }
@@ -948,7 +976,7 @@ mod tests {
 
     #[test]
     fn misspelled_keys_get_did_you_mean() {
-        let e = parse(r#"{"requieres": []}"#).unwrap_err().to_string();
+        let e = text_with_hint(&parse(r#"{"requieres": []}"#).unwrap_err());
         assert_eq!(
             e,
             "`pkg/buildinfo.json`: unknown key `requieres` (did you mean `requires`?)\nhint: allowed keys are single_source, sources, requires, environment, state_directory, username, group, sysctl, build_script, restart_on_change, reload_on_change, bundle_libraries"
@@ -997,9 +1025,9 @@ mod tests {
             b.sources["etcd"].to_json(),
             serde_json::json!({"kind": "deb", "package": "etcd-server", "version": "3.4.23-4+b4", "sha256": SHA})
         );
-        let e = parse(r#"{"single_source": {"kind": "url", "url": "https://x/y"}}"#)
-            .unwrap_err()
-            .to_string();
+        let e = text_with_hint(
+            &parse(r#"{"single_source": {"kind": "url", "url": "https://x/y"}}"#).unwrap_err(),
+        );
         assert!(
             e.contains("`single_source.sha256` is required") && e.contains("hint: compute it"),
             "{e}"

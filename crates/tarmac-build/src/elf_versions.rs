@@ -132,7 +132,7 @@ pub enum ElfError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{file}` is not a 64-bit little-endian ELF file\nhint: pass a Linux x86_64 binary")]
+    #[error("`{file}` is not a 64-bit little-endian ELF file")]
     NotElf64 { file: PathBuf },
     #[error("`{file}`: malformed ELF: {reason}")]
     Malformed {
@@ -142,7 +142,7 @@ pub enum ElfError {
         source: Option<object::read::Error>,
     },
     #[error(
-        "`{file}` does not run on every host with glibc {baseline}; it needs:\n{}\nhint: build it with scripts/build-portable.sh (links against glibc {baseline} with zig)",
+        "`{file}` does not run on every host with glibc {baseline}; it needs:\n{}",
         problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
     )]
     NotPortable {
@@ -150,6 +150,21 @@ pub enum ElfError {
         baseline: GlibcVersion,
         problems: Vec<Problem>,
     },
+}
+
+impl tarmac_types::error_report::Hint for ElfError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            ElfError::NotElf64 { .. } => Some("pass a Linux x86_64 binary".into()),
+            ElfError::NotPortable { baseline, .. } => Some(
+                format!(
+                    "build it with scripts/build-portable.sh (links against glibc {baseline} with zig)"
+                )
+                .into(),
+            ),
+            ElfError::Read { .. } | ElfError::Malformed { .. } => None,
+        }
+    }
 }
 
 /// What `data` (a whole ELF file) needs; `file` names it in errors.
@@ -582,7 +597,7 @@ mod tests {
         .unwrap();
         let e = check_portable(&file, GLIBC_BASELINE).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            tarmac_types::error_report::text_with_hint(&e),
             format!(
                 "`{}` does not run on every host with glibc 2.17; it needs:\n  libz.so.1 (not part of glibc)\n  GLIBC_2.28 (of libc.so.6)\nhint: build it with scripts/build-portable.sh (links against glibc 2.17 with zig)",
                 file.display()
@@ -606,7 +621,7 @@ mod tests {
     fn non_elf_and_truncated_files_are_errors() {
         let e = parse_needs(Path::new("script.sh"), b"#!/bin/sh\necho hi\n").unwrap_err();
         assert_eq!(
-            e.to_string(),
+            tarmac_types::error_report::text_with_hint(&e),
             "`script.sh` is not a 64-bit little-endian ELF file\nhint: pass a Linux x86_64 binary"
         );
         let mut data = fixture(Some(X86_64_INTERPRETER), &["libc.so.6"], &[]);

@@ -80,9 +80,7 @@ pub enum BuildError {
         script: String,
         dir: PathBuf,
     },
-    #[error(
-        "build of `{id}` failed ({status}); last lines of `{log}`:\n{tail}\nhint: the full log is {log}"
-    )]
+    #[error("build of `{id}` failed ({status}); last lines of `{log}`:\n{tail}")]
     ScriptFailed {
         id: String,
         status: String,
@@ -91,14 +89,21 @@ pub enum BuildError {
     },
     #[error("build of `{id}` produced an invalid package: {problem}")]
     BadOutput { id: String, problem: String },
+    #[error(
+        "build of `{id}` produced an invalid package: `{file}` changed after it was built (recorded sha256 {recorded}, now {now})"
+    )]
+    ChangedOutput {
+        id: String,
+        file: PathBuf,
+        recorded: String,
+        now: String,
+    },
     #[error("package `{name}` is not in the tree{}", .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
     UnknownPackage {
         name: String,
         suggestion: Option<String>,
     },
-    #[error(
-        "`{package}` needs `{dependency}` ({id}), which is not built yet\nhint: pass --recursive to build dependencies too"
-    )]
+    #[error("`{package}` needs `{dependency}` ({id}), which is not built yet")]
     MissingDependency {
         package: String,
         dependency: String,
@@ -124,6 +129,37 @@ pub enum BuildError {
         source: bundle::BundleError,
     },
 }
+
+impl tarmac_types::error_report::Hint for BuildError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            BuildError::Tree(e) => e.hint(),
+            BuildError::Sandbox(e) => e.hint(),
+            BuildError::ScriptFailed { log, .. } => {
+                Some(format!("the full log is {}", log.display()).into())
+            }
+            BuildError::MissingDependency { .. } => {
+                Some("pass --recursive to build dependencies too".into())
+            }
+            BuildError::ChangedOutput { .. } => Some("delete the file to rebuild it".into()),
+            _ => None,
+        }
+    }
+}
+
+/// The error types of this crate whose hints are data
+/// ([`tarmac_types::error_report::Hint`]), for `ErrorReport::with_hints`.
+pub const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
+    use tarmac_types::error_report::as_hint;
+    &[
+        as_hint::<BuildError>,
+        as_hint::<TreeError>,
+        as_hint::<SpecError>,
+        as_hint::<sources::SourceError>,
+        as_hint::<elf_versions::ElfError>,
+        as_hint::<bundle::BundleError>,
+    ]
+};
 
 pub(crate) fn io_err(
     action: &'static str,

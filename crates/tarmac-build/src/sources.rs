@@ -31,10 +31,10 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
-    #[error("local source `{path}` does not exist{}", env_hint(.env))]
+    #[error("local source `{path}` does not exist")]
     LocalMissing { path: PathBuf, env: Option<String> },
     #[error(
-        "checksum mismatch for {what}: expected sha256 {expected}, got {actual}; the file was kept as `{corrupt}`\nhint: if the new file is right, update `sha256` in buildinfo.json; otherwise delete the .corrupt file and retry"
+        "checksum mismatch for {what}: expected sha256 {expected}, got {actual}; the file was kept as `{corrupt}`"
     )]
     ChecksumMismatch {
         what: String,
@@ -44,14 +44,14 @@ pub enum SourceError {
     },
     #[error("cannot download `{url}`: {message}")]
     Download { url: String, message: String },
-    #[error("`{command}` failed ({status}): {stderr}{}", hint_line(.hint))]
+    #[error("`{command}` failed ({status}): {stderr}")]
     Command {
         command: String,
         status: String,
         stderr: String,
         hint: Option<String>,
     },
-    #[error("`{program}` is not installed\nhint: {hint}")]
+    #[error("`{program}` is not installed")]
     MissingTool { program: String, hint: String },
     #[error(
         "cannot extract `{path}`: unsupported archive type (use .tar, .tar.gz, .tgz, .tar.xz, .txz, .tar.zst, .tar.bz2 or .zip)"
@@ -67,17 +67,21 @@ pub enum SourceError {
     Hash(#[from] crate::hash::HashError),
 }
 
-fn env_hint(env: &Option<String>) -> String {
-    match env {
-        Some(e) => format!("\nhint: build it first, or set {e} to the file to use"),
-        None => String::new(),
+impl tarmac_types::error_report::Hint for SourceError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            SourceError::LocalMissing { env: Some(e), .. } => {
+                Some(format!("build it first, or set {e} to the file to use").into())
+            }
+            SourceError::ChecksumMismatch { .. } => Some(
+                "if the new file is right, update `sha256` in buildinfo.json; otherwise delete the .corrupt file and retry"
+                    .into(),
+            ),
+            SourceError::Command { hint, .. } => hint.as_deref().map(Into::into),
+            SourceError::MissingTool { hint, .. } => Some(hint.as_str().into()),
+            _ => None,
+        }
     }
-}
-
-fn hint_line(h: &Option<String>) -> String {
-    h.as_ref()
-        .map(|h| format!("\nhint: {h}"))
-        .unwrap_or_default()
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SourceError + use<> {
@@ -832,9 +836,9 @@ mod tests {
             .unwrap();
         assert_eq!(fs::read(d.path().join("o/g")).unwrap(), b"2");
         vars.insert("F_BIN".into(), "/nonexistent/x".into());
-        let e = source_checksum(&spec, d.path(), &vars)
-            .unwrap_err()
-            .to_string();
+        let e = tarmac_types::error_report::text_with_hint(
+            &source_checksum(&spec, d.path(), &vars).unwrap_err(),
+        );
         assert!(e.contains("hint: build it first, or set F_BIN"), "{e}");
     }
 

@@ -13,9 +13,7 @@ use crate::buildinfo::{BuildInfo, SpecError, TreeInfo, read_file, suggest};
 pub enum TreeError {
     #[error(transparent)]
     Spec(#[from] SpecError),
-    #[error(
-        "`{path}` is not a package tree: {problem}\nhint: a tree is a directory with `treeinfo.json` and `packages/<name>/buildinfo.json`"
-    )]
+    #[error("`{path}` is not a package tree: {problem}")]
     NotATree { path: PathBuf, problem: String },
     #[error("cannot read `{path}`")]
     Io {
@@ -41,7 +39,7 @@ pub enum TreeError {
         variant: Option<String>,
         available: Vec<String>,
     },
-    #[error("`{required_by}` requires `{name}` variant {}, but the tree uses variant {}\nhint: set the variant in treeinfo.json `variants` or change the require", variant_label(.wanted), variant_label(.selected))]
+    #[error("`{required_by}` requires `{name}` variant {}, but the tree uses variant {}", variant_label(.wanted), variant_label(.selected))]
     VariantConflict {
         name: String,
         required_by: String,
@@ -50,6 +48,22 @@ pub enum TreeError {
     },
     #[error("dependency cycle: {}", .cycle.join(" -> "))]
     Cycle { cycle: Vec<String> },
+}
+
+impl tarmac_types::error_report::Hint for TreeError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            TreeError::Spec(e) => e.hint(),
+            TreeError::NotATree { .. } => Some(
+                "a tree is a directory with `treeinfo.json` and `packages/<name>/buildinfo.json`"
+                    .into(),
+            ),
+            TreeError::VariantConflict { .. } => {
+                Some("set the variant in treeinfo.json `variants` or change the require".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 fn did_you_mean(s: &Option<String>) -> String {

@@ -340,14 +340,10 @@ gcc -o "$PKG_PATH/bin/broken" /pkg/extra/main.c -L/tmp -lgone
         Arc::new(tarmac_events::NullSink),
     )
     .unwrap_err();
-    let mut text = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        text.push_str(&format!("\ncaused by: {s}"));
-        src = s.source();
-    }
+    let text = tarmac_types::error_report::ErrorReport::with_hints(&e, tarmac_build::TYPED_HINTS)
+        .to_text();
     assert!(
-        text.starts_with("cannot make `broken--"),
+        text.starts_with("error: cannot make `broken--"),
         "the error names the package: {text}"
     );
     for want in [

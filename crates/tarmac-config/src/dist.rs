@@ -114,9 +114,7 @@ pub enum DistError {
     },
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    #[error(
-        "template {name}: {message}\nhint: templates live in <dist>/config/templates/<package>/<common|master|agent|agent_public>/<dir>/<file>"
-    )]
+    #[error("template {name}: {message}")]
     TemplateLayout { name: String, message: String },
     #[error("template {name} does not parse")]
     TemplateSyntax {
@@ -124,7 +122,7 @@ pub enum DistError {
         #[source]
         source: minijinja::Error,
     },
-    #[error("{place} uses `{var}`, which is not a parameter or derived value of the schema{}", suggest(.suggestion))]
+    #[error("{place} uses `{var}`, which is not a parameter or derived value of the schema")]
     UnknownVariable {
         place: String,
         var: String,
@@ -141,9 +139,7 @@ pub enum DistError {
     Cycle(String),
     #[error("files: `{0}` names no template")]
     UnknownFile(String),
-    #[error(
-        "template {name} uses `{key}`, which {why}, but the file is not declared secret\nhint: add `{name}: {{secret: true, group: <group of the service that reads it>, mode: \"0640\"}}` under `files:` in schema.yaml; secret files are not packed into the config package (served over HTTP) but delivered over SSH to the hosts of their scope"
-    )]
+    #[error("template {name} uses `{key}`, which {why}, but the file is not declared secret")]
     SecretInPublicFile {
         name: String,
         key: String,
@@ -151,10 +147,25 @@ pub enum DistError {
     },
 }
 
-fn suggest(s: &Option<String>) -> String {
-    match s {
-        Some(s) => format!("\nhint: did you mean `{s}`?"),
-        None => String::new(),
+impl tarmac_types::error_report::Hint for DistError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            DistError::TemplateLayout { .. } => Some(
+                "templates live in <dist>/config/templates/<package>/<common|master|agent|agent_public>/<dir>/<file>"
+                    .into(),
+            ),
+            DistError::UnknownVariable {
+                suggestion: Some(s),
+                ..
+            } => Some(format!("did you mean `{s}`?").into()),
+            DistError::SecretInPublicFile { name, .. } => Some(
+                format!(
+                    "add `{name}: {{secret: true, group: <group of the service that reads it>, mode: \"0640\"}}` under `files:` in schema.yaml; secret files are not packed into the config package (served over HTTP) but delivered over SSH to the hosts of their scope"
+                )
+                .into(),
+            ),
+            _ => None,
+        }
     }
 }
 

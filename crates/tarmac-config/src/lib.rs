@@ -52,6 +52,17 @@ pub use schema::{
     Derived, DerivedKind, INSTALLER_SCHEMA, Origin, Param, Rule, Schema, SchemaError,
 };
 
+/// The error types of this crate whose hints are data
+/// ([`tarmac_types::error_report::Hint`]), for `ErrorReport::with_hints`.
+pub const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
+    use tarmac_types::error_report::as_hint;
+    &[
+        as_hint::<DistError>,
+        as_hint::<RenderError>,
+        as_hint::<UnknownKey>,
+    ]
+};
+
 /// What secret values are replaced with in copies shipped to hosts.
 pub const HIDDEN: &str = "**HIDDEN**";
 

@@ -15,11 +15,19 @@ use crate::types::{Type, format_duration};
 
 /// A key that neither schema declares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown configuration key `{key}`: neither the installer's schema nor the distribution's declares it\nhint: {}", hint(.suggestions))]
+#[error(
+    "unknown configuration key `{key}`: neither the installer's schema nor the distribution's declares it"
+)]
 pub struct UnknownKey {
     pub key: String,
     /// The closest known keys, closest first.
     pub suggestions: Vec<String>,
+}
+
+impl tarmac_types::error_report::Hint for UnknownKey {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(hint(&self.suggestions).into())
+    }
 }
 
 fn hint(suggestions: &[String]) -> String {

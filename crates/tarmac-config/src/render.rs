@@ -135,13 +135,22 @@ pub enum RenderError {
     #[error("cannot serialise the configuration copy {what}: {message}")]
     Serialise { what: String, message: String },
     #[error(
-        "template {name} read `{key}`, which holds a secret value, but the file is not declared secret\nhint: {hint}"
+        "template {name} read `{key}`, which holds a secret value, but the file is not declared secret"
     )]
     SecretInPublicFile {
         name: String,
         key: String,
         hint: String,
     },
+}
+
+impl tarmac_types::error_report::Hint for RenderError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            RenderError::SecretInPublicFile { hint, .. } => Some(hint.as_str().into()),
+            RenderError::Template { .. } | RenderError::Serialise { .. } => None,
+        }
+    }
 }
 
 /// Where the masked configuration copies go inside the config package (common scope).

@@ -111,7 +111,7 @@ fn a_secret_reached_through_an_alias_is_masked() {
     // resolv.conf (not a secret file) prints dns_search: rendering refuses to put the
     // aliased secret there.
     assert_eq!(
-        cfg.render().unwrap_err().to_string(),
+        tarmac_types::error_report::text_with_hint(&cfg.render().unwrap_err()),
         "template tarmac-config/common/etc/dns/resolv.conf read `dns_search`, which holds a secret value, but the file is not declared secret\n\
          hint: in config.yaml, `dns_search` shares its value with a secret through a YAML anchor and alias (or is calculated from one); write its value out instead"
     );

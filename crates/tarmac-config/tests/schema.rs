@@ -16,6 +16,10 @@ fn load(schema: &str, templates: Vec<(String, String, u32)>) -> Result<Distribut
             s.push_str(&format!(": {c}"));
             src = c.source();
         }
+        if let Some(h) = tarmac_types::error_report::Hint::hint(&e) {
+            s.push_str("\nhint: ");
+            s.push_str(&h);
+        }
         s
     })
 }
@@ -236,7 +240,7 @@ fn a_public_template_cannot_read_a_secret_through_an_include() {
     .unwrap();
     let cfg = run(&d, &format!("{BASE}token: s3cr3t\n")).unwrap();
     assert_eq!(
-        cfg.render().unwrap_err().to_string(),
+        tarmac_types::error_report::text_with_hint(&cfg.render().unwrap_err()),
         "template cfg/common/etc/public read `token`, which holds a secret value, but the file is not declared secret\n\
          hint: declare it `cfg/common/etc/public: {secret: true, group: <group of the service that reads it>, mode: \"0640\"}` under `files:` in schema.yaml"
     );

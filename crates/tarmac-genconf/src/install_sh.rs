@@ -61,15 +61,29 @@ pub struct InstallScript {
 #[derive(Debug, thiserror::Error)]
 pub enum InstallScriptError {
     #[error(
-        "{what} contains a line `TARMAC_EOF`, which would end install.sh's here-document early\nhint: change that line of {what}"
+        "{what} contains a line `TARMAC_EOF`, which would end install.sh's here-document early"
     )]
     Delimiter { what: String },
     #[error(
-        "{what} contains a control character (newline, tab, NUL …), which install.sh cannot hold outside a here-document: {value:?}\nhint: remove it from {what}"
+        "{what} contains a control character (newline, tab, NUL …), which install.sh cannot hold outside a here-document: {value:?}"
     )]
     ControlCharacter { what: String, value: String },
     #[error("install.sh template failed to render")]
     Template(#[from] minijinja::Error),
+}
+
+impl tarmac_types::error_report::Hint for InstallScriptError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            InstallScriptError::Delimiter { what } => {
+                Some(format!("change that line of {what}").into())
+            }
+            InstallScriptError::ControlCharacter { what, .. } => {
+                Some(format!("remove it from {what}").into())
+            }
+            InstallScriptError::Template(_) => None,
+        }
+    }
 }
 
 fn with_newline(s: &str) -> String {

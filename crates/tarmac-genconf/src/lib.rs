@@ -108,9 +108,7 @@ pub enum GenconfError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "no build output at {dir}: {missing} is missing\nhint: run `tarmac build` first, or pass --build-dir <the build's output directory>"
-    )]
+    #[error("no build output at {dir}: {missing} is missing")]
     NoBuild { dir: PathBuf, missing: String },
     #[error("the build manifest {path} is not usable")]
     Manifest {
@@ -119,7 +117,7 @@ pub enum GenconfError {
         source: ManifestError,
     },
     #[error(
-        "the build at {dir} carries no distribution configuration ({manifest} lists no distribution artifact)\nhint: rebuild it with this tarmac (`tarmac build` packs the tree's config/ into the build), or, as the distribution's author, pass --dist <DIR>"
+        "the build at {dir} carries no distribution configuration ({manifest} lists no distribution artifact)"
     )]
     NoDistribution { dir: PathBuf, manifest: PathBuf },
     #[error("the distribution archive {path} is not usable")]
@@ -136,13 +134,9 @@ pub enum GenconfError {
     },
     #[error("the build output does not match its manifest")]
     Corrupt(#[source] ManifestError),
-    #[error(
-        "the build has no tarmac-host binary (bootstrap/<id>.tarmac-host)\nhint: build the tarmac-host package (tarmac build --host-binary …)"
-    )]
+    #[error("the build has no tarmac-host binary (bootstrap/<id>.tarmac-host)")]
     NoHostBinary,
-    #[error(
-        "the config package `{0}` has the name of a package of the build\nhint: rename the template directory dist/…/config/templates/{0}"
-    )]
+    #[error("the config package `{0}` has the name of a package of the build")]
     NameClash(String),
     #[error("rendering the config packages failed")]
     Render(#[from] tarmac_config::RenderError),
@@ -152,9 +146,33 @@ pub enum GenconfError {
     InstallScript(#[from] InstallScriptError),
     #[error("preparing TLS for the https bootstrap_url failed")]
     Tls(#[from] tls::TlsError),
-    #[error("another `tarmac genconf` is running on {path}\nhint: wait for it to finish")]
+    #[error("another `tarmac genconf` is running on {path}")]
     Locked { path: PathBuf },
 }
+
+impl tarmac_types::error_report::Hint for GenconfError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(match self {
+            GenconfError::NoBuild { .. } => "run `tarmac build` first, or pass --build-dir <the build's output directory>".into(),
+            GenconfError::NoDistribution { .. } => "rebuild it with this tarmac (`tarmac build` packs the tree's config/ into the build), or, as the distribution's author, pass --dist <DIR>".into(),
+            GenconfError::NoHostBinary => "build the tarmac-host package (tarmac build --host-binary …)".into(),
+            GenconfError::NameClash(name) => format!("rename the template directory dist/…/config/templates/{name}").into(),
+            GenconfError::Locked { .. } => "wait for it to finish".into(),
+            _ => return None,
+        })
+    }
+}
+
+/// The error types of this crate whose hints are data
+/// ([`tarmac_types::error_report::Hint`]), for `ErrorReport::with_hints`.
+pub const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
+    use tarmac_types::error_report::as_hint;
+    &[
+        as_hint::<GenconfError>,
+        as_hint::<InstallScriptError>,
+        as_hint::<tls::TlsError>,
+    ]
+};
 
 pub(crate) fn io_err<'a>(
     action: &'static str,

@@ -76,7 +76,7 @@ pub enum TlsError {
         #[source]
         source: io::Error,
     },
-    #[error("{path}: {message}\nhint: {hint}")]
+    #[error("{path}: {message}")]
     Bad {
         path: PathBuf,
         message: String,
@@ -84,6 +84,15 @@ pub enum TlsError {
     },
     #[error("cannot make the TLS certificate for {host}: {message}")]
     Generate { host: String, message: String },
+}
+
+impl tarmac_types::error_report::Hint for TlsError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            TlsError::Bad { hint, .. } => Some(hint.as_str().into()),
+            TlsError::Io { .. } | TlsError::Generate { .. } => None,
+        }
+    }
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> TlsError + 'a {
@@ -394,9 +403,9 @@ mod tests {
         let g = tmp.path();
         fs::create_dir(g.join("tls")).unwrap();
         fs::write(g.join("tls/ca.key"), "garbage").unwrap();
-        let e = ensure_generated(g, "10.0.0.254", now())
-            .unwrap_err()
-            .to_string();
+        let e = tarmac_types::error_report::text_with_hint(
+            &ensure_generated(g, "10.0.0.254", now()).unwrap_err(),
+        );
         assert!(
             e.starts_with(&format!(
                 "{}: not a usable private key: ",

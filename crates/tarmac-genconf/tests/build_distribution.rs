@@ -79,9 +79,9 @@ fn a_build_without_a_distribution_says_how_to_get_one() {
     let (p, mut m) = manifest_of(t.path());
     m.artifacts.retain(|a| a.kind != ArtifactKind::Distribution);
     fs::write(&p, m.to_bytes()).unwrap();
-    let e = load_build_distribution(t.path(), None, &sink())
-        .unwrap_err()
-        .to_string();
+    let e = tarmac_types::error_report::text_with_hint(
+        &load_build_distribution(t.path(), None, &sink()).unwrap_err(),
+    );
     assert!(
         e.starts_with(&format!(
             "the build at {} carries no distribution configuration",

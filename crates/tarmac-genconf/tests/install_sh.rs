@@ -341,7 +341,7 @@ fn control_characters_in_values_are_refused() {
     s.bootstrap_url = "http://10.0.0.254:8080/x\ntouch PWNED;true".into();
     let e = render(&s).unwrap_err();
     assert_eq!(
-        e.to_string(),
+        tarmac_types::error_report::text_with_hint(&e),
         "bootstrap_url contains a control character (newline, tab, NUL …), which install.sh cannot hold outside a here-document: \"http://10.0.0.254:8080/x\\ntouch PWNED;true\"\nhint: remove it from bootstrap_url"
     );
 }

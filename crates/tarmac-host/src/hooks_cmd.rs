@@ -67,10 +67,14 @@ pub(crate) fn restore(
     if let Some(want) = sha256 {
         let (_, got) = hooks::hash_file(from)?;
         if !got.eq_ignore_ascii_case(want) {
-            anyhow::bail!(
-                "snapshot {} has sha256 {got}, not {want}: it was altered or damaged\nhint: copy the snapshot again from the controller",
-                from.display()
-            );
+            return Err(tarmac_types::error_report::Hinted::new(
+                format!(
+                    "snapshot {} has sha256 {got}, not {want}: it was altered or damaged",
+                    from.display()
+                ),
+                "copy the snapshot again from the controller",
+            )
+            .into());
         }
     }
     let (_lock, _) = host.lock("restore")?;

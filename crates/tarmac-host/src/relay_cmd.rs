@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use tarmac_activate::Host;
 use tarmac_pkg::Compression;
 use tarmac_pkg::store::Store;
@@ -72,8 +72,9 @@ pub fn resolve(store: &Store, files: &BTreeMap<String, PathBuf>, url: &str) -> O
 pub fn relay(host: &Host, listen: SocketAddr, files: &[String], ttl: Duration) -> Result<()> {
     let files = Arc::new(parse_files(files)?);
     let server = tiny_http::Server::http(listen).map_err(|e| {
-        anyhow!(
-            "cannot listen on {listen}: {e}\nhint: another relay may still hold the port; pick another relay_port in config.yaml"
+        tarmac_types::error_report::Hinted::new(
+            format!("cannot listen on {listen}: {e}"),
+            "another relay may still hold the port; pick another relay_port in config.yaml",
         )
     })?;
     println!("relay listening on http://{listen} for {}s", ttl.as_secs());

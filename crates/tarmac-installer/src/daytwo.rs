@@ -74,6 +74,12 @@ pub enum DayTwoError {
     BackupFailed { tried: String, logs: PathBuf },
     #[error("snapshot {}: {why}", path.display())]
     BadSnapshot { path: PathBuf, why: String },
+    #[error(
+        "snapshot {}: no such file, and no snapshot of that name in {}",
+        path.display(),
+        dir.display()
+    )]
+    NoSnapshot { path: PathBuf, dir: PathBuf },
     #[error("restore stopped in phase `{phase}`: it failed on {hosts}")]
     RestoreFailed {
         phase: String,
@@ -101,6 +107,7 @@ impl tarmac_types::error_report::Hint for DayTwoError {
             DayTwoError::Unreachable { .. } => "pass --force to forget unreachable hosts without cleaning them (their Tarmac files and units stay until the machines are wiped)".into(),
             DayTwoError::NewMasterUnreachable { .. } => "it must be up, with SSH, before its membership moves".into(),
             DayTwoError::Quorum { .. } => "bring the failing masters back first (`tarmac status`, `tarmac postflight`); nothing was changed".into(),
+            DayTwoError::NoSnapshot { .. } => "`tarmac backup --list` shows the snapshots".into(),
             DayTwoError::BackupFailed { logs, .. } => format!("see the per-host logs in {}", logs.display()).into(),
             DayTwoError::RestoreFailed { logs, .. } => format!("the logs are in {}; each master keeps its previous data in member.pre-restore; fix the cause and run `tarmac restore` again", logs.display()).into(),
             _ => return None,
@@ -330,12 +337,9 @@ impl Installer {
             if by_name.is_file() {
                 by_name
             } else {
-                return Err(DayTwoError::BadSnapshot {
+                return Err(DayTwoError::NoSnapshot {
                     path: path.to_path_buf(),
-                    why: format!(
-                        "no such file, and no snapshot of that name in {}\nhint: `tarmac backup --list` shows the snapshots",
-                        self.backups_dir().display()
-                    ),
+                    dir: self.backups_dir(),
                 });
             }
         };

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tarmac_events::{Event, Level, Sink};
 use tarmac_types::Digest;
 use tarmac_types::apt_source::{self, DEBIAN_KEYRING};
+use tarmac_types::error_report::Hinted;
 use tarmac_types::shell::quote;
 
 use crate::plan::{CheckResult, PUSH_DIR};
@@ -892,17 +893,20 @@ pub fn parse_probe(out: &str) -> HostProbe {
 }
 
 /// Why a host cannot install from the repository: the message names the host, its OS and what
-/// the repository carries, and ends with a hint.
+/// the repository carries; the hint says what to do.
 pub fn suite_for_host<'a>(
     host: &str,
     index: &'a PrereqsIndex,
     probe: &HostProbe,
-) -> Result<(&'a str, &'a SuiteIndex), String> {
+) -> Result<(&'a str, &'a SuiteIndex), Hinted> {
     let carries = index.suite_list();
     let Some(arch) = &probe.apt else {
-        return Err(format!(
-            "host {host} runs {} and has no apt-get; the offline prerequisites repository holds Debian packages only (it carries {carries})\nhint: install the prerequisites on this host by hand, or use a Debian host",
-            probe.os
+        return Err(Hinted::new(
+            format!(
+                "host {host} runs {} and has no apt-get; the offline prerequisites repository holds Debian packages only (it carries {carries})",
+                probe.os
+            ),
+            "install the prerequisites on this host by hand, or use a Debian host",
         ));
     };
     let wanted = || {
@@ -913,16 +917,21 @@ pub fn suite_for_host<'a>(
         s.into_iter().collect::<Vec<_>>().join(",")
     };
     let Some((suite, s)) = index.suites.get_key_value(probe.os.codename.as_str()) else {
-        return Err(format!(
-            "host {host} runs {}, but the offline prerequisites repository carries {carries} only\nhint: bundle create --with-prereqs {}",
-            probe.os,
-            wanted()
+        return Err(Hinted::new(
+            format!(
+                "host {host} runs {}, but the offline prerequisites repository carries {carries} only",
+                probe.os
+            ),
+            format!("bundle create --with-prereqs {}", wanted()),
         ));
     };
     if !arch.is_empty() && *arch != s.architecture {
-        return Err(format!(
-            "host {host} runs {} on {arch}, but the offline prerequisites repository's {suite} packages are for {}\nhint: create the bundle on a {arch} machine (bundle create --with-prereqs {suite})",
-            probe.os, s.architecture
+        return Err(Hinted::new(
+            format!(
+                "host {host} runs {} on {arch}, but the offline prerequisites repository's {suite} packages are for {}",
+                probe.os, s.architecture
+            ),
+            format!("create the bundle on a {arch} machine (bundle create --with-prereqs {suite})"),
         ));
     }
     Ok((suite.as_str(), s))
@@ -996,8 +1005,10 @@ pub fn preflight_check(
     let list = missing.join(", ");
     let (suite, s) = match suite_for_host(host, index, probe) {
         Ok(x) => x,
-        Err(why) => {
-            let (first, hint) = why.split_once("\nhint: ").unwrap_or((why.as_str(), ""));
+        Err(Hinted {
+            message: first,
+            hint,
+        }) => {
             return CheckResult {
                 name: CHECK_NAME.into(),
                 passed: false,
@@ -1005,7 +1016,7 @@ pub fn preflight_check(
                     "host {host} lacks {list}: {}\nhint: {hint} (or install {list} on the host by hand)",
                     first
                         .strip_prefix(&format!("host {host} "))
-                        .unwrap_or(first)
+                        .unwrap_or(&first)
                 ),
             };
         }
@@ -1212,15 +1223,24 @@ echo "tarmac-prereq|jq|$(present sh -c 'test "$(dpkg-query -W -f='\''${db:Status
         assert_eq!(s, "bookworm");
         assert_eq!(
             suite_for_host("h1", &ix, &probe("trixie", Some("amd64"), &[])).unwrap_err(),
-            "host h1 runs Debian GNU/Linux (trixie) (debian trixie), but the offline prerequisites repository carries bookworm only\nhint: bundle create --with-prereqs bookworm,trixie"
+            Hinted::new(
+                "host h1 runs Debian GNU/Linux (trixie) (debian trixie), but the offline prerequisites repository carries bookworm only",
+                "bundle create --with-prereqs bookworm,trixie"
+            )
         );
         assert_eq!(
             suite_for_host("h1", &ix, &probe("bookworm", None, &[])).unwrap_err(),
-            "host h1 runs Debian GNU/Linux (bookworm) (debian bookworm) and has no apt-get; the offline prerequisites repository holds Debian packages only (it carries bookworm)\nhint: install the prerequisites on this host by hand, or use a Debian host"
+            Hinted::new(
+                "host h1 runs Debian GNU/Linux (bookworm) (debian bookworm) and has no apt-get; the offline prerequisites repository holds Debian packages only (it carries bookworm)",
+                "install the prerequisites on this host by hand, or use a Debian host"
+            )
         );
         assert_eq!(
             suite_for_host("h1", &ix, &probe("bookworm", Some("arm64"), &[])).unwrap_err(),
-            "host h1 runs Debian GNU/Linux (bookworm) (debian bookworm) on arm64, but the offline prerequisites repository's bookworm packages are for amd64\nhint: create the bundle on a arm64 machine (bundle create --with-prereqs bookworm)"
+            Hinted::new(
+                "host h1 runs Debian GNU/Linux (bookworm) (debian bookworm) on arm64, but the offline prerequisites repository's bookworm packages are for amd64",
+                "create the bundle on a arm64 machine (bundle create --with-prereqs bookworm)"
+            )
         );
     }
 

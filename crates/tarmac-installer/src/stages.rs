@@ -673,7 +673,7 @@ impl Installer {
                                 host.addr().clone(),
                                 "detect OS".into(),
                                 None,
-                                why,
+                                tarmac_types::error_report::text_with_hint(&why),
                                 Vec::new(),
                             )
                         })?;

@@ -673,7 +673,7 @@ mod tests {
         ] {
             let e = normalize_extra_packages(&strings(&["python3", bad])).unwrap_err();
             assert_eq!(
-                e.to_string(),
+                tarmac_types::error_report::text_with_hint(&e),
                 format!(
                     "{msg}\nhint: give package names as apt knows them (a-z, 0-9, `+`, `.`, `-`; at least two characters, starting with a letter or digit), separated by commas, e.g. `--extra-packages python3,python3-apt`"
                 ),

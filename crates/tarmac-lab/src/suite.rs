@@ -248,6 +248,7 @@ pub fn os_release_pretty_name(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::plan::plan_hosts;
+    use tarmac_types::error_report::text_with_hint;
 
     fn names(hosts: &[LabHost], suites: &[Suite]) -> Vec<String> {
         hosts
@@ -275,13 +276,11 @@ mod tests {
     #[test]
     fn unknown_suite_lists_the_supported_ones() {
         assert_eq!(
-            "buster".parse::<Suite>().unwrap_err().to_string(),
+            text_with_hint(&"buster".parse::<Suite>().unwrap_err()),
             "unknown Debian suite `buster` in --suites: the lab supports bullseye (11), bookworm (12) and trixie (13)\nhint: e.g. `--suites bullseye,bookworm,trixie` (hosts take them in turn) or `--suites master=bookworm,agent=bullseye+trixie`"
         );
         assert_eq!(
-            Suite::default_from(Some("sid"), None)
-                .unwrap_err()
-                .to_string(),
+            text_with_hint(&Suite::default_from(Some("sid"), None).unwrap_err()),
             "unknown Debian suite `sid` in TARMAC_LAB_SUITE: the lab supports bullseye (11), bookworm (12) and trixie (13)\nhint: e.g. `--suites bullseye,bookworm,trixie` (hosts take them in turn) or `--suites master=bookworm,agent=bullseye+trixie`"
         );
     }
@@ -389,7 +388,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                spec.parse::<Suites>().unwrap_err().to_string(),
+                text_with_hint(&spec.parse::<Suites>().unwrap_err()),
                 format!("{msg}{hint}"),
                 "{spec}"
             );

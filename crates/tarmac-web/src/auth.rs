@@ -346,12 +346,19 @@ pub struct HostAllowlist {
 
 /// An `--allowed-host` value that is not a host name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "--allowed-host {name:?} is not a host name: {why}\nhint: give a DNS name or an IP address without scheme, port or path, e.g. --allowed-host installer.example.com"
-)]
+#[error("--allowed-host {name:?} is not a host name: {why}")]
 pub struct BadAllowedHost {
     pub name: String,
     pub why: &'static str,
+}
+
+impl tarmac_types::error_report::Hint for BadAllowedHost {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(
+            "give a DNS name or an IP address without scheme, port or path, e.g. --allowed-host installer.example.com"
+                .into(),
+        )
+    }
 }
 
 /// `host` of `host[:port]` / `[v6][:port]`, lowercased without a trailing dot.
@@ -802,7 +809,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            err.to_string(),
+            tarmac_types::error_report::text_with_hint(&err),
             "--allowed-host \"https://x.example:9000\" is not a host name: it has a scheme, port or path\nhint: give a DNS name or an IP address without scheme, port or path, e.g. --allowed-host installer.example.com"
         );
     }

@@ -21,12 +21,12 @@ pub enum ReadError {
     #[error("{} does not exist", path.display())]
     NotFound { path: PathBuf },
     #[error(
-        "{} is {kind}, not a regular file\nhint: point it at a regular file (the web GUI never reads devices, fifos or directories)",
+        "{} is {kind}, not a regular file",
         path.display()
     )]
     NotRegular { path: PathBuf, kind: &'static str },
     #[error(
-        "{} is {size} bytes, more than the {limit} bytes the web GUI reads\nhint: this is not the file you meant; point the key at the right one in config.yaml",
+        "{} is {size} bytes, more than the {limit} bytes the web GUI reads",
         path.display()
     )]
     TooLarge {
@@ -49,11 +49,28 @@ impl ReadError {
         matches!(self, ReadError::NotFound { .. })
     }
 
-    /// The message with its cause (`cannot read x: Permission denied`).
+    /// The message with its cause (`cannot read x: Permission denied`), then its hint
+    /// (`hint: …`).
     pub fn chain(&self) -> String {
         match self {
             ReadError::Io { source, .. } => format!("{self}: {source}"),
-            other => other.to_string(),
+            other => tarmac_types::error_report::text_with_hint(other),
+        }
+    }
+}
+
+impl tarmac_types::error_report::Hint for ReadError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            ReadError::NotRegular { .. } => Some(
+                "point it at a regular file (the web GUI never reads devices, fifos or directories)"
+                    .into(),
+            ),
+            ReadError::TooLarge { .. } => Some(
+                "this is not the file you meant; point the key at the right one in config.yaml"
+                    .into(),
+            ),
+            ReadError::NotFound { .. } | ReadError::NotText { .. } | ReadError::Io { .. } => None,
         }
     }
 }
@@ -235,7 +252,7 @@ mod tests {
         let t = Instant::now();
         let e = read_bounded(Path::new("/dev/zero"), MAX_READ, false).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            e.chain(),
             "/dev/zero is a character device, not a regular file\nhint: point it at a regular file (the web GUI never reads devices, fifos or directories)"
         );
         let d = tempfile::tempdir().unwrap();
@@ -263,7 +280,7 @@ mod tests {
         std::fs::write(&big, vec![b'x'; MAX_READ as usize + 1]).unwrap();
         let e = read_bounded(&big, MAX_READ, false).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            e.chain(),
             format!(
                 "{} is 1048577 bytes, more than the 1048576 bytes the web GUI reads\nhint: this is not the file you meant; point the key at the right one in config.yaml",
                 big.display()

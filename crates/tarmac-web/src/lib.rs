@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 use tarmac_config::{Distribution, Report};
 use tarmac_ssh::Secret;
+use tarmac_types::error_report::Hinted;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, AuthLimits, HostAllowlist};
@@ -202,9 +203,7 @@ pub enum WebError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "cannot read the TLS {what} {path}: {message}\nhint: pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key"
-    )]
+    #[error("cannot read the TLS {what} {path}: {message}")]
     Tls {
         what: &'static str,
         path: PathBuf,
@@ -213,6 +212,35 @@ pub enum WebError {
     #[error("the web server stopped")]
     Serve(#[source] std::io::Error),
 }
+
+impl tarmac_types::error_report::Hint for WebError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            WebError::Tls { .. } => Some(
+                "pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key"
+                    .into(),
+            ),
+            WebError::Bind { .. } | WebError::Serve(_) => None,
+        }
+    }
+}
+
+/// The error types whose hints are data ([`tarmac_types::error_report::Hint`]) that the web
+/// installer's errors can carry: this crate's, the installer's, genconf's and the
+/// configuration's. What [`runs`] reports errors with, and what the `tarmac` binary extends.
+pub static TYPED_HINTS: std::sync::LazyLock<Vec<tarmac_types::error_report::AsHint>> =
+    std::sync::LazyLock::new(|| {
+        use tarmac_types::error_report::as_hint;
+        let mut v: Vec<tarmac_types::error_report::AsHint> = vec![
+            as_hint::<WebError>,
+            as_hint::<auth::BadAllowedHost>,
+            as_hint::<files::ReadError>,
+        ];
+        v.extend_from_slice(tarmac_installer::TYPED_HINTS);
+        v.extend_from_slice(tarmac_genconf::TYPED_HINTS);
+        v.extend_from_slice(tarmac_config::TYPED_HINTS);
+        v
+    });
 
 /// A bound listener, ready to serve.
 pub struct Listener {
@@ -327,19 +355,27 @@ pub fn listen_policy(
     allow_remote: bool,
     tls: bool,
     insecure_http: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Hinted> {
     if is_loopback(addr) {
         return Ok(Vec::new());
     }
     if !allow_remote {
-        return Err(format!(
-            "refusing to listen on {addr}: it is not a loopback address, and the web installer can install software on every host\nhint: pass --allow-remote (with --tls-cert/--tls-key), or reach 127.0.0.1:{port} through an SSH tunnel (ssh -L {port}:127.0.0.1:{port} <bootstrap machine>)",
-            port = addr.port()
+        return Err(Hinted::new(
+            format!(
+                "refusing to listen on {addr}: it is not a loopback address, and the web installer can install software on every host"
+            ),
+            format!(
+                "pass --allow-remote (with --tls-cert/--tls-key), or reach 127.0.0.1:{port} through an SSH tunnel (ssh -L {port}:127.0.0.1:{port} <bootstrap machine>)",
+                port = addr.port()
+            ),
         ));
     }
     if !tls && !insecure_http {
-        return Err(format!(
-            "refusing to serve {addr} over plain HTTP: the login URL and the session cookie would cross the network in clear text\nhint: pass --tls-cert FILE --tls-key FILE (PEM), or add --insecure-http if this network is trusted"
+        return Err(Hinted::new(
+            format!(
+                "refusing to serve {addr} over plain HTTP: the login URL and the session cookie would cross the network in clear text"
+            ),
+            "pass --tls-cert FILE --tls-key FILE (PEM), or add --insecure-http if this network is trusted",
         ));
     }
     let mut w = vec![format!(
@@ -367,14 +403,18 @@ mod tests {
         assert_eq!(listen_policy(&lo6, false, false, false), Ok(Vec::new()));
         let err = listen_policy(&any, false, true, false).unwrap_err();
         assert!(
-            err.starts_with("refusing to listen on 0.0.0.0:9000"),
+            err.message
+                .starts_with("refusing to listen on 0.0.0.0:9000"),
             "{err}"
         );
-        assert!(err.contains("hint: pass --allow-remote"), "{err}");
+        assert!(err.hint.starts_with("pass --allow-remote"), "{err:?}");
         assert_eq!(listen_policy(&any, true, true, false).unwrap().len(), 1);
         assert_eq!(
             listen_policy(&any, true, false, false).unwrap_err(),
-            "refusing to serve 0.0.0.0:9000 over plain HTTP: the login URL and the session cookie would cross the network in clear text\nhint: pass --tls-cert FILE --tls-key FILE (PEM), or add --insecure-http if this network is trusted"
+            Hinted::new(
+                "refusing to serve 0.0.0.0:9000 over plain HTTP: the login URL and the session cookie would cross the network in clear text",
+                "pass --tls-cert FILE --tls-key FILE (PEM), or add --insecure-http if this network is trusted"
+            )
         );
         let w = listen_policy(&any, true, false, true).unwrap();
         assert_eq!(w.len(), 2);

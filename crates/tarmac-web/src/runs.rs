@@ -279,7 +279,7 @@ impl Drop for Slot {
 
 /// An error with its causes, one per line, then its hints (`hint: …`).
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let r = tarmac_types::error_report::ErrorReport::with_hints(e, tarmac_installer::TYPED_HINTS);
+    let r = tarmac_types::error_report::ErrorReport::with_hints(e, &crate::TYPED_HINTS);
     let mut s = r.error.clone();
     for c in &r.causes {
         s.push_str("\ncaused by: ");

@@ -443,12 +443,13 @@ mod tests {
         // Nothing found: the error names the stop; web keeps ./genconf (it creates it).
         let (mut cli, m) = normalized(&["tarmac", "deploy"]);
         let err = resolve_genconf_dir(&mut cli, &m, &deep, Some(&deep), true).unwrap_err();
+        let text = crate::render::report(&err).to_text();
         assert!(
-            err.to_string().contains(&format!(
+            text.contains(&format!(
                 "in every parent up to {}\nhint: create genconf/config.yaml",
                 deep.display()
             )),
-            "{err}"
+            "{text}"
         );
         let (mut cli, m) = normalized(&["tarmac", "web"]);
         resolve_genconf_dir(&mut cli, &m, &deep, Some(&deep), true).unwrap();

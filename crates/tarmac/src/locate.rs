@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
+use tarmac_types::error_report::Hinted;
 
 /// The nearest directory at or above `start` that holds `genconf/config.yaml`, looking no
 /// higher than `stop` (which is looked in). Returns that `genconf/` directory.
@@ -34,10 +34,13 @@ pub fn search_stop(start: &Path, home: Option<&Path>) -> PathBuf {
 
 /// The error when no genconf/ was found: what was looked for, and what to do.
 pub fn not_found(stop: &Path) -> anyhow::Error {
-    anyhow!(
-        "no genconf/ directory found: looked for ./genconf/config.yaml and in every parent up to {}\nhint: create genconf/config.yaml and genconf/ip-detect here, or pass --genconf-dir DIR",
-        stop.display()
-    )
+    anyhow::Error::new(Hinted::new(
+        format!(
+            "no genconf/ directory found: looked for ./genconf/config.yaml and in every parent up to {}",
+            stop.display()
+        ),
+        "create genconf/config.yaml and genconf/ip-detect here, or pass --genconf-dir DIR",
+    ))
 }
 
 #[cfg(test)]

@@ -3,20 +3,102 @@
 //! [`tarmac_types::error_report`], shared with tarmac-host), and tracing setup.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+use std::borrow::Cow;
+use std::fmt;
+
 pub use tarmac_types::error_report::ErrorReport;
-use tarmac_types::error_report::{AsHint, as_hint};
+use tarmac_types::error_report::{AsHint, Hint, as_hint};
 
 /// The error types whose hints are data ([`tarmac_types::error_report::Hint`]); the others'
 /// `hint:` lines are still taken out of their messages.
 pub static TYPED_HINTS: std::sync::LazyLock<Vec<AsHint>> = std::sync::LazyLock::new(|| {
-    let mut v: Vec<AsHint> = vec![as_hint::<tarmac_bundle::BundleError>];
-    v.extend_from_slice(tarmac_installer::TYPED_HINTS);
+    let mut v: Vec<AsHint> = vec![
+        as_hint::<HintedContext>,
+        as_hint::<tarmac_bundle::BundleError>,
+        as_hint::<tarmac_lab::LabError>,
+    ];
+    // the web's list holds the installer's, genconf's and the configuration's
+    v.extend_from_slice(&tarmac_web::TYPED_HINTS);
+    v.extend_from_slice(tarmac_build::TYPED_HINTS);
     v
 });
+
+/// A context message with a hint, over the error it explains: what
+/// [`HintContext::hint_context`] makes. (anyhow's own context link is of a private type, so
+/// a [`tarmac_types::error_report::Hinted`] given as context would not be seen as one.)
+#[derive(Debug)]
+pub struct HintedContext {
+    message: String,
+    hint: String,
+    source: anyhow::Error,
+}
+
+impl fmt::Display for HintedContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HintedContext {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+impl Hint for HintedContext {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.hint))
+    }
+}
+
+/// `with_context` for a message that has a hint.
+pub trait HintContext<T> {
+    fn hint_context(
+        self,
+        message: impl FnOnce() -> String,
+        hint: impl Into<String>,
+    ) -> anyhow::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> HintContext<T> for Result<T, E> {
+    fn hint_context(
+        self,
+        message: impl FnOnce() -> String,
+        hint: impl Into<String>,
+    ) -> anyhow::Result<T> {
+        self.map_err(|e| {
+            anyhow::Error::new(HintedContext {
+                message: message(),
+                hint: hint.into(),
+                source: e.into(),
+            })
+        })
+    }
+}
 
 /// The report of `err`, hints taken from the error values of [`TYPED_HINTS`].
 pub fn report(err: &anyhow::Error) -> ErrorReport {
     ErrorReport::with_hints(&**err, &TYPED_HINTS)
+}
+
+/// The one-string form of `err` (for an error handed on as a message): every message of the
+/// chain joined by `: ` (as `{err:#}`), each followed by its typed hint as `hint: …` lines.
+pub fn chain_text(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|link| {
+            let mut s = link.to_string();
+            let hint = std::iter::once(as_hint::<tarmac_types::error_report::Hinted> as AsHint)
+                .chain(TYPED_HINTS.iter().copied())
+                .find_map(|f| f(link))
+                .and_then(|h| h.hint());
+            for l in hint.iter().flat_map(|h| h.lines()) {
+                s.push_str("\nhint: ");
+                s.push_str(l.trim());
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Print `error: …`, every `caused by: …`, then every hint of the chain.
@@ -56,6 +138,21 @@ mod tests {
         assert_eq!(
             ErrorReport::of(&*err).to_text(),
             "error: outer\n  caused by: inner\nhint: do this\n"
+        );
+    }
+
+    #[test]
+    fn a_hinted_context_gives_its_hint_after_the_causes() {
+        let err = Err::<(), _>(tarmac_lab::LabError::NotFound { name: "x".into() })
+            .hint_context(|| "cannot look at lab `x`".to_owned(), "retry")
+            .unwrap_err();
+        assert_eq!(
+            report(&err).to_text(),
+            "error: cannot look at lab `x`\n  caused by: no lab named `x`\nhint: retry\nhint: `tarmac lab status` lists the labs on this machine\n"
+        );
+        assert_eq!(
+            chain_text(&err),
+            "cannot look at lab `x`\nhint: retry: no lab named `x`\nhint: `tarmac lab status` lists the labs on this machine"
         );
     }
 

@@ -13,7 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
+use tarmac_types::error_report::Hinted;
+
+use crate::render::HintContext as _;
 use clap::Args;
 use tarmac_config::Distribution;
 use tarmac_events::Sink;
@@ -145,20 +148,28 @@ pub fn find_build(
                 how: "the extracted bundle in this directory",
             })
         }
-        0 => Err(anyhow!(
-            "no build found: looked for --build-dir / TARMAC_BUILD_DIR, a bundle.json next to this tarmac binary, {}/out/bootstrap.latest and {}/tarmac-*/bundle.json\nhint: extract the bundle here (`sh tarmac-<id>.bundle extract --public-key KEY`) and run its tarmac, or pass --build-dir DIR",
-            cwd.display(),
-            cwd.display()
-        )),
-        _ => Err(anyhow!(
-            "several extracted bundles in {}: {}\nhint: run the tarmac inside the one you want (./tarmac-<id>/tarmac …), or pass --build-dir tarmac-<id>/build",
-            cwd.display(),
-            bundles
-                .iter()
-                .filter_map(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        0 => Err(Hinted::new(
+            format!(
+                "no build found: looked for --build-dir / TARMAC_BUILD_DIR, a bundle.json next to this tarmac binary, {}/out/bootstrap.latest and {}/tarmac-*/bundle.json",
+                cwd.display(),
+                cwd.display()
+            ),
+            "extract the bundle here (`sh tarmac-<id>.bundle extract --public-key KEY`) and run its tarmac, or pass --build-dir DIR",
+        )
+        .into()),
+        _ => Err(Hinted::new(
+            format!(
+                "several extracted bundles in {}: {}",
+                cwd.display(),
+                bundles
+                    .iter()
+                    .filter_map(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "run the tarmac inside the one you want (./tarmac-<id>/tarmac …), or pass --build-dir tarmac-<id>/build",
+        )
+        .into()),
     }
 }
 
@@ -239,12 +250,15 @@ pub fn load_for_stages(
     if serve.join("bootstrap.latest").is_file() {
         return tarmac_genconf::distribution::load_build_distribution(&serve, None, sink)
             .map(|l| l.dist)
-            .with_context(|| {
-                format!(
-                    "cannot read the distribution genconf wrote into {}\nhint: run `tarmac genconf` again",
-                    serve.display()
-                )
-            });
+            .hint_context(
+                || {
+                    format!(
+                        "cannot read the distribution genconf wrote into {}",
+                        serve.display()
+                    )
+                },
+                "run `tarmac genconf` again",
+            );
     }
     BuildSource::default()
         .load(sink)
@@ -260,11 +274,14 @@ pub fn load_for_stages(
 /// Load a distribution's source tree (its root or its `config/` directory).
 pub fn load_source_tree(dist: &Path) -> anyhow::Result<Distribution> {
     let dir = Distribution::config_dir_of(dist).ok_or_else(|| {
-        anyhow!(
-            "no distribution configuration at {}: expected {}/config/schema.yaml or {}/schema.yaml\nhint: --dist is for distribution authors; without it the distribution is read from the build",
-            dist.display(),
-            dist.display(),
-            dist.display()
+        Hinted::new(
+            format!(
+                "no distribution configuration at {}: expected {}/config/schema.yaml or {}/schema.yaml",
+                dist.display(),
+                dist.display(),
+                dist.display()
+            ),
+            "--dist is for distribution authors; without it the distribution is read from the build",
         )
     })?;
     Distribution::load(&dir)
@@ -322,12 +339,12 @@ mod tests {
     #[test]
     fn nothing_found_says_what_was_looked_for() {
         let t = tempfile::tempdir().unwrap();
-        let e = find_build(None, None, t.path()).unwrap_err().to_string();
+        let e = crate::render::report(&find_build(None, None, t.path()).unwrap_err()).to_text();
         let d = t.path().display();
         assert_eq!(
             e,
             format!(
-                "no build found: looked for --build-dir / TARMAC_BUILD_DIR, a bundle.json next to this tarmac binary, {d}/out/bootstrap.latest and {d}/tarmac-*/bundle.json\nhint: extract the bundle here (`sh tarmac-<id>.bundle extract --public-key KEY`) and run its tarmac, or pass --build-dir DIR"
+                "error: no build found: looked for --build-dir / TARMAC_BUILD_DIR, a bundle.json next to this tarmac binary, {d}/out/bootstrap.latest and {d}/tarmac-*/bundle.json\nhint: extract the bundle here (`sh tarmac-<id>.bundle extract --public-key KEY`) and run its tarmac, or pass --build-dir DIR\n"
             )
         );
     }

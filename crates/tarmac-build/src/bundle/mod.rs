@@ -53,7 +53,7 @@ pub enum BundleError {
         source: io::Error,
     },
     #[error(
-        "`{file}` needs `{library}`{}, which the build environment does not have; searched:\n{}\nhint: install the library on the build machine, or ship it in the package with a RUNPATH pointing at it; or set \"bundle_libraries\": false in buildinfo.json to ship the file as it is",
+        "`{file}` needs `{library}`{}, which the build environment does not have; searched:\n{}",
         via.as_ref().map(|v| format!(" (through `{v}`)")).unwrap_or_default(),
         searched.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n")
     )]
@@ -64,11 +64,11 @@ pub enum BundleError {
         searched: Vec<String>,
     },
     #[error(
-        "`{file}` has the program interpreter `{interpreter}`, which the build environment does not have (or is not an ELF file of the same machine)\nhint: link it for the build machine's loader, or set \"bundle_libraries\": false in buildinfo.json"
+        "`{file}` has the program interpreter `{interpreter}`, which the build environment does not have (or is not an ELF file of the same machine)"
     )]
     NoInterpreter { file: String, interpreter: String },
     #[error(
-        "two different libraries are both named `{name}`: `{first}` (needed by `{first_file}`) and `{second}` (needed by `{second_file}`)\nhint: a package's ELF files share one {BUNDLE_DIR}/; link them against the same library, or set \"bundle_libraries\": false in buildinfo.json"
+        "two different libraries are both named `{name}`: `{first}` (needed by `{first_file}`) and `{second}` (needed by `{second_file}`)"
     )]
     Conflict {
         name: String,
@@ -78,7 +78,7 @@ pub enum BundleError {
         second_file: String,
     },
     #[error(
-        "`patchelf {}` failed ({status}):\n{stderr}\nhint: set \"bundle_libraries\": false in buildinfo.json to ship the file unchanged",
+        "`patchelf {}` failed ({status}):\n{stderr}",
         args.join(" ")
     )]
     Patchelf {
@@ -93,6 +93,18 @@ pub enum BundleError {
         found: String,
         expected: String,
     },
+}
+
+impl tarmac_types::error_report::Hint for BundleError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(match self {
+            BundleError::NotFound { .. } => "install the library on the build machine, or ship it in the package with a RUNPATH pointing at it; or set \"bundle_libraries\": false in buildinfo.json to ship the file as it is".into(),
+            BundleError::NoInterpreter { .. } => "link it for the build machine's loader, or set \"bundle_libraries\": false in buildinfo.json".into(),
+            BundleError::Conflict { .. } => format!("a package's ELF files share one {BUNDLE_DIR}/; link them against the same library, or set \"bundle_libraries\": false in buildinfo.json").into(),
+            BundleError::Patchelf { .. } => "set \"bundle_libraries\": false in buildinfo.json to ship the file unchanged".into(),
+            BundleError::Elf(_) | BundleError::Io { .. } | BundleError::Verify { .. } => return None,
+        })
+    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BundleError + use<> {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use tarmac_build::{BuildOptions, build};
 use tarmac_types::PackageName;
+use tarmac_types::error_report::Hinted;
 
 use crate::progress::{OutputMode, Terminal};
 
@@ -187,10 +188,14 @@ fn portable_host_binary(dir: Option<std::ffi::OsString>) -> anyhow::Result<Optio
     };
     let p = PathBuf::from(dir).join("tarmac-host");
     if !p.is_file() {
-        anyhow::bail!(
-            "TARMAC_PORTABLE_BIN_DIR is set but {} does not exist\nhint: run scripts/build-portable.sh (it prints the directory), or pass --host-binary",
-            p.display()
-        );
+        return Err(Hinted::new(
+            format!(
+                "TARMAC_PORTABLE_BIN_DIR is set but {} does not exist",
+                p.display()
+            ),
+            "run scripts/build-portable.sh (it prints the directory), or pass --host-binary",
+        )
+        .into());
     }
     Ok(Some(p))
 }
@@ -214,9 +219,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = portable_host_binary(Some(d.path().into())).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            crate::render::report(&e).to_text(),
             format!(
-                "TARMAC_PORTABLE_BIN_DIR is set but {}/tarmac-host does not exist\nhint: run scripts/build-portable.sh (it prints the directory), or pass --host-binary",
+                "error: TARMAC_PORTABLE_BIN_DIR is set but {}/tarmac-host does not exist\nhint: run scripts/build-portable.sh (it prints the directory), or pass --host-binary\n",
                 d.path().display()
             )
         );

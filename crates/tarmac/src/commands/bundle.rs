@@ -7,12 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 use tarmac_bundle::{Meta, Trust};
 use tarmac_pkg::manifest::{self, ArtifactKind, PublicKey, SecretKey};
+use tarmac_types::error_report::Hinted;
 
 use crate::progress::OutputMode;
+use crate::render::HintContext as _;
 use crate::source::{BUNDLE_BUILD, BUNDLE_KEY, BUNDLE_PREREQS, BuildSource};
 
 #[derive(Debug, Subcommand)]
@@ -123,9 +125,11 @@ fn trust(args: &TrustArgs) -> anyhow::Result<Trust> {
     match (&args.public_key, &args.key_fingerprint) {
         (Some(k), _) => Ok(Trust::Key(PublicKey::read(k)?)),
         (None, Some(fp)) => Ok(Trust::Fingerprint(manifest::parse_fingerprint(fp)?)),
-        (None, None) => bail!(
-            "no trusted key\nhint: pass --public-key FILE or --key-fingerprint sha256:<hex>, received through a channel you trust"
-        ),
+        (None, None) => Err(Hinted::new(
+            "no trusted key",
+            "pass --public-key FILE or --key-fingerprint sha256:<hex>, received through a channel you trust",
+        )
+        .into()),
     }
 }
 
@@ -233,26 +237,34 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     // The build: its manifest signed by this key, every artifact intact.
     let latest = build.dir.join("bootstrap.latest");
     let bid = std::fs::read_to_string(&latest)
-        .with_context(|| {
-            format!(
-                "no build at {}: cannot read {}\nhint: run `tarmac build --sign-key KEY` first, or pass --build-dir",
-                build.dir.display(),
-                latest.display()
-            )
-        })?
+        .hint_context(
+            || {
+                format!(
+                    "no build at {}: cannot read {}",
+                    build.dir.display(),
+                    latest.display()
+                )
+            },
+            "run `tarmac build --sign-key KEY` first, or pass --build-dir",
+        )?
         .trim()
         .to_owned();
     let manifest_rel = format!("bootstrap/{bid}.manifest.json");
     let manifest_path = build.dir.join(&manifest_rel);
-    let m = manifest::verify_file(&manifest_path, &public).with_context(|| {
+    let m = manifest::verify_file(&manifest_path, &public).hint_context(
+        || {
+            format!(
+                "the build's manifest {} is not signed by {} ({})",
+                manifest_path.display(),
+                args.sign_key.display(),
+                public.fingerprint()
+            )
+        },
         format!(
-            "the build's manifest {} is not signed by {} ({})\nhint: bundle a build made with `tarmac build --sign-key {}`",
-            manifest_path.display(),
-            args.sign_key.display(),
-            public.fingerprint(),
+            "bundle a build made with `tarmac build --sign-key {}`",
             args.sign_key.display()
-        )
-    })?;
+        ),
+    )?;
     m.check_all(&build.dir).with_context(|| {
         format!(
             "the build at {} does not match its manifest",
@@ -260,10 +272,14 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     if m.first(ArtifactKind::Distribution).is_none() {
-        bail!(
-            "the build at {} carries no distribution configuration\nhint: rebuild it with this tarmac (`tarmac build` packs the tree's config/)",
-            build.dir.display()
-        );
+        return Err(Hinted::new(
+            format!(
+                "the build at {} carries no distribution configuration",
+                build.dir.display()
+            ),
+            "rebuild it with this tarmac (`tarmac build` packs the tree's config/)",
+        )
+        .into());
     }
 
     // The tarmac to ship.
@@ -276,13 +292,16 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         Err(e @ tarmac_build::elf_versions::ElfError::NotPortable { .. })
             if !args.allow_non_portable =>
         {
-            return Err(anyhow!(e).context(format!(
-                "{} would not run at every site\nhint: build the portable one with scripts/build-portable.sh and pass --tarmac-binary (or set TARMAC_PORTABLE_BIN_DIR), or --allow-non-portable",
-                binary.display()
-            )));
+            return Err(e).hint_context(
+                || format!("{} would not run at every site", binary.display()),
+                "build the portable one with scripts/build-portable.sh and pass --tarmac-binary (or set TARMAC_PORTABLE_BIN_DIR), or --allow-non-portable",
+            );
         }
         Err(e @ tarmac_build::elf_versions::ElfError::NotPortable { .. }) => {
-            eprintln!("warning: {e}");
+            eprintln!(
+                "warning: {}",
+                tarmac_types::error_report::text_with_hint(&e)
+            );
         }
         Err(e) => return Err(anyhow!(e).context(format!("cannot check {}", binary.display()))),
     }

@@ -9,9 +9,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use tarmac_types::error_report::{Hint, Hinted};
 
+use crate::render::HintContext as _;
 use crate::source::BuildSource;
 
 #[derive(Debug, Subcommand)]
@@ -50,12 +52,10 @@ fn reference(args: ReferenceArgs) -> anyhow::Result<ExitCode> {
     let dist = args.source.load(&crate::source::notice_sink())?.dist;
     let text = tarmac_config::render_reference(dist.schema(), &dist.name());
     match &args.out {
-        Some(out) => tarmac_fsx::write_atomic(out, text.as_bytes(), 0o644).with_context(|| {
-            format!(
-                "cannot write {}\nhint: check that its directory exists and is writable",
-                out.display()
-            )
-        })?,
+        Some(out) => tarmac_fsx::write_atomic(out, text.as_bytes(), 0o644).hint_context(
+            || format!("cannot write {}", out.display()),
+            "check that its directory exists and is writable",
+        )?,
         None => std::io::stdout()
             .write_all(text.as_bytes())
             .context("cannot write the reference to stdout")?,
@@ -65,8 +65,12 @@ fn reference(args: ReferenceArgs) -> anyhow::Result<ExitCode> {
 
 fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let loaded = args.source.load(&crate::source::notice_sink())?;
-    let entry = tarmac_config::explain(loaded.dist.schema(), args.key.trim())
-        .map_err(|e| anyhow!("{e}\n(distribution: {})", loaded.origin))?;
+    let entry = tarmac_config::explain(loaded.dist.schema(), args.key.trim()).map_err(|e| {
+        Hinted::new(
+            format!("{e}\n(distribution: {})", loaded.origin),
+            Hint::hint(&e).unwrap_or_default(),
+        )
+    })?;
     print!("{entry}");
     Ok(ExitCode::SUCCESS)
 }
@@ -98,10 +102,10 @@ mod tests {
                 ..BuildSource::default()
             },
         })
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+        let err = crate::render::report(&err).to_text();
         assert!(
-            err.starts_with("unknown configuration key `ssh_prot`"),
+            err.starts_with("error: unknown configuration key `ssh_prot`"),
             "{err}"
         );
         assert!(err.contains("hint: did you mean `ssh_port`"), "{err}");

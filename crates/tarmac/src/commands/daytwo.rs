@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Args;
 use tarmac_installer::change::{Change, ChangeOptions, Regenerate, Regenerated};
 use tarmac_installer::daytwo::BackupOptions;
 use tarmac_installer::upgrade::UpgradeOptions;
+use tarmac_types::error_report::Hinted;
 use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Role, Stage};
 
@@ -141,7 +141,11 @@ fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("{question}: this needs confirmation\nhint: pass --yes to confirm without a prompt");
+        return Err(Hinted::new(
+            format!("{question}: this needs confirmation"),
+            "pass --yes to confirm without a prompt",
+        )
+        .into());
     }
     eprint!("{question}? [y/N] ");
     let mut answer = String::new();
@@ -244,14 +248,14 @@ impl Regenerate for CliRegen {
             gdir,
             &crate::source::notice_sink(),
         )
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| crate::render::chain_text(&e))?;
         tarmac_config::resolve_genconf_text(gdir, &dist, config_yaml)
             .map(drop)
             .map_err(|report| report.render())
     }
 
     fn regenerate(&self) -> Result<Regenerated, String> {
-        let chain = |e: anyhow::Error| format!("{e:#}");
+        let chain = |e: anyhow::Error| crate::render::chain_text(&e);
         let r = match super::genconf::render(&self.inputs).map_err(chain)? {
             Ok(r) => r,
             Err(e) => return Err(chain(anyhow::Error::from(e))),
@@ -276,9 +280,7 @@ fn change_options(regen: &RegenArgs, resume: bool) -> anyhow::Result<ChangeOptio
     let offline = if regen.offline {
         match super::stages::open_prereqs(regen.prereqs_dir.as_deref())? {
             Some(r) => Some(r),
-            None => bail!(
-                "--offline needs the offline prerequisites repository\nhint: run the tarmac of a bundle made with `bundle create --with-prereqs SUITES` (it finds its prereqs/), or pass --prereqs-dir DIR"
-            ),
+            None => return Err(super::stages::no_offline_repository()),
         }
     } else {
         None

@@ -17,7 +17,10 @@ use tarmac_ssh::{
     Connector, Exec, Fleet, FleetContext, HostKeyPolicy, Limits, LogDir, Secret, Selector,
     SshOptions, StageOptions, StageReport, Target, Upload, UploadSource,
 };
+use tarmac_types::error_report::Hinted;
 use tarmac_types::time::parse_flag_duration;
+
+use crate::render::HintContext as _;
 use tarmac_types::{HostAddr, Role, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -365,10 +368,11 @@ pub fn plan(
         .map(|(h, r)| Target::new(h).with_role(r))
         .collect();
     if hosts.is_empty() {
-        anyhow::bail!(
-            "{} lists no hosts\nhint: fill master_list, agent_list or public_agent_list",
-            config_path.display()
-        );
+        return Err(Hinted::new(
+            format!("{} lists no hosts", config_path.display()),
+            "fill master_list, agent_list or public_agent_list",
+        )
+        .into());
     }
     let selector = match (&args.hosts, args.role) {
         (Some(s), _) => Selector::parse(s)?,
@@ -399,9 +403,10 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let cfg = match tarmac_config::load_installer_settings(&args.genconf_dir) {
         Ok(c) => c,
         Err(report) if json_out => {
-            return Err(anyhow::anyhow!("{report}").context(
-                "the configuration is invalid; no host was touched\nhint: `tarmac validate-config` gives every key's mistake",
-            ));
+            return Err(anyhow::anyhow!("{report}")).hint_context(
+                || "the configuration is invalid; no host was touched".to_owned(),
+                "`tarmac validate-config` gives every key's mistake",
+            );
         }
         Err(report) => {
             eprint!("{}", report.render());

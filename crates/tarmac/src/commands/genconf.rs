@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use clap::Args;
 use tarmac_events::Sink;
 use tarmac_genconf::{GenconfError, GenconfOptions};
 use tarmac_pkg::pack::PackOptions;
+use tarmac_types::error_report::Hinted;
 
 use crate::progress::OutputMode;
 use crate::source::BuildSource;
@@ -157,9 +157,11 @@ pub fn run(args: GenconfArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             eprint!("{}", report.render());
-            Err(anyhow!(
-                "{report}\nhint: nothing was written; genconf/serve/ is unchanged"
-            ))
+            Err(Hinted::new(
+                report.to_string(),
+                "nothing was written; genconf/serve/ is unchanged",
+            )
+            .into())
         }
         Err(e) => Err(e.into()),
     }

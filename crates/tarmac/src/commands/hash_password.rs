@@ -20,10 +20,13 @@ pub fn run(args: HashPasswordArgs) -> anyhow::Result<ExitCode> {
             let p = rpassword::prompt_password("Password: ").context("cannot read the password")?;
             let again = rpassword::prompt_password("Repeat password: ")
                 .context("cannot read the password")?;
-            anyhow::ensure!(
-                p == again,
-                "the two passwords differ\nhint: type the same password twice"
-            );
+            if p != again {
+                return Err(tarmac_types::error_report::Hinted::new(
+                    "the two passwords differ",
+                    "type the same password twice",
+                )
+                .into());
+            }
             p
         }
         None => {

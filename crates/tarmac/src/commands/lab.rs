@@ -117,7 +117,8 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 }
 
 fn parse_suites(s: &str) -> Result<Suites, String> {
-    s.parse().map_err(|e: tarmac_lab::LabError| e.to_string())
+    s.parse()
+        .map_err(|e: tarmac_lab::LabError| tarmac_types::error_report::text_with_hint(&e))
 }
 
 #[derive(Debug, Args)]

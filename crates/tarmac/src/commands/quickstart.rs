@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use tarmac_lab::{Lab, LabGuard, LabSpec, Mode};
+use tarmac_types::error_report::Hinted;
 
 use crate::commands::{build, genconf, keygen, lab, stages};
 use crate::progress::{OutputMode, Terminal};
@@ -90,10 +91,11 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let host_binary = match args.host_binary {
         Some(p) => {
             if !p.is_file() {
-                bail!(
-                    "--host-binary {}: no such file\nhint: build it with scripts/build-portable.sh",
-                    p.display()
-                );
+                return Err(Hinted::new(
+                    format!("--host-binary {}: no such file", p.display()),
+                    "build it with scripts/build-portable.sh",
+                )
+                .into());
             }
             p
         }
@@ -101,10 +103,11 @@ pub fn run(args: QuickstartArgs, verbose: bool) -> anyhow::Result<ExitCode> {
             let exe = std::env::current_exe()?;
             let p = exe.with_file_name("tarmac-host");
             if !p.exists() {
-                bail!(
-                    "no tarmac-host binary next to {}\nhint: build both binaries first: scripts/build-portable.sh (portable, what hosts need) or cargo build --release --bins",
-                    exe.display()
-                );
+                return Err(Hinted::new(
+                    format!("no tarmac-host binary next to {}", exe.display()),
+                    "build both binaries first: scripts/build-portable.sh (portable, what hosts need) or cargo build --release --bins",
+                )
+                .into());
             }
             p
         }
@@ -322,7 +325,10 @@ impl Drop for Keep {
             if self.keep {
                 std::mem::forget(g);
             } else if let Err(e) = g.down() {
-                eprintln!("warning: lab teardown: {e}");
+                eprintln!(
+                    "warning: lab teardown: {}",
+                    tarmac_types::error_report::text_with_hint(&e)
+                );
             }
         }
     }

@@ -19,10 +19,12 @@ use tarmac_installer::stages::{
     DeployOptions, Installer, PreflightOptions, StageRun, StatusReport,
 };
 use tarmac_ssh::Selector;
+use tarmac_types::error_report::Hinted;
 use tarmac_types::time::parse_flag_duration;
 use tarmac_types::{HostAddr, Stage};
 
 use crate::progress::{OutputMode, Terminal};
+use crate::render::HintContext as _;
 
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
@@ -216,8 +218,10 @@ fn prepare_with(
     let cfg = match tarmac_genconf::validate(&dist, &common.genconf_dir) {
         Ok(c) => c,
         Err(report) if common.output == OutputMode::Json => {
-            return Err(anyhow::anyhow!("{report}")
-                .context("the configuration is invalid; no host was touched\nhint: `tarmac validate-config --output json` gives every key's mistake"));
+            return Err(anyhow::anyhow!("{report}")).hint_context(
+                || "the configuration is invalid; no host was touched".to_owned(),
+                "`tarmac validate-config --output json` gives every key's mistake",
+            );
         }
         Err(report) => {
             eprint!("{}", report.render());
@@ -334,13 +338,20 @@ pub fn preflight(args: PreflightArgs, verbose: bool) -> anyhow::Result<ExitCode>
     Ok(finish(&run))
 }
 
+/// `--offline` without the offline prerequisites repository.
+pub(crate) fn no_offline_repository() -> anyhow::Error {
+    Hinted::new(
+        "--offline needs the offline prerequisites repository",
+        "run the tarmac of a bundle made with `bundle create --with-prereqs SUITES` (it finds its prereqs/), or pass --prereqs-dir DIR",
+    )
+    .into()
+}
+
 pub fn install_prereqs(args: InstallPrereqsArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let offline = if args.offline {
         match open_prereqs(args.prereqs_dir.as_deref())? {
             Some(r) => Some(r),
-            None => bail!(
-                "--offline needs the offline prerequisites repository\nhint: run the tarmac of a bundle made with `bundle create --with-prereqs SUITES` (it finds its prereqs/), or pass --prereqs-dir DIR"
-            ),
+            None => return Err(no_offline_repository()),
         }
     } else {
         None
@@ -429,9 +440,11 @@ pub fn uninstall(args: UninstallArgs, verbose: bool) -> anyhow::Result<ExitCode>
             .as_ref()
             .map_or_else(|| p.installer.hosts().len(), Vec::len);
         if !std::io::stdin().is_terminal() {
-            bail!(
-                "uninstall removes Tarmac from {n} hosts and needs confirmation\nhint: pass --yes to confirm without a prompt"
-            );
+            return Err(Hinted::new(
+                format!("uninstall removes Tarmac from {n} hosts and needs confirmation"),
+                "pass --yes to confirm without a prompt",
+            )
+            .into());
         }
         eprint!(
             "Remove Tarmac and stop its services on {n} hosts{}? [y/N] ",
@@ -575,10 +588,11 @@ hint: finish it with `tarmac upgrade --resume` (or `tarmac rollback --resume`)"
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let state = args.genconf_dir.join("state");
     if !state.is_dir() {
-        bail!(
-            "no runs recorded in {}\nhint: logs are kept after preflight/deploy/postflight runs",
-            state.display()
-        );
+        return Err(Hinted::new(
+            format!("no runs recorded in {}", state.display()),
+            "logs are kept after preflight/deploy/postflight runs",
+        )
+        .into());
     }
     write_archive(&state, &args.archive)?;
     eprintln!("wrote {}", args.archive.display());

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use tarmac_web::{App, Listener, WebOptions};
 use tokio_util::sync::CancellationToken;
@@ -43,15 +43,12 @@ pub struct WebArgs {
 }
 
 pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
-    let warnings = match tarmac_web::listen_policy(
+    let warnings = tarmac_web::listen_policy(
         &args.listen,
         args.allow_remote,
         args.tls_cert.is_some(),
         args.insecure_http,
-    ) {
-        Ok(w) => w,
-        Err(e) => bail!("{e}"),
-    };
+    )?;
     let loaded = args.inputs.source.load(&crate::source::notice_sink())?;
     let build = match &loaded.build {
         Some(b) => b.clone(),
