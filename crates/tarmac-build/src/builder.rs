@@ -176,6 +176,23 @@ fn pkginfo_for(node: &crate::tree::Node) -> Value {
     v
 }
 
+/// The special top-level directories of a built tree, sorted: what `pkginfo.json` declares
+/// so that a host whose roles use none of them can keep the package as an archive without
+/// reading the rest of it (the host checks the claim whenever it extracts the package).
+fn special_dirs(tree: &Path) -> Result<Vec<String>, BuildError> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(tree).map_err(io_err("cannot read", tree))? {
+        let e = e.map_err(io_err("cannot read", tree))?;
+        if let Some(name) = e.file_name().to_str()
+            && tarmac_pkg::layout::SpecialDir::classify(name).is_some()
+        {
+            out.push(name.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub(crate) fn package_file(out: &Path, id: &PackageId) -> PathBuf {
     out.join(tarmac_pkg::manifest::package_path(id))
 }
@@ -493,7 +510,9 @@ fn build_one(ctx: &Ctx<'_>, name: &PackageName) -> Result<PackageReport, BuildEr
             let p = result.join(file);
             fs::write(&p, pretty_json(v)).map_err(io_err("cannot write", &p))
         };
-        write("pkginfo.json", &pkginfo_for(node))?;
+        let mut pkginfo = pkginfo_for(node);
+        pkginfo["special_dirs"] = special_dirs(&result)?.into();
+        write("pkginfo.json", &pkginfo)?;
         let sources: serde_json::Map<String, Value> = bi
             .sources
             .iter()

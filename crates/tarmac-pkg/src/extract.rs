@@ -169,6 +169,16 @@ pub enum ExtractError {
     },
     #[error("{archive}: the archive has no pkginfo.json at its root")]
     MissingPkgInfo { archive: String },
+    #[error(
+        "{archive}: pkginfo.json declares the special directories [{}] but the archive has [{}]",
+        declared.join(", "),
+        found.join(", ")
+    )]
+    SpecialDirsMismatch {
+        archive: String,
+        declared: Vec<String>,
+        found: Vec<String>,
+    },
     #[error(transparent)]
     PkgInfo(#[from] PkgInfoError),
     #[error(
@@ -781,11 +791,16 @@ struct Extractor<'a> {
     unwritten: HashSet<String>,
     /// The special top-level directories seen.
     special: BTreeSet<String>,
+    /// pkginfo.json's `special_dirs`, once it was read.
+    declared: Option<Vec<String>>,
 }
 
 /// What the extractor does after an entry.
 enum Flow {
     Next,
+    /// pkginfo.json declares special directories none of these roles uses: the package stays
+    /// an archive, and the rest of it is not decompressed.
+    Unused,
     /// Entries were skipped before the package turned out to be used: extract it again,
     /// all of it (rare: archives are sorted, so `bin/` and the like come first).
     Redo,
@@ -966,6 +981,16 @@ impl Extractor<'_> {
                 return Err(self.unsafe_entry(&path, UnsafeReason::Duplicate));
             }
         }
+        if let (Some(roles), Some(declared), false) = (self.decide, &self.declared, self.writing)
+            && path != PKGINFO
+            && path != BUILDINFO_FULL
+        {
+            if crate::layout::used_by(declared.iter().map(String::as_str), roles) {
+                self.writing = true;
+            } else {
+                return Ok(Flow::Unused);
+            }
+        }
         let Some(write) = self.decide(&path, kind) else {
             return Ok(Flow::Redo);
         };
@@ -1034,6 +1059,13 @@ impl Extractor<'_> {
                 let (sha256, _, file) = w.finish();
                 file.set_permissions(fs::Permissions::from_mode(mode & 0o777))
                     .map_err(|err| self.write_err(&path, err))?;
+                if path == PKGINFO {
+                    // A bad pkginfo.json is reported once the archive is read.
+                    self.declared = fs::read(&full)
+                        .ok()
+                        .and_then(|b| PkgInfo::parse(&b, self.archive).ok())
+                        .and_then(|i| i.special_dirs);
+                }
                 let mode = mode & 0o777;
                 self.entries.insert(
                     path.clone(),
@@ -1187,23 +1219,54 @@ pub fn extract_package(
             skipped: false,
             unwritten: HashSet::new(),
             special: BTreeSet::new(),
+            declared: None,
         };
         let result = (|| -> Result<_, ExtractError> {
             let read_err = |source| ExtractError::Read {
                 archive: archive.to_owned(),
                 source,
             };
+            let mut unused = false;
             {
                 let mut ar = tar::Archive::new(&mut input);
                 for e in ar.entries().map_err(read_err)? {
-                    if let Flow::Redo = ex.entry(e.map_err(read_err)?)? {
-                        return Ok(None);
+                    match ex.entry(e.map_err(read_err)?)? {
+                        Flow::Next => {}
+                        Flow::Redo => return Ok(None),
+                        Flow::Unused => {
+                            unused = true;
+                            break;
+                        }
                     }
                 }
+            }
+            if unused {
+                // Kept as the verified archive; its entries are checked when a role needs it.
+                ex.finish()?;
+                let special = ex
+                    .declared
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                let unwritten = std::mem::take(&mut ex.unwritten);
+                ex.entries.retain(|p, _| !unwritten.contains(p));
+                return Ok(Some((ex.entries, true, special)));
             }
             // Let the decompressor reach the end: a corrupt tail is still an error.
             io::copy(&mut input, &mut io::sink()).map_err(read_err)?;
             ex.finish()?;
+            // What pkginfo.json declares must be what the archive has (the declaration lets
+            // hosts skip the rest of packages their roles do not use).
+            if let Some(declared) = &ex.declared
+                && !declared.iter().eq(ex.special.iter())
+            {
+                return Err(ExtractError::SpecialDirsMismatch {
+                    archive: archive.to_owned(),
+                    declared: declared.clone(),
+                    found: ex.special.iter().cloned().collect(),
+                });
+            }
             // Not used by these roles: stays an archive. Used, but with entries skipped
             // before that was known (or no special directory at all): all of it again.
             let archived = ex.decide.is_some() && !ex.writing && !ex.special.is_empty();

@@ -235,9 +235,18 @@ pub fn symlink_escapes(link_path: &str, target: &str) -> bool {
     false
 }
 
-/// Write the uncompressed, deterministic tar stream of `root` to `w`.
+/// Write the uncompressed, deterministic tar stream of `root` to `w`: `pkginfo.json` and
+/// `buildinfo.full.json` first (a host reads a package's metadata, and whether its roles use
+/// it, before the rest), then every entry sorted by name, parents first.
 pub fn write_tar<W: Write>(root: &Path, w: W) -> Result<(W, u64, u64), PackError> {
-    let entries = walk(root)?;
+    let mut entries = walk(root)?;
+    let rank = |e: &Entry| match (&e.kind, e.path.as_str()) {
+        (EntryKind::File { .. }, crate::layout::PKGINFO) => 0,
+        (EntryKind::File { .. }, crate::layout::BUILDINFO_FULL) => 1,
+        _ => 2,
+    };
+    // Stable: the rest keeps its order.
+    entries.sort_by_key(rank);
     let mut builder = tar::Builder::new(w);
     let mut content = 0u64;
     let out_err = |source| PackError::Io {
@@ -664,9 +673,12 @@ mod tests {
         assert_eq!(get("etc/").1, 0o755);
         assert!(get("etc/tool-link").2.is_symlink());
         assert!(seen.iter().any(|s| s.0.ends_with(&"f".repeat(100))));
-        // parents come before children, siblings sorted
+        // The metadata first, then parents before children, siblings sorted.
         let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-        assert_eq!(&names[..4], &["bin/", "bin/tool", "etc/", "etc/a.conf"]);
+        assert_eq!(
+            &names[..5],
+            &["pkginfo.json", "bin/", "bin/tool", "etc/", "etc/a.conf"]
+        );
     }
 
     #[test]

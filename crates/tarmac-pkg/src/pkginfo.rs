@@ -110,6 +110,13 @@ pub struct PkgInfo {
     /// in the package's tree (`etc_master/prometheus/prometheus.yml`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, FileSpec>,
+    /// The special top-level directories of the package's archive (`bin_master`,
+    /// `systemd`, …; see [`crate::layout`]), as the builder found them. With it (and
+    /// `pkginfo.json` first in the archive, as tarmac builds them) a host whose roles use none
+    /// of them keeps the verified archive without decompressing the rest; a full extraction
+    /// checks the claim against the archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub special_dirs: Option<Vec<String>>,
 }
 
 /// One entry of pkginfo's `files`.
@@ -197,6 +204,10 @@ pub enum PkgInfoError {
     },
     #[error("{origin}: pkginfo.json must be a JSON object")]
     NotObject { origin: String },
+    #[error(
+        "{origin}: pkginfo.json `special_dirs` names `{name}`, which is not a special directory (bin, lib, etc, systemd, check, … with an optional _<role>)"
+    )]
+    BadSpecialDir { origin: String, name: String },
     #[error("{origin}: pkginfo.json field `{field}` must be {expected}")]
     WrongType {
         origin: String,
@@ -458,6 +469,29 @@ impl PkgInfo {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => info.variant = Some(s.clone()),
             Some(_) => return Err(wrong("variant", "a string")),
+        }
+
+        match obj.get("special_dirs") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                let mut dirs = Vec::new();
+                for item in items {
+                    let Value::String(name) = item else {
+                        return Err(wrong("special_dirs", "an array of strings"));
+                    };
+                    if crate::layout::SpecialDir::classify(name).is_none() {
+                        return Err(PkgInfoError::BadSpecialDir {
+                            origin,
+                            name: name.clone(),
+                        });
+                    }
+                    dirs.push(name.clone());
+                }
+                dirs.sort();
+                dirs.dedup();
+                info.special_dirs = Some(dirs);
+            }
+            Some(_) => return Err(wrong("special_dirs", "an array of strings")),
         }
 
         for key in ["restart_on_change", "reload_on_change"] {

@@ -264,3 +264,122 @@ fn a_tampered_kept_archive_is_reported_and_never_extracted() {
         .collect();
     assert_eq!(names, ["prom--1"]);
 }
+
+/// A master-only package as tarmac builds it: pkginfo.json (declaring its special
+/// directories) and buildinfo.full.json first, then `rest`.
+fn declared(special: &str, rest: Vec<Entry>) -> Vec<Entry> {
+    let mut v = vec![
+        Entry::dir("./"),
+        Entry::file(
+            "./pkginfo.json",
+            format!(r#"{{"username": "tarmac_prom", "special_dirs": {special}}}"#),
+        ),
+        Entry::file("./buildinfo.full.json", "{}"),
+    ];
+    v.extend(rest);
+    v
+}
+
+#[test]
+fn a_declared_unused_package_is_kept_without_reading_past_its_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Store::new(tmp.path().join("packages")).extracting_for(roles(&[Role::Agent]));
+    // An unsafe entry after the metadata: an agent never reads that far; the entries are
+    // checked when a role needs the package.
+    let entries = declared(
+        r#"["bin_master", "systemd_master"]"#,
+        vec![
+            Entry::exe("./bin_master/prom", vec![3u8; 100_000]),
+            Entry::symlink("./bin_master/escape", "../../../etc/shadow"),
+            Entry::file("./systemd_master/prom.service", "[Service]\n"),
+        ],
+    );
+    let (id, added) = add(&agent, tmp.path(), "prom--1", &entries);
+    let Added::New(ex) = added else {
+        panic!("expected a new package")
+    };
+    assert!(ex.archived);
+    assert_eq!(
+        agent.archived(&id).unwrap().unwrap(),
+        ["bin_master", "systemd_master"]
+    );
+    assert_eq!(
+        agent.load(&id).unwrap().info.username.as_deref(),
+        Some("tarmac_prom")
+    );
+    assert!(tree(&agent.path(&id)).contains(&"buildinfo.full.json".to_owned()));
+    assert_eq!(agent.verify(&id).unwrap(), vec![]);
+    // Becoming a master: the full extraction checks every entry, and refuses.
+    let err = agent.extract(&id).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::Extract(ExtractError::Unsafe {
+                reason: UnsafeReason::SymlinkEscapes { .. },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // …and leaves the archived package as it was.
+    assert!(agent.archived(&id).unwrap().is_some());
+    assert_eq!(agent.verify(&id).unwrap(), vec![]);
+}
+
+#[test]
+fn a_declared_used_package_is_extracted_at_once_and_the_declaration_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("packages");
+    let master = Store::new(&dir).extracting_for(roles(&[Role::Master]));
+    let good = declared(
+        r#"["bin_master"]"#,
+        vec![
+            Entry::file("./share/doc", "d"),
+            Entry::exe("./bin_master/prom", "p"),
+        ],
+    );
+    // `share/` comes before `bin_master/` here, yet nothing is extracted twice: the
+    // declaration says at once that a master uses it.
+    let (id, added) = add(&master, tmp.path(), "prom--1", &good);
+    assert!(matches!(added, Added::New(ref ex) if !ex.archived));
+    assert!(master.path(&id).join("share/doc").is_file());
+    assert!(master.path(&id).join("bin_master/prom").is_file());
+
+    // A declaration the archive does not match is refused, by an agent as by a master.
+    let lying = declared(r#"["bin"]"#, vec![Entry::exe("./bin_master/prom", "p")]);
+    for (who, store) in [
+        (
+            "master",
+            Store::new(&dir).extracting_for(roles(&[Role::Master])),
+        ),
+        (
+            "agent",
+            Store::new(&dir).extracting_for(roles(&[Role::Agent])),
+        ),
+        ("any", Store::new(&dir)),
+    ] {
+        let bytes = testkit::archive(&lying, Compression::Zstd);
+        let p = tmp.path().join("liar--1.tar.zst");
+        std::fs::write(&p, &bytes).unwrap();
+        let err = store.add_file(&p, Some(Digest::of(&bytes))).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Extract(ExtractError::SpecialDirsMismatch { declared, found, .. })
+                if declared == &["bin"] && found == &["bin_master"]),
+            "{who}: {err:?}"
+        );
+        assert!(
+            !store.contains(&PackageId::parse("liar--1").unwrap()),
+            "{who}"
+        );
+    }
+    // An unknown name in the declaration is a pkginfo.json error.
+    let odd = declared(r#"["share"]"#, vec![Entry::file("./share/doc", "d")]);
+    let bytes = testkit::archive(&odd, Compression::Zstd);
+    let p = tmp.path().join("odd--1.tar.zst");
+    std::fs::write(&p, &bytes).unwrap();
+    let err = master.add_file(&p, Some(Digest::of(&bytes))).unwrap_err();
+    assert!(
+        err.to_string().contains("`special_dirs` names `share`"),
+        "{err}"
+    );
+}
