@@ -106,6 +106,16 @@ sec controller-lab.md controller-lab.sh
 cat <<'T'
 
 T
+sec agent-work.md agent-work.sh
+cat <<'T'
+
+What changed for an agent: packages none of its roles use (etcd, prometheus) are kept as their
+verified archives, and since `pkginfo.json` comes first in every archive and declares the package's
+special directories, the host stops reading such an archive after its metadata (the archive's sha256
+was checked before). The packages it uses are fetched as before; the whole set is made durable with one
+`syncfs` instead of one per package.
+
+T
 sec relay.md relay.sh
 cat <<'T'
 
@@ -147,9 +157,11 @@ install command at once; 500 here, up to `Limits::open`).
 - **Upgrade**: a rolling upgrade fetches only the packages that changed (ΔS; a config-only change
   moves a few KB), then switches batch by batch (10 % by default) with confirm-or-revert:
   T ≈ N·ΔS / B + batches × t_batch, with t_batch ≈ 5 s measured (30.1 s for 3 + 50 hosts). For
-  a release that changes every package (ΔS = S): 57 min at 1 GbE and 5.7 min at 10 GbE of
-  egress plus ≈ 1 min of batches. The upgrade's prepare step does not use the relay yet, so
-  that egress term stays; with it, the same arithmetic as deploy applies.
+  a release that changes every package (ΔS = S) and no relay: 57 min at 1 GbE and 5.7 min at
+  10 GbE of egress plus ≈ 1 min of batches. With `relay_fanout: K` the upgrade first prefetches
+  on every host through the same relay tree as deploy (no host switches until then; a host whose
+  prefetch fails fetches again in its wave), so the egress term becomes K·ΔS / B plus d levels of
+  K·ΔS / B_host: ≈ 1 min at 1 GbE for ΔS = S, K = 10, and the batches dominate.
 - **Controller**: c·N is 7–12 s of CPU per stage at 10,000 simulated hosts and, from the real
   1,000-host figures, 25 s (exec) to 110 s (preflight) at 10,000 real ones, spread over a stage
   that lasts minutes; ≈ 0.7–1.8 GB of memory; at most `Limits::open` connections (4096 by
