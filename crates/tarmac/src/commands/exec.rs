@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use tarmac_events::{Event, EventSink, Level, Outcome, Stream};
+use tarmac_events::{Event, EventSink, Level, Outcome, Stream, Summary};
 use tarmac_ssh::{
     Connector, Exec, Fleet, FleetContext, HostKeyPolicy, Limits, LogDir, Secret, Selector,
     SshOptions, StageOptions, StageReport, Target, Upload, UploadSource,
@@ -222,6 +222,19 @@ pub fn render_summary(report: &StageReport) -> String {
     )
 }
 
+/// The live line under the host output: `12/150 done · 11 ok · 1 failed · …`.
+fn live_line(s: &Summary, total: usize) -> String {
+    format!(
+        "{}/{total} done · {} ok · {} failed · {} unreachable · {} timed out · {} running",
+        s.total,
+        s.ok + s.unchanged,
+        s.failed + s.cancelled + s.skipped,
+        s.unreachable,
+        s.timed_out,
+        total.saturating_sub(s.total)
+    )
+}
+
 /// Renders events for a terminal: host output blocks and a live summary line.
 struct TextSink {
     bar: Option<indicatif::ProgressBar>,
@@ -232,11 +245,8 @@ struct TextSink {
 #[derive(Default)]
 struct TextState {
     total: usize,
-    done: usize,
-    ok: usize,
-    failed: usize,
-    unreachable: usize,
-    timed_out: usize,
+    /// The hosts finished so far, counted as every renderer counts them.
+    done: Summary,
     output: HashMap<HostAddr, Vec<(Stream, String)>>,
 }
 
@@ -272,15 +282,7 @@ impl EventSink for TextSink {
                 outcome,
                 duration_ms,
             } => {
-                st.done += 1;
-                match &outcome {
-                    Outcome::Ok | Outcome::Unchanged => st.ok += 1,
-                    Outcome::Failed { .. } | Outcome::Cancelled | Outcome::Skipped { .. } => {
-                        st.failed += 1
-                    }
-                    Outcome::Unreachable { .. } => st.unreachable += 1,
-                    Outcome::TimedOut { .. } => st.timed_out += 1,
-                }
+                st.done.add(&outcome);
                 let lines = st.output.remove(&host).unwrap_or_default();
                 if !self.quiet && (!lines.is_empty() || !outcome.is_success()) {
                     let mut block = format!(
@@ -307,11 +309,7 @@ impl EventSink for TextSink {
                     self.say(&block);
                 }
                 if let Some(b) = &self.bar {
-                    b.set_message(format!(
-                        "{}/{} done · {} ok · {} failed · {} unreachable · {} timed out · {} running",
-                        st.done, st.total, st.ok, st.failed, st.unreachable, st.timed_out,
-                        st.total.saturating_sub(st.done)
-                    ));
+                    b.set_message(live_line(&st.done, st.total));
                 }
             }
             Event::Notice { level, message } if level >= Level::Warn => {
@@ -592,6 +590,32 @@ fn tarmac_ssh_run_stamp() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_live_line_counts_as_the_summary_does() {
+        use super::{Outcome, Summary, live_line};
+        let mut s = Summary::default();
+        for o in [
+            Outcome::Ok,
+            Outcome::Unchanged,
+            Outcome::Failed {
+                exit_code: Some(1),
+                signal: None,
+                message: "x".into(),
+            },
+            Outcome::Cancelled,
+            Outcome::Unreachable {
+                message: "refused".into(),
+            },
+            Outcome::TimedOut { after_ms: 5 },
+        ] {
+            s.add(&o);
+        }
+        assert_eq!(
+            live_line(&s, 10),
+            "6/10 done · 2 ok · 2 failed · 1 unreachable · 1 timed out · 4 running"
+        );
+    }
+
     use super::*;
     use tarmac_events::Summary;
     use tarmac_ssh::HostResult;
