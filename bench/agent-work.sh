@@ -15,13 +15,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 OUT=${OUT:-bench/results/agent-work.md}
 mkdir -p bench/results
-if [ -z "${TARMAC:-}" ]; then
-  cargo build --release -q --bins
-  TARMAC=$PWD/target/release/tarmac
-fi
-HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
-HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
-[ -x "$HOST_BIN" ] || { echo "error: $HOST_BIN is missing" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh  # the scripts run from the repository root (cd above)
+tarmac_binaries
 W=$(mktemp -d /var/tmp/tarmac-bench-agent.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 

@@ -10,6 +10,8 @@
 #
 # Sizes: N (default 1000). Parallelism: P (default 500; also the OpenSSH fan-out).
 # Env: TARMAC (a built binary; default: cargo build --release). Needs root (the lab).
+# PERF=1 also profiles the preflight with `perf record -g` (its CPU figure then includes perf's
+# overhead) and writes the top of the report to bench/results/controller-lab-perf.txt.
 # Prints a markdown section and writes it to bench/results/controller-lab.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +63,14 @@ e_sum=$(grep -E '^[0-9]+ hosts:' "$W/exec.out" | tail -n 1 || true)
 [ "$e_rc" -eq 0 ] || { echo "exec exited $e_rc: $e_sum" >&2; tail -n 20 "$W/exec.err" >&2; }
 b1=$(bytes)
 echo "tarmac preflight…" >&2
-read -r p_rss p_cpu p_wall p_fd p_rc < <(measure preflight ip netns exec "$CTL" "$TARMAC" preflight --genconf-dir "$G")
+perf=()
+[ -z "${PERF:-}" ] || perf=(perf record -q -F 999 -g -o "$W/perf.data" --)
+read -r p_rss p_cpu p_wall p_fd p_rc < <(measure preflight ip netns exec "$CTL" "${perf[@]}" "$TARMAC" preflight --genconf-dir "$G")
+if [ -n "${PERF:-}" ]; then
+  mkdir -p bench/results
+  perf report -i "$W/perf.data" --stdio --no-children -g none --percent-limit 0.7 --sort dso,symbol 2>/dev/null | grep -v "^$" | head -n 80 >bench/results/controller-lab-perf.txt || true
+  echo "profile: bench/results/controller-lab-perf.txt" >&2
+fi
 b2=$(bytes)
 checked=$(grep -c 'check(s) failed\|✓' "$W/preflight.err" 2>/dev/null || true)
 echo "OpenSSH…" >&2

@@ -21,15 +21,9 @@ P=${PARALLEL:-50}
 VENV=${VENV:-/var/cache/tarmac-bench/venv}
 OUT=${OUT:-bench/results/deploy.md}
 PLAYBOOK=$PWD/bench/deploy-playbook.yml
-if [ -z "${TARMAC:-}" ]; then
-  cargo build --release -q --bins
-  TARMAC=$PWD/target/release/tarmac
-fi
-# The tarmac-host the bootstrap ships: the portable build when TARMAC_PORTABLE_BIN_DIR is set
-# (scripts/build-portable.sh prints it), else the one next to $TARMAC.
-HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
-HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
-[ -x "$HOST_BIN" ] || { echo "error: $HOST_BIN is missing${TARMAC_PORTABLE_BIN_DIR:+ (TARMAC_PORTABLE_BIN_DIR is set)}" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh  # the scripts run from the repository root (cd above)
+tarmac_binaries
 W=$(mktemp -d /tmp/tarmac-bench-deploy.XXXXXX)
 LAB=bench-deploy
 # KEEP=1 keeps the work directory (bundle, inventory, per-variant logs) for a look afterwards.

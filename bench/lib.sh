@@ -24,3 +24,20 @@ measure() {
   # GNU time puts "Command exited with non-zero status N" first: the figures are the last line.
   tail -n 1 "$W/$name.time" | awk -v f="$fds" -v rc="$rc" '{ printf "%s %.2f %s %s %s\n", $1, $2 + $3, $4, f, rc }'
 }
+
+# tarmac_binaries: sets TARMAC (a release build unless given) and HOST_BIN, the tarmac-host the
+# bootstrap ships: the portable build when TARMAC_PORTABLE_BIN_DIR is set (scripts/build-portable.sh
+# prints it), else the one next to $TARMAC. Exits when HOST_BIN is missing.
+tarmac_binaries() {
+  if [ -z "${TARMAC:-}" ]; then
+    cargo build --release -q --bins
+    TARMAC=$PWD/target/release/tarmac
+  fi
+  HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
+  HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
+  [ -x "$HOST_BIN" ] || {
+    echo "error: $HOST_BIN is missing${TARMAC_PORTABLE_BIN_DIR:+ (TARMAC_PORTABLE_BIN_DIR is set)}" >&2
+    echo "hint: run scripts/build-portable.sh" >&2
+    exit 1
+  }
+}

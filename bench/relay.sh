@@ -20,13 +20,9 @@ K=${K:-10}
 RATE=${RATE:-200mbit}
 P=${PARALLEL:-50}
 OUT=${OUT:-bench/results/relay.md}
-if [ -z "${TARMAC:-}" ]; then
-  cargo build --release -q --bins
-  TARMAC=$PWD/target/release/tarmac
-fi
-HOST_BIN=${TARMAC_PORTABLE_BIN_DIR:+$TARMAC_PORTABLE_BIN_DIR/tarmac-host}
-HOST_BIN=${HOST_BIN:-$(dirname "$TARMAC")/tarmac-host}
-[ -x "$HOST_BIN" ] || { echo "error: $HOST_BIN is missing" >&2; echo "hint: run scripts/build-portable.sh" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh  # the scripts run from the repository root (cd above)
+tarmac_binaries
 W=$(mktemp -d /tmp/tarmac-bench-relay.XXXXXX)
 LAB=bench-relay
 trap '"$TARMAC" lab down --name $LAB >/dev/null 2>&1 || true; if [ -n "${KEEP:-}" ]; then echo "kept: $W" >&2; else rm -rf "$W"; fi' EXIT
