@@ -123,13 +123,14 @@ T
 sec relay-100mbit.md relay.sh
 cat <<'T'
 
-How to read the relay rows: on this machine the 100 systemd hosts share 2 cores, and an
-unlimited `tarmac deploy` to them takes about 128 s (the Deploy section), all of it the hosts'
-own CPU work. With the relay the bootstrap node sends one copy per root (K = 10 copies, ~0.6 GB,
-against ~6 GB), and the relayed deploy runs at that CPU floor: at 200 Mbit/s it is 2.1× faster
-than direct, which is as far as the machine allows there, since direct is only ~2× above the
-floor at that rate. With the link at 100 Mbit/s (the node standing in for a larger fleet) the
-direct deploy doubles while the relayed one does not (second table). tarmac's direct deploy
+How to read the relay rows: on this machine the 100 systemd hosts share 2 cores, so the relayed
+deploy runs at the hosts' own CPU floor. With the relay the bootstrap node sends one copy per root
+(K = 10 copies, ~0.6 GB, against ~6 GB). The 200 Mbit/s table was re-measured on 2026-12-07 after
+role-aware extraction and one flush per set lightened every agent: the relayed deploy went from
+127.6 s to 90.7 s, 2.9× faster than direct (was 2.1×) and 2.2× faster than the unverified HTTP-pull
+floor; direct stays egress-bound (260.6 s). With the link at 100 Mbit/s (2026-12-04, before that
+change; the node standing in for a larger fleet) the direct deploy doubles while the relayed one
+does not (second table). tarmac's direct deploy
 sends ~61 MB per host against the floor's ~47 MB: the 6 MB tarmac-host binary, which every host
 fetches, plus about 8 MB per host not yet accounted for (likely TCP retransmissions under the
 shaper, which counts frames it re-sends: each host fetches 4 packages at once, the floor one; not
@@ -141,9 +142,11 @@ Inputs: S = 43 MB of archives per host (the reference distribution; the relay ru
 measured 61 MB per host leaving the bootstrap node in a direct deploy, which makes the egress
 terms below 1.4× longer); t_h ≈ 10 s for one host to fetch, verify and activate them on its own
 cores (a host's deploy in the small labs of the lab tests; not benchmarked on its own);
-controller CPU c per host per stage, 0.7–1.2 ms against the simulated fleet and 2.5 ms (exec)
-to 10.8 ms (preflight) against 1,000 real lab hosts; P = SSH parallelism (hosts running their
-install command at once; 500 here, up to `Limits::open`).
+controller CPU c per host per stage, 0.7–1.2 ms against the simulated fleet and 1.1 ms (exec)
+to 10.2 ms (preflight) against 1,000 real lab hosts; P = SSH parallelism (hosts running their
+install command at once; 500 here, up to `Limits::open`). An agent's own share of t_h shrank with
+role-aware extraction (0.15 s of CPU to take the reference distribution into its store, against
+0.52 s extracting everything; the agent-work table).
 
 - **Deploy without relay**: T ≈ max(N·S / B, N·t_h / P). The first term is the bootstrap
   node's egress: 10,000 × 43 MB = 430 GB, i.e. **≈ 57 min at 1 GbE** (125 MB/s) and
@@ -163,11 +166,16 @@ install command at once; 500 here, up to `Limits::open`).
   prefetch fails fetches again in its wave), so the egress term becomes K·ΔS / B plus d levels of
   K·ΔS / B_host: ≈ 1 min at 1 GbE for ΔS = S, K = 10, and the batches dominate.
 - **Controller**: c·N is 7–12 s of CPU per stage at 10,000 simulated hosts and, from the real
-  1,000-host figures, 25 s (exec) to 110 s (preflight) at 10,000 real ones, spread over a stage
+  1,000-host figures, 11 s (exec) to 100 s (preflight) at 10,000 real ones, spread over a stage
   that lasts minutes; ≈ 0.7–1.8 GB of memory; at most `Limits::open` connections (4096 by
-  default) whatever N is. preflight on real hosts (10.8 ms per host) is over the 5 ms goal; the
-  2.5 ms of exec on real hosts against 0.7 ms simulated is not explained yet (the simulated run
-  skips host-key checking; the known_hosts lookup is a linear scan per host, so O(N) per host).
+  default) whatever N is. exec on real hosts was 2.5 ms per host until the known_hosts lookup
+  stopped scanning the whole file for every host (an index by name: 1.1 ms now, against 0.7 ms
+  simulated, which checks no host key). preflight on real hosts (10.2 ms per host at 1,000; 8.2 ms
+  at 200 with 1 MiB server reads, `bench/results/controller-lab-perf.txt`) is still over the 5 ms
+  goal: most of it is serving each host the 6 MB tarmac-host binary its artifact check runs —
+  kernel copies into and out of the server, and wake-ups — part of which, on this one-machine lab,
+  is the receiving side's network processing charged to the sender. Zero-copy serving (sendfile)
+  is the lever left; it does not apply to an https bootstrap_url.
 T
 if [ -f "$r/notes.md" ]; then echo; cat "$r/notes.md"; fi
 } > docs/benchmarks.md

@@ -466,6 +466,7 @@ impl Hint for ActivateError {
             ActivateError::NoSetupFlags { .. } => {
                 "install.sh writes repository-url and cluster-package-list there".into()
             }
+            ActivateError::Store(e) => return e.hint(),
             _ => return None,
         };
         Some(h)

@@ -142,6 +142,8 @@ impl tarmac_types::error_report::Hint for BuildError {
                 Some("pass --recursive to build dependencies too".into())
             }
             BuildError::ChangedOutput { .. } => Some("delete the file to rebuild it".into()),
+            BuildError::Pack(e) => e.hint(),
+            BuildError::Manifest(e) => e.hint(),
             _ => None,
         }
     }

@@ -186,6 +186,7 @@ impl tarmac_types::error_report::Hint for BundleError {
                 BundleError::Altered { .. } => "do not use this copy; fetch the bundle again from where it was published and check it again",
                 BundleError::OtherKey { .. } => "get the bundle from the publisher whose key you trust, or check that --public-key / --key-fingerprint names the right key",
                 BundleError::Exists { .. } => "pass --force to replace it, or extract with --dir elsewhere",
+                BundleError::Key(e) => return e.hint(),
                 _ => return None,
             }
             .into(),

@@ -7,13 +7,20 @@ use serde::Serialize;
 use tarmac_activate::{ActivateError, SwitchReport};
 use tarmac_events::{Event, Level, Sink};
 use tarmac_types::PackageId;
-use tarmac_types::error_report::{ErrorReport, as_hint};
+use tarmac_types::error_report::{AsHint, ErrorReport, as_hint};
+
+/// The error types whose hints are data: tarmac-activate's and tarmac-pkg's.
+static TYPED_HINTS: std::sync::LazyLock<Vec<AsHint>> = std::sync::LazyLock::new(|| {
+    let mut v: Vec<AsHint> = vec![as_hint::<ActivateError>];
+    v.extend_from_slice(tarmac_pkg::TYPED_HINTS);
+    v
+});
 
 /// `error: …`, every `caused by: …`, then the hints found in the chain.
 pub fn print_error(err: &anyhow::Error) {
     eprint!(
         "{}",
-        ErrorReport::with_hints(&**err, &[as_hint::<ActivateError>]).to_text()
+        ErrorReport::with_hints(&**err, &TYPED_HINTS).to_text()
     );
 }
 

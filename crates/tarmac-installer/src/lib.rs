@@ -33,6 +33,7 @@ pub const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
         as_hint::<daytwo::DayTwoError>,
         as_hint::<change::ChangeError>,
         as_hint::<password::PasswordError>,
+        as_hint::<upgrade::protocol::HostAnswerError>,
         as_hint::<tarmac_ssh::HostKeyError>,
         as_hint::<tarmac_ssh::ConnectError>,
         as_hint::<tarmac_ssh::KeyError>,

@@ -181,37 +181,29 @@ pub enum ExtractError {
     },
     #[error(transparent)]
     PkgInfo(#[from] PkgInfoError),
-    #[error(
-        "{archive}: sha256 mismatch: expected {expected}, got {actual} ({size} bytes)\nhint: the download was corrupted or the artifact was replaced; nothing was installed"
-    )]
+    #[error("{archive}: sha256 mismatch: expected {expected}, got {actual} ({size} bytes)")]
     HashMismatch {
         archive: String,
         expected: Digest,
         actual: Digest,
         size: u64,
     },
-    #[error(
-        "{archive}: the archive is {announced} bytes, but the pin says {size}\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded"
-    )]
+    #[error("{archive}: the archive is {announced} bytes, but the pin says {size}")]
     SizeMismatch {
         archive: String,
         announced: u64,
         size: u64,
     },
-    #[error(
-        "{archive}: more than the expected {size} bytes arrived; stopped reading there\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was installed"
-    )]
+    #[error("{archive}: more than the expected {size} bytes arrived; stopped reading there")]
     TooLarge { archive: String, size: u64 },
-    #[error(
-        "{archive}: the archive ended after {got} of the expected {size} bytes\nhint: the artifact was truncated or replaced, or the package list is stale (re-run `tarmac genconf`); nothing was installed"
-    )]
+    #[error("{archive}: the archive ended after {got} of the expected {size} bytes")]
     TooShort {
         archive: String,
         got: u64,
         size: u64,
     },
     #[error(
-        "{archive}: package {id} unpacks to more than {limit} bytes from {size} compressed bytes (at most {ratio} × compressed + {slack_mib} MiB); refusing it as a decompression bomb\nhint: nothing was installed; check what the repository serves for {id}",
+        "{archive}: package {id} unpacks to more than {limit} bytes from {size} compressed bytes (at most {ratio} × compressed + {slack_mib} MiB); refusing it as a decompression bomb",
         ratio = MAX_RATIO,
         slack_mib = RATIO_SLACK >> 20
     )]
@@ -235,6 +227,31 @@ pub enum ExtractError {
         #[source]
         source: io::Error,
     },
+}
+
+impl tarmac_types::error_report::Hint for ExtractError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            ExtractError::HashMismatch { .. } => Cow::Borrowed(
+                "the download was corrupted or the artifact was replaced; nothing was installed",
+            ),
+            ExtractError::SizeMismatch { .. } => Cow::Borrowed(
+                "the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded",
+            ),
+            ExtractError::TooLarge { .. } => Cow::Borrowed(
+                "the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was installed",
+            ),
+            ExtractError::TooShort { .. } => Cow::Borrowed(
+                "the artifact was truncated or replaced, or the package list is stale (re-run `tarmac genconf`); nothing was installed",
+            ),
+            ExtractError::Bomb { id, .. } => Cow::Owned(format!(
+                "nothing was installed; check what the repository serves for {id}"
+            )),
+            ExtractError::PkgInfo(e) => return e.hint(),
+            _ => return None,
+        })
+    }
 }
 
 /// Where and as what to extract.

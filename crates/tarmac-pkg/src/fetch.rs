@@ -47,17 +47,11 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "unsupported repository URL `{url}`\nhint: use http://…, https://…, file:///abs/path or a plain directory path"
-    )]
+    #[error("unsupported repository URL `{url}`")]
     Scheme { url: String },
-    #[error(
-        "{url}: no cluster CA to check the repository's certificate against\nhint: an https repository is trusted only through the cluster CA: install.sh writes it to /etc/tarmac/setup-flags/repository-ca.pem (tarmac-host also takes --repository-ca FILE)"
-    )]
+    #[error("{url}: no cluster CA to check the repository's certificate against")]
     NoCa { url: String },
-    #[error(
-        "{url}: certificate not signed by the cluster CA ({ca})\nhint: whoever answers for this URL is not the cluster's artifact server, or the server's certificate was replaced: serve genconf/serve/ with `tarmac serve` (genconf/tls/server.pem or bootstrap_tls_cert), and rerun install.sh on this host if genconf made a new CA"
-    )]
+    #[error("{url}: certificate not signed by the cluster CA ({ca})")]
     Untrusted { url: String, ca: String },
     #[error("{url}: the server's certificate is refused: {reason} (cluster CA {ca})")]
     Certificate {
@@ -67,6 +61,24 @@ pub enum FetchError {
     },
     #[error("{ca}: not a usable CA certificate: {message}")]
     BadCa { ca: String, message: String },
+}
+
+impl tarmac_types::error_report::Hint for FetchError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            FetchError::Scheme { .. } => {
+                Cow::Borrowed("use http://…, https://…, file:///abs/path or a plain directory path")
+            }
+            FetchError::NoCa { .. } => Cow::Borrowed(
+                "an https repository is trusted only through the cluster CA: install.sh writes it to /etc/tarmac/setup-flags/repository-ca.pem (tarmac-host also takes --repository-ca FILE)",
+            ),
+            FetchError::Untrusted { .. } => Cow::Borrowed(
+                "whoever answers for this URL is not the cluster's artifact server, or the server's certificate was replaced: serve genconf/serve/ with `tarmac serve` (genconf/tls/server.pem or bootstrap_tls_cert), and rerun install.sh on this host if genconf made a new CA",
+            ),
+            _ => return None,
+        })
+    }
 }
 
 impl FetchError {
@@ -533,7 +545,7 @@ mod tests {
         let f = Fetcher::new(1, Duration::from_millis(1));
         let e = f.open("https://127.0.0.1:1/x").err().unwrap();
         assert_eq!(
-            e.to_string(),
+            tarmac_types::error_report::text_with_hint(&e),
             "https://127.0.0.1:1/x: no cluster CA to check the repository's certificate against\nhint: an https repository is trusted only through the cluster CA: install.sh writes it to /etc/tarmac/setup-flags/repository-ca.pem (tarmac-host also takes --repository-ca FILE)"
         );
         let e = f

@@ -26,3 +26,18 @@ pub use extract::{Compression, ExtractError, Extracted, Pin};
 pub use fetch::{FetchError, Fetcher};
 pub use pkginfo::{PkgInfo, PkgInfoError};
 pub use store::{Added, Package, Store, StoreError};
+
+/// The error types of this crate whose hints are data
+/// ([`tarmac_types::error_report::Hint`]), for `ErrorReport::with_hints`.
+pub const TYPED_HINTS: &[tarmac_types::error_report::AsHint] = {
+    use tarmac_types::error_report::as_hint;
+    &[
+        as_hint::<ExtractError>,
+        as_hint::<StoreError>,
+        as_hint::<FetchError>,
+        as_hint::<pack::PackError>,
+        as_hint::<PkgInfoError>,
+        as_hint::<manifest::ManifestError>,
+        as_hint::<manifest::BootstrapError>,
+    ]
+};

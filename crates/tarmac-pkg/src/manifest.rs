@@ -44,30 +44,22 @@ pub enum ManifestError {
     Write(#[from] PackError),
     #[error("manifest is not valid JSON of format {MANIFEST_FORMAT}")]
     BadManifest(#[source] serde_json::Error),
-    #[error(
-        "manifest has format {found}; this tarmac understands format {MANIFEST_FORMAT}\nhint: use a tarmac-host at least as new as the tarmac that built it"
-    )]
+    #[error("manifest has format {found}; this tarmac understands format {MANIFEST_FORMAT}")]
     UnsupportedFormat { found: u32 },
-    #[error(
-        "manifest `{path}` is not signed (no `{sig}`)\nhint: build with `tarmac build --sign-key <secret key>`, or install without a trusted public key"
-    )]
+    #[error("manifest `{path}` is not signed (no `{sig}`)")]
     Unsigned { path: PathBuf, sig: PathBuf },
     #[error("signature file is malformed: {reason}")]
     BadSignatureFile { reason: String },
-    #[error(
-        "manifest is signed by key {signed_by}, but the trusted public key is {trusted}\nhint: pass the public key that matches the signing key (`tarmac keygen` printed its id)"
-    )]
+    #[error("manifest is signed by key {signed_by}, but the trusted public key is {trusted}")]
     WrongKey { signed_by: String, trusted: String },
     #[error(
         "manifest signature is invalid for key {key_id}: the manifest was modified after it was signed"
     )]
     BadSignature { key_id: String },
-    #[error(
-        "`{text}` is not a signing-key fingerprint\nhint: use the `sha256:<64 hex digits>` form that `tarmac keygen` and `tarmac genconf` print"
-    )]
+    #[error("`{text}` is not a signing-key fingerprint")]
     BadFingerprint { text: String },
     #[error(
-        "the signing key is {got}, not the expected {expected}: refusing artifacts signed by another key\nhint: check the fingerprint you were given against `tarmac genconf`'s output; if the build key really changed, update the expected fingerprint"
+        "the signing key is {got}, not the expected {expected}: refusing artifacts signed by another key"
     )]
     UntrustedKey { expected: String, got: String },
     #[error("`{path}` is not a valid ed25519 {what} key in PEM form: {reason}")]
@@ -81,7 +73,7 @@ pub enum ManifestError {
     #[error("artifact `{path}` is not in the manifest")]
     NotListed { path: String },
     #[error(
-        "artifact `{path}`: expected {expected_size} bytes with sha256 {expected}, got {actual_size} bytes with sha256 {actual}\nhint: the file is corrupt or was tampered with; fetch it again"
+        "artifact `{path}`: expected {expected_size} bytes with sha256 {expected}, got {actual_size} bytes with sha256 {actual}"
     )]
     Mismatch {
         path: String,
@@ -90,8 +82,39 @@ pub enum ManifestError {
         expected_size: u64,
         actual_size: u64,
     },
-    #[error("refusing to overwrite `{path}`\nhint: pass --force to replace the existing key")]
+    #[error("refusing to overwrite `{path}`")]
     KeyExists { path: PathBuf },
+}
+
+impl tarmac_types::error_report::Hint for ManifestError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            ManifestError::UnsupportedFormat { .. } => {
+                Cow::Borrowed("use a tarmac-host at least as new as the tarmac that built it")
+            }
+            ManifestError::Unsigned { .. } => Cow::Borrowed(
+                "build with `tarmac build --sign-key <secret key>`, or install without a trusted public key",
+            ),
+            ManifestError::WrongKey { .. } => Cow::Borrowed(
+                "pass the public key that matches the signing key (`tarmac keygen` printed its id)",
+            ),
+            ManifestError::BadFingerprint { .. } => Cow::Borrowed(
+                "use the `sha256:<64 hex digits>` form that `tarmac keygen` and `tarmac genconf` print",
+            ),
+            ManifestError::UntrustedKey { .. } => Cow::Borrowed(
+                "check the fingerprint you were given against `tarmac genconf`'s output; if the build key really changed, update the expected fingerprint",
+            ),
+            ManifestError::Mismatch { .. } => {
+                Cow::Borrowed("the file is corrupt or was tampered with; fetch it again")
+            }
+            ManifestError::KeyExists { .. } => {
+                Cow::Borrowed("pass --force to replace the existing key")
+            }
+            ManifestError::Write(e) => return e.hint(),
+            _ => return None,
+        })
+    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ManifestError + use<> {
@@ -553,7 +576,7 @@ pub enum BootstrapError {
     #[error("`{path}` in the bootstrap archive is not listed in {BOOTSTRAP_INDEX}")]
     Unlisted { path: String },
     #[error(
-        "bootstrap member `{path}`: expected {expected_size} bytes with sha256 {expected}, got {actual_size} bytes with sha256 {actual}\nhint: the bootstrap archive is corrupt or was tampered with"
+        "bootstrap member `{path}`: expected {expected_size} bytes with sha256 {expected}, got {actual_size} bytes with sha256 {actual}"
     )]
     Mismatch {
         path: String,
@@ -570,6 +593,18 @@ pub enum BootstrapError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl tarmac_types::error_report::Hint for BootstrapError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            BootstrapError::Mismatch { .. } => {
+                Cow::Borrowed("the bootstrap archive is corrupt or was tampered with")
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// Stream a (decompressed or `.tar.zst`) bootstrap archive: read and check
@@ -797,7 +832,7 @@ mod tests {
         let err = verify_file(&path, &SecretKey::generate().public()).unwrap_err();
         assert!(matches!(err, ManifestError::Unsigned { .. }));
         assert!(
-            err.to_string()
+            tarmac_types::error_report::text_with_hint(&err)
                 .contains("hint: build with `tarmac build --sign-key")
         );
     }

@@ -47,11 +47,9 @@ pub enum PackError {
         "`{path}` is a {kind}; packages may only contain directories, regular files and symlinks"
     )]
     Unsupported { path: PathBuf, kind: &'static str },
-    #[error("`{path}` has a name that is not UTF-8\nhint: rename it; package paths must be UTF-8")]
+    #[error("`{path}` has a name that is not UTF-8")]
     NonUtf8 { path: PathBuf },
-    #[error(
-        "symlink `{path}` -> `{target}` points outside the package\nhint: use a relative target inside the package, or reference the file through /opt/tarmac at runtime from a script instead of a link"
-    )]
+    #[error("symlink `{path}` -> `{target}` points outside the package")]
     EscapingSymlink { path: String, target: String },
     #[error("`{path}` changed while it was being packed (expected {expected} bytes)")]
     Changed { path: PathBuf, expected: u64 },
@@ -63,6 +61,19 @@ pub enum PackError {
     },
     #[error("file list `{path}` has format {found}, this tarmac reads format {FILE_LIST_FORMAT}")]
     FileListFormat { path: PathBuf, found: u32 },
+}
+
+impl tarmac_types::error_report::Hint for PackError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            PackError::NonUtf8 { .. } => Cow::Borrowed("rename it; package paths must be UTF-8"),
+            PackError::EscapingSymlink { .. } => Cow::Borrowed(
+                "use a relative target inside the package, or reference the file through /opt/tarmac at runtime from a script instead of a link",
+            ),
+            _ => return None,
+        })
+    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PackError + use<> {

@@ -214,9 +214,7 @@ pub enum PkgInfoError {
         field: String,
         expected: &'static str,
     },
-    #[error(
-        "{origin}: requires[{index}] = {value} is invalid: {reason}\nhint: a requirement is a package name (`\"openssl\"`) or `{{\"name\": \"openssl\", \"variant\": null}}`, never an id"
-    )]
+    #[error("{origin}: requires[{index}] = {value} is invalid: {reason}")]
     BadRequire {
         origin: String,
         index: usize,
@@ -228,7 +226,7 @@ pub enum PkgInfoError {
     #[error("{origin}: environment value of `{key}` contains a newline or NUL byte")]
     BadEnvValue { origin: String, key: String },
     #[error(
-        "{origin}: username `{username}` is invalid: must match ^tarmac_[a-z0-9_]+$ (at most 32 characters)\nhint: package users are prefixed `tarmac_` so a package can never take over an existing account"
+        "{origin}: username `{username}` is invalid: must match ^tarmac_[a-z0-9_]+$ (at most 32 characters)"
     )]
     BadUsername { origin: String, username: String },
     #[error(
@@ -237,9 +235,7 @@ pub enum PkgInfoError {
     BadGroup { origin: String, group: String },
     #[error("{origin}: `group` ({group}) is set without `username`")]
     GroupWithoutUser { origin: String, group: String },
-    #[error(
-        "{origin}: {key}[{index}] = `{path}` is invalid: {reason}\nhint: give paths of the active tree such as `etc/cluster` or `bin/detect_ip`"
-    )]
+    #[error("{origin}: {key}[{index}] = `{path}` is invalid: {reason}")]
     BadRestartPath {
         origin: String,
         key: &'static str,
@@ -247,9 +243,7 @@ pub enum PkgInfoError {
         path: String,
         reason: &'static str,
     },
-    #[error(
-        "{origin}: files[\"{path}\"] is invalid: {reason}\nhint: an entry looks like `\"etc/x.conf\": {{\"group\": \"tarmac_x\", \"mode\": \"0640\"}}`, or for a secret file `{{\"secret\": true, \"hmac_sha256\": \"<64 hex>\", \"group\": …, \"mode\": …}}`"
-    )]
+    #[error("{origin}: files[\"{path}\"] is invalid: {reason}")]
     BadFile {
         origin: String,
         path: String,
@@ -264,6 +258,27 @@ pub enum PkgInfoError {
         key: String,
         reason: &'static str,
     },
+}
+
+impl tarmac_types::error_report::Hint for PkgInfoError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            PkgInfoError::BadRequire { .. } => Cow::Borrowed(
+                "a requirement is a package name (`\"openssl\"`) or `{\"name\": \"openssl\", \"variant\": null}`, never an id",
+            ),
+            PkgInfoError::BadUsername { .. } => Cow::Borrowed(
+                "package users are prefixed `tarmac_` so a package can never take over an existing account",
+            ),
+            PkgInfoError::BadRestartPath { .. } => Cow::Borrowed(
+                "give paths of the active tree such as `etc/cluster` or `bin/detect_ip`",
+            ),
+            PkgInfoError::BadFile { .. } => Cow::Borrowed(
+                "an entry looks like `\"etc/x.conf\": {\"group\": \"tarmac_x\", \"mode\": \"0640\"}`, or for a secret file `{\"secret\": true, \"hmac_sha256\": \"<64 hex>\", \"group\": …, \"mode\": …}`",
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// Username rule: `^tarmac_[a-z0-9_]+$`, at most 32 characters (the useradd limit).
@@ -871,7 +886,7 @@ mod tests {
         ] {
             let e = parse(&format!(r#"{{"restart_on_change": ["etc/a", "{bad}"]}}"#)).unwrap_err();
             assert_eq!(
-                e.to_string(),
+                tarmac_types::error_report::text_with_hint(&e),
                 format!(
                     "x--1: restart_on_change[1] = `{bad}` is invalid: {why}\nhint: give paths of the active tree such as `etc/cluster` or `bin/detect_ip`"
                 )
@@ -1033,9 +1048,9 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                parse(&format!(r#"{{"files": {{{entry}}}}}"#))
-                    .unwrap_err()
-                    .to_string(),
+                tarmac_types::error_report::text_with_hint(
+                    &parse(&format!(r#"{{"files": {{{entry}}}}}"#)).unwrap_err()
+                ),
                 format!("x--1: files[\"{path}\"] is invalid: {reason}{hint}"),
                 "{entry}"
             );

@@ -41,9 +41,7 @@ impl Package {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "package {id} is not in the store {dir}\nhint: fetch it first (`tarmac-host fetch --repository-url URL {id}`) or add it (`tarmac-host add FILE`)"
-    )]
+    #[error("package {id} is not in the store {dir}")]
     NotFound { id: PackageId, dir: PathBuf },
     #[error("cannot read {path}")]
     Read {
@@ -70,16 +68,14 @@ pub enum StoreError {
         source: FetchError,
     },
     #[error(
-        "package {id} is already in the store with archive sha256 {have}, but {want} was expected\nhint: the same id names different bytes; remove the stored copy (`tarmac-host remove {id}`) if it is wrong"
+        "package {id} is already in the store with archive sha256 {have}, but {want} was expected"
     )]
     DifferentContent {
         id: PackageId,
         have: Digest,
         want: Digest,
     },
-    #[error(
-        "refusing to fetch {id} from {repository} without its sha256 and size\nhint: fetch it with the package list that pins it (`tarmac-host fetch --package-list FILE`, written by `tarmac genconf`) or pass --sha256 {id}=SHA256:SIZE"
-    )]
+    #[error("refusing to fetch {id} from {repository} without its sha256 and size")]
     Unpinned { id: PackageId, repository: String },
     #[error(transparent)]
     Manifest(#[from] FileManifestError),
@@ -102,6 +98,26 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+}
+
+impl tarmac_types::error_report::Hint for StoreError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            StoreError::NotFound { id, .. } => Cow::Owned(format!(
+                "fetch it first (`tarmac-host fetch --repository-url URL {id}`) or add it (`tarmac-host add FILE`)"
+            )),
+            StoreError::DifferentContent { id, .. } => Cow::Owned(format!(
+                "the same id names different bytes; remove the stored copy (`tarmac-host remove {id}`) if it is wrong"
+            )),
+            StoreError::Unpinned { id, .. } => Cow::Owned(format!(
+                "fetch it with the package list that pins it (`tarmac-host fetch --package-list FILE`, written by `tarmac genconf`) or pass --sha256 {id}=SHA256:SIZE"
+            )),
+            StoreError::PkgInfo(e) => return e.hint(),
+            StoreError::Extract(e) => return e.hint(),
+            _ => return None,
+        })
+    }
 }
 
 /// Is `repository` reached over the network (http, https, anything but `file://` or a

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use tarmac_types::error_report::text_with_hint;
 
 use tarmac_pkg::Fetcher;
 use tarmac_pkg::extract::{Compression, ExtractError, Pin, UnsafeReason};
@@ -349,7 +350,7 @@ fn truncated_wrong_hash_and_missing_pkginfo_leave_nothing() {
         matches!(err, StoreError::Extract(ExtractError::HashMismatch { .. })),
         "{err:?}"
     );
-    assert!(err.to_string().contains("hint: the download was corrupted"));
+    assert!(text_with_hint(&err).contains("hint: the download was corrupted"));
     assert_eq!(store_leftovers(store.dir()), Vec::<String>::new());
 
     let no_info = testkit::archive(
@@ -686,7 +687,7 @@ fn a_small_archive_with_a_wrong_hash_writes_nothing_into_the_store() {
     let (res, max) = watching_store(store.dir(), || store.add_file(&file, Some(wrong)));
     let err = res.unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "{}: sha256 mismatch: expected {wrong}, got {} ({} bytes)\nhint: the download was corrupted or the artifact was replaced; nothing was installed",
             file.display(),
@@ -739,7 +740,7 @@ fn a_decompression_bomb_with_the_right_hash_is_refused() {
     });
     let err = res.unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "{url}packages/bomb/bomb--1.tar.zst: package bomb--1 unpacks to more than {limit} bytes from {size} compressed bytes (at most 200 × compressed + 32 MiB); refusing it as a decompression bomb\nhint: nothing was installed; check what the repository serves for bomb--1"
         )
@@ -832,7 +833,7 @@ fn a_download_larger_or_smaller_than_its_pin_is_cut_off() {
     let (url, _) = serve_raw("hello--1", vec![(long, None)]);
     let err = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "{url}packages/hello/hello--1.tar.zst: more than the expected {size} bytes arrived; stopped reading there\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was installed"
         )
@@ -843,7 +844,7 @@ fn a_download_larger_or_smaller_than_its_pin_is_cut_off() {
     let (url, _) = serve_raw("hello--1", vec![(body.clone(), Some(body.len() + 1))]);
     let err = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "{url}packages/hello/hello--1.tar.zst: the archive is {} bytes, but the pin says {size}\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded",
             size + 1
@@ -854,7 +855,7 @@ fn a_download_larger_or_smaller_than_its_pin_is_cut_off() {
     let (url, _) = serve_raw("hello--1", vec![(body[..body.len() - 10].to_vec(), None)]);
     let err = store.fetch(&fetcher, &url, &id, Some(pin)).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "{url}packages/hello/hello--1.tar.zst: the archive ended after {} of the expected {size} bytes\nhint: the artifact was truncated or replaced, or the package list is stale (re-run `tarmac genconf`); nothing was installed",
             size - 10
@@ -871,7 +872,7 @@ fn a_download_larger_or_smaller_than_its_pin_is_cut_off() {
         .fetch(&fetcher, repo.to_str().unwrap(), &id, Some(pin))
         .unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "{}: the archive is 100 bytes, but the pin says {size}\nhint: the artifact was replaced or the package list is stale (re-run `tarmac genconf`); nothing was downloaded",
             file.display()
@@ -899,7 +900,7 @@ fn an_unpinned_remote_fetch_is_refused_before_any_request() {
         .fetch(&Fetcher::default(), &url, &id, None)
         .unwrap_err();
     assert_eq!(
-        err.to_string(),
+        text_with_hint(&err),
         format!(
             "refusing to fetch hello--1 from {url} without its sha256 and size\nhint: fetch it with the package list that pins it (`tarmac-host fetch --package-list FILE`, written by `tarmac genconf`) or pass --sha256 hello--1=SHA256:SIZE"
         )

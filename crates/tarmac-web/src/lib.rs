@@ -239,6 +239,7 @@ pub static TYPED_HINTS: std::sync::LazyLock<Vec<tarmac_types::error_report::AsHi
         v.extend_from_slice(tarmac_installer::TYPED_HINTS);
         v.extend_from_slice(tarmac_genconf::TYPED_HINTS);
         v.extend_from_slice(tarmac_config::TYPED_HINTS);
+        v.extend_from_slice(tarmac_pkg::TYPED_HINTS);
         v
     });
 

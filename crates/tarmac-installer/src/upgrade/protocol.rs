@@ -39,19 +39,31 @@ pub fn status_command(watched: &[String], recover: bool) -> String {
 /// Why a host's answer could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum HostAnswerError {
-    #[error(
-        "tarmac-host printed no usable {what}: {source}\nhint: the host may run an older tarmac-host; redeploy it with `tarmac deploy`"
-    )]
+    #[error("tarmac-host printed no usable {what}: {source}")]
     Json {
         what: &'static str,
         #[source]
         source: serde_json::Error,
     },
     #[error(
-        "tarmac-host answered in format {found}, this installer reads format {}\nhint: use a tarmac and tarmac-host of the same release",
+        "tarmac-host answered in format {found}, this installer reads format {}",
         tarmac_types::confirm::FORMAT
     )]
     Format { found: u32 },
+}
+
+impl tarmac_types::error_report::Hint for HostAnswerError {
+    fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            HostAnswerError::Json { .. } => Cow::Borrowed(
+                "the host may run an older tarmac-host; redeploy it with `tarmac deploy`",
+            ),
+            HostAnswerError::Format { .. } => {
+                Cow::Borrowed("use a tarmac and tarmac-host of the same release")
+            }
+        })
+    }
 }
 
 /// The answer of [`status_command`]: `None` when tarmac-host is not installed.

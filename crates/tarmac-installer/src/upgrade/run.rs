@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tarmac_events::rows::fleet_run_id;
 use tarmac_events::{Event, HostState, Level, Outcome, Phase};
 use tarmac_ssh::{Exec, HostSession, StageReport, StepError, Target, Upload, UploadSource};
+use tarmac_types::error_report::text_with_hint;
 use tarmac_types::shell::quote;
 use tarmac_types::{HostAddr, PackageId, Role, Stage};
 
@@ -263,7 +264,7 @@ impl Installer {
                         .check("inspect", Exec::root(script.as_str()).quiet())
                         .await?;
                     let st = parse_host_status(&r.stdout)
-                        .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+                        .map_err(|e| failed(host.addr(), "inspect", text_with_hint(&e)))?
                         .unwrap_or_default();
                     seen.lock()
                         .expect("plan")
@@ -847,8 +848,8 @@ async fn upgrade_host(
                 .timeout(Duration::from_secs(600)),
         )
         .await?;
-    let st =
-        parse_host_status(&r.stdout).map_err(|e| failed(host.addr(), "inspect", e.to_string()))?;
+    let st = parse_host_status(&r.stdout)
+        .map_err(|e| failed(host.addr(), "inspect", text_with_hint(&e)))?;
     let Some(st) = st.filter(|s| s.current.is_some()) else {
         return Err(failed(
             host.addr(),
@@ -921,7 +922,8 @@ async fn upgrade_host(
             .timeout(Duration::from_secs(600)),
         )
         .await?;
-    let out = parse_switch(&r.stdout).map_err(|e| failed(host.addr(), "switch", e.to_string()))?;
+    let out =
+        parse_switch(&r.stdout).map_err(|e| failed(host.addr(), "switch", text_with_hint(&e)))?;
     log.switched(host.addr(), out.to);
     if let Err(e) = poll_checks(&host, job.check_deadline).await {
         return revert_after(&host, e).await;
@@ -1051,7 +1053,7 @@ async fn rollback_host(
         .check("inspect", Exec::root(status_command(&[], false)).quiet())
         .await?;
     let cur = parse_host_status(&r.stdout)
-        .map_err(|e| failed(host.addr(), "inspect", e.to_string()))?
+        .map_err(|e| failed(host.addr(), "inspect", text_with_hint(&e)))?
         .and_then(|s| s.current);
     if cur.is_some() && cur.map(|g| g.0) == to {
         return Ok(Outcome::Unchanged);
