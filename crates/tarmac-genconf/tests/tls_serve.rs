@@ -126,7 +126,7 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
     let err = Fetcher::default().open(&pkg_url).err().unwrap();
     assert!(matches!(err, FetchError::NoCa { .. }), "{err:?}");
     assert_eq!(
-        err.to_string(),
+        tarmac_types::error_report::text_with_hint(&err),
         format!(
             "{pkg_url}: no cluster CA to check the repository's certificate against\nhint: an https repository is trusted only through the cluster CA: install.sh writes it to /etc/tarmac/setup-flags/repository-ca.pem (tarmac-host also takes --repository-ca FILE)"
         )
@@ -149,7 +149,7 @@ fn https_repository_is_pinned_to_the_cluster_ca() {
     let err = wrong.open(&pkg_url).err().unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
     assert_eq!(
-        err.to_string(),
+        tarmac_types::error_report::text_with_hint(&err),
         format!(
             "{pkg_url}: certificate not signed by the cluster CA ({other_label})\nhint: whoever answers for this URL is not the cluster's artifact server, or the server's certificate was replaced: serve genconf/serve/ with `tarmac serve` (genconf/tls/server.pem or bootstrap_tls_cert), and rerun install.sh on this host if genconf made a new CA"
         )

@@ -581,7 +581,8 @@ fn egress_audit_records_every_attempt_to_leave_the_lab() {
         matches!(err, LabError::EgressNotStarted { .. }),
         "report before start: {err}"
     );
-    assert!(err.to_string().contains("tarmac lab egress start"), "{err}");
+    let text = tarmac_types::error_report::text_with_hint(&err);
+    assert!(text.contains("tarmac lab egress start"), "{text}");
 
     lab.egress_audit_start().unwrap();
     lab.egress_audit_start().unwrap(); // idempotent
