@@ -76,6 +76,26 @@ for role in agent master; do
     rows+=("| $role | $mode | $cpu | $(awk -v b="$wb" 'BEGIN { printf "%.0f", b / 1e6 }') | $(awk -v b="$store" 'BEGIN { printf "%.0f", b / 1e6 }') | $wall |")
   done
 done
+# The floor: `zstd -dc | tar -x` of every archive (nothing verified, nothing kept), then one
+# `sync` — what a master's `--extract-all`-free fetch is compared with.
+floor_one() {
+  local d=$W/floor
+  rm -rf "$d"
+  mkdir -p "$d"
+  sync
+  /usr/bin/time -f '%U %S %e %O' -o "$W/time" bash -c '
+    for f in "$1"/packages/*/*.tar.zst; do
+      o=$2/$(basename "$f" .tar.zst); mkdir -p "$o"; zstd -dcq "$f" | tar -x -C "$o"
+    done
+    sync' _ "$SERVE" "$d"
+  tail -n 1 "$W/time" | awk '{ printf "%.2f %d %.2f\n", $1 + $2, $4 * 512, $3 }'
+}
+: >"$W/f.txt"
+for _ in $(seq "$ROUNDS"); do floor_one >>"$W/f.txt"; done
+f_cpu=$(cut -d' ' -f1 "$W/f.txt" | median)
+f_wb=$(cut -d' ' -f2 "$W/f.txt" | median)
+f_wall=$(cut -d' ' -f3 "$W/f.txt" | median)
+rows+=("| (floor) | \`zstd -dc \| tar -x\` of every archive + sync, nothing verified or kept | $f_cpu | $(awk -v b="$f_wb" 'BEGIN { printf "%.0f", b / 1e6 }') | – | $f_wall |")
 ratio() { # role field → after / before
   awk -v b="$(cut -d' ' -f"$2" <<<"${res[$1-before]}")" -v a="$(cut -d' ' -f"$2" <<<"${res[$1-after]}")" 'BEGIN { printf "%.2f", a / b }'
 }

@@ -113,7 +113,11 @@ What changed for an agent: packages none of its roles use (etcd, prometheus) are
 verified archives, and since `pkginfo.json` comes first in every archive and declares the package's
 special directories, the host stops reading such an archive after its metadata (the archive's sha256
 was checked before). The packages it uses are fetched as before; the whole set is made durable with one
-`syncfs` instead of one per package.
+`syncfs` instead of one per package. The floor row is `zstd -dc | tar -x` of the same archives plus one
+`sync`, nothing verified or kept: a master's fetch, which checks the pinned sha256 of every archive,
+hashes every file it writes, keeps every archive and flushes once, now takes less CPU and wall time
+than that floor (the Activation section's 2.3 s against 1.0 s was 30 `tarmac-host add` processes, one
+flush each).
 
 T
 sec relay.md relay.sh

@@ -612,6 +612,7 @@ function updateStage(stage) {
   const busyOther = S.state.busy && S.state.busy.by !== 'this server' && !running;
 
   main.dataset.runState = view ? view.state : 'idle';
+  main.dataset.runId = (view && view.run_id) || '';
   main.dataset.stageOk = stageOk(stage) && !runningHere ? 'true' : 'false';
 
   const g = $('#gate');

@@ -699,13 +699,22 @@ async fn drive(input: GuiInput) {
         .await
         .as_u64()
         .unwrap_or(0);
-    let day_two_run = |what: &'static str, secs: u64| {
+    // Click `button`, then wait for the run it starts to end. The run is told from the one
+    // shown before by its id: a quick run (a backup) may be over before the page is polled.
+    let day_two_run = |what: &'static str, button: &'static str, secs: u64| {
         let b = &b;
         async move {
+            let before = b
+                .js("return document.querySelector('main').dataset.runId || ''")
+                .await;
+            let before = before.as_str().unwrap_or_default().to_owned();
+            b.click(button).await;
             b.wait_for(
-                "document.querySelector('main').dataset.runState === 'running'",
+                &format!(
+                    "(document.querySelector('main').dataset.runId || '') !== {before:?} || document.querySelector('main').dataset.runState === 'running'"
+                ),
                 UI,
-                &format!("{what} running"),
+                &format!("{what} started"),
             )
             .await;
             b.wait_for(
@@ -734,8 +743,7 @@ async fn drive(input: GuiInput) {
             }
         }
     };
-    b.click("#dt-backup").await;
-    day_two_run("backup", 300).await;
+    day_two_run("backup", "#dt-backup", 300).await;
     b.click("#snapshots-card .table-head button").await;
     b.wait_for(
         &format!(
@@ -756,8 +764,7 @@ async fn drive(input: GuiInput) {
         "restore confirmation",
     )
     .await;
-    b.click("#dt-confirm").await;
-    day_two_run("restore", 600).await;
+    day_two_run("restore", "#dt-confirm", 600).await;
     assert_eq!(etcdctl("get /gui/kept --print-value-only"), "yes");
     eprintln!(
         "[{:>5.1}s] backup and restore from the GUI",
@@ -783,8 +790,7 @@ async fn drive(input: GuiInput) {
         "remove confirmation",
     )
     .await;
-    b.click("#dt-confirm").await;
-    day_two_run("remove-hosts", 900).await;
+    day_two_run("remove-hosts", "#dt-confirm", 900).await;
     b.screenshot("e2e-daytwo.png").await;
     let removed_host = lab
         .hosts()
