@@ -64,6 +64,9 @@ pub enum InstallerError {
     BootstrapUrl { url: String, why: String },
     #[error("no hosts selected: {0}")]
     NoHosts(String),
+    /// `upgrade --resume` / `rollback --resume` with no matching interrupted run.
+    #[error("--resume: {why}")]
+    NotResumable { why: String, op: String },
     #[error(
         "the {op} takes a snapshot of the quorum store before it touches masters, and the snapshot failed; no host was switched"
     )]
@@ -95,6 +98,9 @@ impl tarmac_types::error_report::Hint for InstallerError {
             InstallerError::BootstrapUrl { .. } => Some("use an http(s)://HOST:PORT URL whose HOST is an address of this machine the hosts can reach, or --push".into()),
             InstallerError::BackupFirst { .. } => {
                 Some("fix the cause (`tarmac backup` alone shows it), or pass --no-backup".into())
+            }
+            InstallerError::NotResumable { op, .. } => {
+                Some(format!("run without --resume to start a new {op}").into())
             }
             InstallerError::Jump { .. } | InstallerError::NoHosts(_) => None,
         }

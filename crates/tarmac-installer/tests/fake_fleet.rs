@@ -322,8 +322,13 @@ async fn killed_while_a_master_waits_for_its_confirmation_then_resume_confirms_i
         "the entry covers the interrupted run too"
     );
     // Nothing left to resume.
-    let e = c.installer().upgrade(&o).await.unwrap_err().to_string();
-    assert!(e.contains("nothing to resume"), "{e}");
+    let e = c.installer().upgrade(&o).await.unwrap_err();
+    let e = tarmac_types::error_report::text_with_hint(&e);
+    assert!(
+        e.contains("nothing to resume")
+            && e.ends_with("\nhint: run without --resume to start a new upgrade"),
+        "{e}"
+    );
     no_unknown(&c);
 }
 

@@ -360,23 +360,32 @@ impl Installer {
         if opts.resume {
             match &previous {
                 Some(p) if p.finished => {
-                    return Err(InstallerError::NoHosts(format!(
-                        "--resume: the last `{} {}` finished; there is nothing to resume\nhint: run without --resume to start a new {opname}",
-                        p.operation, p.target
-                    )));
+                    return Err(InstallerError::NotResumable {
+                        why: format!(
+                            "the last `{} {}` finished; there is nothing to resume",
+                            p.operation, p.target
+                        ),
+                        op: opname.to_owned(),
+                    });
                 }
                 Some(p) if p.operation == opname && p.target == target => {}
                 Some(p) => {
-                    return Err(InstallerError::NoHosts(format!(
-                        "--resume: the interrupted run was `{} {}`, not `{opname} {target}`\nhint: run without --resume to start a new {opname}",
-                        p.operation, p.target
-                    )));
+                    return Err(InstallerError::NotResumable {
+                        why: format!(
+                            "the interrupted run was `{} {}`, not `{opname} {target}`",
+                            p.operation, p.target
+                        ),
+                        op: opname.to_owned(),
+                    });
                 }
                 None => {
-                    return Err(InstallerError::NoHosts(format!(
-                        "--resume: no interrupted run in {}",
-                        UpgradeState::path(&self.state_dir()).display()
-                    )));
+                    return Err(InstallerError::NotResumable {
+                        why: format!(
+                            "no interrupted run in {}",
+                            UpgradeState::path(&self.state_dir()).display()
+                        ),
+                        op: opname.to_owned(),
+                    });
                 }
             }
         }
